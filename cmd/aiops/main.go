@@ -1,0 +1,65 @@
+// Command aiops is the whole aiops backend in one binary. By default
+// `aiops serve` runs everything in one process on an embedded store; the
+// same binary runs as a collector, an ingester or another role when its
+// configuration says so.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+)
+
+// command is one subcommand. Each registers its flags on the application
+// when it is created and runs when selected.
+type command interface {
+	// fullCommand is the name kingpin reports when the command is selected,
+	// e.g. "serve" or "bench ingest".
+	fullCommand() string
+	run(ctx context.Context, stdout, stderr io.Writer) error
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := kingpin.New("aiops", "Observability and AIOps backend: OpenTelemetry in, anomalies, forecasts, alerts and runbooks out.")
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	app.Terminate(nil)
+	app.HelpFlag.Short('h')
+	app.Version(versionString())
+
+	cmds := []command{
+		newServeCommand(app),
+	}
+
+	selected, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "aiops: %v\n", err)
+		return 2
+	}
+	if selected == "" {
+		// --help and --version are handled by kingpin and select nothing.
+		return 0
+	}
+	for _, c := range cmds {
+		if c.fullCommand() == selected {
+			if err := c.run(ctx, stdout, stderr); err != nil {
+				fmt.Fprintf(stderr, "aiops %s: %v\n", selected, err)
+				return 1
+			}
+			return 0
+		}
+	}
+	fmt.Fprintf(stderr, "aiops: command %q has no implementation\n", selected)
+	return 2
+}
