@@ -1,0 +1,396 @@
+// Package detect scores a stream of samples for anomalies, one point at a
+// time, using only the past.
+//
+// A Detector keeps bounded state per series: a ring of recent values for
+// seasonality, and rolling-quantile windows of values and of prediction
+// residuals. Each point costs a constant amount of work (binary searches
+// and memmoves over windows of fixed size; the period search runs every
+// few hundred points and is amortised). See docs/ANALYZER.md for the
+// meaning of the score and the reasons behind every default.
+package detect
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+)
+
+// Config tunes a Detector. The zero value of every field means its default.
+type Config struct {
+	// Window is how many recent points define "normal" (values and
+	// prediction residuals). Default 576.
+	Window int
+	// History is how many recent points are kept for seasonality. It
+	// bounds the longest detectable period at History/3. Default 4096.
+	History int
+	// Period fixes the seasonal period in points: 0 finds it from the
+	// data, -1 means the series has no seasonality.
+	Period int
+	// Sensitivity scales the surprise before it becomes a score: 2 makes
+	// every deviation count twice as much, 0.5 half. Default 1.
+	Sensitivity float64
+	// WarmUp is how many points are observed before any is scored.
+	// Default 64.
+	WarmUp int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Window <= 0 {
+		c.Window = 576
+	}
+	if c.History <= 0 {
+		c.History = 4096
+	}
+	if c.Sensitivity <= 0 {
+		c.Sensitivity = 1
+	}
+	if c.WarmUp <= 0 {
+		c.WarmUp = 64
+	}
+	return c
+}
+
+// Validate reports the first invalid field; prefix names the config key.
+func (c Config) Validate(prefix string) error {
+	switch {
+	case c.Window < 0 || (c.Window > 0 && c.Window < 16):
+		return fmt.Errorf("%swindow: must be >= 16, got %d", prefix, c.Window)
+	case c.History < 0 || (c.History > 0 && c.History < 64):
+		return fmt.Errorf("%shistory: must be >= 64, got %d", prefix, c.History)
+	case c.Period < -1:
+		return fmt.Errorf("%speriod: must be -1, 0 or a number of points, got %d", prefix, c.Period)
+	case c.Sensitivity < 0 || math.IsNaN(c.Sensitivity) || math.IsInf(c.Sensitivity, 0):
+		return fmt.Errorf("%ssensitivity: must be > 0, got %v", prefix, c.Sensitivity)
+	case c.WarmUp < 0:
+		return fmt.Errorf("%swarm_up: must be >= 0, got %d", prefix, c.WarmUp)
+	}
+	return nil
+}
+
+// Status says what a Detector did with a point.
+type Status uint8
+
+const (
+	// Scored: the point was scored and learned.
+	Scored Status = iota
+	// WarmingUp: learned but not scored yet (score 0).
+	WarmingUp
+	// Missing: a NaN value; it advances time but is neither scored nor learned.
+	Missing
+	// Infinite: ±Inf scores 1 and is not learned.
+	Infinite
+	// OutOfOrder: older than the last accepted point; ignored.
+	OutOfOrder
+	// Duplicate: same timestamp as the last accepted point; ignored (the
+	// first value for a timestamp wins, as in Prometheus).
+	Duplicate
+)
+
+func (s Status) String() string {
+	switch s {
+	case Scored:
+		return "scored"
+	case WarmingUp:
+		return "warming_up"
+	case Missing:
+		return "missing"
+	case Infinite:
+		return "infinite"
+	case OutOfOrder:
+		return "out_of_order"
+	case Duplicate:
+		return "duplicate"
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// Result is the verdict on one point.
+type Result struct {
+	Status Status
+	// Score is in [0, 1]; see docs/ANALYZER.md for its meaning.
+	Score float64
+	// Expected is what the detector predicted; Lower and Upper bound the
+	// range it considered normal (about ±3 robust standard deviations).
+	Expected, Lower, Upper float64
+	// Surprise is -log10 of the estimated probability of a deviation at
+	// least this large, before alarm suppression.
+	Surprise float64
+	// Period is the seasonal period in use, in points (0: none).
+	Period int
+}
+
+// Detector scores one series. It is not safe for concurrent use.
+type Detector struct {
+	cfg Config
+
+	lastT  time.Time
+	step   time.Duration // median spacing, for gap handling
+	deltas *rollingQuantiles
+	n      int // points accepted (including missing placeholders)
+
+	hist     []float64 // ring of the last History values, NaN for gaps
+	histNext int
+	histLen  int
+
+	period        int
+	sinceSeasonal int
+
+	values    *rollingQuantiles // raw values
+	residuals *rollingQuantiles // value - prediction
+	recentZ   []float64         // ring of recent signed z, for level shifts
+	recentN   int
+
+	hold      float64 // largest surprise in the hold-off horizon
+	holdAge   int
+}
+
+// New returns a Detector for one series.
+func New(cfg Config) *Detector {
+	cfg = cfg.withDefaults()
+	d := &Detector{
+		cfg:       cfg,
+		deltas:    newRollingQuantiles(64),
+		hist:      make([]float64, cfg.History),
+		values:    newRollingQuantiles(cfg.Window),
+		residuals: newRollingQuantiles(cfg.Window),
+		recentZ:   make([]float64, levelPoints),
+	}
+	if cfg.Period > 0 {
+		d.period = cfg.Period
+	}
+	return d
+}
+
+const (
+	// levelPoints is how many recent points the level-shift test averages.
+	levelPoints = 8
+	// maxFill is the longest gap, in steps, filled with missing
+	// placeholders to keep seasonal lags aligned; longer gaps restart the
+	// seasonal history.
+	maxFill = 256
+	// reseasonEvery is how often (points) the period is searched again.
+	reseasonEvery = 256
+)
+
+// Observe scores the point (t, v) and learns it.
+func (d *Detector) Observe(t time.Time, v float64) Result {
+	if d.n > 0 {
+		switch {
+		case t.Before(d.lastT):
+			return Result{Status: OutOfOrder, Period: d.period}
+		case t.Equal(d.lastT):
+			return Result{Status: Duplicate, Period: d.period}
+		}
+		dt := t.Sub(d.lastT)
+		d.deltas.add(float64(dt))
+		d.step = time.Duration(d.deltas.quantile(0.5))
+		if d.step > 0 && dt > d.step*3/2 {
+			missing := int(dt/d.step) - 1
+			if missing > maxFill {
+				d.histLen, d.histNext = 0, 0
+				d.sinceSeasonal = 0
+				if d.cfg.Period == 0 {
+					d.period = 0
+				}
+			} else {
+				for i := 0; i < missing; i++ {
+					d.push(math.NaN())
+				}
+			}
+		}
+	}
+	d.lastT = t
+	d.n++
+	switch {
+	case math.IsNaN(v):
+		d.push(v)
+		return Result{Status: Missing, Period: d.period}
+	case math.IsInf(v, 0):
+		d.push(math.NaN())
+		return Result{Status: Infinite, Score: 1, Surprise: math.Inf(1), Period: d.period}
+	}
+	r := d.score(v)
+	if r.Status == Scored {
+		d.finish(&r)
+	}
+	d.learn(v)
+	return r
+}
+
+func (d *Detector) push(v float64) {
+	d.hist[d.histNext] = v
+	d.histNext = (d.histNext + 1) % len(d.hist)
+	if d.histLen < len(d.hist) {
+		d.histLen++
+	}
+	d.sinceSeasonal++
+}
+
+// histAt returns the value k points before the newest one (k=0 newest).
+func (d *Detector) histAt(k int) float64 {
+	if k >= d.histLen {
+		return math.NaN()
+	}
+	i := d.histNext - 1 - k
+	if i < 0 {
+		i += len(d.hist)
+	}
+	return d.hist[i]
+}
+
+// predict returns the expected value of the next point.
+func (d *Detector) predict() float64 {
+	if d.period > 0 {
+		var buf [9]float64
+		vals := buf[:0]
+		for k := 1; k <= 3; k++ {
+			for j := -1; j <= 1; j++ {
+				// The next point is at offset -1 from newest; k periods
+				// back is k*period-1 from newest.
+				if x := d.histAt(k*d.period - 1 + j); !math.IsNaN(x) {
+					vals = append(vals, x)
+				}
+			}
+		}
+		if len(vals) >= 3 {
+			sort.Float64s(vals)
+			return vals[len(vals)/2]
+		}
+	}
+	return d.values.quantile(0.5)
+}
+
+func (d *Detector) score(v float64) Result {
+	res := Result{Status: WarmingUp, Period: d.period, Expected: math.NaN(), Lower: math.NaN(), Upper: math.NaN()}
+	if d.values.len() < d.cfg.WarmUp {
+		return res
+	}
+	pred := d.predict()
+	resid := v - pred
+	center := d.residuals.quantile(0.5)
+	scale := d.scale()
+	res.Expected = pred + center
+	res.Lower = res.Expected - 3*scale
+	res.Upper = res.Expected + 3*scale
+	res.Status = Scored
+	res.Surprise = d.tailSurprise(resid, scale) * d.cfg.Sensitivity
+	return res
+}
+
+// tailQ is the quantile above which (and below 1-tailQ which) residuals
+// count as tail events for the peaks-over-threshold fit.
+const tailQ = 0.98
+
+// tailSurprise is -log10 of the probability of a residual at least as far
+// out as r, from an exponential fit to the residuals' own tail (peaks over
+// threshold, the shape-zero case of extreme value theory). Series whose
+// residuals are heavy-tailed — spikes every few hours — thereby find their
+// usual spikes unsurprising, while series that never spike find the
+// first one very surprising. Inside the central 96% the surprise is 0.
+func (d *Detector) tailSurprise(r, scale float64) float64 {
+	w := d.residuals
+	n := w.len()
+	hi, lo := w.quantile(tailQ), w.quantile(1-tailQ)
+	var excess float64
+	if r > hi {
+		excess = r - hi
+	} else if r < lo {
+		excess = lo - r
+	} else {
+		return 0
+	}
+	// Mean excess over the threshold from the window's own tail.
+	k := int(math.Ceil(float64(n) * (1 - tailQ)))
+	if k < 1 {
+		k = 1
+	}
+	var sum float64
+	for i := 0; i < k; i++ {
+		if r > hi {
+			sum += w.sorted[n-1-i] - hi
+		} else {
+			sum += lo - w.sorted[i]
+		}
+	}
+	me := sum / float64(k)
+	// A Gaussian's mean excess above its 98th percentile is 0.42 sigma;
+	// a floor at that keeps a smooth window from making any excess huge.
+	if floor := 0.42 * scale; me < floor {
+		me = floor
+	}
+	p := (1 - tailQ) * math.Exp(-excess/me)
+	return -math.Log10(p)
+}
+
+// surprise is -log10 of the two-sided normal tail probability of z.
+func surprise(z float64) float64 {
+	p := math.Erfc(math.Abs(z) / math.Sqrt2)
+	if p <= 0 {
+		// Beyond float64: use the asymptotic tail.
+		a := math.Abs(z)
+		return (a*a/2 + math.Log(a*math.Sqrt(math.Pi/2))) / math.Ln10
+	}
+	return -math.Log10(p)
+}
+
+func (d *Detector) learn(v float64) {
+	if d.values.len() >= 8 || d.period > 0 {
+		d.residuals.add(v - d.predict())
+	}
+	d.values.add(v)
+	d.push(v)
+	if d.cfg.Period == 0 && d.sinceSeasonal >= reseasonEvery && d.histLen >= 3*minPeriod {
+		d.sinceSeasonal = 0
+		d.period = detectPeriod(d.history(), minPeriod, d.histLen/3, 0.3)
+	}
+}
+
+const minPeriod = 12
+
+// finish turns the surprise into the reported score. An anomaly is
+// reported once: for holdPoints after a point, only a point more
+// surprising than every point since then is reported at full strength,
+// because the baseline needs that long to absorb a change and until then
+// the same change keeps looking surprising.
+func (d *Detector) finish(r *Result) {
+	s := r.Surprise
+	d.holdAge++
+	if d.holdAge > d.cfg.Window/2 {
+		d.hold = 0
+	}
+	if s > d.hold {
+		d.hold = s
+		d.holdAge = 0
+	} else {
+		s /= 2
+	}
+	r.Score = 1 - math.Pow(10, -s/10)
+}
+
+// history returns the seasonal history oldest first.
+func (d *Detector) history() []float64 {
+	out := make([]float64, d.histLen)
+	for i := 0; i < d.histLen; i++ {
+		out[d.histLen-1-i] = d.histAt(i)
+	}
+	return out
+}
+
+// scale is a robust standard deviation of the residuals with a floor, so
+// that flat or quantised stretches do not turn every small step into an
+// infinite surprise.
+func (d *Detector) scale() float64 {
+	r := d.residuals
+	iqr := (r.quantile(0.75) - r.quantile(0.25)) / 1.349
+	wide := (r.quantile(0.95) - r.quantile(0.05)) / 3.29
+	s := math.Max(iqr, wide/2)
+	floor := 1e-3 * math.Max(math.Abs(d.values.quantile(0.5)), d.values.quantile(0.95)-d.values.quantile(0.05))
+	if s < floor {
+		s = floor
+	}
+	if s == 0 || math.IsNaN(s) {
+		s = 1e-12
+	}
+	return s
+}

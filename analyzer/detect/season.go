@@ -1,0 +1,112 @@
+package detect
+
+import (
+	"math"
+	"sort"
+
+	"gonum.org/v1/gonum/dsp/fourier"
+)
+
+// detectPeriod returns the dominant seasonal period of xs in points, or 0
+// when the series shows none. xs may hold NaN for missing points.
+//
+// It computes the autocorrelation of the linearly detrended series with an
+// FFT and takes the first lag whose autocorrelation is a local peak
+// reaching minACF and standing at least minProminence above the trough
+// before it. Requiring a peak (not just a high value) is what keeps
+// random walks and trends, whose autocorrelation decays smoothly, from
+// looking seasonal; taking the first strong peak rather than the highest
+// keeps multiples of the period (2 days for a daily pattern) from winning.
+func detectPeriod(xs []float64, minLag, maxLag int, minACF float64) int {
+	n := len(xs)
+	if maxLag > n/2 {
+		maxLag = n / 2
+	}
+	if minLag < 2 {
+		minLag = 2
+	}
+	if maxLag <= minLag+2 {
+		return 0
+	}
+	acf := autocorrelation(xs)
+	if acf == nil {
+		return 0
+	}
+	const minProminence = 0.1
+	best, bestLag := math.Inf(-1), 0
+	trough := acf[1]
+	for lag := 2; lag < maxLag; lag++ {
+		a := acf[lag]
+		if a < trough {
+			trough = a
+		}
+		if lag < minLag || a < acf[lag-1] || a < acf[lag+1] {
+			continue
+		}
+		if a >= minACF && a-trough >= minProminence && a > best {
+			if bestLag == 0 || a > best+0.1 {
+				best, bestLag = a, lag
+			}
+		}
+	}
+	return bestLag
+}
+
+// autocorrelation returns the normalised autocorrelation of the detrended,
+// median-filled series for lags 0..n-1, or nil for a constant series.
+func autocorrelation(xs []float64) []float64 {
+	n := len(xs)
+	finite := make([]float64, 0, n)
+	for _, v := range xs {
+		if !math.IsNaN(v) {
+			finite = append(finite, v)
+		}
+	}
+	if len(finite) < n/2 || len(finite) < 8 {
+		return nil
+	}
+	sort.Float64s(finite)
+	med := finite[len(finite)/2]
+	// Least-squares line through the finite points, by index.
+	var sx, sy, sxx, sxy, m float64
+	for i, v := range xs {
+		if math.IsNaN(v) {
+			continue
+		}
+		x := float64(i)
+		sx += x
+		sy += v
+		sxx += x * x
+		sxy += x * v
+		m++
+	}
+	slope := (m*sxy - sx*sy) / (m*sxx - sx*sx)
+	icept := (sy - slope*sx) / m
+	// Zero-padding to 2n makes the circular correlation a linear one.
+	size := 1
+	for size < 2*n {
+		size <<= 1
+	}
+	buf := make([]float64, size)
+	for i, v := range xs {
+		if math.IsNaN(v) {
+			v = med
+		}
+		buf[i] = v - (icept + slope*float64(i))
+	}
+	fft := fourier.NewFFT(size)
+	coef := fft.Coefficients(nil, buf)
+	for i, c := range coef {
+		coef[i] = complex(real(c)*real(c)+imag(c)*imag(c), 0)
+	}
+	ac := fft.Sequence(nil, coef)
+	if ac[0] <= 0 || math.IsNaN(ac[0]) {
+		return nil
+	}
+	out := make([]float64, n)
+	for i := range out {
+		// Divide by the overlap so long lags are not biased to zero.
+		out[i] = ac[i] / ac[0] * float64(n) / float64(n-i)
+	}
+	return out
+}

@@ -1,0 +1,75 @@
+package detect
+
+import (
+	"math"
+	"sort"
+)
+
+// rollingQuantiles keeps the last n finite values in arrival order (a
+// ring) and in sorted order, so that any quantile of the window costs
+// O(1) and an update costs one binary search plus a bounded memmove.
+// n is fixed per detector (hundreds of values), so the work per point is
+// constant in the length of the stream.
+type rollingQuantiles struct {
+	ring   []float64
+	next   int
+	full   bool
+	sorted []float64
+}
+
+func newRollingQuantiles(n int) *rollingQuantiles {
+	return &rollingQuantiles{ring: make([]float64, n), sorted: make([]float64, 0, n)}
+}
+
+func (w *rollingQuantiles) len() int { return len(w.sorted) }
+
+// add inserts v, evicting the oldest value once the window is full.
+// Callers pass only finite values.
+func (w *rollingQuantiles) add(v float64) {
+	if w.full {
+		old := w.ring[w.next]
+		i := sort.SearchFloat64s(w.sorted, old)
+		copy(w.sorted[i:], w.sorted[i+1:])
+		w.sorted = w.sorted[:len(w.sorted)-1]
+	}
+	w.ring[w.next] = v
+	w.next++
+	if w.next == len(w.ring) {
+		w.next = 0
+		w.full = true
+	}
+	i := sort.SearchFloat64s(w.sorted, v)
+	w.sorted = append(w.sorted, 0)
+	copy(w.sorted[i+1:], w.sorted[i:])
+	w.sorted[i] = v
+}
+
+// quantile returns the q-quantile by linear interpolation, NaN when empty.
+func (w *rollingQuantiles) quantile(q float64) float64 {
+	n := len(w.sorted)
+	if n == 0 {
+		return math.NaN()
+	}
+	pos := q * float64(n-1)
+	lo := int(pos)
+	if lo >= n-1 {
+		return w.sorted[n-1]
+	}
+	f := pos - float64(lo)
+	return w.sorted[lo]*(1-f) + w.sorted[lo+1]*f
+}
+
+// values returns the window's values oldest first, for snapshots.
+func (w *rollingQuantiles) values() []float64 {
+	if !w.full {
+		return append([]float64(nil), w.ring[:w.next]...)
+	}
+	out := make([]float64, 0, len(w.ring))
+	out = append(out, w.ring[w.next:]...)
+	return append(out, w.ring[:w.next]...)
+}
+
+func (w *rollingQuantiles) reset() {
+	w.next, w.full = 0, false
+	w.sorted = w.sorted[:0]
+}
