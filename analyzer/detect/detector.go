@@ -138,8 +138,7 @@ type Detector struct {
 
 	values    *rollingQuantiles // raw values
 	residuals *rollingQuantiles // value - prediction
-	recentZ   []float64         // ring of recent signed z, for level shifts
-	recentN   int
+	tracks    []*track          // residuals averaged over several spans
 
 	hold      float64 // largest surprise in the hold-off horizon
 	holdAge   int
@@ -154,7 +153,9 @@ func New(cfg Config) *Detector {
 		hist:      make([]float64, cfg.History),
 		values:    newRollingQuantiles(cfg.Window),
 		residuals: newRollingQuantiles(cfg.Window),
-		recentZ:   make([]float64, levelPoints),
+	}
+	for _, m := range spans {
+		d.tracks = append(d.tracks, newTrack(m, cfg.Window))
 	}
 	if cfg.Period > 0 {
 		d.period = cfg.Period
@@ -163,8 +164,6 @@ func New(cfg Config) *Detector {
 }
 
 const (
-	// levelPoints is how many recent points the level-shift test averages.
-	levelPoints = 8
 	// maxFill is the longest gap, in steps, filled with missing
 	// placeholders to keep seasonal lags aligned; longer gaps restart the
 	// seasonal history.
@@ -274,7 +273,22 @@ func (d *Detector) score(v float64) Result {
 	res.Lower = res.Expected - 3*scale
 	res.Upper = res.Expected + 3*scale
 	res.Status = Scored
-	res.Surprise = d.tailSurprise(resid, scale) * d.cfg.Sensitivity
+	best := 0.0
+	for _, tr := range d.tracks {
+		if tr.win.len() < d.cfg.WarmUp {
+			continue
+		}
+		if s := tailSurprise(tr.win, tr.peek(resid), scale/math.Sqrt(float64(tr.span))); s > best {
+			best = s
+		}
+	}
+	// Several spans get several chances to look surprising; pay for them
+	// (Bonferroni) so the score stays a probability bound.
+	best -= math.Log10(float64(len(d.tracks)))
+	if best < 0 {
+		best = 0
+	}
+	res.Surprise = best * d.cfg.Sensitivity
 	return res
 }
 
@@ -288,8 +302,7 @@ const tailQ = 0.98
 // residuals are heavy-tailed — spikes every few hours — thereby find their
 // usual spikes unsurprising, while series that never spike find the
 // first one very surprising. Inside the central 96% the surprise is 0.
-func (d *Detector) tailSurprise(r, scale float64) float64 {
-	w := d.residuals
+func tailSurprise(w *rollingQuantiles, r, scale float64) float64 {
 	n := w.len()
 	hi, lo := w.quantile(tailQ), w.quantile(1-tailQ)
 	var excess float64
@@ -336,13 +349,20 @@ func surprise(z float64) float64 {
 
 func (d *Detector) learn(v float64) {
 	if d.values.len() >= 8 || d.period > 0 {
-		d.residuals.add(v - d.predict())
+		r := v - d.predict()
+		d.residuals.add(r)
+		for _, tr := range d.tracks {
+			tr.add(r)
+		}
 	}
 	d.values.add(v)
 	d.push(v)
-	if d.cfg.Period == 0 && d.sinceSeasonal >= reseasonEvery && d.histLen >= 3*minPeriod {
+	if d.cfg.Period == 0 && d.sinceSeasonal >= reseasonEvery && d.histLen >= 4*minPeriod {
 		d.sinceSeasonal = 0
-		d.period = detectPeriod(d.history(), minPeriod, d.histLen/3, 0.3)
+		h := d.history()
+		if d.period == 0 || !periodHolds(h, d.period, 0.2) {
+			d.period = detectPeriod(h, minPeriod, d.histLen/2, 0.3)
+		}
 	}
 }
 
@@ -393,4 +413,47 @@ func (d *Detector) scale() float64 {
 		s = 1e-12
 	}
 	return s
+}
+
+// spans are the lengths, in points, over which residuals are averaged: a
+// single point catches spikes, longer spans catch shifts and sustained
+// deviations too small to stand out point by point.
+var spans = [...]int{1, 4, 16}
+
+// track follows the mean residual over the last span points and keeps a
+// window of its past values to judge the current one against.
+type track struct {
+	span int
+	ring []float64
+	next int
+	sum  float64
+	n    int
+	win  *rollingQuantiles
+}
+
+func newTrack(span, window int) *track {
+	return &track{span: span, ring: make([]float64, span), win: newRollingQuantiles(window)}
+}
+
+// peek returns the mean over the span if r were the newest residual.
+func (t *track) peek(r float64) float64 {
+	if t.n < t.span {
+		return (t.sum + r) / float64(t.n+1)
+	}
+	return (t.sum - t.ring[t.next] + r) / float64(t.span)
+}
+
+func (t *track) add(r float64) {
+	m := t.peek(r)
+	if t.n == t.span {
+		t.sum -= t.ring[t.next]
+	} else {
+		t.n++
+	}
+	t.ring[t.next] = r
+	t.sum += r
+	t.next = (t.next + 1) % t.span
+	if t.n == t.span {
+		t.win.add(m)
+	}
 }

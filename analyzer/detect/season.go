@@ -19,8 +19,8 @@ import (
 // keeps multiples of the period (2 days for a daily pattern) from winning.
 func detectPeriod(xs []float64, minLag, maxLag int, minACF float64) int {
 	n := len(xs)
-	if maxLag > n/2 {
-		maxLag = n / 2
+	if maxLag > n/2-1 {
+		maxLag = n/2 - 1
 	}
 	if minLag < 2 {
 		minLag = 2
@@ -32,24 +32,52 @@ func detectPeriod(xs []float64, minLag, maxLag int, minACF float64) int {
 	if acf == nil {
 		return 0
 	}
-	const minProminence = 0.1
 	best, bestLag := math.Inf(-1), 0
-	trough := acf[1]
-	for lag := 2; lag < maxLag; lag++ {
+	for lag := minLag; lag < maxLag; lag++ {
 		a := acf[lag]
-		if a < trough {
-			trough = a
-		}
-		if lag < minLag || a < acf[lag-1] || a < acf[lag+1] {
+		if a < minACF || a < acf[lag-1] || a < acf[lag+1] {
 			continue
 		}
-		if a >= minACF && a-trough >= minProminence && a > best {
-			if bestLag == 0 || a > best+0.1 {
-				best, bestLag = a, lag
+		// A real cycle swings: somewhere between half a period and a full
+		// one the series must be clearly less like itself than at the
+		// period. Slowly varying (autocorrelated) noise has small bumps
+		// on a smooth decay and fails this.
+		trough := a
+		for k := lag / 2; k < lag; k++ {
+			if acf[k] < trough {
+				trough = acf[k]
 			}
+		}
+		if a-trough < minSwing {
+			continue
+		}
+		if bestLag == 0 || a > best+0.1 {
+			best, bestLag = a, lag
 		}
 	}
 	return bestLag
+}
+
+// minSwing is how far the autocorrelation must fall between half a period
+// and the period for the period to count.
+const minSwing = 0.2
+
+// periodHolds reports whether a period found earlier is still present, with
+// a lower bar than finding it so the detector does not flap between
+// seasonal and non-seasonal as the evidence wobbles.
+func periodHolds(xs []float64, period int, minACF float64) bool {
+	if 2*period > len(xs) {
+		return false
+	}
+	acf := autocorrelation(xs)
+	if acf == nil {
+		return false
+	}
+	best := math.Inf(-1)
+	for lag := period - 1; lag <= period+1; lag++ {
+		best = math.Max(best, acf[lag])
+	}
+	return best >= minACF
 }
 
 // autocorrelation returns the normalised autocorrelation of the detrended,
