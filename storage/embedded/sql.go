@@ -1,0 +1,432 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/aiops-dev/aiops/storage"
+)
+
+// migrations are applied in order, each once; a version is never edited
+// after it has shipped, only followed by a new one.
+var migrations = []string{
+	// 1: logs, spans, events.
+	`CREATE TABLE logs (
+		id TEXT PRIMARY KEY,
+		ts INTEGER NOT NULL,
+		observed_ts INTEGER NOT NULL,
+		trace_id TEXT NOT NULL,
+		span_id TEXT NOT NULL,
+		severity_text TEXT NOT NULL,
+		severity_number INTEGER NOT NULL,
+		body TEXT NOT NULL,
+		service_name TEXT NOT NULL,
+		scope_name TEXT NOT NULL,
+		attributes TEXT NOT NULL,
+		resource_attributes TEXT NOT NULL
+	);
+	CREATE INDEX logs_ts ON logs (ts);
+	CREATE INDEX logs_service_ts ON logs (service_name, ts);
+	CREATE INDEX logs_trace ON logs (trace_id) WHERE trace_id != '';
+	CREATE TABLE spans (
+		trace_id TEXT NOT NULL,
+		span_id TEXT NOT NULL,
+		parent_span_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		service_name TEXT NOT NULL,
+		scope_name TEXT NOT NULL,
+		start_ts INTEGER NOT NULL,
+		end_ts INTEGER NOT NULL,
+		status_code TEXT NOT NULL,
+		status_message TEXT NOT NULL,
+		attributes TEXT NOT NULL,
+		resource_attributes TEXT NOT NULL,
+		PRIMARY KEY (trace_id, span_id)
+	);
+	CREATE INDEX spans_start ON spans (start_ts);
+	CREATE INDEX spans_service_start ON spans (service_name, start_ts);
+	CREATE TABLE events (
+		id TEXT PRIMARY KEY,
+		ts INTEGER NOT NULL,
+		kind TEXT NOT NULL,
+		subject TEXT NOT NULL,
+		labels TEXT NOT NULL,
+		payload BLOB NOT NULL
+	);
+	CREATE INDEX events_ts ON events (ts, id);
+	CREATE INDEX events_subject_ts ON events (subject, ts, id);`,
+	// 2: metric metadata arriving with OTLP (type, help, unit per family).
+	`CREATE TABLE metric_metadata (
+		metric TEXT PRIMARY KEY,
+		type TEXT NOT NULL,
+		help TEXT NOT NULL,
+		unit TEXT NOT NULL
+	);`,
+}
+
+func openSQL(path string) (*sql.DB, error) {
+	// WAL lets queries run while a batch is written; FULL sync keeps
+	// incidents and audit records across a power cut, not only a crash.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate sqlite %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func migrate(db *sql.DB) error {
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	var current int
+	if err := db.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return err
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("database is at schema version %d, newer than this binary knows (%d): refusing to run an older aiops on it", current, len(migrations))
+	}
+	for v := current + 1; v <= len(migrations); v++ {
+		tx, err := db.Begin()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(migrations[v-1]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("version %d: %w", v, err)
+		}
+		if _, err := tx.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, time.Now().Unix()); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("version %d: %w", v, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("version %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction and commits it, or rolls back on error.
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// AppendLogs stores records; a record stored before (same ID) is skipped.
+func (s *Store) AppendLogs(ctx context.Context, records []storage.LogRecord) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO logs
+			(id, ts, observed_ts, trace_id, span_id, severity_text, severity_number, body, service_name, scope_name, attributes, resource_attributes)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i := range records {
+			r := &records[i]
+			if _, err := stmt.ExecContext(ctx, r.ID(), unixNano(r.Timestamp), unixNano(r.ObservedTimestamp),
+				r.TraceID, r.SpanID, r.SeverityText, r.SeverityNumber, r.Body, r.ServiceName, r.ScopeName,
+				encodeMap(r.Attributes), encodeMap(r.ResourceAttributes)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append %d log records: %w", len(records), err)
+	}
+	return nil
+}
+
+// QueryLogs returns matching records, newest first.
+func (s *Store) QueryLogs(ctx context.Context, q storage.LogQuery) ([]storage.LogRecord, error) {
+	var w where
+	w.timeRange("ts", q.Start, q.End)
+	w.eq("service_name", q.ServiceName)
+	w.eq("trace_id", q.TraceID)
+	if q.MinSeverity > 0 {
+		w.add("severity_number >= ?", q.MinSeverity)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT ts, observed_ts, trace_id, span_id, severity_text, severity_number, body,
+		service_name, scope_name, attributes, resource_attributes FROM logs`+w.sql()+` ORDER BY ts DESC, id LIMIT ?`,
+		append(w.args, limit(q.Limit))...)
+	if err != nil {
+		return nil, fmt.Errorf("query logs: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.LogRecord
+	for rows.Next() {
+		var (
+			r              storage.LogRecord
+			ts, observed   int64
+			attrs, resAttr string
+		)
+		if err := rows.Scan(&ts, &observed, &r.TraceID, &r.SpanID, &r.SeverityText, &r.SeverityNumber, &r.Body,
+			&r.ServiceName, &r.ScopeName, &attrs, &resAttr); err != nil {
+			return nil, fmt.Errorf("query logs: %w", err)
+		}
+		r.Timestamp, r.ObservedTimestamp = fromUnixNano(ts), fromUnixNano(observed)
+		if r.Attributes, err = decodeMap(attrs); err != nil {
+			return nil, fmt.Errorf("query logs: attributes: %w", err)
+		}
+		if r.ResourceAttributes, err = decodeMap(resAttr); err != nil {
+			return nil, fmt.Errorf("query logs: resource attributes: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query logs: %w", err)
+	}
+	return out, nil
+}
+
+// AppendSpans stores spans; a span stored before (same trace and span id)
+// is skipped.
+func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO spans
+			(trace_id, span_id, parent_span_id, name, kind, service_name, scope_name, start_ts, end_ts, status_code, status_message, attributes, resource_attributes)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i := range spans {
+			sp := &spans[i]
+			if _, err := stmt.ExecContext(ctx, sp.TraceID, sp.SpanID, sp.ParentSpanID, sp.Name, sp.Kind, sp.ServiceName, sp.ScopeName,
+				unixNano(sp.StartTime), unixNano(sp.EndTime), sp.StatusCode, sp.StatusMessage,
+				encodeMap(sp.Attributes), encodeMap(sp.ResourceAttributes)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append %d spans: %w", len(spans), err)
+	}
+	return nil
+}
+
+// QuerySpans returns matching spans ordered by start time.
+func (s *Store) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storage.Span, error) {
+	var w where
+	w.timeRange("start_ts", q.Start, q.End)
+	w.eq("service_name", q.ServiceName)
+	w.eq("trace_id", q.TraceID)
+	rows, err := s.db.QueryContext(ctx, `SELECT trace_id, span_id, parent_span_id, name, kind, service_name, scope_name,
+		start_ts, end_ts, status_code, status_message, attributes, resource_attributes FROM spans`+w.sql()+
+		` ORDER BY start_ts, trace_id, span_id LIMIT ?`, append(w.args, limit(q.Limit))...)
+	if err != nil {
+		return nil, fmt.Errorf("query spans: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.Span
+	for rows.Next() {
+		var (
+			sp             storage.Span
+			start, end     int64
+			attrs, resAttr string
+		)
+		if err := rows.Scan(&sp.TraceID, &sp.SpanID, &sp.ParentSpanID, &sp.Name, &sp.Kind, &sp.ServiceName, &sp.ScopeName,
+			&start, &end, &sp.StatusCode, &sp.StatusMessage, &attrs, &resAttr); err != nil {
+			return nil, fmt.Errorf("query spans: %w", err)
+		}
+		sp.StartTime, sp.EndTime = fromUnixNano(start), fromUnixNano(end)
+		if sp.Attributes, err = decodeMap(attrs); err != nil {
+			return nil, fmt.Errorf("query spans: attributes: %w", err)
+		}
+		if sp.ResourceAttributes, err = decodeMap(resAttr); err != nil {
+			return nil, fmt.Errorf("query spans: resource attributes: %w", err)
+		}
+		out = append(out, sp)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query spans: %w", err)
+	}
+	return out, nil
+}
+
+// AppendEvents stores events; an event stored before (same ID) is skipped.
+func (s *Store) AppendEvents(ctx context.Context, events []storage.Event) error {
+	for i := range events {
+		if events[i].ID == "" {
+			return fmt.Errorf("append events: event %d (kind %q) has no id", i, events[i].Kind)
+		}
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO events (id, ts, kind, subject, labels, payload) VALUES (?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i := range events {
+			e := &events[i]
+			payload := e.Payload
+			if payload == nil {
+				payload = []byte{}
+			}
+			if _, err := stmt.ExecContext(ctx, e.ID, unixNano(e.Time), e.Kind, e.Subject, encodeMap(e.Labels), payload); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append %d events: %w", len(events), err)
+	}
+	return nil
+}
+
+// QueryEvents returns matching events ordered by (Time, ID).
+func (s *Store) QueryEvents(ctx context.Context, q storage.EventQuery) ([]storage.Event, error) {
+	var w where
+	w.timeRange("ts", q.Start, q.End)
+	if q.KindPrefix != "" {
+		w.add("substr(kind, 1, ?) = ?", len(q.KindPrefix), q.KindPrefix)
+	}
+	w.eq("subject", q.Subject)
+	if !q.AfterTime.IsZero() {
+		t := unixNano(q.AfterTime)
+		w.add("(ts > ? OR (ts = ? AND id > ?))", t, t, q.AfterID)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, ts, kind, subject, labels, payload FROM events`+w.sql()+
+		` ORDER BY ts, id LIMIT ?`, append(w.args, limit(q.Limit))...)
+	if err != nil {
+		return nil, fmt.Errorf("query events: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.Event
+	for rows.Next() {
+		var (
+			e      storage.Event
+			ts     int64
+			labels string
+		)
+		if err := rows.Scan(&e.ID, &ts, &e.Kind, &e.Subject, &labels, &e.Payload); err != nil {
+			return nil, fmt.Errorf("query events: %w", err)
+		}
+		e.Time = fromUnixNano(ts)
+		if e.Labels, err = decodeMap(labels); err != nil {
+			return nil, fmt.Errorf("query events: labels: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query events: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) enforceRetention(ctx context.Context, now time.Time) error {
+	cutoff := unixNano(now.Add(-time.Duration(s.cfg.Retention)))
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM logs WHERE ts < ?`, cutoff); err != nil {
+		return fmt.Errorf("logs: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM spans WHERE start_ts < ?`, cutoff); err != nil {
+		return fmt.Errorf("spans: %w", err)
+	}
+	if s.cfg.EventRetention > 0 {
+		cutoff := unixNano(now.Add(-time.Duration(s.cfg.EventRetention)))
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE ts < ?`, cutoff); err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+	}
+	return nil
+}
+
+// where builds a WHERE clause from optional filters.
+type where struct {
+	conds []string
+	args  []any
+}
+
+func (w *where) add(cond string, args ...any) {
+	w.conds = append(w.conds, cond)
+	w.args = append(w.args, args...)
+}
+
+func (w *where) eq(col, v string) {
+	if v != "" {
+		w.add(col+" = ?", v)
+	}
+}
+
+func (w *where) timeRange(col string, start, end time.Time) {
+	if !start.IsZero() {
+		w.add(col+" >= ?", unixNano(start))
+	}
+	if !end.IsZero() {
+		w.add(col+" <= ?", unixNano(end))
+	}
+}
+
+func (w *where) sql() string {
+	if len(w.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.conds, " AND ")
+}
+
+func limit(n int) int {
+	if n <= 0 {
+		return storage.DefaultQueryLimit
+	}
+	return n
+}
+
+// unixNano maps the zero time to 0 rather than to a date before 1678,
+// which UnixNano cannot represent.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+func encodeMap(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		// A map[string]string always marshals.
+		panic(err)
+	}
+	return string(b)
+}
+
+func decodeMap(s string) (map[string]string, error) {
+	if s == "{}" || s == "" {
+		return nil, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
