@@ -140,8 +140,9 @@ type Detector struct {
 	residuals *rollingQuantiles // value - prediction
 	tracks    []*track          // residuals averaged over several spans
 
-	hold      float64 // largest surprise in the hold-off horizon
-	holdAge   int
+	hold      float64 // decaying record surprise: an event is reported once
+	holdDecay float64
+	sinceRecord int
 }
 
 // New returns a Detector for one series.
@@ -160,6 +161,7 @@ func New(cfg Config) *Detector {
 	if cfg.Period > 0 {
 		d.period = cfg.Period
 	}
+	d.holdDecay = math.Pow(0.5, 1/float64(cfg.Window/8))
 	return d
 }
 
@@ -375,18 +377,28 @@ const minPeriod = 12
 // the same change keeps looking surprising.
 func (d *Detector) finish(r *Result) {
 	s := r.Surprise
-	d.holdAge++
-	if d.holdAge > d.cfg.Window/2 {
-		d.hold = 0
+	d.hold *= d.holdDecay
+	d.sinceRecord++
+	bar := d.hold
+	if d.sinceRecord <= refractory {
+		bar += refractoryMargin
 	}
-	if s > d.hold {
+	if s > bar {
 		d.hold = s
-		d.holdAge = 0
+		d.sinceRecord = 0
 	} else {
 		s /= 2
 	}
 	r.Score = 1 - math.Pow(10, -s/10)
 }
+
+// Right after a report, the same event usually keeps rising for a few
+// points; within refractory points of a report only a point ten times
+// less likely (refractoryMargin, in log10 units) is reported again.
+const (
+	refractory       = 16
+	refractoryMargin = 1.0
+)
 
 // history returns the seasonal history oldest first.
 func (d *Detector) history() []float64 {
