@@ -1,0 +1,403 @@
+// Package collector runs the OpenTelemetry Collector inside the aiops
+// binary. New builds a collector configuration for the role (all-in-one,
+// collector, ingester) from our simplified Config, with the collector
+// framework's own components (OTLP receiver, memory limiter, exporterhelper
+// queues with the file_storage persistent queue, delta-to-cumulative) and
+// ours (the aiops_store and clickhouse exporters, the Kafka exporter and
+// receiver, the aiops_ingress processor). See docs/COLLECTOR.md.
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/deltatocumulativeprocessor"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/provider/envprovider"
+	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
+	"go.opentelemetry.io/collector/confmap/provider/yamlprovider"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/otelcol"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/batchprocessor"
+	"go.opentelemetry.io/collector/processor/memorylimiterprocessor"
+	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/otlpreceiver"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/aiops-dev/aiops/collector/internal/obs"
+	"github.com/aiops-dev/aiops/collector/kafkaexporter"
+	"github.com/aiops-dev/aiops/collector/kafkareceiver"
+	"github.com/aiops-dev/aiops/collector/storeexporter"
+	"github.com/aiops-dev/aiops/storage"
+)
+
+// Deps are what the collector takes from the process.
+type Deps struct {
+	// Store is the process's store, written by the all-in-one role (and
+	// by any role whose exporter is "store"). The collector never closes it.
+	Store  storage.Store
+	Logger *slog.Logger
+	// Registerer receives the aiops_collector_* self-metrics and the
+	// collector framework's otelcol_* metrics. One collector per
+	// registerer.
+	Registerer prometheus.Registerer
+	// OpenClickHouse opens the store of the clickhouse exporter. Nil uses
+	// storage/clickhouse.
+	OpenClickHouse storeexporter.OpenFunc
+}
+
+// Collector is a configured collector, ready to Run.
+type Collector struct {
+	cfg     Config
+	deps    Deps
+	metrics *obs.Metrics
+	reader  *sdkmetric.ManualReader
+	col     *otelcol.Collector
+	started chan struct{}
+}
+
+// New validates cfg and prepares a collector; nothing listens until Run.
+func New(cfg Config, deps Deps) (*Collector, error) {
+	if cfg.Role == "" {
+		cfg.Role = RoleAllInOne
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	if deps.OpenClickHouse == nil {
+		deps.OpenClickHouse = openClickHouse(deps.Logger, deps.Registerer)
+	}
+	if cfg.ConfigFile == "" && cfg.exporter() == ExporterStore && deps.Store == nil {
+		return nil, errors.New("collector.exporter: \"store\" needs the process's store, and there is none")
+	}
+	m, err := obs.New(deps.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("collector: register metrics: %w", err)
+	}
+	reader := sdkmetric.NewManualReader()
+	if err := deps.Registerer.Register(newQueueCollector(reader)); err != nil {
+		return nil, fmt.Errorf("collector: register metrics: %w", err)
+	}
+	c := &Collector{cfg: cfg, deps: deps, metrics: m, reader: reader, started: make(chan struct{})}
+
+	uris := []string{"file:" + cfg.ConfigFile}
+	providers := []confmap.ProviderFactory{fileprovider.NewFactory(), envprovider.NewFactory(), yamlprovider.NewFactory()}
+	if cfg.ConfigFile == "" {
+		uris = []string{mapScheme + ":generated"}
+		providers = []confmap.ProviderFactory{newMapProvider(c.otelConfig())}
+	}
+	c.col, err = otelcol.NewCollector(otelcol.CollectorSettings{
+		BuildInfo: component.BuildInfo{Command: "aiops", Description: "aiops collector", Version: "aiops"},
+		Factories: c.factories,
+		// The process handles signals; the collector stops when Run's
+		// context ends.
+		DisableGracefulShutdown: true,
+		// grpclog's logger is process-global; leave it alone.
+		SkipSettingGRPCLogger: true,
+		ConfigProviderSettings: otelcol.ConfigProviderSettings{ResolverSettings: confmap.ResolverSettings{
+			URIs:              uris,
+			ProviderFactories: providers,
+			DefaultScheme:     "env",
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	return c, nil
+}
+
+// Run starts the receivers and pipelines and blocks until ctx is done,
+// then shuts down gracefully: receivers stop taking data, what is in
+// flight is written, and what remains queued stays in the persistent
+// queue for the next start. It returns an error if the collector cannot
+// start (a port in use, an invalid raw configuration, ...).
+func (c *Collector) Run(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- c.col.Run(ctx) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("collector: %w", err)
+			}
+			return nil
+		case <-tick.C:
+			if c.col.GetState() == otelcol.StateRunning {
+				select {
+				case <-c.started:
+				default:
+					close(c.started)
+					c.deps.Logger.Info("collector running", "role", c.cfg.Role, "exporter", c.cfg.exporter())
+				}
+				tick.Stop()
+			}
+		}
+	}
+}
+
+// Started is closed once the collector's receivers are listening.
+func (c *Collector) Started() <-chan struct{} { return c.started }
+
+func (c *Collector) factories() (otelcol.Factories, error) {
+	logger := c.deps.Logger.With("component", "collector")
+	receivers, err := otelcol.MakeFactoryMap[receiver.Factory](
+		otlpreceiver.NewFactory(),
+		kafkareceiver.NewFactory(kafkareceiver.Deps{Metrics: c.metrics, Logger: logger}),
+	)
+	if err != nil {
+		return otelcol.Factories{}, err
+	}
+	processors, err := otelcol.MakeFactoryMap[processor.Factory](
+		memorylimiterprocessor.NewFactory(),
+		// Not in the generated pipelines (see docs/COLLECTOR.md), but raw
+		// configurations may use it.
+		batchprocessor.NewFactory(),
+		deltatocumulativeprocessor.NewFactory(),
+		newIngressFactory(c.metrics),
+	)
+	if err != nil {
+		return otelcol.Factories{}, err
+	}
+	storeDeps := storeexporter.Deps{Store: c.deps.Store, OpenClickHouse: c.deps.OpenClickHouse, Metrics: c.metrics, Logger: logger}
+	exporters, err := otelcol.MakeFactoryMap[exporter.Factory](
+		storeexporter.NewFactory(storeDeps),
+		storeexporter.NewClickHouseFactory(storeDeps),
+		kafkaexporter.NewFactory(kafkaexporter.Deps{Metrics: c.metrics, Logger: logger}),
+	)
+	if err != nil {
+		return otelcol.Factories{}, err
+	}
+	extensions, err := otelcol.MakeFactoryMap[extension.Factory](filestorage.NewFactory())
+	if err != nil {
+		return otelcol.Factories{}, err
+	}
+	return otelcol.Factories{
+		Receivers:  receivers,
+		Processors: processors,
+		Exporters:  exporters,
+		Extensions: extensions,
+		Telemetry:  newTelemetryFactory(logger, c.deps.Registerer, c.reader),
+	}, nil
+}
+
+// otelConfig builds the collector configuration for the role.
+func (c *Collector) otelConfig() map[string]any {
+	cfg := c.cfg
+	role := cfg.Role
+	receivers := map[string]any{}
+	processors := map[string]any{}
+	exporters := map[string]any{}
+	extensions := map[string]any{}
+	var recv string
+	var procs []string
+
+	switch role {
+	case RoleIngester:
+		recv = "kafka"
+		receivers["kafka"] = map[string]any{
+			"brokers":  cfg.Kafka.Brokers,
+			"topics":   topics(cfg),
+			"group_id": cfg.Kafka.GroupID,
+			// The writer's batch size is the ingester's batch size.
+			"max_batch_items": cfg.Batch.MaxSize,
+			"max_batch_wait":  cfg.Batch.FlushTimeout.String(),
+			"max_fetch_bytes": 4*cfg.Kafka.MaxMessageBytes + (1 << 20),
+		}
+	default:
+		recv = "otlp"
+		protocols := map[string]any{}
+		if cfg.OTLP.GRPCEndpoint != "off" {
+			protocols["grpc"] = map[string]any{
+				"endpoint":              cfg.OTLP.GRPCEndpoint,
+				"max_recv_msg_size_mib": cfg.OTLP.MaxRequestMiB,
+			}
+		}
+		if cfg.OTLP.HTTPEndpoint != "off" {
+			protocols["http"] = map[string]any{
+				"endpoint":              cfg.OTLP.HTTPEndpoint,
+				"max_request_body_size": cfg.OTLP.MaxRequestMiB << 20,
+			}
+		}
+		receivers["otlp"] = map[string]any{"protocols": protocols}
+		processors[ingressType] = map[string]any{"retry_after": cfg.RetryAfter.String()}
+		ml := map[string]any{"check_interval": cfg.MemoryLimiter.CheckInterval.String()}
+		if cfg.MemoryLimiter.LimitMiB > 0 {
+			ml["limit_mib"] = cfg.MemoryLimiter.LimitMiB
+			ml["spike_limit_mib"] = cfg.MemoryLimiter.SpikeLimitMiB
+		} else {
+			ml["limit_percentage"] = cfg.MemoryLimiter.LimitPercentage
+			ml["spike_limit_percentage"] = cfg.MemoryLimiter.SpikeLimitPercentage
+		}
+		processors["memory_limiter"] = ml
+		procs = []string{ingressType, "memory_limiter"}
+	}
+
+	// Writers. Behind OTLP receivers the data waits in a queue (persistent
+	// when queue.dir is set) and is batched as it leaves it; behind Kafka
+	// there is no queue: the write is synchronous and Kafka is the buffer.
+	var queue map[string]any
+	if role == RoleIngester {
+		queue = map[string]any{"enabled": false}
+	} else {
+		queue = map[string]any{
+			"sizer":             "items",
+			"queue_size":        cfg.Queue.MaxItems,
+			"num_consumers":     cfg.Queue.Consumers,
+			"block_on_overflow": false,
+			"batch": map[string]any{
+				"sizer":         "items",
+				"flush_timeout": cfg.Batch.FlushTimeout.String(),
+				"min_size":      cfg.Batch.MinSize,
+				"max_size":      cfg.Batch.MaxSize,
+			},
+		}
+		if cfg.Queue.Dir != "" {
+			queue["storage"] = "file_storage"
+			extensions["file_storage"] = map[string]any{
+				"directory":        cfg.Queue.Dir,
+				"create_directory": true,
+				"fsync":            cfg.Queue.FSync,
+				"timeout":          "10s",
+				"compaction": map[string]any{
+					"directory":  filepath.Join(cfg.Queue.Dir, "compaction"),
+					"on_start":   true,
+					"on_rebound": true,
+				},
+			}
+		}
+	}
+	retry := map[string]any{
+		"enabled":          true,
+		"initial_interval": "500ms",
+		"max_interval":     "10s",
+		// Never give up: stores and brokers come back, data waits.
+		"max_elapsed_time": "0s",
+	}
+	var exp string
+	switch cfg.exporter() {
+	case ExporterKafka:
+		exp = kafkaexporter.Type
+		exporters[exp] = map[string]any{
+			"brokers":           cfg.Kafka.Brokers,
+			"topics":            topics(cfg),
+			"max_message_bytes": cfg.Kafka.MaxMessageBytes,
+			"compression":       cfg.Kafka.Compression,
+			"sending_queue":     queue,
+			"retry_on_failure":  retry,
+		}
+	case ExporterClickHouse:
+		exp = storeexporter.TypeClickHouse
+		exporters[exp] = map[string]any{
+			"endpoint":         cfg.ClickHouse.Endpoint,
+			"database":         cfg.ClickHouse.Database,
+			"username":         cfg.ClickHouse.Username,
+			"password":         string(cfg.ClickHouse.Password),
+			"translation":      translation(cfg.Translation),
+			"sending_queue":    queue,
+			"retry_on_failure": retry,
+		}
+	default:
+		exp = storeexporter.TypeStore
+		exporters[exp] = map[string]any{
+			"translation":      translation(cfg.Translation),
+			"sending_queue":    queue,
+			"retry_on_failure": retry,
+		}
+	}
+
+	metricsProcs := procs
+	if exp != kafkaexporter.Type {
+		// Prometheus stores cumulative series; deltas are summed up
+		// where the series ends up. Collectors pass deltas through to
+		// Kafka, where the partition key keeps each stream on one
+		// ingester, which converts them.
+		d2c := map[string]any{"max_stale": cfg.DeltaToCumulative.MaxStale.String()}
+		if cfg.DeltaToCumulative.MaxStreams > 0 {
+			d2c["max_streams"] = cfg.DeltaToCumulative.MaxStreams
+		}
+		processors["deltatocumulative"] = d2c
+		metricsProcs = append(append([]string{}, procs...), "deltatocumulative")
+	}
+	pipeline := func(ps []string) map[string]any {
+		return map[string]any{"receivers": []string{recv}, "processors": ps, "exporters": []string{exp}}
+	}
+	service := map[string]any{
+		"pipelines": map[string]any{
+			"metrics": pipeline(metricsProcs),
+			"logs":    pipeline(procs),
+			"traces":  pipeline(procs),
+		},
+	}
+	if len(extensions) > 0 {
+		service["extensions"] = []string{"file_storage"}
+	}
+	conf := map[string]any{
+		"receivers":  receivers,
+		"processors": processors,
+		"exporters":  exporters,
+		"service":    service,
+	}
+	if len(extensions) > 0 {
+		conf["extensions"] = extensions
+	}
+	return conf
+}
+
+func topics(cfg Config) map[string]any {
+	return map[string]any{
+		"metrics": cfg.Kafka.Topics.Metrics,
+		"logs":    cfg.Kafka.Topics.Logs,
+		"spans":   cfg.Kafka.Topics.Spans,
+	}
+}
+
+func translation(t storeexporter.TranslationConfig) map[string]any {
+	return map[string]any{
+		"strategy":                             t.Strategy,
+		"promote_resource_attributes":          t.PromoteResourceAttributes,
+		"promote_all_resource_attributes":      t.PromoteAllResourceAttributes,
+		"ignore_resource_attributes":           t.IgnoreResourceAttributes,
+		"keep_identifying_resource_attributes": t.KeepIdentifyingResourceAttributes,
+		"convert_histograms_to_nhcb":           t.ConvertHistogramsToNHCB,
+		"promote_scope_metadata":               t.PromoteScopeMetadata,
+		"disable_target_info":                  t.DisableTargetInfo,
+		"lookback_delta":                       t.LookbackDelta.String(),
+	}
+}
+
+// mapScheme is the confmap scheme of the generated configuration.
+const mapScheme = "aiops"
+
+// mapProvider hands the generated configuration to the collector's
+// config resolver.
+type mapProvider struct{ conf map[string]any }
+
+func newMapProvider(conf map[string]any) confmap.ProviderFactory {
+	return confmap.NewProviderFactory(func(confmap.ProviderSettings) confmap.Provider {
+		return &mapProvider{conf: conf}
+	})
+}
+
+func (p *mapProvider) Retrieve(context.Context, string, confmap.WatcherFunc) (*confmap.Retrieved, error) {
+	return confmap.NewRetrieved(p.conf)
+}
+
+func (*mapProvider) Scheme() string                 { return mapScheme }
+func (*mapProvider) Shutdown(context.Context) error { return nil }

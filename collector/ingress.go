@@ -1,0 +1,177 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/aiops-dev/aiops/collector/internal/obs"
+)
+
+// ingressType is the processor that opens every OTLP pipeline. It counts
+// what arrives, rejects data that breaks the OTLP data model with
+// InvalidArgument (HTTP 400) before anything is accepted, and turns
+// "try later" errors from further down (queue full, memory limiter) into
+// Unavailable with a RetryInfo detail, which the OTLP receiver sends as
+// gRPC status details and as HTTP 503 with Retry-After.
+const ingressType = "aiops_ingress"
+
+type ingressConfig struct {
+	RetryAfter time.Duration `mapstructure:"retry_after"`
+}
+
+func (c *ingressConfig) Validate() error {
+	if c.RetryAfter < time.Second {
+		return fmt.Errorf("retry_after: must be >= 1s, got %s", c.RetryAfter)
+	}
+	return nil
+}
+
+func newIngressFactory(m *obs.Metrics) processor.Factory {
+	return processor.NewFactory(component.MustNewType(ingressType),
+		func() component.Config { return &ingressConfig{RetryAfter: 5 * time.Second} },
+		processor.WithMetrics(func(_ context.Context, _ processor.Settings, cfg component.Config, next consumer.Metrics) (processor.Metrics, error) {
+			return &metricsIngress{ingress: newIngress(cfg, m, obs.SignalMetrics), next: next}, nil
+		}, component.StabilityLevelBeta),
+		processor.WithLogs(func(_ context.Context, _ processor.Settings, cfg component.Config, next consumer.Logs) (processor.Logs, error) {
+			return &logsIngress{ingress: newIngress(cfg, m, obs.SignalLogs), next: next}, nil
+		}, component.StabilityLevelBeta),
+		processor.WithTraces(func(_ context.Context, _ processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
+			return &tracesIngress{ingress: newIngress(cfg, m, obs.SignalSpans), next: next}, nil
+		}, component.StabilityLevelBeta),
+	)
+}
+
+type ingress struct {
+	component.StartFunc
+	component.ShutdownFunc
+	retryAfter time.Duration
+	metrics    *obs.Metrics
+	signal     string
+}
+
+func newIngress(cfg component.Config, m *obs.Metrics, signal string) ingress {
+	return ingress{retryAfter: cfg.(*ingressConfig).RetryAfter, metrics: m, signal: signal}
+}
+
+// memoryLimiterRefusal is the text of the memory limiter's error; its
+// error value lives in an internal package we cannot import.
+const memoryLimiterRefusal = "data refused due to high memory usage"
+
+func (in *ingress) invalid(n int, err error) error {
+	in.metrics.Refused.WithLabelValues(in.signal, obs.ReasonInvalid).Add(float64(n))
+	return status.Error(codes.InvalidArgument, err.Error())
+}
+
+// outcome counts the result of handing n items on, and shapes the error
+// the receiver turns into the client's answer.
+func (in *ingress) outcome(n int, err error) error {
+	if err == nil {
+		return nil
+	}
+	var reason string
+	switch {
+	case errors.Is(err, exporterhelper.ErrQueueIsFull):
+		reason = obs.ReasonQueueFull
+	case strings.Contains(err.Error(), memoryLimiterRefusal):
+		reason = obs.ReasonMemoryLimit
+	case consumererror.IsPermanent(err):
+		return in.invalid(n, err)
+	default:
+		if s, ok := status.FromError(err); ok && s.Code() != codes.Unavailable && s.Code() != codes.ResourceExhausted {
+			in.metrics.Refused.WithLabelValues(in.signal, obs.ReasonUnavailable).Add(float64(n))
+			return err
+		}
+		reason = obs.ReasonUnavailable
+	}
+	in.metrics.Refused.WithLabelValues(in.signal, reason).Add(float64(n))
+	st := status.New(codes.Unavailable, fmt.Sprintf("%s: retry after %s", err, in.retryAfter))
+	if detailed, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(in.retryAfter)}); derr == nil {
+		st = detailed
+	}
+	return st.Err()
+}
+
+type metricsIngress struct {
+	ingress
+	next consumer.Metrics
+}
+
+func (*metricsIngress) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: false}
+}
+
+func (p *metricsIngress) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) error {
+	n := md.DataPointCount()
+	p.metrics.Received.WithLabelValues(obs.SignalMetrics).Add(float64(n))
+	if err := validateMetrics(md); err != nil {
+		return p.invalid(n, err)
+	}
+	return p.outcome(n, p.next.ConsumeMetrics(ctx, md))
+}
+
+type logsIngress struct {
+	ingress
+	next consumer.Logs
+}
+
+// Capabilities says the processor mutates: it stamps observed timestamps.
+func (*logsIngress) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: true}
+}
+
+func (p *logsIngress) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	n := ld.LogRecordCount()
+	p.metrics.Received.WithLabelValues(obs.SignalLogs).Add(float64(n))
+	// The OTLP data model has the collector set the observed time when the
+	// source did not. Doing it here, before the queue, keeps the stored
+	// record (and its identity) the same however often it is replayed.
+	now := pcommon.NewTimestampFromTime(time.Now())
+	rls := ld.ResourceLogs()
+	for i := range rls.Len() {
+		sls := rls.At(i).ScopeLogs()
+		for j := range sls.Len() {
+			lrs := sls.At(j).LogRecords()
+			for k := range lrs.Len() {
+				if lr := lrs.At(k); lr.ObservedTimestamp() == 0 {
+					lr.SetObservedTimestamp(now)
+				}
+			}
+		}
+	}
+	return p.outcome(n, p.next.ConsumeLogs(ctx, ld))
+}
+
+type tracesIngress struct {
+	ingress
+	next consumer.Traces
+}
+
+func (*tracesIngress) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: false}
+}
+
+func (p *tracesIngress) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	n := td.SpanCount()
+	p.metrics.Received.WithLabelValues(obs.SignalSpans).Add(float64(n))
+	if err := validateTraces(td); err != nil {
+		return p.invalid(n, err)
+	}
+	return p.outcome(n, p.next.ConsumeTraces(ctx, td))
+}

@@ -1,0 +1,208 @@
+package collector
+
+import (
+	"context"
+	"log/slog"
+
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/service/telemetry"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// The collector's own telemetry stays inside the process: its logs go to
+// our slog logger, its metrics to our Prometheus registerer (no :8888, no
+// OTLP export of its own), and it does not trace.
+
+// telemetryConfig accepts and ignores whatever a raw collector
+// configuration puts under service::telemetry: our telemetry is fixed.
+type telemetryConfig struct{}
+
+func (*telemetryConfig) Unmarshal(*confmap.Conf) error { return nil }
+
+// newTelemetryFactory returns the service telemetry factory. The
+// collector's internal metrics (otelcol_*) are registered on reg; reader
+// additionally receives them so that queue sizes can be re-exported under
+// our own names.
+func newTelemetryFactory(logger *slog.Logger, reg prometheus.Registerer, reader sdkmetric.Reader) telemetry.Factory {
+	return telemetry.NewFactory(
+		func() component.Config { return &telemetryConfig{} },
+		telemetry.WithCreateLogger(func(context.Context, telemetry.LoggerSettings, component.Config) (*zap.Logger, component.ShutdownFunc, error) {
+			return zap.New(&slogCore{h: logger.Handler()}), nil, nil
+		}),
+		telemetry.WithCreateMeterProvider(func(context.Context, telemetry.MeterSettings, component.Config) (telemetry.MeterProvider, error) {
+			exp, err := otelprom.New(
+				otelprom.WithRegisterer(reg),
+				otelprom.WithoutTargetInfo(),
+				otelprom.WithoutScopeInfo(),
+			)
+			if err != nil {
+				return nil, err
+			}
+			return sdkmetric.NewMeterProvider(
+				sdkmetric.WithReader(exp),
+				sdkmetric.WithReader(reader),
+				sdkmetric.WithView(droppedViews()...),
+			), nil
+		}),
+	)
+}
+
+// droppedViews drops the per-request instrumentation the collector itself
+// drops below its "detailed" level: gRPC/HTTP server histograms with high
+// cardinality, and batch size histograms.
+func droppedViews() []sdkmetric.View {
+	drop := sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}}
+	var views []sdkmetric.View
+	for _, scope := range []string{
+		"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc",
+		"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp",
+	} {
+		views = append(views, sdkmetric.NewView(sdkmetric.Instrument{Name: "*", Scope: instrumentation.Scope{Name: scope}}, drop))
+	}
+	for _, name := range []string{
+		"otelcol_exporter_queue_batch_send_size_bytes",
+		"otelcol_exporter_queue_batch_send_size",
+		"otelcol_exporter_enqueue_size_bytes",
+		"otelcol_exporter_enqueue_size",
+		"otelcol_processor_internal_duration",
+	} {
+		views = append(views, sdkmetric.NewView(sdkmetric.Instrument{Name: name}, drop))
+	}
+	return views
+}
+
+// queueCollector exports the exporters' queue sizes as
+// aiops_collector_queue_items{signal} (and the capacity), read from the
+// collector's own otelcol_exporter_queue_size instrument at scrape time.
+type queueCollector struct {
+	reader   *sdkmetric.ManualReader
+	items    *prometheus.Desc
+	capacity *prometheus.Desc
+}
+
+func newQueueCollector(reader *sdkmetric.ManualReader) *queueCollector {
+	return &queueCollector{
+		reader: reader,
+		items: prometheus.NewDesc("aiops_collector_queue_items",
+			"Items (data points, log records, spans) waiting in the collector's queue, persisted ones included.",
+			[]string{"signal"}, nil),
+		capacity: prometheus.NewDesc("aiops_collector_queue_capacity_items",
+			"Capacity of the collector's queue in items; at capacity receivers answer Unavailable / 503.",
+			[]string{"signal"}, nil),
+	}
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.items
+	ch <- c.capacity
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	var rm metricdata.ResourceMetrics
+	if err := c.reader.Collect(context.Background(), &rm); err != nil {
+		return
+	}
+	items := map[string]float64{}
+	capacity := map[string]float64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			var into map[string]float64
+			switch m.Name {
+			case "otelcol_exporter_queue_size":
+				into = items
+			case "otelcol_exporter_queue_capacity":
+				into = capacity
+			default:
+				continue
+			}
+			g, ok := m.Data.(metricdata.Gauge[int64])
+			if !ok {
+				continue
+			}
+			for _, dp := range g.DataPoints {
+				dataType, _ := dp.Attributes.Value("data_type")
+				into[signalOf(dataType.AsString())] += float64(dp.Value)
+			}
+		}
+	}
+	for _, s := range []string{"metrics", "logs", "spans"} {
+		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, items[s], s)
+		if v, ok := capacity[s]; ok {
+			ch <- prometheus.MustNewConstMetric(c.capacity, prometheus.GaugeValue, v, s)
+		}
+	}
+}
+
+func signalOf(dataType string) string {
+	if dataType == "traces" {
+		return "spans"
+	}
+	return dataType
+}
+
+// slogCore is a zapcore.Core writing to an slog.Handler, so the
+// collector's components log through the process's logger.
+type slogCore struct {
+	h slog.Handler
+}
+
+func slogLevel(l zapcore.Level) slog.Level {
+	switch {
+	case l < zapcore.InfoLevel:
+		return slog.LevelDebug
+	case l == zapcore.InfoLevel:
+		return slog.LevelInfo
+	case l == zapcore.WarnLevel:
+		return slog.LevelWarn
+	}
+	return slog.LevelError
+}
+
+func (c *slogCore) Enabled(l zapcore.Level) bool {
+	return c.h.Enabled(context.Background(), slogLevel(l))
+}
+
+func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
+	return &slogCore{h: c.h.WithAttrs(attrs(fields))}
+}
+
+func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	r := slog.NewRecord(e.Time, slogLevel(e.Level), e.Message, 0)
+	if e.LoggerName != "" {
+		r.AddAttrs(slog.String("logger", e.LoggerName))
+	}
+	r.AddAttrs(attrs(fields)...)
+	return c.h.Handle(context.Background(), r)
+}
+
+func (*slogCore) Sync() error { return nil }
+
+func attrs(fields []zapcore.Field) []slog.Attr {
+	if len(fields) == 0 {
+		return nil
+	}
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range fields {
+		f.AddTo(enc)
+	}
+	out := make([]slog.Attr, 0, len(enc.Fields))
+	for k, v := range enc.Fields {
+		out = append(out, slog.Any(k, v))
+	}
+	return out
+}
