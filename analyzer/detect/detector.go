@@ -142,7 +142,6 @@ type Detector struct {
 
 	hold      float64 // decaying record surprise: an event is reported once
 	holdDecay float64
-	sinceRecord int
 }
 
 // New returns a Detector for one series.
@@ -262,6 +261,60 @@ func (d *Detector) predict() float64 {
 	return d.values.quantile(0.5)
 }
 
+// envelope returns the range the seasonal history allows at the next
+// point: for each of the last three cycles the extremes within a few
+// points of the same phase, then the median across cycles. A spike that
+// recurs every day at about the same time falls inside it even when it
+// wanders by a few points, which a point prediction cannot capture.
+func (d *Detector) envelope() (lo, hi float64, ok bool) {
+	if d.period <= 0 {
+		return 0, 0, false
+	}
+	j := d.period / 48
+	if j < 1 {
+		j = 1
+	}
+	var los, his [3]float64
+	n := 0
+	for k := 1; k <= 3; k++ {
+		l, h := math.Inf(1), math.Inf(-1)
+		for o := -j; o <= j; o++ {
+			x := d.histAt(k*d.period - 1 + o)
+			if math.IsNaN(x) {
+				continue
+			}
+			l = math.Min(l, x)
+			h = math.Max(h, x)
+		}
+		if l <= h {
+			los[n], his[n] = l, h
+			n++
+		}
+	}
+	if n < 2 {
+		return 0, 0, false
+	}
+	sort.Float64s(los[:n])
+	sort.Float64s(his[:n])
+	return los[n/2], his[n/2], true
+}
+
+// pointResidual is what the single-point track judges: the distance
+// outside the seasonal envelope when there is one, else the residual.
+func (d *Detector) pointResidual(v, resid float64) float64 {
+	lo, hi, ok := d.envelope()
+	if !ok {
+		return resid
+	}
+	switch {
+	case v > hi:
+		return v - hi
+	case v < lo:
+		return v - lo
+	}
+	return 0
+}
+
 func (d *Detector) score(v float64) Result {
 	res := Result{Status: WarmingUp, Period: d.period, Expected: math.NaN(), Lower: math.NaN(), Upper: math.NaN()}
 	if d.values.len() < d.cfg.WarmUp {
@@ -276,11 +329,15 @@ func (d *Detector) score(v float64) Result {
 	res.Upper = res.Expected + 3*scale
 	res.Status = Scored
 	best := 0.0
-	for _, tr := range d.tracks {
+	for i, tr := range d.tracks {
 		if tr.win.len() < d.cfg.WarmUp {
 			continue
 		}
-		if s := tailSurprise(tr.win, tr.peek(resid), scale/math.Sqrt(float64(tr.span))); s > best {
+		r := resid
+		if i == 0 {
+			r = d.pointResidual(v, resid)
+		}
+		if s := tailSurprise(tr.win, tr.peek(r), scale/math.Sqrt(float64(tr.span))); s > best {
 			best = s
 		}
 	}
@@ -290,9 +347,13 @@ func (d *Detector) score(v float64) Result {
 	if best < 0 {
 		best = 0
 	}
-	res.Surprise = best * d.cfg.Sensitivity
+	res.Surprise = math.Min(best*d.cfg.Sensitivity, maxSurprise)
 	return res
 }
+
+// maxSurprise caps the surprise (a probability of 1e-50): beyond it
+// nothing is more certain, and a finite cap keeps the hold finite.
+const maxSurprise = 50
 
 // tailQ is the quantile above which (and below 1-tailQ which) residuals
 // count as tail events for the peaks-over-threshold fit.
@@ -353,8 +414,12 @@ func (d *Detector) learn(v float64) {
 	if d.values.len() >= 8 || d.period > 0 {
 		r := v - d.predict()
 		d.residuals.add(r)
-		for _, tr := range d.tracks {
-			tr.add(r)
+		for i, tr := range d.tracks {
+			if i == 0 {
+				tr.add(d.pointResidual(v, r))
+			} else {
+				tr.add(r)
+			}
 		}
 	}
 	d.values.add(v)
@@ -378,27 +443,14 @@ const minPeriod = 12
 func (d *Detector) finish(r *Result) {
 	s := r.Surprise
 	d.hold *= d.holdDecay
-	d.sinceRecord++
-	bar := d.hold
-	if d.sinceRecord <= refractory {
-		bar += refractoryMargin
-	}
-	if s > bar {
+	if s > d.hold {
 		d.hold = s
-		d.sinceRecord = 0
 	} else {
-		s /= 2
+		// Only what goes beyond the event already reported is news.
+		s = math.Max(0, s-d.hold)
 	}
 	r.Score = 1 - math.Pow(10, -s/10)
 }
-
-// Right after a report, the same event usually keeps rising for a few
-// points; within refractory points of a report only a point ten times
-// less likely (refractoryMargin, in log10 units) is reported again.
-const (
-	refractory       = 16
-	refractoryMargin = 1.0
-)
 
 // history returns the seasonal history oldest first.
 func (d *Detector) history() []float64 {
