@@ -97,9 +97,11 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 
 	uris := []string{"file:" + cfg.ConfigFile}
 	providers := []confmap.ProviderFactory{fileprovider.NewFactory(), envprovider.NewFactory(), yamlprovider.NewFactory()}
+	defaultScheme := "env"
 	if cfg.ConfigFile == "" {
 		uris = []string{mapScheme + ":generated"}
 		providers = []confmap.ProviderFactory{newMapProvider(c.otelConfig())}
+		defaultScheme = ""
 	}
 	c.col, err = otelcol.NewCollector(otelcol.CollectorSettings{
 		BuildInfo: component.BuildInfo{Command: "aiops", Description: "aiops collector", Version: "aiops"},
@@ -112,7 +114,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		ConfigProviderSettings: otelcol.ConfigProviderSettings{ResolverSettings: confmap.ResolverSettings{
 			URIs:              uris,
 			ProviderFactories: providers,
-			DefaultScheme:     "env",
+			DefaultScheme:     defaultScheme,
 		}},
 	})
 	if err != nil {
@@ -332,8 +334,8 @@ func (c *Collector) otelConfig() map[string]any {
 		if cfg.DeltaToCumulative.MaxStreams > 0 {
 			d2c["max_streams"] = cfg.DeltaToCumulative.MaxStreams
 		}
-		processors["deltatocumulative"] = d2c
-		metricsProcs = append(append([]string{}, procs...), "deltatocumulative")
+		processors["delta_to_cumulative"] = d2c
+		metricsProcs = append(append([]string{}, procs...), "delta_to_cumulative")
 	}
 	pipeline := func(ps []string) map[string]any {
 		return map[string]any{"receivers": []string{recv}, "processors": ps, "exporters": []string{exp}}
