@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmds := []command{
 		newServeCommand(app),
 		newNABCommand(app),
+		newBacktestCommand(app),
 	}
 
 	selected, err := app.Parse(args)
