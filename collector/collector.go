@@ -307,7 +307,7 @@ func (c *Collector) otelConfig() map[string]any {
 	case ExporterClickHouse:
 		exp = storeexporter.TypeClickHouse
 		exporters[exp] = map[string]any{
-			"endpoint":         cfg.ClickHouse.Endpoint,
+			"addresses":        cfg.ClickHouse.Addresses,
 			"database":         cfg.ClickHouse.Database,
 			"username":         cfg.ClickHouse.Username,
 			"password":         string(cfg.ClickHouse.Password),

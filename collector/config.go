@@ -38,10 +38,11 @@ const (
 type Config struct {
 	// Role is all-in-one (default), collector or ingester.
 	Role string `yaml:"role"`
-	// Exporter is where the role writes: store (default for all-in-one:
-	// the process's own store), clickhouse (default for ingester: the
-	// ClickHouse in the clickhouse section) or kafka (the only choice, and
-	// default, for collector).
+	// Exporter is where the role writes: store (default for all-in-one
+	// and ingester: the process's own store, embedded or ClickHouse),
+	// clickhouse (a ClickHouse of the collector's own, configured in the
+	// clickhouse section) or kafka (the only choice, and default, for
+	// collector).
 	Exporter string `yaml:"exporter"`
 
 	OTLP          OTLPConfig          `yaml:"otlp"`
@@ -78,7 +79,8 @@ type OTLPConfig struct {
 
 // MemoryLimiterConfig configures the memory_limiter processor: above
 // limit minus spike, data is refused (clients get 503/Unavailable and
-// retry) and a GC is forced. Either the MiB or the percentage pair is used.
+// retry) and a GC is forced. The MiB pair is used when limit_mib is set,
+// the percentage pair (of the machine's or cgroup's memory) otherwise.
 type MemoryLimiterConfig struct {
 	CheckInterval        time.Duration `yaml:"check_interval"`
 	LimitMiB             uint32        `yaml:"limit_mib"`
@@ -128,13 +130,14 @@ type KafkaConfig struct {
 	Compression string `yaml:"compression"`
 }
 
-// ClickHouseConfig says where the clickhouse exporter writes.
+// ClickHouseConfig says where the clickhouse exporter writes; the keys
+// mean what they mean in the storage.clickhouse section.
 type ClickHouseConfig struct {
-	// Endpoint is host:port of ClickHouse's native protocol.
-	Endpoint string `yaml:"endpoint"`
-	Database string `yaml:"database"`
-	Username string `yaml:"username"`
-	Password Secret `yaml:"password"`
+	// Addresses are host:port of ClickHouse's native protocol.
+	Addresses []string `yaml:"addresses"`
+	Database  string   `yaml:"database"`
+	Username  string   `yaml:"username"`
+	Password  Secret   `yaml:"password"`
 }
 
 // DeltaToCumulativeConfig configures the conversion of delta sums and
@@ -200,8 +203,6 @@ func (c *Config) exporter() string {
 	switch c.Role {
 	case RoleCollector:
 		return ExporterKafka
-	case RoleIngester:
-		return ExporterClickHouse
 	}
 	return ExporterStore
 }
@@ -318,9 +319,7 @@ func (c MemoryLimiterConfig) validate() error {
 	}
 	switch {
 	case c.LimitMiB > 0:
-		if c.LimitPercentage > 0 {
-			return errors.New("limit_percentage: set either limit_mib or limit_percentage, not both")
-		}
+		// A MiB limit wins over the (default) percentage.
 		if c.SpikeLimitMiB >= c.LimitMiB {
 			return fmt.Errorf("spike_limit_mib: must be < limit_mib (%d), got %d", c.LimitMiB, c.SpikeLimitMiB)
 		}
@@ -393,8 +392,13 @@ func (c KafkaConfig) validate(role string) error {
 }
 
 func (c ClickHouseConfig) validate() error {
-	if _, port, err := net.SplitHostPort(c.Endpoint); err != nil || port == "" {
-		return fmt.Errorf("endpoint: want host:port of the native protocol, got %q", c.Endpoint)
+	if len(c.Addresses) == 0 {
+		return errors.New("addresses: name at least one host:port of the native protocol")
+	}
+	for i, a := range c.Addresses {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return fmt.Errorf("addresses[%d]: want host:port of the native protocol, got %q", i, a)
+		}
 	}
 	if c.Database == "" || strings.ContainsAny(c.Database, "`\" .;") {
 		return fmt.Errorf("database: want a plain database name, got %q", c.Database)

@@ -145,17 +145,17 @@ func (c *Config) Validate() error {
 // plus everything the aiops_store exporter takes.
 type ClickHouseConfig struct {
 	Config `mapstructure:",squash"`
-	// Endpoint is host:port of the native protocol (9000 by default).
-	Endpoint string              `mapstructure:"endpoint"`
-	Database string              `mapstructure:"database"`
-	Username string              `mapstructure:"username"`
-	Password configopaque.String `mapstructure:"password"`
+	// Addresses are host:port of the native protocol (9000 by default).
+	Addresses []string            `mapstructure:"addresses"`
+	Database  string              `mapstructure:"database"`
+	Username  string              `mapstructure:"username"`
+	Password  configopaque.String `mapstructure:"password"`
 }
 
 // Validate is called by the collector when it loads the configuration.
 func (c *ClickHouseConfig) Validate() error {
-	if c.Endpoint == "" {
-		return errors.New("endpoint: must be set")
+	if len(c.Addresses) == 0 {
+		return errors.New("addresses: must name at least one host:port")
 	}
 	if c.Database == "" {
 		return errors.New("database: must be set")
@@ -245,7 +245,7 @@ func (s *sharedStore) get(ctx context.Context) (storage.Store, error) {
 	}
 	st, err := s.open(ctx, s.cfg)
 	if err != nil {
-		return nil, errors.Join(storage.ErrUnavailable, fmt.Errorf("open clickhouse store at %s: %w", s.cfg.Endpoint, err))
+		return nil, errors.Join(storage.ErrUnavailable, fmt.Errorf("open clickhouse store at %v: %w", s.cfg.Addresses, err))
 	}
 	s.store = st
 	return st, nil
