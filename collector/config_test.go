@@ -33,15 +33,31 @@ func TestConfigValidateNamesKey(t *testing.T) {
 		{func(c *Config) { c.RetryAfter = time.Millisecond }, "collector.retry_after"},
 		{func(c *Config) { c.Role = RoleCollector }, "collector.kafka.brokers"},
 		{func(c *Config) { c.Role = RoleCollector; c.Kafka.Brokers = []string{"kafka"} }, "collector.kafka.brokers[0]"},
-		{func(c *Config) { c.Role = RoleCollector; c.Kafka.Brokers = []string{"k:9092"}; c.Kafka.Topics.Logs = "" }, "collector.kafka.topics.logs"},
-		{func(c *Config) { c.Role = RoleCollector; c.Kafka.Brokers = []string{"k:9092"}; c.Kafka.Compression = "brotli" }, "collector.kafka.compression"},
-		{func(c *Config) { c.Role = RoleIngester; c.Kafka.Brokers = []string{"k:9092"}; c.Exporter = "clickhouse" }, "collector.clickhouse.addresses"},
+		{func(c *Config) {
+			c.Role = RoleCollector
+			c.Kafka.Brokers = []string{"k:9092"}
+			c.Kafka.Topics.Logs = ""
+		}, "collector.kafka.topics.logs"},
+		{func(c *Config) {
+			c.Role = RoleCollector
+			c.Kafka.Brokers = []string{"k:9092"}
+			c.Kafka.Compression = "brotli"
+		}, "collector.kafka.compression"},
+		{func(c *Config) {
+			c.Role = RoleIngester
+			c.Kafka.Brokers = []string{"k:9092"}
+			c.Exporter = "clickhouse"
+		}, "collector.clickhouse.addresses"},
 		{func(c *Config) {
 			c.Role = RoleIngester
 			c.Kafka.Brokers = []string{"k:9092"}
 			c.Kafka.GroupID = ""
 		}, "collector.kafka.group_id"},
-		{func(c *Config) { c.Exporter = "clickhouse"; c.ClickHouse.Addresses = []string{"ch:9000"}; c.ClickHouse.Database = "a;b" }, "collector.clickhouse.database"},
+		{func(c *Config) {
+			c.Exporter = "clickhouse"
+			c.ClickHouse.Addresses = []string{"ch:9000"}
+			c.ClickHouse.Database = "a;b"
+		}, "collector.clickhouse.database"},
 		{func(c *Config) { c.Translation.Strategy = "Shout" }, "collector.translation.strategy"},
 		{func(c *Config) { c.DeltaToCumulative.MaxStale = 0 }, "collector.delta_to_cumulative.max_stale"},
 		{func(c *Config) { c.ConfigFile = "/nonexistent/otelcol.yaml" }, "collector.config_file"},

@@ -37,7 +37,7 @@ const Type = "kafka"
 type Config struct {
 	exporterhelper.TimeoutConfig `mapstructure:",squash"`
 	Queue                        configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
-	Retry                        configretry.BackOffConfig                                 `mapstructure:"retry_on_failure"`
+	Retry                        configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
 
 	Brokers []string         `mapstructure:"brokers"`
 	Topics  kafkaotlp.Topics `mapstructure:"topics"`
@@ -201,7 +201,9 @@ func (e *kafkaExporter) start() {
 		MaxAttempts:     3,
 		WriteBackoffMin: 50 * time.Millisecond,
 		WriteBackoffMax: time.Second,
-		ErrorLogger:     kafka.LoggerFunc(func(msg string, args ...any) { e.logger.Warn("kafka writer: "+fmt.Sprintf(msg, args...), "exporter", e.name) }),
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			e.logger.Warn("kafka writer: "+fmt.Sprintf(msg, args...), "exporter", e.name)
+		}),
 	}
 }
 

@@ -379,7 +379,7 @@ func sleep(ctx context.Context, d time.Duration) {
 
 type metricsCodec struct{ next consumer.Metrics }
 
-func (*metricsCodec) signal() string   { return obs.SignalMetrics }
+func (*metricsCodec) signal() string    { return obs.SignalMetrics }
 func (c *metricsCodec) newBatch() batch { return &metricsBatch{next: c.next, md: pmetric.NewMetrics()} }
 
 type metricsBatch struct {
@@ -403,7 +403,7 @@ func (b *metricsBatch) consume(ctx context.Context) error { return b.next.Consum
 
 type logsCodec struct{ next consumer.Logs }
 
-func (*logsCodec) signal() string   { return obs.SignalLogs }
+func (*logsCodec) signal() string    { return obs.SignalLogs }
 func (c *logsCodec) newBatch() batch { return &logsBatch{next: c.next, ld: plog.NewLogs()} }
 
 type logsBatch struct {
@@ -427,7 +427,7 @@ func (b *logsBatch) consume(ctx context.Context) error { return b.next.ConsumeLo
 
 type tracesCodec struct{ next consumer.Traces }
 
-func (*tracesCodec) signal() string   { return obs.SignalSpans }
+func (*tracesCodec) signal() string    { return obs.SignalSpans }
 func (c *tracesCodec) newBatch() batch { return &tracesBatch{next: c.next, td: ptrace.NewTraces()} }
 
 type tracesBatch struct {

@@ -129,8 +129,8 @@ func (c TranslationConfig) Settings() prw.Settings {
 type Config struct {
 	exporterhelper.TimeoutConfig `mapstructure:",squash"`
 	Queue                        configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
-	Retry                        configretry.BackOffConfig                                 `mapstructure:"retry_on_failure"`
-	Translation                  TranslationConfig                                         `mapstructure:"translation"`
+	Retry                        configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
+	Translation                  TranslationConfig                                        `mapstructure:"translation"`
 }
 
 // Validate is called by the collector when it loads the configuration.
