@@ -169,8 +169,10 @@ const (
 	// placeholders to keep seasonal lags aligned; longer gaps restart the
 	// seasonal history.
 	maxFill = 256
-	// reseasonEvery is how often (points) the period is searched again.
+	// reseasonEvery is how often (points) a period in use is re-checked,
+	// searchEvery how often one is searched for while there is none.
 	reseasonEvery = 256
+	searchEvery   = 256
 )
 
 // Observe scores the point (t, v) and learns it.
@@ -210,11 +212,14 @@ func (d *Detector) Observe(t time.Time, v float64) Result {
 		d.push(math.NaN())
 		return Result{Status: Infinite, Score: 1, Surprise: math.Inf(1), Period: d.period}
 	}
-	r := d.score(v)
+	pred := d.predict()
+	resid := v - pred
+	pres := d.pointResidual(v, resid)
+	r := d.score(pred, resid, pres)
 	if r.Status == Scored {
 		d.finish(&r)
 	}
-	d.learn(v)
+	d.learn(v, resid, pres)
 	return r
 }
 
@@ -315,13 +320,11 @@ func (d *Detector) pointResidual(v, resid float64) float64 {
 	return 0
 }
 
-func (d *Detector) score(v float64) Result {
+func (d *Detector) score(pred, resid, pres float64) Result {
 	res := Result{Status: WarmingUp, Period: d.period, Expected: math.NaN(), Lower: math.NaN(), Upper: math.NaN()}
 	if d.values.len() < d.cfg.WarmUp {
 		return res
 	}
-	pred := d.predict()
-	resid := v - pred
 	center := d.residuals.quantile(0.5)
 	scale := d.scale()
 	res.Expected = pred + center
@@ -335,7 +338,7 @@ func (d *Detector) score(v float64) Result {
 		}
 		r := resid
 		if i == 0 {
-			r = d.pointResidual(v, resid)
+			r = pres
 		}
 		if s := tailSurprise(tr.win, tr.peek(r), scale/math.Sqrt(float64(tr.span))); s > best {
 			best = s
@@ -410,25 +413,35 @@ func surprise(z float64) float64 {
 	return -math.Log10(p)
 }
 
-func (d *Detector) learn(v float64) {
-	if d.values.len() >= 8 || d.period > 0 {
-		r := v - d.predict()
-		d.residuals.add(r)
+// learn adds the point to the windows. resid and pres are the residual
+// and point residual score computed before the point was known.
+func (d *Detector) learn(v, resid, pres float64) {
+	if (d.values.len() >= 8 || d.period > 0) && !math.IsNaN(resid) {
+		d.residuals.add(resid)
 		for i, tr := range d.tracks {
 			if i == 0 {
-				tr.add(d.pointResidual(v, r))
+				tr.add(pres)
 			} else {
-				tr.add(r)
+				tr.add(resid)
 			}
 		}
 	}
 	d.values.add(v)
 	d.push(v)
-	if d.cfg.Period == 0 && d.sinceSeasonal >= reseasonEvery && d.histLen >= 4*minPeriod {
-		d.sinceSeasonal = 0
-		h := d.history()
-		if d.period == 0 || !periodHolds(h, d.period, 0.2) {
-			d.period = detectPeriod(h, minPeriod, d.histLen/2, 0.3)
+	if d.cfg.Period == 0 && d.histLen >= 4*minPeriod {
+		// Keeping a period is checked often and cheaply; searching for
+		// one (an FFT over the history) less often.
+		switch {
+		case d.period > 0 && d.sinceSeasonal >= reseasonEvery:
+			d.sinceSeasonal = 0
+			h, med := d.history()
+			if !periodHolds(h, med, d.period, 0.2) {
+				d.period = detectPeriod(h, med, minPeriod, d.histLen/2, 0.3)
+			}
+		case d.period == 0 && d.sinceSeasonal >= searchEvery:
+			d.sinceSeasonal = 0
+			h, med := d.history()
+			d.period = detectPeriod(h, med, minPeriod, d.histLen/2, 0.3)
 		}
 	}
 }
@@ -452,13 +465,56 @@ func (d *Detector) finish(r *Result) {
 	r.Score = 1 - math.Pow(10, -s/10)
 }
 
-// history returns the seasonal history oldest first.
-func (d *Detector) history() []float64 {
+// history returns the seasonal history oldest first, and the median of
+// its present values, which stands in for the missing ones.
+func (d *Detector) history() ([]float64, float64) {
 	out := make([]float64, d.histLen)
+	finite := make([]float64, 0, d.histLen)
 	for i := 0; i < d.histLen; i++ {
-		out[d.histLen-1-i] = d.histAt(i)
+		v := d.histAt(i)
+		out[d.histLen-1-i] = v
+		if !math.IsNaN(v) {
+			finite = append(finite, v)
+		}
 	}
-	return out
+	if len(finite) == 0 {
+		return out, math.NaN()
+	}
+	return out, selectNth(finite, len(finite)/2)
+}
+
+// selectNth returns the k-th smallest of xs (reordering xs) in expected
+// linear time: Hoare's quickselect with a median-of-three pivot.
+func selectNth(xs []float64, k int) float64 {
+	lo, hi := 0, len(xs)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		a, b, c := xs[lo], xs[mid], xs[hi]
+		pivot := math.Max(math.Min(a, b), math.Min(math.Max(a, b), c))
+		i, j := lo, hi
+		for i <= j {
+			for xs[i] < pivot {
+				i++
+			}
+			for xs[j] > pivot {
+				j--
+			}
+			if i <= j {
+				xs[i], xs[j] = xs[j], xs[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return xs[k]
+		}
+	}
+	return xs[k]
 }
 
 // scale is a robust standard deviation of the residuals with a floor, so
@@ -485,12 +541,13 @@ func (d *Detector) scale() float64 {
 var spans = [...]int{1, 4, 16}
 
 // track follows the mean residual over the last span points and keeps a
-// window of its past values to judge the current one against.
+// window of its past values to judge the current one against. The mean is
+// summed afresh each time (span is small) so that no rounding drift builds
+// up and a restored snapshot continues bit for bit.
 type track struct {
 	span int
 	ring []float64
 	next int
-	sum  float64
 	n    int
 	win  *rollingQuantiles
 }
@@ -501,21 +558,25 @@ func newTrack(span, window int) *track {
 
 // peek returns the mean over the span if r were the newest residual.
 func (t *track) peek(r float64) float64 {
-	if t.n < t.span {
-		return (t.sum + r) / float64(t.n+1)
+	var sum float64
+	n := 1
+	// Oldest to newest, skipping the oldest when r would replace it.
+	for k := 0; k < t.n; k++ {
+		if t.n == t.span && k == 0 {
+			continue
+		}
+		sum += t.ring[(t.next-t.n+k+2*t.span)%t.span]
+		n++
 	}
-	return (t.sum - t.ring[t.next] + r) / float64(t.span)
+	return (sum + r) / float64(n)
 }
 
 func (t *track) add(r float64) {
 	m := t.peek(r)
-	if t.n == t.span {
-		t.sum -= t.ring[t.next]
-	} else {
+	if t.n < t.span {
 		t.n++
 	}
 	t.ring[t.next] = r
-	t.sum += r
 	t.next = (t.next + 1) % t.span
 	if t.n == t.span {
 		t.win.add(m)

@@ -2,8 +2,7 @@ package detect
 
 import (
 	"math"
-	"sort"
-
+	
 	"gonum.org/v1/gonum/dsp/fourier"
 )
 
@@ -17,7 +16,7 @@ import (
 // random walks and trends, whose autocorrelation decays smoothly, from
 // looking seasonal; taking the first strong peak rather than the highest
 // keeps multiples of the period (2 days for a daily pattern) from winning.
-func detectPeriod(xs []float64, minLag, maxLag int, minACF float64) int {
+func detectPeriod(xs []float64, med float64, minLag, maxLag int, minACF float64) int {
 	n := len(xs)
 	if maxLag > n/2-1 {
 		maxLag = n/2 - 1
@@ -28,7 +27,7 @@ func detectPeriod(xs []float64, minLag, maxLag int, minACF float64) int {
 	if maxLag <= minLag+2 {
 		return 0
 	}
-	acf := autocorrelation(xs)
+	acf := autocorrelation(xs, med)
 	if acf == nil {
 		return 0
 	}
@@ -64,38 +63,41 @@ const minSwing = 0.2
 
 // periodHolds reports whether a period found earlier is still present, with
 // a lower bar than finding it so the detector does not flap between
-// seasonal and non-seasonal as the evidence wobbles.
-func periodHolds(xs []float64, period int, minACF float64) bool {
-	if 2*period > len(xs) {
-		return false
-	}
-	acf := autocorrelation(xs)
-	if acf == nil {
-		return false
-	}
-	best := math.Inf(-1)
-	for lag := period - 1; lag <= period+1; lag++ {
-		best = math.Max(best, acf[lag])
-	}
-	return best >= minACF
-}
-
-// autocorrelation returns the normalised autocorrelation of the detrended,
-// median-filled series for lags 0..n-1, or nil for a constant series.
-func autocorrelation(xs []float64) []float64 {
+// seasonal and non-seasonal as the evidence wobbles. It computes only the
+// lags around the period, directly, which is much cheaper than an FFT.
+func periodHolds(xs []float64, med float64, period int, minACF float64) bool {
 	n := len(xs)
-	finite := make([]float64, 0, n)
-	for _, v := range xs {
-		if !math.IsNaN(v) {
-			finite = append(finite, v)
+	if 2*period > n {
+		return false
+	}
+	ys := detrend(xs, med)
+	if ys == nil {
+		return false
+	}
+	var ss float64
+	for _, y := range ys {
+		ss += y * y
+	}
+	if ss <= 0 {
+		return false
+	}
+	for lag := period - 1; lag <= period+1; lag++ {
+		var c float64
+		for i := 0; i+lag < n; i++ {
+			c += ys[i] * ys[i+lag]
+		}
+		if c/ss*float64(n)/float64(n-lag) >= minACF {
+			return true
 		}
 	}
-	if len(finite) < n/2 || len(finite) < 8 {
-		return nil
-	}
-	sort.Float64s(finite)
-	med := finite[len(finite)/2]
-	// Least-squares line through the finite points, by index.
+	return false
+}
+
+// detrend returns xs minus its least-squares line, with missing points set
+// to the line (med stands in for them in the fit), or nil when too little
+// of xs is present.
+func detrend(xs []float64, med float64) []float64 {
+	n := len(xs)
 	var sx, sy, sxx, sxy, m float64
 	for i, v := range xs {
 		if math.IsNaN(v) {
@@ -108,26 +110,43 @@ func autocorrelation(xs []float64) []float64 {
 		sxy += x * v
 		m++
 	}
+	if m < float64(n)/2 || m < 8 {
+		return nil
+	}
 	slope := (m*sxy - sx*sy) / (m*sxx - sx*sx)
 	icept := (sy - slope*sx) / m
+	out := make([]float64, n)
+	for i, v := range xs {
+		if math.IsNaN(v) {
+			v = med
+		}
+		out[i] = v - (icept + slope*float64(i))
+	}
+	return out
+}
+
+// autocorrelation returns the normalised autocorrelation of the detrended
+// series (missing points filled with med) for lags 0..n-1, or nil for a
+// constant or mostly missing series.
+func autocorrelation(xs []float64, med float64) []float64 {
+	n := len(xs)
+	ys := detrend(xs, med)
+	if ys == nil {
+		return nil
+	}
 	// Zero-padding to 2n makes the circular correlation a linear one.
 	size := 1
 	for size < 2*n {
 		size <<= 1
 	}
 	buf := make([]float64, size)
-	for i, v := range xs {
-		if math.IsNaN(v) {
-			v = med
-		}
-		buf[i] = v - (icept + slope*float64(i))
-	}
+	copy(buf, ys)
 	fft := fourier.NewFFT(size)
 	coef := fft.Coefficients(nil, buf)
 	for i, c := range coef {
 		coef[i] = complex(real(c)*real(c)+imag(c)*imag(c), 0)
 	}
-	ac := fft.Sequence(nil, coef)
+	ac := fft.Sequence(buf, coef)
 	if ac[0] <= 0 || math.IsNaN(ac[0]) {
 		return nil
 	}

@@ -1,0 +1,238 @@
+package detect
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func at(i int) time.Time { return t0.Add(time.Duration(i) * 5 * time.Minute) }
+
+// daily is a noisy daily cycle sampled every 5 minutes.
+func daily(rng *rand.Rand, i int) float64 {
+	return 50 + 20*math.Sin(2*math.Pi*float64(i)/288) + rng.NormFloat64()
+}
+
+func TestSpikeScoresHighAndOnce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	d := New(Config{})
+	const spike = 1500
+	var maxNormal, atSpike float64
+	var after int
+	for i := 0; i < 2000; i++ {
+		v := 10 + rng.NormFloat64()
+		if i == spike || i == spike+1 {
+			v = 40
+		}
+		r := d.Observe(at(i), v)
+		if r.Score < 0 || r.Score > 1 || math.IsNaN(r.Score) {
+			t.Fatalf("point %d: score %v outside [0, 1]", i, r.Score)
+		}
+		switch {
+		case i == spike:
+			atSpike = r.Score
+		case i > spike && i < spike+50:
+			if r.Score >= 0.5 {
+				after++
+			}
+		case i > 600:
+			maxNormal = math.Max(maxNormal, r.Score)
+		}
+	}
+	if atSpike < 0.7 {
+		t.Errorf("spike scored %.3f, want >= 0.7", atSpike)
+	}
+	if maxNormal >= atSpike/2 {
+		t.Errorf("noise scored up to %.3f against the spike's %.3f", maxNormal, atSpike)
+	}
+	if after > 0 {
+		t.Errorf("the same spike was reported %d more times", after)
+	}
+}
+
+func TestLevelShift(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	d := New(Config{})
+	best, bestAt := 0.0, -1
+	for i := 0; i < 2000; i++ {
+		v := 10 + rng.NormFloat64()
+		if i >= 1500 {
+			v += 3 // a shift of three standard deviations
+		}
+		r := d.Observe(at(i), v)
+		if i > 600 && r.Score > best {
+			best, bestAt = r.Score, i
+		}
+	}
+	if bestAt < 1500 || bestAt > 1520 {
+		t.Fatalf("highest score %.3f at %d, want within 20 points after the shift at 1500", best, bestAt)
+	}
+}
+
+func TestSeasonalityFoundAndUsed(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	d := New(Config{})
+	var r Result
+	for i := 0; i < 288*6; i++ {
+		r = d.Observe(at(i), daily(rng, i))
+	}
+	if r.Period < 286 || r.Period > 290 {
+		t.Fatalf("period %d, want about 288", r.Period)
+	}
+	// A value normal for the day but wrong for this time of day: the
+	// cycle's peak value at its trough.
+	i := 288*6 + 216 // trough of the sine
+	for j := 288 * 6; j < i; j++ {
+		d.Observe(at(j), daily(rng, j))
+	}
+	r = d.Observe(at(i), 70)
+	if r.Score < 0.7 {
+		t.Fatalf("peak value at the trough scored %.3f (expected %.1f), want >= 0.7", r.Score, r.Expected)
+	}
+	if !(r.Lower < 35 && r.Upper > 25) {
+		t.Fatalf("expected range [%.1f, %.1f] should be around the trough (30)", r.Lower, r.Upper)
+	}
+}
+
+func TestAwkwardInput(t *testing.T) {
+	d := New(Config{WarmUp: 16})
+	for i := 0; i < 100; i++ {
+		d.Observe(at(i), float64(i%7))
+	}
+	cases := []struct {
+		t    time.Time
+		v    float64
+		want Status
+	}{
+		{at(100), math.NaN(), Missing},
+		{at(101), math.Inf(1), Infinite},
+		{at(102), math.Inf(-1), Infinite},
+		{at(50), 3, OutOfOrder},
+		{at(102), 3, Duplicate},
+		{at(5000), 3, Scored}, // a long gap restarts seasonal history only
+		{at(5001), 4, Scored},
+	}
+	for _, c := range cases {
+		r := d.Observe(c.t, c.v)
+		if r.Status != c.want {
+			t.Errorf("Observe(%v, %v): status %v, want %v", c.t, c.v, r.Status, c.want)
+		}
+		if r.Status == Infinite && r.Score != 1 {
+			t.Errorf("infinite value scored %v, want 1", r.Score)
+		}
+		if math.IsNaN(r.Score) || r.Score < 0 || r.Score > 1 {
+			t.Errorf("score %v outside [0, 1]", r.Score)
+		}
+	}
+	// Constant and then extreme values never panic or produce NaN.
+	d = New(Config{})
+	rng := rand.New(rand.NewPCG(4, 4))
+	for i := 0; i < 3000; i++ {
+		v := 5.0
+		switch {
+		case i > 1000 && rng.Float64() < 0.01:
+			v = math.MaxFloat64 / 4
+		case i > 2000 && rng.Float64() < 0.05:
+			v = -1e300
+		}
+		if r := d.Observe(at(i), v); math.IsNaN(r.Score) || r.Score < 0 || r.Score > 1 {
+			t.Fatalf("point %d: score %v", i, r.Score)
+		}
+	}
+}
+
+func TestSnapshotResumes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	vals := make([]float64, 3000)
+	for i := range vals {
+		vals[i] = daily(rng, i)
+		if i%500 == 499 {
+			vals[i] += 30
+		}
+	}
+	a := New(Config{})
+	for i := 0; i < 1700; i++ {
+		a.Observe(at(i), vals[i])
+	}
+	snap, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Restore(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1700; i < len(vals); i++ {
+		ra, rb := a.Observe(at(i), vals[i]), b.Observe(at(i), vals[i])
+		if ra != rb && !(math.IsNaN(ra.Expected) && math.IsNaN(rb.Expected)) {
+			t.Fatalf("point %d: restored detector says %+v, original %+v", i, rb, ra)
+		}
+	}
+	if _, err := Restore([]byte("garbage")); err == nil {
+		t.Fatal("want an error restoring garbage")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := (Config{}).Validate("analyzer.selectors[0]."); err != nil {
+		t.Fatalf("zero config: %v", err)
+	}
+	err := Config{Sensitivity: -1}.Validate("analyzer.selectors[0].")
+	if err == nil || err.Error() != "analyzer.selectors[0].sensitivity: must be > 0, got -1" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func BenchmarkObserve(b *testing.B) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	vals := make([]float64, 8192)
+	for i := range vals {
+		vals[i] = daily(rng, i)
+	}
+	d := New(Config{})
+	for i := 0; i < 2000; i++ {
+		d.Observe(at(i), vals[i%len(vals)])
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		j := 2000 + i
+		d.Observe(at(j), vals[j%len(vals)])
+	}
+}
+
+func BenchmarkSnapshot(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	d := New(Config{})
+	for i := 0; i < 5000; i++ {
+		d.Observe(at(i), daily(rng, i))
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := d.MarshalBinary(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestSelectNth(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	for n := 1; n < 60; n++ {
+		xs := make([]float64, n)
+		for i := range xs {
+			xs[i] = float64(rng.IntN(10)) // many ties
+		}
+		sorted := append([]float64(nil), xs...)
+		slices.Sort(sorted)
+		for k := 0; k < n; k++ {
+			c := append([]float64(nil), xs...)
+			if got := selectNth(c, k); got != sorted[k] {
+				t.Fatalf("n=%d k=%d: got %v, want %v", n, k, got, sorted[k])
+			}
+		}
+	}
+}

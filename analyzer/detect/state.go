@@ -1,0 +1,114 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/gob"
+	"fmt"
+	"time"
+)
+
+// stateVersion changes whenever the snapshot layout or the meaning of the
+// state changes; an older snapshot is then refused rather than misread.
+const stateVersion = 1
+
+type trackState struct {
+	Ring []float64 // oldest first
+	Win  []float64
+}
+
+type state struct {
+	Version       int
+	Config        Config
+	N             int
+	LastT         int64 // UnixNano, valid when N > 0
+	Step          int64
+	Deltas        []float64
+	Hist          []float64 // oldest first
+	Period        int
+	SinceSeasonal int
+	Values        []float64
+	Residuals     []float64
+	Tracks        []trackState
+	Hold          float64
+}
+
+// MarshalBinary snapshots the detector so that a restarted process
+// resumes where it stopped instead of learning the series again.
+func (d *Detector) MarshalBinary() ([]byte, error) {
+	st := state{
+		Version: stateVersion, Config: d.cfg, N: d.n, Step: int64(d.step),
+		Deltas: d.deltas.values(), Hist: d.historyOnly(), Period: d.period,
+		SinceSeasonal: d.sinceSeasonal, Values: d.values.values(),
+		Residuals: d.residuals.values(), Hold: d.hold,
+	}
+	if d.n > 0 {
+		st.LastT = d.lastT.UnixNano()
+	}
+	for _, t := range d.tracks {
+		ts := trackState{Win: t.win.values()}
+		for i := 0; i < t.n; i++ {
+			ts.Ring = append(ts.Ring, t.ring[(t.next-t.n+i+2*t.span)%t.span])
+		}
+		st.Tracks = append(st.Tracks, ts)
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&st); err != nil {
+		return nil, fmt.Errorf("snapshot detector: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Restore rebuilds a detector from MarshalBinary's output.
+func Restore(b []byte) (*Detector, error) {
+	var st state
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("restore detector: %w", err)
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("restore detector: snapshot version %d, want %d", st.Version, stateVersion)
+	}
+	d := New(st.Config)
+	if len(st.Tracks) != len(d.tracks) || len(st.Hist) > len(d.hist) {
+		return nil, fmt.Errorf("restore detector: snapshot does not fit the configuration")
+	}
+	d.n = st.N
+	if st.N > 0 {
+		d.lastT = time.Unix(0, st.LastT)
+	}
+	d.step = time.Duration(st.Step)
+	for _, v := range st.Deltas {
+		d.deltas.add(v)
+	}
+	for _, v := range st.Hist {
+		d.hist[d.histNext] = v
+		d.histNext = (d.histNext + 1) % len(d.hist)
+		d.histLen++
+	}
+	d.period, d.sinceSeasonal, d.hold = st.Period, st.SinceSeasonal, st.Hold
+	for _, v := range st.Values {
+		d.values.add(v)
+	}
+	for _, v := range st.Residuals {
+		d.residuals.add(v)
+	}
+	for i, ts := range st.Tracks {
+		t := d.tracks[i]
+		if len(ts.Ring) > t.span {
+			return nil, fmt.Errorf("restore detector: track %d holds %d values, span is %d", i, len(ts.Ring), t.span)
+		}
+		for _, v := range ts.Ring {
+			t.ring[t.next] = v
+			t.next = (t.next + 1) % t.span
+			t.n++
+		}
+		for _, v := range ts.Win {
+			t.win.add(v)
+		}
+	}
+	return d, nil
+}
+
+func (d *Detector) historyOnly() []float64 {
+	h, _ := d.history()
+	return h
+}
