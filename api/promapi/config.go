@@ -1,0 +1,70 @@
+package promapi
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// Config configures the PromQL engine behind the query API. Its YAML keys
+// live under `query`.
+type Config struct {
+	// Timeout is the longest a query may run before it is aborted with a
+	// timeout error (Prometheus's --query.timeout).
+	Timeout model.Duration `yaml:"timeout"`
+	// MaxSamples is the most samples one query may hold in memory at once
+	// (Prometheus's --query.max-samples).
+	MaxSamples int `yaml:"max_samples"`
+	// LookbackDelta is how far back an instant selector looks for the last
+	// sample of a series (Prometheus's --query.lookback-delta).
+	LookbackDelta model.Duration `yaml:"lookback_delta"`
+	// MaxConcurrency is how many queries run at once; further queries wait
+	// for a slot, and the wait counts against their timeout
+	// (Prometheus's --query.max-concurrency).
+	MaxConcurrency int `yaml:"max_concurrency"`
+	// SubqueryStep is the resolution of a subquery that names none,
+	// e.g. `max_over_time(rate(x[5m])[1h:])`. Prometheus takes it from
+	// global.evaluation_interval.
+	SubqueryStep model.Duration `yaml:"subquery_step"`
+	// ExperimentalPromQL turns on what Prometheus keeps behind feature
+	// flags and its own PromQL test suite exercises: experimental
+	// functions and aggregations (limitk, mad_over_time, ...), fill
+	// modifiers on binary operators, unquoted UTF-8 metric names and
+	// delayed __name__ removal.
+	ExperimentalPromQL bool `yaml:"experimental_promql"`
+	// UseStartTimestamps lets rate(), increase() and friends use the start
+	// timestamps OTLP cumulative points carry, where the store keeps them.
+	UseStartTimestamps bool `yaml:"use_start_timestamps"`
+}
+
+// DefaultConfig returns Prometheus's defaults for the engine, with the
+// features Grafana users and the PromQL test suite expect turned on.
+func DefaultConfig() Config {
+	return Config{
+		Timeout:            model.Duration(2 * time.Minute),
+		MaxSamples:         50_000_000,
+		LookbackDelta:      model.Duration(5 * time.Minute),
+		MaxConcurrency:     20,
+		SubqueryStep:       model.Duration(time.Minute),
+		ExperimentalPromQL: true,
+		UseStartTimestamps: true,
+	}
+}
+
+// Validate reports the first invalid key.
+func (c Config) Validate() error {
+	switch {
+	case c.Timeout <= 0:
+		return fmt.Errorf("query.timeout: must be > 0, got %s", c.Timeout)
+	case c.MaxSamples <= 0:
+		return fmt.Errorf("query.max_samples: must be > 0, got %d", c.MaxSamples)
+	case c.LookbackDelta <= 0:
+		return fmt.Errorf("query.lookback_delta: must be > 0, got %s", c.LookbackDelta)
+	case c.MaxConcurrency <= 0:
+		return fmt.Errorf("query.max_concurrency: must be > 0, got %d", c.MaxConcurrency)
+	case c.SubqueryStep <= 0:
+		return fmt.Errorf("query.subquery_step: must be > 0, got %s", c.SubqueryStep)
+	}
+	return nil
+}
