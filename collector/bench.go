@@ -1,0 +1,346 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+
+	"github.com/aiops-dev/aiops/storage"
+)
+
+// BenchOptions configures BenchIngest.
+type BenchOptions struct {
+	// Store receives the points (all-in-one role, exporter store).
+	Store storage.Store
+	// Points is how many metric data points are sent in total.
+	Points int
+	// Series is how many distinct series they belong to.
+	Series int
+	// PointsPerRequest is the size of one OTLP export request.
+	PointsPerRequest int
+	// Senders is the number of concurrent OTLP/gRPC clients.
+	Senders int
+	// QueueDir holds the persistent queue; empty uses the in-memory queue.
+	QueueDir string
+	// Config, when set, is the collector configuration to start from
+	// (endpoints and queue dir are set by BenchIngest).
+	Config *Config
+	// DiskBytes, when set, reports the bytes the store uses for samples;
+	// BenchIngest divides it by the samples stored.
+	DiskBytes func(ctx context.Context) (int64, error)
+	// Timeout bounds the wait for everything to be stored.
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// BenchResult is what BenchIngest measured.
+type BenchResult struct {
+	// Points were sent and accepted; Stored were found in the store
+	// afterwards; Lost = Points - Stored.
+	Points, Stored, Lost int64
+	// Elapsed runs from the first request until the collector had written
+	// every point; PointsPerSecond is Points / Elapsed.
+	Elapsed         time.Duration
+	PointsPerSecond float64
+	// SendElapsed is how long the clients took to have every request
+	// accepted.
+	SendElapsed time.Duration
+	// Refused counts requests the collector pushed back (and the client
+	// retried).
+	Refused int64
+	// MaxHeapBytes is the largest Go heap seen during the run.
+	MaxHeapBytes uint64
+	// BytesPerSample is DiskBytes / Stored, when DiskBytes is set.
+	BytesPerSample float64
+}
+
+func (r BenchResult) String() string {
+	s := fmt.Sprintf("%d points in %s: %.0f points/s (sent in %s), stored %d, lost %d, refused requests %d, max heap %d MiB",
+		r.Points, r.Elapsed.Round(time.Millisecond), r.PointsPerSecond, r.SendElapsed.Round(time.Millisecond),
+		r.Stored, r.Lost, r.Refused, r.MaxHeapBytes>>20)
+	if r.BytesPerSample > 0 {
+		s += fmt.Sprintf(", %.2f bytes/sample on disk", r.BytesPerSample)
+	}
+	return s
+}
+
+func (o *BenchOptions) defaults() error {
+	if o.Store == nil {
+		return errors.New("bench: no store")
+	}
+	if o.Points <= 0 {
+		o.Points = 2_000_000
+	}
+	if o.Series <= 0 {
+		o.Series = 10_000
+	}
+	if o.PointsPerRequest <= 0 {
+		o.PointsPerRequest = 2_000
+	}
+	if o.Senders <= 0 {
+		o.Senders = 4
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Series%o.PointsPerRequest != 0 && o.PointsPerRequest%o.Series != 0 {
+		return fmt.Errorf("bench: series (%d) and points per request (%d) must divide one another", o.Series, o.PointsPerRequest)
+	}
+	return nil
+}
+
+// benchMetric is the name of the benchmark's gauge.
+const benchMetric = "aiops_bench_value"
+
+// BenchIngest measures OTLP metric points per second end to end: OTLP/gRPC
+// clients → all-in-one collector → opts.Store, until every point is
+// written, then checks in the store that none was lost. The requests are
+// encoded before the clock starts, so the clients cost little CPU.
+func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
+	if err := opts.defaults(); err != nil {
+		return BenchResult{}, err
+	}
+	cfg := DefaultConfig()
+	if opts.Config != nil {
+		cfg = *opts.Config
+	}
+	cfg.Role, cfg.Exporter, cfg.ConfigFile = RoleAllInOne, ExporterStore, ""
+	addr, err := freeLocalAddr()
+	if err != nil {
+		return BenchResult{}, err
+	}
+	cfg.OTLP.GRPCEndpoint, cfg.OTLP.HTTPEndpoint = addr, "off"
+	cfg.Queue.Dir = opts.QueueDir
+	cfg.RetryAfter = time.Second
+
+	reg := prometheus.NewRegistry()
+	c, err := New(cfg, Deps{Store: opts.Store, Logger: opts.Logger, Registerer: reg})
+	if err != nil {
+		return BenchResult{}, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(runCtx) }()
+	select {
+	case <-c.Started():
+	case err := <-runErr:
+		return BenchResult{}, fmt.Errorf("bench: collector: %w", err)
+	case <-ctx.Done():
+		return BenchResult{}, ctx.Err()
+	}
+	defer func() { stop(); <-runErr }()
+
+	requests, start := benchRequests(opts)
+	res := BenchResult{Points: int64(len(requests) * opts.PointsPerRequest)}
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallSendMsgSize(math.MaxInt32)))
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close()
+
+	heapDone := make(chan struct{})
+	var maxHeap atomic.Uint64
+	go func() {
+		var ms runtime.MemStats
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > maxHeap.Load() {
+				maxHeap.Store(ms.HeapInuse)
+			}
+			select {
+			case <-heapDone:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	defer close(heapDone)
+
+	began := time.Now()
+	var next atomic.Int64
+	var refused atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, opts.Senders)
+	for range opts.Senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var reply []byte
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(requests)) {
+					return
+				}
+				for {
+					err := conn.Invoke(ctx, "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", &requests[i], &reply)
+					if err == nil {
+						break
+					}
+					// Pushed back: wait and retry, as an OTLP client does.
+					refused.Add(1)
+					if ctx.Err() != nil {
+						errs <- err
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.SendElapsed = time.Since(began)
+	res.Refused = refused.Load()
+	select {
+	case err := <-errs:
+		return res, fmt.Errorf("bench: send: %w", err)
+	default:
+	}
+
+	stored := func() float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() != "aiops_collector_stored_items_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "signal" && l.GetValue() == "metrics" {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	deadline := time.Now().Add(opts.Timeout)
+	for stored() < float64(res.Points) {
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("bench: %v of %d points stored after %s", stored(), res.Points, opts.Timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	res.Elapsed = time.Since(began)
+	res.PointsPerSecond = float64(res.Points) / res.Elapsed.Seconds()
+	res.MaxHeapBytes = maxHeap.Load()
+
+	res.Stored, err = countBenchSamples(ctx, opts.Store, start)
+	if err != nil {
+		return res, err
+	}
+	res.Lost = res.Points - res.Stored
+	if opts.DiskBytes != nil && res.Stored > 0 {
+		b, err := opts.DiskBytes(ctx)
+		if err != nil {
+			return res, fmt.Errorf("bench: disk bytes: %w", err)
+		}
+		res.BytesPerSample = float64(b) / float64(res.Stored)
+	}
+	return res, nil
+}
+
+// benchRequests encodes the requests: Series series × rounds, one point
+// per series per round, rounds one second apart, ending now.
+func benchRequests(o BenchOptions) ([][]byte, time.Time) {
+	rounds := max(o.Points/o.Series, 1)
+	start := time.Now().Add(-time.Duration(rounds) * time.Second).Truncate(time.Second)
+	perInstance := 100 // series per service instance (resource)
+	var out [][]byte
+	for r := range rounds {
+		ts := pcommon.NewTimestampFromTime(start.Add(time.Duration(r) * time.Second))
+		for first := 0; first < o.Series; first += o.PointsPerRequest {
+			md := pmetric.NewMetrics()
+			var dps pmetric.NumberDataPointSlice
+			for s := first; s < first+o.PointsPerRequest && s < o.Series; s++ {
+				if s%perInstance == 0 || s == first {
+					rm := md.ResourceMetrics().AppendEmpty()
+					rm.Resource().Attributes().PutStr("service.name", "bench")
+					rm.Resource().Attributes().PutStr("service.instance.id", fmt.Sprintf("inst-%d", s/perInstance))
+					m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+					m.SetName(benchMetric)
+					dps = m.SetEmptyGauge().DataPoints()
+				}
+				dp := dps.AppendEmpty()
+				dp.Attributes().PutStr("series", fmt.Sprintf("s%06d", s))
+				dp.Attributes().PutStr("region", "eu-west-1")
+				dp.SetTimestamp(ts)
+				dp.SetDoubleValue(float64(r*o.Series + s))
+			}
+			b, _ := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+			out = append(out, b)
+		}
+	}
+	return out, start
+}
+
+// countBenchSamples counts the benchmark's samples in the store.
+func countBenchSamples(ctx context.Context, st storage.Store, since time.Time) (int64, error) {
+	q, err := st.Querier(since.Add(-time.Minute).UnixMilli(), time.Now().Add(time.Minute).UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	defer q.Close()
+	set := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, benchMetric))
+	var n int64
+	var it chunkenc.Iterator
+	for set.Next() {
+		it = set.At().Iterator(it)
+		for it.Next() != chunkenc.ValNone {
+			n++
+		}
+		if err := it.Err(); err != nil {
+			return n, err
+		}
+	}
+	return n, set.Err()
+}
+
+func freeLocalAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// rawCodec sends pre-encoded protobuf bytes as they are.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*(v.(*[]byte)))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*(v.(*[]byte)) = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+var _ encoding.CodecV2 = rawCodec{}
