@@ -27,6 +27,10 @@ type Config struct {
 	// Period fixes the seasonal period in points: 0 finds it from the
 	// data, -1 means the series has no seasonality.
 	Period int
+	// PeriodHint fixes the seasonal period as a duration (24h, 168h); it
+	// is turned into points once the sample spacing is known. It takes
+	// precedence over Period.
+	PeriodHint time.Duration
 	// Sensitivity scales the surprise before it becomes a score: 2 makes
 	// every deviation count twice as much, 0.5 half. Default 1.
 	Sensitivity float64
@@ -62,6 +66,8 @@ func (c Config) Validate(prefix string) error {
 		return fmt.Errorf("%speriod: must be -1, 0 or a number of points, got %d", prefix, c.Period)
 	case c.Sensitivity < 0 || math.IsNaN(c.Sensitivity) || math.IsInf(c.Sensitivity, 0):
 		return fmt.Errorf("%ssensitivity: must be > 0, got %v", prefix, c.Sensitivity)
+	case c.PeriodHint < 0:
+		return fmt.Errorf("%speriod_hint: must be >= 0, got %v", prefix, c.PeriodHint)
 	case c.WarmUp < 0:
 		return fmt.Errorf("%swarm_up: must be >= 0, got %d", prefix, c.WarmUp)
 	}
@@ -428,6 +434,15 @@ func (d *Detector) learn(v, resid, pres float64) {
 	}
 	d.values.add(v)
 	d.push(v)
+	if d.cfg.PeriodHint > 0 {
+		// Re-derived as the spacing estimate settles; never searched.
+		if d.step > 0 && d.deltas.len() >= 8 {
+			if p := int(math.Round(float64(d.cfg.PeriodHint) / float64(d.step))); p >= 2 && p <= len(d.hist)/3 {
+				d.period = p
+			}
+		}
+		return
+	}
 	if d.cfg.Period == 0 && d.histLen >= 4*minPeriod {
 		// Keeping a period is checked often and cheaply; searching for
 		// one (an FFT over the history) less often.

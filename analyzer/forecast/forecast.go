@@ -29,7 +29,8 @@ type Sample struct {
 
 // Config tunes Predict. Zero values mean the defaults.
 type Config struct {
-	// Period is the seasonal cycle to test for. Default 24h.
+	// Period is the seasonal cycle to test for. Default (0) 24h; negative
+	// means the series has no cycle.
 	Period time.Duration
 	// MinSamples is the fewest finite samples Predict works with. Default 12.
 	MinSamples int
@@ -40,7 +41,7 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Period <= 0 {
+	if c.Period == 0 {
 		c.Period = 24 * time.Hour
 	}
 	if c.MinSamples <= 0 {
@@ -55,8 +56,6 @@ func (c Config) withDefaults() Config {
 // Validate reports the first invalid field; prefix names the config key.
 func (c Config) Validate(prefix string) error {
 	switch {
-	case c.Period < 0:
-		return fmt.Errorf("%speriod: must be >= 0, got %v", prefix, c.Period)
 	case c.MinSamples < 0 || (c.MinSamples > 0 && c.MinSamples < 4):
 		return fmt.Errorf("%smin_samples: must be >= 4, got %d", prefix, c.MinSamples)
 	case c.ResetDrop < 0 || math.IsNaN(c.ResetDrop):
@@ -115,7 +114,7 @@ func Predict(samples []Sample, capacity float64, now int64, cfg Config) (Forecas
 	lag := int(math.Round(float64(cfg.Period.Milliseconds()) / step))
 	span := float64(xs[len(xs)-1].T - xs[0].T)
 	seasonal := false
-	if lag >= 4 && float64(cfg.Period.Milliseconds()) <= span/2 {
+	if cfg.Period > 0 && lag >= 4 && float64(cfg.Period.Milliseconds()) <= span/2 {
 		seasonal = isSeasonal(xs, segs, lag)
 	}
 	if !seasonal {

@@ -1,0 +1,428 @@
+// Package analyzer runs the streaming anomaly detectors and the capacity
+// forecasters over stored series and writes their results back as series
+// and events.
+//
+// Every Interval it reads the samples of the selected series that it has
+// not seen yet (one watermark per series), scores each with that series'
+// detector (package detect), and appends
+//
+//	aiops_anomaly_score{<original labels>, aiops_metric="<original name>"}
+//
+// at the sample's own timestamp. Points scoring at least EventThreshold
+// also become storage events of Kind "anomaly" (see Anomaly), with an ID
+// derived from the series and timestamp so a re-run never duplicates one.
+// For capacity series it appends aiops_capacity_exhaustion_seconds and its
+// _lower and _upper bounds at the evaluation time.
+//
+// Detector state is snapshotted to StateDir and loaded on start, so a
+// restart resumes without learning every series again. Deps.Shard lets
+// several replicas split the series between them (docs/ANALYZER.md).
+package analyzer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/aiops-dev/aiops/analyzer/detect"
+	"github.com/aiops-dev/aiops/storage"
+)
+
+// Names of the series the analyzer writes.
+const (
+	ScoreMetric           = "aiops_anomaly_score"
+	ExhaustionMetric      = "aiops_capacity_exhaustion_seconds"
+	ExhaustionLowerMetric = "aiops_capacity_exhaustion_seconds_lower"
+	ExhaustionUpperMetric = "aiops_capacity_exhaustion_seconds_upper"
+	// MetricLabel carries the analysed series' own metric name on the
+	// result series, whose __name__ is one of the above.
+	MetricLabel = "aiops_metric"
+	// ownPrefix marks series the analyzer never analyses: its own output,
+	// which would otherwise feed back into itself.
+	ownPrefix = "aiops_"
+)
+
+// AnomalyKind is the storage.Event Kind of anomaly events.
+const AnomalyKind = "anomaly"
+
+// Anomaly is the payload of an anomaly event: what alerting consumes.
+type Anomaly struct {
+	// Series is the analysed series, metric name included.
+	Series map[string]string `json:"series"`
+	Time   time.Time         `json:"time"`
+	Score  float64           `json:"score"`
+	Value  float64           `json:"value"`
+	// Expected, Lower and Upper are the detector's prediction and the
+	// range it considered normal; NaN is written as null.
+	Expected *float64 `json:"expected,omitempty"`
+	Lower    *float64 `json:"lower,omitempty"`
+	Upper    *float64 `json:"upper,omitempty"`
+	// Surprise is -log10 of the estimated probability of the deviation.
+	Surprise float64 `json:"surprise"`
+}
+
+// DecodeAnomaly reads an anomaly event written by the analyzer.
+func DecodeAnomaly(ev storage.Event) (Anomaly, error) {
+	if ev.Kind != AnomalyKind {
+		return Anomaly{}, fmt.Errorf("event %s: kind %q is not %q", ev.ID, ev.Kind, AnomalyKind)
+	}
+	var a Anomaly
+	if err := json.Unmarshal(ev.Payload, &a); err != nil {
+		return Anomaly{}, fmt.Errorf("event %s: %w", ev.ID, err)
+	}
+	return a, nil
+}
+
+// AnomalySink receives anomalies as they are found, for consumers in the
+// same process that should not wait for the event store to be polled.
+type AnomalySink interface {
+	Anomalies(ctx context.Context, as []Anomaly) error
+}
+
+// Deps are what the analyzer reads from and writes to.
+type Deps struct {
+	Queryable  promstorage.Queryable
+	Appendable promstorage.Appendable
+	Events     storage.EventStore
+	// Spans is kept for the correlation API (RootCauses); may be nil.
+	Spans storage.SpanStore
+	// Sink, if set, also receives every anomaly event.
+	Sink       AnomalySink
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Shard reports whether this replica owns a series. Nil owns all.
+	// With Kafka ingestion, a replica owns the series whose partition
+	// (the hash the producer uses to pick it) is assigned to it.
+	Shard func(labels.Labels) bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Analyzer is the running component.
+type Analyzer struct {
+	cfg    Config
+	deps   Deps
+	logger *slog.Logger
+	engine *promql.Engine
+	m      metrics
+
+	mu     sync.Mutex
+	series map[uint64][]*seriesState
+	count  int
+}
+
+type seriesState struct {
+	lset      labels.Labels
+	det       *detect.Detector
+	watermark int64 // ms of the last sample scored
+	selector  int
+}
+
+type metrics struct {
+	samples, anomalies, appendErrors, skipped, forecasts prometheus.Counter
+	series                                               prometheus.Gauge
+	stepSeconds                                          prometheus.Histogram
+}
+
+// New checks cfg and deps and returns an analyzer ready to Run.
+func New(cfg Config, deps Deps) (*Analyzer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Queryable == nil:
+		return nil, errors.New("analyzer: Deps.Queryable is required")
+	case deps.Appendable == nil:
+		return nil, errors.New("analyzer: Deps.Appendable is required")
+	case deps.Events == nil:
+		return nil, errors.New("analyzer: Deps.Events is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	a := &Analyzer{
+		cfg: cfg, deps: deps, logger: deps.Logger,
+		series: map[uint64][]*seriesState{},
+		engine: promql.NewEngine(promql.EngineOpts{
+			Logger: deps.Logger.With("component", "analyzer-promql"), MaxSamples: 10_000_000,
+			Timeout: time.Minute, LookbackDelta: 5 * time.Minute, EnableAtModifier: true,
+		}),
+	}
+	a.m = metrics{
+		samples:      prometheus.NewCounter(prometheus.CounterOpts{Name: "aiops_analyzer_samples_scored_total", Help: "Samples scored by the anomaly detectors."}),
+		anomalies:    prometheus.NewCounter(prometheus.CounterOpts{Name: "aiops_analyzer_anomaly_events_total", Help: "Anomaly events recorded."}),
+		appendErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "aiops_analyzer_append_errors_total", Help: "Result samples the storage refused."}),
+		skipped:      prometheus.NewCounter(prometheus.CounterOpts{Name: "aiops_analyzer_series_skipped_total", Help: "Series not analysed because analyzer.max_series was reached."}),
+		forecasts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "aiops_analyzer_forecasts_total", Help: "Capacity forecasts written."}),
+		series:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "aiops_analyzer_series", Help: "Series with detector state."}),
+		stepSeconds:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aiops_analyzer_step_duration_seconds", Help: "Duration of one evaluation.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+	}
+	if deps.Registerer != nil {
+		for _, c := range []prometheus.Collector{a.m.samples, a.m.anomalies, a.m.appendErrors, a.m.skipped, a.m.forecasts, a.m.series, a.m.stepSeconds} {
+			if err := deps.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("analyzer: register metrics: %w", err)
+			}
+		}
+	}
+	return a, nil
+}
+
+// Run evaluates every Interval until ctx ends, loading the state first
+// and saving it every SnapshotInterval and on the way out.
+func (a *Analyzer) Run(ctx context.Context) error {
+	if err := a.LoadState(); err != nil {
+		// A bad snapshot must not keep the analyzer down: it relearns.
+		a.logger.Warn("analyzer state not loaded; starting cold", "err", err)
+	}
+	tick := time.NewTicker(time.Duration(a.cfg.Interval))
+	defer tick.Stop()
+	snap := time.NewTicker(time.Duration(a.cfg.SnapshotInterval))
+	defer snap.Stop()
+	for {
+		if err := a.Step(ctx, a.deps.Now()); err != nil && ctx.Err() == nil {
+			a.logger.Error("analyzer step failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			if err := a.SaveState(); err != nil {
+				return fmt.Errorf("analyzer: save state on shutdown: %w", err)
+			}
+			return nil
+		case <-snap.C:
+			if err := a.SaveState(); err != nil {
+				a.logger.Error("analyzer state not saved", "err", err)
+			}
+		case <-tick.C:
+		}
+	}
+}
+
+// Step runs one evaluation as of now: anomaly scoring of new samples,
+// then capacity forecasts.
+func (a *Analyzer) Step(ctx context.Context, now time.Time) error {
+	start := time.Now()
+	defer func() { a.m.stepSeconds.Observe(time.Since(start).Seconds()) }()
+	var errs []error
+	if err := a.scoreNew(ctx, now); err != nil {
+		errs = append(errs, err)
+	}
+	if err := a.forecastAll(ctx, now); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Analyzer) owns(lset labels.Labels) bool {
+	if strings.HasPrefix(lset.Get(labels.MetricName), ownPrefix) {
+		return false
+	}
+	return a.deps.Shard == nil || a.deps.Shard(lset)
+}
+
+func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
+	if len(a.cfg.Selectors) == 0 {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	mint := now.Add(-time.Duration(a.cfg.Lookback)).UnixMilli()
+	maxt := now.UnixMilli()
+	q, err := a.deps.Queryable.Querier(mint, maxt)
+	if err != nil {
+		return fmt.Errorf("analyzer: querier: %w", err)
+	}
+	defer q.Close()
+	app := a.deps.Appendable.Appender(ctx)
+	var events []storage.Event
+	var found []Anomaly
+	var appendErr error // the first refusal, logged once per step
+	for si, sel := range a.cfg.Selectors {
+		ss := q.Select(ctx, false, &promstorage.SelectHints{Start: mint, End: maxt}, sel.matchers...)
+		for ss.Next() {
+			s := ss.At()
+			lset := s.Labels()
+			if !a.owns(lset) {
+				continue
+			}
+			st := a.state(lset, si)
+			if st == nil {
+				continue
+			}
+			out := resultLabels(ScoreMetric, lset)
+			var ref promstorage.SeriesRef
+			it := s.Iterator(nil)
+			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+				if vt != chunkenc.ValFloat {
+					continue // histograms are not analysed
+				}
+				t, v := it.At()
+				if t <= st.watermark {
+					continue
+				}
+				st.watermark = t
+				r := st.det.Observe(time.UnixMilli(t), v)
+				a.m.samples.Inc()
+				if r.Status == detect.OutOfOrder || r.Status == detect.Duplicate || r.Status == detect.Missing {
+					continue
+				}
+				ref, err = app.Append(ref, out, t, r.Score)
+				if err != nil {
+					// Typically a sample older than the TSDB accepts
+					// (catching up after downtime): the score is lost
+					// as a series, the event below is still recorded.
+					a.m.appendErrors.Inc()
+					if appendErr == nil && !isBenignAppendError(err) {
+						appendErr = fmt.Errorf("%s at %d: %w", out, t, err)
+					}
+					ref = 0
+				}
+				if r.Score >= a.cfg.EventThreshold {
+					an := newAnomaly(lset, t, v, r)
+					ev, err := anomalyEvent(lset, an)
+					if err != nil {
+						return err
+					}
+					events = append(events, ev)
+					found = append(found, an)
+				}
+			}
+			if err := it.Err(); err != nil {
+				a.logger.Warn("analyzer: reading series", "series", lset.String(), "err", err)
+			}
+		}
+		if err := ss.Err(); err != nil {
+			_ = app.Rollback()
+			return fmt.Errorf("analyzer: select %s: %w", sel.Selector, err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		return fmt.Errorf("analyzer: commit scores: %w", err)
+	}
+	if appendErr != nil {
+		a.logger.Warn("analyzer: some scores not stored", "first", appendErr)
+	}
+	if len(events) > 0 {
+		if err := a.deps.Events.AppendEvents(ctx, events); err != nil {
+			return fmt.Errorf("analyzer: append anomaly events: %w", err)
+		}
+		a.m.anomalies.Add(float64(len(events)))
+		if a.deps.Sink != nil {
+			if err := a.deps.Sink.Anomalies(ctx, found); err != nil {
+				return fmt.Errorf("analyzer: anomaly sink: %w", err)
+			}
+		}
+	}
+	a.evict(now)
+	return nil
+}
+
+// isBenignAppendError is true for refusals that a re-run after a cold
+// start produces for results already stored.
+func isBenignAppendError(err error) bool {
+	return errors.Is(err, promstorage.ErrOutOfOrderSample) || errors.Is(err, promstorage.ErrDuplicateSampleForTimestamp) || errors.Is(err, promstorage.ErrTooOldSample)
+}
+
+// state returns the series' state, creating it; nil when MaxSeries is hit.
+func (a *Analyzer) state(lset labels.Labels, selector int) *seriesState {
+	h := lset.Hash()
+	for _, st := range a.series[h] {
+		if labels.Equal(st.lset, lset) {
+			return st
+		}
+	}
+	if a.count >= a.cfg.MaxSeries {
+		a.m.skipped.Inc()
+		return nil
+	}
+	sel := a.cfg.Selectors[selector]
+	dc := detect.Config{Sensitivity: sel.Sensitivity}
+	switch {
+	case sel.period < 0:
+		dc.Period = -1
+	case sel.period > 0:
+		dc.PeriodHint = sel.period
+	}
+	st := &seriesState{lset: lset.Copy(), det: detect.New(dc), watermark: math.MinInt64, selector: selector}
+	a.series[h] = append(a.series[h], st)
+	a.count++
+	a.m.series.Set(float64(a.count))
+	return st
+}
+
+// evict drops series without samples for SeriesTTL.
+func (a *Analyzer) evict(now time.Time) {
+	limit := now.Add(-time.Duration(a.cfg.SeriesTTL)).UnixMilli()
+	for h, sts := range a.series {
+		kept := sts[:0]
+		for _, st := range sts {
+			if st.watermark != math.MinInt64 && st.watermark < limit {
+				a.count--
+				continue
+			}
+			kept = append(kept, st)
+		}
+		if len(kept) == 0 {
+			delete(a.series, h)
+		} else {
+			a.series[h] = kept
+		}
+	}
+	a.m.series.Set(float64(a.count))
+}
+
+// resultLabels names a result series: the analysed series' labels with
+// its metric name moved to MetricLabel.
+func resultLabels(name string, lset labels.Labels) labels.Labels {
+	b := labels.NewBuilder(lset)
+	b.Set(MetricLabel, lset.Get(labels.MetricName))
+	b.Set(labels.MetricName, name)
+	return b.Labels()
+}
+
+func finite(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+func newAnomaly(lset labels.Labels, t int64, v float64, r detect.Result) Anomaly {
+	return Anomaly{
+		Series: lset.Map(), Time: time.UnixMilli(t).UTC(), Score: r.Score, Value: v,
+		Expected: finite(r.Expected), Lower: finite(r.Lower), Upper: finite(r.Upper),
+		Surprise: math.Min(r.Surprise, 1e6),
+	}
+}
+
+// anomalyEvent wraps an anomaly as a storage event whose ID depends only
+// on the series and the sample time, so scoring the same sample again
+// (after a restart without state) stores nothing new.
+func anomalyEvent(lset labels.Labels, an Anomaly) (storage.Event, error) {
+	payload, err := json.Marshal(an)
+	if err != nil {
+		return storage.Event{}, fmt.Errorf("analyzer: encode anomaly: %w", err)
+	}
+	subject := fmt.Sprintf("%016x", lset.Hash())
+	sum := sha256.Sum256([]byte(lset.String() + "@" + an.Time.Format(time.RFC3339Nano)))
+	return storage.Event{
+		ID: "anomaly-" + hex.EncodeToString(sum[:12]), Time: an.Time, Kind: AnomalyKind,
+		Subject: subject, Labels: lset.Map(), Payload: payload,
+	}, nil
+}

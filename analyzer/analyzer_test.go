@@ -1,0 +1,335 @@
+package analyzer
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/aiops-dev/aiops/storage"
+	"github.com/aiops-dev/aiops/storage/embedded"
+)
+
+func openStore(t *testing.T) *embedded.Store {
+	t.Helper()
+	cfg := embedded.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	s, err := embedded.Open(cfg, nil, nil)
+	if err != nil {
+		t.Fatalf("open embedded store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+const step = 5 * time.Minute
+
+// fixture writes three days of a noisy latency series with one spike, a
+// disk filling at a known rate and the disk's size.
+type fixture struct {
+	start, spike, end time.Time
+	spikeValue        float64
+	rate              float64 // disk bytes per second
+}
+
+func writeFixture(t *testing.T, s *embedded.Store, from, to time.Time, f fixture) {
+	t.Helper()
+	ctx := context.Background()
+	app := s.Appender(ctx)
+	rng := rand.New(rand.NewPCG(uint64(from.Unix()), 1))
+	lat := labels.FromStrings("__name__", "app_latency_seconds", "service_name", "api")
+	used := labels.FromStrings("__name__", "disk_used_bytes", "mount", "/data", "host", "db1")
+	size := labels.FromStrings("__name__", "disk_size_bytes", "mount", "/data", "host", "db1")
+	for ts := from; !ts.After(to); ts = ts.Add(step) {
+		v := 0.2 + 0.01*rng.NormFloat64()
+		if ts.Equal(f.spike) {
+			v = f.spikeValue
+		}
+		ms := ts.UnixMilli()
+		for _, s := range []struct {
+			l labels.Labels
+			v float64
+		}{{lat, v}, {used, 1e9 + f.rate*ts.Sub(f.start).Seconds()}, {size, 100e9}} {
+			if _, err := app.Append(0, s.l, ms, s.v); err != nil {
+				t.Fatalf("append %s: %v", s.l, err)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testConfig(t *testing.T, stateDir string) Config {
+	t.Helper()
+	text := `
+interval: 30s
+lookback: 96h
+state_dir: ` + stateDir + `
+selectors:
+  - selector: 'app_latency_seconds{service_name="api"}'
+    sensitivity: 1
+    seasonality: auto
+capacities:
+  - usage: disk_used_bytes
+    capacity_query: disk_size_bytes
+    match_on: [host, mount]
+    window: 24h
+`
+	cfg := DefaultConfig()
+	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func query(t *testing.T, s *embedded.Store, q string, at time.Time) promql.Vector {
+	t.Helper()
+	ng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e7, Timeout: time.Minute, LookbackDelta: 5 * time.Minute, EnableAtModifier: true})
+	qry, err := ng.NewInstantQuery(context.Background(), s, nil, q, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qry.Close()
+	res := qry.Exec(context.Background())
+	if res.Err != nil {
+		t.Fatalf("%s: %v", q, res.Err)
+	}
+	vec, err := res.Vector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vec
+}
+
+func anomalies(t *testing.T, s *embedded.Store) []storage.Event {
+	t.Helper()
+	evs, err := s.QueryEvents(context.Background(), storage.EventQuery{KindPrefix: AnomalyKind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// TestEndToEnd runs the analyzer on the embedded store (Prometheus TSDB
+// and SQLite): scores become series, the spike becomes one event, the disk
+// forecast is right, re-runs and restarts neither duplicate nor relearn.
+func TestEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	now := time.Now().Truncate(time.Hour)
+	f := fixture{start: now.Add(-72 * time.Hour), spike: now.Add(-10 * time.Hour), spikeValue: 2, end: now, rate: 1e9 / 3600}
+	stateDir := t.TempDir()
+
+	reg := prometheus.NewRegistry()
+	deps := Deps{Queryable: s, Appendable: s, Events: s, Spans: s, Registerer: reg}
+	a, err := New(testConfig(t, stateDir), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Data arrives and the analyzer evaluates, as live, every half hour.
+	writeFixture(t, s, f.start, f.start, f)
+	for ts := f.start.Add(30 * time.Minute); !ts.After(now); ts = ts.Add(30 * time.Minute) {
+		writeFixture(t, s, ts.Add(-30*time.Minute+step), ts, f)
+		if err := a.Step(ctx, ts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := testutil.ToFloat64(a.m.appendErrors); got != 0 {
+		t.Fatalf("%v results refused by the store", got)
+	}
+	points := int(72*time.Hour/step) + 1
+	if got := testutil.ToFloat64(a.m.samples); got != float64(points) {
+		t.Fatalf("scored %v samples, want %d", got, points)
+	}
+
+	// Scores are a series with the original labels.
+	vec := query(t, s, `count_over_time(aiops_anomaly_score{aiops_metric="app_latency_seconds",service_name="api"}[100h])`, now)
+	if len(vec) != 1 || int(vec[0].F) != points {
+		t.Fatalf("score series: %v", vec)
+	}
+	vec = query(t, s, `aiops_anomaly_score{service_name="api"}`, f.spike)
+	if len(vec) != 1 || vec[0].F < 0.9 {
+		t.Fatalf("score at the spike: %v, want >= 0.9", vec)
+	}
+	vec = query(t, s, `max_over_time(aiops_anomaly_score{service_name="api"}[60h])`, f.spike.Add(-time.Hour))
+	if len(vec) != 1 || vec[0].F >= 0.6 {
+		t.Fatalf("scores before the spike reach %v, want < 0.6", vec)
+	}
+
+	// The spike is one anomaly event.
+	evs := anomalies(t, s)
+	if len(evs) != 1 {
+		t.Fatalf("want 1 anomaly event, got %d: %+v", len(evs), evs)
+	}
+	an, err := DecodeAnomaly(evs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !an.Time.Equal(f.spike.UTC()) || an.Value != 2 || an.Series["service_name"] != "api" || an.Upper == nil || *an.Upper > 1 {
+		t.Fatalf("anomaly %+v", an)
+	}
+
+	// The disk has 99e9 - 72e9 bytes left at 1e9 per hour: 27 hours.
+	vec = query(t, s, `aiops_capacity_exhaustion_seconds{aiops_metric="disk_used_bytes",mount="/data",host="db1"}`, now)
+	if len(vec) != 1 || math.Abs(vec[0].F-27*3600) > 0.05*27*3600 {
+		t.Fatalf("exhaustion: %v, want about %v", vec, 27*3600)
+	}
+	lo := query(t, s, `aiops_capacity_exhaustion_seconds_lower`, now)
+	hi := query(t, s, `aiops_capacity_exhaustion_seconds_upper`, now)
+	if len(lo) != 1 || len(hi) != 1 || lo[0].F > vec[0].F || hi[0].F < vec[0].F {
+		t.Fatalf("bounds %v %v around %v", lo, hi, vec)
+	}
+
+	// A second step at the same time sees nothing new.
+	if err := a.Step(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(a.m.samples); got != float64(points) {
+		t.Fatalf("re-run scored again: %v samples", got)
+	}
+	if err := a.SaveState(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart from the snapshot: only the new hour is scored, and a new
+	// spike in it is found at once (no cold start).
+	later := now.Add(time.Hour)
+	f2 := f
+	f2.spike = now.Add(30 * time.Minute)
+	f2.spikeValue = -3 // a drop, unlike anything the detector has seen
+	writeFixture(t, s, now.Add(step), later, f2)
+	b, err := New(testConfig(t, stateDir), Deps{Queryable: s, Appendable: s, Events: s, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.LoadState(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Step(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(b.m.samples); got != 12 {
+		t.Fatalf("after restart scored %v samples, want the 12 new ones", got)
+	}
+	if evs := anomalies(t, s); len(evs) != 2 {
+		t.Fatalf("want 2 anomaly events after the second spike, got %d", len(evs))
+	}
+
+	// A cold start (no state) scores everything again but stores no
+	// duplicate events: their IDs depend only on series and time.
+	c, err := New(testConfig(t, t.TempDir()), Deps{Queryable: s, Appendable: s, Events: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Step(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if evs := anomalies(t, s); len(evs) != 2 {
+		t.Fatalf("cold start duplicated events: %d", len(evs))
+	}
+}
+
+// TestRunSavesStateOnShutdown runs the loop and stops it.
+func TestRunSavesStateOnShutdown(t *testing.T) {
+	s := openStore(t)
+	now := time.Now().Truncate(time.Minute)
+	f := fixture{start: now.Add(-6 * time.Hour), spike: now.Add(time.Hour), rate: 1}
+	writeFixture(t, s, f.start, now, f)
+	stateDir := t.TempDir()
+	a, err := New(testConfig(t, stateDir), Deps{Queryable: s, Appendable: s, Events: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(a.m.samples) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(stateDir, stateFile))
+	if err != nil || fi.Size() == 0 {
+		t.Fatalf("state not written: %v", err)
+	}
+	b, _ := New(testConfig(t, stateDir), Deps{Queryable: s, Appendable: s, Events: s})
+	if err := b.LoadState(); err != nil {
+		t.Fatal(err)
+	}
+	if b.count != 1 {
+		t.Fatalf("restored %d series, want 1", b.count)
+	}
+	// A corrupt snapshot is reported by LoadState; Run starts cold.
+	if err := os.WriteFile(filepath.Join(stateDir, stateFile), []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.LoadState(); err == nil {
+		t.Fatal("want an error loading a corrupt snapshot")
+	}
+}
+
+func TestShardAndOwnOutputSkipped(t *testing.T) {
+	s := openStore(t)
+	now := time.Now().Truncate(time.Minute)
+	f := fixture{start: now.Add(-2 * time.Hour), spike: now.Add(time.Hour), rate: 1}
+	writeFixture(t, s, f.start, now, f)
+	cfg := testConfig(t, "")
+	cfg.Selectors = []SelectorConfig{{Selector: `{__name__=~".+"}`}}
+	cfg.Capacities = nil
+	// This replica owns nothing but the disk series.
+	shard := func(l labels.Labels) bool { return l.Get("mount") == "/data" }
+	a, err := New(cfg, Deps{Queryable: s, Appendable: s, Events: s, Shard: shard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // the second step must not analyse the first's output
+		if err := a.Step(context.Background(), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.count != 2 {
+		t.Fatalf("analysed %d series, want the 2 disk series", a.count)
+	}
+}
+
+func TestConfigValidateNamesKey(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.Interval = 0 }, "analyzer.interval:"},
+		{func(c *Config) { c.Lookback = model.Duration(time.Second) }, "analyzer.lookback:"},
+		{func(c *Config) { c.EventThreshold = 2 }, "analyzer.event_threshold:"},
+		{func(c *Config) { c.Selectors[0].Selector = "rate(x[5m])" }, "analyzer.selectors[0].selector:"},
+		{func(c *Config) { c.Selectors[0].Sensitivity = -1 }, "analyzer.selectors[0].sensitivity:"},
+		{func(c *Config) { c.Selectors[0].Seasonality = "daily" }, "analyzer.selectors[0].seasonality:"},
+		{func(c *Config) { c.Capacities[0].CapacityQuery = "" }, "analyzer.capacities[0]: set capacity"},
+		{func(c *Config) { c.Capacities[0].CapacityQuery = "sum(" }, "analyzer.capacities[0].capacity_query:"},
+		{func(c *Config) { c.Capacities[0].Usage = "" }, "analyzer.capacities[0].usage:"},
+	} {
+		cfg := testConfig(t, "")
+		tc.mutate(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("Validate() = %v, want prefix %q", err, tc.want)
+		}
+	}
+	if _, err := New(testConfig(t, ""), Deps{}); err == nil || !strings.Contains(err.Error(), "Queryable") {
+		t.Errorf("New without deps: %v", err)
+	}
+}
