@@ -2,6 +2,7 @@ package analyzer
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -331,5 +332,47 @@ func TestConfigValidateNamesKey(t *testing.T) {
 	}
 	if _, err := New(testConfig(t, ""), Deps{}); err == nil || !strings.Contains(err.Error(), "Queryable") {
 		t.Errorf("New without deps: %v", err)
+	}
+}
+
+func TestRootCausesFromEvents(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	t0 := time.Now().Truncate(time.Minute).Add(-time.Hour)
+	var spans []storage.Span
+	for i := 0; i < 20; i++ {
+		tid := fmt.Sprintf("%032x", i+1)
+		at := t0.Add(time.Duration(i) * time.Second)
+		spans = append(spans,
+			storage.Span{TraceID: tid, SpanID: "01", ServiceName: "api", Kind: "Server", StartTime: at, EndTime: at.Add(time.Millisecond)},
+			storage.Span{TraceID: tid, SpanID: "02", ParentSpanID: "01", ServiceName: "api", Kind: "Client", StartTime: at, EndTime: at.Add(time.Millisecond)},
+			storage.Span{TraceID: tid, SpanID: "03", ParentSpanID: "02", ServiceName: "db", Kind: "Server", StartTime: at, EndTime: at.Add(time.Millisecond), StatusCode: "Error"},
+		)
+	}
+	if err := s.AppendSpans(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	var evs []storage.Event
+	for i, svc := range []string{"api", "db"} {
+		lset := labels.FromStrings("__name__", "latency", "service_name", svc)
+		ev, err := anomalyEvent(lset, Anomaly{Series: lset.Map(), Time: t0.Add(time.Duration(2-i) * time.Minute), Score: 0.9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	if err := s.AppendEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(testConfig(t, ""), Deps{Queryable: s, Appendable: s, Events: s, Spans: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	causes, g, err := a.RootCauses(ctx, t0.Add(-time.Minute), t0.Add(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Edges) != 1 || len(causes) != 2 || causes[0].Service != "db" {
+		t.Fatalf("graph %+v causes %+v", g.Edges, causes)
 	}
 }

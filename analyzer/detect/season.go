@@ -2,7 +2,7 @@ package detect
 
 import (
 	"math"
-	
+
 	"gonum.org/v1/gonum/dsp/fourier"
 )
 
