@@ -214,9 +214,10 @@ func (c *Collector) otelConfig() map[string]any {
 	case RoleIngester:
 		recv = "kafka"
 		receivers["kafka"] = map[string]any{
-			"brokers":  cfg.Kafka.Brokers,
-			"topics":   topics(cfg),
-			"group_id": cfg.Kafka.GroupID,
+			"brokers":         cfg.Kafka.Brokers,
+			"topics":          topics(cfg),
+			"group_id":        cfg.Kafka.GroupID,
+			"session_timeout": cfg.Kafka.SessionTimeout.String(),
 			// The writer's batch size is the ingester's batch size.
 			"max_batch_items": cfg.Batch.MaxSize,
 			"max_batch_wait":  cfg.Batch.FlushTimeout.String(),

@@ -123,6 +123,10 @@ type KafkaConfig struct {
 	Topics  kafkaotlp.Topics `yaml:"topics"`
 	// GroupID is the ingesters' consumer group.
 	GroupID string `yaml:"group_id"`
+	// SessionTimeout is how long the group waits for an ingester that
+	// stopped heartbeating (it crashed) before its partitions go to the
+	// others.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
 	// MaxMessageBytes bounds one message; keep it <= the brokers'
 	// message.max.bytes.
 	MaxMessageBytes int `yaml:"max_message_bytes"`
@@ -178,6 +182,7 @@ func DefaultConfig() Config {
 		Kafka: KafkaConfig{
 			Topics:          kafkaotlp.DefaultTopics(),
 			GroupID:         "aiops-ingester",
+			SessionTimeout:  30 * time.Second,
 			MaxMessageBytes: 1_000_000,
 			Compression:     "snappy",
 		},
@@ -379,6 +384,9 @@ func (c KafkaConfig) validate(role string) error {
 	}
 	if role == RoleIngester && c.GroupID == "" {
 		return errors.New("group_id: must be set for role ingester")
+	}
+	if role == RoleIngester && c.SessionTimeout < time.Second {
+		return fmt.Errorf("session_timeout: must be >= 1s, got %s", c.SessionTimeout)
 	}
 	if c.MaxMessageBytes < 1024 {
 		return fmt.Errorf("max_message_bytes: must be >= 1024, got %d", c.MaxMessageBytes)
