@@ -25,11 +25,15 @@ var (
 	fixtureEnd   = fixtureStart.Add(10 * time.Minute)
 )
 
-// openStore opens an embedded store in a fresh directory, closed when the
-// test ends.
+// openStore opens an embedded store with default settings in a fresh
+// directory, closed when the test ends.
 func openStore(t testing.TB) *embedded.Store {
 	t.Helper()
-	cfg := embedded.DefaultConfig()
+	return openStoreWith(t, embedded.DefaultConfig())
+}
+
+func openStoreWith(t testing.TB, cfg embedded.Config) *embedded.Store {
+	t.Helper()
 	cfg.DataDir = t.TempDir()
 	s, err := embedded.Open(cfg, nil, nil)
 	if err != nil {
