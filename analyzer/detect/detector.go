@@ -398,11 +398,15 @@ func tailSurprise(w *rollingQuantiles, r, scale float64) float64 {
 			sum += lo - w.sorted[i]
 		}
 	}
-	me := sum / float64(k)
-	// A Gaussian's mean excess above its 98th percentile is 0.42 sigma;
-	// a floor at that keeps a smooth window from making any excess huge.
-	if floor := 0.42 * scale; me < floor {
-		me = floor
+	// A Gaussian's mean excess above its 98th percentile is 0.42 sigma.
+	// The fit starts from that prior and the window's own tail moves it,
+	// the two weighted equally: one past outlier among a dozen tail points
+	// must not make the next, far larger one look ordinary. The prior is
+	// also a floor, so a smooth window cannot make any excess infinite.
+	prior := 0.42 * scale
+	me := (sum + float64(k)*prior) / (2 * float64(k))
+	if me < prior {
+		me = prior
 	}
 	p := (1 - tailQ) * math.Exp(-excess/me)
 	return -math.Log10(p)
