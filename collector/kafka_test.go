@@ -226,3 +226,50 @@ func TestKafkaPipeline(t *testing.T) {
 		}
 	}
 }
+
+// TestIngesterWaitsForStore: while the store is down the ingester retries
+// and commits nothing; it stops promptly all the same, and a new ingester
+// writes everything once the store is back.
+func TestIngesterWaitsForStore(t *testing.T) {
+	ctx := context.Background()
+	brokers := startKafka(t)
+	store := &gatedStore{Store: openEmbedded(t, t.TempDir())}
+	store.down.Store(true)
+	coll := start(t, collectorRoleConfig(t, brokers), Deps{})
+	cfg := ingesterConfig(brokers)
+	cfg.Kafka.GroupID = "outage-test"
+	cfg.Kafka.SessionTimeout = 6 * time.Second
+	ing := start(t, cfg, Deps{Store: store})
+
+	snd := newSender(t, coll.grpc)
+	base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	for r := range 3 {
+		for inst := range 4 {
+			if _, err := snd.metrics.Export(ctx, pmetricotlp.NewExportRequestFromMetrics(instanceMetrics(inst, 20, base.Add(time.Duration(r)*time.Second)))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, 30*time.Second, "ingester tried and failed", func() (bool, string) {
+		n := metricValue(t, ing.reg, "aiops_collector_export_failures_total", map[string]string{"signal": "metrics"})
+		return n > 0, fmt.Sprintf("%v failures", n)
+	})
+	if ok, state := groupCaughtUp(ctx, brokers, "outage-test"); ok {
+		t.Fatalf("offsets committed while the store was down: %s", state)
+	}
+	began := time.Now()
+	ing.stop(t)
+	if d := time.Since(began); d > 30*time.Second {
+		t.Errorf("shutdown with the store down took %s", d)
+	}
+
+	store.down.Store(false)
+	start(t, cfg, Deps{Store: store})
+	eventually(t, 60*time.Second, "everything written after the outage", func() (bool, string) {
+		n := countSamples(t, store, nameIs("fleet_load"))
+		return n == 3*4*20, fmt.Sprintf("%d of %d", n, 3*4*20)
+	})
+	eventually(t, 30*time.Second, "offsets committed", func() (bool, string) {
+		return groupCaughtUp(ctx, brokers, "outage-test")
+	})
+}

@@ -37,6 +37,9 @@ import (
 // Type is the component type name.
 const Type = "kafka"
 
+// shutdownGrace is how long shutdown waits for a write in flight.
+const shutdownGrace = 10 * time.Second
+
 // Config configures the receiver.
 type Config struct {
 	Brokers []string         `mapstructure:"brokers"`
@@ -163,9 +166,12 @@ type otlpReceiver struct {
 	reader *kafka.Reader
 	cancel context.CancelFunc
 	// stopWrites is closed at shutdown: no new write attempts start, the
-	// one in flight finishes.
-	stopWrites chan struct{}
-	wg         sync.WaitGroup
+	// one in flight gets shutdownGrace to finish before writeCtx is
+	// cancelled.
+	stopWrites   chan struct{}
+	writeCtx     context.Context
+	cancelWrites context.CancelFunc
+	wg           sync.WaitGroup
 }
 
 func newReceiver(cfg *Config, deps Deps, id component.ID, topic string, c codec) *otlpReceiver {
@@ -204,6 +210,7 @@ func (r *otlpReceiver) Start(_ context.Context, _ component.Host) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.stopWrites = make(chan struct{})
+	r.writeCtx, r.cancelWrites = context.WithCancel(context.Background())
 	batches := make(chan *fetched, 1)
 	r.wg.Add(2)
 	go func() { defer r.wg.Done(); r.fetchLoop(ctx, batches) }()
@@ -220,10 +227,22 @@ func (r *otlpReceiver) Shutdown(ctx context.Context) error {
 	}
 	r.cancel()
 	close(r.stopWrites)
+	defer r.cancelWrites()
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
+	grace := time.NewTimer(shutdownGrace)
+	defer grace.Stop()
 	select {
 	case <-done:
+	case <-grace.C:
+		// The write in flight is stuck (the store is down and the
+		// exporter retries): abandon it uncommitted.
+		r.cancelWrites()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("kafka receiver %s: shutdown: %w", r.id, ctx.Err())
+		}
 	case <-ctx.Done():
 		return fmt.Errorf("kafka receiver %s: shutdown: %w", r.id, ctx.Err())
 	}
@@ -319,10 +338,10 @@ func (r *otlpReceiver) write(f *fetched) bool {
 	r.metrics.Received.WithLabelValues(signal).Add(float64(n))
 	backoff := r.cfg.RetryInitial
 	for {
-		// The attempt itself is not cancelled by shutdown, so a write in
-		// flight completes and gets committed; the exporter's own timeout
-		// bounds it.
-		err := f.batch.consume(context.Background())
+		// The attempt is not cancelled as shutdown begins, so a write in
+		// flight completes and gets committed; only one still stuck after
+		// shutdownGrace is.
+		err := f.batch.consume(r.writeCtx)
 		if err == nil {
 			return true
 		}
