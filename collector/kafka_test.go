@@ -273,3 +273,52 @@ func TestIngesterWaitsForStore(t *testing.T) {
 		return groupCaughtUp(ctx, brokers, "outage-test")
 	})
 }
+
+// TestKafkaMalformedAndOversized: a message that is not OTLP is counted,
+// skipped and committed past without blocking its partition; payloads
+// larger than kafka.max_message_bytes are cut into several messages and
+// arrive whole.
+func TestKafkaMalformedAndOversized(t *testing.T) {
+	ctx := context.Background()
+	brokers := startKafka(t)
+	store := openEmbedded(t, t.TempDir())
+
+	// Garbage first, on every partition, so that the good data behind it
+	// can only arrive if the ingester gets past it.
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: kafkaotlp.DefaultMetricsTopic, Balancer: &kafka.RoundRobin{}, BatchTimeout: time.Millisecond}
+	var garbage []kafka.Message
+	for i := range kafkaPartitions {
+		garbage = append(garbage, kafka.Message{Value: []byte(fmt.Sprintf("\x0a\xff\xffnot otlp %d", i))})
+	}
+	if err := w.WriteMessages(ctx, garbage...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	ccfg := collectorRoleConfig(t, brokers)
+	ccfg.Kafka.MaxMessageBytes = 8 << 10
+	coll := start(t, ccfg, Deps{})
+	icfg := ingesterConfig(brokers)
+	icfg.Kafka.GroupID = "malformed-test"
+	ing := start(t, icfg, Deps{Store: store})
+
+	snd := newSender(t, coll.grpc)
+	ts := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	// One resource with 2000 points: far more than 8 KiB.
+	if _, err := snd.metrics.Export(ctx, pmetricotlp.NewExportRequestFromMetrics(instanceMetrics(0, 2000, ts))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "oversized payload stored", func() (bool, string) {
+		n := countSamples(t, store, nameIs("fleet_load"))
+		return n == 2000, fmt.Sprintf("%d of 2000", n)
+	})
+	if got := metricValue(t, coll.reg, "aiops_collector_kafka_produced_messages_total", map[string]string{"topic": kafkaotlp.DefaultMetricsTopic}); got < 5 {
+		t.Errorf("the 2000 points went out in %v messages, want them cut into several", got)
+	}
+	if got := metricValue(t, ing.reg, "aiops_collector_kafka_malformed_messages_total", nil); got != kafkaPartitions {
+		t.Errorf("malformed messages counted: %v, want %d", got, kafkaPartitions)
+	}
+	eventually(t, 30*time.Second, "committed past the garbage", func() (bool, string) {
+		return groupCaughtUp(ctx, brokers, "malformed-test")
+	})
+}
