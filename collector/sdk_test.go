@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
@@ -18,7 +19,11 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/aiops-dev/aiops/storage"
 )
+
+type promMetadata = metadata.Metadata
 
 // meterProvider returns an SDK meter provider exporting over OTLP/gRPC to
 // addr only when flushed.
@@ -53,8 +58,16 @@ func meterProvider(t *testing.T, addr string, res *resource.Resource, temporalit
 // collector into the embedded store and reads every point back with the
 // names and labels of Prometheus's OTLP translator.
 func TestSDKMetricsEveryType(t *testing.T) {
+	testEveryMetricType(t, openEmbedded(t, t.TempDir()))
+}
+
+// metadataStore is what both stores offer for metric metadata.
+type metadataStore interface {
+	MetricMetadata(ctx context.Context, metric string, limit int) (map[string][]promMetadata, error)
+}
+
+func testEveryMetricType(t *testing.T, store storage.Store) {
 	ctx := context.Background()
-	store := openEmbedded(t, t.TempDir())
 	r := start(t, allInOneConfig(t), Deps{Store: store})
 
 	res := resource.NewSchemaless(
@@ -199,7 +212,11 @@ func TestSDKMetricsEveryType(t *testing.T) {
 	}
 
 	// Metadata flows from the translator through AppendV2Options.
-	md, err := store.MetricMetadata(ctx, "http_requests_total", 0)
+	ms, ok := store.(metadataStore)
+	if !ok {
+		t.Fatalf("%T offers no metric metadata", store)
+	}
+	md, err := ms.MetricMetadata(ctx, "http_requests_total", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
