@@ -34,7 +34,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := kingpin.New("aiops", "Observability and AIOps backend: OpenTelemetry in, anomalies, forecasts, alerts and runbooks out.")
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
-	app.Terminate(nil)
+	// --help and --version end parsing through Terminate; remember that
+	// instead of exiting, so run stays testable.
+	terminated, exitCode := false, 0
+	app.Terminate(func(code int) { terminated, exitCode = true, code })
 	app.HelpFlag.Short('h')
 	app.Version(versionString())
 
@@ -45,13 +48,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	selected, err := app.Parse(args)
+	if terminated {
+		return exitCode
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "aiops: %v\n", err)
 		return 2
-	}
-	if selected == "" {
-		// --help and --version are handled by kingpin and select nothing.
-		return 0
 	}
 	for _, c := range cmds {
 		if c.fullCommand() == selected {

@@ -103,7 +103,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 	opts.EnableSTStorage = true
 	opts.EnableHistogramSTEncoding = true
 	opts.FloatChunkEncoding = chunkenc.EncXOR2
-	tdb, err := tsdb.Open(filepath.Join(cfg.DataDir, "tsdb"), logger.With("component", "tsdb"), reg, opts, tsdb.NewDBStats())
+	tdb, err := tsdb.Open(filepath.Join(cfg.DataDir, "tsdb"), logger, reg, opts, tsdb.NewDBStats())
 	if err != nil {
 		return nil, fmt.Errorf("open tsdb: %w", err)
 	}

@@ -1,0 +1,50 @@
+# The README's two commands are `make run` and `make test`.
+GO      ?= go
+BIN     := $(CURDIR)/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+DATA    ?= $(CURDIR)/data
+# Packages under test; override to narrow, e.g. make test PKGS=./storage/...
+PKGS    ?= ./...
+TESTFLAGS ?=
+
+# Real clients the integration tests drive (pinned as tools in go.mod).
+export PROMTOOL := $(BIN)/promtool
+export AMTOOL   := $(BIN)/amtool
+
+.PHONY: all build run test bench tools test-deps vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/aiops ./cmd/aiops
+
+## run: start the all-in-one server on the embedded store in ./data
+run: build
+	$(BIN)/aiops serve --data-dir $(DATA)
+
+tools:
+	$(GO) build -o $(BIN)/ github.com/prometheus/prometheus/cmd/promtool github.com/prometheus/alertmanager/cmd/amtool
+
+## test-deps: install what the tests need (Debian's clickhouse-server)
+test-deps:
+	./scripts/install-test-deps.sh
+
+vet:
+	$(GO) vet $(PKGS)
+
+## test: the whole suite, against real servers the tests start themselves
+test: test-deps tools vet
+	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) $(PKGS)
+
+## bench: the benchmarks behind docs/BENCHMARKS.md
+bench: test-deps build
+	$(BIN)/aiops bench ingest
+	$(BIN)/aiops bench query
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+fmt:
+	gofmt -l -w .
+
+clean:
+	rm -rf $(BIN)

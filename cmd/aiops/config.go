@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/aiops-dev/aiops/storage/embedded"
+)
+
+// Role is what one aiops process does. Every role runs the same binary.
+type Role string
+
+const (
+	// RoleAllInOne runs everything in one process: OTLP in, store, APIs.
+	RoleAllInOne Role = "all-in-one"
+	// RoleCollector takes OTLP in and writes it to Kafka.
+	RoleCollector Role = "collector"
+	// RoleIngester reads Kafka and writes to ClickHouse.
+	RoleIngester Role = "ingester"
+)
+
+// Config is the aiops configuration file. Each section belongs to one
+// component and is validated by it; flags override the file.
+type Config struct {
+	Role    Role          `yaml:"role"`
+	Server  ServerConfig  `yaml:"server"`
+	Storage StorageConfig `yaml:"storage"`
+}
+
+// ServerConfig configures the main HTTP listener.
+type ServerConfig struct {
+	// HTTPAddr serves the APIs, /metrics, /healthz and /readyz.
+	HTTPAddr string `yaml:"http_addr"`
+	// ShutdownTimeout bounds a graceful shutdown: in-flight requests
+	// finish and queued data is flushed within it.
+	ShutdownTimeout model.Duration `yaml:"shutdown_timeout"`
+}
+
+// Validate reports the first invalid key.
+func (c ServerConfig) Validate() error {
+	if c.HTTPAddr == "" {
+		return errors.New("server.http_addr: must not be empty")
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("server.shutdown_timeout: must be > 0, got %s", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+// Storage backends.
+const (
+	BackendEmbedded   = "embedded"
+	BackendClickHouse = "clickhouse"
+)
+
+// StorageConfig picks and configures the backend.
+type StorageConfig struct {
+	// Backend is "embedded" (default, no server needed) or "clickhouse".
+	Backend  string          `yaml:"backend"`
+	Embedded embedded.Config `yaml:"embedded"`
+}
+
+// Validate reports the first invalid key of the selected backend.
+func (c StorageConfig) Validate() error {
+	switch c.Backend {
+	case BackendEmbedded:
+		return c.Embedded.Validate()
+	case BackendClickHouse:
+		return nil
+	default:
+		return fmt.Errorf("storage.backend: must be %q or %q, got %q", BackendEmbedded, BackendClickHouse, c.Backend)
+	}
+}
+
+// DefaultConfig is what aiops runs with when no file says otherwise.
+func DefaultConfig() Config {
+	return Config{
+		Role: RoleAllInOne,
+		Server: ServerConfig{
+			HTTPAddr:        ":9090",
+			ShutdownTimeout: model.Duration(30 * time.Second),
+		},
+		Storage: StorageConfig{
+			Backend:  BackendEmbedded,
+			Embedded: embedded.DefaultConfig(),
+		},
+	}
+}
+
+// Validate checks every section the role uses.
+func (c Config) Validate() error {
+	switch c.Role {
+	case RoleAllInOne, RoleCollector, RoleIngester:
+	default:
+		return fmt.Errorf("role: must be one of %q, %q, %q, got %q", RoleAllInOne, RoleCollector, RoleIngester, c.Role)
+	}
+	if err := c.Server.Validate(); err != nil {
+		return err
+	}
+	if c.Role == RoleIngester && c.Storage.Backend != BackendClickHouse {
+		return fmt.Errorf("storage.backend: the ingester role writes to ClickHouse, got %q", c.Storage.Backend)
+	}
+	return c.Storage.Validate()
+}
+
+// LoadConfig reads a YAML file over the defaults. Unknown keys are errors:
+// a misspelt key silently ignored is a misconfiguration found in an outage.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := decodeConfig(bytes.NewReader(b), &cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", filepath.Clean(path), err)
+	}
+	return cfg, nil
+}
+
+func decodeConfig(r io.Reader, cfg *Config) error {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
