@@ -6,11 +6,9 @@ package embedded
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -65,8 +63,7 @@ func (c Config) Validate() error {
 // Store is the embedded backend. It implements storage.Store.
 type Store struct {
 	*tsdb.DB
-	db     *sql.DB
-	cfg    Config
+	*Records
 	logger *slog.Logger
 	meta   *metadataCache
 
@@ -87,8 +84,9 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	records, err := OpenRecords(cfg)
+	if err != nil {
+		return nil, err
 	}
 
 	opts := tsdb.DefaultOptions()
@@ -105,22 +103,16 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 	opts.FloatChunkEncoding = chunkenc.EncXOR2
 	tdb, err := tsdb.Open(filepath.Join(cfg.DataDir, "tsdb"), logger, reg, opts, tsdb.NewDBStats())
 	if err != nil {
+		records.Close()
 		return nil, fmt.Errorf("open tsdb: %w", err)
 	}
-
-	db, err := openSQL(filepath.Join(cfg.DataDir, "aiops.db"))
-	if err != nil {
-		tdb.Close()
-		return nil, err
-	}
 	s := &Store{
-		DB:     tdb,
-		db:     db,
-		cfg:    cfg,
-		logger: logger,
-		stop:   make(chan struct{}),
+		DB:      tdb,
+		Records: records,
+		logger:  logger,
+		stop:    make(chan struct{}),
 	}
-	if s.meta, err = loadMetadata(db); err != nil {
+	if s.meta, err = loadMetadata(records.db); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -154,7 +146,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.stop)
 	s.wg.Wait()
-	s.closeErr = errors.Join(s.DB.Close(), s.db.Close())
+	s.closeErr = errors.Join(s.DB.Close(), s.Records.Close())
 	return s.closeErr
 }
 

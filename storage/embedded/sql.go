@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -71,6 +73,32 @@ var migrations = []string{
 	);`,
 }
 
+// Records holds logs, spans and events in SQLite. A Store embeds one; a
+// second process (such as `aiops token create`) may open its own over the
+// same data dir while the server runs, which SQLite's WAL mode allows.
+type Records struct {
+	db  *sql.DB
+	cfg Config
+}
+
+// OpenRecords opens only the SQLite part of the store in cfg.DataDir.
+func OpenRecords(cfg Config) (*Records, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	db, err := openSQL(filepath.Join(cfg.DataDir, "aiops.db"))
+	if err != nil {
+		return nil, err
+	}
+	return &Records{db: db, cfg: cfg}, nil
+}
+
+// Close closes the SQLite file.
+func (s *Records) Close() error { return s.db.Close() }
+
 func openSQL(path string) (*sql.DB, error) {
 	// WAL lets queries run while a batch is written; FULL sync keeps
 	// incidents and audit records across a power cut, not only a crash.
@@ -118,7 +146,7 @@ func migrate(db *sql.DB) error {
 }
 
 // inTx runs fn in a transaction and commits it, or rolls back on error.
-func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (s *Records) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -131,7 +159,7 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 // AppendLogs stores records; a record stored before (same ID) is skipped.
-func (s *Store) AppendLogs(ctx context.Context, records []storage.LogRecord) error {
+func (s *Records) AppendLogs(ctx context.Context, records []storage.LogRecord) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO logs
 			(id, ts, observed_ts, trace_id, span_id, severity_text, severity_number, body, service_name, scope_name, attributes, resource_attributes)
@@ -157,7 +185,7 @@ func (s *Store) AppendLogs(ctx context.Context, records []storage.LogRecord) err
 }
 
 // QueryLogs returns matching records, newest first.
-func (s *Store) QueryLogs(ctx context.Context, q storage.LogQuery) ([]storage.LogRecord, error) {
+func (s *Records) QueryLogs(ctx context.Context, q storage.LogQuery) ([]storage.LogRecord, error) {
 	var w where
 	w.timeRange("ts", q.Start, q.End)
 	w.eq("service_name", q.ServiceName)
@@ -200,7 +228,7 @@ func (s *Store) QueryLogs(ctx context.Context, q storage.LogQuery) ([]storage.Lo
 
 // AppendSpans stores spans; a span stored before (same trace and span id)
 // is skipped.
-func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
+func (s *Records) AppendSpans(ctx context.Context, spans []storage.Span) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO spans
 			(trace_id, span_id, parent_span_id, name, kind, service_name, scope_name, start_ts, end_ts, status_code, status_message, attributes, resource_attributes)
@@ -226,7 +254,7 @@ func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
 }
 
 // QuerySpans returns matching spans ordered by start time.
-func (s *Store) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storage.Span, error) {
+func (s *Records) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storage.Span, error) {
 	var w where
 	w.timeRange("start_ts", q.Start, q.End)
 	w.eq("service_name", q.ServiceName)
@@ -265,7 +293,7 @@ func (s *Store) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storage.
 }
 
 // AppendEvents stores events; an event stored before (same ID) is skipped.
-func (s *Store) AppendEvents(ctx context.Context, events []storage.Event) error {
+func (s *Records) AppendEvents(ctx context.Context, events []storage.Event) error {
 	for i := range events {
 		if events[i].ID == "" {
 			return fmt.Errorf("append events: event %d (kind %q) has no id", i, events[i].Kind)
@@ -296,7 +324,7 @@ func (s *Store) AppendEvents(ctx context.Context, events []storage.Event) error 
 }
 
 // QueryEvents returns matching events ordered by (Time, ID).
-func (s *Store) QueryEvents(ctx context.Context, q storage.EventQuery) ([]storage.Event, error) {
+func (s *Records) QueryEvents(ctx context.Context, q storage.EventQuery) ([]storage.Event, error) {
 	var w where
 	w.timeRange("ts", q.Start, q.End)
 	if q.KindPrefix != "" {
@@ -335,7 +363,7 @@ func (s *Store) QueryEvents(ctx context.Context, q storage.EventQuery) ([]storag
 	return out, nil
 }
 
-func (s *Store) enforceRetention(ctx context.Context, now time.Time) error {
+func (s *Records) enforceRetention(ctx context.Context, now time.Time) error {
 	cutoff := unixNano(now.Add(-time.Duration(s.cfg.Retention)))
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM logs WHERE ts < ?`, cutoff); err != nil {
 		return fmt.Errorf("logs: %w", err)
