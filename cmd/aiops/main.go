@@ -46,6 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newNABCommand(app),
 		newBacktestCommand(app),
 	}
+	cmds = append(cmds, newTokenCommands(app)...)
 
 	selected, err := app.Parse(args)
 	if terminated {
