@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
@@ -42,6 +43,16 @@ type ServerConfig struct {
 	// ShutdownTimeout bounds a graceful shutdown: in-flight requests
 	// finish and queued data is flushed within it.
 	ShutdownTimeout model.Duration `yaml:"shutdown_timeout"`
+	// AdminTokenFile holds the bootstrap admin token. When empty, aiops
+	// creates one in <data dir>/admin.token on first start (mode 0600).
+	AdminTokenFile string `yaml:"admin_token_file"`
+	// Auth configures optional ways to authenticate besides API tokens.
+	Auth AuthConfig `yaml:"auth"`
+}
+
+// AuthConfig configures authentication beyond API tokens.
+type AuthConfig struct {
+	JWT auth.JWTConfig `yaml:"jwt"`
 }
 
 // Validate reports the first invalid key.
@@ -52,7 +63,7 @@ func (c ServerConfig) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("server.shutdown_timeout: must be > 0, got %s", c.ShutdownTimeout)
 	}
-	return nil
+	return c.Auth.JWT.Validate("server.auth.jwt")
 }
 
 // Storage backends.

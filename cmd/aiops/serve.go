@@ -27,6 +27,7 @@ type serveCommand struct {
 	dataDir        string
 	httpAddr       string
 	storageBackend string
+	adminTokenFile string
 	logLevel       string
 	logFormat      string
 }
@@ -41,6 +42,7 @@ Endpoints on --http-addr: the Prometheus-compatible query API under /api/v1/, /m
 	c.cmd.Flag("data-dir", "Directory of the embedded store and the on-disk queues (config: storage.embedded.data_dir).").PlaceHolder("DIR").StringVar(&c.dataDir)
 	c.cmd.Flag("http-addr", "Listen address of the HTTP APIs, /metrics and health probes (config: server.http_addr; default :9090).").PlaceHolder("ADDR").StringVar(&c.httpAddr)
 	c.cmd.Flag("storage", "Storage backend (config: storage.backend; default embedded).").EnumVar(&c.storageBackend, BackendEmbedded, BackendClickHouse)
+	c.cmd.Flag("admin-token-file", "File holding the bootstrap admin token (config: server.admin_token_file). Without it, one is created in <data-dir>/admin.token.").PlaceHolder("FILE").StringVar(&c.adminTokenFile)
 	c.cmd.Flag("log.level", "Log level: debug, info, warn or error.").Default("info").EnumVar(&c.logLevel, "debug", "info", "warn", "error")
 	c.cmd.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&c.logFormat, "logfmt", "json")
 	return c
@@ -65,6 +67,9 @@ func (c *serveCommand) config() (Config, error) {
 	}
 	if c.storageBackend != "" {
 		cfg.Storage.Backend = c.storageBackend
+	}
+	if c.adminTokenFile != "" {
+		cfg.Server.AdminTokenFile = c.adminTokenFile
 	}
 	return cfg, cfg.Validate()
 }
@@ -116,11 +121,16 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 
+	guard, err := newAuthMiddleware(cfg, store, logger)
+	if err != nil {
+		return err
+	}
+
 	ln, err := net.Listen("tcp", cfg.Server.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("server.http_addr: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: guard.Wrap(mux), ReadHeaderTimeout: 10 * time.Second}
 	logger.Info("Serving HTTP", "addr", ln.Addr().String())
 
 	var components []component

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+
+	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/storage"
+)
+
+// newAuthMiddleware builds what guards the HTTP listener: the bootstrap
+// admin token, API tokens in the store, and JWTs when configured.
+func newAuthMiddleware(cfg Config, events storage.EventStore, logger *slog.Logger) (*auth.Middleware, error) {
+	var boot *auth.BootstrapToken
+	if cfg.Server.AdminTokenFile != "" {
+		var err error
+		if boot, err = auth.LoadBootstrapToken(cfg.Server.AdminTokenFile); err != nil {
+			return nil, fmt.Errorf("server.admin_token_file: %w", err)
+		}
+	} else {
+		path := filepath.Join(cfg.Storage.Embedded.DataDir, "admin.token")
+		var created bool
+		var err error
+		if boot, created, err = auth.EnsureBootstrapToken(path); err != nil {
+			return nil, err
+		}
+		if created {
+			logger.Info("Created the bootstrap admin token; read it from the file", "file", path)
+		}
+	}
+	chain := auth.Chain{boot, auth.NewTokenStore(events, logger)}
+	if cfg.Server.Auth.JWT.Enabled() {
+		chain = append(chain, auth.NewJWTVerifier(cfg.Server.Auth.JWT, nil, logger))
+	}
+	return &auth.Middleware{
+		Auth:       chain,
+		Policy:     accessPolicy,
+		Audit:      &auth.EventAuditor{Events: events, Logger: logger},
+		WriteError: auth.JSONError,
+		Logger:     logger,
+	}, nil
+}
+
+// readOnlyPOST are endpoints where POST only carries a query too long for
+// a URL, as in Prometheus's API.
+var readOnlyPOST = map[string]bool{
+	"/api/v1/query":           true,
+	"/api/v1/query_range":     true,
+	"/api/v1/query_exemplars": true,
+	"/api/v1/series":          true,
+	"/api/v1/labels":          true,
+	"/api/v1/format_query":    true,
+	"/api/v1/parse_query":     true,
+}
+
+// accessPolicy maps a request to the scope it needs. Health probes are the
+// only public endpoints.
+func accessPolicy(r *http.Request) (auth.Scope, bool) {
+	p := r.URL.Path
+	switch {
+	case p == "/healthz" || p == "/readyz":
+		return "", true
+	case p == "/-/reload" || strings.HasPrefix(p, "/api/v1/tokens"):
+		return auth.ScopeAdmin, false
+	case r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions:
+		return auth.ScopeRead, false
+	case r.Method == http.MethodPost && readOnlyPOST[p]:
+		return auth.ScopeRead, false
+	}
+	return auth.ScopeWrite, false
+}
