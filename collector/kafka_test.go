@@ -82,6 +82,16 @@ func instanceMetrics(inst, series int, ts time.Time) pmetric.Metrics {
 	dp.SetStartTimestamp(pcommon.NewTimestampFromTime(ts.Add(-time.Hour)))
 	dp.SetTimestamp(pcommon.NewTimestampFromTime(ts))
 	dp.SetIntValue(ts.UnixMilli() % 100000)
+	// A delta counter: 2 per second; stored as a cumulative counter.
+	d := ms.AppendEmpty()
+	d.SetName("fleet_jobs")
+	dsum := d.SetEmptySum()
+	dsum.SetIsMonotonic(true)
+	dsum.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+	ddp := dsum.DataPoints().AppendEmpty()
+	ddp.SetStartTimestamp(pcommon.NewTimestampFromTime(ts.Add(-time.Second)))
+	ddp.SetTimestamp(pcommon.NewTimestampFromTime(ts))
+	ddp.SetIntValue(2)
 	return md
 }
 
@@ -180,7 +190,19 @@ func TestKafkaPipeline(t *testing.T) {
 			t.Errorf("%s: %d samples, want %d", s, len(samples), rounds)
 		}
 	}
-	points := float64(instances * rounds * (series + 1))
+	// Deltas went through Kafka as deltas and came out cumulative.
+	eventually(t, 10*time.Second, "delta counter", func() (bool, string) {
+		n := countSamples(t, store, nameIs("fleet_jobs_total"))
+		return n == instances*rounds, fmt.Sprintf("%d of %d", n, instances*rounds)
+	})
+	for s, samples := range readSeries(t, store, nameIs("fleet_jobs_total")) {
+		for i, smp := range samples {
+			if smp.v != float64(2*(i+1)) {
+				t.Errorf("%s sample %d = %v, want %d (cumulative of deltas of 2)", s, i, smp.v, 2*(i+1))
+			}
+		}
+	}
+	points := float64(instances * rounds * (series + 2))
 	if got := metricValue(t, coll.reg, "aiops_collector_stored_items_total", map[string]string{"signal": "metrics"}); got != points {
 		t.Errorf("collector wrote %v points to Kafka, want %v", got, points)
 	}
