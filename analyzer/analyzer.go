@@ -351,15 +351,7 @@ func (a *Analyzer) state(lset labels.Labels, selector int) *seriesState {
 		a.m.skipped.Inc()
 		return nil
 	}
-	sel := a.cfg.Selectors[selector]
-	dc := detect.Config{Sensitivity: sel.Sensitivity}
-	switch {
-	case sel.period < 0:
-		dc.Period = -1
-	case sel.period > 0:
-		dc.PeriodHint = sel.period
-	}
-	st := &seriesState{lset: lset.Copy(), det: detect.New(dc), watermark: math.MinInt64, selector: selector}
+	st := &seriesState{lset: lset.Copy(), det: detect.New(a.cfg.Selectors[selector].detectorConfig()), watermark: math.MinInt64, selector: selector}
 	a.series[h] = append(a.series[h], st)
 	a.count++
 	a.m.series.Set(float64(a.count))

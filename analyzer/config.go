@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/aiops-dev/aiops/analyzer/detect"
 )
 
 // Config configures the analyzer. YAML keys live under `analyzer`.
@@ -52,6 +54,11 @@ type SelectorConfig struct {
 	// Seasonality is "auto" (default: found from the data), "none", or
 	// the period as a duration ("24h", "168h").
 	Seasonality string `yaml:"seasonality"`
+	// Window and History size each series' detector in points (defaults
+	// 576 and 4096; about 80 KiB of memory per series). Smaller values
+	// save memory; History bounds the longest period found at History/2.
+	Window  int `yaml:"window"`
+	History int `yaml:"history"`
 
 	matchers []*labels.Matcher
 	period   time.Duration // from Seasonality; -1 for none
@@ -129,6 +136,9 @@ func (c *Config) Validate() error {
 		if s.period, err = parseSeasonality(s.Seasonality, 0); err != nil {
 			return fmt.Errorf("%s.seasonality: %w", key, err)
 		}
+		if err := s.detectorConfig().Validate(key + "."); err != nil {
+			return err
+		}
 	}
 	for i := range c.Capacities {
 		cc := &c.Capacities[i]
@@ -178,4 +188,15 @@ func parseSeasonality(s string, def time.Duration) (time.Duration, error) {
 		return 0, fmt.Errorf(`want "auto", "none" or a duration such as "24h", got %q`, s)
 	}
 	return time.Duration(d), nil
+}
+
+func (s SelectorConfig) detectorConfig() detect.Config {
+	dc := detect.Config{Sensitivity: s.Sensitivity, Window: s.Window, History: s.History}
+	switch {
+	case s.period < 0:
+		dc.Period = -1
+	case s.period > 0:
+		dc.PeriodHint = s.period
+	}
+	return dc
 }

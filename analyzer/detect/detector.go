@@ -58,8 +58,8 @@ func (c Config) withDefaults() Config {
 // Validate reports the first invalid field; prefix names the config key.
 func (c Config) Validate(prefix string) error {
 	switch {
-	case c.Window < 0 || (c.Window > 0 && c.Window < 16):
-		return fmt.Errorf("%swindow: must be >= 16, got %d", prefix, c.Window)
+	case c.Window < 0 || (c.Window > 0 && c.Window < 128):
+		return fmt.Errorf("%swindow: must be >= 128, got %d", prefix, c.Window)
 	case c.History < 0 || (c.History > 0 && c.History < 64):
 		return fmt.Errorf("%shistory: must be >= 64, got %d", prefix, c.History)
 	case c.Period < -1:
@@ -166,7 +166,7 @@ func New(cfg Config) *Detector {
 	if cfg.Period > 0 {
 		d.period = cfg.Period
 	}
-	d.holdDecay = math.Pow(0.5, 1/float64(cfg.Window/8))
+	d.holdDecay = math.Pow(0.5, 1/math.Max(1, float64(cfg.Window/8)))
 	return d
 }
 

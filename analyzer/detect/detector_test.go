@@ -212,11 +212,15 @@ func BenchmarkSnapshot(b *testing.B) {
 		d.Observe(at(i), daily(rng, i))
 	}
 	b.ReportAllocs()
+	var size int
 	for i := 0; i < b.N; i++ {
-		if _, err := d.MarshalBinary(); err != nil {
+		snap, err := d.MarshalBinary()
+		if err != nil {
 			b.Fatal(err)
 		}
+		size = len(snap)
 	}
+	b.ReportMetric(float64(size), "snapshot_bytes")
 }
 
 func TestSelectNth(t *testing.T) {
