@@ -112,7 +112,8 @@ func testEveryMetricType(t *testing.T, store storage.Store) {
 	// histogram + delta counter + 3 quantiles, sum, count, per flush.
 	wantSamples := flushes * (3 + 1 + 1 + 6 + 1 + 1 + 5)
 	eventually(t, 30*time.Second, "all samples stored", func() (bool, string) {
-		n := countSamples(t, store, labels.MustNewMatcher(labels.MatchNotEqual, labels.MetricName, "target_info"))
+		n := countSamples(t, store, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".+"),
+			labels.MustNewMatcher(labels.MatchNotEqual, labels.MetricName, "target_info"))
 		return n >= wantSamples, fmt.Sprintf("%d of %d samples", n, wantSamples)
 	})
 
