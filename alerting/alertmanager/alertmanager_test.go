@@ -66,10 +66,10 @@ receivers:
 		byGroup[c.receiver+" "+c.groupLabels.String()] = c
 	}
 	want := map[string][]string{
-		`db {alertname="PoolFull"}`:                          {"pg-1", "pg-2"},
+		`db {alertname="PoolFull"}`:                         {"pg-1", "pg-2"},
 		`db-oncall {alertname="PoolFull", instance="pg-1"}`: {"pg-1"},
 		`db-oncall {alertname="PoolFull", instance="pg-2"}`: {"pg-2"},
-		`default {alertname="Other"}`:                        {"web-1"},
+		`default {alertname="Other"}`:                       {"web-1"},
 	}
 	for g, firing := range want {
 		c, ok := byGroup[g]
