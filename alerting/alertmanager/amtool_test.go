@@ -98,8 +98,8 @@ func TestAmtool(t *testing.T) {
 		t.Fatal("silence add printed no id")
 	}
 	type gettableSilence struct {
-		ID       string `json:"id"`
-		Comment  string `json:"comment"`
+		ID       string                 `json:"id"`
+		Comment  string                 `json:"comment"`
 		Status   struct{ State string } `json:"status"`
 		Matchers []struct {
 			Name  string `json:"name"`
