@@ -244,9 +244,16 @@ func Expand(patterns []string) ([]string, error) {
 // them, and reports every problem found, each as "file: line:col: ...".
 func CheckFiles(files []string, p parser.Parser) error {
 	var errs []error
+	seen := map[string]bool{}
 	for _, f := range files {
-		_, fileErrs := rulefmt.ParseFile(f, false, model.UTF8Validation, p, nil)
-		errs = append(errs, fileErrs...)
+		_, fileErrs := rulefmt.ParseFile(f, false, model.UTF8Validation, p, slog.New(slog.DiscardHandler))
+		for _, err := range fileErrs {
+			// The YAML decoder can report one syntax error twice.
+			if !seen[err.Error()] {
+				seen[err.Error()] = true
+				errs = append(errs, err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
