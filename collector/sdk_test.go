@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -25,17 +26,28 @@ import (
 
 type promMetadata = metadata.Metadata
 
-// meterProvider returns an SDK meter provider exporting over OTLP/gRPC to
-// addr only when flushed.
-func meterProvider(t *testing.T, addr string, res *resource.Resource, temporality sdkmetric.TemporalitySelector) *sdkmetric.MeterProvider {
+// meterProvider returns an SDK meter provider exporting to addr only when
+// flushed, over OTLP/gRPC or, with useHTTP, OTLP/HTTP.
+func meterProvider(t *testing.T, addr string, useHTTP bool, res *resource.Resource, temporality sdkmetric.TemporalitySelector) *sdkmetric.MeterProvider {
 	t.Helper()
 	ctx := context.Background()
-	exp, err := otlpmetricgrpc.New(ctx,
-		otlpmetricgrpc.WithEndpoint(addr),
-		otlpmetricgrpc.WithInsecure(),
-		otlpmetricgrpc.WithTemporalitySelector(temporality),
-		otlpmetricgrpc.WithRetry(otlpmetricgrpc.RetryConfig{Enabled: false}),
-	)
+	var exp sdkmetric.Exporter
+	var err error
+	if useHTTP {
+		exp, err = otlpmetrichttp.New(ctx,
+			otlpmetrichttp.WithEndpoint(addr),
+			otlpmetrichttp.WithInsecure(),
+			otlpmetrichttp.WithTemporalitySelector(temporality),
+			otlpmetrichttp.WithRetry(otlpmetrichttp.RetryConfig{Enabled: false}),
+		)
+	} else {
+		exp, err = otlpmetricgrpc.New(ctx,
+			otlpmetricgrpc.WithEndpoint(addr),
+			otlpmetricgrpc.WithInsecure(),
+			otlpmetricgrpc.WithTemporalitySelector(temporality),
+			otlpmetricgrpc.WithRetry(otlpmetricgrpc.RetryConfig{Enabled: false}),
+		)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +87,7 @@ func testEveryMetricType(t *testing.T, store storage.Store) {
 		attribute.String("service.instance.id", "i-1"),
 		attribute.String("deployment.environment", "test"),
 	)
-	mp := meterProvider(t, r.grpc, res, sdkmetric.CumulativeTemporalitySelector)
+	mp := meterProvider(t, r.grpc, false, res, sdkmetric.CumulativeTemporalitySelector)
 	meter := mp.Meter("shop")
 	requests, _ := meter.Int64Counter("http.requests", metric.WithUnit("{request}"), metric.WithDescription("Requests served."))
 	depth, _ := meter.Float64UpDownCounter("queue.depth")
@@ -83,9 +95,10 @@ func testEveryMetricType(t *testing.T, store storage.Store) {
 	dur, _ := meter.Float64Histogram("http.duration", metric.WithUnit("s"))
 	lat, _ := meter.Float64Histogram("rpc.latency", metric.WithUnit("ms"))
 
-	// Deltas: the collector converts them to cumulative series.
+	// Deltas, over OTLP/HTTP: the collector converts them to cumulative
+	// series.
 	deltaRes := resource.NewSchemaless(attribute.String("service.name", "worker"), attribute.String("service.instance.id", "w-1"))
-	dmp := meterProvider(t, r.grpc, deltaRes, sdkmetric.DeltaTemporalitySelector)
+	dmp := meterProvider(t, r.http, true, deltaRes, sdkmetric.DeltaTemporalitySelector)
 	jobs, _ := dmp.Meter("worker").Int64Counter("jobs.done")
 
 	const flushes = 5
