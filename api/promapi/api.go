@@ -244,10 +244,17 @@ func New(opts Options) (*API, error) {
 	router := route.New()
 	api.Register(router.WithPrefix(Prefix))
 
-	mux := http.NewServeMux()
-	mux.Handle("GET "+Prefix+"/metadata", metadataHandler(opts.Metadata, corsRE, logger))
-	mux.Handle(Prefix+"/", router)
-	a.handler = mux
+	// Prometheus's /metadata handler reads scrape targets; ours asks the
+	// store. The router keeps answering every other method on that path
+	// (405, CORS preflight) as Prometheus does.
+	metadata := metadataHandler(opts.Metadata, corsRE, logger)
+	a.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == Prefix+"/metadata" {
+			metadata.ServeHTTP(w, r)
+			return
+		}
+		router.ServeHTTP(w, r)
+	})
 	return a, nil
 }
 

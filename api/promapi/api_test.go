@@ -167,8 +167,15 @@ func TestEndpoints(t *testing.T) {
 				`"name":"up","offset":0,"offsetExpr":null,"smoothed":false,"startOrEnd":null,"timestamp":null,"type":"vectorSelector"}}`,
 		},
 		{
-			name: "exemplars of a store without any", methods: both, path: "/api/v1/query_exemplars",
-			params: url.Values{"query": {"http_requests_total"}, "start": {start}, "end": {end}},
+			name: "exemplars", methods: both, path: "/api/v1/query_exemplars",
+			params: url.Values{"query": {"sum(rate(http_requests_total[5m]))"}, "start": {start}, "end": {end}},
+			code:   200,
+			body: `{"status":"success","data":[{"seriesLabels":` + seriesGET200 +
+				`,"exemplars":[{"labels":{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"},"value":"1","timestamp":1700000600}]}]}`,
+		},
+		{
+			name: "no exemplars in range", methods: both, path: "/api/v1/query_exemplars",
+			params: url.Values{"query": {"http_requests_total"}, "start": {start}, "end": {"1700000599"}},
 			code:   200,
 			body:   `{"status":"success","data":[]}`,
 		},

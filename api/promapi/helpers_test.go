@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -83,8 +84,12 @@ func loadFixture(t testing.TB, s promstorage.AppendableV2) {
 	app := s.AppenderV2(context.Background())
 	for i := 0; i <= 40; i++ {
 		ts := fixtureStart.Add(time.Duration(i) * 15 * time.Second).UnixMilli()
-		for _, f := range fixture {
-			if _, err := app.Append(0, f.lset, 0, ts, f.value(i), nil, nil, promstorage.AOptions{MetricFamilyName: f.family, Metadata: f.meta}); err != nil {
+		for j, f := range fixture {
+			opts := promstorage.AOptions{MetricFamilyName: f.family, Metadata: f.meta}
+			if i == 40 && j == 0 {
+				opts.Exemplars = []exemplar.Exemplar{{Labels: labels.FromStrings("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"), Value: 1, Ts: ts, HasTs: true}}
+			}
+			if _, err := app.Append(0, f.lset, 0, ts, f.value(i), nil, nil, opts); err != nil {
 				t.Fatalf("append %s: %v", f.lset, err)
 			}
 		}
