@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,14 +69,20 @@ type BenchResult struct {
 	Refused int64
 	// MaxHeapBytes is the largest Go heap seen during the run.
 	MaxHeapBytes uint64
+	// CPU is the user+system CPU time this process spent during Elapsed
+	// (clients included, a ClickHouse server not); PointsPerCPUSecond is
+	// Points / CPU, which stays comparable on a machine shared with other
+	// work where points/s does not.
+	CPU                time.Duration
+	PointsPerCPUSecond float64
 	// BytesPerSample is DiskBytes / Stored, when DiskBytes is set.
 	BytesPerSample float64
 }
 
 func (r BenchResult) String() string {
-	s := fmt.Sprintf("%d points in %s: %.0f points/s (sent in %s), stored %d, lost %d, refused requests %d, max heap %d MiB",
+	s := fmt.Sprintf("%d points in %s: %.0f points/s (sent in %s), stored %d, lost %d, refused requests %d, max heap %d MiB, CPU %s = %.0f points per CPU second",
 		r.Points, r.Elapsed.Round(time.Millisecond), r.PointsPerSecond, r.SendElapsed.Round(time.Millisecond),
-		r.Stored, r.Lost, r.Refused, r.MaxHeapBytes>>20)
+		r.Stored, r.Lost, r.Refused, r.MaxHeapBytes>>20, r.CPU.Round(time.Millisecond), r.PointsPerCPUSecond)
 	if r.BytesPerSample > 0 {
 		s += fmt.Sprintf(", %.2f bytes/sample on disk", r.BytesPerSample)
 	}
@@ -182,6 +189,7 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 	}()
 	defer close(heapDone)
 
+	cpuBefore := processCPU()
 	began := time.Now()
 	var next atomic.Int64
 	var refused atomic.Int64
@@ -246,7 +254,11 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	res.Elapsed = time.Since(began)
+	res.CPU = processCPU() - cpuBefore
 	res.PointsPerSecond = float64(res.Points) / res.Elapsed.Seconds()
+	if res.CPU > 0 {
+		res.PointsPerCPUSecond = float64(res.Points) / res.CPU.Seconds()
+	}
 	res.MaxHeapBytes = maxHeap.Load()
 
 	res.Stored, err = countBenchSamples(ctx, opts.Store, start)
@@ -318,6 +330,15 @@ func countBenchSamples(ctx context.Context, st storage.Store, since time.Time) (
 		}
 	}
 	return n, set.Err()
+}
+
+// processCPU is the CPU time (user + system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func freeLocalAddr() (string, error) {

@@ -32,6 +32,7 @@ func BenchmarkIngestEmbedded(b *testing.B) {
 					b.Fatalf("lost %d points: %s", res.Lost, res)
 				}
 				b.ReportMetric(res.PointsPerSecond, "points/s")
+				b.ReportMetric(res.PointsPerCPUSecond, "points/CPU-s")
 				b.ReportMetric(float64(res.MaxHeapBytes>>20), "maxheap-MiB")
 				b.Log(res)
 			}
