@@ -84,7 +84,8 @@ const (
 	WarmingUp
 	// Missing: a NaN value; it advances time but is neither scored nor learned.
 	Missing
-	// Infinite: ±Inf scores 1 and is not learned.
+	// Infinite: ±Inf is as surprising as the cap allows (score ~1 when
+	// news) and is not learned.
 	Infinite
 	// OutOfOrder: older than the last accepted point; ignored.
 	OutOfOrder
@@ -215,8 +216,12 @@ func (d *Detector) Observe(t time.Time, v float64) Result {
 		d.push(v)
 		return Result{Status: Missing, Period: d.period}
 	case math.IsInf(v, 0):
+		// As surprising as anything can be, but reported once per run of
+		// infinities like any other event.
 		d.push(math.NaN())
-		return Result{Status: Infinite, Score: 1, Surprise: math.Inf(1), Period: d.period}
+		r := Result{Status: Infinite, Surprise: maxSurprise, Period: d.period, Expected: math.NaN(), Lower: math.NaN(), Upper: math.NaN()}
+		d.finish(&r)
+		return r
 	}
 	pred := d.predict()
 	resid := v - pred
@@ -474,12 +479,14 @@ const minPeriod = 12
 // the same change keeps looking surprising.
 func (d *Detector) finish(r *Result) {
 	s := r.Surprise
-	d.hold *= d.holdDecay
-	if s > d.hold {
-		d.hold = s
-	} else {
-		// Only what goes beyond the event already reported is news.
-		s = math.Max(0, s-d.hold)
+	prev := d.hold
+	d.hold = math.Max(s, prev*d.holdDecay)
+	if s <= prev {
+		// Not a new record: only what goes beyond the event already
+		// reported is news. Comparing with the record before its decay
+		// keeps a surprise that merely holds its level (at the cap, say)
+		// from being reported point after point.
+		s = math.Max(0, s-prev*d.holdDecay)
 	}
 	r.Score = 1 - math.Pow(10, -s/10)
 }
