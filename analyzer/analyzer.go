@@ -123,6 +123,8 @@ type Analyzer struct {
 	mu     sync.Mutex
 	series map[uint64][]*seriesState
 	count  int
+
+	lastForecast time.Time
 }
 
 type seriesState struct {
@@ -215,7 +217,8 @@ func (a *Analyzer) Run(ctx context.Context) error {
 }
 
 // Step runs one evaluation as of now: anomaly scoring of new samples,
-// then capacity forecasts.
+// then capacity forecasts when ForecastInterval has passed. Run calls it;
+// it must not run concurrently with itself.
 func (a *Analyzer) Step(ctx context.Context, now time.Time) error {
 	start := time.Now()
 	defer func() { a.m.stepSeconds.Observe(time.Since(start).Seconds()) }()
@@ -223,8 +226,11 @@ func (a *Analyzer) Step(ctx context.Context, now time.Time) error {
 	if err := a.scoreNew(ctx, now); err != nil {
 		errs = append(errs, err)
 	}
-	if err := a.forecastAll(ctx, now); err != nil {
-		errs = append(errs, err)
+	if now.Sub(a.lastForecast) >= time.Duration(a.cfg.ForecastInterval) || now.Before(a.lastForecast) {
+		if err := a.forecastAll(ctx, now); err != nil {
+			errs = append(errs, err)
+		}
+		a.lastForecast = now
 	}
 	return errors.Join(errs...)
 }

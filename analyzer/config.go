@@ -38,6 +38,10 @@ type Config struct {
 	// recorded. 0.6 is a deviation about as unlikely as 1 in 10,000 points
 	// of the series' recent behaviour (docs/ANALYZER.md).
 	EventThreshold float64 `yaml:"event_threshold"`
+	// ForecastInterval is how often capacity forecasts are recomputed;
+	// they read a long window, and exhaustion hours away does not need a
+	// fresh answer every Interval.
+	ForecastInterval model.Duration `yaml:"forecast_interval"`
 	// Selectors choose the series to watch for anomalies.
 	Selectors []SelectorConfig `yaml:"selectors"`
 	// Capacities choose the series to forecast exhaustion for.
@@ -95,6 +99,7 @@ func DefaultConfig() Config {
 		Lookback:         model.Duration(time.Hour),
 		SnapshotInterval: model.Duration(5 * time.Minute),
 		SeriesTTL:        model.Duration(24 * time.Hour),
+		ForecastInterval: model.Duration(5 * time.Minute),
 		MaxSeries:        10000,
 		EventThreshold:   0.6,
 	}
@@ -111,6 +116,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("analyzer.snapshot_interval: must be > 0, got %s", c.SnapshotInterval)
 	case c.SeriesTTL <= 0:
 		return fmt.Errorf("analyzer.series_ttl: must be > 0, got %s", c.SeriesTTL)
+	case c.ForecastInterval <= 0:
+		return fmt.Errorf("analyzer.forecast_interval: must be > 0, got %s", c.ForecastInterval)
 	case c.MaxSeries <= 0:
 		return fmt.Errorf("analyzer.max_series: must be > 0, got %d", c.MaxSeries)
 	case !(c.EventThreshold > 0 && c.EventThreshold <= 1):
