@@ -142,6 +142,10 @@ type metrics struct {
 
 // New checks cfg and deps and returns an analyzer ready to Run.
 func New(cfg Config, deps Deps) (*Analyzer, error) {
+	// Validate fills in parsed selectors; work on our own copies so the
+	// caller's Config is left as it was.
+	cfg.Selectors = append([]SelectorConfig(nil), cfg.Selectors...)
+	cfg.Capacities = append([]CapacityConfig(nil), cfg.Capacities...)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
