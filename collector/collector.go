@@ -85,15 +85,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	if cfg.ConfigFile == "" && cfg.exporter() == ExporterStore && deps.Store == nil {
 		return nil, errors.New("collector.exporter: \"store\" needs the process's store, and there is none")
 	}
-	m, err := obs.New(deps.Registerer)
-	if err != nil {
-		return nil, fmt.Errorf("collector: register metrics: %w", err)
-	}
-	reader := sdkmetric.NewManualReader()
-	if err := deps.Registerer.Register(newQueueCollector(reader)); err != nil {
-		return nil, fmt.Errorf("collector: register metrics: %w", err)
-	}
-	c := &Collector{cfg: cfg, deps: deps, metrics: m, reader: reader, started: make(chan struct{})}
+	c := &Collector{cfg: cfg, deps: deps, reader: sdkmetric.NewManualReader(), started: make(chan struct{})}
 
 	uris := []string{"file:" + cfg.ConfigFile}
 	providers := []confmap.ProviderFactory{fileprovider.NewFactory(), envprovider.NewFactory(), yamlprovider.NewFactory()}
@@ -103,7 +95,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		providers = []confmap.ProviderFactory{newMapProvider(c.otelConfig())}
 		defaultScheme = ""
 	}
-	c.col, err = otelcol.NewCollector(otelcol.CollectorSettings{
+	col, err := otelcol.NewCollector(otelcol.CollectorSettings{
 		BuildInfo: component.BuildInfo{Command: "aiops", Description: "aiops collector", Version: "aiops"},
 		Factories: c.factories,
 		// The process handles signals; the collector stops when Run's
@@ -119,6 +111,15 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
+	}
+	c.col = col
+	// Registered last, so that a failed New leaves the registerer as it
+	// was; the factories that use the metrics run only in Run.
+	if c.metrics, err = obs.New(deps.Registerer); err != nil {
+		return nil, fmt.Errorf("collector: register metrics: %w", err)
+	}
+	if err := deps.Registerer.Register(newQueueCollector(c.reader)); err != nil {
+		return nil, fmt.Errorf("collector: register metrics: %w", err)
 	}
 	return c, nil
 }

@@ -3,6 +3,7 @@ package collector
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -158,6 +159,12 @@ type DeltaToCumulativeConfig struct {
 type Secret string
 
 func (Secret) String() string { return "<secret>" }
+
+// GoString masks the value in %#v.
+func (Secret) GoString() string { return "<secret>" }
+
+// LogValue masks the value in slog records.
+func (Secret) LogValue() slog.Value { return slog.StringValue("<secret>") }
 
 // MarshalYAML masks the value.
 func (s Secret) MarshalYAML() (any, error) {
