@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 
 	"github.com/aiops-dev/aiops/api/auth"
@@ -14,24 +13,27 @@ import (
 // newAuthMiddleware builds what guards the HTTP listener: the bootstrap
 // admin token, API tokens in the store, and JWTs when configured.
 func newAuthMiddleware(cfg Config, events storage.EventStore, logger *slog.Logger) (*auth.Middleware, error) {
-	var boot *auth.BootstrapToken
-	if cfg.Server.AdminTokenFile != "" {
-		var err error
-		if boot, err = auth.LoadBootstrapToken(cfg.Server.AdminTokenFile); err != nil {
-			return nil, fmt.Errorf("server.admin_token_file: %w", err)
-		}
+	var (
+		boot    *auth.BootstrapToken
+		created bool
+		err     error
+	)
+	if cfg.Server.createAdminToken {
+		boot, created, err = auth.EnsureBootstrapToken(cfg.Server.AdminTokenFile)
 	} else {
-		path := filepath.Join(cfg.Storage.Embedded.DataDir, "admin.token")
-		var created bool
-		var err error
-		if boot, created, err = auth.EnsureBootstrapToken(path); err != nil {
-			return nil, err
-		}
-		if created {
-			logger.Info("Created the bootstrap admin token; read it from the file", "file", path)
-		}
+		boot, err = auth.LoadBootstrapToken(cfg.Server.AdminTokenFile)
 	}
-	chain := auth.Chain{boot, auth.NewTokenStore(events, logger)}
+	if err != nil {
+		return nil, fmt.Errorf("server.admin_token_file: %w", err)
+	}
+	if created {
+		logger.Info("Created the bootstrap admin token; read it from the file", "file", cfg.Server.AdminTokenFile)
+	}
+	chain := auth.Chain{boot}
+	if events != nil {
+		// Roles without a store (the collector) take the bootstrap token only.
+		chain = append(chain, auth.NewTokenStore(events, logger))
+	}
 	if cfg.Server.Auth.JWT.Enabled() {
 		chain = append(chain, auth.NewJWTVerifier(cfg.Server.Auth.JWT, nil, logger))
 	}

@@ -12,7 +12,12 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/aiops-dev/aiops/alerting"
+	"github.com/aiops-dev/aiops/analyzer"
 	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/api/promapi"
+	"github.com/aiops-dev/aiops/collector"
+	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
@@ -31,9 +36,13 @@ const (
 // Config is the aiops configuration file. Each section belongs to one
 // component and is validated by it; flags override the file.
 type Config struct {
-	Role    Role          `yaml:"role"`
-	Server  ServerConfig  `yaml:"server"`
-	Storage StorageConfig `yaml:"storage"`
+	Role      Role             `yaml:"role"`
+	Server    ServerConfig     `yaml:"server"`
+	Storage   StorageConfig    `yaml:"storage"`
+	Collector collector.Config `yaml:"collector"`
+	Query     promapi.Config   `yaml:"query"`
+	Analyzer  analyzer.Config  `yaml:"analyzer"`
+	Alerting  alerting.Config  `yaml:"alerting"`
 }
 
 // ServerConfig configures the main HTTP listener.
@@ -46,6 +55,9 @@ type ServerConfig struct {
 	// AdminTokenFile holds the bootstrap admin token. When empty, aiops
 	// creates one in <data dir>/admin.token on first start (mode 0600).
 	AdminTokenFile string `yaml:"admin_token_file"`
+	// createAdminToken is set when AdminTokenFile was derived from the
+	// data dir, where aiops may create the token on first start.
+	createAdminToken bool
 	// Auth configures optional ways to authenticate besides API tokens.
 	Auth AuthConfig `yaml:"auth"`
 }
@@ -75,8 +87,9 @@ const (
 // StorageConfig picks and configures the backend.
 type StorageConfig struct {
 	// Backend is "embedded" (default, no server needed) or "clickhouse".
-	Backend  string          `yaml:"backend"`
-	Embedded embedded.Config `yaml:"embedded"`
+	Backend    string            `yaml:"backend"`
+	Embedded   embedded.Config   `yaml:"embedded"`
+	ClickHouse clickhouse.Config `yaml:"clickhouse"`
 }
 
 // Validate reports the first invalid key of the selected backend.
@@ -85,7 +98,7 @@ func (c StorageConfig) Validate() error {
 	case BackendEmbedded:
 		return c.Embedded.Validate()
 	case BackendClickHouse:
-		return nil
+		return c.ClickHouse.Validate()
 	default:
 		return fmt.Errorf("storage.backend: must be %q or %q, got %q", BackendEmbedded, BackendClickHouse, c.Backend)
 	}
@@ -100,9 +113,14 @@ func DefaultConfig() Config {
 			ShutdownTimeout: model.Duration(30 * time.Second),
 		},
 		Storage: StorageConfig{
-			Backend:  BackendEmbedded,
-			Embedded: embedded.DefaultConfig(),
+			Backend:    BackendEmbedded,
+			Embedded:   embedded.DefaultConfig(),
+			ClickHouse: clickhouse.DefaultConfig(),
 		},
+		Collector: collector.DefaultConfig(),
+		Query:     promapi.DefaultConfig(),
+		Analyzer:  analyzer.DefaultConfig(),
+		Alerting:  alerting.DefaultConfig(),
 	}
 }
 
@@ -119,7 +137,50 @@ func (c Config) Validate() error {
 	if c.Role == RoleIngester && c.Storage.Backend != BackendClickHouse {
 		return fmt.Errorf("storage.backend: the ingester role writes to ClickHouse, got %q", c.Storage.Backend)
 	}
-	return c.Storage.Validate()
+	if err := c.Storage.Validate(); err != nil {
+		return err
+	}
+	if err := c.Collector.Validate(); err != nil {
+		return err
+	}
+	if c.Role != RoleAllInOne {
+		return nil
+	}
+	if err := c.Query.Validate(); err != nil {
+		return err
+	}
+	if c.analyzerEnabled() {
+		if err := c.Analyzer.Validate(); err != nil {
+			return err
+		}
+	}
+	return c.Alerting.Validate()
+}
+
+// analyzerEnabled reports whether the file selects anything to analyse;
+// without selectors the analyzer does not run.
+func (c *Config) analyzerEnabled() bool {
+	return len(c.Analyzer.Selectors)+len(c.Analyzer.Capacities) > 0
+}
+
+// resolvePaths puts every directory a component keeps state in under the
+// data dir, unless the file placed it elsewhere, so that one --data-dir
+// holds a server's whole state.
+func (c *Config) resolvePaths() {
+	dir := c.Storage.Embedded.DataDir
+	if c.Collector.Queue.Dir == "" {
+		c.Collector.Queue.Dir = filepath.Join(dir, "queue")
+	}
+	if c.Analyzer.StateDir == "" {
+		c.Analyzer.StateDir = filepath.Join(dir, "analyzer")
+	}
+	if c.Alerting.DataDir == "" || c.Alerting.DataDir == alerting.DefaultConfig().DataDir {
+		c.Alerting.DataDir = filepath.Join(dir, "alerting")
+	}
+	if c.Server.AdminTokenFile == "" {
+		c.Server.AdminTokenFile = filepath.Join(dir, "admin.token")
+		c.Server.createAdminToken = true
+	}
 }
 
 // LoadConfig reads a YAML file over the defaults. Unknown keys are errors:

@@ -8,15 +8,25 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/aiops-dev/aiops/alerting"
+	"github.com/aiops-dev/aiops/analyzer"
+	"github.com/aiops-dev/aiops/api/promapi"
+	"github.com/aiops-dev/aiops/collector"
 	"github.com/aiops-dev/aiops/storage"
+	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
@@ -26,7 +36,10 @@ type serveCommand struct {
 	configFile     string
 	dataDir        string
 	httpAddr       string
+	otlpGRPCAddr   string
+	otlpHTTPAddr   string
 	storageBackend string
+	clickhouseAddr string
 	adminTokenFile string
 	logLevel       string
 	logFormat      string
@@ -36,12 +49,19 @@ func newServeCommand(app *kingpin.Application) *serveCommand {
 	c := &serveCommand{}
 	c.cmd = app.Command("serve", `Run the aiops server: all-in-one on the embedded store by default, or the role the config file names.
 
-Endpoints on --http-addr: the Prometheus-compatible query API under /api/v1/, /metrics (self-metrics),
-/healthz (liveness) and /readyz (fails while storage is unreachable). Flags override the config file.`).Default()
+Roles: all-in-one (OTLP in, store, query API, analyzer, alerting), collector (OTLP in, Kafka out),
+ingester (Kafka in, ClickHouse out). Endpoints on --http-addr: the Prometheus-compatible query API
+under /api/v1/, the Alertmanager v2 API under /api/v2/, POST /-/reload, /metrics, /healthz
+(liveness) and /readyz (fails while storage is unreachable). All but the health probes need a
+bearer token (see aiops token --help). Flags override the config file; SIGHUP reloads rules and
+the Alertmanager configuration.`).Default()
 	c.cmd.Flag("config", "YAML configuration file (see deploy/examples/). Without it, defaults apply.").PlaceHolder("FILE").StringVar(&c.configFile)
-	c.cmd.Flag("data-dir", "Directory of the embedded store and the on-disk queues (config: storage.embedded.data_dir).").PlaceHolder("DIR").StringVar(&c.dataDir)
+	c.cmd.Flag("data-dir", "Directory of the embedded store, the on-disk queue, silences and detector state (config: storage.embedded.data_dir; default ./data).").PlaceHolder("DIR").StringVar(&c.dataDir)
 	c.cmd.Flag("http-addr", "Listen address of the HTTP APIs, /metrics and health probes (config: server.http_addr; default :9090).").PlaceHolder("ADDR").StringVar(&c.httpAddr)
-	c.cmd.Flag("storage", "Storage backend (config: storage.backend; default embedded).").EnumVar(&c.storageBackend, BackendEmbedded, BackendClickHouse)
+	c.cmd.Flag("otlp-grpc-addr", `Listen address of OTLP/gRPC (config: collector.otlp.grpc_endpoint; default :4317; "off" disables).`).PlaceHolder("ADDR").StringVar(&c.otlpGRPCAddr)
+	c.cmd.Flag("otlp-http-addr", `Listen address of OTLP/HTTP (config: collector.otlp.http_endpoint; default :4318; "off" disables).`).PlaceHolder("ADDR").StringVar(&c.otlpHTTPAddr)
+	c.cmd.Flag("storage", "Storage backend: embedded or clickhouse (config: storage.backend; default embedded).").EnumVar(&c.storageBackend, BackendEmbedded, BackendClickHouse)
+	c.cmd.Flag("clickhouse-addr", "ClickHouse native protocol address (config: storage.clickhouse.addresses; default 127.0.0.1:9000).").PlaceHolder("HOST:PORT").StringVar(&c.clickhouseAddr)
 	c.cmd.Flag("admin-token-file", "File holding the bootstrap admin token (config: server.admin_token_file). Without it, one is created in <data-dir>/admin.token.").PlaceHolder("FILE").StringVar(&c.adminTokenFile)
 	c.cmd.Flag("log.level", "Log level: debug, info, warn or error.").Default("info").EnumVar(&c.logLevel, "debug", "info", "warn", "error")
 	c.cmd.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&c.logFormat, "logfmt", "json")
@@ -59,18 +79,26 @@ func (c *serveCommand) config() (Config, error) {
 			return cfg, err
 		}
 	}
-	if c.dataDir != "" {
-		cfg.Storage.Embedded.DataDir = c.dataDir
+	for _, f := range []struct {
+		flag string
+		dst  *string
+	}{
+		{c.dataDir, &cfg.Storage.Embedded.DataDir},
+		{c.httpAddr, &cfg.Server.HTTPAddr},
+		{c.otlpGRPCAddr, &cfg.Collector.OTLP.GRPCEndpoint},
+		{c.otlpHTTPAddr, &cfg.Collector.OTLP.HTTPEndpoint},
+		{c.storageBackend, &cfg.Storage.Backend},
+		{c.adminTokenFile, &cfg.Server.AdminTokenFile},
+	} {
+		if f.flag != "" {
+			*f.dst = f.flag
+		}
 	}
-	if c.httpAddr != "" {
-		cfg.Server.HTTPAddr = c.httpAddr
+	if c.clickhouseAddr != "" {
+		cfg.Storage.ClickHouse.Addresses = []string{c.clickhouseAddr}
 	}
-	if c.storageBackend != "" {
-		cfg.Storage.Backend = c.storageBackend
-	}
-	if c.adminTokenFile != "" {
-		cfg.Server.AdminTokenFile = c.adminTokenFile
-	}
+	cfg.Collector.Role = string(cfg.Role)
+	cfg.resolvePaths()
 	return cfg, cfg.Validate()
 }
 
@@ -95,50 +123,66 @@ type component interface {
 	Run(ctx context.Context) error
 }
 
+// server is one aiops process.
+type server struct {
+	cfg    Config
+	logger *slog.Logger
+	reg    *prometheus.Registry
+
+	// app serves everything but the health probes; it is set once the
+	// store is open and the components are built.
+	app   atomic.Pointer[http.Handler]
+	ready atomic.Pointer[func(context.Context) error]
+}
+
 func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) error {
-	store, err := openStore(ctx, cfg.Storage, logger, reg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := store.Close(); err != nil {
-			logger.Error("Closing storage failed", "err", err)
-		}
-	}()
+	s := &server{cfg: cfg, logger: logger, reg: reg}
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		rctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
-		if err := store.Ready(rctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-
-	guard, err := newAuthMiddleware(cfg, store, logger)
-	if err != nil {
-		return err
-	}
-
+	// The listener comes first, so that probes answer (not ready) while
+	// the store is still being opened, e.g. while ClickHouse is down.
 	ln, err := net.Listen("tcp", cfg.Server.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("server.http_addr: %w", err)
 	}
-	srv := &http.Server{Handler: guard.Wrap(mux), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			httpErr <- fmt.Errorf("http server: %w", err)
+		}
+	}()
 	logger.Info("Serving HTTP", "addr", ln.Addr().String())
+	defer func() {
+		shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.Server.ShutdownTimeout))
+		defer stop()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			logger.Warn("HTTP shutdown incomplete", "err", err)
+		}
+	}()
 
-	var components []component
+	var store storage.Store
+	if cfg.Role != RoleCollector {
+		if store, err = openStoreRetrying(ctx, cfg.Storage, logger, reg); err != nil {
+			return err
+		}
+		defer func() {
+			if err := store.Close(); err != nil {
+				logger.Error("Closing storage failed", "err", err)
+			}
+		}()
+	}
+
+	comps, closeAll, err := s.build(store)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, len(components)+1)
-	for _, comp := range components {
+	errc := make(chan error, len(comps))
+	for _, comp := range comps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -147,11 +191,6 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 			}
 		}()
 	}
-	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http server: %w", err)
-		}
-	}()
 
 	var runErr error
 	select {
@@ -159,28 +198,212 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 		logger.Info("Shutting down")
 	case runErr = <-errc:
 		logger.Error("Component failed, shutting down", "err", runErr)
+	case runErr = <-httpErr:
+		logger.Error("HTTP server failed, shutting down", "err", runErr)
 	}
-	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.Server.ShutdownTimeout))
-	defer stop()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		logger.Warn("HTTP shutdown incomplete", "err", err)
-	}
+	// Components stop (the collector flushing into the store) before the
+	// store closes, in the deferred calls above.
 	cancel()
 	wg.Wait()
 	return runErr
 }
 
-func openStore(ctx context.Context, cfg StorageConfig, logger *slog.Logger, reg prometheus.Registerer) (storage.Store, error) {
+// build creates the role's components and mounts their HTTP handlers.
+func (s *server) build(store storage.Store) (comps []component, closeAll func(), err error) {
+	var closers []func()
+	closeAll = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	cfg, logger := s.cfg, s.logger
+
+	col, err := collector.New(cfg.Collector, collector.Deps{Store: store, Logger: logger, Registerer: s.reg})
+	if err != nil {
+		return nil, nil, err
+	}
+	comps = append(comps, col)
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+
+	readyChecks := []func(context.Context) error{func(context.Context) error {
+		select {
+		case <-col.Started():
+			return nil
+		default:
+			return errors.New("collector not started")
+		}
+	}}
+	if store != nil {
+		readyChecks = append(readyChecks, store.Ready)
+	}
+
+	if cfg.Role == RoleAllInOne {
+		engine, err := promapi.NewEngine(cfg.Query, logger.With("component", "query-engine"), s.reg)
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, func() { engine.Close() })
+
+		al, err := alerting.New(cfg.Alerting, alerting.Deps{
+			Storage:    store,
+			Engine:     engine,
+			Parser:     parser.NewParser(promapi.ParserOptions(cfg.Query)),
+			Logger:     logger,
+			Registerer: s.reg,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, func() { al.Close() })
+		comps = append(comps, al)
+		s.watchSIGHUP(al)
+
+		opts := promapi.Options{
+			Config:        cfg.Query,
+			Storage:       store,
+			Engine:        engine,
+			Rules:         al.RulesRetriever,
+			Alertmanagers: al.AlertmanagerRetriever,
+			BuildInfo:     promapi.BinaryBuildInfo(version),
+			Logger:        logger.With("component", "query-api"),
+			Registerer:    s.reg,
+			Gatherer:      s.reg,
+		}
+		if md, ok := store.(promapi.MetadataSource); ok {
+			opts.Metadata = md
+		}
+		api, err := promapi.New(opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, func() { api.Close() })
+		mux.Handle(promapi.Prefix+"/", api.Handler())
+		mux.Handle("/api/v2/", al.APIHandler())
+		mux.Handle("/-/reload", al.ReloadHandler())
+
+		if cfg.analyzerEnabled() {
+			an, err := analyzer.New(cfg.Analyzer, analyzer.Deps{
+				Queryable:  store,
+				Appendable: store,
+				Events:     store,
+				Spans:      store,
+				Logger:     logger.With("component", "analyzer"),
+				Registerer: s.reg,
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			comps = append(comps, an)
+		}
+	}
+
+	var events storage.EventStore
+	if store != nil {
+		events = store
+	}
+	guard, err := newAuthMiddleware(cfg, events, logger.With("component", "auth"))
+	if err != nil {
+		return nil, nil, err
+	}
+	app := guard.Wrap(mux)
+	s.app.Store(&app)
+	ready := func(ctx context.Context) error {
+		for _, check := range readyChecks {
+			if err := check(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	s.ready.Store(&ready)
+	return comps, closeAll, nil
+}
+
+// serveHTTP answers the health probes itself and hands everything else
+// to the application once it is built.
+func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthz":
+		io.WriteString(w, "ok\n")
+		return
+	case "/readyz":
+		ready := s.ready.Load()
+		if ready == nil {
+			http.Error(w, "not ready: starting", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := (*ready)(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+		return
+	}
+	app := s.app.Load()
+	if app == nil {
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "aiops is starting", http.StatusServiceUnavailable)
+		return
+	}
+	(*app).ServeHTTP(w, r)
+}
+
+// watchSIGHUP reloads rules and the Alertmanager configuration on SIGHUP,
+// as Prometheus and Alertmanager do.
+func (s *server) watchSIGHUP(al *alerting.Alerting) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := al.Reload(context.Background()); err != nil {
+				s.logger.Error("Reload on SIGHUP failed", "err", err)
+				continue
+			}
+			s.logger.Info("Reloaded rules and Alertmanager configuration")
+		}
+	}()
+}
+
+// openStoreRetrying opens the store. ClickHouse may be down when aiops
+// starts; it is tried again with backoff, /readyz failing meanwhile.
+func openStoreRetrying(ctx context.Context, cfg StorageConfig, logger *slog.Logger, reg prometheus.Registerer) (storage.Store, error) {
+	logger = logger.With("component", "storage")
 	switch cfg.Backend {
 	case BackendEmbedded:
-		s, err := embedded.Open(cfg.Embedded, logger.With("component", "storage"), reg)
+		s, err := embedded.Open(cfg.Embedded, logger, reg)
 		if err != nil {
 			return nil, fmt.Errorf("open embedded store: %w", err)
 		}
 		return s, nil
-	default:
-		return nil, fmt.Errorf("storage.backend %q is not available yet", cfg.Backend)
+	case BackendClickHouse:
+		backoff := time.Second
+		for {
+			s, err := clickhouse.Open(ctx, cfg.ClickHouse, logger)
+			if err == nil {
+				return s, nil
+			}
+			if !errors.Is(err, storage.ErrUnavailable) {
+				return nil, fmt.Errorf("open clickhouse store: %w", err)
+			}
+			logger.Warn("ClickHouse unreachable; retrying", "in", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("open clickhouse store: %w", err)
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
 	}
+	return nil, fmt.Errorf("storage.backend: unknown backend %q", cfg.Backend)
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
