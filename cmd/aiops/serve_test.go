@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server's log writes while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// testServer is `aiops serve` running in-process.
+type testServer struct {
+	http, grpc string
+	token      string
+	stderr     *syncBuffer
+	stop       func() int
+}
+
+func startServe(t *testing.T, dataDir string, extra ...string) *testServer {
+	t.Helper()
+	ts := &testServer{http: freeAddr(t), grpc: freeAddr(t), stderr: &syncBuffer{}}
+	args := append([]string{"serve", "--data-dir", dataDir, "--http-addr", ts.http,
+		"--otlp-grpc-addr", ts.grpc, "--otlp-http-addr", freeAddr(t)}, extra...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, io.Discard, ts.stderr) }()
+	var once sync.Once
+	code := 0
+	ts.stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(60 * time.Second):
+				t.Errorf("server did not stop within 60s; log:\n%s", ts.stderr)
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() { ts.stop() })
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + ts.http + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case c := <-done:
+			t.Fatalf("server exited with %d before it was ready; log:\n%s", c, ts.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready within 60s; log:\n%s", ts.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.token = strings.TrimSpace(string(b))
+	return ts
+}
+
+func (ts *testServer) get(t *testing.T, path, token string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+ts.http+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// query returns the value of an instant query's single sample, or "" when
+// the result is empty.
+func (ts *testServer) query(t *testing.T, q string) string {
+	t.Helper()
+	code, body := ts.get(t, "/api/v1/query?query="+url.QueryEscape(q), ts.token)
+	if code != http.StatusOK {
+		t.Fatalf("query %s: %d %s", q, code, body)
+	}
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatalf("query %s: %v: %s", q, err, body)
+	}
+	if len(r.Data.Result) == 0 {
+		return ""
+	}
+	return fmt.Sprint(r.Data.Result[0].Value[1])
+}
+
+// TestServeEndToEnd runs `aiops serve` on the embedded store: the OTel SDK
+// sends a counter over OTLP/gRPC, the query API returns it to a caller
+// with a token and refuses callers without one, and the data survives a
+// restart.
+func TestServeEndToEnd(t *testing.T) {
+	dataDir := t.TempDir()
+	ts := startServe(t, dataDir)
+
+	ctx := context.Background()
+	exp, err := otlpmetricgrpc.New(ctx, otlpmetricgrpc.WithEndpoint(ts.grpc), otlpmetricgrpc.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(time.Hour))
+	res := resource.NewSchemaless(attribute.String("service.name", "checkout"), attribute.String("service.instance.id", "i-1"))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
+	counter, err := mp.Meter("e2e").Int64Counter("orders.placed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter.Add(ctx, 42, metric.WithAttributes(attribute.String("region", "eu")))
+	if err := mp.ForceFlush(ctx); err != nil {
+		t.Fatalf("OTLP export: %v", err)
+	}
+	mp.Shutdown(ctx)
+
+	const q = `orders_placed_total{job="checkout",instance="i-1",region="eu"}`
+	var got string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if got = ts.query(t, q); got != "" {
+			break
+		}
+	}
+	if got != "42" {
+		t.Fatalf("%s = %q, want 42; log:\n%s", q, got, ts.stderr)
+	}
+
+	if code, body := ts.get(t, "/api/v1/query?query=up", ""); code != http.StatusUnauthorized {
+		t.Errorf("query without a token: %d %s, want 401", code, body)
+	}
+	if code, _ := ts.get(t, "/metrics", ""); code != http.StatusUnauthorized {
+		t.Errorf("/metrics without a token: %d, want 401", code)
+	}
+	if code, body := ts.get(t, "/metrics", ts.token); code != http.StatusOK || !bytes.Contains(body, []byte("aiops_collector_")) {
+		t.Errorf("/metrics: %d, want 200 with collector metrics", code)
+	}
+	if code, _ := ts.get(t, "/healthz", ""); code != http.StatusOK {
+		t.Errorf("/healthz: %d", code)
+	}
+	if strings.Contains(ts.stderr.String(), ts.token) {
+		t.Error("the admin token appears in the log")
+	}
+
+	if code := ts.stop(); code != 0 {
+		t.Fatalf("serve exited with %d; log:\n%s", code, ts.stderr)
+	}
+	ts = startServe(t, dataDir)
+	if got := ts.query(t, q); got != "42" {
+		t.Errorf("after restart %s = %q, want 42", q, got)
+	}
+}
+
+// TestServeRefusesBadConfig checks that an invalid configuration stops the
+// binary at start with the key and the reason.
+func TestServeRefusesBadConfig(t *testing.T) {
+	for name, tc := range map[string]struct {
+		yaml string
+		want []string
+	}{
+		"unknown key":      {"server:\n  http_adr: :9090\n", []string{"line 2", "http_adr"}},
+		"bad value":        {"storage:\n  embedded:\n    retention: 0s\n", []string{"storage.embedded.retention: must be > 0"}},
+		"bad role":         {"role: everything\n", []string{`role: must be one of`, `"everything"`}},
+		"ingester on disk": {"role: ingester\n", []string{"storage.backend: the ingester role writes to ClickHouse"}},
+		"bad analyzer":     {"analyzer:\n  selectors:\n    - selector: 'up{'\n", []string{"analyzer.selectors[0]"}},
+		"bad query":        {"query:\n  max_samples: -1\n", []string{"query.max_samples: must be > 0"}},
+		"not yaml":         {"role: [\n", []string{"config"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "aiops.yaml")
+			os.WriteFile(path, []byte(tc.yaml), 0o600)
+			var stderr bytes.Buffer
+			code := run(context.Background(), []string{"serve", "--config", path, "--data-dir", t.TempDir()}, io.Discard, &stderr)
+			if code == 0 {
+				t.Fatalf("serve with %s exited 0", name)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("error %q does not mention %q", stderr.String(), w)
+				}
+			}
+		})
+	}
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"serve", "--config", "/nonexistent/aiops.yaml"}, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), "/nonexistent/aiops.yaml") {
+		t.Errorf("missing config file: code %d, %q", code, stderr.String())
+	}
+}
+
+func TestHelpDescribesEveryServeFlag(t *testing.T) {
+	var stdout bytes.Buffer
+	if code := run(context.Background(), []string{"serve", "--help"}, &stdout, io.Discard); code != 0 {
+		t.Fatalf("serve --help exited %d", code)
+	}
+	for _, flag := range []string{"--config", "--data-dir", "--http-addr", "--otlp-grpc-addr", "--otlp-http-addr", "--storage", "--clickhouse-addr", "--admin-token-file"} {
+		if !strings.Contains(stdout.String(), flag) {
+			t.Errorf("serve --help does not describe %s", flag)
+		}
+	}
+}
