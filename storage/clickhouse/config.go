@@ -1,0 +1,146 @@
+package clickhouse
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// Config configures the ClickHouse store. YAML keys live under
+// `clickhouse`; Validate names them that way.
+type Config struct {
+	// Addresses are host:port of ClickHouse's native protocol (9000 by
+	// default). With several, connections are spread over them and a dead
+	// one is skipped.
+	Addresses []string `yaml:"addresses"`
+	// Database holds every table of the store; Open creates it.
+	Database string `yaml:"database"`
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+
+	DialTimeout model.Duration `yaml:"dial_timeout"`
+	// ReadTimeout bounds the wait for each answer from the server, so a
+	// server that stops answering surfaces as storage.ErrUnavailable
+	// rather than a hang.
+	ReadTimeout  model.Duration `yaml:"read_timeout"`
+	MaxOpenConns int            `yaml:"max_open_conns"`
+	// Compression of the native protocol's blocks: none, lz4 or zstd. On a
+	// local server none costs the least CPU; across a network lz4 pays.
+	Compression string `yaml:"compression"`
+
+	// Retention is how long samples, series, logs and spans are kept;
+	// older daily partitions are dropped. 0 keeps everything.
+	Retention model.Duration `yaml:"retention"`
+	// EventRetention is how long events are kept (30-day partitions);
+	// 0 keeps them forever.
+	EventRetention model.Duration `yaml:"event_retention"`
+
+	// BatchSize is the most rows sent in one INSERT; a commit with more is
+	// split. ClickHouse prefers few large inserts to many small ones.
+	BatchSize int `yaml:"batch_size"`
+	// MaxSeries and MaxSamples bound what one Select may load, so that a
+	// too broad query fails with a clear error instead of exhausting
+	// memory. 0 means no limit.
+	MaxSeries  int `yaml:"max_series"`
+	MaxSamples int `yaml:"max_samples"`
+}
+
+// DefaultConfig returns the defaults for every key.
+func DefaultConfig() Config {
+	return Config{
+		Addresses:    []string{"127.0.0.1:9000"},
+		Database:     "aiops",
+		Username:     "default",
+		DialTimeout:  model.Duration(5 * time.Second),
+		ReadTimeout:  model.Duration(2 * time.Minute),
+		MaxOpenConns: 16,
+		Compression:  "lz4",
+		Retention:    model.Duration(15 * 24 * time.Hour),
+		BatchSize:    200_000,
+		MaxSeries:    500_000,
+		MaxSamples:   50_000_000,
+	}
+}
+
+// Validate reports the first invalid key.
+func (c Config) Validate() error {
+	if len(c.Addresses) == 0 {
+		return fmt.Errorf("clickhouse.addresses: must name at least one host:port")
+	}
+	for i, a := range c.Addresses {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return fmt.Errorf("clickhouse.addresses[%d]: %q is not host:port", i, a)
+		}
+	}
+	if !validIdentifier(c.Database) {
+		return fmt.Errorf("clickhouse.database: %q must be letters, digits and underscores, not starting with a digit", c.Database)
+	}
+	switch {
+	case c.DialTimeout <= 0:
+		return fmt.Errorf("clickhouse.dial_timeout: must be > 0, got %s", c.DialTimeout)
+	case c.ReadTimeout <= 0:
+		return fmt.Errorf("clickhouse.read_timeout: must be > 0, got %s", c.ReadTimeout)
+	case c.MaxOpenConns <= 0:
+		return fmt.Errorf("clickhouse.max_open_conns: must be > 0, got %d", c.MaxOpenConns)
+	case c.Retention < 0:
+		return fmt.Errorf("clickhouse.retention: must be >= 0, got %s", c.Retention)
+	case c.EventRetention < 0:
+		return fmt.Errorf("clickhouse.event_retention: must be >= 0, got %s", c.EventRetention)
+	case c.BatchSize <= 0:
+		return fmt.Errorf("clickhouse.batch_size: must be > 0, got %d", c.BatchSize)
+	case c.MaxSeries < 0:
+		return fmt.Errorf("clickhouse.max_series: must be >= 0, got %d", c.MaxSeries)
+	case c.MaxSamples < 0:
+		return fmt.Errorf("clickhouse.max_samples: must be >= 0, got %d", c.MaxSamples)
+	}
+	switch strings.ToLower(c.Compression) {
+	case "", "none", "lz4", "zstd":
+	default:
+		return fmt.Errorf("clickhouse.compression: must be none, lz4 or zstd, got %q", c.Compression)
+	}
+	return nil
+}
+
+func validIdentifier(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Secret is a string that never shows itself: printing, logging or
+// marshalling it yields a mask, so a config dump cannot leak it.
+type Secret string
+
+const secretMask = "<secret>"
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return secretMask
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return s.String() }
+
+// MarshalYAML masks the value in config dumps.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalText masks the value in JSON and other text encodings.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// LogValue masks the value in slog output.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }

@@ -1,0 +1,60 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/aiops-dev/aiops/internal/chtest"
+)
+
+// server is shared by the tests of this package: starting ClickHouse costs
+// seconds, a database costs milliseconds.
+var server *chtest.Server
+
+func TestMain(m *testing.M) {
+	srv, stop, err := chtest.StartMain()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	server = srv
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+// testConfig returns a config for a fresh database on the shared server.
+func testConfig(t testing.TB) Config {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Addresses = []string{server.NativeAddr()}
+	cfg.Database = server.NewDatabase(t)
+	cfg.Compression = "none"
+	cfg.ReadTimeout = model.Duration(30 * time.Second)
+	// Test data is mostly near the epoch, which retention relative to now
+	// would drop at once; the retention tests turn it on.
+	cfg.Retention = 0
+	return cfg
+}
+
+// openStore opens a store on a fresh database and closes it when the test
+// ends.
+func openStore(t testing.TB, mutate ...func(*Config)) *Store {
+	t.Helper()
+	cfg := testConfig(t)
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	s, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}

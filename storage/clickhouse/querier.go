@@ -1,0 +1,382 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
+)
+
+// codeCannotCompileRegexp is the exception ClickHouse raises when its RE2
+// rejects a regular expression.
+const codeCannotCompileRegexp = 427
+
+// Querier returns a querier over [mint, maxt] (milliseconds, inclusive).
+// It is safe for concurrent use.
+func (s *Store) Querier(mint, maxt int64) (promstorage.Querier, error) {
+	return &querier{s: s, mint: mint, maxt: maxt}, nil
+}
+
+// ChunkQuerier returns a querier that encodes the samples of each series
+// into chunks, for remote read.
+func (s *Store) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
+	return &chunkQuerier{querier{s: s, mint: mint, maxt: maxt}}, nil
+}
+
+type querier struct {
+	s          *Store
+	mint, maxt int64
+}
+
+type chunkQuerier struct{ querier }
+
+func (q *chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *promstorage.SelectHints, matchers ...*labels.Matcher) promstorage.ChunkSeriesSet {
+	return promstorage.NewSeriesSetToChunkSet(q.querier.Select(ctx, sortSeries, hints, matchers...))
+}
+
+func (q *querier) Close() error { return nil }
+
+// Select returns the series matching every matcher, sorted by labels
+// (whether or not sortSeries asks for it), with their samples in the hinted
+// range. The work starts at once in the background, so the PromQL engine,
+// which selects every vector selector of a query before it evaluates any,
+// gets them loaded in parallel.
+func (q *querier) Select(ctx context.Context, _ bool, hints *promstorage.SelectHints, matchers ...*labels.Matcher) promstorage.SeriesSet {
+	start, end := q.mint, q.maxt
+	withSamples := true
+	if hints != nil {
+		start, end = hints.Start, hints.End
+		// The series API only wants label sets.
+		withSamples = hints.Func != "series"
+	}
+	set := &seriesSet{done: make(chan struct{})}
+	if start > end {
+		close(set.done)
+		return set
+	}
+	go func() {
+		defer close(set.done)
+		set.series, set.err = q.s.selectSeries(ctx, start, end, withSamples, matchers)
+	}()
+	return set
+}
+
+// seriesSet hands out the result of one Select once it is complete.
+type seriesSet struct {
+	done   chan struct{}
+	series []*series
+	err    error
+	i      int
+}
+
+func (s *seriesSet) Next() bool {
+	<-s.done
+	if s.err != nil || s.i >= len(s.series) {
+		return false
+	}
+	s.i++
+	return true
+}
+
+func (s *seriesSet) At() promstorage.Series            { return s.series[s.i-1] }
+func (s *seriesSet) Err() error                        { <-s.done; return s.err }
+func (s *seriesSet) Warnings() annotations.Annotations { return nil }
+
+// seriesInfo is one series as metric_series knows it.
+type seriesInfo struct {
+	fp    uint64
+	kinds uint8
+	ls    labels.Labels
+}
+
+// seriesQuery returns the metric_series query for matchers over the days
+// of [start, end], selecting the given columns with a GROUP BY fingerprint.
+func (s *Store) seriesWhere(start, end int64, matchers []*labels.Matcher, withRegex bool) string {
+	return seriesConditions(dayOf(start), dayOf(end), matchers, withRegex)
+}
+
+// selectSeries does the work of Select: series and samples are read by
+// concurrent queries; the sample queries find their fingerprints with the
+// same conditions in a subquery, which keeps fingerprint lists out of the
+// SQL text (ClickHouse caps a statement at 256 KiB by default).
+func (s *Store) selectSeries(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher) ([]*series, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	withRegex := true
+	for attempt := 0; ; attempt++ {
+		out, err := s.selectSeriesOnce(ctx, start, end, withSamples, matchers, withRegex)
+		if err != nil && withRegex && isException(err, codeCannotCompileRegexp) {
+			// The server's RE2 refused an expression Go's accepted; match
+			// those in Go only.
+			withRegex = false
+			continue
+		}
+		return out, err
+	}
+}
+
+func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool) ([]*series, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	where := s.seriesWhere(start, end, matchers, withRegex)
+
+	var (
+		floats   *sampleColumns
+		floatErr error
+		wg       sync.WaitGroup
+	)
+	if withSamples {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			floats, floatErr = s.loadFloats(ctx, where, start, end, matchers)
+			if floatErr != nil {
+				cancel()
+			}
+		}()
+	}
+	infos, err := s.querySeries(ctx, where, matchers)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return nil, err
+	}
+	var (
+		hists   *histColumns
+		prev    map[uint64]*prevSample
+		prevErr error
+	)
+	if withSamples && slices.ContainsFunc(infos, func(i seriesInfo) bool { return i.kinds&kindHistogram != 0 }) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			prev, prevErr = s.loadPrevious(ctx, where, start)
+		}()
+		hists, err = s.loadHistograms(ctx, where, start, end, matchers)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return nil, err
+		}
+	}
+	wg.Wait()
+	if floatErr != nil {
+		return nil, floatErr
+	}
+	if prevErr != nil {
+		return nil, prevErr
+	}
+
+	out := make([]*series, 0, len(infos))
+	for _, info := range infos {
+		sr := &series{ls: info.ls}
+		if floats != nil {
+			sr.ts, sr.vals, sr.sts = floats.forSeries(info.fp)
+		}
+		if hists != nil {
+			sr.hts, sr.hsts, sr.hdata = hists.forSeries(info.fp)
+			if err := computeHints(sr, prev[info.fp]); err != nil {
+				return nil, fmt.Errorf("clickhouse: %w", err)
+			}
+		}
+		out = append(out, sr)
+	}
+	if floats != nil && s.cfg.MaxSamples > 0 {
+		// Samples of series dropped by the Go-side matcher check were
+		// read too; count only what is returned.
+		n := 0
+		for _, sr := range out {
+			n += len(sr.ts) + len(sr.hts)
+		}
+		if n > s.cfg.MaxSamples {
+			return nil, s.tooManySamples(matchers, start, end)
+		}
+	}
+	return out, nil
+}
+
+func describeSelect(matchers []*labels.Matcher, start, end int64) string {
+	ms := make([]string, len(matchers))
+	for i, m := range matchers {
+		ms[i] = m.String()
+	}
+	return fmt.Sprintf("{%s} between %s and %s", strings.Join(ms, ", "),
+		model.Time(start).Time().UTC().Format("2006-01-02T15:04:05.000Z"),
+		model.Time(end).Time().UTC().Format("2006-01-02T15:04:05.000Z"))
+}
+
+// ErrLimit marks errors of queries that would load more than the
+// configured limits allow.
+var ErrLimit = errors.New("query limit exceeded")
+
+func (s *Store) tooManySamples(matchers []*labels.Matcher, start, end int64) error {
+	return fmt.Errorf("query exceeds clickhouse.max_samples=%d: %s selects more samples: %w",
+		s.cfg.MaxSamples, describeSelect(matchers, start, end), ErrLimit)
+}
+
+// querySeries returns the series matching the conditions and matchers,
+// sorted by labels.
+func (s *Store) querySeries(ctx context.Context, where string, matchers []*labels.Matcher) ([]seriesInfo, error) {
+	q := fmt.Sprintf(`SELECT fingerprint, groupBitOr(kinds), any(metric_name), any(label_names), any(label_values)
+FROM %s WHERE %s GROUP BY fingerprint`, s.t.series, where)
+	if s.cfg.MaxSeries > 0 {
+		q += fmt.Sprintf(" LIMIT %d", s.cfg.MaxSeries+1)
+	}
+	rows, err := s.conn.Query(ctx, q)
+	if err != nil {
+		return nil, s.wrap("select series", err)
+	}
+	defer rows.Close()
+	var (
+		out    []seriesInfo
+		fp     uint64
+		kinds  uint8
+		name   string
+		names  []string
+		values []string
+		b      labels.ScratchBuilder
+	)
+	dest := []any{&fp, &kinds, &name, &names, &values}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, s.wrap("select series", err)
+		}
+		if s.cfg.MaxSeries > 0 && len(out) >= s.cfg.MaxSeries {
+			return nil, fmt.Errorf("query exceeds clickhouse.max_series=%d: more series match: %w", s.cfg.MaxSeries, ErrLimit)
+		}
+		if len(names) != len(values) {
+			return nil, fmt.Errorf("clickhouse: series %d has %d label names and %d values", fp, len(names), len(values))
+		}
+		b.Reset()
+		if name != "" {
+			b.Add(model.MetricNameLabel, name)
+		}
+		for i := range names {
+			b.Add(names[i], values[i])
+		}
+		b.Sort()
+		ls := b.Labels()
+		if !matchesAll(ls, matchers) {
+			continue
+		}
+		out = append(out, seriesInfo{fp: fp, kinds: kinds, ls: ls})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("select series", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].ls, out[j].ls) < 0 })
+	return out, nil
+}
+
+// LabelValues returns the values of a label among series matching the
+// matchers in the querier's range, sorted.
+func (q *querier) LabelValues(ctx context.Context, name string, hints *promstorage.LabelHints, matchers ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	vals, err := q.labelValues(ctx, name, hints, matchers, true)
+	if err != nil && isException(err, codeCannotCompileRegexp) {
+		vals, err = q.labelValues(ctx, name, hints, matchers, false)
+	}
+	return vals, nil, err
+}
+
+func (q *querier) labelValues(ctx context.Context, name string, hints *promstorage.LabelHints, matchers []*labels.Matcher, withRegex bool) ([]string, error) {
+	if !withRegex {
+		return q.labelsInGo(ctx, hints, matchers, func(ls labels.Labels, add func(string)) {
+			if v := ls.Get(name); v != "" {
+				add(v)
+			}
+		})
+	}
+	where := q.s.seriesWhere(q.mint, q.maxt, matchers, true)
+	e := labelExpr(name)
+	if name == model.MetricNameLabel {
+		where += " AND metric_name != ''"
+	} else {
+		where += " AND has(label_names, " + quote(name) + ")"
+	}
+	sql := fmt.Sprintf("SELECT DISTINCT %s AS v FROM %s WHERE %s ORDER BY v", e, q.s.t.series, where)
+	if hints != nil && hints.Limit > 0 {
+		sql += fmt.Sprintf(" LIMIT %d", hints.Limit)
+	}
+	return q.s.queryStrings(ctx, "label values", sql)
+}
+
+// LabelNames returns the names of labels of series matching the matchers
+// in the querier's range, sorted.
+func (q *querier) LabelNames(ctx context.Context, hints *promstorage.LabelHints, matchers ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	names, err := q.labelNames(ctx, hints, matchers, true)
+	if err != nil && isException(err, codeCannotCompileRegexp) {
+		names, err = q.labelNames(ctx, hints, matchers, false)
+	}
+	return names, nil, err
+}
+
+func (q *querier) labelNames(ctx context.Context, hints *promstorage.LabelHints, matchers []*labels.Matcher, withRegex bool) ([]string, error) {
+	if !withRegex {
+		return q.labelsInGo(ctx, hints, matchers, func(ls labels.Labels, add func(string)) {
+			ls.Range(func(l labels.Label) { add(l.Name) })
+		})
+	}
+	where := q.s.seriesWhere(q.mint, q.maxt, matchers, true)
+	sql := fmt.Sprintf("SELECT DISTINCT arrayJoin(if(metric_name = '', label_names, arrayPushFront(label_names, %s))) AS n FROM %s WHERE %s",
+		quote(model.MetricNameLabel), q.s.t.series, where)
+	names, err := q.s.queryStrings(ctx, "label names", sql)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	if hints != nil && hints.Limit > 0 && len(names) > hints.Limit {
+		names = names[:hints.Limit]
+	}
+	return names, nil
+}
+
+// labelsInGo answers LabelNames and LabelValues from the matching label
+// sets, for matchers ClickHouse cannot evaluate.
+func (q *querier) labelsInGo(ctx context.Context, hints *promstorage.LabelHints, matchers []*labels.Matcher, collect func(labels.Labels, func(string))) ([]string, error) {
+	infos, err := q.s.querySeries(ctx, q.s.seriesWhere(q.mint, q.maxt, matchers, false), matchers)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]struct{}{}
+	for _, info := range infos {
+		collect(info.ls, func(v string) { seen[v] = struct{}{} })
+	}
+	out := make([]string, 0, len(seen))
+	for v := range seen {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	if hints != nil && hints.Limit > 0 && len(out) > hints.Limit {
+		out = out[:hints.Limit]
+	}
+	return out, nil
+}
+
+func (s *Store) queryStrings(ctx context.Context, op, sql string) ([]string, error) {
+	rows, err := s.conn.Query(ctx, sql)
+	if err != nil {
+		return nil, s.wrap(op, err)
+	}
+	defer rows.Close()
+	out := []string{}
+	var v string
+	for rows.Next() {
+		if err := rows.Scan(&v); err != nil {
+			return nil, s.wrap(op, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap(op, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,377 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The schema.
+//
+// metric_series: one row per series per UTC day it received samples (and
+// per kind of sample: bit 1 float, bit 2 native histogram). The metric
+// name is a column of its own, first in the sort key, so that the usual
+// selector {__name__="x", ...} reads a narrow range; the other labels are
+// parallel arrays, sorted by name, so that any matcher can be evaluated in
+// SQL: label_values[indexOf(label_names, 'job')] is '' for a series
+// without a job label, which is exactly Prometheus's "missing equals
+// empty". Daily rows let LabelNames, LabelValues and Select consider only
+// series active in the queried range, and let retention drop them.
+//
+// metric_samples: (fingerprint, timestamp, value, start_timestamp), sorted
+// by (fingerprint, timestamp) so that one series' range is one contiguous
+// read, and partitioned by day for retention. metric_histograms holds
+// native histogram samples the same way, encoded by histogram.go; keeping
+// them apart keeps the float rows narrow.
+//
+// Every table is a ReplacingMergeTree keyed by the identity of what it
+// holds, so replays after a failure are merged away eventually; until then
+// readers de-duplicate (merges are asynchronous).
+//
+// logs, spans, events: one row per record with attributes as parallel
+// key/value arrays (no Map type before 21.x). Times are Int64 nanoseconds
+// (no DateTime64 before 20.1).
+
+// serverVersion is what SELECT version() reported.
+type serverVersion struct {
+	major, minor, patch int
+}
+
+func parseVersion(s string) (serverVersion, error) {
+	var v serverVersion
+	parts := strings.Split(strings.TrimSpace(s), ".")
+	if len(parts) < 2 {
+		return v, fmt.Errorf("cannot parse server version %q", s)
+	}
+	nums := make([]int, 3)
+	for i := 0; i < len(parts) && i < 3; i++ {
+		n, err := strconv.Atoi(parts[i])
+		if err != nil {
+			return v, fmt.Errorf("cannot parse server version %q", s)
+		}
+		nums[i] = n
+	}
+	return serverVersion{nums[0], nums[1], nums[2]}, nil
+}
+
+func (v serverVersion) String() string { return fmt.Sprintf("%d.%d.%d", v.major, v.minor, v.patch) }
+
+func (v serverVersion) atLeast(major, minor int) bool {
+	return v.major > major || (v.major == major && v.minor >= minor)
+}
+
+// features are the newer ClickHouse features the DDL may use.
+//
+// Only 18.16 can be run where this store is developed and tested, so the
+// newer DDL is kept small and covered by a unit test of the generated
+// statements (schema_test.go), not by a run against a newer server. The
+// threshold is 20.3, the first LTS release that has every codec used here
+// (Delta, DoubleDelta, Gorilla, ZSTD) and LowCardinality without an
+// experimental setting; all of them arrived during the 19.x series.
+//
+// TTL is deliberately not used even where available: retention is a
+// setting that may change between runs, and dropping whole daily
+// partitions (which works on every version) is cheaper than TTL merges.
+type features struct {
+	codecs         bool
+	lowCardinality bool
+}
+
+func featuresFor(v serverVersion) features {
+	modern := v.atLeast(20, 3)
+	return features{codecs: modern, lowCardinality: modern}
+}
+
+// tables holds the fully qualified table names of one database.
+type tables struct {
+	db, migrations, series, samples, histograms, metadata, logs, spans, events string
+}
+
+func newTables(db string) tables {
+	q := func(name string) string { return quoteIdent(db) + "." + quoteIdent(name) }
+	return tables{
+		db:         quoteIdent(db),
+		migrations: q("schema_migrations"),
+		series:     q("metric_series"),
+		samples:    q("metric_samples"),
+		histograms: q("metric_histograms"),
+		metadata:   q("metric_metadata"),
+		logs:       q("logs"),
+		spans:      q("spans"),
+		events:     q("events"),
+	}
+}
+
+// migration is one step of the schema. Its statements must be idempotent
+// (CREATE ... IF NOT EXISTS, or ALTERs guarded by a look at
+// system.columns), because two processes may open the same database at
+// once and both run it.
+type migration struct {
+	version    uint32
+	name       string
+	statements func(t tables, f features) []string
+}
+
+var migrations = []migration{
+	{1, "base schema", baseSchema},
+}
+
+// col renders a column definition, adding the codec only where the server
+// has codecs.
+func col(f features, name, typ, codec string) string {
+	if f.codecs && codec != "" {
+		return fmt.Sprintf("%s %s CODEC(%s)", name, typ, codec)
+	}
+	return name + " " + typ
+}
+
+// str is String, or LowCardinality(String) for low-cardinality columns
+// where the server supports it without settings.
+func str(f features) string {
+	if f.lowCardinality {
+		return "LowCardinality(String)"
+	}
+	return "String"
+}
+
+func baseSchema(t tables, f features) []string {
+	lc := str(f)
+	create := func(table string, columns []string, engine string) string {
+		return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s\n) ENGINE = %s", table, strings.Join(columns, ",\n\t"), engine)
+	}
+	const (
+		dayMs    = "86400000"
+		dayNs    = "86400000000000"
+		thirtyNs = "2592000000000000"
+	)
+	return []string{
+		create(t.series, []string{
+			"day Int32",
+			"fingerprint UInt64",
+			"kinds UInt8",
+			"metric_name " + lc,
+			"label_names Array(" + lc + ")",
+			col(f, "label_values", "Array(String)", "ZSTD(1)"),
+		}, "ReplacingMergeTree() PARTITION BY day ORDER BY (metric_name, fingerprint, kinds)"),
+
+		create(t.samples, []string{
+			col(f, "fingerprint", "UInt64", "DoubleDelta, ZSTD(1)"),
+			col(f, "timestamp", "Int64", "DoubleDelta, ZSTD(1)"),
+			col(f, "value", "Float64", "Gorilla, ZSTD(1)"),
+			col(f, "start_timestamp", "Int64", "DoubleDelta, ZSTD(1)"),
+		}, "ReplacingMergeTree() PARTITION BY intDiv(timestamp, "+dayMs+") ORDER BY (fingerprint, timestamp)"),
+
+		create(t.histograms, []string{
+			col(f, "fingerprint", "UInt64", "DoubleDelta, ZSTD(1)"),
+			col(f, "timestamp", "Int64", "DoubleDelta, ZSTD(1)"),
+			col(f, "start_timestamp", "Int64", "DoubleDelta, ZSTD(1)"),
+			col(f, "histogram", "String", "ZSTD(1)"),
+		}, "ReplacingMergeTree() PARTITION BY intDiv(timestamp, "+dayMs+") ORDER BY (fingerprint, timestamp)"),
+
+		create(t.metadata, []string{
+			"metric_family String",
+			"type " + lc,
+			"unit " + lc,
+			"help String",
+			"updated_at Int64",
+		}, "ReplacingMergeTree(updated_at) ORDER BY metric_family"),
+
+		create(t.logs, []string{
+			col(f, "timestamp", "Int64", "Delta, ZSTD(1)"),
+			col(f, "observed_timestamp", "Int64", "Delta, ZSTD(1)"),
+			"id String",
+			"trace_id String",
+			"span_id String",
+			"severity_text " + lc,
+			"severity_number Int32",
+			col(f, "body", "String", "ZSTD(1)"),
+			"service_name " + lc,
+			"scope_name " + lc,
+			"attr_keys Array(" + lc + ")",
+			col(f, "attr_values", "Array(String)", "ZSTD(1)"),
+			"resource_keys Array(" + lc + ")",
+			col(f, "resource_values", "Array(String)", "ZSTD(1)"),
+		}, "ReplacingMergeTree() PARTITION BY intDiv(timestamp, "+dayNs+") ORDER BY (service_name, timestamp, id)"),
+
+		create(t.spans, []string{
+			"trace_id String",
+			"span_id String",
+			"parent_span_id String",
+			"name " + lc,
+			"kind " + lc,
+			"service_name " + lc,
+			"scope_name " + lc,
+			col(f, "start_time", "Int64", "Delta, ZSTD(1)"),
+			col(f, "end_time", "Int64", "Delta, ZSTD(1)"),
+			"status_code " + lc,
+			"status_message String",
+			"attr_keys Array(" + lc + ")",
+			col(f, "attr_values", "Array(String)", "ZSTD(1)"),
+			"resource_keys Array(" + lc + ")",
+			col(f, "resource_values", "Array(String)", "ZSTD(1)"),
+		}, "ReplacingMergeTree() PARTITION BY intDiv(start_time, "+dayNs+") ORDER BY (service_name, start_time, trace_id, span_id)"),
+
+		create(t.events, []string{
+			"id String",
+			"time Int64",
+			"kind " + lc,
+			"subject String",
+			"label_keys Array(" + lc + ")",
+			"label_values Array(String)",
+			col(f, "payload", "String", "ZSTD(1)"),
+		}, "ReplacingMergeTree() PARTITION BY intDiv(time, "+thirtyNs+") ORDER BY (time, id)"),
+	}
+}
+
+// migrate creates the database and applies the migrations it has not seen.
+func (s *Store) migrate(ctx context.Context) error {
+	f := featuresFor(s.version)
+	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.t.db); err != nil {
+		return s.wrap("create database", err)
+	}
+	if err := s.conn.Exec(ctx, fmt.Sprintf(
+		"CREATE TABLE IF NOT EXISTS %s (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version",
+		s.t.migrations)); err != nil {
+		return s.wrap("create schema_migrations", err)
+	}
+	applied, err := s.appliedMigrations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range migrations {
+		if slices.Contains(applied, m.version) {
+			continue
+		}
+		for _, stmt := range m.statements(s.t, f) {
+			if err := s.conn.Exec(ctx, stmt); err != nil {
+				return s.wrap(fmt.Sprintf("migration %d (%s)", m.version, m.name), fmt.Errorf("%w\n%s", err, stmt))
+			}
+		}
+		// A batch, not Exec with VALUES: 18.16 answers an INSERT by
+		// waiting for data blocks, which Exec never sends.
+		if err := s.insert(ctx, s.t.migrations, "version, name, applied_at",
+			[]any{[]uint32{m.version}, []string{m.name}, []time.Time{time.Now()}}); err != nil {
+			return fmt.Errorf("record migration %d: %w", m.version, err)
+		}
+		s.logger.Info("clickhouse schema migrated", "version", m.version, "name", m.name, "features", fmt.Sprintf("%+v", f))
+	}
+	return nil
+}
+
+func (s *Store) appliedMigrations(ctx context.Context) ([]uint32, error) {
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT version FROM "+s.t.migrations)
+	if err != nil {
+		return nil, s.wrap("read schema_migrations", err)
+	}
+	defer rows.Close()
+	var out []uint32
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			return nil, s.wrap("read schema_migrations", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("read schema_migrations", err)
+	}
+	return out, nil
+}
+
+// SchemaVersion returns the highest migration applied to the database.
+func (s *Store) SchemaVersion(ctx context.Context) (uint32, error) {
+	applied, err := s.appliedMigrations(ctx)
+	if err != nil || len(applied) == 0 {
+		return 0, err
+	}
+	return slices.Max(applied), nil
+}
+
+// partitioned describes how a table is partitioned for retention:
+// partition p holds [p*unit, (p+1)*unit) of its time column.
+type partitioned struct {
+	table  string
+	unit   int64
+	events bool
+}
+
+func (s *Store) retentionTables() []partitioned {
+	return []partitioned{
+		{table: s.t.series, unit: 1}, // partitioned by day number itself
+		{table: s.t.samples, unit: msPerDay},
+		{table: s.t.histograms, unit: msPerDay},
+		{table: s.t.logs, unit: nsPerDay},
+		{table: s.t.spans, unit: nsPerDay},
+		{table: s.t.events, unit: eventsPartition, events: true},
+	}
+}
+
+// ApplyRetention drops every partition that lies entirely before now minus
+// the configured retention (and event retention for events). It returns
+// how many partitions were dropped. Open runs it hourly.
+func (s *Store) ApplyRetention(ctx context.Context, now time.Time) (int, error) {
+	dropped := 0
+	for _, p := range s.retentionTables() {
+		retention := time.Duration(s.cfg.Retention)
+		if p.events {
+			retention = time.Duration(s.cfg.EventRetention)
+		}
+		if retention <= 0 {
+			continue
+		}
+		cutoff := now.Add(-retention)
+		var limit int64 // partitions p with (p+1)*unit <= limit are dropped
+		switch p.unit {
+		case 1:
+			limit = int64(dayOf(cutoff.UnixMilli()))
+		case msPerDay:
+			limit = cutoff.UnixMilli()
+		default:
+			limit = cutoff.UnixNano()
+		}
+		parts, err := s.partitions(ctx, p.table)
+		if err != nil {
+			return dropped, err
+		}
+		for _, part := range parts {
+			// Partition 0 of intDiv also holds the day before the epoch;
+			// it is never old enough to matter.
+			if (part+1)*p.unit > limit {
+				break
+			}
+			if err := s.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %d", p.table, part)); err != nil {
+				return dropped, s.wrap("drop partition "+strconv.FormatInt(part, 10)+" of "+p.table, err)
+			}
+			dropped++
+		}
+	}
+	if dropped > 0 {
+		s.logger.Info("clickhouse retention dropped partitions", "partitions", dropped)
+	}
+	return dropped, nil
+}
+
+func (s *Store) retentionLoop() {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	t := time.NewTicker(retentionInterval)
+	defer t.Stop()
+	for {
+		if _, err := s.ApplyRetention(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			s.logger.Warn("clickhouse retention failed", "err", err)
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,326 @@
+// Package clickhouse is the aiops backend for deployments that outgrow one
+// process: metrics, logs, spans and events in ClickHouse, reached through
+// clickhouse-go's native protocol.
+//
+// The schema runs on ClickHouse 18.16 (the oldest server we support, and the
+// one Debian ships) and uses newer features only where the server has them;
+// see schema.go. Metrics keep Prometheus semantics: the PromQL engine runs
+// unchanged on top of the Querier, and Prometheus's own PromQL acceptance
+// tests pass against it (promql_test.go, docs/PROMQL.md).
+package clickhouse
+
+import (
+	"context"
+	sqldriver "database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/aiops-dev/aiops/storage"
+)
+
+// Store is the ClickHouse backend. It implements storage.Store and is safe
+// for concurrent use.
+type Store struct {
+	cfg     Config
+	logger  *slog.Logger
+	conn    driver.Conn
+	version serverVersion
+	t       tables
+
+	series *seriesCache
+	meta   *metadataCache
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ storage.Store              = (*Store)(nil)
+	_ promstorage.Storage        = (*Store)(nil)
+	_ promstorage.AppendableV2   = (*Store)(nil)
+	_ promstorage.ChunkQueryable = (*Store)(nil)
+)
+
+// retentionInterval is how often old partitions are looked for. Partitions
+// are days, so checking more often than hourly buys nothing.
+const retentionInterval = time.Hour
+
+// Open connects to ClickHouse, creates the database and tables (or brings
+// an existing schema up to date) and starts the retention loop. logger may
+// be nil. An unreachable server yields an error wrapping
+// storage.ErrUnavailable.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	conn, err := ch.Open(connOptions(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	s := &Store{
+		cfg:    cfg,
+		logger: logger,
+		conn:   conn,
+		t:      newTables(cfg.Database),
+		series: newSeriesCache(),
+		stop:   make(chan struct{}),
+	}
+	if err := s.init(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.retentionLoop()
+	logger.Info("clickhouse store open", "addresses", cfg.Addresses, "database", cfg.Database, "server_version", s.version.String())
+	return s, nil
+}
+
+func connOptions(cfg Config) *ch.Options {
+	opts := &ch.Options{
+		// Only the native protocol: clickhouse-go's HTTP protocol does not
+		// work with the 18.x servers we support.
+		Protocol: ch.Native,
+		Addr:     cfg.Addresses,
+		Auth: ch.Auth{
+			// No database here: it may not exist yet, and every
+			// statement names its tables fully anyway.
+			Username: cfg.Username,
+			Password: string(cfg.Password),
+		},
+		DialTimeout:     time.Duration(cfg.DialTimeout),
+		ReadTimeout:     time.Duration(cfg.ReadTimeout),
+		MaxOpenConns:    cfg.MaxOpenConns,
+		MaxIdleConns:    cfg.MaxOpenConns,
+		ConnMaxLifetime: time.Hour,
+		ClientInfo: ch.ClientInfo{Products: []struct{ Name, Version string }{
+			{Name: "aiops", Version: "1"},
+		}},
+	}
+	switch strings.ToLower(cfg.Compression) {
+	case "lz4":
+		opts.Compression = &ch.Compression{Method: ch.CompressionLZ4}
+	case "zstd":
+		opts.Compression = &ch.Compression{Method: ch.CompressionZSTD}
+	}
+	return opts
+}
+
+func (s *Store) init(ctx context.Context) error {
+	var v string
+	if err := s.conn.QueryRow(ctx, "SELECT version()").Scan(&v); err != nil {
+		return s.wrap("connect", err)
+	}
+	ver, err := parseVersion(v)
+	if err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	s.version = ver
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	meta, err := s.loadMetadata(ctx)
+	if err != nil {
+		return err
+	}
+	s.meta = meta
+	return nil
+}
+
+// ServerVersion is the version the server reported at Open.
+func (s *Store) ServerVersion() string { return s.version.String() }
+
+// Ready pings the server.
+func (s *Store) Ready(ctx context.Context) error {
+	select {
+	case <-s.stop:
+		return fmt.Errorf("clickhouse store is closed: %w", storage.ErrUnavailable)
+	default:
+	}
+	if err := s.conn.Ping(ctx); err != nil {
+		return s.wrap("ping", err)
+	}
+	return nil
+}
+
+// Close stops the retention loop and closes the connections. Appenders
+// hold their own buffers and write them on Commit, so nothing is pending
+// here. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		s.closeErr = s.conn.Close()
+	})
+	return s.closeErr
+}
+
+// StartTime returns the oldest sample timestamp stored, or math.MaxInt64
+// when there is none, as Prometheus's TSDB does.
+func (s *Store) StartTime() (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ReadTimeout))
+	defer cancel()
+	oldest := int64(math.MaxInt64)
+	for _, tbl := range []string{s.t.samples, s.t.histograms} {
+		// The oldest partition bounds the search, so only one day of
+		// timestamps is read.
+		parts, err := s.partitions(ctx, tbl)
+		if err != nil {
+			return 0, err
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		day := parts[0]
+		var minTS int64
+		var n uint64
+		q := fmt.Sprintf("SELECT min(timestamp), count() FROM %s WHERE timestamp >= %d AND timestamp < %d",
+			tbl, day*msPerDay, (day+1)*msPerDay)
+		if day == 0 {
+			// intDiv truncates towards zero, so partition 0 also holds
+			// the last day before the epoch.
+			q = fmt.Sprintf("SELECT min(timestamp), count() FROM %s WHERE timestamp > %d AND timestamp < %d", tbl, -msPerDay, msPerDay)
+		}
+		if err := s.conn.QueryRow(ctx, q).Scan(&minTS, &n); err != nil {
+			return 0, s.wrap("start time", err)
+		}
+		if n > 0 && minTS < oldest {
+			oldest = minTS
+		}
+	}
+	return oldest, nil
+}
+
+// wrap adds context to err and marks it storage.ErrUnavailable when it
+// comes from a server that cannot be reached or cannot take the work right
+// now, as opposed to one that rejected the request.
+func (s *Store) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if retryable(err) {
+		return fmt.Errorf("clickhouse: %s: %w: %w", op, storage.ErrUnavailable, err)
+	}
+	return fmt.Errorf("clickhouse: %s: %w", op, err)
+}
+
+// retryableCodes are server exceptions that say "not now" rather than "not
+// this": the same request may succeed later.
+var retryableCodes = map[int32]bool{
+	159: true, // TIMEOUT_EXCEEDED
+	164: true, // READONLY
+	202: true, // TOO_MANY_SIMULTANEOUS_QUERIES
+	203: true, // NO_FREE_CONNECTION
+	209: true, // SOCKET_TIMEOUT
+	210: true, // NETWORK_ERROR
+	241: true, // MEMORY_LIMIT_EXCEEDED
+	242: true, // TABLE_IS_READ_ONLY
+	252: true, // TOO_MANY_PARTS
+	279: true, // ALL_CONNECTION_TRIES_FAILED
+	285: true, // TOO_FEW_LIVE_REPLICAS
+	319: true, // UNKNOWN_STATUS_OF_INSERT
+	425: true, // SYSTEM_ERROR
+	999: true, // KEEPER_EXCEPTION
+}
+
+func retryable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		// The caller gave up; that says nothing about the server.
+		return false
+	}
+	var exc *ch.Exception
+	if errors.As(err, &exc) {
+		return retryableCodes[exc.Code]
+	}
+	var netErr net.Error
+	switch {
+	case errors.As(err, &netErr),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE),
+		errors.Is(err, sqldriver.ErrBadConn),
+		errors.Is(err, ch.ErrAcquireConnTimeout),
+		errors.Is(err, ch.ErrConnectionClosed):
+		return true
+	}
+	// clickhouse-go does not wrap every transport error; what is left
+	// after server exceptions are ruled out is almost always one.
+	msg := err.Error()
+	for _, s := range []string{"connection refused", "connection reset", "broken pipe", "EOF", "i/o timeout", "closed network connection", "no such host"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// isException reports whether err is a server exception with this code.
+func isException(err error, code int32) bool {
+	var exc *ch.Exception
+	return errors.As(err, &exc) && exc.Code == code
+}
+
+const (
+	msPerDay        = int64(24 * time.Hour / time.Millisecond)
+	nsPerDay        = int64(24 * time.Hour)
+	eventsPartition = 30 * nsPerDay
+)
+
+// dayOf is the UTC day number of a millisecond timestamp.
+func dayOf(ms int64) int32 {
+	d := ms / msPerDay
+	if ms < 0 && ms%msPerDay != 0 {
+		d--
+	}
+	return int32(d)
+}
+
+// partitions lists the partition values of a table's active parts,
+// ascending. Every table is partitioned by an integer expression.
+func (s *Store) partitions(ctx context.Context, table string) ([]int64, error) {
+	db, name, _ := strings.Cut(table, ".")
+	rows, err := s.conn.Query(ctx, fmt.Sprintf(
+		"SELECT DISTINCT partition FROM system.parts WHERE database = %s AND table = %s AND active",
+		quote(unquoteIdent(db)), quote(unquoteIdent(name))))
+	if err != nil {
+		return nil, s.wrap("list partitions", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, s.wrap("list partitions", err)
+		}
+		v, err := strconv.ParseInt(strings.Trim(p, "'"), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: table %s has partition %q, not an integer", table, p)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("list partitions", err)
+	}
+	sortInt64s(out)
+	return out, nil
+}
