@@ -111,9 +111,9 @@ func computeHints(sr *series, prev *prevSample) error {
 	}
 	sr.hints = make([]histogram.CounterResetHint, n)
 	var (
-		cur, last       histogram.FloatHistogram
-		lastInt         bool
-		haveLast        bool
+		cur, last histogram.FloatHistogram
+		lastInt   bool
+		haveLast  bool
 	)
 	decode := func(b []byte, fh *histogram.FloatHistogram) (bool, error) {
 		isInt := histogramFormat(b) == formatIntHistogram
