@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/prometheus/alertmanager/nflog"
+	"github.com/prometheus/alertmanager/nflog/nflogpb"
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/alertmanager/silence"
 	"github.com/prometheus/alertmanager/silence/silencepb"
@@ -220,6 +222,13 @@ receivers:
 	if got := h.messages()[0].Alerts; len(got) != 1 || got[0].Labels["instance"] != "x" {
 		t.Fatalf("first notification: %+v (the silenced alert must be left out)", got)
 	}
+	// The pipeline logs a notification just after sending it; a crash in
+	// between would send it again (at least once), so wait for the entry.
+	recv := &nflogpb.Receiver{GroupName: "hook", Integration: "webhook", Idx: 0}
+	waitFor(t, "notification log entry", 5*time.Second, func() bool {
+		e, err := am.nflog.Query(nflog.QReceiver(recv), nflog.QGroupKey(h.messages()[0].GroupKey))
+		return err == nil && len(e) == 1
+	})
 	if err := am.Close(); err != nil {
 		t.Fatal(err)
 	}
