@@ -169,11 +169,11 @@ func (a *Alerting) Run(ctx context.Context) error {
 	return err
 }
 
-// Close stops the Alertmanager and writes its snapshots; use it when Run
-// was never called. Close after Run is a no-op.
+// Close stops rule evaluation and the Alertmanager and writes the
+// snapshots; use it when Run was never called. Close after Run is a no-op.
 func (a *Alerting) Close() error {
 	var err error
-	a.closeOnce.Do(func() { err = a.am.Close() })
+	a.closeOnce.Do(func() { err = errors.Join(a.ruler.Close(), a.am.Close()) })
 	return err
 }
 

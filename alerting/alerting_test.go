@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
@@ -137,6 +138,9 @@ receivers:
 		Engine:     promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}),
 		GroupSinks: []notify.Notifier{s},
 		Logger:     testLogger(t),
+		// A real registry: the rule manager's and the Alertmanager's
+		// metrics must not collide.
+		Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -263,5 +267,52 @@ func write(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNewErrorsAndClose checks start-up errors name the key and the file,
+// and that Close without Run returns.
+func TestNewErrorsAndClose(t *testing.T) {
+	store, err := embedded.Open(embedded.Config{DataDir: t.TempDir(), Retention: model.Duration(time.Hour)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	deps := Deps{Storage: store, Engine: promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute}), Logger: testLogger(t)}
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yml")
+	write(t, rules, "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up ==\n")
+	cfg := DefaultConfig()
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.RuleFiles = []string{rules}
+	if _, err := New(cfg, deps); err == nil || !strings.HasPrefix(err.Error(), "alerting.rule_files: "+rules+": 5:15:") {
+		t.Errorf("New with a broken rule file: %v", err)
+	}
+	write(t, rules, "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n")
+	amFile := filepath.Join(dir, "am.yml")
+	write(t, amFile, "route:\n  receiver: nobody\n")
+	cfg.AlertmanagerConfigFile = amFile
+	if _, err := New(cfg, deps); err == nil || !strings.HasPrefix(err.Error(), "alerting.alertmanager_config_file: "+amFile+":") {
+		t.Errorf("New with a broken Alertmanager file: %v", err)
+	}
+	cfg.AlertmanagerConfigFile = ""
+	a, err := New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error)
+	go func() { closed <- a.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close without Run did not return")
+	}
+	for _, f := range []string{"silences", "nflog"} {
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, f)); err != nil {
+			t.Errorf("no %s snapshot after Close: %v", f, err)
+		}
 	}
 }

@@ -150,7 +150,7 @@ func New(opts Options) (*Ruler, error) {
 		ResendDelay:     opts.ResendDelay,
 		Parser:          opts.Parser,
 	})
-	if err := r.Reload(context.Background()); err != nil {
+	if err := r.load(context.Background()); err != nil {
 		return nil, err
 	}
 	saved, err := r.state.load()
@@ -177,6 +177,17 @@ func (r *Ruler) Run(ctx context.Context) error {
 	return nil
 }
 
+// Close stops evaluation (if Run never started it, the groups waiting to
+// start are released) and saves the keep_firing_for state. Run calls it
+// when its context is done.
+func (r *Ruler) Close() error {
+	// The manager's groups wait for Run before their first evaluation, and
+	// Stop waits for them to finish; start them so that they can.
+	r.startOnce.Do(func() { go r.manager.Run() })
+	r.stop()
+	return nil
+}
+
 func (r *Ruler) stop() {
 	r.stopOnce.Do(func() {
 		r.manager.Stop()
@@ -192,6 +203,13 @@ func (r *Ruler) stop() {
 // evaluating without interruption; changed groups take over the state of
 // their predecessors.
 func (r *Ruler) Reload(ctx context.Context) error {
+	if err := r.load(ctx); err != nil {
+		return fmt.Errorf("rules not reloaded, the previous rules keep running: %w", err)
+	}
+	return nil
+}
+
+func (r *Ruler) load(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	files, err := Expand(r.opts.Files)
@@ -199,13 +217,13 @@ func (r *Ruler) Reload(ctx context.Context) error {
 		return err
 	}
 	if err := CheckFiles(files, r.opts.Parser); err != nil {
-		return fmt.Errorf("rules not reloaded, the previous rules keep running: %w", err)
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := r.manager.Update(r.opts.EvaluationInterval, files, r.opts.ExternalLabels, r.opts.ExternalURL.String(), r.evalIteration); err != nil {
-		return fmt.Errorf("rules not reloaded, the previous rules keep running: %w", err)
+		return err
 	}
 	r.files = files
 	r.state.retain(r.manager.RuleGroups())
