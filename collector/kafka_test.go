@@ -3,6 +3,8 @@ package collector
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -342,5 +344,48 @@ func TestKafkaMalformedAndOversized(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "committed past the garbage", func() (bool, string) {
 		return groupCaughtUp(ctx, brokers, "malformed-test")
+	})
+}
+
+// TestCollectorWaitsForKafka: while Kafka is down the collector role
+// accepts data into its persistent queue and retries; when a broker is
+// back on the same address, everything is written.
+func TestCollectorWaitsForKafka(t *testing.T) {
+	ctx := context.Background()
+	addr := freeAddr(t)
+	_, portStr, _ := strings.Cut(addr, ":")
+	port, _ := strconv.Atoi(portStr)
+	newCluster := func() *kfake.Cluster {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port),
+			kfake.SeedTopics(kafkaPartitions, kafkaotlp.DefaultMetricsTopic, kafkaotlp.DefaultLogsTopic, kafkaotlp.DefaultSpansTopic))
+		if err != nil {
+			t.Fatalf("start kfake: %v", err)
+		}
+		return c
+	}
+	first := newCluster()
+	brokers := first.ListenAddrs()
+	coll := start(t, collectorRoleConfig(t, brokers), Deps{})
+	first.Close()
+
+	snd := newSender(t, coll.grpc)
+	ts := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	for inst := range 4 {
+		if _, err := snd.metrics.Export(ctx, pmetricotlp.NewExportRequestFromMetrics(instanceMetrics(inst, 25, ts))); err != nil {
+			t.Fatalf("export while Kafka is down: %v", err)
+		}
+	}
+	eventually(t, 30*time.Second, "writes to Kafka fail", func() (bool, string) {
+		n := metricValue(t, coll.reg, "aiops_collector_export_failures_total", map[string]string{"signal": "metrics"})
+		return n > 0, fmt.Sprintf("%v failures", n)
+	})
+
+	second := newCluster()
+	t.Cleanup(second.Close)
+	store := openEmbedded(t, t.TempDir())
+	start(t, ingesterConfig(brokers), Deps{Store: store})
+	eventually(t, 60*time.Second, "queued data written once Kafka is back", func() (bool, string) {
+		n := countSamples(t, store, nameIs("fleet_load"))
+		return n == 100, fmt.Sprintf("%d of 100", n)
 	})
 }

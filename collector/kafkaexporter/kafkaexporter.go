@@ -136,8 +136,9 @@ func NewFactory(deps Deps) exporter.Factory {
 			exporterhelper.WithTimeout(c.TimeoutConfig),
 			exporterhelper.WithQueue(c.Queue),
 			exporterhelper.WithRetry(c.Retry),
-			// Grouping by partition key moves resources out of the payload.
-			exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: true}),
+			// Payloads are read, never modified: a failed push is retried
+			// with the same payload.
+			exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
 			exporterhelper.WithStart(func(context.Context, component.Host) error { e.start(); return nil }),
 			exporterhelper.WithShutdown(func(context.Context) error { return e.shutdown() }),
 		}, nil

@@ -10,13 +10,18 @@ import (
 
 // The functions below group a payload by partition key and cut groups that
 // do not fit in one message into pieces of whole data points, log records
-// or spans. Grouping moves the resources out of the payload (the exporter
-// declares that it mutates data); cutting copies and only happens for
-// oversized groups.
+// or spans. They never modify their input: exporterhelper retries a failed
+// push with the same payload. A payload whose resources all share one key
+// (the common case) is used as it is; otherwise resources are copied into
+// their groups.
 
 func groupMetrics(md pmetric.Metrics) map[string]pmetric.Metrics {
 	out := map[string]pmetric.Metrics{}
 	rms := md.ResourceMetrics()
+	if key, ok := oneKey(rms.Len(), func(i int) string { return kafkaotlp.ResourceKey(rms.At(i).Resource().Attributes()) }); ok {
+		out[key] = md
+		return out
+	}
 	for i := range rms.Len() {
 		rm := rms.At(i)
 		key := kafkaotlp.ResourceKey(rm.Resource().Attributes())
@@ -25,7 +30,7 @@ func groupMetrics(md pmetric.Metrics) map[string]pmetric.Metrics {
 			g = pmetric.NewMetrics()
 			out[key] = g
 		}
-		rm.MoveTo(g.ResourceMetrics().AppendEmpty())
+		rm.CopyTo(g.ResourceMetrics().AppendEmpty())
 	}
 	return out
 }
@@ -33,6 +38,10 @@ func groupMetrics(md pmetric.Metrics) map[string]pmetric.Metrics {
 func groupLogs(ld plog.Logs) map[string]plog.Logs {
 	out := map[string]plog.Logs{}
 	rls := ld.ResourceLogs()
+	if key, ok := oneKey(rls.Len(), func(i int) string { return kafkaotlp.ResourceKey(rls.At(i).Resource().Attributes()) }); ok {
+		out[key] = ld
+		return out
+	}
 	for i := range rls.Len() {
 		rl := rls.At(i)
 		key := kafkaotlp.ResourceKey(rl.Resource().Attributes())
@@ -41,7 +50,7 @@ func groupLogs(ld plog.Logs) map[string]plog.Logs {
 			g = plog.NewLogs()
 			out[key] = g
 		}
-		rl.MoveTo(g.ResourceLogs().AppendEmpty())
+		rl.CopyTo(g.ResourceLogs().AppendEmpty())
 	}
 	return out
 }
@@ -49,6 +58,10 @@ func groupLogs(ld plog.Logs) map[string]plog.Logs {
 func groupTraces(td ptrace.Traces) map[string]ptrace.Traces {
 	out := map[string]ptrace.Traces{}
 	rss := td.ResourceSpans()
+	if key, ok := oneKey(rss.Len(), func(i int) string { return kafkaotlp.ResourceKey(rss.At(i).Resource().Attributes()) }); ok {
+		out[key] = td
+		return out
+	}
 	for i := range rss.Len() {
 		rs := rss.At(i)
 		key := kafkaotlp.ResourceKey(rs.Resource().Attributes())
@@ -57,9 +70,23 @@ func groupTraces(td ptrace.Traces) map[string]ptrace.Traces {
 			g = ptrace.NewTraces()
 			out[key] = g
 		}
-		rs.MoveTo(g.ResourceSpans().AppendEmpty())
+		rs.CopyTo(g.ResourceSpans().AppendEmpty())
 	}
 	return out
+}
+
+// oneKey reports whether all n resources have the same key, and which.
+func oneKey(n int, key func(int) string) (string, bool) {
+	if n == 0 {
+		return "", false
+	}
+	first := key(0)
+	for i := 1; i < n; i++ {
+		if key(i) != first {
+			return "", false
+		}
+	}
+	return first, true
 }
 
 // halveMetrics returns two payloads holding the first and the second half

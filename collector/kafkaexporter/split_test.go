@@ -76,3 +76,25 @@ func TestHalveMetricsKeepsEveryPointOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupLeavesInputIntact: exporterhelper retries a failed push with
+// the same payload, so grouping must not empty it.
+func TestGroupLeavesInputIntact(t *testing.T) {
+	md := pmetric.NewMetrics()
+	for _, inst := range []string{"a", "b", "a"} {
+		rm := md.ResourceMetrics().AppendEmpty()
+		rm.Resource().Attributes().PutStr("service.name", "svc")
+		rm.Resource().Attributes().PutStr("service.instance.id", inst)
+		rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty().SetEmptyGauge().DataPoints().AppendEmpty().SetIntValue(1)
+	}
+	before := md.DataPointCount()
+	for range 2 {
+		groups := groupMetrics(md)
+		if len(groups) != 2 || groups["/svc/a"].DataPointCount() != 2 || groups["/svc/b"].DataPointCount() != 1 {
+			t.Fatalf("groups: %v", groups)
+		}
+		if md.DataPointCount() != before {
+			t.Fatalf("grouping changed the input: %d points, was %d", md.DataPointCount(), before)
+		}
+	}
+}
