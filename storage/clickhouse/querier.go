@@ -148,6 +148,11 @@ func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamp
 	if err != nil {
 		cancel()
 		wg.Wait()
+		// When the sample query failed first, it cancelled this one; its
+		// error is the one that says what happened.
+		if floatErr != nil && errors.Is(err, context.Canceled) {
+			return nil, floatErr
+		}
 		return nil, err
 	}
 	var (
@@ -165,6 +170,9 @@ func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamp
 		if err != nil {
 			cancel()
 			wg.Wait()
+			if floatErr != nil && errors.Is(err, context.Canceled) {
+				return nil, floatErr
+			}
 			return nil, err
 		}
 	}

@@ -1,0 +1,284 @@
+package clickhouse
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"go.yaml.in/yaml/v3"
+)
+
+func TestConfigValidateNamesKeys(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(*Config)
+		key    string
+	}{
+		{func(c *Config) { c.Addresses = nil }, "clickhouse.addresses"},
+		{func(c *Config) { c.Addresses = []string{"localhost"} }, "clickhouse.addresses[0]"},
+		{func(c *Config) { c.Database = "a-b" }, "clickhouse.database"},
+		{func(c *Config) { c.Database = "" }, "clickhouse.database"},
+		{func(c *Config) { c.DialTimeout = 0 }, "clickhouse.dial_timeout"},
+		{func(c *Config) { c.ReadTimeout = -1 }, "clickhouse.read_timeout"},
+		{func(c *Config) { c.MaxOpenConns = 0 }, "clickhouse.max_open_conns"},
+		{func(c *Config) { c.Retention = -1 }, "clickhouse.retention"},
+		{func(c *Config) { c.EventRetention = -1 }, "clickhouse.event_retention"},
+		{func(c *Config) { c.BatchSize = -1 }, "clickhouse.batch_size: must be > 0, got -1"},
+		{func(c *Config) { c.MaxSeries = -1 }, "clickhouse.max_series"},
+		{func(c *Config) { c.MaxSamples = -1 }, "clickhouse.max_samples"},
+		{func(c *Config) { c.Compression = "gzip" }, "clickhouse.compression"},
+	} {
+		cfg := DefaultConfig()
+		tc.mutate(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("want an error naming %s, got %v", tc.key, err)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+}
+
+func TestPasswordNeverShows(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Password = "hunter2"
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	logger.Info("config", "cfg", cfg, "password", cfg.Password)
+	y, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]string{
+		"%v":   fmt.Sprintf("%v", cfg),
+		"%+v":  fmt.Sprintf("%+v", cfg),
+		"%#v":  fmt.Sprintf("%#v", cfg),
+		"slog": buf.String(),
+		"yaml": string(y),
+		"json": string(j),
+	} {
+		if strings.Contains(s, "hunter2") {
+			t.Errorf("%s output shows the password: %s", name, s)
+		}
+	}
+	var back Config
+	if err := yaml.Unmarshal([]byte("password: hunter2\n"), &back); err != nil || back.Password != "hunter2" {
+		t.Fatalf("password does not load from YAML: %q, %v", back.Password, err)
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	for in, want := range map[string]serverVersion{
+		"18.16.1":      {18, 16, 1},
+		"23.8.2.7":     {23, 8, 2},
+		"24.3":         {24, 3, 0},
+		" 25.10.1.1\n": {25, 10, 1},
+	} {
+		got, err := parseVersion(in)
+		if err != nil || got != want {
+			t.Errorf("parseVersion(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x.y", "18"} {
+		if _, err := parseVersion(bad); err == nil {
+			t.Errorf("parseVersion(%q) succeeded", bad)
+		}
+	}
+}
+
+// The DDL for newer servers cannot be run here (only 18.16 is available),
+// so its generation is checked instead.
+func TestDDLByServerVersion(t *testing.T) {
+	ddl := func(v string) string {
+		ver, err := parseVersion(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(baseSchema(newTables("db"), featuresFor(ver)), ";\n")
+	}
+	old := ddl("18.16.1")
+	for _, feature := range []string{"CODEC", "LowCardinality", "TTL", "Map(", "DateTime64"} {
+		if strings.Contains(old, feature) {
+			t.Errorf("18.16 DDL uses %s:\n%s", feature, old)
+		}
+	}
+	if ddl("19.16.3") != old {
+		t.Error("19.x gets the newer DDL; it is reserved for 20.3 and later")
+	}
+	modern := ddl("23.8.2.7")
+	for _, want := range []string{
+		"timestamp Int64 CODEC(DoubleDelta, ZSTD(1))",
+		"value Float64 CODEC(Gorilla, ZSTD(1))",
+		"metric_name LowCardinality(String)",
+		"label_names Array(LowCardinality(String))",
+		"service_name LowCardinality(String)",
+	} {
+		if !strings.Contains(modern, want) {
+			t.Errorf("23.8 DDL lacks %q:\n%s", want, modern)
+		}
+	}
+	if strings.Contains(modern, "TTL") {
+		t.Error("DDL uses TTL; retention drops partitions instead")
+	}
+	// Sort keys and partitioning do not depend on the version, so a
+	// server upgrade never changes what queries expect.
+	for _, key := range []string{
+		"ORDER BY (fingerprint, timestamp)",
+		"PARTITION BY intDiv(timestamp, 86400000)",
+		"ORDER BY (metric_name, fingerprint, kinds)",
+	} {
+		if !strings.Contains(old, key) || !strings.Contains(modern, key) {
+			t.Errorf("%q missing from one of the DDL variants", key)
+		}
+	}
+}
+
+func TestQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":      `'plain'`,
+		`it's`:       `'it\'s'`,
+		`back\slash`: `'back\\slash'`,
+		"nul\x00":    `'nul\0'`,
+		"a\nb":       `'a\nb'`,
+	} {
+		if got := quote(in); got != want {
+			t.Errorf("quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if got := likePrefix("a_b%c"); got != `'a\\_b\\%c%'` {
+		t.Errorf("likePrefix = %s", got)
+	}
+}
+
+func TestMatcherSQL(t *testing.T) {
+	for _, tc := range []struct {
+		m    *labels.Matcher
+		want string
+	}{
+		{labels.MustNewMatcher(labels.MatchEqual, "job", "a"), `label_values[indexOf(label_names, 'job')] = 'a'`},
+		{labels.MustNewMatcher(labels.MatchNotEqual, "__name__", "up"), `metric_name != 'up'`},
+		{labels.MustNewMatcher(labels.MatchRegexp, "job", "a|b"), `label_values[indexOf(label_names, 'job')] IN ('a', 'b')`},
+		{labels.MustNewMatcher(labels.MatchNotRegexp, "job", "a|b"), `label_values[indexOf(label_names, 'job')] NOT IN ('a', 'b')`},
+		{labels.MustNewMatcher(labels.MatchRegexp, "job", "a.*"), `match(label_values[indexOf(label_names, 'job')], '^(?s:a.*)$')`},
+		{labels.MustNewMatcher(labels.MatchRegexp, "__name__", `http_.*\.x`), `metric_name LIKE 'http\\_%' AND match(metric_name, '^(?s:http_.*\\.x)$')`},
+		{labels.MustNewMatcher(labels.MatchNotRegexp, "job", ".+"), `NOT match(label_values[indexOf(label_names, 'job')], '^(?s:.+)$')`},
+	} {
+		got, ok := matcherSQL(tc.m, true)
+		if !ok || got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.m, got, tc.want)
+		}
+	}
+	if _, ok := matcherSQL(labels.MustNewMatcher(labels.MatchRegexp, "job", "a.*"), false); ok {
+		t.Error("regex rendered although regexes are to be matched in Go")
+	}
+}
+
+func TestHistogramEncodingRoundTrip(t *testing.T) {
+	ints := []*histogram.Histogram{
+		{},
+		{
+			CounterResetHint: histogram.GaugeType, Schema: 3, ZeroThreshold: 0.001, ZeroCount: 5, Count: 1234, Sum: -17.25,
+			PositiveSpans: []histogram.Span{{Offset: -3, Length: 2}, {Offset: 4, Length: 1}}, PositiveBuckets: []int64{10, -3, 1000},
+			NegativeSpans: []histogram.Span{{Offset: 0, Length: 1}}, NegativeBuckets: []int64{7},
+		},
+		{Schema: histogram.CustomBucketsSchema, Count: 3, Sum: 3, PositiveSpans: []histogram.Span{{Length: 2}}, PositiveBuckets: []int64{1, 1}, CustomValues: []float64{0.5, 1, math.Inf(1)}},
+		{Sum: math.Float64frombits(value.StaleNaN)},
+	}
+	for i, h := range ints {
+		b := encodeHistogram(nil, h)
+		var got histogram.Histogram
+		if err := decodeHistogram(b, &got); err != nil {
+			t.Fatalf("int %d: %v", i, err)
+		}
+		if !got.Equals(h) || got.CounterResetHint != h.CounterResetHint {
+			t.Errorf("int %d: got %v, want %v", i, &got, h)
+		}
+		if value.IsStaleNaN(h.Sum) && !value.IsStaleNaN(got.Sum) {
+			t.Errorf("int %d: stale marker lost", i)
+		}
+		var fh histogram.FloatHistogram
+		if err := decodeFloatHistogram(b, &fh); err != nil || !fh.Equals(h.ToFloat(nil)) {
+			t.Errorf("int %d as float: %v, %v", i, &fh, err)
+		}
+		for cut := 0; cut < len(b); cut++ {
+			if err := decodeHistogram(b[:cut], &got); err == nil {
+				t.Errorf("int %d truncated to %d bytes decoded without error", i, cut)
+			}
+		}
+	}
+	floats := []*histogram.FloatHistogram{
+		{Schema: -2, ZeroThreshold: 1e-9, ZeroCount: 0.5, Count: 10.25, Sum: math.Inf(-1), CounterResetHint: histogram.CounterReset,
+			PositiveSpans: []histogram.Span{{Offset: 1, Length: 2}}, PositiveBuckets: []float64{1.5, 8.25},
+			NegativeSpans: []histogram.Span{{Offset: 2, Length: 1}}, NegativeBuckets: []float64{0.5}},
+		{Schema: histogram.CustomBucketsSchema, Count: 1, Sum: 2, PositiveSpans: []histogram.Span{{Length: 1}}, PositiveBuckets: []float64{1}, CustomValues: []float64{10}},
+	}
+	for i, h := range floats {
+		b := encodeFloatHistogram(nil, h)
+		var got histogram.FloatHistogram
+		if err := decodeFloatHistogram(b, &got); err != nil {
+			t.Fatalf("float %d: %v", i, err)
+		}
+		if !got.Equals(h) || got.CounterResetHint != h.CounterResetHint {
+			t.Errorf("float %d: got %v, want %v", i, &got, h)
+		}
+		if err := decodeHistogram(b, &histogram.Histogram{}); err == nil {
+			t.Errorf("float %d decoded as an integer histogram", i)
+		}
+	}
+	if err := decodeFloatHistogram([]byte{9, 0}, &histogram.FloatHistogram{}); err == nil {
+		t.Error("unknown format decoded")
+	}
+}
+
+func TestDayOf(t *testing.T) {
+	for ms, want := range map[int64]int32{0: 0, 86399999: 0, 86400000: 1, -1: -1, -86400000: -1, -86400001: -2} {
+		if got := dayOf(ms); got != want {
+			t.Errorf("dayOf(%d) = %d, want %d", ms, got, want)
+		}
+	}
+}
+
+func TestCounterResetHints(t *testing.T) {
+	h := func(count float64, hint histogram.CounterResetHint) []byte {
+		return encodeFloatHistogram(nil, &histogram.FloatHistogram{Count: count, Sum: count, CounterResetHint: hint,
+			PositiveSpans: []histogram.Span{{Length: 1}}, PositiveBuckets: []float64{count}})
+	}
+	sr := &series{
+		ls:  labels.FromStrings("__name__", "h"),
+		hts: []int64{10, 20, 30, 40, 50, 60, 70, 80},
+		hdata: [][]byte{
+			h(1, histogram.UnknownCounterReset), // continues the sample before the range
+			h(2, histogram.UnknownCounterReset),
+			h(1, histogram.UnknownCounterReset), // reset
+			h(3, histogram.CounterReset),        // explicit reset starts a chunk
+			h(4, histogram.NotCounterReset),
+			h(5, histogram.UnknownCounterReset), // a float at 55 came before
+			h(6, histogram.GaugeType),
+			h(7, histogram.UnknownCounterReset), // after a gauge
+		},
+		ts: []int64{55},
+	}
+	if err := computeHints(sr, &prevSample{hasHist: true, histTS: 0, hist: h(0.5, histogram.UnknownCounterReset)}); err != nil {
+		t.Fatal(err)
+	}
+	want := []histogram.CounterResetHint{
+		histogram.NotCounterReset, histogram.NotCounterReset, histogram.UnknownCounterReset, histogram.UnknownCounterReset,
+		histogram.NotCounterReset, histogram.UnknownCounterReset, histogram.GaugeType, histogram.UnknownCounterReset,
+	}
+	for i := range want {
+		if sr.hints[i] != want[i] {
+			t.Errorf("sample %d: hint %v, want %v", i, sr.hints[i], want[i])
+		}
+	}
+}
