@@ -80,7 +80,9 @@ func newQuerier(t testing.TB, s *Store, mint, maxt int64) promstorage.Querier {
 func eq(name, v string) *labels.Matcher  { return labels.MustNewMatcher(labels.MatchEqual, name, v) }
 func neq(name, v string) *labels.Matcher { return labels.MustNewMatcher(labels.MatchNotEqual, name, v) }
 func re(name, v string) *labels.Matcher  { return labels.MustNewMatcher(labels.MatchRegexp, name, v) }
-func nre(name, v string) *labels.Matcher { return labels.MustNewMatcher(labels.MatchNotRegexp, name, v) }
+func nre(name, v string) *labels.Matcher {
+	return labels.MustNewMatcher(labels.MatchNotRegexp, name, v)
+}
 
 func commit(t testing.TB, app interface{ Commit() error }) {
 	t.Helper()
@@ -331,7 +333,7 @@ func TestMatchers(t *testing.T) {
 		{eq("__name__", "http_requests_total"), re("code", ".*")},
 		{eq("__name__", "http_requests_total"), re("code", ".+")},
 		{eq("__name__", "http_requests_total"), nre("code", ".+")},
-		{eq("__name__", "http_requests_total"), re("code", "2")},  // anchored: no match for "200"
+		{eq("__name__", "http_requests_total"), re("code", "2")}, // anchored: no match for "200"
 		{eq("__name__", "http_requests_total"), re("code", "2.*|5..")},
 		{eq("__name__", "http_requests_total"), nre("instance", "a|b")},
 		{re("__name__", "http_.*")},
