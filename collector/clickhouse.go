@@ -2,18 +2,27 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aiops-dev/aiops/collector/storeexporter"
 	"github.com/aiops-dev/aiops/storage"
+	"github.com/aiops-dev/aiops/storage/clickhouse"
 )
 
-// openClickHouse returns how the clickhouse exporter opens its store.
-func openClickHouse(logger *slog.Logger, reg prometheus.Registerer) storeexporter.OpenFunc {
+// openClickHouse returns how the clickhouse exporter opens its store: the
+// storage/clickhouse defaults with the exporter's addresses and
+// credentials.
+func openClickHouse(logger *slog.Logger, _ prometheus.Registerer) storeexporter.OpenFunc {
 	return func(ctx context.Context, cfg storeexporter.ClickHouseConfig) (storage.Store, error) {
-		return nil, errors.New("storage/clickhouse is not available yet")
+		c := clickhouse.DefaultConfig()
+		c.Addresses = cfg.Addresses
+		c.Database = cfg.Database
+		if cfg.Username != "" {
+			c.Username = cfg.Username
+		}
+		c.Password = clickhouse.Secret(cfg.Password)
+		return clickhouse.Open(ctx, c, logger.With("component", "clickhouse-exporter"))
 	}
 }
