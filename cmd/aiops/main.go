@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newBacktestCommand(app),
 	}
 	cmds = append(cmds, newTokenCommands(app)...)
+	cmds = append(cmds, newBenchCommands(app)...)
 
 	selected, err := app.Parse(args)
 	if terminated {

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/aiops-dev/aiops/alerting"
+	"github.com/aiops-dev/aiops/api/promapi"
+	"github.com/aiops-dev/aiops/api/promapi/querybench"
+	"github.com/aiops-dev/aiops/collector"
+	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/storage"
+	"github.com/aiops-dev/aiops/storage/clickhouse"
+	"github.com/aiops-dev/aiops/storage/embedded"
+)
+
+// benchCommands measure what docs/BENCHMARKS.md reports, on the embedded
+// store and on ClickHouse in one run. Without --clickhouse-addr they start
+// a private ClickHouse server (Debian's clickhouse-server must be
+// installed) and stop it afterwards.
+type benchCommands struct {
+	ingest, query, alerting *kingpin.CmdClause
+
+	stores         []string
+	clickhouseAddr string
+	runs           int
+	dir            string
+
+	points, series int
+	rules          int
+	alertSeries    int
+}
+
+func newBenchCommands(app *kingpin.Application) []command {
+	c := &benchCommands{}
+	b := app.Command("bench", "Benchmarks behind docs/BENCHMARKS.md (medians over several runs).")
+	c.ingest = b.Command("ingest", "OTLP metric points/s end to end (OTLP/gRPC clients → collector → store), checking that none is lost, and bytes per stored sample.")
+	c.ingest.Flag("points", "Points sent per run.").Default("2000000").IntVar(&c.points)
+	c.ingest.Flag("series", "Distinct series they belong to.").Default("10000").IntVar(&c.series)
+	c.query = b.Command("query", "Latency of dashboard queries over 10,000 series × 6 h at 15 s.")
+	c.alerting = b.Command("alerting", "One evaluation round of 1,000 alert rules over 100,000 series, and threshold-to-webhook latency.")
+	c.alerting.Flag("rules", "Alert rules.").Default("1000").IntVar(&c.rules)
+	c.alerting.Flag("series", "Series the rules select.").Default("100000").IntVar(&c.alertSeries)
+	for _, cmd := range []*kingpin.CmdClause{c.ingest, c.query, c.alerting} {
+		cmd.Flag("store", "Store to measure; repeat for several.").Default(BackendEmbedded, BackendClickHouse).EnumsVar(&c.stores, BackendEmbedded, BackendClickHouse)
+		cmd.Flag("clickhouse-addr", "Use this ClickHouse server (a fresh database in it) instead of starting a private one.").PlaceHolder("HOST:PORT").StringVar(&c.clickhouseAddr)
+		cmd.Flag("runs", "Measured runs.").Default("3").IntVar(&c.runs)
+		cmd.Flag("dir", "Directory for the embedded stores and queues (default: a temporary one, removed afterwards).").PlaceHolder("DIR").StringVar(&c.dir)
+	}
+	return []command{
+		commandFunc{c.ingest, c.runIngest},
+		commandFunc{c.query, c.runQuery},
+		commandFunc{c.alerting, c.runAlerting},
+	}
+}
+
+// benchEnv hands out fresh stores of each kind for one benchmark command.
+type benchEnv struct {
+	dir     string
+	chAddr  string
+	chSrv   *chtest.Server
+	cleanup []func()
+	n       int
+}
+
+func (c *benchCommands) env() (*benchEnv, error) {
+	e := &benchEnv{dir: c.dir, chAddr: c.clickhouseAddr}
+	if e.dir == "" {
+		dir, err := os.MkdirTemp("", "aiops-bench-")
+		if err != nil {
+			return nil, err
+		}
+		e.dir = dir
+		e.cleanup = append(e.cleanup, func() { os.RemoveAll(dir) })
+	}
+	if slices.Contains(c.stores, BackendClickHouse) && e.chAddr == "" {
+		srv, stop, err := chtest.StartMain()
+		if err != nil {
+			e.close()
+			return nil, fmt.Errorf("start a private ClickHouse server (or pass --clickhouse-addr): %w", err)
+		}
+		e.chSrv, e.chAddr = srv, srv.NativeAddr()
+		e.cleanup = append(e.cleanup, stop)
+	}
+	return e, nil
+}
+
+func (e *benchEnv) close() {
+	for i := len(e.cleanup) - 1; i >= 0; i-- {
+		e.cleanup[i]()
+	}
+}
+
+// open returns a fresh, empty store of the given kind and the bytes its
+// samples take on disk, when that can be measured.
+func (e *benchEnv) open(ctx context.Context, kind string) (storage.Store, func(context.Context) (int64, error), error) {
+	e.n++
+	switch kind {
+	case BackendEmbedded:
+		cfg := embedded.DefaultConfig()
+		cfg.DataDir = fmt.Sprintf("%s/embedded-%d", e.dir, e.n)
+		s, err := embedded.Open(cfg, nil, nil)
+		return s, nil, err
+	default:
+		cfg := clickhouse.DefaultConfig()
+		cfg.Addresses = []string{e.chAddr}
+		cfg.Database = fmt.Sprintf("aiops_bench_%d_%d", time.Now().Unix(), e.n)
+		s, err := clickhouse.Open(ctx, cfg, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		if e.chSrv == nil {
+			return s, nil, nil
+		}
+		db := cfg.Database
+		diskBytes := func(ctx context.Context) (int64, error) {
+			if err := e.chSrv.Exec(ctx, "OPTIMIZE TABLE "+db+".samples FINAL"); err != nil {
+				return 0, err
+			}
+			out, err := e.chSrv.Query(ctx, "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = '"+db+"' AND table IN ('samples', 'series')")
+			if err != nil {
+				return 0, err
+			}
+			return strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+		}
+		return s, diskBytes, nil
+	}
+}
+
+func (c *benchCommands) runIngest(ctx context.Context, stdout, _ io.Writer) error {
+	e, err := c.env()
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STORE\tRUN\tPOINTS/S\tPOINTS/CPU-S\tLOST\tREFUSED\tMAX HEAP MiB\tBYTES/SAMPLE")
+	for _, kind := range c.stores {
+		var rates []float64
+		for run := 1; run <= c.runs; run++ {
+			store, diskBytes, err := e.open(ctx, kind)
+			if err != nil {
+				return fmt.Errorf("%s: %w", kind, err)
+			}
+			res, err := collector.BenchIngest(ctx, collector.BenchOptions{
+				Store: store, Points: c.points, Series: c.series,
+				QueueDir: fmt.Sprintf("%s/queue-%d", e.dir, e.n), DiskBytes: diskBytes,
+			})
+			store.Close()
+			if err != nil {
+				return fmt.Errorf("%s run %d: %w", kind, run, err)
+			}
+			if res.Lost != 0 {
+				return fmt.Errorf("%s run %d lost %d of %d points", kind, run, res.Lost, res.Points)
+			}
+			rates = append(rates, res.PointsPerSecond)
+			bps := "-"
+			if res.BytesPerSample > 0 {
+				bps = fmt.Sprintf("%.2f", res.BytesPerSample)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%d\t%d\t%d\t%s\n", kind, run, res.PointsPerSecond, res.PointsPerCPUSecond, res.Lost, res.Refused, res.MaxHeapBytes>>20, bps)
+			tw.Flush()
+		}
+		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t\t\t\t\t\n", kind, median(rates))
+		tw.Flush()
+	}
+	return tw.Flush()
+}
+
+func (c *benchCommands) runQuery(ctx context.Context, stdout, _ io.Writer) error {
+	e, err := c.env()
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	qcfg := promapi.DefaultConfig()
+	engine, err := promapi.NewEngine(qcfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	ds := querybench.DefaultDataset(time.Now())
+	opts := querybench.DefaultOptions()
+	opts.Runs = c.runs
+	medians := map[string]map[string]time.Duration{}
+	for _, kind := range c.stores {
+		store, _, err := e.open(ctx, kind)
+		if err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		loadStart := time.Now()
+		if err := ds.Load(ctx, store); err != nil {
+			store.Close()
+			return fmt.Errorf("%s: load: %w", kind, err)
+		}
+		fmt.Fprintf(stdout, "%s: loaded %d series × %d samples in %s\n", kind, ds.Series(), ds.Steps(), time.Since(loadStart).Round(time.Millisecond))
+		results, err := querybench.Run(ctx, engine, store, ds, opts)
+		store.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		medians[kind] = map[string]time.Duration{}
+		for _, r := range results {
+			medians[kind][r.Query.Name] = r.Median()
+		}
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	header := "QUERY"
+	for _, kind := range c.stores {
+		header += "\t" + strings.ToUpper(kind) + " MEDIAN"
+	}
+	if len(c.stores) == 2 {
+		header += "\tRATIO"
+	}
+	fmt.Fprintln(tw, header)
+	for _, q := range querybench.Queries() {
+		line := q.Name
+		for _, kind := range c.stores {
+			line += "\t" + medians[kind][q.Name].Round(time.Millisecond).String()
+		}
+		if len(c.stores) == 2 {
+			a, b := medians[c.stores[0]][q.Name], medians[c.stores[1]][q.Name]
+			line += fmt.Sprintf("\t%.2f", float64(b)/float64(a))
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return tw.Flush()
+}
+
+func (c *benchCommands) runAlerting(ctx context.Context, stdout, _ io.Writer) error {
+	e, err := c.env()
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	for _, kind := range c.stores {
+		store, _, err := e.open(ctx, kind)
+		if err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		res, err := alerting.Bench(ctx, alerting.BenchOptions{Store: store, Rules: c.rules, Series: c.alertSeries, Rounds: c.runs})
+		store.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		fmt.Fprintf(stdout, "%s: %s\n", kind, res)
+	}
+	return nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
