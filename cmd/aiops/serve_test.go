@@ -258,3 +258,18 @@ func TestHelpDescribesEveryServeFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleConfigsLoad keeps the example configurations under deploy/
+// valid: each loads, and validates, as `aiops serve --config` would.
+func TestExampleConfigsLoad(t *testing.T) {
+	files, err := filepath.Glob("../../deploy/examples/*.yaml")
+	if err != nil || len(files) < 3 {
+		t.Fatalf("example configs: %v, %v", files, err)
+	}
+	for _, f := range files {
+		c := &serveCommand{configFile: f}
+		if _, err := c.config(); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
