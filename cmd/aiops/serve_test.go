@@ -20,7 +20,10 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
+
+	"github.com/aiops-dev/aiops/internal/chtest"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's log writes while the
@@ -272,4 +275,64 @@ func TestExampleConfigsLoad(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
+}
+
+// TestServeOnClickHouseReadiness runs `aiops serve --storage clickhouse`
+// against a private ClickHouse: /readyz fails while the server is down and
+// recovers when it is back, and data sent before and during the outage is
+// all queryable afterwards.
+func TestServeOnClickHouseReadiness(t *testing.T) {
+	ch := chtest.Start(t)
+	db := ch.NewDatabase(t)
+	cfgPath := filepath.Join(t.TempDir(), "aiops.yaml")
+	os.WriteFile(cfgPath, []byte("storage:\n  backend: clickhouse\n  clickhouse:\n    database: "+db+"\n    read_timeout: 5s\n    dial_timeout: 2s\n"), 0o600)
+	ts := startServe(t, t.TempDir(), "--config", cfgPath, "--clickhouse-addr", ch.NativeAddr())
+
+	ctx := context.Background()
+	exp, err := otlpmetricgrpc.New(ctx, otlpmetricgrpc.WithEndpoint(ts.grpc), otlpmetricgrpc.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader),
+		sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", "billing"))))
+	gauge, _ := mp.Meter("e2e").Int64Gauge("queue.depth")
+	send := func(v int64) {
+		t.Helper()
+		gauge.Record(ctx, v)
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(ctx, &rm); err != nil {
+			t.Fatal(err)
+		}
+		if err := exp.Export(ctx, &rm); err != nil {
+			t.Fatalf("export %d: %v", v, err)
+		}
+	}
+	send(1)
+
+	readyz := func() int {
+		code, _ := ts.get(t, "/readyz", "")
+		return code
+	}
+	if err := ch.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "readyz to fail while ClickHouse is down", func() bool { return readyz() == http.StatusServiceUnavailable })
+	// Accepted while ClickHouse is down: it waits in the persistent queue.
+	send(2)
+	ch.Restart(t)
+	waitFor(t, "readyz to recover", func() bool { return readyz() == http.StatusOK })
+	waitFor(t, "both points to be queryable", func() bool {
+		return ts.query(t, `count_over_time(queue_depth{job="billing"}[10m])`) == "2"
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }
