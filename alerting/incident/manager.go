@@ -1,0 +1,922 @@
+// Package incident turns alert groups into incidents.
+//
+// The Manager is a group sink of the embedded Alertmanager
+// (alerting.Deps.GroupSinks): it sees every alert group the dispatcher
+// flushes, firing and resolved, and keeps one incident per group episode.
+// Each incident is an append-only log of events in the event store (Kind
+// "incident.<type>", Subject = the incident id, one sequence number per
+// event), and its current state is the fold of that log: rebuilt from the
+// store when the Manager starts, kept current as events are appended.
+//
+// Lifecycle: open → acknowledged → resolved. An incident resolves by hand
+// or by itself once all its alerts have resolved and none has fired again
+// for Config.AutoResolveAfter. A new firing alert in the group of a
+// resolved incident reopens it when it resolved less than
+// Config.ReopenWindow ago, and opens a new incident otherwise. See
+// docs/API.md for the rules in full.
+package incident
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/prometheus/alertmanager/alert"
+	"github.com/prometheus/alertmanager/notify"
+
+	"github.com/aiops-dev/aiops/storage"
+)
+
+// Errors of the Manager's actions; the REST API maps them to 404 and 409.
+var (
+	ErrNotFound = errors.New("incident not found")
+	// ErrResolved refuses an action that needs an unresolved incident
+	// (acknowledge, escalate).
+	ErrResolved = errors.New("incident is resolved")
+	// ErrStale refuses an action whose expected version is not the
+	// incident's current one.
+	ErrStale = errors.New("incident has changed")
+	// ErrInvalid marks an action with invalid arguments.
+	ErrInvalid = errors.New("invalid")
+)
+
+// Deps are what the Manager runs on.
+type Deps struct {
+	// Events keeps the incident logs (a storage.Store).
+	Events storage.EventStore
+	// RootCauses ranks root causes when an incident opens and when asked;
+	// nil leaves incidents without a ranking.
+	RootCauses RootCauser
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Manager keeps the incidents.
+type Manager struct {
+	cfg    Config
+	events storage.EventStore
+	rc     RootCauser
+	logger *slog.Logger
+	now    func() time.Time
+	m      metrics
+
+	// writeMu orders every change: one writer decides, appends to the
+	// store and installs the new state at a time, so the sequence numbers
+	// of an incident never fork and checks (is it resolved? which version
+	// is it?) hold until the write is done. Readers only take mu.
+	writeMu sync.Mutex
+	// dirty holds incidents whose last append failed: the store may or may
+	// not have the events, so they are read back before the next write.
+	dirty map[string]bool
+
+	mu        sync.RWMutex
+	incidents map[string]*state
+	// byGroup is the latest incident of each receiver+group key.
+	byGroup map[string]string
+	// order holds all incidents sorted by (OpenedAt, ID), for listing with
+	// a cursor.
+	order []*state
+	// active holds the incidents not resolved, for the deadline checks.
+	active map[string]bool
+}
+
+type metrics struct {
+	incidents   *prometheus.GaugeVec
+	events      *prometheus.CounterVec
+	storeErrors prometheus.Counter
+}
+
+// New checks cfg, reads every incident event from the store and folds
+// them into the current state of every incident.
+func New(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Events == nil {
+		return nil, errors.New("incident: Deps.Events is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	mg := &Manager{
+		cfg: cfg, events: deps.Events, rc: deps.RootCauses, logger: deps.Logger, now: deps.Now,
+		dirty: map[string]bool{}, incidents: map[string]*state{}, byGroup: map[string]string{}, active: map[string]bool{},
+		m: metrics{
+			incidents: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aiops_incidents", Help: "Incidents by status."}, []string{"status"}),
+			events:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aiops_incident_events_total", Help: "Incident events appended, by type."}, []string{"type"}),
+			storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "aiops_incident_store_errors_total", Help: "Incident events the store did not take.",
+			}),
+		},
+	}
+	if deps.Registerer != nil {
+		for _, c := range []prometheus.Collector{mg.m.incidents, mg.m.events, mg.m.storeErrors} {
+			if err := deps.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("incident: register metrics: %w", err)
+			}
+		}
+	}
+	if err := mg.rebuild(ctx); err != nil {
+		return nil, err
+	}
+	return mg, nil
+}
+
+// rebuild folds every incident event in the store.
+func (mg *Manager) rebuild(ctx context.Context) error {
+	logs := map[string][]Event{}
+	q := storage.EventQuery{KindPrefix: KindPrefix, Limit: storage.DefaultQueryLimit}
+	for {
+		evs, err := mg.events.QueryEvents(ctx, q)
+		if err != nil {
+			return fmt.Errorf("incident: read incident events: %w", err)
+		}
+		for _, se := range evs {
+			e, err := DecodeEvent(se)
+			if err != nil {
+				mg.logger.Warn("Skipping undecodable incident event", "err", err)
+				continue
+			}
+			logs[se.Subject] = append(logs[se.Subject], e)
+		}
+		if len(evs) < q.Limit {
+			break
+		}
+		last := evs[len(evs)-1]
+		q.AfterTime, q.AfterID = last.Time, last.ID
+	}
+	for id, evs := range logs {
+		st, ok := mg.fold(id, evs)
+		if ok {
+			mg.install(st)
+		}
+	}
+	mg.logger.Info("Incidents loaded", "incidents", len(mg.incidents), "active", len(mg.active))
+	return nil
+}
+
+// fold orders an incident's events by sequence number and folds them. An
+// incident whose log does not start with "opened" (its first events fell
+// out of the store's retention) is left out.
+func (mg *Manager) fold(id string, evs []Event) (*state, bool) {
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
+	if len(evs) == 0 || evs[0].Seq != 1 || evs[0].Type != EventOpened {
+		mg.logger.Warn("Skipping incident whose log does not start with its opening", "incident", id)
+		return nil, false
+	}
+	st := newState(id, mg.cfg.ServiceLabels)
+	for i, e := range evs {
+		if i > 0 && e.Seq == evs[i-1].Seq {
+			continue // the same event read twice
+		}
+		if e.Seq != st.inc.Version+1 {
+			mg.logger.Warn("Incident log has a gap", "incident", id, "after", st.inc.Version, "next", e.Seq)
+		}
+		st.apply(e)
+	}
+	return st, true
+}
+
+// install makes st the current state of its incident. Callers hold mu
+// for writing, or are the only goroutine (rebuild).
+func (mg *Manager) install(st *state) {
+	id := st.inc.ID
+	if old := mg.incidents[id]; old != nil {
+		mg.m.incidents.WithLabelValues(string(old.inc.Status)).Dec()
+		i := mg.orderIndex(old.inc.OpenedAt, id)
+		if i < len(mg.order) && mg.order[i].inc.ID == id {
+			mg.order[i] = st
+		}
+	} else {
+		i := mg.orderIndex(st.inc.OpenedAt, id)
+		mg.order = slices.Insert(mg.order, i, st)
+	}
+	mg.incidents[id] = st
+	mg.m.incidents.WithLabelValues(string(st.inc.Status)).Inc()
+	if st.inc.Status == StatusResolved {
+		delete(mg.active, id)
+	} else {
+		mg.active[id] = true
+	}
+	gk := groupIndexKey(st.inc.Receiver, st.inc.GroupKey)
+	if cur := mg.incidents[mg.byGroup[gk]]; cur == nil || !before(st.inc.OpenedAt, id, cur.inc.OpenedAt, cur.inc.ID) {
+		mg.byGroup[gk] = id
+	}
+}
+
+// orderIndex is the position of (t, id) in order.
+func (mg *Manager) orderIndex(t time.Time, id string) int {
+	return sort.Search(len(mg.order), func(i int) bool {
+		return !before(mg.order[i].inc.OpenedAt, mg.order[i].inc.ID, t, id)
+	})
+}
+
+func before(t1 time.Time, id1 string, t2 time.Time, id2 string) bool {
+	if !t1.Equal(t2) {
+		return t1.Before(t2)
+	}
+	return id1 < id2
+}
+
+func groupIndexKey(receiver, groupKey string) string { return receiver + "\x00" + groupKey }
+
+// tx is one change being prepared: events folded into a private copy of
+// the incident, installed only once the store has them.
+type tx struct {
+	st  *state
+	evs []Event
+}
+
+func (t *tx) add(e Event) {
+	e.Seq = t.st.inc.Version + 1
+	e.Time = e.Time.UTC()
+	t.st.apply(e)
+	t.evs = append(t.evs, e)
+}
+
+// copyState returns a deep enough copy of st for a tx to fold into.
+func copyState(st *state) *state {
+	c := &state{inc: st.inc, alerts: make(map[string]*Alert, len(st.alerts)), serviceLabels: st.serviceLabels}
+	for k, a := range st.alerts {
+		a2 := *a
+		c.alerts[k] = &a2
+	}
+	c.inc.Alerts = slices.Clone(st.inc.Alerts)
+	c.inc.Links = slices.Clone(st.inc.Links)
+	c.inc.Runbooks = slices.Clone(st.inc.Runbooks)
+	c.inc.Services = slices.Clone(st.inc.Services)
+	return c
+}
+
+// commit appends the tx's events and installs its state. Callers hold
+// writeMu.
+func (mg *Manager) commit(ctx context.Context, t *tx) error {
+	if len(t.evs) == 0 {
+		return nil
+	}
+	id := t.st.inc.ID
+	out := make([]storage.Event, len(t.evs))
+	for i, e := range t.evs {
+		se, err := encodeEvent(id, e)
+		if err != nil {
+			return err
+		}
+		out[i] = se
+	}
+	if err := mg.events.AppendEvents(ctx, out); err != nil {
+		mg.m.storeErrors.Inc()
+		mg.dirty[id] = true
+		return fmt.Errorf("incident %s: store events: %w", id, err)
+	}
+	mg.mu.Lock()
+	mg.install(t.st)
+	mg.mu.Unlock()
+	for _, e := range t.evs {
+		mg.m.events.WithLabelValues(string(e.Type)).Inc()
+	}
+	return nil
+}
+
+// resyncDirty reads back the incidents whose last append failed, so that
+// the next sequence number follows what the store really holds. Callers
+// hold writeMu.
+func (mg *Manager) resyncDirty(ctx context.Context) error {
+	for id := range mg.dirty {
+		evs, err := mg.readLog(ctx, id)
+		if err != nil {
+			return fmt.Errorf("incident %s: read back after a failed write: %w", id, err)
+		}
+		delete(mg.dirty, id)
+		if st, ok := mg.fold(id, evs); ok {
+			mg.mu.Lock()
+			mg.install(st)
+			mg.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// readLog reads one incident's events from the store, in sequence order.
+func (mg *Manager) readLog(ctx context.Context, id string) ([]Event, error) {
+	var out []Event
+	q := storage.EventQuery{KindPrefix: KindPrefix, Subject: id, Limit: storage.DefaultQueryLimit}
+	for {
+		evs, err := mg.events.QueryEvents(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, se := range evs {
+			e, err := DecodeEvent(se)
+			if err != nil {
+				mg.logger.Warn("Skipping undecodable incident event", "err", err)
+				continue
+			}
+			out = append(out, e)
+		}
+		if len(evs) < q.Limit {
+			break
+		}
+		last := evs[len(evs)-1]
+		q.AfterTime, q.AfterID = last.Time, last.ID
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return slices.CompactFunc(out, func(a, b Event) bool { return a.Seq == b.Seq }), nil
+}
+
+// Group is one alert group as the Alertmanager dispatcher flushes it.
+type Group struct {
+	Key      string
+	Receiver string
+	Labels   model.LabelSet
+	Alerts   []*alert.Alert
+}
+
+// Notify implements notify.Notifier: the Manager is a group sink. A group
+// it cannot store is retried by the notification pipeline.
+func (mg *Manager) Notify(ctx context.Context, alerts ...*alert.Alert) notify.NotifyVerdict {
+	key, ok := notify.GroupKey(ctx)
+	if !ok || key == "" {
+		return notify.Unrecoverable(errors.New("incident: no group key in the notification context"), notify.MissingContextReason)
+	}
+	receiver, _ := notify.ReceiverName(ctx)
+	gl, _ := notify.GroupLabels(ctx)
+	if err := mg.HandleGroup(ctx, Group{Key: key, Receiver: receiver, Labels: gl, Alerts: alerts}); err != nil {
+		return notify.Retry(0, err, notify.DefaultReason)
+	}
+	return notify.Success()
+}
+
+// HandleGroup records what an alert group says:
+//
+//   - no incident for the group yet: a firing alert opens one; a group with
+//     only resolved alerts is ignored;
+//   - an open or acknowledged incident: alerts that fire for the first
+//     time, or again, are recorded as firing; alerts Alertmanager reports
+//     resolved, and firing alerts missing from the group (silenced or
+//     inhibited since) as resolved; with AutoResolveAfter 0 the incident
+//     resolves as soon as nothing fires;
+//   - a resolved incident: a new firing alert (one the incident does not
+//     have as firing with the same start) reopens it within ReopenWindow
+//     of its resolution, else opens a new incident; repeats of alerts it
+//     already has change nothing, so resolving while an alert still fires
+//     sticks.
+//
+// Replaying a group changes nothing: every event follows from a
+// difference between the group and the incident's state.
+func (mg *Manager) HandleGroup(ctx context.Context, g Group) error {
+	if len(mg.cfg.Receivers) > 0 && !slices.Contains(mg.cfg.Receivers, g.Receiver) {
+		return nil
+	}
+	var (
+		rc       *RootCauses
+		computed bool
+	)
+	for {
+		mg.writeMu.Lock()
+		if err := mg.resyncDirty(ctx); err != nil {
+			mg.writeMu.Unlock()
+			return err
+		}
+		now := mg.now()
+		t, opens, rcStart := mg.planGroup(g, now, rc)
+		if opens && !computed && mg.rc != nil && mg.cfg.MaxRootCauses > 0 {
+			// Ranking reads the store; do it without holding up every
+			// other change, then plan again: the group may have been
+			// handled meanwhile.
+			mg.writeMu.Unlock()
+			rc = rankRootCauses(ctx, mg.rc, rcStart, now, mg.cfg.MaxRootCauses, time.Duration(mg.cfg.RootCauseTimeout), now)
+			computed = true
+			continue
+		}
+		var err error
+		if t != nil {
+			err = mg.commit(ctx, t)
+		}
+		mg.writeMu.Unlock()
+		return err
+	}
+}
+
+// planGroup decides the events a group brings. It returns a nil tx when
+// there is nothing to record; opens reports a new incident, for which
+// root causes ranked from rcStart are wanted. Callers hold writeMu.
+func (mg *Manager) planGroup(g Group, now time.Time, rc *RootCauses) (t *tx, opens bool, rcStart time.Time) {
+	gk := groupIndexKey(g.Receiver, g.Key)
+	mg.mu.RLock()
+	cur := mg.incidents[mg.byGroup[gk]]
+	mg.mu.RUnlock()
+
+	var firing, resolved []Alert
+	for _, a := range g.Alerts {
+		if a.ResolvedAt(now) {
+			resolved = append(resolved, alertOf(a, AlertResolved))
+		} else {
+			firing = append(firing, alertOf(a, AlertFiring))
+		}
+	}
+	isNew := func(a Alert) bool {
+		if cur == nil {
+			return true
+		}
+		old := cur.alerts[a.Fingerprint]
+		return old == nil || old.Status != AlertFiring || !old.StartsAt.Equal(a.StartsAt)
+	}
+	var fresh []Alert
+	for _, a := range firing {
+		if isNew(a) {
+			fresh = append(fresh, a)
+		}
+	}
+
+	reopen := cur != nil && cur.inc.Status == StatusResolved && len(fresh) > 0 &&
+		mg.cfg.ReopenWindow > 0 && now.Sub(*cur.inc.ResolvedAt) <= time.Duration(mg.cfg.ReopenWindow)
+	if cur == nil || cur.inc.Status == StatusResolved && len(fresh) > 0 && !reopen {
+		if len(fresh) == 0 {
+			return nil, false, time.Time{}
+		}
+		first := fresh[0]
+		for _, a := range fresh[1:] {
+			if a.StartsAt.Before(first.StartsAt) {
+				first = a
+			}
+		}
+		rcStart = first.StartsAt.Add(-time.Duration(mg.cfg.RootCauseLookback))
+		t = &tx{st: newState(mg.newID(gk, first), mg.cfg.ServiceLabels)}
+		t.add(Event{Type: EventOpened, Time: now, Actor: SystemActor, RootCauses: rc, Opened: &Opened{
+			GroupKey: g.Key, Receiver: g.Receiver, GroupLabels: labelMap(g.Labels),
+		}})
+		for _, a := range firing {
+			t.add(Event{Type: EventAlertFiring, Time: now, Alert: &a})
+		}
+		return t, true, rcStart
+	}
+
+	t = &tx{st: copyState(cur)}
+	if reopen {
+		t.add(Event{Type: EventReopened, Time: now, Actor: SystemActor, Reason: fmt.Sprintf(
+			"new firing alert within the reopen window (%s) of the resolution", mg.cfg.ReopenWindow)})
+	}
+	unresolved := t.st.inc.Status != StatusResolved
+	seen := map[string]bool{}
+	for _, a := range firing {
+		seen[a.Fingerprint] = true
+		if isNew(a) {
+			t.add(Event{Type: EventAlertFiring, Time: now, Alert: &a})
+		}
+	}
+	for _, a := range resolved {
+		seen[a.Fingerprint] = true
+		old := t.st.alerts[a.Fingerprint]
+		switch {
+		case old != nil && old.Status == AlertFiring:
+			a.Reason = "resolved"
+			t.add(Event{Type: EventAlertResolved, Time: now, Alert: &a})
+		case old == nil && unresolved:
+			// It fired and resolved between two notifications: it still
+			// belongs to the incident's story.
+			f := a
+			f.Status, f.EndsAt = AlertFiring, nil
+			t.add(Event{Type: EventAlertFiring, Time: now, Alert: &f})
+			a.Reason = "resolved"
+			t.add(Event{Type: EventAlertResolved, Time: now, Alert: &a})
+		}
+	}
+	// Alertmanager sends every alert of a group in each notification,
+	// except those muted since: a firing alert that is missing stopped
+	// being reported.
+	for _, fp := range slices.Sorted(maps.Keys(t.st.alerts)) {
+		old := t.st.alerts[fp]
+		if seen[fp] || old.Status != AlertFiring {
+			continue
+		}
+		a := *old
+		end := now.UTC()
+		a.Status, a.EndsAt, a.Reason = AlertResolved, &end, "muted"
+		t.add(Event{Type: EventAlertResolved, Time: now, Alert: &a})
+	}
+	if mg.cfg.AutoResolveAfter == 0 {
+		mg.autoResolve(t, now)
+	}
+	if len(t.evs) == 0 {
+		return nil, false, time.Time{}
+	}
+	return t, false, time.Time{}
+}
+
+// autoResolve adds the resolution when the incident's quiet period is
+// over.
+func (mg *Manager) autoResolve(t *tx, now time.Time) {
+	inc := &t.st.inc
+	if inc.Status == StatusResolved || inc.FiringAlerts > 0 || inc.AlertsResolvedAt == nil {
+		return
+	}
+	if now.Sub(*inc.AlertsResolvedAt) < time.Duration(mg.cfg.AutoResolveAfter) {
+		return
+	}
+	reason := "all alerts resolved"
+	if mg.cfg.AutoResolveAfter > 0 {
+		reason += " and quiet for " + mg.cfg.AutoResolveAfter.String()
+	}
+	t.add(Event{Type: EventResolved, Time: now, Actor: SystemActor, Reason: reason})
+}
+
+// newID derives an incident id from its group and the alert that opened
+// it, so that the same notification replayed names the same incident.
+func (mg *Manager) newID(gk string, first Alert) string {
+	sum := sha256.Sum256([]byte(gk + "\x00" + first.Fingerprint + "\x00" + strconv.FormatInt(first.StartsAt.UnixNano(), 10)))
+	id := "inc-" + hex.EncodeToString(sum[:8])
+	mg.mu.RLock()
+	defer mg.mu.RUnlock()
+	for n := 2; mg.incidents[id] != nil || mg.dirty[id]; n++ {
+		id = fmt.Sprintf("inc-%s-%d", hex.EncodeToString(sum[:8]), n)
+	}
+	return id
+}
+
+func alertOf(a *alert.Alert, status string) Alert {
+	out := Alert{
+		Fingerprint:  a.Fingerprint().String(),
+		Status:       status,
+		Labels:       labelMap(a.Labels),
+		Annotations:  labelMap(a.Annotations),
+		StartsAt:     a.StartsAt.UTC(),
+		GeneratorURL: a.GeneratorURL,
+		Expr:         exprOf(a.GeneratorURL),
+	}
+	if status == AlertResolved {
+		end := a.EndsAt.UTC()
+		out.EndsAt = &end
+	}
+	return out
+}
+
+func labelMap(ls model.LabelSet) map[string]string {
+	m := make(map[string]string, len(ls))
+	for k, v := range ls {
+		m[string(k)] = string(v)
+	}
+	return m
+}
+
+// Run checks the auto-resolve and escalation deadlines every
+// CheckInterval until ctx is done.
+func (mg *Manager) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Duration(mg.cfg.CheckInterval))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := mg.CheckDeadlines(ctx); err != nil {
+				mg.logger.Warn("Incident deadlines not checked", "err", err)
+			}
+		}
+	}
+}
+
+// CheckDeadlines resolves the incidents whose quiet period is over and
+// escalates those unacknowledged for EscalateAfter, once.
+func (mg *Manager) CheckDeadlines(ctx context.Context) error {
+	mg.writeMu.Lock()
+	defer mg.writeMu.Unlock()
+	if err := mg.resyncDirty(ctx); err != nil {
+		return err
+	}
+	now := mg.now()
+	mg.mu.RLock()
+	ids := slices.Sorted(maps.Keys(mg.active))
+	mg.mu.RUnlock()
+	var errs []error
+	for _, id := range ids {
+		mg.mu.RLock()
+		cur := mg.incidents[id]
+		mg.mu.RUnlock()
+		t := &tx{st: copyState(cur)}
+		mg.autoResolve(t, now)
+		inc := &t.st.inc
+		if after := time.Duration(mg.cfg.EscalateAfter); after > 0 && inc.Status == StatusOpen &&
+			inc.EscalationLevel == 0 && now.Sub(inc.OpenedAt) >= after {
+			t.add(Event{Type: EventEscalated, Time: now, Actor: SystemActor, Level: 1,
+				Reason: "not acknowledged within " + mg.cfg.EscalateAfter.String()})
+		}
+		if err := mg.commit(ctx, t); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Action is who does something to an incident, and on which version.
+type Action struct {
+	Actor   string
+	Comment string
+	// IfVersion, when not 0, must be the incident's current version
+	// (the REST API's If-Match), or the action fails with ErrStale.
+	IfVersion uint64
+}
+
+// change runs one human (or remediation) action under the write lock:
+// decide returns the events to add to t, or an error.
+func (mg *Manager) change(ctx context.Context, id string, a Action, decide func(t *tx) error) (Incident, error) {
+	mg.writeMu.Lock()
+	defer mg.writeMu.Unlock()
+	if err := mg.resyncDirty(ctx); err != nil {
+		return Incident{}, err
+	}
+	mg.mu.RLock()
+	cur := mg.incidents[id]
+	mg.mu.RUnlock()
+	if cur == nil {
+		return Incident{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if a.IfVersion != 0 && a.IfVersion != cur.inc.Version {
+		return cur.clone(), fmt.Errorf("%w: %s is at version %d, not %d", ErrStale, id, cur.inc.Version, a.IfVersion)
+	}
+	t := &tx{st: copyState(cur)}
+	if err := decide(t); err != nil {
+		return cur.clone(), err
+	}
+	if err := mg.commit(ctx, t); err != nil {
+		return cur.clone(), err
+	}
+	if len(t.evs) == 0 {
+		return cur.clone(), nil
+	}
+	return t.st.clone(), nil
+}
+
+// Acknowledge moves an open incident to acknowledged. Acknowledging an
+// acknowledged incident changes nothing; a resolved one is refused with
+// ErrResolved, so an acknowledgement racing a resolution never undoes it.
+func (mg *Manager) Acknowledge(ctx context.Context, id string, a Action) (Incident, error) {
+	return mg.change(ctx, id, a, func(t *tx) error {
+		switch t.st.inc.Status {
+		case StatusResolved:
+			return fmt.Errorf("%w: %s cannot be acknowledged", ErrResolved, id)
+		case StatusAcknowledged:
+			return nil
+		}
+		t.add(Event{Type: EventAcknowledged, Time: mg.now(), Actor: a.Actor, Comment: a.Comment})
+		return nil
+	})
+}
+
+// Resolve resolves an incident by hand, whatever its alerts say; it stays
+// resolved until a new alert fires in its group (HandleGroup). Resolving
+// a resolved incident changes nothing.
+func (mg *Manager) Resolve(ctx context.Context, id string, a Action) (Incident, error) {
+	return mg.change(ctx, id, a, func(t *tx) error {
+		if t.st.inc.Status == StatusResolved {
+			return nil
+		}
+		t.add(Event{Type: EventResolved, Time: mg.now(), Actor: a.Actor, Comment: a.Comment})
+		return nil
+	})
+}
+
+// Assign sets who is responsible; an empty assignee unassigns. It is
+// allowed in every status (a resolved incident may get an owner for its
+// postmortem) and never changes the status.
+func (mg *Manager) Assign(ctx context.Context, id, assignee string, a Action) (Incident, error) {
+	if len(assignee) > 256 {
+		return Incident{}, fmt.Errorf("%w: assignee: longer than 256 bytes", ErrInvalid)
+	}
+	return mg.change(ctx, id, a, func(t *tx) error {
+		if t.st.inc.Assignee == assignee {
+			return nil
+		}
+		t.add(Event{Type: EventAssigned, Time: mg.now(), Actor: a.Actor, Comment: a.Comment, Assignee: &assignee})
+		return nil
+	})
+}
+
+// MaxNoteBytes bounds a note's text.
+const MaxNoteBytes = 16 << 10
+
+// AddNote appends a note (a.Comment is ignored). Notes are allowed in
+// every status and never change it.
+func (mg *Manager) AddNote(ctx context.Context, id, text string, a Action) (Incident, error) {
+	switch {
+	case text == "":
+		return Incident{}, fmt.Errorf("%w: text: must not be empty", ErrInvalid)
+	case len(text) > MaxNoteBytes:
+		return Incident{}, fmt.Errorf("%w: text: longer than %d bytes", ErrInvalid, MaxNoteBytes)
+	}
+	return mg.change(ctx, id, a, func(t *tx) error {
+		t.add(Event{Type: EventNote, Time: mg.now(), Actor: a.Actor, Comment: text})
+		return nil
+	})
+}
+
+// Escalate raises the escalation level by one. A resolved incident is
+// refused with ErrResolved.
+func (mg *Manager) Escalate(ctx context.Context, id string, a Action) (Incident, error) {
+	return mg.change(ctx, id, a, func(t *tx) error {
+		if t.st.inc.Status == StatusResolved {
+			return fmt.Errorf("%w: %s cannot be escalated", ErrResolved, id)
+		}
+		t.add(Event{Type: EventEscalated, Time: mg.now(), Actor: a.Actor, Comment: a.Comment, Level: t.st.inc.EscalationLevel + 1})
+		return nil
+	})
+}
+
+// RunbookPhase is which end of a runbook run an event reports.
+type RunbookPhase string
+
+// The phases of a runbook run.
+const (
+	RunbookStarted  RunbookPhase = "started"
+	RunbookFinished RunbookPhase = "finished"
+)
+
+// RecordRunbook appends a runbook_started or runbook_finished event; it is
+// what remediation calls. A run's phase recorded before (same RunID) is
+// not recorded again, so retries are safe. It is allowed in every status:
+// a verification may finish after the incident resolved.
+func (mg *Manager) RecordRunbook(ctx context.Context, id string, phase RunbookPhase, rb RunbookEvent, a Action) (Incident, error) {
+	var typ EventType
+	switch phase {
+	case RunbookStarted:
+		typ = EventRunbookStarted
+	case RunbookFinished:
+		typ = EventRunbookFinished
+	default:
+		return Incident{}, fmt.Errorf("%w: phase: must be %q or %q, got %q", ErrInvalid, RunbookStarted, RunbookFinished, phase)
+	}
+	if rb.RunID == "" {
+		return Incident{}, fmt.Errorf("%w: run_id: must not be empty", ErrInvalid)
+	}
+	return mg.change(ctx, id, a, func(t *tx) error {
+		if t.st.runbookSeen(rb.RunID, typ) {
+			return nil
+		}
+		ev := rb
+		t.add(Event{Type: typ, Time: mg.now(), Actor: a.Actor, Comment: a.Comment, Runbook: &ev})
+		return nil
+	})
+}
+
+// RefreshRootCauses ranks the root causes again over the incident's time
+// range (from RootCauseLookback before its first alert to its resolution,
+// or now) and records the ranking.
+func (mg *Manager) RefreshRootCauses(ctx context.Context, id string, a Action) (Incident, error) {
+	if mg.rc == nil {
+		return Incident{}, errors.New("incident: no root-cause ranking configured")
+	}
+	cur, err := mg.Get(id)
+	if err != nil {
+		return Incident{}, err
+	}
+	start := cur.OpenedAt
+	for _, al := range cur.Alerts {
+		if al.StartsAt.Before(start) {
+			start = al.StartsAt
+		}
+	}
+	start = start.Add(-time.Duration(mg.cfg.RootCauseLookback))
+	now := mg.now()
+	end := now
+	if cur.ResolvedAt != nil {
+		end = *cur.ResolvedAt
+	}
+	rc := rankRootCauses(ctx, mg.rc, start, end, mg.cfg.MaxRootCauses, time.Duration(mg.cfg.RootCauseTimeout), now)
+	return mg.change(ctx, id, a, func(t *tx) error {
+		t.add(Event{Type: EventRootCauses, Time: mg.now(), Actor: a.Actor, RootCauses: rc})
+		return nil
+	})
+}
+
+// Get returns an incident's current state.
+func (mg *Manager) Get(id string) (Incident, error) {
+	mg.mu.RLock()
+	defer mg.mu.RUnlock()
+	st := mg.incidents[id]
+	if st == nil {
+		return Incident{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return st.clone(), nil
+}
+
+// Timeline returns an incident's events, oldest first, read from the
+// store.
+func (mg *Manager) Timeline(ctx context.Context, id string) ([]Event, error) {
+	if _, err := mg.Get(id); err != nil {
+		return nil, err
+	}
+	evs, err := mg.readLog(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("incident %s: read timeline: %w", id, err)
+	}
+	return evs, nil
+}
+
+// Query selects incidents for List. Zero fields do not filter.
+type Query struct {
+	Statuses   []Status
+	Services   []string // matches an incident any of whose services is listed
+	Severities []string
+	// Start and End keep incidents active at some time in [Start, End]:
+	// opened at or before End and not resolved before Start.
+	Start, End time.Time
+	// Selectors keep incidents with an alert whose labels match every
+	// matcher of at least one selector.
+	Selectors [][]*labels.Matcher
+	// Limit is the page size; 0 means 100.
+	Limit int
+	// After continues a listing after the incident it names.
+	After *Cursor
+}
+
+// Cursor is a position in the listing order: newest first, by OpenedAt
+// then ID. Incidents opened later sort before every cursor taken earlier,
+// so paging is stable while incidents are being opened.
+type Cursor struct {
+	OpenedAt time.Time
+	ID       string
+}
+
+// List returns the incidents matching q, newest first, and the cursor of
+// the next page (nil on the last page).
+func (mg *Manager) List(q Query) ([]Incident, *Cursor) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	mg.mu.RLock()
+	defer mg.mu.RUnlock()
+	i := len(mg.order)
+	if q.After != nil {
+		i = mg.orderIndex(q.After.OpenedAt, q.After.ID)
+	}
+	var out []Incident
+	for i--; i >= 0; i-- {
+		st := mg.order[i]
+		if !q.matches(st) {
+			continue
+		}
+		if len(out) == limit {
+			last := out[len(out)-1]
+			return out, &Cursor{OpenedAt: last.OpenedAt, ID: last.ID}
+		}
+		out = append(out, st.clone())
+	}
+	return out, nil
+}
+
+func (q *Query) matches(st *state) bool {
+	inc := &st.inc
+	if len(q.Statuses) > 0 && !slices.Contains(q.Statuses, inc.Status) {
+		return false
+	}
+	if len(q.Severities) > 0 && !slices.Contains(q.Severities, inc.Severity) {
+		return false
+	}
+	if len(q.Services) > 0 && !slices.ContainsFunc(inc.Services, func(s string) bool { return slices.Contains(q.Services, s) }) {
+		return false
+	}
+	if !q.End.IsZero() && inc.OpenedAt.After(q.End) {
+		return false
+	}
+	if !q.Start.IsZero() && inc.ResolvedAt != nil && inc.ResolvedAt.Before(q.Start) {
+		return false
+	}
+	if len(q.Selectors) == 0 {
+		return true
+	}
+	for _, a := range st.alerts {
+		for _, sel := range q.Selectors {
+			if matchAll(sel, a.Labels) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func matchAll(ms []*labels.Matcher, ls map[string]string) bool {
+	for _, m := range ms {
+		if !m.Matches(ls[m.Name]) {
+			return false
+		}
+	}
+	return true
+}
