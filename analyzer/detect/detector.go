@@ -147,6 +147,8 @@ type Detector struct {
 	residuals *rollingQuantiles // value - prediction
 	tracks    []*track          // residuals averaged over several spans
 
+	rec *records // how rarely the series reaches a new level
+
 	hold      float64 // decaying record surprise: an event is reported once
 	holdDecay float64
 }
@@ -160,6 +162,7 @@ func New(cfg Config) *Detector {
 		hist:      make([]float64, cfg.History),
 		values:    newRollingQuantiles(cfg.Window),
 		residuals: newRollingQuantiles(cfg.Window),
+		rec:       newRecords(cfg.History),
 	}
 	for _, m := range spans {
 		d.tracks = append(d.tracks, newTrack(m, cfg.Window))
@@ -226,7 +229,7 @@ func (d *Detector) Observe(t time.Time, v float64) Result {
 	pred := d.predict()
 	resid := v - pred
 	pres := d.pointResidual(v, resid)
-	r := d.score(pred, resid, pres)
+	r := d.score(v, pred, resid, pres)
 	if r.Status == Scored {
 		d.finish(&r)
 	}
@@ -331,7 +334,7 @@ func (d *Detector) pointResidual(v, resid float64) float64 {
 	return 0
 }
 
-func (d *Detector) score(pred, resid, pres float64) Result {
+func (d *Detector) score(v, pred, resid, pres float64) Result {
 	res := Result{Status: WarmingUp, Period: d.period, Expected: math.NaN(), Lower: math.NaN(), Upper: math.NaN()}
 	if d.values.len() < d.cfg.WarmUp {
 		return res
@@ -361,7 +364,20 @@ func (d *Detector) score(pred, resid, pres float64) Result {
 	if best < 0 {
 		best = 0
 	}
-	res.Surprise = math.Min(best*d.cfg.Sensitivity, maxSurprise)
+	// Reaching a new level is further evidence, of another kind (how
+	// rarely the series breaks new ground, not how far this point is
+	// from the prediction): Fisher's method combines the two p-values
+	// into one. For T = -log10(p1·p2) the chance of a product that small
+	// is p1·p2·(1 + T·ln 10).
+	if !d.rec.set {
+		d.rec.setGrid(d.values)
+	}
+	t := math.Min(best+d.rec.observe(v), 2*maxSurprise)
+	s := 0.0
+	if t > 0 {
+		s = math.Max(0, t-math.Log10(1+t*math.Ln10))
+	}
+	res.Surprise = math.Min(s*d.cfg.Sensitivity, maxSurprise)
 	return res
 }
 

@@ -243,3 +243,37 @@ func TestSelectNth(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordsRateCalibrated checks that reaching a new level is judged by
+// how often the series does so: a settled series finds it telling, a
+// trending one (new levels all the time) does not.
+func TestRecordsRateCalibrated(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	warm := newRollingQuantiles(576)
+	for i := 0; i < 576; i++ {
+		warm.add(10 + rng.NormFloat64())
+	}
+	settled, trending := newRecords(4096), newRecords(4096)
+	settled.setGrid(warm)
+	trending.setGrid(warm)
+	for i := 0; i < 3000; i++ {
+		settled.observe(10 + rng.NormFloat64())
+		trending.observe(10 + float64(i)*0.01 + rng.NormFloat64())
+	}
+	s := settled.observe(30)
+	tr := trending.observe(10 + 3000*0.01 + 20)
+	if s < 2.5 {
+		t.Errorf("settled series: a new level scored surprise %.2f, want >= 2.5", s)
+	}
+	// The trend reaches a new level about every 100 points: a rate of
+	// 1e-2, against the settled series' ~1e-4.
+	if tr > s-1 {
+		t.Errorf("trending series: a new level scored surprise %.2f, want at least 1 below the settled series' %.2f", tr, s)
+	}
+	if got := settled.observe(10); got != 0 {
+		t.Errorf("a familiar level scored %v, want 0", got)
+	}
+	if got := settled.observe(math.MaxFloat64); math.IsNaN(got) || math.IsInf(got, 0) {
+		t.Errorf("a huge value scored %v", got)
+	}
+}

@@ -9,7 +9,7 @@ import (
 
 // stateVersion changes whenever the snapshot layout or the meaning of the
 // state changes; an older snapshot is then refused rather than misread.
-const stateVersion = 1
+const stateVersion = 2
 
 type trackState struct {
 	Ring []float64 // oldest first
@@ -30,6 +30,14 @@ type state struct {
 	Residuals     []float64
 	Tracks        []trackState
 	Hold          float64
+	Records       recordsState
+}
+
+type recordsState struct {
+	Set          bool
+	Exp          int
+	Lo, Hi       int64
+	Count, Total float64
 }
 
 // MarshalBinary snapshots the detector so that a restarted process
@@ -40,6 +48,7 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 		Deltas: d.deltas.values(), Hist: d.historyOnly(), Period: d.period,
 		SinceSeasonal: d.sinceSeasonal, Values: d.values.values(),
 		Residuals: d.residuals.values(), Hold: d.hold,
+		Records: recordsState{Set: d.rec.set, Exp: d.rec.exp, Lo: d.rec.lo, Hi: d.rec.hi, Count: d.rec.count, Total: d.rec.total},
 	}
 	if d.n > 0 {
 		st.LastT = d.lastT.UnixNano()
@@ -85,6 +94,8 @@ func Restore(b []byte) (*Detector, error) {
 		d.histLen++
 	}
 	d.period, d.sinceSeasonal, d.hold = st.Period, st.SinceSeasonal, st.Hold
+	r := st.Records
+	d.rec.set, d.rec.exp, d.rec.lo, d.rec.hi, d.rec.count, d.rec.total = r.Set, r.Exp, r.Lo, r.Hi, r.Count, r.Total
 	for _, v := range st.Values {
 		d.values.add(v)
 	}
