@@ -1,9 +1,11 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -200,6 +202,7 @@ func (s *Store) commit(ctx context.Context, b *batch) error {
 		s.series.add(keys)
 	}
 	if len(b.fps) > 0 {
+		b.sortFloats()
 		err := s.insertChunks(ctx, s.t.samples, "fingerprint, timestamp, value, start_timestamp", len(b.fps),
 			func(lo, hi int) []any { return []any{b.fps[lo:hi], b.ts[lo:hi], b.vals[lo:hi], b.sts[lo:hi]} })
 		if err != nil {
@@ -207,6 +210,7 @@ func (s *Store) commit(ctx context.Context, b *batch) error {
 		}
 	}
 	if len(b.hfps) > 0 {
+		b.sortHistograms()
 		err := s.insertChunks(ctx, s.t.histograms, "fingerprint, timestamp, start_timestamp, histogram", len(b.hfps),
 			func(lo, hi int) []any { return []any{b.hfps[lo:hi], b.hts[lo:hi], b.hsts[lo:hi], b.hdata[lo:hi]} })
 		if err != nil {
@@ -214,6 +218,67 @@ func (s *Store) commit(ctx context.Context, b *batch) error {
 		}
 	}
 	return s.saveMetadata(ctx, b.meta.pending)
+}
+
+// rowOrder returns the permutation that sorts rows by (fingerprint,
+// timestamp), or nil when they are sorted already. ClickHouse sorts every
+// inserted block by the table's key; 18.16 does that slowly enough that
+// sorting here makes inserts several times faster (1M rows: 4.5 s
+// unsorted, 1.2 s sorted, on the development machine).
+func rowOrder(fps []uint64, ts []int64) []int32 {
+	sorted := true
+	for i := 1; i < len(fps); i++ {
+		if fps[i] < fps[i-1] || (fps[i] == fps[i-1] && ts[i] < ts[i-1]) {
+			sorted = false
+			break
+		}
+	}
+	if sorted {
+		return nil
+	}
+	type key struct {
+		fp uint64
+		ts int64
+		i  int32
+	}
+	keys := make([]key, len(fps))
+	for i := range fps {
+		keys[i] = key{fps[i], ts[i], int32(i)}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		switch {
+		case a.fp != b.fp:
+			return cmp.Compare(a.fp, b.fp)
+		case a.ts != b.ts:
+			return cmp.Compare(a.ts, b.ts)
+		}
+		return cmp.Compare(a.i, b.i)
+	})
+	order := make([]int32, len(keys))
+	for i, k := range keys {
+		order[i] = k.i
+	}
+	return order
+}
+
+func permute[T any](s []T, order []int32) []T {
+	out := make([]T, len(s))
+	for i, j := range order {
+		out[i] = s[j]
+	}
+	return out
+}
+
+func (b *batch) sortFloats() {
+	if order := rowOrder(b.fps, b.ts); order != nil {
+		b.fps, b.ts, b.vals, b.sts = permute(b.fps, order), permute(b.ts, order), permute(b.vals, order), permute(b.sts, order)
+	}
+}
+
+func (b *batch) sortHistograms() {
+	if order := rowOrder(b.hfps, b.hts); order != nil {
+		b.hfps, b.hts, b.hsts, b.hdata = permute(b.hfps, order), permute(b.hts, order), permute(b.hsts, order), permute(b.hdata, order)
+	}
 }
 
 func (s *Store) insertSeries(ctx context.Context, series []pendingSeries) error {

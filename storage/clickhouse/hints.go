@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/value"
@@ -139,7 +138,7 @@ func computeHints(sr *series, prev *prevSample) error {
 		if i > 0 {
 			prevTS = sr.hts[i-1]
 		}
-		floatBetween := floatIn(sr.ts, prevTS, sr.hts[i])
+		floatBetween := sr.floatBetween(prevTS, sr.hts[i])
 		switch {
 		case cur.CounterResetHint == histogram.GaugeType:
 			sr.hints[i] = histogram.GaugeType
@@ -152,12 +151,6 @@ func computeHints(sr *series, prev *prevSample) error {
 		lastInt, haveLast = isInt, true
 	}
 	return nil
-}
-
-// floatIn reports whether a float sample lies strictly between a and b.
-func floatIn(ts []int64, a, b int64) bool {
-	i := sort.Search(len(ts), func(i int) bool { return ts[i] > a })
-	return i < len(ts) && ts[i] < b
 }
 
 // continues reports whether the TSDB would append cur to the chunk that

@@ -17,6 +17,9 @@ import (
 // seconds, a database costs milliseconds.
 var server *chtest.Server
 
+// afterAll holds clean-ups of state shared by several benchmarks.
+var afterAll []func()
+
 func TestMain(m *testing.M) {
 	srv, stop, err := chtest.StartMain()
 	if err != nil {
@@ -25,6 +28,9 @@ func TestMain(m *testing.M) {
 	}
 	server = srv
 	code := m.Run()
+	for i := len(afterAll) - 1; i >= 0; i-- {
+		afterAll[i]()
+	}
 	stop()
 	os.Exit(code)
 }

@@ -188,7 +188,7 @@ func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamp
 	for _, info := range infos {
 		sr := &series{ls: info.ls}
 		if floats != nil {
-			sr.ts, sr.vals, sr.sts = floats.forSeries(info.fp)
+			sr.segs = floats.forSeries(info.fp)
 		}
 		if hists != nil {
 			sr.hts, sr.hsts, sr.hdata = hists.forSeries(info.fp)
@@ -203,7 +203,7 @@ func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamp
 		// read too; count only what is returned.
 		n := 0
 		for _, sr := range out {
-			n += len(sr.ts) + len(sr.hts)
+			n += sr.numFloats() + len(sr.hts)
 		}
 		if n > s.cfg.MaxSamples {
 			return nil, s.tooManySamples(matchers, start, end)

@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -24,55 +25,67 @@ import (
 // overlapping runs (out-of-order writes or replayed duplicates not yet
 // merged away) are sorted and de-duplicated.
 
-// run is a stretch of rows of one series with increasing timestamps.
+// floatChunkRows is the size of one chunk of the flat float columns.
+// Columns grow by whole chunks, so a large result is never copied to grow,
+// and runs end at chunk boundaries.
+const floatChunkRows = 1 << 16
+
+// run is a stretch of rows of one series with increasing timestamps,
+// within one chunk.
 type run struct {
 	fp         uint64
-	start, end int // row indexes [start, end)
+	chunk      int32
+	start, end int32 // row indexes [start, end) in the chunk
 }
 
 // runIndex groups runs by fingerprint.
 type runIndex struct {
-	runs   []run
-	byFP   map[uint64][]int32 // indexes into runs; nil entry when single
-	single map[uint64]int32
+	runs  []run
+	multi map[uint64][]int32 // fingerprints with several runs: indexes into runs
+	first map[uint64]int32   // every fingerprint: its first run
 }
 
 func (ri *runIndex) finish() {
-	ri.single = make(map[uint64]int32, len(ri.runs))
+	ri.first = make(map[uint64]int32, len(ri.runs))
 	for i, r := range ri.runs {
-		if j, ok := ri.single[r.fp]; ok {
-			if ri.byFP == nil {
-				ri.byFP = map[uint64][]int32{}
-			}
-			if ri.byFP[r.fp] == nil {
-				ri.byFP[r.fp] = []int32{j}
-			}
-			ri.byFP[r.fp] = append(ri.byFP[r.fp], int32(i))
+		j, ok := ri.first[r.fp]
+		if !ok {
+			ri.first[r.fp] = int32(i)
 			continue
 		}
-		ri.single[r.fp] = int32(i)
+		if ri.multi == nil {
+			ri.multi = map[uint64][]int32{}
+		}
+		if ri.multi[r.fp] == nil {
+			ri.multi[r.fp] = []int32{j}
+		}
+		ri.multi[r.fp] = append(ri.multi[r.fp], int32(i))
 	}
 }
 
 // of returns the runs of a fingerprint.
 func (ri *runIndex) of(fp uint64) []run {
-	if idx, ok := ri.byFP[fp]; ok {
+	if idx, ok := ri.multi[fp]; ok {
 		out := make([]run, len(idx))
 		for i, j := range idx {
 			out[i] = ri.runs[j]
 		}
 		return out
 	}
-	if j, ok := ri.single[fp]; ok {
+	if j, ok := ri.first[fp]; ok {
 		return []run{ri.runs[j]}
 	}
 	return nil
 }
 
-// sampleColumns holds the float samples of one Select.
-type sampleColumns struct {
+type floatChunk struct {
 	ts, sts []int64
 	vals    []float64
+}
+
+// sampleColumns holds the float samples of one Select.
+type sampleColumns struct {
+	chunks []*floatChunk
 	runIndex
 }
 
@@ -92,73 +105,129 @@ AND timestamp >= %d AND timestamp <= %d`, s.t.samples, s.t.series, where, kindFl
 		v         float64
 		lastT     int64
 		runStart  = -1
+		chunk     *floatChunk
+		total     int
 	)
 	dest := []any{&fp, &t, &v, &st}
 	limit := s.cfg.MaxSamples
+	closeRun := func(n int) {
+		if runStart >= 0 {
+			c.runs = append(c.runs, run{fp: curFP, chunk: int32(len(c.chunks) - 1), start: int32(runStart), end: int32(n)})
+		}
+	}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, s.wrap("select samples", err)
 		}
-		n := len(c.ts)
-		if runStart < 0 || fp != curFP || t <= lastT {
-			if runStart >= 0 {
-				c.runs = append(c.runs, run{fp: curFP, start: runStart, end: n})
+		if chunk == nil || len(chunk.ts) == floatChunkRows {
+			if chunk != nil {
+				closeRun(len(chunk.ts))
+				runStart = -1
 			}
+			chunk = &floatChunk{
+				ts:   make([]int64, 0, floatChunkRows),
+				sts:  make([]int64, 0, floatChunkRows),
+				vals: make([]float64, 0, floatChunkRows),
+			}
+			c.chunks = append(c.chunks, chunk)
+		}
+		n := len(chunk.ts)
+		if runStart < 0 || fp != curFP || t <= lastT {
+			closeRun(n)
 			runStart, curFP = n, fp
 		}
 		lastT = t
-		c.ts = append(c.ts, t)
-		c.vals = append(c.vals, v)
-		c.sts = append(c.sts, st)
+		chunk.ts = append(chunk.ts, t)
+		chunk.vals = append(chunk.vals, v)
+		chunk.sts = append(chunk.sts, st)
+		total++
 		// The exact check happens on what is returned; this one stops a
 		// runaway read early. Rows of series that fail the Go-side
 		// matcher check are few, so twice the limit is a safe bound.
-		if limit > 0 && n >= 2*limit {
+		if limit > 0 && total > 2*limit {
 			return nil, s.tooManySamples(matchers, start, end)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("select samples", err)
 	}
-	if runStart >= 0 {
-		c.runs = append(c.runs, run{fp: curFP, start: runStart, end: len(c.ts)})
+	if chunk != nil {
+		closeRun(len(chunk.ts))
 	}
 	c.finish()
 	return c, nil
 }
 
-// forSeries returns the samples of one series, sorted by timestamp and
-// without duplicate timestamps.
-func (c *sampleColumns) forSeries(fp uint64) (ts []int64, vals []float64, sts []int64) {
+// floatSeg is a stretch of float samples of one series, sorted by
+// timestamp; a series' segments follow each other in time.
+type floatSeg struct {
+	ts, sts []int64
+	vals    []float64
+}
+
+func (c *sampleColumns) seg(r run) floatSeg {
+	ch := c.chunks[r.chunk]
+	return floatSeg{ts: ch.ts[r.start:r.end:r.end], sts: ch.sts[r.start:r.end:r.end], vals: ch.vals[r.start:r.end:r.end]}
+}
+
+// forSeries returns the float samples of one series as segments in time
+// order, without duplicate timestamps. Runs that follow each other are
+// used in place; only overlapping runs (out-of-order writes, or replayed
+// duplicates not merged yet) are merged into a new segment.
+func (c *sampleColumns) forSeries(fp uint64) []floatSeg {
 	runs := c.of(fp)
-	switch len(runs) {
-	case 0:
-		return nil, nil, nil
-	case 1:
-		r := runs[0]
-		return c.ts[r.start:r.end:r.end], c.vals[r.start:r.end:r.end], c.sts[r.start:r.end:r.end]
+	if len(runs) == 0 {
+		return nil
 	}
-	sortRuns(runs, c.ts)
-	n := 0
-	for _, r := range runs {
-		n += r.end - r.start
+	segs := make([]floatSeg, len(runs))
+	for i, r := range runs {
+		segs[i] = c.seg(r)
 	}
-	ts, vals, sts = make([]int64, 0, n), make([]float64, 0, n), make([]int64, 0, n)
-	if !runsOverlap(runs, c.ts) {
-		for _, r := range runs {
-			ts = append(ts, c.ts[r.start:r.end]...)
-			vals = append(vals, c.vals[r.start:r.end]...)
-			sts = append(sts, c.sts[r.start:r.end]...)
+	if len(segs) == 1 {
+		return segs
+	}
+	slices.SortStableFunc(segs, func(a, b floatSeg) int { return cmp.Compare(a.ts[0], b.ts[0]) })
+	overlap := false
+	for i := 1; i < len(segs); i++ {
+		if segs[i-1].ts[len(segs[i-1].ts)-1] >= segs[i].ts[0] {
+			overlap = true
+			break
 		}
-		return ts, vals, sts
 	}
-	idx := mergeRuns(runs, c.ts)
-	for _, i := range idx {
-		ts = append(ts, c.ts[i])
-		vals = append(vals, c.vals[i])
-		sts = append(sts, c.sts[i])
+	if !overlap {
+		return segs
 	}
-	return ts, vals, sts
+	return []floatSeg{mergeSegs(segs)}
+}
+
+// mergeSegs merges sorted segments into one, keeping the first sample
+// read of each timestamp. Duplicates come from at-least-once replays and
+// carry the same value.
+func mergeSegs(segs []floatSeg) floatSeg {
+	type ref struct{ seg, i int32 }
+	n := 0
+	for _, sg := range segs {
+		n += len(sg.ts)
+	}
+	refs := make([]ref, 0, n)
+	for si, sg := range segs {
+		for i := range sg.ts {
+			refs = append(refs, ref{int32(si), int32(i)})
+		}
+	}
+	slices.SortStableFunc(refs, func(a, b ref) int { return cmp.Compare(segs[a.seg].ts[a.i], segs[b.seg].ts[b.i]) })
+	out := floatSeg{ts: make([]int64, 0, n), sts: make([]int64, 0, n), vals: make([]float64, 0, n)}
+	for _, r := range refs {
+		sg := segs[r.seg]
+		t := sg.ts[r.i]
+		if len(out.ts) > 0 && out.ts[len(out.ts)-1] == t {
+			continue
+		}
+		out.ts = append(out.ts, t)
+		out.sts = append(out.sts, sg.sts[r.i])
+		out.vals = append(out.vals, sg.vals[r.i])
+	}
+	return out
 }
 
 func sortRuns(runs []run, ts []int64) {
@@ -169,7 +238,7 @@ func sortRuns(runs []run, ts []int64) {
 		case ts[a.start] > ts[b.start]:
 			return 1
 		}
-		return a.start - b.start
+		return int(a.start - b.start)
 	})
 }
 
@@ -189,7 +258,7 @@ func runsOverlap(runs []run, ts []int64) bool {
 func mergeRuns(runs []run, ts []int64) []int {
 	var idx []int
 	for _, r := range runs {
-		for i := r.start; i < r.end; i++ {
+		for i := int(r.start); i < int(r.end); i++ {
 			idx = append(idx, i)
 		}
 	}
@@ -239,7 +308,7 @@ AND timestamp >= %d AND timestamp <= %d`, s.t.histograms, s.t.series, where, kin
 		n := len(c.ts)
 		if runStart < 0 || fp != curFP || t <= lastT {
 			if runStart >= 0 {
-				c.runs = append(c.runs, run{fp: curFP, start: runStart, end: n})
+				c.runs = append(c.runs, run{fp: curFP, start: int32(runStart), end: int32(n)})
 			}
 			runStart, curFP = n, fp
 		}
@@ -255,7 +324,7 @@ AND timestamp >= %d AND timestamp <= %d`, s.t.histograms, s.t.series, where, kin
 		return nil, s.wrap("select histograms", err)
 	}
 	if runStart >= 0 {
-		c.runs = append(c.runs, run{fp: curFP, start: runStart, end: len(c.ts)})
+		c.runs = append(c.runs, run{fp: curFP, start: int32(runStart), end: int32(len(c.ts))})
 	}
 	c.finish()
 	return c, nil
@@ -276,7 +345,7 @@ func (c *histColumns) forSeries(fp uint64) (ts, sts []int64, data [][]byte) {
 		idx = mergeRuns(runs, c.ts)
 	} else {
 		for _, r := range runs {
-			for i := r.start; i < r.end; i++ {
+			for i := int(r.start); i < int(r.end); i++ {
 				idx = append(idx, i)
 			}
 		}
@@ -290,13 +359,11 @@ func (c *histColumns) forSeries(fp uint64) (ts, sts []int64, data [][]byte) {
 	return ts, sts, data
 }
 
-// series is one selected series with its samples; floats and histograms
-// are separate sorted columns merged by the iterator.
+// series is one selected series with its samples: float segments in
+// time order and a histogram column, merged by the iterator.
 type series struct {
 	ls    labels.Labels
-	ts    []int64
-	vals  []float64
-	sts   []int64
+	segs  []floatSeg
 	hts   []int64
 	hsts  []int64
 	hdata [][]byte
@@ -305,6 +372,26 @@ type series struct {
 }
 
 func (s *series) Labels() labels.Labels { return s.ls }
+
+func (s *series) numFloats() int {
+	n := 0
+	for _, sg := range s.segs {
+		n += len(sg.ts)
+	}
+	return n
+}
+
+// floatBetween reports whether a float sample lies strictly between a and b.
+func (s *series) floatBetween(a, b int64) bool {
+	for _, sg := range s.segs {
+		if len(sg.ts) == 0 || sg.ts[len(sg.ts)-1] <= a {
+			continue
+		}
+		i := sort.Search(len(sg.ts), func(i int) bool { return sg.ts[i] > a })
+		return sg.ts[i] < b
+	}
+	return false
+}
 
 func (s *series) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 	if si, ok := it.(*seriesIterator); ok {
@@ -322,27 +409,42 @@ func (s *series) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 // the float wins and the histogram is skipped.
 type seriesIterator struct {
 	s      *series
-	fi, hi int // next candidates
+	fs, fi int // next float candidate: segment and index in it
+	hi     int // next histogram candidate
 	cur    chunkenc.ValueType
-	ci     int // index of the current sample in its column
+	cs, ci int // current sample: segment (floats) and index
 	err    error
 }
 
 func (it *seriesIterator) reset(s *series) {
-	*it = seriesIterator{s: s, ci: -1}
+	*it = seriesIterator{s: s}
+	it.skipEmpty()
 }
 
-// pick selects the sample at fi/hi with the smaller timestamp.
+// skipEmpty moves the float candidate past exhausted segments.
+func (it *seriesIterator) skipEmpty() {
+	for it.fs < len(it.s.segs) && it.fi >= len(it.s.segs[it.fs].ts) {
+		it.fs++
+		it.fi = 0
+	}
+}
+
+// pick makes the earlier of the two candidates the current sample.
 func (it *seriesIterator) pick() chunkenc.ValueType {
 	s := it.s
-	hasF, hasH := it.fi < len(s.ts), it.hi < len(s.hts)
+	hasF, hasH := it.fs < len(s.segs), it.hi < len(s.hts)
+	var ft int64
+	if hasF {
+		ft = s.segs[it.fs].ts[it.fi]
+	}
 	switch {
-	case hasF && (!hasH || s.ts[it.fi] <= s.hts[it.hi]):
-		if hasH && s.ts[it.fi] == s.hts[it.hi] {
+	case hasF && (!hasH || ft <= s.hts[it.hi]):
+		if hasH && ft == s.hts[it.hi] {
 			it.hi++
 		}
-		it.ci, it.cur = it.fi, chunkenc.ValFloat
+		it.cs, it.ci, it.cur = it.fs, it.fi, chunkenc.ValFloat
 		it.fi++
+		it.skipEmpty()
 	case hasH:
 		it.ci = it.hi
 		it.hi++
@@ -372,13 +474,23 @@ func (it *seriesIterator) Seek(t int64) chunkenc.ValueType {
 		return it.cur
 	}
 	s := it.s
-	it.fi += sort.Search(len(s.ts)-it.fi, func(i int) bool { return s.ts[it.fi+i] >= t })
+	// Skip whole segments that end before t, then search within one.
+	for it.fs < len(s.segs) {
+		sg := s.segs[it.fs]
+		if sg.ts[len(sg.ts)-1] >= t {
+			it.fi += sort.Search(len(sg.ts)-it.fi, func(i int) bool { return sg.ts[it.fi+i] >= t })
+			break
+		}
+		it.fs++
+		it.fi = 0
+	}
 	it.hi += sort.Search(len(s.hts)-it.hi, func(i int) bool { return s.hts[it.hi+i] >= t })
 	return it.pick()
 }
 
 func (it *seriesIterator) At() (int64, float64) {
-	return it.s.ts[it.ci], it.s.vals[it.ci]
+	sg := it.s.segs[it.cs]
+	return sg.ts[it.ci], sg.vals[it.ci]
 }
 
 func (it *seriesIterator) AtHistogram(h *histogram.Histogram) (int64, *histogram.Histogram) {
@@ -409,14 +521,14 @@ func (it *seriesIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64,
 
 func (it *seriesIterator) AtT() int64 {
 	if it.cur == chunkenc.ValFloat {
-		return it.s.ts[it.ci]
+		return it.s.segs[it.cs].ts[it.ci]
 	}
 	return it.s.hts[it.ci]
 }
 
 func (it *seriesIterator) AtST() int64 {
 	if it.cur == chunkenc.ValFloat {
-		return it.s.sts[it.ci]
+		return it.s.segs[it.cs].sts[it.ci]
 	}
 	return it.s.hsts[it.ci]
 }

@@ -142,6 +142,12 @@ func baseSchema(t tables, f features) []string {
 	create := func(table string, columns []string, engine string) string {
 		return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s\n) ENGINE = %s", table, strings.Join(columns, ",\n\t"), engine)
 	}
+	// A series has a few thousand samples a day; granules of 2048 rows
+	// (instead of 8192) make a selective query read a quarter of the
+	// rows for a primary index that is still small (about 8 bytes per
+	// 1000 samples). Measured on 18.16: 44 of 10,000 series over 6 h,
+	// median 42 ms at 8192, 32 ms at 2048, 29 ms at 1024.
+	const granularity = " SETTINGS index_granularity = 2048"
 	const (
 		dayMs    = "86400000"
 		dayNs    = "86400000000000"
@@ -162,14 +168,14 @@ func baseSchema(t tables, f features) []string {
 			col(f, "timestamp", "Int64", "DoubleDelta, ZSTD(1)"),
 			col(f, "value", "Float64", "Gorilla, ZSTD(1)"),
 			col(f, "start_timestamp", "Int64", "DoubleDelta, ZSTD(1)"),
-		}, "ReplacingMergeTree() PARTITION BY intDiv(timestamp, "+dayMs+") ORDER BY (fingerprint, timestamp)"),
+		}, "ReplacingMergeTree() PARTITION BY intDiv(timestamp, "+dayMs+") ORDER BY (fingerprint, timestamp)"+granularity),
 
 		create(t.histograms, []string{
 			col(f, "fingerprint", "UInt64", "DoubleDelta, ZSTD(1)"),
 			col(f, "timestamp", "Int64", "DoubleDelta, ZSTD(1)"),
 			col(f, "start_timestamp", "Int64", "DoubleDelta, ZSTD(1)"),
 			col(f, "histogram", "String", "ZSTD(1)"),
-		}, "ReplacingMergeTree() PARTITION BY intDiv(timestamp, "+dayMs+") ORDER BY (fingerprint, timestamp)"),
+		}, "ReplacingMergeTree() PARTITION BY intDiv(timestamp, "+dayMs+") ORDER BY (fingerprint, timestamp)"+granularity),
 
 		create(t.metadata, []string{
 			"metric_family String",

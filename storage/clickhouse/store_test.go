@@ -765,3 +765,30 @@ func TestMetricMetadata(t *testing.T) {
 		t.Errorf("updated metadata: %v", md)
 	}
 }
+
+// TestOutOfOrderCommits writes one series in commits that overlap in time
+// and repeat samples; reads get one sorted sample per timestamp.
+func TestOutOfOrderCommits(t *testing.T) {
+	s := openStore(t)
+	ls := labels.FromStrings("__name__", "m")
+	for _, batch := range [][]int64{{5000, 6000}, {1000, 2000, 3000}, {3000, 4000, 7000}, {2000}} {
+		app := s.AppenderV2(ctx)
+		for _, ts := range batch {
+			if _, err := app.Append(0, ls, 0, ts, float64(ts), nil, nil, promstorage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		commit(t, app)
+	}
+	got, _ := readAll(t, newQuerier(t, s, 0, 10000), nil, eq("__name__", "m"))
+	var ts []int64
+	for _, smp := range got[ls.String()] {
+		if smp.f != float64(smp.t) {
+			t.Errorf("sample at %d has value %v", smp.t, smp.f)
+		}
+		ts = append(ts, smp.t)
+	}
+	if want := []int64{1000, 2000, 3000, 4000, 5000, 6000, 7000}; !slices.Equal(ts, want) {
+		t.Errorf("got %v, want %v", ts, want)
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -267,7 +269,7 @@ func TestCounterResetHints(t *testing.T) {
 			h(6, histogram.GaugeType),
 			h(7, histogram.UnknownCounterReset), // after a gauge
 		},
-		ts: []int64{55},
+		segs: []floatSeg{{ts: []int64{55}, vals: []float64{1}, sts: []int64{0}}},
 	}
 	if err := computeHints(sr, &prevSample{hasHist: true, histTS: 0, hist: h(0.5, histogram.UnknownCounterReset)}); err != nil {
 		t.Fatal(err)
@@ -280,5 +282,54 @@ func TestCounterResetHints(t *testing.T) {
 		if sr.hints[i] != want[i] {
 			t.Errorf("sample %d: hint %v, want %v", i, sr.hints[i], want[i])
 		}
+	}
+}
+
+func TestIteratorOverSegments(t *testing.T) {
+	seg := func(ts ...int64) floatSeg {
+		sg := floatSeg{ts: ts, vals: make([]float64, len(ts)), sts: make([]int64, len(ts))}
+		for i, t := range ts {
+			sg.vals[i] = float64(t) / 10
+		}
+		return sg
+	}
+	hist := encodeHistogram(nil, &histogram.Histogram{Count: 1, Sum: 1})
+	sr := &series{
+		segs:  []floatSeg{seg(10, 20), seg(30), seg(50, 60)},
+		hts:   []int64{25, 40, 60, 70},
+		hsts:  []int64{0, 0, 0, 0},
+		hdata: [][]byte{hist, hist, hist, hist},
+	}
+	var got []int64
+	it := sr.Iterator(nil)
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		if vt == chunkenc.ValFloat {
+			if ts, v := it.At(); v != float64(ts)/10 {
+				t.Errorf("float at %d has value %v", ts, v)
+			}
+		}
+		got = append(got, it.AtT())
+	}
+	// The histogram at 60 loses to the float at 60.
+	if want := []int64{10, 20, 25, 30, 40, 50, 60, 70}; !slices.Equal(got, want) {
+		t.Errorf("Next order %v, want %v", got, want)
+	}
+	for _, tc := range []struct {
+		seek, at int64
+		vt       chunkenc.ValueType
+	}{{0, 10, chunkenc.ValFloat}, {21, 25, chunkenc.ValHistogram}, {26, 30, chunkenc.ValFloat}, {31, 40, chunkenc.ValHistogram},
+		{45, 50, chunkenc.ValFloat}, {60, 60, chunkenc.ValFloat}, {61, 70, chunkenc.ValHistogram}} {
+		it := sr.Iterator(it)
+		if vt := it.Seek(tc.seek); vt != tc.vt || it.AtT() != tc.at {
+			t.Errorf("Seek(%d) = %v at %d, want %v at %d", tc.seek, vt, it.AtT(), tc.vt, tc.at)
+		}
+	}
+	it = sr.Iterator(it)
+	if it.Seek(71) != chunkenc.ValNone || it.Next() != chunkenc.ValNone {
+		t.Error("iterator not exhausted after seeking past the end")
+	}
+	merged := mergeSegs([]floatSeg{seg(10, 30, 50), seg(20, 30, 40)})
+	if !slices.Equal(merged.ts, []int64{10, 20, 30, 40, 50}) {
+		t.Errorf("mergeSegs = %v", merged.ts)
 	}
 }
