@@ -383,6 +383,7 @@ func translation(t storeexporter.TranslationConfig) map[string]any {
 		"promote_scope_metadata":               t.PromoteScopeMetadata,
 		"disable_target_info":                  t.DisableTargetInfo,
 		"lookback_delta":                       t.LookbackDelta.String(),
+		"cache_series":                         t.CacheSeries,
 	}
 }
 

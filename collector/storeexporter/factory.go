@@ -63,6 +63,12 @@ type TranslationConfig struct {
 	// LookbackDelta spaces target_info samples (half of it apart); it
 	// should match the query engine's lookback delta. Default 5m.
 	LookbackDelta time.Duration `mapstructure:"lookback_delta" yaml:"lookback_delta"`
+	// CacheSeries bounds the translation cache, in Prometheus series per
+	// generation (at most twice as many are held): the translator's
+	// output is remembered per OTLP series identity and reused for its
+	// later points. 0 means DefaultCacheSeries; negative turns the cache
+	// off, so that every point goes through the translator.
+	CacheSeries int `mapstructure:"cache_series" yaml:"cache_series"`
 }
 
 var strategies = []otlptranslator.TranslationStrategyOption{
@@ -306,7 +312,7 @@ func (f *factory) newExporter(set exporter.Settings, cfg component.Config) (*sto
 		e.getStore = func(context.Context) (storage.Store, error) { return st, nil }
 		e.release = func() error { return nil }
 	}
-	e.settings = common.Translation.Settings()
+	e.translation = common.Translation
 	return e, common, nil
 }
 
@@ -345,12 +351,12 @@ func (f *factory) createTraces(ctx context.Context, set exporter.Settings, cfg c
 }
 
 type storeExporter struct {
-	getStore func(context.Context) (storage.Store, error)
-	release  func() error
-	settings prw.Settings
-	metrics  *obs.Metrics
-	logger   *slog.Logger
-	name     string
+	getStore    func(context.Context) (storage.Store, error)
+	release     func() error
+	translation TranslationConfig
+	metrics     *obs.Metrics
+	logger      *slog.Logger
+	name        string
 
 	writerOnce sync.Once
 	writer     *MetricsWriter
@@ -362,7 +368,7 @@ func (e *storeExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) err
 		return e.failed(obs.SignalMetrics, err)
 	}
 	e.writerOnce.Do(func() {
-		e.writer = NewMetricsWriter(st, e.settings, e.metrics, e.logger, e.name)
+		e.writer = NewMetricsWriter(st, e.translation, e.metrics, e.logger, e.name)
 	})
 	start := time.Now()
 	n := md.DataPointCount()

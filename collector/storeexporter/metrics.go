@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"github.com/prometheus/prometheus/util/annotations"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
@@ -24,20 +25,34 @@ import (
 type MetricsWriter struct {
 	dst      promstorage.AppendableV2
 	settings prw.Settings
-	metrics  *obs.Metrics
-	logger   *slog.Logger
-	exporter string
+	// partSettings convert parts of a request: target_info is made for
+	// whole resources only (see memo.go).
+	partSettings prw.Settings
+	metrics      *obs.Metrics
+	logger       *slog.Logger
+	exporter     string
 
 	// Converters keep label caches between requests; pooling them is what
 	// Prometheus's own OTLP handler does.
 	converters sync.Pool
+	// cache remembers the translator's output per series; nil when
+	// translation.cache_series is negative.
+	cache *seriesCache
 }
 
 // NewMetricsWriter returns a writer appending to dst with the given
-// translator settings. exporter names the writer in self-metrics.
-func NewMetricsWriter(dst promstorage.AppendableV2, settings prw.Settings, m *obs.Metrics, logger *slog.Logger, exporter string) *MetricsWriter {
-	w := &MetricsWriter{dst: dst, settings: settings, metrics: m, logger: logger, exporter: exporter}
+// translation configuration. exporter names the writer in self-metrics.
+func NewMetricsWriter(dst promstorage.AppendableV2, cfg TranslationConfig, m *obs.Metrics, logger *slog.Logger, exporter string) *MetricsWriter {
+	settings := cfg.Settings()
+	w := &MetricsWriter{dst: dst, settings: settings, partSettings: settings, metrics: m, logger: logger, exporter: exporter}
+	w.partSettings.DisableTargetInfo = true
 	w.converters.New = func() any { return prw.NewPrometheusConverter(nil) }
+	switch {
+	case cfg.CacheSeries == 0:
+		w.cache = newSeriesCache(DefaultCacheSeries)
+	case cfg.CacheSeries > 0:
+		w.cache = newSeriesCache(cfg.CacheSeries)
+	}
 	return w
 }
 
@@ -53,11 +68,17 @@ func (w *MetricsWriter) WriteMetrics(ctx context.Context, md pmetric.Metrics) er
 	defer cancel()
 
 	app := &appender{AppenderV2: w.dst.AppenderV2(ctx), cancel: cancel}
-	conv := w.converters.Get().(*prw.PrometheusConverter)
-	conv.Reset(app)
-	annots, convErr := conv.FromMetrics(ctx, md, w.settings)
-	conv.Reset(nil)
-	w.converters.Put(conv)
+	var annots annotations.Annotations
+	var convErr error
+	if w.cache != nil {
+		annots, convErr = w.translateMemo(ctx, app, md)
+	} else {
+		conv := w.converters.Get().(*prw.PrometheusConverter)
+		conv.Reset(app)
+		annots, convErr = conv.FromMetrics(ctx, md, w.settings)
+		conv.Reset(nil)
+		w.converters.Put(conv)
+	}
 
 	if app.err != nil {
 		_ = app.Rollback()

@@ -19,6 +19,11 @@ import (
 //
 //	go test ./collector/storeexporter -run '^$' -bench WriteMetrics
 func BenchmarkWriteMetrics(b *testing.B) {
+	b.Run("cached", func(b *testing.B) { benchWriteMetrics(b, TranslationConfig{}) })
+	b.Run("translator", func(b *testing.B) { benchWriteMetrics(b, TranslationConfig{CacheSeries: -1}) })
+}
+
+func benchWriteMetrics(b *testing.B, tc TranslationConfig) {
 	cfg := embedded.DefaultConfig()
 	cfg.DataDir = b.TempDir()
 	store, err := embedded.Open(cfg, nil, nil)
@@ -26,7 +31,7 @@ func BenchmarkWriteMetrics(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer store.Close()
-	w := NewMetricsWriter(store, TranslationConfig{}.Settings(), obs.NewUnregistered(), slog.New(slog.DiscardHandler), "bench")
+	w := NewMetricsWriter(store, tc, obs.NewUnregistered(), slog.New(slog.DiscardHandler), "bench")
 	const series = 10_000
 	start := time.Now().Add(-time.Hour)
 	batch := func(round int) pmetric.Metrics {
