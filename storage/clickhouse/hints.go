@@ -53,47 +53,39 @@ func (s *Store) loadPrevious(ctx context.Context, where string, start int64) (ma
 		}
 		return p
 	}
+	// One round trip: the last histogram of each histogram series, and
+	// the last float of those that also have floats.
 	histFPs := fmt.Sprintf("SELECT fingerprint FROM %s WHERE %s AND bitAnd(kinds, %d) != 0", s.t.series, where, kindHistogram)
-	q := fmt.Sprintf(`SELECT fingerprint, max(timestamp), argMax(histogram, timestamp) FROM %s
-WHERE fingerprint IN (%s) AND timestamp < %d AND timestamp >= %d GROUP BY fingerprint`,
-		s.t.histograms, histFPs, start, start-prevLookback)
-	rows, err := s.conn.Query(ctx, q)
-	if err != nil {
-		return nil, s.wrap("select previous histograms", err)
-	}
-	var (
-		fp   uint64
-		ts   int64
-		data []byte
-	)
-	for rows.Next() {
-		if err := rows.Scan(&fp, &ts, &data); err != nil {
-			rows.Close()
-			return nil, s.wrap("select previous histograms", err)
-		}
-		p := get(fp)
-		p.histTS, p.hist, p.hasHist = ts, data, true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("select previous histograms", err)
-	}
-	// Floats matter only for series that have both kinds.
-	q = fmt.Sprintf(`SELECT fingerprint, max(timestamp) FROM %s
+	q := fmt.Sprintf(`SELECT 1 AS is_hist, fingerprint, max(timestamp), argMax(histogram, timestamp) FROM %s
+WHERE fingerprint IN (%s) AND timestamp < %d AND timestamp >= %d GROUP BY fingerprint
+UNION ALL
+SELECT 0 AS is_hist, fingerprint, max(timestamp), '' FROM %s
 WHERE fingerprint IN (%s) AND fingerprint IN (SELECT fingerprint FROM %s WHERE %s AND bitAnd(kinds, %d) != 0)
 AND timestamp < %d AND timestamp >= %d GROUP BY fingerprint`,
+		s.t.histograms, histFPs, start, start-prevLookback,
 		s.t.samples, histFPs, s.t.series, where, kindFloat, start, start-prevLookback)
-	rows, err = s.conn.Query(ctx, q)
+	rows, err := s.conn.Query(ctx, q)
 	if err != nil {
 		return nil, s.wrap("select previous samples", err)
 	}
 	defer rows.Close()
+	var (
+		isHist uint8
+		fp     uint64
+		ts     int64
+		data   []byte
+	)
+	dest := []any{&isHist, &fp, &ts, &data}
 	for rows.Next() {
-		if err := rows.Scan(&fp, &ts); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, s.wrap("select previous samples", err)
 		}
 		p := get(fp)
-		p.floatTS, p.hasFloat = ts, true
+		if isHist == 1 {
+			p.histTS, p.hist, p.hasHist = ts, data, true
+		} else {
+			p.floatTS, p.hasFloat = ts, true
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("select previous samples", err)
