@@ -79,13 +79,6 @@ func (c *seriesCache) add(keys []seriesKey) {
 	}
 }
 
-// clear forgets everything; used when a commit's outcome is unknown.
-func (c *seriesCache) clear() {
-	c.mu.Lock()
-	c.m = map[seriesKey]struct{}{}
-	c.mu.Unlock()
-}
-
 // batch is what one appender collects until Commit: columns ready for
 // ClickHouse's columnar insert, plus the series rows this process has not
 // written yet.

@@ -41,7 +41,11 @@ func testConfig(t testing.TB) Config {
 	cfg := DefaultConfig()
 	cfg.Addresses = []string{server.NativeAddr()}
 	cfg.Database = server.NewDatabase(t)
-	cfg.Compression = "none"
+	if c := os.Getenv("AIOPS_TEST_CLICKHOUSE_COMPRESSION"); c != "" {
+		cfg.Compression = c
+	} else {
+		cfg.Compression = "none"
+	}
 	cfg.ReadTimeout = model.Duration(30 * time.Second)
 	// Test data is mostly near the epoch, which retention relative to now
 	// would drop at once; the retention tests turn it on.
