@@ -38,6 +38,7 @@ import (
 	"github.com/aiops-dev/aiops/collector/kafkareceiver"
 	"github.com/aiops-dev/aiops/collector/storeexporter"
 	"github.com/aiops-dev/aiops/storage"
+	"github.com/aiops-dev/aiops/storage/clickhouse"
 )
 
 // Deps are what the collector takes from the process.
@@ -323,6 +324,10 @@ func (c *Collector) otelConfig() map[string]any {
 			"translation":      translation(cfg.Translation),
 			"sending_queue":    queue,
 			"retry_on_failure": retry,
+			"write_through": map[string]any{
+				"enabled":    role != RoleIngester && c.writeThrough(),
+				"slow_write": cfg.Queue.SlowWrite.String(),
+			},
 		}
 	}
 
@@ -362,6 +367,19 @@ func (c *Collector) otelConfig() map[string]any {
 		conf["extensions"] = extensions
 	}
 	return conf
+}
+
+// writeThrough tells whether metrics go straight to the process's store
+// (see QueueConfig.WriteThrough).
+func (c *Collector) writeThrough() bool {
+	switch c.cfg.Queue.WriteThrough {
+	case WriteThroughOn:
+		return true
+	case WriteThroughOff:
+		return false
+	}
+	_, batched := c.deps.Store.(*clickhouse.Store)
+	return !batched
 }
 
 func topics(cfg Config) map[string]any {

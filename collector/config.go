@@ -115,7 +115,25 @@ type QueueConfig struct {
 	// large cost in throughput; without it a process crash loses nothing
 	// but a machine crash may.
 	FSync bool `yaml:"fsync"`
+	// WriteThrough is auto (default), on or off. On, metrics are written
+	// to the store in the receiver's call while the store takes them, and
+	// only what it cannot take (down, or slower than SlowWrite) goes
+	// through the queue. Auto is on for the process's store unless it is
+	// ClickHouse, which wants few large inserts: there every request goes
+	// through the queue, which forms batches. Logs and spans always go
+	// through the queue.
+	WriteThrough string `yaml:"write_through"`
+	// SlowWrite is the latency budget of a write-through write: after a
+	// slower one, requests go through the queue until it has caught up.
+	SlowWrite time.Duration `yaml:"slow_write"`
 }
+
+// Write-through settings.
+const (
+	WriteThroughAuto = "auto"
+	WriteThroughOn   = "on"
+	WriteThroughOff  = "off"
+)
 
 // KafkaConfig configures the Kafka exporter (collector role) and receiver
 // (ingester role).
@@ -185,7 +203,7 @@ func DefaultConfig() Config {
 			SpikeLimitPercentage: 20,
 		},
 		Batch: BatchConfig{FlushTimeout: 200 * time.Millisecond, MinSize: 10_000, MaxSize: 20_000},
-		Queue: QueueConfig{MaxItems: 5_000_000, Consumers: 2},
+		Queue: QueueConfig{MaxItems: 5_000_000, Consumers: 2, WriteThrough: WriteThroughAuto, SlowWrite: time.Second},
 		Kafka: KafkaConfig{
 			Topics:          kafkaotlp.DefaultTopics(),
 			GroupID:         "aiops-ingester",
@@ -368,6 +386,14 @@ func (c QueueConfig) validate() error {
 	}
 	if c.Consumers <= 0 {
 		return fmt.Errorf("consumers: must be > 0, got %d", c.Consumers)
+	}
+	switch c.WriteThrough {
+	case "", WriteThroughAuto, WriteThroughOn, WriteThroughOff:
+	default:
+		return fmt.Errorf("write_through: want auto, on or off, got %q", c.WriteThrough)
+	}
+	if c.SlowWrite < 0 {
+		return fmt.Errorf("slow_write: must be >= 0, got %s", c.SlowWrite)
 	}
 	if c.Dir != "" {
 		if fi, err := os.Stat(c.Dir); err == nil && !fi.IsDir() {

@@ -137,12 +137,17 @@ type Config struct {
 	Queue                        configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
 	Retry                        configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
 	Translation                  TranslationConfig                                        `mapstructure:"translation"`
+	// WriteThrough applies to metrics with a sending queue.
+	WriteThrough WriteThroughConfig `mapstructure:"write_through"`
 }
 
 // Validate is called by the collector when it loads the configuration.
 func (c *Config) Validate() error {
 	if err := c.Translation.Validate(); err != nil {
 		return fmt.Errorf("translation::%w", err)
+	}
+	if err := c.WriteThrough.Validate(); err != nil {
+		return fmt.Errorf("write_through::%w", err)
 	}
 	return nil
 }
@@ -197,6 +202,7 @@ func defaultConfig() Config {
 		TimeoutConfig: timeout,
 		Queue:         configoptional.Default(queue),
 		Retry:         retry,
+		WriteThrough:  WriteThroughConfig{SlowWrite: time.Second},
 	}
 }
 
@@ -331,7 +337,22 @@ func (f *factory) createMetrics(ctx context.Context, set exporter.Settings, cfg 
 	if err != nil {
 		return nil, err
 	}
-	return exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics, f.options(e, c)...)
+	if !c.WriteThrough.Enabled || !c.Queue.HasValue() {
+		return exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics, f.options(e, c)...)
+	}
+	wt := newWriteThroughMetrics(e, c.WriteThrough, c.TimeoutConfig.Timeout)
+	queued, err := exporterhelper.NewMetrics(ctx, set, cfg, func(ctx context.Context, md pmetric.Metrics) error {
+		err := e.pushMetrics(ctx, md)
+		if err == nil || consumererror.IsPermanent(err) {
+			wt.written(int64(md.DataPointCount()))
+		}
+		return err
+	}, f.options(e, c)...)
+	if err != nil {
+		return nil, err
+	}
+	wt.Metrics = queued
+	return wt, nil
 }
 
 func (f *factory) createLogs(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {

@@ -51,6 +51,9 @@ type Metrics struct {
 	ExportFailures *prometheus.CounterVec
 	// ExportDuration observes successful writes, by signal.
 	ExportDuration *prometheus.HistogramVec
+	// Spilled counts items a write-through exporter put into its queue
+	// because the store failed or was slow (see docs/COLLECTOR.md).
+	Spilled *prometheus.CounterVec
 
 	// StoredSamples counts Prometheus samples appended by the translator
 	// (a histogram data point becomes many samples).
@@ -96,6 +99,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Duration of successful writes of one batch to the destination.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 		}, []string{"signal", "exporter"}),
+		Spilled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "spilled_items_total",
+			Help: "Items a write-through exporter queued instead of writing at once, because the store failed or was slow.",
+		}, []string{"signal", "exporter"}),
 		StoredSamples: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "stored_samples_total",
 			Help: "Prometheus samples appended by the OTLP translator and committed.",
@@ -138,7 +145,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"topic"}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.Received, m.Stored, m.Refused, m.ExportFailures, m.ExportDuration,
+		m.Received, m.Stored, m.Refused, m.ExportFailures, m.ExportDuration, m.Spilled,
 		m.StoredSamples, m.RejectedSamples, m.TranslationWarnings,
 		m.KafkaProduced, m.KafkaProducedBytes, m.KafkaConsumed, m.KafkaMalformed,
 		m.KafkaCommitted, m.KafkaCommitFailures, m.KafkaLag,
