@@ -288,3 +288,43 @@ func sweep(p prepared, prof Profile) Result {
 	}
 	return best
 }
+
+// ScoreAt scores the corpus at a fixed threshold instead of sweeping for
+// the best one: what a threshold chosen elsewhere (on other files, say)
+// earns here. Normalized uses this corpus's windows.
+func ScoreAt(files []FileScores, windows map[string][]Window, prof Profile, threshold float64) (Result, error) {
+	p, err := prepare(files, windows)
+	if err != nil {
+		return Result{}, err
+	}
+	c := prof.Cost
+	nullRaw := -c.FN * float64(p.windows)
+	res := Result{Profile: prof.Name, Threshold: threshold}
+	best := make([]float64, p.windows)
+	hit := make([]bool, p.windows)
+	raw := nullRaw
+	for _, pt := range p.points {
+		if pt.score < threshold {
+			break // sorted by score, highest first
+		}
+		if pt.window < 0 {
+			raw += c.FP * pt.worth
+			res.FP++
+			continue
+		}
+		switch {
+		case !hit[pt.window]:
+			raw += c.FN + c.TP*pt.worth
+			best[pt.window], hit[pt.window] = pt.worth, true
+			res.TP++
+		case pt.worth > best[pt.window]:
+			raw += c.TP * (pt.worth - best[pt.window])
+			best[pt.window] = pt.worth
+		}
+	}
+	res.Raw, res.FN = raw, p.windows-res.TP
+	if perfect := c.TP * float64(p.windows); perfect != nullRaw {
+		res.Normalized = 100 * (raw - nullRaw) / (perfect - nullRaw)
+	}
+	return res, nil
+}

@@ -76,3 +76,46 @@ func TestScoreRejectsUnknownFile(t *testing.T) {
 		t.Fatalf("want an error naming the file, got %v", err)
 	}
 }
+
+// TestScoreAtMatchesSweep checks that scoring at the threshold the sweep
+// chose gives the sweep's result, on a reference detector's files.
+func TestScoreAtMatchesSweep(t *testing.T) {
+	windows, err := LoadWindows(filepath.Join(sharedNAB, "windows.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := DataFiles(sharedNAB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []FileScores
+	for _, name := range names {
+		dir, file := filepath.Split(name)
+		ts, sc, err := ReadScores(filepath.Join(sharedNAB, "results", "numenta", dir, "numenta_"+file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, FileScores{Name: name, Times: ts, Scores: sc})
+	}
+	res, err := Score(files, windows, Profiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		at, err := ScoreAt(files, windows, Profiles[i], r.Threshold)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(at.Raw-r.Raw) > 1e-9 || at.TP != r.TP || at.FP != r.FP || at.FN != r.FN {
+			t.Errorf("%s: ScoreAt(%v) = %+v, sweep %+v", r.Profile, r.Threshold, at, r)
+		}
+		// A higher threshold cannot detect more.
+		hi, err := ScoreAt(files, windows, Profiles[i], r.Threshold+0.01)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hi.TP+hi.FP > at.TP+at.FP || hi.Raw > r.Raw+1e-9 {
+			t.Errorf("%s: at %v: %+v, at the sweep's threshold %+v", r.Profile, r.Threshold+0.01, hi, r)
+		}
+	}
+}

@@ -22,20 +22,27 @@ type nabCommand struct {
 	corpus  string
 	out     string
 	verbose bool
+	scores  string
+	loco    bool
 }
 
 func newNABCommand(app *kingpin.Application) *nabCommand {
 	c := &nabCommand{}
 	c.cmd = app.Command("nab", "Run the anomaly detector over a corpus in NAB's layout (DIR/data/<category>/<file>.csv) and score it when DIR has windows.json.")
 	c.cmd.Flag("corpus", "Corpus directory holding data/ (and optionally windows.json, profiles.json).").Required().StringVar(&c.corpus)
-	c.cmd.Flag("out", "Directory for <category>/<name>.csv result files.").Required().StringVar(&c.out)
+	c.cmd.Flag("out", "Directory for <category>/<name>.csv result files (required unless --scores).").StringVar(&c.out)
 	c.cmd.Flag("verbose", "Print per-file detections and misses.").BoolVar(&c.verbose)
+	c.cmd.Flag("scores", "Score existing result files from this directory (<category>/<name>.csv or NAB's <category>/<detector>_<name>.csv) instead of running the detector; --out is then not written.").StringVar(&c.scores)
+	c.cmd.Flag("loco", "Also report leave-one-category-out scores: each category scored at the threshold chosen on the other categories.").BoolVar(&c.loco)
 	return c
 }
 
 func (c *nabCommand) fullCommand() string { return c.cmd.FullCommand() }
 
 func (c *nabCommand) run(ctx context.Context, stdout, stderr io.Writer) error {
+	if c.out == "" && c.scores == "" {
+		return errors.New("nab: --out is required unless --scores is given")
+	}
 	names, err := nab.DataFiles(c.corpus)
 	if err != nil {
 		return err
@@ -49,6 +56,15 @@ func (c *nabCommand) run(ctx context.Context, stdout, stderr io.Writer) error {
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if c.scores != "" {
+			f, err := readResultFile(c.scores, name)
+			if err != nil {
+				return err
+			}
+			files = append(files, f)
+			points += len(f.Times)
+			continue
 		}
 		s, err := nab.ReadSeries(filepath.Join(c.corpus, "data", filepath.FromSlash(name)))
 		if err != nil {
@@ -70,7 +86,10 @@ func (c *nabCommand) run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	// Throughput per CPU second of the detector, so that a busy machine
 	// does not make the detector look slow.
-	pps := float64(points) / cpu.Seconds()
+	pps := 0.0
+	if cpu > 0 {
+		pps = float64(points) / cpu.Seconds()
+	}
 	fmt.Fprintf(stdout, "scored %d files, %d points: detector %v CPU, %v wall\n", len(files), points, cpu.Round(time.Millisecond), elapsed.Round(time.Millisecond))
 
 	windows, err := nab.LoadWindows(filepath.Join(c.corpus, "windows.json"))
@@ -99,6 +118,11 @@ func (c *nabCommand) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if c.verbose && len(results) > 0 {
 		nab.Explain(stdout, files, windows, profiles[0], results[0].Threshold)
 	}
+	if c.loco {
+		if err := leaveOneCategoryOut(stdout, files, windows, profiles); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(stdout, "NAB %s points_per_s=%.0f\n", strings.Join(parts, " "), pps)
 	return nil
 }
@@ -110,4 +134,70 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// readResultFile reads the scores for data file name (category/file.csv)
+// from dir: dir/category/file.csv, or NAB's dir/category/<detector>_file.csv.
+func readResultFile(dir, name string) (nab.FileScores, error) {
+	path := filepath.Join(dir, filepath.FromSlash(name))
+	if _, err := os.Stat(path); err != nil {
+		cat, file := filepath.Split(filepath.FromSlash(name))
+		m, _ := filepath.Glob(filepath.Join(dir, cat, "*_"+file))
+		if len(m) != 1 {
+			return nab.FileScores{}, fmt.Errorf("scores for %s: want %s or one %s, found %d", name, path, filepath.Join(dir, cat, "*_"+file), len(m))
+		}
+		path = m[0]
+	}
+	ts, sc, err := nab.ReadScores(path)
+	if err != nil {
+		return nab.FileScores{}, err
+	}
+	return nab.FileScores{Name: name, Times: ts, Scores: sc}, nil
+}
+
+// leaveOneCategoryOut scores each category at the threshold chosen on the
+// other categories and pools the held-out results: does a score mean the
+// same in a kind of data the threshold was not chosen on?
+func leaveOneCategoryOut(w io.Writer, files []nab.FileScores, windows map[string][]nab.Window, profiles []nab.Profile) error {
+	byCat := map[string][]nab.FileScores{}
+	var cats []string
+	for _, f := range files {
+		cat, _, _ := strings.Cut(f.Name, "/")
+		if _, ok := byCat[cat]; !ok {
+			cats = append(cats, cat)
+		}
+		byCat[cat] = append(byCat[cat], f)
+	}
+	var parts []string
+	for _, prof := range profiles {
+		var raw, null, perfect float64
+		var tp, fp, fn int
+		for _, cat := range cats {
+			var rest []nab.FileScores
+			for _, o := range cats {
+				if o != cat {
+					rest = append(rest, byCat[o]...)
+				}
+			}
+			chosen, err := nab.Score(rest, windows, []nab.Profile{prof})
+			if err != nil {
+				return err
+			}
+			r, err := nab.ScoreAt(byCat[cat], windows, prof, chosen[0].Threshold)
+			if err != nil {
+				return err
+			}
+			n := float64(r.TP + r.FN)
+			raw += r.Raw
+			null -= prof.Cost.FN * n
+			perfect += prof.Cost.TP * n
+			tp, fp, fn = tp+r.TP, fp+r.FP, fn+r.FN
+			fmt.Fprintf(w, "loco %-20s %-22s threshold=%.6f raw=%8.4f tp=%d fp=%d fn=%d\n", prof.Name, cat, chosen[0].Threshold, r.Raw, r.TP, r.FP, r.FN)
+		}
+		norm := 100 * (raw - null) / (perfect - null)
+		fmt.Fprintf(w, "loco %-20s pooled score=%8.4f raw=%9.4f tp=%d fp=%d fn=%d\n", prof.Name, norm, raw, tp, fp, fn)
+		parts = append(parts, fmt.Sprintf("%s=%.4f", prof.Name, norm))
+	}
+	fmt.Fprintf(w, "LOCO %s\n", strings.Join(parts, " "))
+	return nil
 }

@@ -131,6 +131,35 @@ func TestNABSharedSplit(t *testing.T) {
 	t.Log(m[0])
 }
 
+// TestNABScoresAndLOCO scores NAB's own result files for HTM with
+// --scores and checks the published figure, and that --loco reports the
+// pooled held-out score below the in-sample one.
+func TestNABScoresAndLOCO(t *testing.T) {
+	corpus := "../../../shared/nab"
+	var stdout, stderr bytes.Buffer
+	args := []string{"nab", "--corpus", corpus, "--scores", filepath.Join(corpus, "results", "numenta"), "--loco"}
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	m := nabLine.FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("no summary line in:\n%s", stdout.String())
+	}
+	if m[1] != "75.5187" {
+		t.Errorf("HTM standard=%s, published 75.5187", m[1])
+	}
+	l := locoLine.FindStringSubmatch(stdout.String())
+	if l == nil {
+		t.Fatalf("no LOCO line in:\n%s", stdout.String())
+	}
+	// 74.05 is also what an independent throwaway harness found earlier.
+	if l[1] != "74.0499" {
+		t.Errorf("HTM leave-one-category-out standard=%s, want 74.0499", l[1])
+	}
+}
+
+var locoLine = regexp.MustCompile(`(?m)^LOCO standard=(\S+) reward_low_FP_rate=(\S+) reward_low_FN_rate=(\S+)$`)
+
 func readAll(t *testing.T, path string) [][]string {
 	t.Helper()
 	f, err := os.Open(path)
