@@ -51,6 +51,9 @@ var (
 	ErrStale = errors.New("incident has changed")
 	// ErrInvalid marks an action with invalid arguments.
 	ErrInvalid = errors.New("invalid")
+	// ErrNoRootCauser refuses a root-cause refresh when the Manager has
+	// no RootCauser.
+	ErrNoRootCauser = errors.New("incident: no root-cause ranking configured")
 )
 
 // Deps are what the Manager runs on.
@@ -780,7 +783,7 @@ func (mg *Manager) RecordRunbook(ctx context.Context, id string, phase RunbookPh
 // or now) and records the ranking.
 func (mg *Manager) RefreshRootCauses(ctx context.Context, id string, a Action) (Incident, error) {
 	if mg.rc == nil {
-		return Incident{}, errors.New("incident: no root-cause ranking configured")
+		return Incident{}, ErrNoRootCauser
 	}
 	cur, err := mg.Get(id)
 	if err != nil {

@@ -1,0 +1,317 @@
+// Package incidents serves the REST API for incident data under /api/v1/:
+// incidents (list, get, timeline, acknowledge, resolve, assign, notes,
+// escalate, root causes), alerts (of an incident, and current), silences,
+// anomalies and capacity forecasts, with its OpenAPI 3 document at
+// /api/v1/openapi.json. See docs/API.md.
+//
+// The paths sit beside Prometheus's query API under the same prefix and
+// never take one of its routes. Authentication and scopes are the auth
+// middleware's (GET needs read, POST write); the principal it puts in the
+// request context is the actor of every change.
+package incidents
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	promstorage "github.com/prometheus/prometheus/storage"
+	"sigs.k8s.io/yaml"
+
+	"github.com/prometheus/alertmanager/silence"
+
+	"github.com/aiops-dev/aiops/alerting/alertmanager"
+	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/storage"
+)
+
+// Prefix is where every route of this API lives.
+const Prefix = "/api/v1"
+
+// Incidents is what the API needs of the incident manager
+// (*incident.Manager).
+type Incidents interface {
+	List(q incident.Query) ([]incident.Incident, *incident.Cursor)
+	Get(id string) (incident.Incident, error)
+	Timeline(ctx context.Context, id string) ([]incident.Event, error)
+	Acknowledge(ctx context.Context, id string, a incident.Action) (incident.Incident, error)
+	Resolve(ctx context.Context, id string, a incident.Action) (incident.Incident, error)
+	Assign(ctx context.Context, id, assignee string, a incident.Action) (incident.Incident, error)
+	AddNote(ctx context.Context, id, text string, a incident.Action) (incident.Incident, error)
+	Escalate(ctx context.Context, id string, a incident.Action) (incident.Incident, error)
+	RefreshRootCauses(ctx context.Context, id string, a incident.Action) (incident.Incident, error)
+}
+
+// Alertmanager is what the API needs of the embedded Alertmanager
+// (*alertmanager.Alertmanager, from alerting.Alerting.Alertmanager()).
+type Alertmanager interface {
+	ListAlerts(ctx context.Context, f alertmanager.AlertFilter) ([]alertmanager.AlertInfo, error)
+	Silences() *silence.Silences
+}
+
+// Options are what the API serves from.
+type Options struct {
+	// Incidents is required.
+	Incidents Incidents
+	// Alertmanager serves the alert and silence routes; without it they
+	// answer 503.
+	Alertmanager Alertmanager
+	// Events holds the analyzer's anomaly events; without it
+	// /api/v1/anomalies answers 503.
+	Events storage.EventStore
+	// Queryable holds the forecast series; without it /api/v1/forecasts
+	// answers 503.
+	Queryable promstorage.Queryable
+	Logger    *slog.Logger
+	// Now is the clock for default time ranges; nil means time.Now.
+	Now func() time.Time
+}
+
+// API is the handler.
+type API struct {
+	opts    Options
+	logger  *slog.Logger
+	now     func() time.Time
+	mux     *http.ServeMux
+	openapi []byte
+}
+
+// route is one endpoint; routes() is the one list that both registers the
+// handlers and is checked against the OpenAPI document.
+type route struct {
+	method, path string
+	handle       func(w http.ResponseWriter, r *http.Request)
+}
+
+func (a *API) routes() []route {
+	return []route{
+		{http.MethodGet, "/api/v1/incidents", a.listIncidents},
+		{http.MethodGet, "/api/v1/incidents/{id}", a.getIncident},
+		{http.MethodGet, "/api/v1/incidents/{id}/timeline", a.timeline},
+		{http.MethodGet, "/api/v1/incidents/{id}/alerts", a.incidentAlerts},
+		{http.MethodPost, "/api/v1/incidents/{id}/acknowledge", a.acknowledge},
+		{http.MethodPost, "/api/v1/incidents/{id}/resolve", a.resolve},
+		{http.MethodPost, "/api/v1/incidents/{id}/assign", a.assign},
+		{http.MethodPost, "/api/v1/incidents/{id}/notes", a.addNote},
+		{http.MethodPost, "/api/v1/incidents/{id}/escalate", a.escalate},
+		{http.MethodPost, "/api/v1/incidents/{id}/root_causes", a.refreshRootCauses},
+		{http.MethodGet, "/api/v1/current_alerts", a.currentAlerts},
+		{http.MethodGet, "/api/v1/silences", a.listSilences},
+		{http.MethodPost, "/api/v1/silences", a.createSilence},
+		{http.MethodGet, "/api/v1/silences/{id}", a.getSilence},
+		{http.MethodPost, "/api/v1/silences/{id}/expire", a.expireSilence},
+		{http.MethodGet, "/api/v1/anomalies", a.listAnomalies},
+		{http.MethodGet, "/api/v1/forecasts", a.listForecasts},
+		{http.MethodGet, "/api/v1/openapi.json", a.serveOpenAPI},
+	}
+}
+
+//go:embed openapi.yaml
+var openapiYAML []byte
+
+// New builds the API.
+func New(o Options) (*API, error) {
+	if o.Incidents == nil {
+		return nil, errors.New("incidents api: Options.Incidents is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	doc, err := yaml.YAMLToJSON(openapiYAML)
+	if err != nil {
+		return nil, fmt.Errorf("incidents api: openapi.yaml: %w", err)
+	}
+	a := &API{opts: o, logger: o.Logger, now: o.Now, mux: http.NewServeMux(), openapi: doc}
+	for _, rt := range a.routes() {
+		a.mux.HandleFunc(rt.method+" "+rt.path, rt.handle)
+	}
+	// Anything else under our paths (a wrong method, an unknown sub-path)
+	// answers in the API's error format rather than the mux's text.
+	for _, p := range a.Patterns() {
+		a.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			var allow []string
+			for _, rt := range a.routes() {
+				if pathMatches(rt.path, r.URL.Path) {
+					allow = append(allow, rt.method)
+				}
+			}
+			if len(allow) > 0 {
+				w.Header().Set("Allow", strings.Join(allow, ", "))
+				writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "",
+					fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+				return
+			}
+			writeError(w, http.StatusNotFound, "not_found", "", "no such endpoint: "+r.URL.Path)
+		})
+	}
+	return a, nil
+}
+
+// pathMatches reports whether path fits the route pattern's segments.
+func pathMatches(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i := range ps {
+		if strings.HasPrefix(ps[i], "{") {
+			if xs[i] == "" {
+				return false
+			}
+			continue
+		}
+		if ps[i] != xs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Handler serves every route of the API.
+func (a *API) Handler() http.Handler { return a.mux }
+
+// Patterns are the ServeMux patterns to mount Handler at, one exact and
+// one subtree pattern per top-level path ("/api/v1/incidents" and
+// "/api/v1/incidents/"). They are more specific than a "/api/v1/"
+// catch-all for Prometheus's query API, and take none of its routes.
+func (a *API) Patterns() []string {
+	var out []string
+	for _, rt := range a.routes() {
+		rest := strings.TrimPrefix(rt.path, Prefix+"/")
+		top := Prefix + "/" + strings.SplitN(rest, "/", 2)[0]
+		if !slices.Contains(out, top) {
+			out = append(out, top)
+			if !strings.Contains(top, ".") {
+				out = append(out, top+"/")
+			}
+		}
+	}
+	return out
+}
+
+// Mount registers Handler on mux at every pattern of Patterns.
+func (a *API) Mount(mux *http.ServeMux) {
+	for _, p := range a.Patterns() {
+		mux.Handle(p, a.mux)
+	}
+}
+
+// OpenAPI returns the OpenAPI 3 document as JSON.
+func (a *API) OpenAPI() []byte { return slices.Clone(a.openapi) }
+
+func (a *API) serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(a.openapi)
+}
+
+// apiError is the error body: the shape of Prometheus's API errors (which
+// the auth middleware's 401/403 answers share), plus the offending field.
+type apiError struct {
+	Status    string `json:"status"`
+	ErrorType string `json:"errorType"`
+	Error     string `json:"error"`
+	Field     string `json:"field,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, field, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(apiError{Status: "error", ErrorType: code, Error: msg, Field: field})
+}
+
+// fieldError is a 400 naming the parameter, header or body field at fault.
+type fieldError struct {
+	field, msg string
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+
+func badField(field, format string, args ...any) error {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// fail writes err with the status its kind calls for.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var fe *fieldError
+	switch {
+	case errors.As(err, &fe):
+		writeError(w, http.StatusBadRequest, "invalid", fe.field, fe.Error())
+	case errors.Is(err, incident.ErrInvalid):
+		field, _, _ := strings.Cut(strings.TrimPrefix(err.Error(), incident.ErrInvalid.Error()+": "), ":")
+		writeError(w, http.StatusBadRequest, "invalid", field, err.Error())
+	case errors.Is(err, incident.ErrNotFound), errors.Is(err, silence.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "", err.Error())
+	case errors.Is(err, incident.ErrStale):
+		writeError(w, http.StatusConflict, "stale", "If-Match", err.Error())
+	case errors.Is(err, incident.ErrResolved):
+		writeError(w, http.StatusConflict, "conflict", "", err.Error())
+	case errors.Is(err, errUnavailable), errors.Is(err, storage.ErrUnavailable), errors.Is(err, incident.ErrNoRootCauser):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "", err.Error())
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+		writeError(w, 499, "canceled", "", err.Error())
+	default:
+		a.logger.Error("Incidents API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "", err.Error())
+	}
+}
+
+var errUnavailable = errors.New("not available in this process")
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// maxBody bounds a request body; a note is the largest thing sent.
+const maxBody = 64 << 10
+
+// decodeBody reads a JSON object into v, refusing unknown fields and
+// trailing data with a 400 that names the field. An empty body is an
+// empty object.
+func decodeBody(r *http.Request, v any) error {
+	if r.Body == nil || r.ContentLength == 0 {
+		return nil
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return badField("Content-Type", "must be application/json, got %q", ct)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var (
+			typeErr *json.UnmarshalTypeError
+			maxErr  *http.MaxBytesError
+		)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.As(err, &typeErr):
+			return badField(typeErr.Field, "must be a %s", typeErr.Type)
+		case errors.As(err, &maxErr):
+			return badField("body", "larger than %d bytes", maxBody)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return badField(name, "unknown field")
+		}
+		return badField("body", "not a JSON object: %v", err)
+	}
+	if dec.More() {
+		return badField("body", "trailing data after the JSON object")
+	}
+	return nil
+}
