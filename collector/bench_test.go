@@ -6,11 +6,27 @@ import (
 	"testing"
 )
 
-var benchPoints = flag.Int("bench.points", 2_000_000, "points per BenchIngest run")
+var (
+	benchPoints       = flag.Int("bench.points", 2_000_000, "points per BenchIngest run")
+	benchCacheSeries  = flag.Int("bench.cache_series", 0, "collector.translation.cache_series (-1: every point through the translator)")
+	benchWriteThrough = flag.String("bench.write_through", WriteThroughAuto, "collector.queue.write_through: auto, on or off")
+)
+
+// benchConfig is the collector configuration of the ingest benchmarks;
+// the flags above select the steps to compare.
+func benchConfig() *Config {
+	cfg := DefaultConfig()
+	cfg.Translation.CacheSeries = *benchCacheSeries
+	cfg.Queue.WriteThrough = *benchWriteThrough
+	return &cfg
+}
 
 // BenchmarkIngestEmbedded measures OTLP points/s into the embedded store:
 //
 //	go test ./collector -run '^$' -bench IngestEmbedded -benchtime 1x -count 5
+//
+// -bench.cache_series=-1 and -bench.write_through=off measure without the
+// translation cache and the write-through path.
 func BenchmarkIngestEmbedded(b *testing.B) {
 	for _, persistent := range []bool{true, false} {
 		name := "memory-queue"
@@ -20,7 +36,7 @@ func BenchmarkIngestEmbedded(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			for range b.N {
 				store := openEmbedded(b, b.TempDir())
-				opts := BenchOptions{Store: store, Points: *benchPoints}
+				opts := BenchOptions{Store: store, Points: *benchPoints, Config: benchConfig()}
 				if persistent {
 					opts.QueueDir = b.TempDir()
 				}

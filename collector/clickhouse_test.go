@@ -230,6 +230,7 @@ func BenchmarkIngestClickHouse(b *testing.B) {
 		res, err := BenchIngest(context.Background(), BenchOptions{
 			Store:     store,
 			Points:    *benchPoints,
+			Config:    benchConfig(),
 			QueueDir:  b.TempDir(),
 			DiskBytes: ClickHouseDiskBytes([]string{srv.NativeAddr()}, db, "default", ""),
 		})

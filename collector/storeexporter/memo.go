@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/prometheus/otlptranslator"
@@ -344,16 +345,59 @@ func (r *request) convertMisses(me *metricEntry, want int) ([]recorded, bool) {
 	return recs, true
 }
 
-// lookup fills r.entries with the cached entries of r.keys (nil where
-// none); callers verify them.
-func (r *request) lookup() {
-	r.entries = r.entries[:0]
+// resolve fills r.entries with the cache entry of each of a metric's n
+// points that valid accepts, nil for the others, which it lists in
+// r.misses; r.keys holds the keys of the misses, for caching them.
+//
+// A client sends a metric's points in the same order every time, so the
+// entry at the same position in the metric's last request is tried first:
+// verifying it is all it costs, no hashing, no map. Other points are
+// looked up by key. Either way valid decides, so the position is only a
+// guess and never a source of labels.
+func (r *request) resolve(me *metricEntry, n int, key func(int) uint64, valid func(int, *seriesEntry) bool) {
+	r.entries = slices.Grow(r.entries[:0], n)[:n]
+	r.keys = slices.Grow(r.keys[:0], n)[:n]
+	var prev []*seriesEntry
+	if p := me.last.Load(); p != nil {
+		prev = *p
+	}
+	r.misses = r.misses[:0]
+	for i := range n {
+		if i < len(prev) && prev[i] != nil && valid(i, prev[i]) {
+			r.entries[i] = prev[i]
+			continue
+		}
+		r.entries[i] = nil
+		r.keys[i] = key(i)
+		r.misses = append(r.misses, i)
+	}
+	if len(r.misses) == 0 {
+		return
+	}
 	r.c.mu.Lock()
-	for _, k := range r.keys {
-		e, _ := r.c.series.get(k)
-		r.entries = append(r.entries, e)
+	for _, i := range r.misses {
+		r.entries[i], _ = r.c.series.get(r.keys[i])
 	}
 	r.c.mu.Unlock()
+	left := r.misses[:0]
+	for _, i := range r.misses {
+		if e := r.entries[i]; e != nil && valid(i, e) {
+			continue
+		}
+		r.entries[i] = nil
+		left = append(left, i)
+	}
+	r.misses = left
+}
+
+// keepLayout remembers the metric's entries by position for the next
+// request; r.entries holds them (nil for points that are not cached).
+func (r *request) keepLayout(me *metricEntry) {
+	if p := me.last.Load(); p != nil && slices.Equal(*p, r.entries) {
+		return
+	}
+	layout := slices.Clone(r.entries)
+	me.last.Store(&layout)
 }
 
 // remember caches the entries made in this metric.
@@ -423,19 +467,10 @@ func (r *request) numbers(me *metricEntry, rm pmetric.ResourceMetrics, sm pmetri
 		r.whole(rm, sm, at, m)
 		return
 	}
-	r.keys = r.keys[:0]
-	for i := range n {
-		r.keys = append(r.keys, r.c.numberKey(me, pts.At(i)))
-	}
-	r.lookup()
-	r.misses = r.misses[:0]
-	for i, e := range r.entries {
+	r.resolve(me, n, func(i int) uint64 { return r.c.numberKey(me, pts.At(i)) }, func(i int, e *seriesEntry) bool {
 		pt := pts.At(i)
-		if e == nil || e.metric != me || pt.Exemplars().Len() > 0 || !sameAttrs(e.attrs, pt.Attributes()) {
-			r.entries[i] = nil
-			r.misses = append(r.misses, i)
-		}
-	}
+		return e.metric == me && pt.Exemplars().Len() == 0 && sameAttrs(e.attrs, pt.Attributes())
+	})
 	var recs []recorded
 	if len(r.misses) > 0 {
 		dst := r.shellMetric(rm, sm, at, m)
@@ -480,12 +515,15 @@ func (r *request) numbers(me *metricEntry, rm pmetric.ResourceMetrics, sm pmetri
 		}
 		off++
 		if cache {
-			r.fresh = append(r.fresh, freshEntry{r.keys[i], &seriesEntry{metric: me, attrs: attrsOf(pt.Attributes()), slots: slots}})
+			fresh := &seriesEntry{metric: me, attrs: attrsOf(pt.Attributes()), slots: slots}
+			r.fresh = append(r.fresh, freshEntry{r.keys[i], fresh})
+			r.entries[i] = fresh
 		}
 	}
 	if len(recs) > 0 {
 		r.remember(me, recs[0].opts)
 	}
+	r.keepLayout(me)
 }
 
 // histogramSeries is how many samples the translator appends for a
@@ -505,20 +543,13 @@ func (r *request) histograms(me *metricEntry, rm pmetric.ResourceMetrics, sm pme
 		r.whole(rm, sm, at, m)
 		return
 	}
-	r.keys = r.keys[:0]
-	for i := range n {
-		r.keys = append(r.keys, r.c.histogramKey(me, pts.At(i)))
-	}
-	r.lookup()
-	r.misses = r.misses[:0]
-	want := 0
-	for i, e := range r.entries {
+	r.resolve(me, n, func(i int) uint64 { return r.c.histogramKey(me, pts.At(i)) }, func(i int, e *seriesEntry) bool {
 		pt := pts.At(i)
-		if e == nil || e.metric != me || pt.Exemplars().Len() > 0 || !e.sameHistogram(pt) || !sameAttrs(e.attrs, pt.Attributes()) {
-			r.entries[i] = nil
-			r.misses = append(r.misses, i)
-			want += histogramSeries(pt)
-		}
+		return e.metric == me && pt.Exemplars().Len() == 0 && e.sameHistogram(pt) && sameAttrs(e.attrs, pt.Attributes())
+	})
+	want := 0
+	for _, i := range r.misses {
+		want += histogramSeries(pts.At(i))
 	}
 	var recs []recorded
 	if len(r.misses) > 0 {
@@ -544,10 +575,12 @@ func (r *request) histograms(me *metricEntry, rm pmetric.ResourceMetrics, sm pme
 			}
 			off += k
 			if cache {
-				r.fresh = append(r.fresh, freshEntry{r.keys[i], &seriesEntry{
+				fresh := &seriesEntry{
 					metric: me, attrs: attrsOf(pt.Attributes()), slots: slots,
 					bounds: pt.ExplicitBounds().AsRaw(), nCounts: pt.BucketCounts().Len(), hasSum: pt.HasSum(),
-				}})
+				}
+				r.fresh = append(r.fresh, freshEntry{r.keys[i], fresh})
+				r.entries[i] = fresh
 			}
 			continue
 		}
@@ -587,6 +620,7 @@ func (r *request) histograms(me *metricEntry, rm pmetric.ResourceMetrics, sm pme
 	if len(recs) > 0 {
 		r.remember(me, recs[0].opts)
 	}
+	r.keepLayout(me)
 }
 
 func (r *request) summaries(me *metricEntry, rm pmetric.ResourceMetrics, sm pmetric.ScopeMetrics, at [2]int, m pmetric.Metric) {
@@ -596,20 +630,13 @@ func (r *request) summaries(me *metricEntry, rm pmetric.ResourceMetrics, sm pmet
 		r.whole(rm, sm, at, m)
 		return
 	}
-	r.keys = r.keys[:0]
-	for i := range n {
-		r.keys = append(r.keys, r.c.summaryKey(me, pts.At(i)))
-	}
-	r.lookup()
-	r.misses = r.misses[:0]
-	want := 0
-	for i, e := range r.entries {
+	r.resolve(me, n, func(i int) uint64 { return r.c.summaryKey(me, pts.At(i)) }, func(i int, e *seriesEntry) bool {
 		pt := pts.At(i)
-		if e == nil || e.metric != me || !e.sameSummary(pt) || !sameAttrs(e.attrs, pt.Attributes()) {
-			r.entries[i] = nil
-			r.misses = append(r.misses, i)
-			want += 2 + pt.QuantileValues().Len()
-		}
+		return e.metric == me && e.sameSummary(pt) && sameAttrs(e.attrs, pt.Attributes())
+	})
+	want := 0
+	for _, i := range r.misses {
+		want += 2 + pts.At(i).QuantileValues().Len()
 	}
 	var recs []recorded
 	if len(r.misses) > 0 {
@@ -638,7 +665,9 @@ func (r *request) summaries(me *metricEntry, rm pmetric.ResourceMetrics, sm pmet
 			for q := range qs.Len() {
 				quantiles[q] = qs.At(q).Quantile()
 			}
-			r.fresh = append(r.fresh, freshEntry{r.keys[i], &seriesEntry{metric: me, attrs: attrsOf(pt.Attributes()), slots: slots, quantiles: quantiles}})
+			fresh := &seriesEntry{metric: me, attrs: attrsOf(pt.Attributes()), slots: slots, quantiles: quantiles}
+			r.fresh = append(r.fresh, freshEntry{r.keys[i], fresh})
+			r.entries[i] = fresh
 			continue
 		}
 		stale := pt.Flags().NoRecordedValue()
@@ -662,6 +691,7 @@ func (r *request) summaries(me *metricEntry, rm pmetric.ResourceMetrics, sm pmet
 	if len(recs) > 0 {
 		r.remember(me, recs[0].opts)
 	}
+	r.keepLayout(me)
 }
 
 // targetInfo appends the resource's target_info samples where the

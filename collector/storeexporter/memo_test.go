@@ -343,8 +343,17 @@ func TestMemoMatchesTranslator(t *testing.T) {
 			}
 			g := &gen{rnd: rand.New(rand.NewPCG(1, uint64(len(name))))}
 			var points, samples int
-			for range 300 {
+			var last pmetric.Metrics
+			for round := range 300 {
 				md := g.request()
+				if round%3 == 2 {
+					// The same points again a second later, as a client
+					// sends them every interval: the positional path.
+					md = pmetric.NewMetrics()
+					last.CopyTo(md)
+					shift(md, time.Second)
+				}
+				last = md
 				points += md.DataPointCount()
 
 				want := &refRecorder{}
@@ -425,5 +434,39 @@ func TestMemoHits(t *testing.T) {
 	// 10 points and target_info, all by reference.
 	if len(second.appends) != 11 || second.withRef != 11 || len(second.badRefs) > 0 {
 		t.Fatalf("second request: %d appends, %d by reference, bad refs %v; want 11 by reference", len(second.appends), second.withRef, second.badRefs)
+	}
+}
+
+// shift moves every point of md by d.
+func shift(md pmetric.Metrics, d time.Duration) {
+	move := func(ts pcommon.Timestamp) pcommon.Timestamp { return ts + pcommon.Timestamp(d) }
+	for _, rm := range md.ResourceMetrics().All() {
+		for _, sm := range rm.ScopeMetrics().All() {
+			for _, m := range sm.Metrics().All() {
+				switch m.Type() {
+				case pmetric.MetricTypeGauge:
+					for _, p := range m.Gauge().DataPoints().All() {
+						p.SetTimestamp(move(p.Timestamp()))
+						p.SetDoubleValue(p.DoubleValue() + 1)
+					}
+				case pmetric.MetricTypeSum:
+					for _, p := range m.Sum().DataPoints().All() {
+						p.SetTimestamp(move(p.Timestamp()))
+					}
+				case pmetric.MetricTypeHistogram:
+					for _, p := range m.Histogram().DataPoints().All() {
+						p.SetTimestamp(move(p.Timestamp()))
+					}
+				case pmetric.MetricTypeExponentialHistogram:
+					for _, p := range m.ExponentialHistogram().DataPoints().All() {
+						p.SetTimestamp(move(p.Timestamp()))
+					}
+				case pmetric.MetricTypeSummary:
+					for _, p := range m.Summary().DataPoints().All() {
+						p.SetTimestamp(move(p.Timestamp()))
+					}
+				}
+			}
+		}
 	}
 }

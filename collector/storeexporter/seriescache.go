@@ -269,6 +269,9 @@ type metricEntry struct {
 	// opts are the append options of every sample of the metric, set
 	// before the first series entry of it is cached.
 	opts promstorage.AOptions
+	// last holds the entries of the metric's points in its last request,
+	// by position (see request.resolve).
+	last atomic.Pointer[[]*seriesEntry]
 }
 
 func (*metricEntry) weight() int { return 1 }
