@@ -41,9 +41,10 @@ type prevSample struct {
 // new chunk anyway.
 const prevLookback = msPerDay
 
-// loadPrevious finds, for each histogram series, its last histogram and
-// last float sample before start.
-func (s *Store) loadPrevious(ctx context.Context, where string, start int64) (map[uint64]*prevSample, error) {
+// loadPrevious finds, for each histogram series (histCond), its last
+// histogram and, for those that also have floats (floatCond), its last
+// float sample before start.
+func (s *Store) loadPrevious(ctx context.Context, histCond, floatCond string, start int64) (map[uint64]*prevSample, error) {
 	out := map[uint64]*prevSample{}
 	get := func(fp uint64) *prevSample {
 		p := out[fp]
@@ -55,15 +56,16 @@ func (s *Store) loadPrevious(ctx context.Context, where string, start int64) (ma
 	}
 	// One round trip: the last histogram of each histogram series, and
 	// the last float of those that also have floats.
-	histFPs := fmt.Sprintf("SELECT fingerprint FROM %s WHERE %s AND bitAnd(kinds, %d) != 0", s.t.series, where, kindHistogram)
 	q := fmt.Sprintf(`SELECT 1 AS is_hist, fingerprint, max(timestamp), argMax(histogram, timestamp) FROM %s
-WHERE fingerprint IN (%s) AND timestamp < %d AND timestamp >= %d GROUP BY fingerprint
+WHERE %s AND timestamp < %d AND timestamp >= %d GROUP BY fingerprint`,
+		s.t.histograms, histCond, start, start-prevLookback)
+	if floatCond != "" {
+		q += fmt.Sprintf(`
 UNION ALL
 SELECT 0 AS is_hist, fingerprint, max(timestamp), '' FROM %s
-WHERE fingerprint IN (%s) AND fingerprint IN (SELECT fingerprint FROM %s WHERE %s AND bitAnd(kinds, %d) != 0)
-AND timestamp < %d AND timestamp >= %d GROUP BY fingerprint`,
-		s.t.histograms, histFPs, start, start-prevLookback,
-		s.t.samples, histFPs, s.t.series, where, kindFloat, start, start-prevLookback)
+WHERE %s AND %s AND timestamp < %d AND timestamp >= %d GROUP BY fingerprint`,
+			s.t.samples, histCond, floatCond, start, start-prevLookback)
+	}
 	rows, err := s.conn.Query(ctx, q)
 	if err != nil {
 		return nil, s.wrap("select previous samples", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -97,96 +98,131 @@ type seriesInfo struct {
 	ls    labels.Labels
 }
 
-// seriesQuery returns the metric_series query for matchers over the days
-// of [start, end], selecting the given columns with a GROUP BY fingerprint.
+// seriesWhere returns the conditions on metric_series for matchers over
+// the days of [start, end].
 func (s *Store) seriesWhere(start, end int64, matchers []*labels.Matcher, withRegex bool) string {
 	return seriesConditions(dayOf(start), dayOf(end), matchers, withRegex)
 }
 
-// selectSeries does the work of Select: series and samples are read by
-// concurrent queries; the sample queries find their fingerprints with the
-// same conditions in a subquery, which keeps fingerprint lists out of the
-// SQL text (ClickHouse caps a statement at 256 KiB by default).
+// selectSeries does the work of Select: the series first, then their
+// samples, floats and histograms by concurrent queries.
 func (s *Store) selectSeries(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher) ([]*series, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	out, err := s.selectSeriesOnce(ctx, start, end, withSamples, matchers, true)
+	if err != nil && isException(err, codeCannotCompileRegexp) {
+		// The server's RE2 refused an expression Go's accepted; match
+		// those in Go only.
+		return s.selectSeriesOnce(ctx, start, end, withSamples, matchers, false)
+	}
+	return out, err
+}
 
-	withRegex := true
-	for attempt := 0; ; attempt++ {
-		out, err := s.selectSeriesOnce(ctx, start, end, withSamples, matchers, withRegex)
-		if err != nil && withRegex && isException(err, codeCannotCompileRegexp) {
-			// The server's RE2 refused an expression Go's accepted; match
-			// those in Go only.
-			withRegex = false
+// maxInlineFingerprints bounds the fingerprint lists written into sample
+// queries (about 22 bytes each; ClickHouse caps a statement at 256 KiB by
+// default). Larger selections find their fingerprints with the series
+// conditions in a subquery instead.
+const maxInlineFingerprints = 4000
+
+// fingerprintCond returns the condition on metric_samples or
+// metric_histograms that selects the given series of one kind, or "" when
+// there are none.
+func (s *Store) fingerprintCond(infos []seriesInfo, kind uint8, where string) string {
+	n := 0
+	for _, info := range infos {
+		if info.kinds&kind != 0 {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return ""
+	case n > s.maxInlineFPs:
+		return fmt.Sprintf("fingerprint IN (SELECT fingerprint FROM %s WHERE %s AND bitAnd(kinds, %d) != 0)", s.t.series, where, kind)
+	}
+	var b strings.Builder
+	b.Grow(16 + 22*n)
+	b.WriteString("fingerprint IN (")
+	first := true
+	for _, info := range infos {
+		if info.kinds&kind == 0 {
 			continue
 		}
-		return out, err
+		if !first {
+			b.WriteString(", ")
+		}
+		first = false
+		b.WriteString(strconv.FormatUint(info.fp, 10))
 	}
+	b.WriteByte(')')
+	return b.String()
 }
 
 func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool) ([]*series, error) {
+	where := s.seriesWhere(start, end, matchers, withRegex)
+	infos, err := s.querySeries(ctx, where, matchers)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*series, len(infos))
+	for i, info := range infos {
+		out[i] = &series{ls: info.ls}
+	}
+	if !withSamples || len(infos) == 0 {
+		return out, nil
+	}
+
+	// The series are known now, so only the queries that can return
+	// something run, and small selections name their fingerprints
+	// instead of making the server evaluate the matchers again.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	where := s.seriesWhere(start, end, matchers, withRegex)
-
 	var (
-		floats   *sampleColumns
-		floatErr error
-		wg       sync.WaitGroup
+		floats *sampleColumns
+		hists  *histColumns
+		prev   map[uint64]*prevSample
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		first  error
 	)
-	if withSamples {
+	run := func(f func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			floats, floatErr = s.loadFloats(ctx, where, start, end, matchers)
-			if floatErr != nil {
+			if err := f(); err != nil {
+				mu.Lock()
+				// Later errors are mostly the cancellation this one causes.
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
 				cancel()
 			}
 		}()
 	}
-	infos, err := s.querySeries(ctx, where, matchers)
-	if err != nil {
-		cancel()
-		wg.Wait()
-		// When the sample query failed first, it cancelled this one; its
-		// error is the one that says what happened.
-		if floatErr != nil && errors.Is(err, context.Canceled) {
-			return nil, floatErr
-		}
-		return nil, err
+	if cond := s.fingerprintCond(infos, kindFloat, where); cond != "" {
+		run(func() (err error) {
+			floats, err = s.loadFloats(ctx, cond, start, end, matchers)
+			return err
+		})
 	}
-	var (
-		hists   *histColumns
-		prev    map[uint64]*prevSample
-		prevErr error
-	)
-	if withSamples && slices.ContainsFunc(infos, func(i seriesInfo) bool { return i.kinds&kindHistogram != 0 }) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			prev, prevErr = s.loadPrevious(ctx, where, start)
-		}()
-		hists, err = s.loadHistograms(ctx, where, start, end, matchers)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			if floatErr != nil && errors.Is(err, context.Canceled) {
-				return nil, floatErr
-			}
-			return nil, err
-		}
+	if cond := s.fingerprintCond(infos, kindHistogram, where); cond != "" {
+		run(func() (err error) {
+			hists, err = s.loadHistograms(ctx, cond, start, end, matchers)
+			return err
+		})
+		floatCond := s.fingerprintCond(infos, kindFloat, where)
+		run(func() (err error) {
+			prev, err = s.loadPrevious(ctx, cond, floatCond, start)
+			return err
+		})
 	}
 	wg.Wait()
-	if floatErr != nil {
-		return nil, floatErr
-	}
-	if prevErr != nil {
-		return nil, prevErr
+	if first != nil {
+		return nil, first
 	}
 
-	out := make([]*series, 0, len(infos))
-	for _, info := range infos {
-		sr := &series{ls: info.ls}
+	n := 0
+	for i, info := range infos {
+		sr := out[i]
 		if floats != nil {
 			sr.segs = floats.forSeries(info.fp)
 		}
@@ -196,18 +232,10 @@ func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamp
 				return nil, fmt.Errorf("clickhouse: %w", err)
 			}
 		}
-		out = append(out, sr)
+		n += sr.numFloats() + len(sr.hts)
 	}
-	if floats != nil && s.cfg.MaxSamples > 0 {
-		// Samples of series dropped by the Go-side matcher check were
-		// read too; count only what is returned.
-		n := 0
-		for _, sr := range out {
-			n += sr.numFloats() + len(sr.hts)
-		}
-		if n > s.cfg.MaxSamples {
-			return nil, s.tooManySamples(matchers, start, end)
-		}
+	if s.cfg.MaxSamples > 0 && n > s.cfg.MaxSamples {
+		return nil, s.tooManySamples(matchers, start, end)
 	}
 	return out, nil
 }

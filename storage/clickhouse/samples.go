@@ -14,16 +14,16 @@ import (
 
 // Reading samples.
 //
-// The samples of a Select come from one query without ORDER BY: sorting
-// millions of rows on the server (18.16 cannot read in key order) costs
-// more than it saves. Rows still arrive in long runs of one series in
-// timestamp order, because every part is sorted by (fingerprint,
-// timestamp) and is read in order. The reader appends rows to flat
-// columns and notes where each run starts; a series with one run (the
-// usual case once parts are merged) then simply points into the flat
-// columns, one with several non-overlapping runs is concatenated, and only
-// overlapping runs (out-of-order writes or replayed duplicates not yet
-// merged away) are sorted and de-duplicated.
+// The samples of a Select come from one query per kind (float, histogram)
+// without ORDER BY: sorting millions of rows on the server (18.16 cannot
+// read in key order) costs more than it saves. Rows still arrive in long
+// runs of one series in timestamp order, because every part is sorted by
+// (fingerprint, timestamp) and is read in order. The reader appends rows
+// to chunked columns and notes where each run starts; a series' samples
+// are then its runs in place, as segments the iterator walks one after the
+// other. Only overlapping runs (out-of-order writes, or replayed
+// duplicates not yet merged away) are merged, sorted and de-duplicated
+// into a new segment.
 
 // floatChunkRows is the size of one chunk of the flat float columns.
 // Columns grow by whole chunks, so a large result is never copied to grow,
@@ -89,10 +89,10 @@ type sampleColumns struct {
 	runIndex
 }
 
-func (s *Store) loadFloats(ctx context.Context, where string, start, end int64, matchers []*labels.Matcher) (*sampleColumns, error) {
+// loadFloats reads the float samples of the series that fpCond selects.
+func (s *Store) loadFloats(ctx context.Context, fpCond string, start, end int64, matchers []*labels.Matcher) (*sampleColumns, error) {
 	q := fmt.Sprintf(`SELECT fingerprint, timestamp, value, start_timestamp FROM %s
-WHERE fingerprint IN (SELECT fingerprint FROM %s WHERE %s AND bitAnd(kinds, %d) != 0)
-AND timestamp >= %d AND timestamp <= %d`, s.t.samples, s.t.series, where, kindFloat, start, end)
+WHERE %s AND timestamp >= %d AND timestamp <= %d`, s.t.samples, fpCond, start, end)
 	rows, err := s.conn.Query(ctx, q)
 	if err != nil {
 		return nil, s.wrap("select samples", err)
@@ -282,10 +282,11 @@ type histColumns struct {
 	runIndex
 }
 
-func (s *Store) loadHistograms(ctx context.Context, where string, start, end int64, matchers []*labels.Matcher) (*histColumns, error) {
+// loadHistograms reads the histogram samples of the series that fpCond
+// selects.
+func (s *Store) loadHistograms(ctx context.Context, fpCond string, start, end int64, matchers []*labels.Matcher) (*histColumns, error) {
 	q := fmt.Sprintf(`SELECT fingerprint, timestamp, start_timestamp, histogram FROM %s
-WHERE fingerprint IN (SELECT fingerprint FROM %s WHERE %s AND bitAnd(kinds, %d) != 0)
-AND timestamp >= %d AND timestamp <= %d`, s.t.histograms, s.t.series, where, kindHistogram, start, end)
+WHERE %s AND timestamp >= %d AND timestamp <= %d`, s.t.histograms, fpCond, start, end)
 	rows, err := s.conn.Query(ctx, q)
 	if err != nil {
 		return nil, s.wrap("select histograms", err)

@@ -42,6 +42,8 @@ type Store struct {
 
 	series *seriesCache
 	meta   *metadataCache
+	// maxInlineFPs is maxInlineFingerprints; tests lower it.
+	maxInlineFPs int
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -82,6 +84,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		t:      newTables(cfg.Database),
 		series: newSeriesCache(),
 		stop:   make(chan struct{}),
+
+		maxInlineFPs: maxInlineFingerprints,
 	}
 	if err := s.init(ctx); err != nil {
 		conn.Close()

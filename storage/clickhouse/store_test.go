@@ -246,7 +246,16 @@ func TestFloatsRoundTrip(t *testing.T) {
 }
 
 func TestHistogramsRoundTrip(t *testing.T) {
+	for _, inline := range []int{maxInlineFingerprints, 1} {
+		t.Run(fmt.Sprintf("inline_fingerprints=%d", inline), func(t *testing.T) {
+			testHistogramsRoundTrip(t, inline)
+		})
+	}
+}
+
+func testHistogramsRoundTrip(t *testing.T, inline int) {
 	s := openStore(t)
+	s.maxInlineFPs = inline
 	ls := labels.FromStrings("__name__", "latency", "job", "api")
 	ih := &histogram.Histogram{
 		Schema: 1, ZeroThreshold: 0.001, ZeroCount: 2, Count: 12, Sum: 18.5,
@@ -291,6 +300,19 @@ func TestHistogramsRoundTrip(t *testing.T) {
 	if gs[0].h.CounterResetHint != histogram.UnknownCounterReset {
 		t.Errorf("first histogram hint %v", gs[0].h.CounterResetHint)
 	}
+	// A range starting at 4500 finds the histogram at 4000 as the sample
+	// before it, which the one at 5000 continues.
+	app = s.AppenderV2(ctx)
+	for _, ts := range []int64{4000, 5000} {
+		if _, err := app.Append(0, ls, 0, ts, 0, ih, nil, promstorage.AOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(t, app)
+	got, _ = readAll(t, newQuerier(t, s, 0, 6000), &promstorage.SelectHints{Start: 4500, End: 6000}, eq("job", "api"))
+	if gs := got[ls.String()]; len(gs) != 1 || gs[0].h == nil || gs[0].h.CounterResetHint != histogram.NotCounterReset {
+		t.Errorf("histogram continuing the one before the range: %+v", gs)
+	}
 }
 
 // seriesFixture writes a set of label sets (one sample each at t=1000)
@@ -321,7 +343,18 @@ func seriesFixture(t *testing.T, s *Store) []labels.Labels {
 // semantics (labels.Matcher.Matches on the written label sets), including
 // "a missing label equals the empty string" and anchored regexes.
 func TestMatchers(t *testing.T) {
+	for _, inline := range []int{maxInlineFingerprints, 1} {
+		t.Run(fmt.Sprintf("inline_fingerprints=%d", inline), func(t *testing.T) {
+			testMatchers(t, inline)
+		})
+	}
+}
+
+// testMatchers runs with sample queries that name the fingerprints and
+// with ones that find them by subquery (inline = 1).
+func testMatchers(t *testing.T, inline int) {
 	s := openStore(t)
+	s.maxInlineFPs = inline
 	sets := seriesFixture(t, s)
 	q := newQuerier(t, s, 0, 2000)
 	for _, ms := range [][]*labels.Matcher{
