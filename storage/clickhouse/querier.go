@@ -63,9 +63,13 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *promstorage.SelectH
 		close(set.done)
 		return set
 	}
+	limit := 0
+	if hints != nil {
+		limit = hints.Limit
+	}
 	go func() {
 		defer close(set.done)
-		set.series, set.err = q.s.selectSeries(ctx, start, end, withSamples, matchers)
+		set.series, set.err = q.s.selectSeries(ctx, start, end, withSamples, matchers, limit)
 	}()
 	return set
 }
@@ -106,12 +110,13 @@ func (s *Store) seriesWhere(start, end int64, matchers []*labels.Matcher, withRe
 
 // selectSeries does the work of Select: the series first, then their
 // samples, floats and histograms by concurrent queries.
-func (s *Store) selectSeries(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher) ([]*series, error) {
-	out, err := s.selectSeriesOnce(ctx, start, end, withSamples, matchers, true)
+// A limit > 0 (SelectHints.Limit) returns only the first series.
+func (s *Store) selectSeries(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, limit int) ([]*series, error) {
+	out, err := s.selectSeriesOnce(ctx, start, end, withSamples, matchers, true, limit)
 	if err != nil && isException(err, codeCannotCompileRegexp) {
 		// The server's RE2 refused an expression Go's accepted; match
 		// those in Go only.
-		return s.selectSeriesOnce(ctx, start, end, withSamples, matchers, false)
+		return s.selectSeriesOnce(ctx, start, end, withSamples, matchers, false, limit)
 	}
 	return out, err
 }
@@ -156,11 +161,14 @@ func (s *Store) fingerprintCond(infos []seriesInfo, kind uint8, where string) st
 	return b.String()
 }
 
-func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool) ([]*series, error) {
+func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool, limit int) ([]*series, error) {
 	where := s.seriesWhere(start, end, matchers, withRegex)
 	infos, err := s.querySeries(ctx, where, matchers)
 	if err != nil {
 		return nil, err
+	}
+	if limit > 0 && len(infos) > limit {
+		infos = infos[:limit]
 	}
 	out := make([]*series, len(infos))
 	for i, info := range infos {

@@ -216,6 +216,12 @@ func TestFloatsRoundTrip(t *testing.T) {
 		t.Errorf("Seek past the end = %v", vt)
 	}
 
+	// A limit returns the first series.
+	got, order = readAll(t, newQuerier(t, s, 0, 10000), &promstorage.SelectHints{Start: 0, End: 10000, Limit: 1}, eq("__name__", "temp"))
+	if len(order) != 1 || !labels.Equal(order[0], b) || len(got[b.String()]) != 3 {
+		t.Errorf("limit 1: %v %v", order, got)
+	}
+
 	// The series hint returns labels only.
 	got, _ = readAll(t, newQuerier(t, s, 0, 10000), &promstorage.SelectHints{Start: 0, End: 10000, Func: "series"}, eq("__name__", "temp"))
 	if len(got) != 2 || len(got[a.String()]) != 0 {
@@ -458,7 +464,7 @@ func TestLabelNamesAndValues(t *testing.T) {
 	if err != nil || !slices.Equal(names, []string{"__name__", "instance", "job", "le"}) {
 		t.Errorf("labelNames in Go = %v, %v", names, err)
 	}
-	series, err := s.selectSeriesOnce(ctx, 0, 2000, true, []*labels.Matcher{re("job", "a.i")}, false)
+	series, err := s.selectSeriesOnce(ctx, 0, 2000, true, []*labels.Matcher{re("job", "a.i")}, false, 0)
 	if err != nil || len(series) != 2 {
 		t.Errorf("select with regexes in Go: %d series, %v", len(series), err)
 	}
