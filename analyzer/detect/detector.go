@@ -147,10 +147,16 @@ type Detector struct {
 	residuals *rollingQuantiles // value - prediction
 	tracks    []*track          // residuals averaged over several spans
 
-	rec *records // how rarely the series reaches a new level
+	// The same on the log scale, used while the series is positive.
+	logResiduals *rollingQuantiles
+	logTracks    []*track
+
+	rec *records     // how rarely the series reaches a new level
+	fam *familiarity // where the series has been, how rarely it goes somewhere new
 
 	hold      float64 // decaying record surprise: an event is reported once
 	holdDecay float64
+	run       float64 // largest surprise of the current run of alarm-level points
 }
 
 // New returns a Detector for one series.
@@ -163,9 +169,13 @@ func New(cfg Config) *Detector {
 		values:    newRollingQuantiles(cfg.Window),
 		residuals: newRollingQuantiles(cfg.Window),
 		rec:       newRecords(cfg.History),
+		fam:       newFamiliarity(cfg.History),
+
+		logResiduals: newRollingQuantiles(cfg.Window),
 	}
 	for _, m := range spans {
 		d.tracks = append(d.tracks, newTrack(m, cfg.Window))
+		d.logTracks = append(d.logTracks, newTrack(m, cfg.Window))
 	}
 	if cfg.Period > 0 {
 		d.period = cfg.Period
@@ -228,13 +238,62 @@ func (d *Detector) Observe(t time.Time, v float64) Result {
 	}
 	pred := d.predict()
 	resid := v - pred
-	pres := d.pointResidual(v, resid)
-	r := d.score(v, pred, resid, pres)
+	lo, hi, env := d.envelope()
+	pres := pointResidual(v, resid, lo, hi, env)
+	lg := d.logView(v, pred, lo, hi, env)
+	r := d.score(v, pred, resid, pres, lg)
 	if r.Status == Scored {
 		d.finish(&r)
 	}
-	d.learn(v, resid, pres)
+	d.learn(v, resid, pres, lg)
 	return r
+}
+
+// logView is a point seen on the log scale: its residual and point
+// residual, and the offset used; ok is false when the scale does not apply.
+type logView struct {
+	ok          bool
+	resid, pres float64
+	off         float64
+}
+
+// logOffset is the offset, as a fraction of the series' median, added
+// before taking logs: values below a hundredth of the usual level count as
+// a hundredth, so a drop to exactly zero is a large but finite change.
+const logOffset = 0.01
+
+// logView returns the point on the log scale when the values window is
+// all positive. Such a series is usually a quantity whose changes are
+// relative (a rate, a size, a latency, a price): a drop from 0.2 to 0.001
+// is as large as a residual can be on the log scale but ordinary on the
+// linear one, where the series' swings of ±0.3 hide it. The median-based
+// prediction and the envelope commute with the logarithm, so they are
+// reused as they are.
+func (d *Detector) logView(v, pred, lo, hi float64, env bool) logView {
+	if d.values.len() == 0 || !(d.values.quantile(0) > 0) {
+		return logView{}
+	}
+	off := logOffset * d.values.quantile(0.5)
+	if !(v+off > 0) || !(pred+off > 0) {
+		return logView{}
+	}
+	lv := math.Log(v + off)
+	lr := lv - math.Log(pred+off)
+	lp := lr
+	if env {
+		switch {
+		case v > hi:
+			lp = lv - math.Log(hi+off)
+		case v < lo:
+			lp = lv - math.Log(math.Max(lo, 0)+off)
+		default:
+			lp = 0
+		}
+	}
+	if math.IsNaN(lr) || math.IsInf(lr, 0) || math.IsNaN(lp) || math.IsInf(lp, 0) {
+		return logView{}
+	}
+	return logView{ok: true, resid: lr, pres: lp, off: off}
 }
 
 func (d *Detector) push(v float64) {
@@ -319,9 +378,9 @@ func (d *Detector) envelope() (lo, hi float64, ok bool) {
 }
 
 // pointResidual is what the single-point track judges: the distance
-// outside the seasonal envelope when there is one, else the residual.
-func (d *Detector) pointResidual(v, resid float64) float64 {
-	lo, hi, ok := d.envelope()
+// outside the seasonal envelope [lo, hi] when there is one, else the
+// residual.
+func pointResidual(v, resid, lo, hi float64, ok bool) float64 {
 	if !ok {
 		return resid
 	}
@@ -334,7 +393,7 @@ func (d *Detector) pointResidual(v, resid float64) float64 {
 	return 0
 }
 
-func (d *Detector) score(v, pred, resid, pres float64) Result {
+func (d *Detector) score(v, pred, resid, pres float64, lg logView) Result {
 	res := Result{Status: WarmingUp, Period: d.period, Expected: math.NaN(), Lower: math.NaN(), Upper: math.NaN()}
 	if d.values.len() < d.cfg.WarmUp {
 		return res
@@ -345,40 +404,62 @@ func (d *Detector) score(v, pred, resid, pres float64) Result {
 	res.Lower = res.Expected - 3*scale
 	res.Upper = res.Expected + 3*scale
 	res.Status = Scored
-	best := 0.0
-	for i, tr := range d.tracks {
-		if tr.win.len() < d.cfg.WarmUp {
-			continue
-		}
-		r := resid
-		if i == 0 {
-			r = pres
-		}
-		if s := tailSurprise(tr.win, tr.peek(r), scale/math.Sqrt(float64(tr.span))); s > best {
-			best = s
-		}
-	}
-	// Several spans get several chances to look surprising; pay for them
-	// (Bonferroni) so the score stays a probability bound.
-	best -= math.Log10(float64(len(d.tracks)))
-	if best < 0 {
-		best = 0
-	}
-	// Reaching a new level is further evidence, of another kind (how
-	// rarely the series breaks new ground, not how far this point is
-	// from the prediction): Fisher's method combines the two p-values
-	// into one. For T = -log10(p1·p2) the chance of a product that small
-	// is p1·p2·(1 + T·ln 10).
 	if !d.rec.set {
 		d.rec.setGrid(d.values)
 	}
-	t := math.Min(best+d.rec.observe(v), 2*maxSurprise)
+	med := d.values.quantile(0.5)
+	near := d.fam.linearNear(v, med, math.Ldexp(1, d.rec.exp))
+	best := bestTrack(d.tracks, d.cfg.WarmUp, resid, pres, scale, d.fam.cap(near))
+	looks := len(d.tracks)
+	if lg.ok && d.logResiduals.len() >= d.cfg.WarmUp {
+		ls := robustScale(d.logResiduals, logScaleFloor)
+		lcap := d.fam.cap(d.fam.logNear(v, med, lg.off))
+		best = math.Max(best, bestTrack(d.logTracks, d.cfg.WarmUp, lg.resid, lg.pres, ls, lcap))
+		looks += len(d.logTracks)
+	}
+	// Several spans (and scales) get several chances to look surprising;
+	// pay for them (Bonferroni) so the score stays a probability bound.
+	best -= math.Log10(float64(looks))
+	if best < 0 {
+		best = 0
+	}
+	// Breaking new ground — a level above or below any reached, or a
+	// place the series has never been near — is further evidence, of
+	// another kind (how rarely the series does that, not how far this
+	// point is from the prediction): Fisher's method combines the two
+	// p-values into one. For T = -log10(p1·p2) the chance of a product
+	// that small is p1·p2·(1 + T·ln 10).
+	news := math.Max(d.rec.observe(v), d.fam.novelty(near))
+	t := math.Min(best+news, 2*maxSurprise)
 	s := 0.0
 	if t > 0 {
 		s = math.Max(0, t-math.Log10(1+t*math.Ln10))
 	}
 	res.Surprise = math.Min(s*d.cfg.Sensitivity, maxSurprise)
 	return res
+}
+
+// bestTrack returns the largest tail surprise among the tracks for the
+// residual resid (the point track judges pres), the point track's bounded
+// by pointCap: a one-point excursion to a familiar place is no rarer than
+// the series' own rate of going there.
+func bestTrack(tracks []*track, warmUp int, resid, pres, scale, pointCap float64) float64 {
+	best := 0.0
+	for i, tr := range tracks {
+		if tr.win.len() < warmUp {
+			continue
+		}
+		r := resid
+		if i == 0 {
+			r = pres
+		}
+		s := tailSurprise(tr.win, tr.peek(r), scale/math.Sqrt(float64(tr.span)))
+		if i == 0 {
+			s = math.Min(s, pointCap)
+		}
+		best = math.Max(best, s)
+	}
+	return best
 }
 
 // maxSurprise caps the surprise (a probability of 1e-50): beyond it
@@ -446,17 +527,16 @@ func surprise(z float64) float64 {
 
 // learn adds the point to the windows. resid and pres are the residual
 // and point residual score computed before the point was known.
-func (d *Detector) learn(v, resid, pres float64) {
+func (d *Detector) learn(v, resid, pres float64, lg logView) {
 	if (d.values.len() >= 8 || d.period > 0) && !math.IsNaN(resid) {
 		d.residuals.add(resid)
-		for i, tr := range d.tracks {
-			if i == 0 {
-				tr.add(pres)
-			} else {
-				tr.add(resid)
-			}
+		addTracks(d.tracks, resid, pres)
+		if lg.ok {
+			d.logResiduals.add(lg.resid)
+			addTracks(d.logTracks, lg.resid, lg.pres)
 		}
 	}
+	d.fam.win.add(v)
 	d.values.add(v)
 	d.push(v)
 	if d.cfg.PeriodHint > 0 {
@@ -488,24 +568,59 @@ func (d *Detector) learn(v, resid, pres float64) {
 
 const minPeriod = 12
 
+// addTracks adds a residual to the tracks, the point residual to the
+// point track.
+func addTracks(tracks []*track, resid, pres float64) {
+	for i, tr := range tracks {
+		if i == 0 {
+			tr.add(pres)
+		} else {
+			tr.add(resid)
+		}
+	}
+}
+
 // finish turns the surprise into the reported score. An anomaly is
-// reported once: for holdPoints after a point, only a point more
-// surprising than every point since then is reported at full strength,
-// because the baseline needs that long to absorb a change and until then
-// the same change keeps looking surprising.
+// reported once: while the hold lasts (it halves every window/8 points),
+// only a point more surprising than the hold is reported at full
+// strength, because the baseline needs that long to absorb a change and
+// until then the same change keeps looking surprising.
 func (d *Detector) finish(r *Result) {
 	s := r.Surprise
+	// The hold remembers at most holdCap: an event of 1e-50 is not longer
+	// than one of 1e-20, and a hold at 50 would take three half-lives more
+	// to forget it, swallowing a second, smaller event hours later.
+	held := math.Min(s, holdCap)
 	prev := d.hold
-	d.hold = math.Max(s, prev*d.holdDecay)
-	if s <= prev {
+	d.hold = math.Max(held, prev*d.holdDecay)
+	switch {
+	case held <= prev:
 		// Not a new record: only what goes beyond the event already
 		// reported is news. Comparing with the record before its decay
 		// keeps a surprise that merely holds its level (at the cap, say)
 		// from being reported point after point.
-		s = math.Max(0, s-prev*d.holdDecay)
+		s = math.Max(0, held-prev*d.holdDecay)
+	case d.run >= alarmLevel:
+		// A new record, but the previous point was already alarming: an
+		// event that builds up over consecutive points (5.9, 7.0, 8.8)
+		// is one event, and only its growth beyond the run's largest is
+		// news.
+		s = math.Max(0, s-d.run)
+	}
+	if r.Surprise >= alarmLevel {
+		d.run = math.Max(d.run, r.Surprise)
+	} else {
+		d.run = 0
 	}
 	r.Score = 1 - math.Pow(10, -s/10)
 }
+
+// holdCap is the largest surprise the hold remembers (p = 1e-20).
+const holdCap = 20
+
+// alarmLevel is the surprise from which consecutive points form one run
+// (p = 1e-3, score 0.5: about where any sensible threshold lies).
+const alarmLevel = 3
 
 // history returns the seasonal history oldest first, and the median of
 // its present values, which stands in for the missing ones.
@@ -563,11 +678,20 @@ func selectNth(xs []float64, k int) float64 {
 // that flat or quantised stretches do not turn every small step into an
 // infinite surprise.
 func (d *Detector) scale() float64 {
-	r := d.residuals
+	floor := 1e-3 * math.Max(math.Abs(d.values.quantile(0.5)), d.values.quantile(0.95)-d.values.quantile(0.05))
+	return robustScale(d.residuals, floor)
+}
+
+// logScaleFloor floors the scale of log residuals: 0.1%, the linear
+// floor's relative size.
+const logScaleFloor = 1e-3
+
+// robustScale is the larger of the IQR and half the 5–95% range, each
+// converted to a Gaussian standard deviation, at least floor.
+func robustScale(r *rollingQuantiles, floor float64) float64 {
 	iqr := (r.quantile(0.75) - r.quantile(0.25)) / 1.349
 	wide := (r.quantile(0.95) - r.quantile(0.05)) / 3.29
 	s := math.Max(iqr, wide/2)
-	floor := 1e-3 * math.Max(math.Abs(d.values.quantile(0.5)), d.values.quantile(0.95)-d.values.quantile(0.05))
 	if s < floor {
 		s = floor
 	}

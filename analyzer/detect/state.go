@@ -9,7 +9,7 @@ import (
 
 // stateVersion changes whenever the snapshot layout or the meaning of the
 // state changes; an older snapshot is then refused rather than misread.
-const stateVersion = 2
+const stateVersion = 3
 
 type trackState struct {
 	Ring []float64 // oldest first
@@ -30,7 +30,13 @@ type state struct {
 	Residuals     []float64
 	Tracks        []trackState
 	Hold          float64
+	Run           float64
 	Records       recordsState
+	LogResiduals  []float64
+	LogTracks     []trackState
+	Familiar      []float64 // oldest first
+	NovelCount    float64
+	NovelTotal    float64
 }
 
 type recordsState struct {
@@ -47,18 +53,13 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 		Version: stateVersion, Config: d.cfg, N: d.n, Step: int64(d.step),
 		Deltas: d.deltas.values(), Hist: d.historyOnly(), Period: d.period,
 		SinceSeasonal: d.sinceSeasonal, Values: d.values.values(),
-		Residuals: d.residuals.values(), Hold: d.hold,
-		Records: recordsState{Set: d.rec.set, Exp: d.rec.exp, Lo: d.rec.lo, Hi: d.rec.hi, Count: d.rec.count, Total: d.rec.total},
+		Residuals: d.residuals.values(), Hold: d.hold, Run: d.run,
+		Records:      recordsState{Set: d.rec.set, Exp: d.rec.exp, Lo: d.rec.lo, Hi: d.rec.hi, Count: d.rec.count, Total: d.rec.total},
+		LogResiduals: d.logResiduals.values(), Tracks: trackStates(d.tracks), LogTracks: trackStates(d.logTracks),
+		Familiar: d.fam.win.values(), NovelCount: d.fam.count, NovelTotal: d.fam.total,
 	}
 	if d.n > 0 {
 		st.LastT = d.lastT.UnixNano()
-	}
-	for _, t := range d.tracks {
-		ts := trackState{Win: t.win.values()}
-		for i := 0; i < t.n; i++ {
-			ts.Ring = append(ts.Ring, t.ring[(t.next-t.n+i+2*t.span)%t.span])
-		}
-		st.Tracks = append(st.Tracks, ts)
 	}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(&st); err != nil {
@@ -77,7 +78,7 @@ func Restore(b []byte) (*Detector, error) {
 		return nil, fmt.Errorf("restore detector: snapshot version %d, want %d", st.Version, stateVersion)
 	}
 	d := New(st.Config)
-	if len(st.Tracks) != len(d.tracks) || len(st.Hist) > len(d.hist) {
+	if len(st.Tracks) != len(d.tracks) || len(st.LogTracks) != len(d.logTracks) || len(st.Hist) > len(d.hist) || len(st.Familiar) > len(d.fam.win.ring) {
 		return nil, fmt.Errorf("restore detector: snapshot does not fit the configuration")
 	}
 	d.n = st.N
@@ -93,7 +94,14 @@ func Restore(b []byte) (*Detector, error) {
 		d.histNext = (d.histNext + 1) % len(d.hist)
 		d.histLen++
 	}
-	d.period, d.sinceSeasonal, d.hold = st.Period, st.SinceSeasonal, st.Hold
+	d.period, d.sinceSeasonal, d.hold, d.run = st.Period, st.SinceSeasonal, st.Hold, st.Run
+	d.fam.count, d.fam.total = st.NovelCount, st.NovelTotal
+	for _, v := range st.Familiar {
+		d.fam.win.add(v)
+	}
+	for _, v := range st.LogResiduals {
+		d.logResiduals.add(v)
+	}
 	r := st.Records
 	d.rec.set, d.rec.exp, d.rec.lo, d.rec.hi, d.rec.count, d.rec.total = r.Set, r.Exp, r.Lo, r.Hi, r.Count, r.Total
 	for _, v := range st.Values {
@@ -102,10 +110,32 @@ func Restore(b []byte) (*Detector, error) {
 	for _, v := range st.Residuals {
 		d.residuals.add(v)
 	}
-	for i, ts := range st.Tracks {
-		t := d.tracks[i]
-		if len(ts.Ring) > t.span {
-			return nil, fmt.Errorf("restore detector: track %d holds %d values, span is %d", i, len(ts.Ring), t.span)
+	if err := restoreTracks(d.tracks, st.Tracks); err != nil {
+		return nil, err
+	}
+	if err := restoreTracks(d.logTracks, st.LogTracks); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func trackStates(tracks []*track) []trackState {
+	var out []trackState
+	for _, t := range tracks {
+		ts := trackState{Win: t.win.values()}
+		for i := 0; i < t.n; i++ {
+			ts.Ring = append(ts.Ring, t.ring[(t.next-t.n+i+2*t.span)%t.span])
+		}
+		out = append(out, ts)
+	}
+	return out
+}
+
+func restoreTracks(tracks []*track, states []trackState) error {
+	for i, ts := range states {
+		t := tracks[i]
+		if len(ts.Ring) > t.span || len(ts.Win) > len(t.win.ring) {
+			return fmt.Errorf("restore detector: track %d holds %d values and a window of %d, span is %d", i, len(ts.Ring), len(ts.Win), t.span)
 		}
 		for _, v := range ts.Ring {
 			t.ring[t.next] = v
@@ -116,7 +146,7 @@ func Restore(b []byte) (*Detector, error) {
 			t.win.add(v)
 		}
 	}
-	return d, nil
+	return nil
 }
 
 func (d *Detector) historyOnly() []float64 {

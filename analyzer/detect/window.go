@@ -27,10 +27,24 @@ func (w *rollingQuantiles) len() int { return len(w.sorted) }
 // Callers pass only finite values.
 func (w *rollingQuantiles) add(v float64) {
 	if w.full {
+		// Replace the oldest value in place: only the values between its
+		// position and the new one's move, usually a few, instead of
+		// two memmoves over the window's tail.
 		old := w.ring[w.next]
-		i := sort.SearchFloat64s(w.sorted, old)
-		copy(w.sorted[i:], w.sorted[i+1:])
-		w.sorted = w.sorted[:len(w.sorted)-1]
+		s := w.sorted
+		i := sort.SearchFloat64s(s, old)
+		if v > old {
+			j := i + sort.SearchFloat64s(s[i+1:], v)
+			copy(s[i:j], s[i+1:j+1])
+			s[j] = v
+		} else {
+			j := sort.SearchFloat64s(s[:i], v)
+			copy(s[j+1:i+1], s[j:i])
+			s[j] = v
+		}
+		w.ring[w.next] = v
+		w.next = (w.next + 1) % len(w.ring)
+		return
 	}
 	w.ring[w.next] = v
 	w.next++

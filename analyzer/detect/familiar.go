@@ -1,0 +1,99 @@
+package detect
+
+import (
+	"math"
+	"sort"
+)
+
+// familiarity remembers the values of the last `history` points in sorted
+// order and answers two questions about a new value: has the series been
+// near it before (and how often), and how rare is it for this series to go
+// somewhere it has never been.
+//
+// "Near" is relative to how far the value is from the series' median: a
+// value within nearFrac of its distance from the median (and at least one
+// new-level grid step) counts as the same place. Two nightly spikes to 1.40
+// and 1.53 over a baseline of 0.07 are the same kind of event; a value of
+// 0.6 between that baseline and those spikes is somewhere new, although it
+// lies inside the range the series has covered (which the new-level
+// evidence cannot see).
+//
+// The counts answer both ways:
+//   - never near (k = 0): the value is novel, and its surprise is -log10 of
+//     the decayed rate at which this series produces novel values, exactly
+//     as for new levels (records.go);
+//   - near often (k >= familiarMin): a one-point excursion to a place the
+//     series has visited k times in n points cannot be much rarer than
+//     k/n, whatever the residuals' tail says. The tail model, fitted on a
+//     two-day window, sees a spike that recurs every day or so (a nightly
+//     job that wanders by half an hour) as extreme each time; the history
+//     of values remembers that it keeps happening.
+type familiarity struct {
+	win          *rollingQuantiles
+	count, total float64 // decayed numbers of novel values and of points
+	decay        float64
+}
+
+// nearFrac is the neighbourhood of a value as a fraction of its distance
+// from the median: a quarter, so that events of the same kind differ in
+// size by less than a quarter of their height.
+const nearFrac = 0.25
+
+// familiarMin is how many earlier visits make a place familiar. One or two
+// earlier visits are as likely to be earlier anomalies as a habit; from
+// three on, the rate k/n starts to mean something (its relative error is
+// below 1/√3).
+const familiarMin = 3
+
+func newFamiliarity(history int) *familiarity {
+	return &familiarity{win: newRollingQuantiles(history), decay: math.Pow(0.5, 1/float64(history))}
+}
+
+// near counts the remembered values in [lo, hi].
+func (f *familiarity) near(lo, hi float64) int {
+	s := f.win.sorted
+	a := sort.SearchFloat64s(s, lo)
+	b := a + sort.Search(len(s)-a, func(i int) bool { return s[a+i] > hi })
+	return b - a
+}
+
+// linearNear counts the values near v on the linear scale.
+func (f *familiarity) linearNear(v, med, step float64) int {
+	w := math.Max(step, nearFrac*math.Abs(v-med))
+	return f.near(v-w, v+w)
+}
+
+// logNear counts the values near v on the log scale (v+off and med+off
+// positive): within nearFrac of its log-distance from the median, so that
+// a drop to a hundredth of the usual level is not "near" the values at a
+// twentieth.
+func (f *familiarity) logNear(v, med, off float64) int {
+	w := nearFrac * math.Abs(math.Log((v+off)/(med+off)))
+	return f.near((v+off)*math.Exp(-w)-off, (v+off)*math.Exp(w)-off)
+}
+
+// cap bounds the surprise of a one-point excursion to a place visited k
+// times: -log10 of its empirical rate, (k + ½)/(n + 1). Below familiarMin
+// visits there is no bound.
+func (f *familiarity) cap(k int) float64 {
+	if k < familiarMin {
+		return math.Inf(1)
+	}
+	n := float64(f.win.len())
+	return math.Max(0, -math.Log10((float64(k)+0.5)/(n+1)))
+}
+
+// novelty returns the surprise of a value with k neighbours (0 unless
+// k = 0) and counts the point in the rate of novel values.
+func (f *familiarity) novelty(k int) float64 {
+	var s float64
+	if k == 0 {
+		s = math.Max(0, -math.Log10((f.count+recordPrior)/(f.total+1)))
+	}
+	f.count *= f.decay
+	f.total = f.total*f.decay + 1
+	if k == 0 {
+		f.count++
+	}
+	return s
+}
