@@ -67,6 +67,9 @@ type BenchResult struct {
 	// Refused counts requests the collector pushed back (and the client
 	// retried).
 	Refused int64
+	// Spilled counts points that went through the queue because the
+	// store failed or was slow (write-through, see docs/COLLECTOR.md).
+	Spilled int64
 	// MaxHeapBytes is the largest Go heap seen during the run.
 	MaxHeapBytes uint64
 	// CPU is the user+system CPU time this process spent during Elapsed
@@ -80,9 +83,9 @@ type BenchResult struct {
 }
 
 func (r BenchResult) String() string {
-	s := fmt.Sprintf("%d points in %s: %.0f points/s (sent in %s), stored %d, lost %d, refused requests %d, max heap %d MiB, CPU %s = %.0f points per CPU second",
+	s := fmt.Sprintf("%d points in %s: %.0f points/s (sent in %s), stored %d, lost %d, refused requests %d, spilled points %d, max heap %d MiB, CPU %s = %.0f points per CPU second",
 		r.Points, r.Elapsed.Round(time.Millisecond), r.PointsPerSecond, r.SendElapsed.Round(time.Millisecond),
-		r.Stored, r.Lost, r.Refused, r.MaxHeapBytes>>20, r.CPU.Round(time.Millisecond), r.PointsPerCPUSecond)
+		r.Stored, r.Lost, r.Refused, r.Spilled, r.MaxHeapBytes>>20, r.CPU.Round(time.Millisecond), r.PointsPerCPUSecond)
 	if r.BytesPerSample > 0 {
 		s += fmt.Sprintf(", %.2f bytes/sample on disk", r.BytesPerSample)
 	}
@@ -230,22 +233,24 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 	default:
 	}
 
-	stored := func() float64 {
+	counter := func(name string) float64 {
 		mfs, _ := reg.Gather()
+		sum := 0.0
 		for _, mf := range mfs {
-			if mf.GetName() != "aiops_collector_stored_items_total" {
+			if mf.GetName() != name {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
 				for _, l := range m.GetLabel() {
 					if l.GetName() == "signal" && l.GetValue() == "metrics" {
-						return m.GetCounter().GetValue()
+						sum += m.GetCounter().GetValue()
 					}
 				}
 			}
 		}
-		return 0
+		return sum
 	}
+	stored := func() float64 { return counter("aiops_collector_stored_items_total") }
 	deadline := time.Now().Add(opts.Timeout)
 	for stored() < float64(res.Points) {
 		if time.Now().After(deadline) {
@@ -260,6 +265,7 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 		res.PointsPerCPUSecond = float64(res.Points) / res.CPU.Seconds()
 	}
 	res.MaxHeapBytes = maxHeap.Load()
+	res.Spilled = int64(counter("aiops_collector_spilled_items_total"))
 
 	res.Stored, err = countBenchSamples(ctx, opts.Store, start)
 	if err != nil {

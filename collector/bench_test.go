@@ -10,6 +10,7 @@ var (
 	benchPoints       = flag.Int("bench.points", 2_000_000, "points per BenchIngest run")
 	benchCacheSeries  = flag.Int("bench.cache_series", 0, "collector.translation.cache_series (-1: every point through the translator)")
 	benchWriteThrough = flag.String("bench.write_through", WriteThroughAuto, "collector.queue.write_through: auto, on or off")
+	benchSenders      = flag.Int("bench.senders", 4, "concurrent OTLP/gRPC clients")
 )
 
 // benchConfig is the collector configuration of the ingest benchmarks;
@@ -36,7 +37,7 @@ func BenchmarkIngestEmbedded(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			for range b.N {
 				store := openEmbedded(b, b.TempDir())
-				opts := BenchOptions{Store: store, Points: *benchPoints, Config: benchConfig()}
+				opts := BenchOptions{Store: store, Points: *benchPoints, Config: benchConfig(), Senders: *benchSenders}
 				if persistent {
 					opts.QueueDir = b.TempDir()
 				}

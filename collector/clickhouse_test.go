@@ -231,6 +231,7 @@ func BenchmarkIngestClickHouse(b *testing.B) {
 			Store:     store,
 			Points:    *benchPoints,
 			Config:    benchConfig(),
+			Senders:   *benchSenders,
 			QueueDir:  b.TempDir(),
 			DiskBytes: ClickHouseDiskBytes([]string{srv.NativeAddr()}, db, "default", ""),
 		})
@@ -263,5 +264,56 @@ func TestBenchIngestClickHouseSmall(t *testing.T) {
 	}
 	if res.Stored != res.Points || res.BytesPerSample <= 0 {
 		t.Fatalf("%s", res)
+	}
+}
+
+// TestClickHouseGroupCommit: requests arriving together are written to
+// ClickHouse in one insert, each acknowledged only once it is stored, and
+// nothing goes through the queue while ClickHouse is up.
+func TestClickHouseGroupCommit(t *testing.T) {
+	srv := sharedClickHouse(t)
+	store := openClickHouseStore(t, chConfig(srv, srv.NewDatabase(t)))
+	cfg := allInOneConfig(t)
+	const clients, perRequest = 8, 50
+	cfg.Batch.MinSize = clients * perRequest
+	cfg.Batch.FlushTimeout = 2 * time.Second
+	r := start(t, cfg, Deps{Store: store})
+	ts := time.Now().Truncate(time.Millisecond)
+
+	// After a quiet spell a request is written at once, alone.
+	if resp := postOTLP(t, r.http, gaugeRequest(10_000, 1, ts)); resp.StatusCode != 200 {
+		t.Fatalf("first request: %s", resp.Status)
+	}
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp := postOTLP(t, r.http, gaugeRequest(c*perRequest, perRequest, ts)); resp.StatusCode != 200 {
+				t.Errorf("client %d: %s", c, resp.Status)
+			}
+		}()
+	}
+	wg.Wait()
+	// Acknowledged means stored.
+	if n := countSamples(t, store, nameIs("bp_gauge")); n != clients*perRequest+1 {
+		t.Fatalf("%d of %d points stored when every client had its answer", n, clients*perRequest+1)
+	}
+	writes := 0.0
+	mfs, _ := r.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "aiops_collector_export_duration_seconds" {
+			for _, m := range mf.GetMetric() {
+				if labelsMatch(m.GetLabel(), map[string]string{"signal": "metrics"}) {
+					writes += float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+	}
+	if writes != 2 {
+		t.Errorf("%v writes for one request and then %d concurrent ones filling one batch, want 2", writes, clients)
+	}
+	if s := metricValue(t, r.reg, "aiops_collector_spilled_items_total", map[string]string{"signal": "metrics"}); s != 0 {
+		t.Errorf("%v items went through the queue while ClickHouse was up", s)
 	}
 }

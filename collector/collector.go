@@ -317,6 +317,7 @@ func (c *Collector) otelConfig() map[string]any {
 			"translation":      translation(cfg.Translation),
 			"sending_queue":    queue,
 			"retry_on_failure": retry,
+			"write_through":    c.writeThroughConfig(true),
 		}
 	default:
 		exp = storeexporter.TypeStore
@@ -324,10 +325,7 @@ func (c *Collector) otelConfig() map[string]any {
 			"translation":      translation(cfg.Translation),
 			"sending_queue":    queue,
 			"retry_on_failure": retry,
-			"write_through": map[string]any{
-				"enabled":    role != RoleIngester && c.writeThrough(),
-				"slow_write": cfg.Queue.SlowWrite.String(),
-			},
+			"write_through":    c.writeThroughConfig(c.clickHouseStore()),
 		}
 	}
 
@@ -369,17 +367,24 @@ func (c *Collector) otelConfig() map[string]any {
 	return conf
 }
 
-// writeThrough tells whether metrics go straight to the process's store
-// (see QueueConfig.WriteThrough).
-func (c *Collector) writeThrough() bool {
-	switch c.cfg.Queue.WriteThrough {
-	case WriteThroughOn:
-		return true
-	case WriteThroughOff:
-		return false
+// writeThroughConfig is the exporter's write_through section (see
+// QueueConfig.WriteThrough). ClickHouse gets group commit, in batches the
+// size the queue would have made.
+func (c *Collector) writeThroughConfig(clickHouse bool) map[string]any {
+	q, b := c.cfg.Queue, c.cfg.Batch
+	return map[string]any{
+		"enabled":         c.cfg.Role != RoleIngester && q.WriteThrough != WriteThroughOff,
+		"slow_write":      q.SlowWrite.String(),
+		"group":           clickHouse,
+		"group_min_items": b.MinSize,
+		"group_interval":  b.FlushTimeout.String(),
 	}
-	_, batched := c.deps.Store.(*clickhouse.Store)
-	return !batched
+}
+
+// clickHouseStore tells whether the process's store is ClickHouse.
+func (c *Collector) clickHouseStore() bool {
+	_, ok := c.deps.Store.(*clickhouse.Store)
+	return ok
 }
 
 func topics(cfg Config) map[string]any {

@@ -118,9 +118,11 @@ type QueueConfig struct {
 	// WriteThrough is auto (default), on or off. On, metrics are written
 	// to the store in the receiver's call while the store takes them, and
 	// only what it cannot take (down, or slower than SlowWrite) goes
-	// through the queue. Auto is on for the process's store unless it is
-	// ClickHouse, which wants few large inserts: there every request goes
-	// through the queue, which forms batches. Logs and spans always go
+	// through the queue. Into ClickHouse, which wants few large inserts,
+	// requests arriving together are written in one insert (group
+	// commit) of up to batch.min_size points, at most one per
+	// batch.flush_timeout unless full. Auto and on are the same; off
+	// sends every request through the queue. Logs and spans always go
 	// through the queue.
 	WriteThrough string `yaml:"write_through"`
 	// SlowWrite is the latency budget of a write-through write: after a

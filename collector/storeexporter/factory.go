@@ -384,6 +384,11 @@ type storeExporter struct {
 }
 
 func (e *storeExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
+	return e.writeMetrics(ctx, md)
+}
+
+// writeMetrics writes mds in one store transaction.
+func (e *storeExporter) writeMetrics(ctx context.Context, mds ...pmetric.Metrics) error {
 	st, err := e.getStore(ctx)
 	if err != nil {
 		return e.failed(obs.SignalMetrics, err)
@@ -392,8 +397,11 @@ func (e *storeExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) err
 		e.writer = NewMetricsWriter(st, e.translation, e.metrics, e.logger, e.name)
 	})
 	start := time.Now()
-	n := md.DataPointCount()
-	if err := e.writer.WriteMetrics(ctx, md); err != nil {
+	n := 0
+	for _, md := range mds {
+		n += md.DataPointCount()
+	}
+	if err := e.writer.WriteMetrics(ctx, mds...); err != nil {
 		return e.failed(obs.SignalMetrics, err)
 	}
 	e.done(obs.SignalMetrics, n, start)

@@ -56,12 +56,12 @@ func NewMetricsWriter(dst promstorage.AppendableV2, cfg TranslationConfig, m *ob
 	return w
 }
 
-// WriteMetrics appends md in one appender transaction. It returns nil when
-// everything that can ever be written was committed; data that can never
-// be written (translator errors, samples the store refuses for good) is
-// counted and logged, not retried. Any other error means nothing was
+// WriteMetrics appends mds in one appender transaction. It returns nil
+// when everything that can ever be written was committed; data that can
+// never be written (translator errors, samples the store refuses for good)
+// is counted and logged, not retried. Any other error means nothing was
 // committed and the caller should retry the whole batch.
-func (w *MetricsWriter) WriteMetrics(ctx context.Context, md pmetric.Metrics) error {
+func (w *MetricsWriter) WriteMetrics(ctx context.Context, mds ...pmetric.Metrics) error {
 	// The translator checks its context every 128 points; cancelling it on
 	// the first transient append error stops a doomed conversion early.
 	ctx, cancel := context.WithCancel(ctx)
@@ -70,14 +70,23 @@ func (w *MetricsWriter) WriteMetrics(ctx context.Context, md pmetric.Metrics) er
 	app := &appender{AppenderV2: w.dst.AppenderV2(ctx), cancel: cancel}
 	var annots annotations.Annotations
 	var convErr error
-	if w.cache != nil {
-		annots, convErr = w.translateMemo(ctx, app, md)
-	} else {
-		conv := w.converters.Get().(*prw.PrometheusConverter)
-		conv.Reset(app)
-		annots, convErr = conv.FromMetrics(ctx, md, w.settings)
-		conv.Reset(nil)
-		w.converters.Put(conv)
+	for _, md := range mds {
+		var a annotations.Annotations
+		var err error
+		if w.cache != nil {
+			a, err = w.translateMemo(ctx, app, md)
+		} else {
+			conv := w.converters.Get().(*prw.PrometheusConverter)
+			conv.Reset(app)
+			a, err = conv.FromMetrics(ctx, md, w.settings)
+			conv.Reset(nil)
+			w.converters.Put(conv)
+		}
+		annots.Merge(a)
+		convErr = errors.Join(convErr, err)
+		if app.err != nil || ctx.Err() != nil {
+			break
+		}
 	}
 
 	if app.err != nil {

@@ -2,11 +2,14 @@ package storeexporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
@@ -31,16 +34,34 @@ import (
 // succeeds, but the requests after it spill, so that clients do not wait
 // for a slow store. When the queue is full the client is pushed back, as
 // before.
+//
+// With Group set, requests arriving together are written in one store
+// transaction (group commit): a write starts when GroupMinItems points
+// wait, or GroupInterval after the previous write started, and each
+// request is acknowledged when the write holding it has committed. This
+// is for ClickHouse, where every INSERT makes a part the server has to
+// merge: inserts stay as large and as rare as the queue's batches made
+// them, without the queue's encode, bbolt write, read and decode per
+// request.
 type WriteThroughConfig struct {
 	Enabled bool `mapstructure:"enabled"`
 	// SlowWrite is the latency budget of a synchronous write. Default 1s.
-	SlowWrite time.Duration `mapstructure:"slow_write"`
+	SlowWrite     time.Duration `mapstructure:"slow_write"`
+	Group         bool          `mapstructure:"group"`
+	GroupMinItems int           `mapstructure:"group_min_items"`
+	GroupInterval time.Duration `mapstructure:"group_interval"`
 }
 
 // Validate names the key relative to the write_through section.
 func (c WriteThroughConfig) Validate() error {
 	if c.SlowWrite < 0 {
 		return fmt.Errorf("slow_write: must be >= 0, got %s", c.SlowWrite)
+	}
+	if c.GroupMinItems < 0 {
+		return fmt.Errorf("group_min_items: must be >= 0, got %d", c.GroupMinItems)
+	}
+	if c.GroupInterval < 0 {
+		return fmt.Errorf("group_interval: must be >= 0, got %s", c.GroupInterval)
 	}
 	return nil
 }
@@ -62,6 +83,9 @@ type writeThroughMetrics struct {
 	// takes them out of order (the embedded TSDB's out-of-order window,
 	// ClickHouse in any order).
 	pending atomic.Int64
+
+	// group is nil unless requests are written together.
+	group *groupWriter
 }
 
 func newWriteThroughMetrics(e *storeExporter, cfg WriteThroughConfig, timeout time.Duration) *writeThroughMetrics {
@@ -69,7 +93,40 @@ func newWriteThroughMetrics(e *storeExporter, cfg WriteThroughConfig, timeout ti
 	if slow == 0 {
 		slow = time.Second
 	}
-	return &writeThroughMetrics{e: e, slow: slow, timeout: timeout, logger: e.logger}
+	w := &writeThroughMetrics{e: e, slow: slow, timeout: timeout, logger: e.logger}
+	if cfg.Group {
+		w.group = newGroupWriter(w, cfg.GroupMinItems, cfg.GroupInterval)
+	}
+	return w
+}
+
+func (w *writeThroughMetrics) Start(ctx context.Context, host component.Host) error {
+	if err := w.Metrics.Start(ctx, host); err != nil {
+		return err
+	}
+	if w.group != nil {
+		w.group.started.Store(true)
+		go w.group.run()
+	}
+	return nil
+}
+
+// Shutdown writes what waits in a group, then shuts the queue down.
+func (w *writeThroughMetrics) Shutdown(ctx context.Context) error {
+	if w.group != nil {
+		w.group.stop()
+	}
+	return w.Metrics.Shutdown(ctx)
+}
+
+// write writes mds straight to the store, within the exporter's timeout.
+func (w *writeThroughMetrics) write(ctx context.Context, mds ...pmetric.Metrics) error {
+	if w.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, w.timeout)
+		defer cancel()
+	}
+	return w.e.writeMetrics(ctx, mds...)
 }
 
 func (*writeThroughMetrics) Capabilities() consumer.Capabilities {
@@ -79,15 +136,18 @@ func (*writeThroughMetrics) Capabilities() consumer.Capabilities {
 func (w *writeThroughMetrics) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) error {
 	if !w.spilling.Load() {
 		start := time.Now()
-		wctx, cancel := ctx, context.CancelFunc(func() {})
-		if w.timeout > 0 {
-			wctx, cancel = context.WithTimeout(ctx, w.timeout)
+		var err error
+		var took time.Duration
+		if w.group != nil {
+			// The wait for the group is not the store's slowness.
+			took, err = w.group.write(ctx, md)
+		} else {
+			err = w.write(ctx, md)
+			took = time.Since(start)
 		}
-		err := w.e.pushMetrics(wctx, md)
-		cancel()
 		switch {
 		case err == nil:
-			if d := time.Since(start); d > w.slow {
+			if d := took; d > w.slow {
 				w.startSpilling("store is slow", "write_seconds", d.Seconds())
 			}
 			return nil
@@ -129,5 +189,140 @@ func (w *writeThroughMetrics) written(n int64) {
 			}
 			return
 		}
+	}
+}
+
+// groupWriter writes the requests that wait together in one store
+// transaction, one transaction at a time.
+type groupWriter struct {
+	w        *writeThroughMetrics
+	minItems int
+	interval time.Duration
+
+	mu      sync.Mutex
+	waiting []*groupWaiter
+	items   int
+	closed  bool
+	wake    chan struct{} // buffered 1
+	started atomic.Bool
+	done    chan struct{}
+}
+
+type groupWaiter struct {
+	md     pmetric.Metrics
+	result chan groupResult // buffered 1
+}
+
+type groupResult struct {
+	err  error
+	took time.Duration // how long the write took
+}
+
+var errGroupClosed = errors.New("exporter is shutting down")
+
+func newGroupWriter(w *writeThroughMetrics, minItems int, interval time.Duration) *groupWriter {
+	return &groupWriter{w: w, minItems: minItems, interval: interval, wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// write waits until md has been written with whatever else waited, and
+// returns that write's outcome for md and how long the write took. If ctx
+// ends first, md may still be written; a client that retries then writes
+// it twice, which the stores absorb (docs/COLLECTOR.md: only identical
+// retries duplicate).
+func (g *groupWriter) write(ctx context.Context, md pmetric.Metrics) (time.Duration, error) {
+	wt := &groupWaiter{md: md, result: make(chan groupResult, 1)}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return 0, errGroupClosed
+	}
+	first := len(g.waiting) == 0
+	g.waiting = append(g.waiting, wt)
+	g.items += md.DataPointCount()
+	full := g.items >= g.minItems
+	g.mu.Unlock()
+	if first || full {
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+	select {
+	case r := <-wt.result:
+		return r.took, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (g *groupWriter) run() {
+	defer close(g.done)
+	var lastStart time.Time
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		g.mu.Lock()
+		n, closed := g.items, g.closed
+		g.mu.Unlock()
+		if n == 0 && closed {
+			return
+		}
+		due := lastStart.Add(g.interval)
+		if n == 0 || (n < g.minItems && !closed && time.Now().Before(due)) {
+			wait := time.Hour
+			if n > 0 {
+				wait = time.Until(due)
+			}
+			timer.Reset(wait)
+			select {
+			case <-g.wake:
+			case <-timer.C:
+			}
+			continue
+		}
+		g.mu.Lock()
+		batch := g.waiting
+		g.waiting, g.items = nil, 0
+		g.mu.Unlock()
+		lastStart = time.Now()
+		g.flush(batch)
+	}
+}
+
+// flush writes batch in one transaction. If the store refuses it for good,
+// that may be one request's fault: each is then written alone, so only
+// what the store refuses is dropped.
+func (g *groupWriter) flush(batch []*groupWaiter) {
+	mds := make([]pmetric.Metrics, len(batch))
+	for i, wt := range batch {
+		mds[i] = wt.md
+	}
+	start := time.Now()
+	err := g.w.write(context.Background(), mds...)
+	if len(batch) > 1 && consumererror.IsPermanent(err) {
+		for _, wt := range batch {
+			start := time.Now()
+			err := g.w.write(context.Background(), wt.md)
+			wt.result <- groupResult{err, time.Since(start)}
+		}
+		return
+	}
+	took := time.Since(start)
+	for _, wt := range batch {
+		wt.result <- groupResult{err, took}
+	}
+}
+
+// stop makes run write what waits and return.
+func (g *groupWriter) stop() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+	if g.started.Load() {
+		<-g.done
 	}
 }
