@@ -587,19 +587,15 @@ func addTracks(tracks []*track, resid, pres float64) {
 // until then the same change keeps looking surprising.
 func (d *Detector) finish(r *Result) {
 	s := r.Surprise
-	// The hold remembers at most holdCap: an event of 1e-50 is not longer
-	// than one of 1e-20, and a hold at 50 would take three half-lives more
-	// to forget it, swallowing a second, smaller event hours later.
-	held := math.Min(s, holdCap)
 	prev := d.hold
-	d.hold = math.Max(held, prev*d.holdDecay)
+	d.hold = math.Max(s, prev*d.holdDecay)
 	switch {
-	case held <= prev:
+	case s <= prev:
 		// Not a new record: only what goes beyond the event already
 		// reported is news. Comparing with the record before its decay
 		// keeps a surprise that merely holds its level (at the cap, say)
 		// from being reported point after point.
-		s = math.Max(0, held-prev*d.holdDecay)
+		s = math.Max(0, s-prev*d.holdDecay)
 	case d.run >= alarmLevel:
 		// A new record, but the previous point was already alarming: an
 		// event that builds up over consecutive points (5.9, 7.0, 8.8)
@@ -614,9 +610,6 @@ func (d *Detector) finish(r *Result) {
 	}
 	r.Score = 1 - math.Pow(10, -s/10)
 }
-
-// holdCap is the largest surprise the hold remembers (p = 1e-20).
-const holdCap = 20
 
 // alarmLevel is the surprise from which consecutive points form one run
 // (p = 1e-3, score 0.5: about where any sensible threshold lies).

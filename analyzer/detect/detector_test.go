@@ -277,3 +277,91 @@ func TestRecordsRateCalibrated(t *testing.T) {
 		t.Errorf("a huge value scored %v", got)
 	}
 }
+
+// TestRecurringSpikeBecomesFamiliar: a spike that comes back about once a
+// day, wandering by more than an hour so no period captures it, stops
+// being news after a few days; a value between the baseline and the
+// spikes, where the series has never been, is news.
+func TestRecurringSpikeBecomesFamiliar(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	d := New(Config{})
+	var spikes []float64
+	next := 150
+	const novel = 4000
+	var atNovel float64
+	for i := 0; i < 4100; i++ {
+		v := 0.066 + 0.002*math.Round(rng.NormFloat64())
+		if i == next {
+			v = 1.4 + 0.1*rng.NormFloat64()
+			next += 288 + rng.IntN(31) - 15
+		}
+		if i == novel {
+			v = 0.6
+		}
+		r := d.Observe(at(i), v)
+		switch {
+		case v > 1:
+			spikes = append(spikes, r.Score)
+		case i == novel:
+			atNovel = r.Score
+		}
+	}
+	if spikes[1] < 0.6 {
+		t.Errorf("second spike scored %.3f, want >= 0.6 (spikes: %.2f)", spikes[1], spikes)
+	}
+	for k, s := range spikes[6:] {
+		if s >= 0.5 {
+			t.Errorf("spike %d scored %.3f after %d like it (spikes: %.2f)", k+6, s, k+6, spikes)
+		}
+	}
+	if atNovel < 0.5 {
+		t.Errorf("a value never seen between baseline and spikes scored %.3f, want >= 0.5", atNovel)
+	}
+}
+
+// TestDropJudgedOnLogScale: a positive series that swings by a factor of
+// two either way drops to a two-hundredth of its level. On the linear scale
+// the drop is no larger than its usual swings; on the log scale it is.
+func TestDropJudgedOnLogScale(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 10))
+	d := New(Config{})
+	const drop = 1500
+	var maxNormal, atDrop float64
+	for i := 0; i < 1700; i++ {
+		v := 0.3 * math.Exp(0.3*rng.NormFloat64())
+		if i == drop {
+			v = 0.0015
+		}
+		r := d.Observe(at(i), v)
+		switch {
+		case i == drop:
+			atDrop = r.Score
+		case i > 600:
+			maxNormal = math.Max(maxNormal, r.Score)
+		}
+	}
+	if atDrop < 0.6 || atDrop <= maxNormal {
+		t.Errorf("drop scored %.3f (normal points up to %.3f), want >= 0.6 and above them", atDrop, maxNormal)
+	}
+}
+
+// TestBuildUpReportedOnce: an event that grows over consecutive points is
+// reported once, not at each step of its growth.
+func TestBuildUpReportedOnce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	d := New(Config{})
+	ramp := map[int]float64{1500: 15, 1501: 16, 1502: 17, 1503: 18, 1504: 19}
+	var reported []int
+	for i := 0; i < 1700; i++ {
+		v := 10 + rng.NormFloat64()
+		if r, ok := ramp[i]; ok {
+			v = r
+		}
+		if s := d.Observe(at(i), v).Score; s >= 0.5 && i >= 1500 {
+			reported = append(reported, i)
+		}
+	}
+	if len(reported) != 1 || reported[0] < 1500 || reported[0] > 1504 {
+		t.Errorf("points reported: %v, want one of the ramp 1500-1504", reported)
+	}
+}

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"math"
-	"sort"
 )
 
 // familiarity remembers the values of the last `history` points in sorted
@@ -52,9 +51,8 @@ func newFamiliarity(history int) *familiarity {
 // near counts the remembered values in [lo, hi].
 func (f *familiarity) near(lo, hi float64) int {
 	s := f.win.sorted
-	a := sort.SearchFloat64s(s, lo)
-	b := a + sort.Search(len(s)-a, func(i int) bool { return s[a+i] > hi })
-	return b - a
+	a := lowerBound(s, lo)
+	return upperBound(s[a:], hi)
 }
 
 // linearNear counts the values near v on the linear scale.

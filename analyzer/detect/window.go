@@ -2,7 +2,6 @@ package detect
 
 import (
 	"math"
-	"sort"
 )
 
 // rollingQuantiles keeps the last n finite values in arrival order (a
@@ -32,13 +31,13 @@ func (w *rollingQuantiles) add(v float64) {
 		// two memmoves over the window's tail.
 		old := w.ring[w.next]
 		s := w.sorted
-		i := sort.SearchFloat64s(s, old)
+		i := lowerBound(s, old)
 		if v > old {
-			j := i + sort.SearchFloat64s(s[i+1:], v)
+			j := i + lowerBound(s[i+1:], v)
 			copy(s[i:j], s[i+1:j+1])
 			s[j] = v
 		} else {
-			j := sort.SearchFloat64s(s[:i], v)
+			j := lowerBound(s[:i], v)
 			copy(s[j+1:i+1], s[j:i])
 			s[j] = v
 		}
@@ -52,7 +51,7 @@ func (w *rollingQuantiles) add(v float64) {
 		w.next = 0
 		w.full = true
 	}
-	i := sort.SearchFloat64s(w.sorted, v)
+	i := lowerBound(w.sorted, v)
 	w.sorted = append(w.sorted, 0)
 	copy(w.sorted[i+1:], w.sorted[i:])
 	w.sorted[i] = v
@@ -86,4 +85,34 @@ func (w *rollingQuantiles) values() []float64 {
 func (w *rollingQuantiles) reset() {
 	w.next, w.full = 0, false
 	w.sorted = w.sorted[:0]
+}
+
+// lowerBound returns the first index i with s[i] >= x (len(s) if none) in
+// sorted, NaN-free s. It is sort.SearchFloat64s without the closure and
+// NaN ordering, which dominate its cost on the hot path.
+func lowerBound(s []float64, x float64) int {
+	lo, hi := 0, len(s)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s[m] < x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// upperBound returns the first index i with s[i] > x (len(s) if none).
+func upperBound(s []float64, x float64) int {
+	lo, hi := 0, len(s)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s[m] <= x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
 }
