@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,12 +19,13 @@ import (
 )
 
 type nabCommand struct {
-	cmd     *kingpin.CmdClause
-	corpus  string
-	out     string
-	verbose bool
-	scores  string
-	loco    bool
+	cmd      *kingpin.CmdClause
+	corpus   string
+	out      string
+	verbose  bool
+	scores   string
+	loco     bool
+	variants []string
 }
 
 func newNABCommand(app *kingpin.Application) *nabCommand {
@@ -34,6 +36,7 @@ func newNABCommand(app *kingpin.Application) *nabCommand {
 	c.cmd.Flag("verbose", "Print per-file detections and misses.").BoolVar(&c.verbose)
 	c.cmd.Flag("scores", "Score existing result files from this directory (<category>/<name>.csv or NAB's <category>/<detector>_<name>.csv) instead of running the detector; --out is then not written.").StringVar(&c.scores)
 	c.cmd.Flag("loco", "Also report leave-one-category-out scores: each category scored at the threshold chosen on the other categories.").BoolVar(&c.loco)
+	c.cmd.Flag("loco-variant", "With --loco, a directory of another configuration's result files (repeatable): the configuration is then chosen on the other categories too.").StringsVar(&c.variants)
 	return c
 }
 
@@ -119,7 +122,19 @@ func (c *nabCommand) run(ctx context.Context, stdout, stderr io.Writer) error {
 		nab.Explain(stdout, files, windows, profiles[0], results[0].Threshold)
 	}
 	if c.loco {
-		if err := leaveOneCategoryOut(stdout, files, windows, profiles); err != nil {
+		cands := []candidate{{name: "this", files: files}}
+		for _, dir := range c.variants {
+			var vf []nab.FileScores
+			for _, name := range names {
+				f, err := readResultFile(dir, name)
+				if err != nil {
+					return err
+				}
+				vf = append(vf, f)
+			}
+			cands = append(cands, candidate{name: filepath.Base(dir), files: vf})
+		}
+		if err := leaveOneCategoryOut(stdout, cands, windows, profiles); err != nil {
 			return err
 		}
 	}
@@ -155,48 +170,84 @@ func readResultFile(dir, name string) (nab.FileScores, error) {
 	return nab.FileScores{Name: name, Times: ts, Scores: sc}, nil
 }
 
+// candidate is one configuration's scores for the whole corpus.
+type candidate struct {
+	name  string
+	files []nab.FileScores
+}
+
 // leaveOneCategoryOut scores each category at the threshold chosen on the
 // other categories and pools the held-out results: does a score mean the
-// same in a kind of data the threshold was not chosen on?
-func leaveOneCategoryOut(w io.Writer, files []nab.FileScores, windows map[string][]nab.Window, profiles []nab.Profile) error {
-	byCat := map[string][]nab.FileScores{}
+// same in a kind of data the threshold was not chosen on? With more than
+// one candidate (other configurations' result files), a second line
+// chooses the configuration too on the other categories, which is what
+// tuning a configuration on a benchmark amounts to.
+func leaveOneCategoryOut(w io.Writer, cands []candidate, windows map[string][]nab.Window, profiles []nab.Profile) error {
 	var cats []string
-	for _, f := range files {
+	seen := map[string]bool{}
+	for _, f := range cands[0].files {
 		cat, _, _ := strings.Cut(f.Name, "/")
-		if _, ok := byCat[cat]; !ok {
+		if !seen[cat] {
+			seen[cat] = true
 			cats = append(cats, cat)
 		}
-		byCat[cat] = append(byCat[cat], f)
 	}
-	var parts []string
-	for _, prof := range profiles {
-		var raw, null, perfect float64
-		var tp, fp, fn int
-		for _, cat := range cats {
-			var rest []nab.FileScores
-			for _, o := range cats {
-				if o != cat {
-					rest = append(rest, byCat[o]...)
-				}
+	split := func(files []nab.FileScores, cat string) (in, rest []nab.FileScores) {
+		for _, f := range files {
+			if c, _, _ := strings.Cut(f.Name, "/"); c == cat {
+				in = append(in, f)
+			} else {
+				rest = append(rest, f)
 			}
-			chosen, err := nab.Score(rest, windows, []nab.Profile{prof})
-			if err != nil {
-				return err
-			}
-			r, err := nab.ScoreAt(byCat[cat], windows, prof, chosen[0].Threshold)
-			if err != nil {
-				return err
-			}
-			n := float64(r.TP + r.FN)
-			raw += r.Raw
-			null -= prof.Cost.FN * n
-			perfect += prof.Cost.TP * n
-			tp, fp, fn = tp+r.TP, fp+r.FP, fn+r.FN
-			fmt.Fprintf(w, "loco %-20s %-22s threshold=%.6f raw=%8.4f tp=%d fp=%d fn=%d\n", prof.Name, cat, chosen[0].Threshold, r.Raw, r.TP, r.FP, r.FN)
 		}
-		norm := 100 * (raw - null) / (perfect - null)
-		fmt.Fprintf(w, "loco %-20s pooled score=%8.4f raw=%9.4f tp=%d fp=%d fn=%d\n", prof.Name, norm, raw, tp, fp, fn)
-		parts = append(parts, fmt.Sprintf("%s=%.4f", prof.Name, norm))
+		return in, rest
+	}
+	pass := func(label string, pool []candidate) ([]string, error) {
+		var parts []string
+		for _, prof := range profiles {
+			var raw, null, perfect float64
+			var tp, fp, fn int
+			for _, cat := range cats {
+				// The candidate (and its threshold) doing best without cat.
+				best, bestAt, bestNorm := -1, 0.0, math.Inf(-1)
+				for i, c := range pool {
+					_, rest := split(c.files, cat)
+					res, err := nab.Score(rest, windows, []nab.Profile{prof})
+					if err != nil {
+						return nil, err
+					}
+					if res[0].Normalized > bestNorm {
+						best, bestAt, bestNorm = i, res[0].Threshold, res[0].Normalized
+					}
+				}
+				in, _ := split(pool[best].files, cat)
+				r, err := nab.ScoreAt(in, windows, prof, bestAt)
+				if err != nil {
+					return nil, err
+				}
+				n := float64(r.TP + r.FN)
+				raw += r.Raw
+				null -= prof.Cost.FN * n
+				perfect += prof.Cost.TP * n
+				tp, fp, fn = tp+r.TP, fp+r.FP, fn+r.FN
+				fmt.Fprintf(w, "%s %-20s %-22s %s threshold=%.6f raw=%8.4f tp=%d fp=%d fn=%d\n", label, prof.Name, cat, pool[best].name, bestAt, r.Raw, r.TP, r.FP, r.FN)
+			}
+			norm := 100 * (raw - null) / (perfect - null)
+			fmt.Fprintf(w, "%s %-20s pooled score=%8.4f raw=%9.4f tp=%d fp=%d fn=%d\n", label, prof.Name, norm, raw, tp, fp, fn)
+			parts = append(parts, fmt.Sprintf("%s=%.4f", prof.Name, norm))
+		}
+		return parts, nil
+	}
+	if len(cands) > 1 {
+		parts, err := pass("loco-variant", cands)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "LOCO-VARIANT %s\n", strings.Join(parts, " "))
+	}
+	parts, err := pass("loco", cands[:1])
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(w, "LOCO %s\n", strings.Join(parts, " "))
 	return nil

@@ -147,7 +147,8 @@ func TestNABSharedSplit(t *testing.T) {
 func TestNABScoresAndLOCO(t *testing.T) {
 	corpus := "../../../shared/nab"
 	var stdout, stderr bytes.Buffer
-	args := []string{"nab", "--corpus", corpus, "--scores", filepath.Join(corpus, "results", "numenta"), "--loco"}
+	args := []string{"nab", "--corpus", corpus, "--scores", filepath.Join(corpus, "results", "numenta"), "--loco",
+		"--loco-variant", filepath.Join(corpus, "results", "windowedGaussian"), "--loco-variant", filepath.Join(corpus, "results", "bayesChangePt")}
 	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -165,6 +166,12 @@ func TestNABScoresAndLOCO(t *testing.T) {
 	// 74.05 is also what an independent throwaway harness found earlier.
 	if l[1] != "74.0499" {
 		t.Errorf("HTM leave-one-category-out standard=%s, want 74.0499", l[1])
+	}
+	// Offered the two weaker detectors as alternatives, every fold keeps
+	// HTM, so choosing the configuration too changes nothing.
+	v := regexp.MustCompile(`(?m)^LOCO-VARIANT standard=(\S+) `).FindStringSubmatch(stdout.String())
+	if v == nil || v[1] != l[1] {
+		t.Errorf("LOCO-VARIANT line %q, want standard=%s:\n%s", v, l[1], stdout.String())
 	}
 }
 
