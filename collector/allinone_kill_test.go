@@ -1,0 +1,130 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+)
+
+// Environment of the all-in-one child process.
+const (
+	envAllInOneChild = "AIOPS_TEST_ALLINONE_CHILD" // the OTLP/gRPC address
+	envQueueDir      = "AIOPS_TEST_QUEUE_DIR"
+)
+
+// TestAllInOneChildProcess is not a test: it is the all-in-one collector
+// that TestAllInOneKilled starts (and kills) as a separate process.
+func TestAllInOneChildProcess(t *testing.T) {
+	addr := os.Getenv(envAllInOneChild)
+	if addr == "" {
+		return
+	}
+	store, closeStore, err := childStore(os.Getenv(envStore))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child store:", err)
+		os.Exit(3)
+	}
+	cfg := DefaultConfig()
+	cfg.OTLP.GRPCEndpoint, cfg.OTLP.HTTPEndpoint = addr, "off"
+	cfg.Queue.Dir = os.Getenv(envQueueDir)
+	c, err := New(cfg, Deps{Store: store, Logger: testLogger(t)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child collector:", err)
+		os.Exit(3)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := c.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "child run:", err)
+		os.Exit(3)
+	}
+	closeStore()
+	os.Exit(0)
+}
+
+// TestAllInOneKilled: the all-in-one collector writes metrics through to
+// the embedded store; it is SIGKILLed while clients stream. Every point
+// whose request was acknowledged is in the store afterwards: write-through
+// acknowledges only after the TSDB committed it to its write-ahead log.
+func TestAllInOneKilled(t *testing.T) {
+	dir, queueDir, addr := t.TempDir(), t.TempDir(), freeAddr(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestAllInOneChildProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), envAllInOneChild+"="+addr, envStore+"=embedded:"+dir, envQueueDir+"="+queueDir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+
+	snd := newSender(t, addr)
+	const instances, series = 4, 50
+	base := time.Now().Add(-10 * time.Minute).Truncate(time.Millisecond)
+	send := func(inst, round int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := snd.metrics.Export(ctx, pmetricotlp.NewExportRequestFromMetrics(instanceMetrics(inst, series, base.Add(time.Duration(round)*time.Second))))
+		return err
+	}
+	// Wait for the child to listen.
+	eventually(t, 60*time.Second, "child collector listening", func() (bool, string) {
+		err := send(0, 0)
+		return err == nil, fmt.Sprint(err)
+	})
+	acked := map[string]bool{} // instance/round whose request was acknowledged
+	acked["0/0"] = true
+	killAt := time.Now().Add(1500 * time.Millisecond)
+	killed := false
+	for round := 1; round < 400; round++ {
+		if !killed && time.Now().After(killAt) {
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			exited <- nil // for the cleanup
+			killed = true
+		}
+		if killed {
+			break
+		}
+		for inst := range instances {
+			if send(inst, round) == nil {
+				acked[fmt.Sprintf("%d/%d", inst, round)] = true
+			}
+		}
+	}
+	if len(acked) < 20 {
+		t.Fatalf("only %d requests acknowledged before the kill", len(acked))
+	}
+
+	store := openEmbedded(t, dir)
+	stored := map[string]int{}
+	for s, samples := range readSeries(t, store, nameIs("fleet_load")) {
+		inst := s[strings.Index(s, `instance="i-`)+len(`instance="i-`):]
+		inst = inst[:strings.IndexByte(inst, '"')]
+		for _, smp := range samples {
+			round := (smp.t - base.UnixMilli()) / 1000
+			stored[fmt.Sprintf("%s/%d", inst, round)]++
+		}
+	}
+	for k := range acked {
+		if stored[k] != series {
+			t.Errorf("request %s (instance/round) was acknowledged, %d of its %d points stored", k, stored[k], series)
+		}
+	}
+	t.Logf("%d requests acknowledged before the kill, all stored", len(acked))
+}
