@@ -59,7 +59,7 @@ type SelectorConfig struct {
 	// the period as a duration ("24h", "168h").
 	Seasonality string `yaml:"seasonality"`
 	// Window and History size each series' detector in points (defaults
-	// 576 and 4096; about 80 KiB of memory per series). Smaller values
+	// 576 and 4096; about 190 KiB of memory per series). Smaller values
 	// save memory; History bounds the longest period found at History/2.
 	Window  int `yaml:"window"`
 	History int `yaml:"history"`
