@@ -613,6 +613,9 @@ func (mg *Manager) CheckDeadlines(ctx context.Context) error {
 		mg.mu.RLock()
 		cur := mg.incidents[id]
 		mg.mu.RUnlock()
+		if cur.inc.FiringAlerts > 0 && (mg.cfg.EscalateAfter == 0 || cur.inc.EscalationLevel > 0 || cur.inc.Status != StatusOpen) {
+			continue // no deadline can have passed
+		}
 		t := &tx{st: copyState(cur)}
 		mg.autoResolve(t, now)
 		inc := &t.st.inc

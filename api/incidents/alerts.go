@@ -329,13 +329,17 @@ func (a *API) silenceFromBody(r *http.Request, b silenceBody) (*silencepb.Silenc
 	if !end.After(now) {
 		return nil, badField("ends_at", "must be in the future")
 	}
+	// A metric name stands for the alertname; sorted by name, the same
+	// silence reads the same however it was written.
+	for _, m := range ms {
+		if m.Name == labels.MetricName {
+			m.Name = "alertname"
+		}
+	}
+	sort.SliceStable(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
 	set := &silencepb.MatcherSet{}
 	for _, m := range ms {
-		name := m.Name
-		if name == labels.MetricName {
-			name = "alertname"
-		}
-		set.Matchers = append(set.Matchers, &silencepb.Matcher{Type: pbTypes[m.Type], Name: name, Pattern: m.Value})
+		set.Matchers = append(set.Matchers, &silencepb.Matcher{Type: pbTypes[m.Type], Name: m.Name, Pattern: m.Value})
 	}
 	return &silencepb.Silence{
 		MatcherSets: []*silencepb.MatcherSet{set},
