@@ -144,9 +144,38 @@ func start() (*Server, error) {
 	return nil, lastErr
 }
 
+// ownerFile, in a server directory, holds the pid of the test process
+// that owns the server.
+const ownerFile = "owner.pid"
+
+// removeStaleDirs deletes the directories of servers whose test process
+// died without cleaning up (a timeout panic, SIGKILL). Their servers died
+// with them (Pdeathsig); only the files are left.
+func removeStaleDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "chtest-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // not ours, or still being set up
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(dir)
+		}
+	}
+}
+
 func tryStart(bin string) (*Server, error) {
+	removeStaleDirs()
 	dir, err := os.MkdirTemp("", "chtest-")
 	if err != nil {
+		return nil, fmt.Errorf("create server directory: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("create server directory: %w", err)
 	}
 	ports, err := freePorts(2)

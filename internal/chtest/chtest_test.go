@@ -4,6 +4,9 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -109,5 +112,27 @@ func TestStartFailureShowsLog(t *testing.T) {
 	_, _, err := StartMain()
 	if err == nil || !strings.Contains(err.Error(), "process exited") {
 		t.Fatalf("want a 'process exited' error, got %v", err)
+	}
+}
+
+func TestStaleDirectoriesRemoved(t *testing.T) {
+	// A directory owned by a process that no longer exists.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := os.MkdirTemp("", "chtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stale, ownerFile), []byte(strconv.Itoa(dead.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := Start(t)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale directory %s kept: %v", stale, err)
+	}
+	if _, err := os.Stat(s.Dir()); err != nil {
+		t.Errorf("own directory: %v", err)
 	}
 }
