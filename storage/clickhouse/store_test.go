@@ -831,3 +831,27 @@ func TestOutOfOrderCommits(t *testing.T) {
 		t.Errorf("got %v, want %v", ts, want)
 	}
 }
+
+// TestBackfillAcrossMonths commits one batch spanning 200 days, which is
+// written as several INSERTs (one per 90 days).
+func TestBackfillAcrossMonths(t *testing.T) {
+	s := openStore(t, func(c *Config) { c.BatchSize = 7 })
+	ls := labels.FromStrings("__name__", "backfill")
+	app := s.AppenderV2(ctx)
+	for d := int64(0); d < 200; d++ {
+		if _, err := app.Append(0, ls, 0, d*msPerDay+1000, float64(d), nil, nil, promstorage.AOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(t, app)
+	got, _ := readAll(t, newQuerier(t, s, 0, 200*msPerDay), nil, eq("__name__", "backfill"))
+	smps := got[ls.String()]
+	if len(smps) != 200 {
+		t.Fatalf("%d samples back, want 200", len(smps))
+	}
+	for d, smp := range smps {
+		if smp.t != int64(d)*msPerDay+1000 || smp.f != float64(d) {
+			t.Fatalf("sample %d: %+v", d, smp)
+		}
+	}
+}

@@ -333,3 +333,18 @@ func TestIteratorOverSegments(t *testing.T) {
 		t.Errorf("mergeSegs = %v", merged.ts)
 	}
 }
+
+func TestRowOrder(t *testing.T) {
+	const day = 86400000
+	fps := []uint64{3, 1, 2, 1, 1}
+	ts := []int64{10, 30, 10, 20, 200 * day}
+	order := rowOrder(fps, ts)
+	// Day group first (the row 200 days later goes last), then
+	// fingerprint, then timestamp.
+	if want := []int32{3, 1, 2, 0, 4}; !slices.Equal(order, want) {
+		t.Errorf("order %v, want %v", order, want)
+	}
+	if rowOrder([]uint64{1, 1, 2}, []int64{1, 2, 1}) != nil {
+		t.Error("sorted rows reordered")
+	}
+}
