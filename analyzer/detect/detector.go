@@ -211,6 +211,7 @@ func (d *Detector) Observe(t time.Time, v float64) Result {
 			missing := int(dt/d.step) - 1
 			if missing > maxFill {
 				d.histLen, d.histNext = 0, 0
+				d.fam.reset()
 				d.sinceSeasonal = 0
 				if d.cfg.Period == 0 {
 					d.period = 0
@@ -296,7 +297,14 @@ func (d *Detector) logView(v, pred, lo, hi float64, env bool) logView {
 	return logView{ok: true, resid: lr, pres: lp, off: off}
 }
 
+// push appends v (NaN for a gap) to the seasonal history and keeps the
+// familiarity's sorted copy in step.
 func (d *Detector) push(v float64) {
+	old := math.NaN()
+	if d.histLen == len(d.hist) {
+		old = d.hist[d.histNext]
+	}
+	d.fam.replace(old, v)
 	d.hist[d.histNext] = v
 	d.histNext = (d.histNext + 1) % len(d.hist)
 	if d.histLen < len(d.hist) {
@@ -536,7 +544,6 @@ func (d *Detector) learn(v, resid, pres float64, lg logView) {
 			addTracks(d.logTracks, lg.resid, lg.pres)
 		}
 	}
-	d.fam.win.add(v)
 	d.values.add(v)
 	d.push(v)
 	if d.cfg.PeriodHint > 0 {

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -364,4 +365,52 @@ func TestBuildUpReportedOnce(t *testing.T) {
 	if len(reported) != 1 || reported[0] < 1500 || reported[0] > 1504 {
 		t.Errorf("points reported: %v, want one of the ramp 1500-1504", reported)
 	}
+}
+
+// TestFamiliarityFollowsHistory checks the sorted copy of the seasonal
+// history against the history itself through gaps, a long gap that
+// restarts it, and a snapshot.
+func TestFamiliarityFollowsHistory(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 12))
+	d := New(Config{History: 256})
+	check := func(d *Detector, when string) {
+		t.Helper()
+		var want []float64
+		for k := 0; k < d.histLen; k++ {
+			if v := d.histAt(k); !math.IsNaN(v) {
+				want = append(want, v)
+			}
+		}
+		slices.Sort(want)
+		if !slices.Equal(want, d.fam.sorted) {
+			t.Fatalf("%s: familiarity holds %d values, history %d finite ones", when, len(d.fam.sorted), len(want))
+		}
+	}
+	ts := at(0)
+	for i := 0; i < 3000; i++ {
+		ts = ts.Add(5 * time.Minute)
+		switch {
+		case i == 1000:
+			ts = ts.Add(5 * time.Minute * 300) // restarts the history
+		case rng.IntN(50) == 0:
+			ts = ts.Add(5 * time.Minute * time.Duration(1+rng.IntN(5))) // a short gap
+		}
+		v := math.Round(rng.NormFloat64() * 4) // many equal values
+		if rng.IntN(100) == 0 {
+			v = math.NaN()
+		}
+		d.Observe(ts, v)
+		if i%97 == 0 || i == 1000 {
+			check(d, fmt.Sprintf("point %d", i))
+		}
+	}
+	snap, err := d.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Restore(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(r, "restored")
 }

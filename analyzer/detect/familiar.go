@@ -4,8 +4,8 @@ import (
 	"math"
 )
 
-// familiarity remembers the values of the last `history` points in sorted
-// order and answers two questions about a new value: has the series been
+// familiarity keeps the values of the seasonal history (the last `history`
+// points) in sorted order and answers two questions about a new value: has the series been
 // near it before (and how often), and how rare is it for this series to go
 // somewhere it has never been.
 //
@@ -28,7 +28,9 @@ import (
 //     job that wanders by half an hour) as extreme each time; the history
 //     of values remembers that it keeps happening.
 type familiarity struct {
-	win          *rollingQuantiles
+	// sorted holds the finite values of the detector's seasonal history
+	// (the last `history` points), kept in step with it by the detector.
+	sorted       []float64
 	count, total float64 // decayed numbers of novel values and of points
 	decay        float64
 }
@@ -45,14 +47,46 @@ const nearFrac = 0.25
 const familiarMin = 3
 
 func newFamiliarity(history int) *familiarity {
-	return &familiarity{win: newRollingQuantiles(history), decay: math.Pow(0.5, 1/float64(history))}
+	return &familiarity{sorted: make([]float64, 0, history), decay: math.Pow(0.5, 1/float64(history))}
 }
+
+// replace removes old (when not NaN; it must be present) and inserts v
+// (when not NaN). When both are values, only those between their
+// positions move.
+func (f *familiarity) replace(old, v float64) {
+	s := f.sorted
+	oldOK, newOK := !math.IsNaN(old), !math.IsNaN(v)
+	switch {
+	case oldOK && newOK:
+		i := lowerBound(s, old)
+		if v > old {
+			j := i + lowerBound(s[i+1:], v)
+			copy(s[i:j], s[i+1:j+1])
+			s[j] = v
+		} else {
+			j := lowerBound(s[:i], v)
+			copy(s[j+1:i+1], s[j:i])
+			s[j] = v
+		}
+	case oldOK:
+		i := lowerBound(s, old)
+		f.sorted = append(s[:i], s[i+1:]...)
+	case newOK:
+		i := lowerBound(s, v)
+		s = append(s, 0)
+		copy(s[i+1:], s[i:])
+		s[i] = v
+		f.sorted = s
+	}
+}
+
+// reset forgets every value (the seasonal history restarted).
+func (f *familiarity) reset() { f.sorted = f.sorted[:0] }
 
 // near counts the remembered values in [lo, hi].
 func (f *familiarity) near(lo, hi float64) int {
-	s := f.win.sorted
-	a := lowerBound(s, lo)
-	return upperBound(s[a:], hi)
+	a := lowerBound(f.sorted, lo)
+	return upperBound(f.sorted[a:], hi)
 }
 
 // linearNear counts the values near v on the linear scale.
@@ -77,7 +111,7 @@ func (f *familiarity) cap(k int) float64 {
 	if k < familiarMin {
 		return math.Inf(1)
 	}
-	n := float64(f.win.len())
+	n := float64(len(f.sorted))
 	return math.Max(0, -math.Log10((float64(k)+0.5)/(n+1)))
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/gob"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -34,7 +35,6 @@ type state struct {
 	Records       recordsState
 	LogResiduals  []float64
 	LogTracks     []trackState
-	Familiar      []float64 // oldest first
 	NovelCount    float64
 	NovelTotal    float64
 }
@@ -56,7 +56,7 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 		Residuals: d.residuals.values(), Hold: d.hold, Run: d.run,
 		Records:      recordsState{Set: d.rec.set, Exp: d.rec.exp, Lo: d.rec.lo, Hi: d.rec.hi, Count: d.rec.count, Total: d.rec.total},
 		LogResiduals: d.logResiduals.values(), Tracks: trackStates(d.tracks), LogTracks: trackStates(d.logTracks),
-		Familiar: d.fam.win.values(), NovelCount: d.fam.count, NovelTotal: d.fam.total,
+		NovelCount: d.fam.count, NovelTotal: d.fam.total,
 	}
 	if d.n > 0 {
 		st.LastT = d.lastT.UnixNano()
@@ -78,7 +78,7 @@ func Restore(b []byte) (*Detector, error) {
 		return nil, fmt.Errorf("restore detector: snapshot version %d, want %d", st.Version, stateVersion)
 	}
 	d := New(st.Config)
-	if len(st.Tracks) != len(d.tracks) || len(st.LogTracks) != len(d.logTracks) || len(st.Hist) > len(d.hist) || len(st.Familiar) > len(d.fam.win.ring) {
+	if len(st.Tracks) != len(d.tracks) || len(st.LogTracks) != len(d.logTracks) || len(st.Hist) > len(d.hist) {
 		return nil, fmt.Errorf("restore detector: snapshot does not fit the configuration")
 	}
 	d.n = st.N
@@ -93,12 +93,10 @@ func Restore(b []byte) (*Detector, error) {
 		d.hist[d.histNext] = v
 		d.histNext = (d.histNext + 1) % len(d.hist)
 		d.histLen++
+		d.fam.replace(math.NaN(), v)
 	}
 	d.period, d.sinceSeasonal, d.hold, d.run = st.Period, st.SinceSeasonal, st.Hold, st.Run
 	d.fam.count, d.fam.total = st.NovelCount, st.NovelTotal
-	for _, v := range st.Familiar {
-		d.fam.win.add(v)
-	}
 	for _, v := range st.LogResiduals {
 		d.logResiduals.add(v)
 	}

@@ -126,7 +126,7 @@ func TestNABSharedSplit(t *testing.T) {
 		t.Fatalf("no summary line in:\n%s", stdout.String())
 	}
 	if std, _ := strconv.ParseFloat(m[1], 64); std < 76.2 {
-		t.Errorf("standard=%v, was 76.49 when this test was written", std)
+		t.Errorf("standard=%v, was 76.42 when this test was written", std)
 	}
 	// The threshold chosen without a category must carry to it: scored
 	// held out, category by category, the split stays close.
@@ -135,7 +135,7 @@ func TestNABSharedSplit(t *testing.T) {
 		t.Fatalf("no LOCO line in:\n%s", stdout.String())
 	}
 	if loco, _ := strconv.ParseFloat(l[1], 64); loco < 74.8 {
-		t.Errorf("leave-one-category-out standard=%v, was 75.20 when this test was written", loco)
+		t.Errorf("leave-one-category-out standard=%v, was 75.13 when this test was written", loco)
 	}
 	t.Log(m[0])
 	t.Log(l[0])
