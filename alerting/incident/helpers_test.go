@@ -43,12 +43,13 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-func openEmbedded(t *testing.T, dir string) *embedded.Store {
+func openEmbedded(t testing.TB, dir string) *embedded.Store {
 	t.Helper()
 	s, err := embedded.Open(embedded.Config{DataDir: dir, Retention: model.Duration(24 * time.Hour)}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() }) // Close is idempotent: tests that restart close it earlier
 	return s
 }
 
