@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
-	"github.com/aiops-dev/aiops/alerting/internal/clitest"
+	"github.com/aiops-dev/aiops/internal/clitest"
 	"github.com/aiops-dev/aiops/alerting/ruler"
 )
 

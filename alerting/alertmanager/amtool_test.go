@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aiops-dev/aiops/alerting/internal/clitest"
+	"github.com/aiops-dev/aiops/internal/clitest"
 )
 
 // TestAmtool drives the API with the real amtool, through a bearer-token

@@ -2,41 +2,17 @@ package promapi
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// promtool returns a promtool binary: $PROMTOOL when set (the Makefile
-// builds one), otherwise one built from the version go.mod pins.
-func promtool(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("PROMTOOL"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("PROMTOOL=%s: %v", p, err)
-		}
-		return p
-	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	bin := filepath.Join(t.TempDir(), "promtool")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/prometheus/prometheus/cmd/promtool")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build promtool (set PROMTOOL to use a prebuilt one): %v\n%s", err, out)
-	}
-	return bin
-}
+	"github.com/aiops-dev/aiops/internal/clitest"
+)
 
 // TestPromtool runs Prometheus's own CLI client against the API: what it
 // reads back must be what was ingested.
 func TestPromtool(t *testing.T) {
-	bin := promtool(t)
+	bin := clitest.Promtool(t)
 	store := openStore(t)
 	loadFixture(t, store)
 	srv := newTestAPI(t, DefaultConfig(), store)
