@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/aiops-dev/aiops/alerting"
+	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/analyzer"
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/api/promapi"
@@ -43,6 +44,7 @@ type Config struct {
 	Query     promapi.Config   `yaml:"query"`
 	Analyzer  analyzer.Config  `yaml:"analyzer"`
 	Alerting  alerting.Config  `yaml:"alerting"`
+	Incidents incident.Config  `yaml:"incidents"`
 }
 
 // ServerConfig configures the main HTTP listener.
@@ -121,6 +123,7 @@ func DefaultConfig() Config {
 		Query:     promapi.DefaultConfig(),
 		Analyzer:  analyzer.DefaultConfig(),
 		Alerting:  alerting.DefaultConfig(),
+		Incidents: incident.DefaultConfig(),
 	}
 }
 
@@ -154,7 +157,10 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	return c.Alerting.Validate()
+	if err := c.Alerting.Validate(); err != nil {
+		return err
+	}
+	return c.Incidents.Validate()
 }
 
 // analyzerEnabled reports whether the file selects anything to analyse;

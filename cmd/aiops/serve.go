@@ -16,13 +16,16 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/aiops-dev/aiops/alerting"
+	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/analyzer"
+	"github.com/aiops-dev/aiops/api/incidents"
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/collector"
 	"github.com/aiops-dev/aiops/storage"
@@ -172,7 +175,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 		}()
 	}
 
-	comps, closeAll, err := s.build(store)
+	comps, closeAll, err := s.build(ctx, store)
 	if err != nil {
 		return err
 	}
@@ -209,7 +212,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 }
 
 // build creates the role's components and mounts their HTTP handlers.
-func (s *server) build(store storage.Store) (comps []component, closeAll func(), err error) {
+func (s *server) build(ctx context.Context, store storage.Store) (comps []component, closeAll func(), err error) {
 	var closers []func()
 	closeAll = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -251,10 +254,40 @@ func (s *server) build(store storage.Store) (comps []component, closeAll func(),
 		}
 		closers = append(closers, func() { engine.Close() })
 
+		// The analyzer comes first: incidents ask it for root causes.
+		var rootCauses incident.RootCauser = incident.StoreRootCauser{Events: store, Spans: store}
+		if cfg.analyzerEnabled() {
+			an, err := analyzer.New(cfg.Analyzer, analyzer.Deps{
+				Queryable:  store,
+				Appendable: store,
+				Events:     store,
+				Spans:      store,
+				Logger:     logger.With("component", "analyzer"),
+				Registerer: s.reg,
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			comps = append(comps, an)
+			rootCauses = an
+		}
+
+		inc, err := incident.New(ctx, cfg.Incidents, incident.Deps{
+			Events:     store,
+			RootCauses: rootCauses,
+			Logger:     logger.With("component", "incidents"),
+			Registerer: s.reg,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		comps = append(comps, inc)
+
 		al, err := alerting.New(cfg.Alerting, alerting.Deps{
 			Storage:    store,
 			Engine:     engine,
 			Parser:     parser.NewParser(promapi.ParserOptions(cfg.Query)),
+			GroupSinks: []notify.Notifier{inc},
 			Logger:     logger,
 			Registerer: s.reg,
 		})
@@ -288,20 +321,18 @@ func (s *server) build(store storage.Store) (comps []component, closeAll func(),
 		mux.Handle("/api/v2/", al.APIHandler())
 		mux.Handle("/-/reload", al.ReloadHandler())
 
-		if cfg.analyzerEnabled() {
-			an, err := analyzer.New(cfg.Analyzer, analyzer.Deps{
-				Queryable:  store,
-				Appendable: store,
-				Events:     store,
-				Spans:      store,
-				Logger:     logger.With("component", "analyzer"),
-				Registerer: s.reg,
-			})
-			if err != nil {
-				return nil, nil, err
-			}
-			comps = append(comps, an)
+		incAPI, err := incidents.New(incidents.Options{
+			Incidents:    inc,
+			Alertmanager: al.Alertmanager(),
+			Events:       store,
+			Queryable:    store,
+			Logger:       logger.With("component", "incidents-api"),
+		})
+		if err != nil {
+			return nil, nil, err
 		}
+		// Its patterns are more specific than the query API's "/api/v1/".
+		incAPI.Mount(mux)
 	}
 
 	var events storage.EventStore
