@@ -190,9 +190,14 @@ const (
 	// seasonal history.
 	maxFill = 256
 	// reseasonEvery is how often (points) a period in use is re-checked,
-	// searchEvery how often one is searched for while there is none.
+	// searchEvery how often at least one is searched for while there is
+	// none; once the history is long, a search waits until an eighth of
+	// it is new (512 points for a full history of 4096): a series that
+	// showed no period over its whole history rarely shows one a few
+	// hours later, and each search is an FFT over the history.
 	reseasonEvery = 256
 	searchEvery   = 256
+	searchRenewal = 8
 )
 
 // Observe scores the point (t, v) and learns it.
@@ -565,7 +570,7 @@ func (d *Detector) learn(v, resid, pres float64, lg logView) {
 			if !periodHolds(h, med, d.period, 0.2) {
 				d.period = detectPeriod(h, med, minPeriod, d.histLen/2, 0.3)
 			}
-		case d.period == 0 && d.sinceSeasonal >= searchEvery:
+		case d.period == 0 && d.sinceSeasonal >= max(searchEvery, d.histLen/searchRenewal):
 			d.sinceSeasonal = 0
 			h, med := d.history()
 			d.period = detectPeriod(h, med, minPeriod, d.histLen/2, 0.3)

@@ -126,7 +126,7 @@ func detrend(xs []float64, med float64) []float64 {
 }
 
 // autocorrelation returns the normalised autocorrelation of the detrended
-// series (missing points filled with med) for lags 0..n-1, or nil for a
+// series (missing points filled with med) for lags 0..n/2, or nil for a
 // constant or mostly missing series.
 func autocorrelation(xs []float64, med float64) []float64 {
 	n := len(xs)
@@ -134,10 +134,16 @@ func autocorrelation(xs []float64, med float64) []float64 {
 	if ys == nil {
 		return nil
 	}
-	// Zero-padding to 2n makes the circular correlation a linear one.
+	// Zero-padding to n + n/2 makes the circular correlation a linear one
+	// for every lag up to n/2, the longest a period search looks at (2n
+	// would make every lag exact, for a third more work). The size is
+	// rounded up to 2^k or 3·2^k, which the FFT handles quickly.
 	size := 1
-	for size < 2*n {
+	for size < n+n/2+1 {
 		size <<= 1
+	}
+	if s3 := size / 4 * 3; s3 >= n+n/2+1 {
+		size = s3
 	}
 	buf := make([]float64, size)
 	copy(buf, ys)
@@ -150,7 +156,7 @@ func autocorrelation(xs []float64, med float64) []float64 {
 	if ac[0] <= 0 || math.IsNaN(ac[0]) {
 		return nil
 	}
-	out := make([]float64, n)
+	out := make([]float64, n/2+1)
 	for i := range out {
 		// Divide by the overlap so long lags are not biased to zero.
 		out[i] = ac[i] / ac[0] * float64(n) / float64(n-i)
