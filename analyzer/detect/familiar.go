@@ -56,6 +56,13 @@ func newFamiliarity(history int) *familiarity {
 func (f *familiarity) replace(old, v float64) {
 	s := f.sorted
 	oldOK, newOK := !math.IsNaN(old), !math.IsNaN(v)
+	if oldOK {
+		// Always present when the detector keeps the copy in step; a
+		// missing one must not turn into an out-of-range slice.
+		if i := lowerBound(s, old); i == len(s) || s[i] != old {
+			oldOK = false
+		}
+	}
 	switch {
 	case oldOK && newOK:
 		i := lowerBound(s, old)
