@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/internal/clitest"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's log writes while the
@@ -335,4 +337,117 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestServeAlertsBecomeIncidents runs the whole alerting path of one
+// server: a rule fires, the embedded Alertmanager groups it, an incident
+// opens and is served by the REST API; a read token may look but not act,
+// a write token acknowledges (and is audited); and the real amtool works
+// against the server's Alertmanager API with a bearer token.
+func TestServeAlertsBecomeIncidents(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yml")
+	os.WriteFile(rules, []byte(`groups:
+  - name: e2e
+    interval: 500ms
+    rules:
+      - alert: CheckoutDown
+        expr: vector(1)
+        labels: {severity: critical, service: checkout}
+        annotations: {summary: checkout is down}
+`), 0o600)
+	amConf := filepath.Join(dir, "alertmanager.yml")
+	os.WriteFile(amConf, []byte("route:\n  receiver: oncall\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: oncall\n"), 0o600)
+	cfg := filepath.Join(dir, "aiops.yaml")
+	os.WriteFile(cfg, []byte("alerting:\n  rule_files: ["+rules+"]\n  alertmanager_config_file: "+amConf+"\n  evaluation_interval: 500ms\n"), 0o600)
+	dataDir := filepath.Join(dir, "data")
+	ts := startServe(t, dataDir, "--config", cfg)
+
+	var list struct {
+		Incidents []struct {
+			ID, Status, Service, Severity string
+		} `json:"incidents"`
+	}
+	waitFor(t, "the rule's alert to open an incident", func() bool {
+		code, body := ts.get(t, "/api/v1/incidents?status=open", ts.token)
+		if code != http.StatusOK {
+			t.Fatalf("list incidents: %d %s", code, body)
+		}
+		if err := json.Unmarshal(body, &list); err != nil {
+			t.Fatalf("list incidents: %v: %s", err, body)
+		}
+		return len(list.Incidents) == 1
+	})
+	inc := list.Incidents[0]
+	if inc.Service != "checkout" || inc.Severity != "critical" {
+		t.Errorf("incident = %+v, want service checkout, severity critical", inc)
+	}
+
+	var tokens [2]string
+	for i, scopes := range []string{"read", "write"} {
+		var out bytes.Buffer
+		if code := run(context.Background(), []string{"token", "create", "--data-dir", dataDir, "--name", "e2e-" + scopes, "--scopes", scopes}, &out, io.Discard); code != 0 {
+			t.Fatalf("token create: exit %d", code)
+		}
+		tokens[i] = strings.SplitN(out.String(), "\n", 2)[0]
+	}
+	reader, writer := tokens[0], tokens[1]
+	post := func(path, token string) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+ts.http+path, strings.NewReader(`{"comment":"on it"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	ackPath := "/api/v1/incidents/" + inc.ID + "/acknowledge"
+	if code, _ := ts.get(t, "/api/v1/incidents/"+inc.ID, reader); code != http.StatusOK {
+		t.Errorf("read token GET incident: %d", code)
+	}
+	if code := post(ackPath, reader); code != http.StatusForbidden {
+		t.Errorf("read token acknowledge: %d, want 403", code)
+	}
+	if code := post(ackPath, ""); code != http.StatusUnauthorized {
+		t.Errorf("acknowledge without a token: %d, want 401", code)
+	}
+	if code := post(ackPath, writer); code != http.StatusOK {
+		t.Errorf("write token acknowledge: %d, want 200", code)
+	}
+	code, body := ts.get(t, "/api/v1/incidents/"+inc.ID, reader)
+	if code != http.StatusOK || !bytes.Contains(body, []byte(`"status":"acknowledged"`)) {
+		t.Errorf("after acknowledge: %d %s", code, body)
+	}
+
+	// amtool, the real Alertmanager client, against the server.
+	httpConf := filepath.Join(dir, "amtool-http.yml")
+	os.WriteFile(httpConf, []byte("authorization:\n  type: Bearer\n  credentials: "+writer+"\n"), 0o600)
+	amtool := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(clitest.Amtool(t), append([]string{"--alertmanager.url=http://" + ts.http, "--http.config.file=" + httpConf}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("amtool %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := amtool("alert", "query", "alertname=CheckoutDown"); !strings.Contains(out, "CheckoutDown") {
+		t.Errorf("amtool alert query:\n%s", out)
+	}
+	id := strings.TrimSpace(amtool("silence", "add", "alertname=CheckoutDown", "--comment=maintenance", "--duration=1h", "--author=e2e"))
+	if out := amtool("silence", "query", "-q"); !strings.Contains(out, id) {
+		t.Errorf("amtool silence query does not list %s:\n%s", id, out)
+	}
+
+	// Write actions are audited under the token's id, never its secret.
+	code, body = ts.get(t, "/api/v1/incidents/"+inc.ID+"/timeline", reader)
+	if code != http.StatusOK || bytes.Contains(body, []byte(writer)) {
+		t.Errorf("timeline: %d, or it holds the token", code)
+	}
+	if strings.Contains(ts.stderr.String(), writer) || strings.Contains(ts.stderr.String(), reader) {
+		t.Error("a token appears in the server log")
+	}
 }
