@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -75,11 +77,12 @@ func TestAllInOneKilled(t *testing.T) {
 
 	snd := newSender(t, addr)
 	const instances, series = 4, 50
+	const step = 100 * time.Millisecond // between rounds
 	base := time.Now().Add(-10 * time.Minute).Truncate(time.Millisecond)
 	send := func(inst, round int) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := snd.metrics.Export(ctx, pmetricotlp.NewExportRequestFromMetrics(instanceMetrics(inst, series, base.Add(time.Duration(round)*time.Second))))
+		_, err := snd.metrics.Export(ctx, pmetricotlp.NewExportRequestFromMetrics(instanceMetrics(inst, series, base.Add(time.Duration(round)*step))))
 		return err
 	}
 	// Wait for the child to listen.
@@ -87,25 +90,37 @@ func TestAllInOneKilled(t *testing.T) {
 		err := send(0, 0)
 		return err == nil, fmt.Sprint(err)
 	})
-	acked := map[string]bool{} // instance/round whose request was acknowledged
-	acked["0/0"] = true
-	killAt := time.Now().Add(1500 * time.Millisecond)
-	killed := false
-	for round := 1; round < 400; round++ {
-		if !killed && time.Now().After(killAt) {
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-exited
-			exited <- nil // for the cleanup
-			killed = true
-		}
-		if killed {
-			break
-		}
-		for inst := range instances {
-			if send(inst, round) == nil {
-				acked[fmt.Sprintf("%d/%d", inst, round)] = true
+	// One client per instance streams rounds until the kill; the kill
+	// lands while requests are in flight. A request counts as acknowledged
+	// only if its Export returned without error.
+	var (
+		mu    sync.Mutex
+		acked = map[string]bool{"0/0": true} // instance/round
+		wg    sync.WaitGroup
+		stop  atomic.Bool
+	)
+	const maxRounds = 5000 // 500 s of rounds after base, which is 10 minutes ago
+	for inst := range instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := 1; round < maxRounds && !stop.Load(); round++ {
+				if send(inst, round) == nil {
+					mu.Lock()
+					acked[fmt.Sprintf("%d/%d", inst, round)] = true
+					mu.Unlock()
+				}
 			}
-		}
+		}()
+	}
+	time.Sleep(400 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+	exited <- nil // for the cleanup
+	stop.Store(true)
+	wg.Wait()
+	if len(acked) >= instances*(maxRounds-1) {
+		t.Fatalf("all %d requests were acknowledged before the kill; it landed too late to test anything", len(acked))
 	}
 	if len(acked) < 20 {
 		t.Fatalf("only %d requests acknowledged before the kill", len(acked))
@@ -117,7 +132,7 @@ func TestAllInOneKilled(t *testing.T) {
 		inst := s[strings.Index(s, `instance="i-`)+len(`instance="i-`):]
 		inst = inst[:strings.IndexByte(inst, '"')]
 		for _, smp := range samples {
-			round := (smp.t - base.UnixMilli()) / 1000
+			round := (smp.t - base.UnixMilli()) / step.Milliseconds()
 			stored[fmt.Sprintf("%s/%d", inst, round)]++
 		}
 	}
