@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -121,21 +120,7 @@ func (e *benchEnv) open(ctx context.Context, kind string) (storage.Store, func(c
 		if err != nil {
 			return nil, nil, err
 		}
-		if e.chSrv == nil {
-			return s, nil, nil
-		}
-		db := cfg.Database
-		diskBytes := func(ctx context.Context) (int64, error) {
-			if err := e.chSrv.Exec(ctx, "OPTIMIZE TABLE "+db+".samples FINAL"); err != nil {
-				return 0, err
-			}
-			out, err := e.chSrv.Query(ctx, "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = '"+db+"' AND table IN ('samples', 'series')")
-			if err != nil {
-				return 0, err
-			}
-			return strconv.ParseInt(strings.TrimSpace(out), 10, 64)
-		}
-		return s, diskBytes, nil
+		return s, collector.ClickHouseDiskBytes(cfg.Addresses, cfg.Database, cfg.Username, string(cfg.Password)), nil
 	}
 }
 
@@ -145,7 +130,8 @@ func (c *benchCommands) runIngest(ctx context.Context, stdout, _ io.Writer) erro
 		return err
 	}
 	defer e.close()
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	// Rows are flushed as runs finish; a minimum width keeps them aligned.
+	tw := tabwriter.NewWriter(stdout, 14, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STORE\tRUN\tPOINTS/S\tPOINTS/CPU-S\tLOST\tREFUSED\tMAX HEAP MiB\tBYTES/SAMPLE")
 	for _, kind := range c.stores {
 		var rates []float64
