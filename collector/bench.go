@@ -20,9 +20,11 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 
 	"github.com/aiops-dev/aiops/storage"
 )
@@ -162,8 +164,8 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 	}
 	defer func() { stop(); <-runErr }()
 
-	requests, start := benchRequests(opts)
-	res := BenchResult{Points: int64(len(requests) * opts.PointsPerRequest)}
+	requests, points, start := benchRequests(opts)
+	res := BenchResult{Points: points}
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallSendMsgSize(math.MaxInt32)))
@@ -214,6 +216,11 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 						break
 					}
 					// Pushed back: wait and retry, as an OTLP client does.
+					// Anything else is a failure the benchmark reports.
+					if c := status.Code(err); c != codes.Unavailable && c != codes.ResourceExhausted {
+						errs <- fmt.Errorf("request %d: %w", i, err)
+						return
+					}
 					refused.Add(1)
 					if ctx.Err() != nil {
 						errs <- err
@@ -284,11 +291,10 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 
 // benchRequests encodes the requests: Series series × rounds, one point
 // per series per round, rounds one second apart, ending now.
-func benchRequests(o BenchOptions) ([][]byte, time.Time) {
+func benchRequests(o BenchOptions) (requests [][]byte, points int64, start time.Time) {
 	rounds := max(o.Points/o.Series, 1)
-	start := time.Now().Add(-time.Duration(rounds) * time.Second).Truncate(time.Second)
+	start = time.Now().Add(-time.Duration(rounds) * time.Second).Truncate(time.Second)
 	perInstance := 100 // series per service instance (resource)
-	var out [][]byte
 	for r := range rounds {
 		ts := pcommon.NewTimestampFromTime(start.Add(time.Duration(r) * time.Second))
 		for first := 0; first < o.Series; first += o.PointsPerRequest {
@@ -308,12 +314,13 @@ func benchRequests(o BenchOptions) ([][]byte, time.Time) {
 				dp.Attributes().PutStr("region", "eu-west-1")
 				dp.SetTimestamp(ts)
 				dp.SetDoubleValue(float64(r*o.Series + s))
+				points++
 			}
 			b, _ := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
-			out = append(out, b)
+			requests = append(requests, b)
 		}
 	}
-	return out, start
+	return requests, points, start
 }
 
 // countBenchSamples counts the benchmark's samples in the store.

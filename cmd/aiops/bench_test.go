@@ -1,0 +1,46 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// TestBenchIngestCommand runs a small `aiops bench ingest` into both stores
+// (a private ClickHouse it starts itself) and checks that every run lost
+// nothing and that ClickHouse reports bytes per stored sample.
+func TestBenchIngestCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "ingest", "--store", "embedded", "--store", "clickhouse", "--points", "20000", "--series", "500", "--runs", "1", "--dir", t.TempDir()}
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr.String(), stdout.String())
+	}
+	row := regexp.MustCompile(`(?m)^(embedded|clickhouse)\s+1\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s*$`)
+	rows := row.FindAllStringSubmatch(stdout.String(), -1)
+	if len(rows) != 2 {
+		t.Fatalf("want one run row per store, got %d in:\n%s", len(rows), stdout.String())
+	}
+	for _, r := range rows {
+		if r[4] != "0" {
+			t.Errorf("%s lost %s points", r[1], r[4])
+		}
+		if pps, _ := strconv.Atoi(r[2]); pps <= 0 {
+			t.Errorf("%s: points/s %s", r[1], r[2])
+		}
+		bps, err := strconv.ParseFloat(r[7], 64)
+		switch r[1] {
+		case "clickhouse":
+			// Compressed samples take a few bytes each; anything far
+			// outside that means the measurement read the wrong parts.
+			if err != nil || bps < 0.5 || bps > 64 {
+				t.Errorf("clickhouse bytes/sample %q, want a measured figure between 0.5 and 64", r[7])
+			}
+		case "embedded":
+			if r[7] != "-" {
+				t.Errorf("embedded bytes/sample %q, want -", r[7])
+			}
+		}
+	}
+}
