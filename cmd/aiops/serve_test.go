@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/aiops-dev/aiops/internal/chtest"
 	"github.com/aiops-dev/aiops/internal/clitest"
+	"github.com/aiops-dev/aiops/internal/freeport"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's log writes while the
@@ -47,15 +47,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return freeport.Addr(t) }
 
 // testServer is `aiops serve` running in-process.
 type testServer struct {
