@@ -200,6 +200,9 @@ func LoadConfig(path string) (Config, error) {
 	if err := decodeConfig(bytes.NewReader(b), &cfg); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", filepath.Clean(path), err)
 	}
+	// Rule and Alertmanager files are found next to the configuration
+	// file, as Prometheus finds rule_files.
+	cfg.Alerting.ResolvePaths(filepath.Dir(path))
 	return cfg, nil
 }
 

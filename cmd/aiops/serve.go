@@ -219,9 +219,11 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 			closers[i]()
 		}
 	}
+	// Error returns set closeAll to nil, so the cleanup keeps its own copy.
+	cleanup := closeAll
 	defer func() {
 		if err != nil {
-			closeAll()
+			cleanup()
 		}
 	}()
 	cfg, logger := s.cfg, s.logger

@@ -271,6 +271,45 @@ func TestExampleConfigsLoad(t *testing.T) {
 	}
 }
 
+// TestServeAllInOneExample starts the shipped all-in-one example as it
+// is: its rule files and Alertmanager configuration are found relative
+// to the configuration file, every shipped rule group is loaded, and the
+// Alertmanager API serves the configured routes.
+func TestServeAllInOneExample(t *testing.T) {
+	ts := startServe(t, t.TempDir(), "--config", "../../deploy/examples/all-in-one.yaml")
+	code, body := ts.get(t, "/api/v1/rules", ts.token)
+	if code != http.StatusOK {
+		t.Fatalf("/api/v1/rules: %d %s", code, body)
+	}
+	var rules struct {
+		Data struct {
+			Groups []struct {
+				File string `json:"file"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &rules); err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := filepath.Glob("../../deploy/rules/*.yml")
+	if err != nil || len(shipped) == 0 {
+		t.Fatalf("no shipped rule files: %v", err)
+	}
+	files := map[string]bool{}
+	for _, g := range rules.Data.Groups {
+		files[filepath.Base(g.File)] = true
+	}
+	for _, f := range shipped {
+		if !files[filepath.Base(f)] {
+			t.Errorf("shipped rule file %s not loaded; groups from %v", f, files)
+		}
+	}
+	code, body = ts.get(t, "/api/v2/status", ts.token)
+	if code != http.StatusOK || !strings.Contains(string(body), "oncall-webhook") {
+		t.Errorf("/api/v2/status: %d, want the example's receivers in:\n%.400s", code, body)
+	}
+}
+
 // TestServeOnClickHouseReadiness runs `aiops serve --storage clickhouse`
 // against a private ClickHouse: /readyz fails while the server is down and
 // recovers when it is back, and data sent before and during the outage is
