@@ -18,22 +18,6 @@ import (
 // identity, and reads add LIMIT 1 BY identity, so a replayed record is
 // never returned twice, merged or not.
 
-// unixNano maps the zero time to 0 (UnixNano cannot represent it), as the
-// embedded store does.
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns).UTC()
-}
-
 // splitMap turns a map into sorted parallel key and value arrays.
 func splitMap(m map[string]string) (keys, values []string) {
 	keys = slices.Sorted(maps.Keys(m))
@@ -58,13 +42,6 @@ func joinMap(keys, values []string) map[string]string {
 		}
 	}
 	return m
-}
-
-func queryLimit(n int) int {
-	if n <= 0 {
-		return storage.DefaultQueryLimit
-	}
-	return n
 }
 
 // where collects the conditions of a query.
@@ -110,7 +87,7 @@ func (s *Store) AppendLogs(ctx context.Context, records []storage.LogRecord) err
 	)
 	for i := range records {
 		r := &records[i]
-		ts[i], observed[i] = unixNano(r.Timestamp), unixNano(r.ObservedTimestamp)
+		ts[i], observed[i] = storage.UnixNano(r.Timestamp), storage.UnixNano(r.ObservedTimestamp)
 		ids[i], traceIDs[i], spanIDs[i], sevTexts[i] = r.ID(), r.TraceID, r.SpanID, r.SeverityText
 		sevNums[i] = r.SeverityNumber
 		bodies[i], services[i], scopes[i] = r.Body, r.ServiceName, r.ScopeName
@@ -140,7 +117,7 @@ func (s *Store) QueryLogs(ctx context.Context, q storage.LogQuery) ([]storage.Lo
 	}
 	sql := fmt.Sprintf(`SELECT timestamp, observed_timestamp, trace_id, span_id, severity_text, severity_number, body,
 service_name, scope_name, attr_keys, attr_values, resource_keys, resource_values FROM %s%s
-ORDER BY timestamp DESC, id LIMIT 1 BY id LIMIT %d`, s.t.logs, w.sql(), queryLimit(q.Limit))
+ORDER BY timestamp DESC, id LIMIT 1 BY id LIMIT %d`, s.t.logs, w.sql(), storage.QueryLimit(q.Limit))
 	rows, err := s.conn.Query(ctx, sql)
 	if err != nil {
 		return nil, s.wrap("query logs", err)
@@ -157,7 +134,7 @@ ORDER BY timestamp DESC, id LIMIT 1 BY id LIMIT %d`, s.t.logs, w.sql(), queryLim
 			&r.ServiceName, &r.ScopeName, &attrKeys, &attrVals, &resKeys, &resVals); err != nil {
 			return nil, s.wrap("query logs", err)
 		}
-		r.Timestamp, r.ObservedTimestamp = fromUnixNano(t), fromUnixNano(observed)
+		r.Timestamp, r.ObservedTimestamp = storage.FromUnixNano(t), storage.FromUnixNano(observed)
 		r.Attributes, r.ResourceAttributes = joinMap(attrKeys, attrVals), joinMap(resKeys, resVals)
 		out = append(out, r)
 	}
@@ -188,7 +165,7 @@ func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
 		}
 		traceIDs[i], spanIDs[i], parents[i], names[i] = sp.TraceID, sp.SpanID, sp.ParentSpanID, sp.Name
 		kinds[i], services[i], scopes[i] = sp.Kind, sp.ServiceName, sp.ScopeName
-		starts[i], ends[i] = unixNano(sp.StartTime), unixNano(sp.EndTime)
+		starts[i], ends[i] = storage.UnixNano(sp.StartTime), storage.UnixNano(sp.EndTime)
 		codes[i], messages[i] = sp.StatusCode, sp.StatusMessage
 		attrKeys[i], attrVals[i] = splitMap(sp.Attributes)
 		resKeys[i], resVals[i] = splitMap(sp.ResourceAttributes)
@@ -213,7 +190,7 @@ func (s *Store) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storage.
 	w.eq("trace_id", q.TraceID)
 	sql := fmt.Sprintf(`SELECT trace_id, span_id, parent_span_id, name, kind, service_name, scope_name, start_time, end_time,
 status_code, status_message, attr_keys, attr_values, resource_keys, resource_values FROM %s%s
-ORDER BY start_time, trace_id, span_id LIMIT 1 BY trace_id, span_id LIMIT %d`, s.t.spans, w.sql(), queryLimit(q.Limit))
+ORDER BY start_time, trace_id, span_id LIMIT 1 BY trace_id, span_id LIMIT %d`, s.t.spans, w.sql(), storage.QueryLimit(q.Limit))
 	rows, err := s.conn.Query(ctx, sql)
 	if err != nil {
 		return nil, s.wrap("query spans", err)
@@ -230,7 +207,7 @@ ORDER BY start_time, trace_id, span_id LIMIT 1 BY trace_id, span_id LIMIT %d`, s
 			&start, &end, &sp.StatusCode, &sp.StatusMessage, &attrKeys, &attrVals, &resKeys, &resVals); err != nil {
 			return nil, s.wrap("query spans", err)
 		}
-		sp.StartTime, sp.EndTime = fromUnixNano(start), fromUnixNano(end)
+		sp.StartTime, sp.EndTime = storage.FromUnixNano(start), storage.FromUnixNano(end)
 		sp.Attributes, sp.ResourceAttributes = joinMap(attrKeys, attrVals), joinMap(resKeys, resVals)
 		out = append(out, sp)
 	}
@@ -258,7 +235,7 @@ func (s *Store) AppendEvents(ctx context.Context, events []storage.Event) error 
 			return fmt.Errorf("append events: event %d (kind %q) has no id", i, e.Kind)
 		}
 		ids[i], kinds[i], subjects[i], payloads[i] = e.ID, e.Kind, e.Subject, string(e.Payload)
-		times[i] = unixNano(e.Time)
+		times[i] = storage.UnixNano(e.Time)
 		keys[i], values[i] = splitMap(e.Labels)
 	}
 	err := s.insertChunks(ctx, s.t.events, "id, time, kind, subject, label_keys, label_values, payload", n,
@@ -284,7 +261,7 @@ func (s *Store) QueryEvents(ctx context.Context, q storage.EventQuery) ([]storag
 		w.add("(time > %d OR (time = %d AND id > %s))", t, t, quote(q.AfterID))
 	}
 	sql := fmt.Sprintf(`SELECT id, time, kind, subject, label_keys, label_values, payload FROM %s%s
-ORDER BY time, id LIMIT 1 BY id LIMIT %d`, s.t.events, w.sql(), queryLimit(q.Limit))
+ORDER BY time, id LIMIT 1 BY id LIMIT %d`, s.t.events, w.sql(), storage.QueryLimit(q.Limit))
 	rows, err := s.conn.Query(ctx, sql)
 	if err != nil {
 		return nil, s.wrap("query events", err)
@@ -301,7 +278,7 @@ ORDER BY time, id LIMIT 1 BY id LIMIT %d`, s.t.events, w.sql(), queryLimit(q.Lim
 		if err := rows.Scan(&e.ID, &t, &e.Kind, &e.Subject, &keys, &values, &payload); err != nil {
 			return nil, s.wrap("query events", err)
 		}
-		e.Time = fromUnixNano(t)
+		e.Time = storage.FromUnixNano(t)
 		e.Labels = joinMap(keys, values)
 		if payload != "" {
 			e.Payload = []byte(payload)

@@ -170,7 +170,7 @@ func (s *Records) AppendLogs(ctx context.Context, records []storage.LogRecord) e
 		defer stmt.Close()
 		for i := range records {
 			r := &records[i]
-			if _, err := stmt.ExecContext(ctx, r.ID(), unixNano(r.Timestamp), unixNano(r.ObservedTimestamp),
+			if _, err := stmt.ExecContext(ctx, r.ID(), storage.UnixNano(r.Timestamp), storage.UnixNano(r.ObservedTimestamp),
 				r.TraceID, r.SpanID, r.SeverityText, r.SeverityNumber, r.Body, r.ServiceName, r.ScopeName,
 				encodeMap(r.Attributes), encodeMap(r.ResourceAttributes)); err != nil {
 				return err
@@ -195,7 +195,7 @@ func (s *Records) QueryLogs(ctx context.Context, q storage.LogQuery) ([]storage.
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT ts, observed_ts, trace_id, span_id, severity_text, severity_number, body,
 		service_name, scope_name, attributes, resource_attributes FROM logs`+w.sql()+` ORDER BY ts DESC, id LIMIT ?`,
-		append(w.args, limit(q.Limit))...)
+		append(w.args, storage.QueryLimit(q.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("query logs: %w", err)
 	}
@@ -211,7 +211,7 @@ func (s *Records) QueryLogs(ctx context.Context, q storage.LogQuery) ([]storage.
 			&r.ServiceName, &r.ScopeName, &attrs, &resAttr); err != nil {
 			return nil, fmt.Errorf("query logs: %w", err)
 		}
-		r.Timestamp, r.ObservedTimestamp = fromUnixNano(ts), fromUnixNano(observed)
+		r.Timestamp, r.ObservedTimestamp = storage.FromUnixNano(ts), storage.FromUnixNano(observed)
 		if r.Attributes, err = decodeMap(attrs); err != nil {
 			return nil, fmt.Errorf("query logs: attributes: %w", err)
 		}
@@ -240,7 +240,7 @@ func (s *Records) AppendSpans(ctx context.Context, spans []storage.Span) error {
 		for i := range spans {
 			sp := &spans[i]
 			if _, err := stmt.ExecContext(ctx, sp.TraceID, sp.SpanID, sp.ParentSpanID, sp.Name, sp.Kind, sp.ServiceName, sp.ScopeName,
-				unixNano(sp.StartTime), unixNano(sp.EndTime), sp.StatusCode, sp.StatusMessage,
+				storage.UnixNano(sp.StartTime), storage.UnixNano(sp.EndTime), sp.StatusCode, sp.StatusMessage,
 				encodeMap(sp.Attributes), encodeMap(sp.ResourceAttributes)); err != nil {
 				return err
 			}
@@ -261,7 +261,7 @@ func (s *Records) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storag
 	w.eq("trace_id", q.TraceID)
 	rows, err := s.db.QueryContext(ctx, `SELECT trace_id, span_id, parent_span_id, name, kind, service_name, scope_name,
 		start_ts, end_ts, status_code, status_message, attributes, resource_attributes FROM spans`+w.sql()+
-		` ORDER BY start_ts, trace_id, span_id LIMIT ?`, append(w.args, limit(q.Limit))...)
+		` ORDER BY start_ts, trace_id, span_id LIMIT ?`, append(w.args, storage.QueryLimit(q.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("query spans: %w", err)
 	}
@@ -277,7 +277,7 @@ func (s *Records) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storag
 			&start, &end, &sp.StatusCode, &sp.StatusMessage, &attrs, &resAttr); err != nil {
 			return nil, fmt.Errorf("query spans: %w", err)
 		}
-		sp.StartTime, sp.EndTime = fromUnixNano(start), fromUnixNano(end)
+		sp.StartTime, sp.EndTime = storage.FromUnixNano(start), storage.FromUnixNano(end)
 		if sp.Attributes, err = decodeMap(attrs); err != nil {
 			return nil, fmt.Errorf("query spans: attributes: %w", err)
 		}
@@ -311,7 +311,7 @@ func (s *Records) AppendEvents(ctx context.Context, events []storage.Event) erro
 			if payload == nil {
 				payload = []byte{}
 			}
-			if _, err := stmt.ExecContext(ctx, e.ID, unixNano(e.Time), e.Kind, e.Subject, encodeMap(e.Labels), payload); err != nil {
+			if _, err := stmt.ExecContext(ctx, e.ID, storage.UnixNano(e.Time), e.Kind, e.Subject, encodeMap(e.Labels), payload); err != nil {
 				return err
 			}
 		}
@@ -332,11 +332,11 @@ func (s *Records) QueryEvents(ctx context.Context, q storage.EventQuery) ([]stor
 	}
 	w.eq("subject", q.Subject)
 	if !q.AfterTime.IsZero() {
-		t := unixNano(q.AfterTime)
+		t := storage.UnixNano(q.AfterTime)
 		w.add("(ts > ? OR (ts = ? AND id > ?))", t, t, q.AfterID)
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT id, ts, kind, subject, labels, payload FROM events`+w.sql()+
-		` ORDER BY ts, id LIMIT ?`, append(w.args, limit(q.Limit))...)
+		` ORDER BY ts, id LIMIT ?`, append(w.args, storage.QueryLimit(q.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("query events: %w", err)
 	}
@@ -351,7 +351,7 @@ func (s *Records) QueryEvents(ctx context.Context, q storage.EventQuery) ([]stor
 		if err := rows.Scan(&e.ID, &ts, &e.Kind, &e.Subject, &labels, &e.Payload); err != nil {
 			return nil, fmt.Errorf("query events: %w", err)
 		}
-		e.Time = fromUnixNano(ts)
+		e.Time = storage.FromUnixNano(ts)
 		if e.Labels, err = decodeMap(labels); err != nil {
 			return nil, fmt.Errorf("query events: labels: %w", err)
 		}
@@ -364,7 +364,7 @@ func (s *Records) QueryEvents(ctx context.Context, q storage.EventQuery) ([]stor
 }
 
 func (s *Records) enforceRetention(ctx context.Context, now time.Time) error {
-	cutoff := unixNano(now.Add(-time.Duration(s.cfg.Retention)))
+	cutoff := storage.UnixNano(now.Add(-time.Duration(s.cfg.Retention)))
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM logs WHERE ts < ?`, cutoff); err != nil {
 		return fmt.Errorf("logs: %w", err)
 	}
@@ -372,7 +372,7 @@ func (s *Records) enforceRetention(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("spans: %w", err)
 	}
 	if s.cfg.EventRetention > 0 {
-		cutoff := unixNano(now.Add(-time.Duration(s.cfg.EventRetention)))
+		cutoff := storage.UnixNano(now.Add(-time.Duration(s.cfg.EventRetention)))
 		if _, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE ts < ?`, cutoff); err != nil {
 			return fmt.Errorf("events: %w", err)
 		}
@@ -399,10 +399,10 @@ func (w *where) eq(col, v string) {
 
 func (w *where) timeRange(col string, start, end time.Time) {
 	if !start.IsZero() {
-		w.add(col+" >= ?", unixNano(start))
+		w.add(col+" >= ?", storage.UnixNano(start))
 	}
 	if !end.IsZero() {
-		w.add(col+" <= ?", unixNano(end))
+		w.add(col+" <= ?", storage.UnixNano(end))
 	}
 }
 
@@ -411,29 +411,6 @@ func (w *where) sql() string {
 		return ""
 	}
 	return " WHERE " + strings.Join(w.conds, " AND ")
-}
-
-func limit(n int) int {
-	if n <= 0 {
-		return storage.DefaultQueryLimit
-	}
-	return n
-}
-
-// unixNano maps the zero time to 0 rather than to a date before 1678,
-// which UnixNano cannot represent.
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns).UTC()
 }
 
 func encodeMap(m map[string]string) string {
