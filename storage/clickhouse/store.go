@@ -296,7 +296,9 @@ func dayOf(ms int64) int32 {
 	if ms < 0 && ms%msPerDay != 0 {
 		d--
 	}
-	return int32(d)
+	// Open-ended queries (Prometheus's MinTime and MaxTime, math.MaxInt64)
+	// lie beyond int32 days; clamped, they still bound nothing.
+	return int32(max(min(d, math.MaxInt32), math.MinInt32))
 }
 
 // partitions lists the partition values of a table's active parts,

@@ -2,17 +2,21 @@ package clickhouse
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"log/slog"
 	"math"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/model/value"
 	"go.yaml.in/yaml/v3"
 )
@@ -244,7 +248,8 @@ func TestHistogramEncodingRoundTrip(t *testing.T) {
 }
 
 func TestDayOf(t *testing.T) {
-	for ms, want := range map[int64]int32{0: 0, 86399999: 0, 86400000: 1, -1: -1, -86400000: -1, -86400001: -2} {
+	for ms, want := range map[int64]int32{0: 0, 86399999: 0, 86400000: 1, -1: -1, -86400000: -1, -86400001: -2,
+		math.MaxInt64: math.MaxInt32, math.MinInt64: math.MinInt32} {
 		if got := dayOf(ms); got != want {
 			t.Errorf("dayOf(%d) = %d, want %d", ms, got, want)
 		}
@@ -346,5 +351,38 @@ func TestRowOrder(t *testing.T) {
 	}
 	if rowOrder([]uint64{1, 1, 2}, []int64{1, 2, 1}) != nil {
 		t.Error("sorted rows reordered")
+	}
+}
+
+// TestOpenEndedQuerier: a querier over all time (what the series and label
+// APIs use without start and end) finds what is stored.
+func TestOpenEndedQuerier(t *testing.T) {
+	s := openStore(t)
+	app := s.Appender(context.Background())
+	ls := labels.FromStrings("__name__", "open_ended", "job", "a")
+	if _, err := app.Append(0, ls, time.Now().UnixMilli(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]int64{{math.MinInt64, math.MaxInt64}, {0, math.MaxInt64}, {timestamp.FromTime(time.Unix(math.MinInt64/1000+62135596801, 0)), timestamp.FromTime(time.Unix(math.MaxInt64/1000-62135596801, 999999999))}} {
+		q, err := s.Querier(r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "open_ended"))
+		n := 0
+		for set.Next() {
+			n++
+		}
+		if err := set.Err(); err != nil || n != 1 {
+			t.Errorf("range %v: %d series, %v; want 1", r, n, err)
+		}
+		vals, _, err := q.LabelValues(context.Background(), "job", nil)
+		if err != nil || len(vals) != 1 || vals[0] != "a" {
+			t.Errorf("range %v: label values %v, %v; want [a]", r, vals, err)
+		}
+		q.Close()
 	}
 }
