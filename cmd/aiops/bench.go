@@ -29,6 +29,7 @@ import (
 // installed) and stop it afterwards.
 type benchCommands struct {
 	ingest, query, alerting *kingpin.CmdClause
+	merge                   bool // bench query: merge ClickHouse parts first
 
 	stores         []string
 	clickhouseAddr string
@@ -49,6 +50,7 @@ func newBenchCommands(app *kingpin.Application) []command {
 	c.ingest.Flag("series", "Distinct series they belong to.").Default("10000").IntVar(&c.series)
 	c.ingest.Flag("senders", "Concurrent OTLP/gRPC clients. Into ClickHouse the collector writes the requests that arrive together in one insert and answers each after it, so its points/s grows with concurrent clients.").Default("4").IntVar(&c.senders)
 	c.query = b.Command("query", "Latency of dashboard queries over 10,000 series × 6 h at 15 s.")
+	c.query.Flag("merge", "Before querying ClickHouse, merge the parts the load made (OPTIMIZE … FINAL), the state its background merges work towards; --no-merge queries them as loaded.").Default("true").BoolVar(&c.merge)
 	c.alerting = b.Command("alerting", "One evaluation round of 1,000 alert rules over 100,000 series, and threshold-to-webhook latency.")
 	c.alerting.Flag("rules", "Alert rules.").Default("1000").IntVar(&c.rules)
 	c.alerting.Flag("series", "Series the rules select.").Default("100000").IntVar(&c.alertSeries)
@@ -192,6 +194,14 @@ func (c *benchCommands) runQuery(ctx context.Context, stdout, _ io.Writer) error
 			return fmt.Errorf("%s: load: %w", kind, err)
 		}
 		fmt.Fprintf(stdout, "%s: loaded %d series × %d samples in %s\n", kind, ds.Series(), ds.Steps(), time.Since(loadStart).Round(time.Millisecond))
+		if m, ok := store.(interface{ Merge(context.Context) error }); ok && c.merge {
+			mergeStart := time.Now()
+			if err := m.Merge(ctx); err != nil {
+				store.Close()
+				return fmt.Errorf("%s: %w", kind, err)
+			}
+			fmt.Fprintf(stdout, "%s: merged its parts in %s\n", kind, time.Since(mergeStart).Round(time.Millisecond))
+		}
 		results, err := querybench.Run(ctx, engine, store, ds, opts)
 		store.Close()
 		if err != nil {

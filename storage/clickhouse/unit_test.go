@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -384,5 +385,48 @@ func TestOpenEndedQuerier(t *testing.T) {
 			t.Errorf("range %v: label values %v, %v; want [a]", r, vals, err)
 		}
 		q.Close()
+	}
+}
+
+// TestMerge: after Merge every partition of the samples table is one part,
+// even right after the inserts that made several (OPTIMIZE would otherwise
+// do nothing while background merges hold them), and nothing is lost.
+func TestMerge(t *testing.T) {
+	s := openStore(t)
+	now := time.Now().UnixMilli()
+	for i := range 5 {
+		app := s.Appender(context.Background())
+		if _, err := app.Append(0, labels.FromStrings("__name__", "merged", "i", strconv.Itoa(i)), now, float64(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Merge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	db, table, _ := strings.Cut(s.t.samples, ".")
+	out, err := server.Query(context.Background(), fmt.Sprintf(
+		"SELECT count() FROM system.parts WHERE database = %s AND table = %s AND active GROUP BY partition",
+		quote(unquoteIdent(db)), quote(unquoteIdent(table))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out) != "1" {
+		t.Errorf("active parts per partition after Merge: %q, want 1", out)
+	}
+	q, err := s.Querier(now-1, now+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "merged"))
+	n := 0
+	for set.Next() {
+		n++
+	}
+	if n != 5 {
+		t.Errorf("%d series after Merge, want 5", n)
 	}
 }
