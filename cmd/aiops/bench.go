@@ -38,6 +38,7 @@ type benchCommands struct {
 
 	points, series int
 	senders        int
+	perRequest     int
 	rules          int
 	alertSeries    int
 }
@@ -47,6 +48,7 @@ func newBenchCommands(app *kingpin.Application) []command {
 	b := app.Command("bench", "Benchmarks behind docs/BENCHMARKS.md (medians over several runs).")
 	c.ingest = b.Command("ingest", "OTLP metric points/s end to end (OTLP/gRPC clients → collector → store), checking that none is lost, and bytes per stored sample.")
 	c.ingest.Flag("points", "Points sent per run.").Default("2000000").IntVar(&c.points)
+	c.ingest.Flag("points-per-request", "Points in each OTLP request (a whole number of requests per round of all series, or of rounds per request). SDKs send a whole collection at once; the OTel Collector's batch processor sends 8,192 by default.").Default("2000").IntVar(&c.perRequest)
 	c.ingest.Flag("series", "Distinct series they belong to.").Default("10000").IntVar(&c.series)
 	c.ingest.Flag("senders", "Concurrent OTLP/gRPC clients. Into ClickHouse the collector writes the requests that arrive together in one insert and answers each after it, so its points/s grows with concurrent clients.").Default("4").IntVar(&c.senders)
 	c.query = b.Command("query", "Latency of dashboard queries over 10,000 series × 6 h at 15 s.")
@@ -143,7 +145,7 @@ func (c *benchCommands) runIngest(ctx context.Context, stdout, _ io.Writer) erro
 				return fmt.Errorf("%s: %w", kind, err)
 			}
 			res, err := collector.BenchIngest(ctx, collector.BenchOptions{
-				Store: store, Points: c.points, Series: c.series, Senders: c.senders,
+				Store: store, Points: c.points, Series: c.series, PointsPerRequest: c.perRequest, Senders: c.senders,
 				QueueDir: fmt.Sprintf("%s/queue-%d", e.dir, e.n), DiskBytes: diskBytes,
 			})
 			store.Close()
