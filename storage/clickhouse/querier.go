@@ -163,6 +163,24 @@ func (s *Store) fingerprintCond(infos []seriesInfo, kind uint8, where string) st
 
 func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool, limit int) ([]*series, error) {
 	where := s.seriesWhere(start, end, matchers, withRegex)
+	infos, err := s.querySeries(ctx, where, matchers)
+	if err != nil {
+		return nil, err
+	}
+	if limit > 0 && len(infos) > limit {
+		infos = infos[:limit]
+	}
+	out := make([]*series, len(infos))
+	for i, info := range infos {
+		out[i] = &series{ls: info.ls}
+	}
+	if !withSamples || len(infos) == 0 {
+		return out, nil
+	}
+
+	// The series are known now, so only the queries that can return
+	// something run, and small selections name their fingerprints
+	// instead of making the server evaluate the matchers again.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -188,51 +206,11 @@ func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamp
 			}
 		}()
 	}
-	// Float samples, what most selections are about, are read while the
-	// series are: the server finds their fingerprints with the series
-	// conditions itself, which saves waiting a round trip for the series
-	// first. A limited selection reads only what it returns.
-	floatsEarly := withSamples && limit <= 0
-	if floatsEarly {
-		cond := fmt.Sprintf("fingerprint IN (SELECT fingerprint FROM %s WHERE %s AND bitAnd(kinds, %d) != 0)", s.t.series, where, kindFloat)
+	if cond := s.fingerprintCond(infos, kindFloat, where); cond != "" {
 		run(func() (err error) {
 			floats, err = s.loadFloats(ctx, cond, start, end, matchers)
 			return err
 		})
-	}
-	infos, err := s.querySeries(ctx, where, matchers)
-	if err != nil {
-		cancel()
-		wg.Wait()
-		if first != nil && !errors.Is(first, context.Canceled) {
-			// The samples query failed first and cancelled this one.
-			return nil, first
-		}
-		return nil, err
-	}
-	if limit > 0 && len(infos) > limit {
-		infos = infos[:limit]
-	}
-	out := make([]*series, len(infos))
-	for i, info := range infos {
-		out[i] = &series{ls: info.ls}
-	}
-	if !withSamples || len(infos) == 0 {
-		cancel()
-		wg.Wait()
-		return out, nil
-	}
-
-	// The series are known now, so only the queries that can return
-	// something run, and small selections name their fingerprints
-	// instead of making the server evaluate the matchers again.
-	if !floatsEarly {
-		if cond := s.fingerprintCond(infos, kindFloat, where); cond != "" {
-			run(func() (err error) {
-				floats, err = s.loadFloats(ctx, cond, start, end, matchers)
-				return err
-			})
-		}
 	}
 	if cond := s.fingerprintCond(infos, kindHistogram, where); cond != "" {
 		run(func() (err error) {
