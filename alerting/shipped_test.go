@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
-	"github.com/aiops-dev/aiops/internal/clitest"
 	"github.com/aiops-dev/aiops/alerting/ruler"
+	"github.com/aiops-dev/aiops/internal/clitest"
 )
 
 // shippedRules are the rule files under deploy/rules, relative to this

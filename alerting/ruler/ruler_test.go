@@ -14,7 +14,10 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/rules"
+	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
@@ -41,8 +44,15 @@ func newEngine() *promql.Engine {
 	})
 }
 
+// testStore is what the tests need of a store: both stores are one.
+type testStore interface {
+	promstorage.Queryable
+	promstorage.Appendable
+	promstorage.AppendableV2
+}
+
 // put appends one float sample at now.
-func put(t *testing.T, s *embedded.Store, value float64, kv ...string) {
+func put(t *testing.T, s testStore, value float64, kv ...string) {
 	t.Helper()
 	app := s.Appender(context.Background())
 	if _, err := app.Append(0, labels.FromStrings(kv...), time.Now().UnixMilli(), value); err != nil {
@@ -147,7 +157,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-func instant(t *testing.T, s *embedded.Store, q string) promql.Vector {
+func instant(t *testing.T, s testStore, q string) promql.Vector {
 	t.Helper()
 	qry, err := newEngine().NewInstantQuery(context.Background(), s, nil, q, time.Now())
 	if err != nil {
@@ -163,10 +173,28 @@ func instant(t *testing.T, s *embedded.Store, q string) promql.Vector {
 }
 
 // TestEvaluation runs a recording rule and an alerting rule with `for` and
-// keep_firing_for over the embedded store.
+// keep_firing_for over each store.
 func TestEvaluation(t *testing.T) {
-	store := openStore(t, t.TempDir())
-	t.Cleanup(func() { store.Close() })
+	t.Run("embedded", func(t *testing.T) {
+		store := openStore(t, t.TempDir())
+		t.Cleanup(func() { store.Close() })
+		testEvaluation(t, store)
+	})
+	t.Run("clickhouse", func(t *testing.T) {
+		srv := chtest.Start(t)
+		cfg := clickhouse.DefaultConfig()
+		cfg.Addresses = []string{srv.NativeAddr()}
+		cfg.Database = srv.NewDatabase(t)
+		store, err := clickhouse.Open(context.Background(), cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		testEvaluation(t, store)
+	})
+}
+
+func testEvaluation(t *testing.T, store testStore) {
 	file := filepath.Join(t.TempDir(), "rules.yml")
 	writeRules(t, file, `
 groups:
