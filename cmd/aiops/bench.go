@@ -48,7 +48,7 @@ func newBenchCommands(app *kingpin.Application) []command {
 	b := app.Command("bench", "Benchmarks behind docs/BENCHMARKS.md (medians over several runs).")
 	c.ingest = b.Command("ingest", "OTLP metric points/s end to end (OTLP/gRPC clients → collector → store), checking that none is lost, and bytes per stored sample.")
 	c.ingest.Flag("points", "Points sent per run.").Default("2000000").IntVar(&c.points)
-	c.ingest.Flag("points-per-request", "Points in each OTLP request (a whole number of requests per round of all series, or of rounds per request). SDKs send a whole collection at once; the OTel Collector's batch processor sends 8,192 by default.").Default("2000").IntVar(&c.perRequest)
+	c.ingest.Flag("points-per-request", "Points in each OTLP request, at most one per series (one round of all series); it and --series must divide one another. SDKs send a whole collection at once; the OTel Collector's batch processor sends 8,192 by default.").Default("2000").IntVar(&c.perRequest)
 	c.ingest.Flag("series", "Distinct series they belong to.").Default("10000").IntVar(&c.series)
 	c.ingest.Flag("senders", "Concurrent OTLP/gRPC clients. Into ClickHouse the collector writes the requests that arrive together in one insert and answers each after it, so its points/s grows with concurrent clients.").Default("4").IntVar(&c.senders)
 	c.query = b.Command("query", "Latency of dashboard queries over 10,000 series × 6 h at 15 s.")
