@@ -5,13 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-const sharedNAB = "../../../shared/nab"
+	"github.com/aiops-dev/aiops/internal/nabdata"
+)
 
 // TestReferenceScores reproduces the published scores of the reference
 // detectors on the development split from their result files.
 func TestReferenceScores(t *testing.T) {
+	sharedNAB := nabdata.Dir(t)
 	windows, err := LoadWindows(filepath.Join(sharedNAB, "windows.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +81,7 @@ func TestScoreRejectsUnknownFile(t *testing.T) {
 // TestScoreAtMatchesSweep checks that scoring at the threshold the sweep
 // chose gives the sweep's result, on a reference detector's files.
 func TestScoreAtMatchesSweep(t *testing.T) {
+	sharedNAB := nabdata.Dir(t)
 	windows, err := LoadWindows(filepath.Join(sharedNAB, "windows.json"))
 	if err != nil {
 		t.Fatal(err)

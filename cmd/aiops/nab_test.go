@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aiops-dev/aiops/internal/nabdata"
 )
 
 var nabLine = regexp.MustCompile(`(?m)^NAB standard=(\S+) reward_low_FP_rate=(\S+) reward_low_FN_rate=(\S+) points_per_s=(\d+)$`)
@@ -113,10 +115,7 @@ func TestNABOnAnyCorpus(t *testing.T) {
 // TestNABSharedSplit guards the detector's score on the development split
 // against regressions (docs/ANALYZER.md has the figures).
 func TestNABSharedSplit(t *testing.T) {
-	corpus := "../../../shared/nab"
-	if _, err := os.Stat(filepath.Join(corpus, "windows.json")); err != nil {
-		t.Fatalf("the NAB development split is needed at %s: %v", corpus, err)
-	}
+	corpus := nabdata.Dir(t)
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"nab", "--corpus", corpus, "--out", t.TempDir(), "--loco"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
@@ -145,7 +144,7 @@ func TestNABSharedSplit(t *testing.T) {
 // --scores and checks the published figure, and that --loco reports the
 // pooled held-out score below the in-sample one.
 func TestNABScoresAndLOCO(t *testing.T) {
-	corpus := "../../../shared/nab"
+	corpus := nabdata.Dir(t)
 	var stdout, stderr bytes.Buffer
 	args := []string{"nab", "--corpus", corpus, "--scores", filepath.Join(corpus, "results", "numenta"), "--loco",
 		"--loco-variant", filepath.Join(corpus, "results", "windowedGaussian"), "--loco-variant", filepath.Join(corpus, "results", "bayesChangePt")}
