@@ -236,16 +236,20 @@ groups:
 		t.Errorf("summary %q", got)
 	}
 
-	// Recording rule output and the ALERTS series are in the store.
-	if v := instant(t, store, `job:test_load:max{job="api"}`); len(v) != 1 || v[0].F != 0.9 {
-		t.Errorf("recorded series: %v", v)
-	}
-	if v := instant(t, store, `ALERTS{alertname="HighLoad",alertstate="firing",severity="page"}`); len(v) != 1 {
-		t.Errorf("ALERTS series: %v", v)
-	}
-	if v := instant(t, store, `ALERTS_FOR_STATE{alertname="HighLoad"}`); len(v) != 1 || int64(v[0].F) != a.ActiveAt.Unix() {
-		t.Errorf("ALERTS_FOR_STATE: %v, want active at %d", v, a.ActiveAt.Unix())
-	}
+	// Recording rule output and the ALERTS series are in the store. The
+	// group hands alerts to the notifier before it commits the round's
+	// samples, so they may land a moment after the notification.
+	waitFor(t, "recorded series", 2*time.Second, func() bool {
+		v := instant(t, store, `job:test_load:max{job="api"}`)
+		return len(v) == 1 && v[0].F == 0.9
+	})
+	waitFor(t, "ALERTS series", 2*time.Second, func() bool {
+		return len(instant(t, store, `ALERTS{alertname="HighLoad",alertstate="firing",severity="page"}`)) == 1
+	})
+	waitFor(t, "ALERTS_FOR_STATE at the active time", 2*time.Second, func() bool {
+		v := instant(t, store, `ALERTS_FOR_STATE{alertname="HighLoad"}`)
+		return len(v) == 1 && int64(v[0].F) == a.ActiveAt.Unix()
+	})
 
 	// The condition clears: the alert keeps firing for keep_firing_for.
 	put(t, store, 0.1, "__name__", "test_load", "job", "api", "instance", "a")
