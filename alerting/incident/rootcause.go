@@ -2,10 +2,7 @@ package incident
 
 import (
 	"context"
-	"fmt"
 	"time"
-
-	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/aiops-dev/aiops/analyzer"
 	"github.com/aiops-dev/aiops/analyzer/correlate"
@@ -50,40 +47,7 @@ type StoreRootCauser struct {
 
 // RootCauses implements RootCauser.
 func (s StoreRootCauser) RootCauses(ctx context.Context, start, end time.Time) ([]correlate.Cause, *correlate.Graph, error) {
-	var as []correlate.Anomaly
-	q := storage.EventQuery{KindPrefix: analyzer.AnomalyKind, Start: start, End: end, Limit: storage.DefaultQueryLimit}
-	for {
-		evs, err := s.Events.QueryEvents(ctx, q)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read anomalies: %w", err)
-		}
-		for _, ev := range evs {
-			if ev.Kind != analyzer.AnomalyKind {
-				continue
-			}
-			an, err := analyzer.DecodeAnomaly(ev)
-			if err != nil {
-				continue // one bad event must not hide the others
-			}
-			as = append(as, correlate.Anomaly{
-				Service: correlate.ServiceOf(an.Series), Series: labels.FromMap(an.Series).String(),
-				Onset: an.Time, Score: an.Score,
-			})
-		}
-		if len(evs) < q.Limit {
-			break
-		}
-		last := evs[len(evs)-1]
-		q.AfterTime, q.AfterID = last.Time, last.ID
-	}
-	var g *correlate.Graph
-	if s.Spans != nil {
-		var err error
-		if g, err = correlate.BuildGraph(ctx, s.Spans, start, end); err != nil {
-			return nil, nil, err
-		}
-	}
-	return correlate.RankRootCauses(g, as), g, nil
+	return analyzer.RankStoredRootCauses(ctx, s.Events, s.Spans, start, end, nil)
 }
 
 // rankRootCauses asks rc for the ranking of [start, end], keeping at most
