@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,27 +28,10 @@ func TestAllInOneChildProcess(t *testing.T) {
 	if addr == "" {
 		return
 	}
-	store, closeStore, err := childStore(os.Getenv(envStore))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child store:", err)
-		os.Exit(3)
-	}
 	cfg := DefaultConfig()
 	cfg.OTLP.GRPCEndpoint, cfg.OTLP.HTTPEndpoint = addr, "off"
 	cfg.Queue.Dir = os.Getenv(envQueueDir)
-	c, err := New(cfg, Deps{Store: store, Logger: testLogger(t)})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child collector:", err)
-		os.Exit(3)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	if err := c.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "child run:", err)
-		os.Exit(3)
-	}
-	closeStore()
-	os.Exit(0)
+	runChild(t, cfg)
 }
 
 // TestAllInOneKilled: the all-in-one collector writes metrics through to

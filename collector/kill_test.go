@@ -33,17 +33,24 @@ func TestIngesterChildProcess(t *testing.T) {
 	if os.Getenv(envChild) == "" {
 		return
 	}
-	store, closeStore, err := childStore(os.Getenv(envStore))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child store:", err)
-		os.Exit(3)
-	}
 	cfg := ingesterConfig(strings.Split(os.Getenv(envBrokers), ","))
 	cfg.Kafka.GroupID = "kill-test"
 	cfg.Kafka.SessionTimeout = 6 * time.Second
 	// Small batches, so that a kill lands between a write and its commit
 	// with some probability every time.
 	cfg.Batch.MaxSize = 300
+	runChild(t, cfg)
+}
+
+// runChild runs a collector with cfg over the store $AIOPS_TEST_STORE
+// names until SIGTERM, then exits the process: 0 after a clean stop, 3 on
+// any failure.
+func runChild(t *testing.T, cfg Config) {
+	store, closeStore, err := childStore(os.Getenv(envStore))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child store:", err)
+		os.Exit(3)
+	}
 	c, err := New(cfg, Deps{Store: store, Logger: testLogger(t)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child collector:", err)
