@@ -193,6 +193,9 @@ func (s *Store) commit(ctx context.Context, b *batch) error {
 			keys[i] = p.key
 		}
 		s.series.add(keys)
+		if s.index != nil {
+			s.index.written(b.newSeries)
+		}
 	}
 	if len(b.fps) > 0 {
 		b.sortFloats()

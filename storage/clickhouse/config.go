@@ -47,6 +47,16 @@ type Config struct {
 	// memory. 0 means no limit.
 	MaxSeries  int `yaml:"max_series"`
 	MaxSamples int `yaml:"max_samples"`
+
+	// SeriesIndex keeps a copy of the series table (labels and active
+	// days, not samples) in memory to select series without a query, as
+	// Prometheus's TSDB does; it costs about the size of the label sets.
+	// Turn it off for very many series on a small query node.
+	SeriesIndex bool `yaml:"series_index"`
+	// SeriesIndexRefresh is how often, at most, the index looks for series
+	// written by other processes. 0 looks before every query, so every
+	// query sees every series committed before it started.
+	SeriesIndexRefresh model.Duration `yaml:"series_index_refresh"`
 }
 
 // DefaultConfig returns the defaults for every key.
@@ -63,6 +73,7 @@ func DefaultConfig() Config {
 		BatchSize:    200_000,
 		MaxSeries:    500_000,
 		MaxSamples:   50_000_000,
+		SeriesIndex:  true,
 	}
 }
 
@@ -96,6 +107,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("clickhouse.max_series: must be >= 0, got %d", c.MaxSeries)
 	case c.MaxSamples < 0:
 		return fmt.Errorf("clickhouse.max_samples: must be >= 0, got %d", c.MaxSamples)
+	case c.SeriesIndexRefresh < 0:
+		return fmt.Errorf("clickhouse.series_index_refresh: must be >= 0, got %s", c.SeriesIndexRefresh)
 	}
 	switch strings.ToLower(c.Compression) {
 	case "", "none", "lz4", "zstd":

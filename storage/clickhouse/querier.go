@@ -163,7 +163,7 @@ func (s *Store) fingerprintCond(infos []seriesInfo, kind uint8, where string) st
 
 func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool, limit int) ([]*series, error) {
 	where := s.seriesWhere(start, end, matchers, withRegex)
-	infos, err := s.querySeries(ctx, where, matchers)
+	infos, err := s.matchSeries(ctx, start, end, where, matchers)
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +267,19 @@ func (s *Store) tooManySamples(matchers []*labels.Matcher, start, end int64) err
 		s.cfg.MaxSamples, describeSelect(matchers, start, end), ErrLimit)
 }
 
+// matchSeries returns the series matching the matchers in [start, end],
+// sorted by labels: from the series index, or by querySeries with the
+// conditions in where when the index is off.
+func (s *Store) matchSeries(ctx context.Context, start, end int64, where string, matchers []*labels.Matcher) ([]seriesInfo, error) {
+	if s.index == nil {
+		return s.querySeries(ctx, where, matchers)
+	}
+	if err := s.syncIndex(ctx); err != nil {
+		return nil, err
+	}
+	return s.index.match(dayOf(start), dayOf(end), matchers, s.cfg.MaxSeries)
+}
+
 // querySeries returns the series matching the conditions and matchers,
 // sorted by labels.
 func (s *Store) querySeries(ctx context.Context, where string, matchers []*labels.Matcher) ([]seriesInfo, error) {
@@ -332,8 +345,11 @@ func (q *querier) LabelValues(ctx context.Context, name string, hints *promstora
 }
 
 func (q *querier) labelValues(ctx context.Context, name string, hints *promstorage.LabelHints, matchers []*labels.Matcher, withRegex bool) ([]string, error) {
-	if !withRegex {
-		return q.labelsInGo(ctx, hints, matchers, func(ls labels.Labels, add func(string)) {
+	if name == "" {
+		return []string{}, nil // no series has a label without a name
+	}
+	if !withRegex || q.s.index != nil {
+		return q.labelsInGo(ctx, name, hints, matchers, func(ls labels.Labels, add func(string)) {
 			if v := ls.Get(name); v != "" {
 				add(v)
 			}
@@ -364,8 +380,8 @@ func (q *querier) LabelNames(ctx context.Context, hints *promstorage.LabelHints,
 }
 
 func (q *querier) labelNames(ctx context.Context, hints *promstorage.LabelHints, matchers []*labels.Matcher, withRegex bool) ([]string, error) {
-	if !withRegex {
-		return q.labelsInGo(ctx, hints, matchers, func(ls labels.Labels, add func(string)) {
+	if !withRegex || q.s.index != nil {
+		return q.labelsInGo(ctx, "", hints, matchers, func(ls labels.Labels, add func(string)) {
 			ls.Range(func(l labels.Label) { add(l.Name) })
 		})
 	}
@@ -383,16 +399,24 @@ func (q *querier) labelNames(ctx context.Context, hints *promstorage.LabelHints,
 	return names, nil
 }
 
-// labelsInGo answers LabelNames and LabelValues from the matching label
-// sets, for matchers ClickHouse cannot evaluate.
-func (q *querier) labelsInGo(ctx context.Context, hints *promstorage.LabelHints, matchers []*labels.Matcher, collect func(labels.Labels, func(string))) ([]string, error) {
-	infos, err := q.s.querySeries(ctx, q.s.seriesWhere(q.mint, q.maxt, matchers, false), matchers)
-	if err != nil {
-		return nil, err
-	}
+// labelsInGo answers LabelValues of name, or LabelNames when name is "",
+// from the series index, or with collect on the matching label sets for
+// matchers ClickHouse cannot evaluate.
+func (q *querier) labelsInGo(ctx context.Context, name string, hints *promstorage.LabelHints, matchers []*labels.Matcher, collect func(labels.Labels, func(string))) ([]string, error) {
 	seen := map[string]struct{}{}
-	for _, info := range infos {
-		collect(info.ls, func(v string) { seen[v] = struct{}{} })
+	if q.s.index != nil {
+		if err := q.s.syncIndex(ctx); err != nil {
+			return nil, err
+		}
+		q.s.index.labelValues(dayOf(q.mint), dayOf(q.maxt), name, matchers, func(v string) { seen[v] = struct{}{} })
+	} else {
+		infos, err := q.s.querySeries(ctx, q.s.seriesWhere(q.mint, q.maxt, matchers, false), matchers)
+		if err != nil {
+			return nil, err
+		}
+		for _, info := range infos {
+			collect(info.ls, func(v string) { seen[v] = struct{}{} })
+		}
 	}
 	out := make([]string, 0, len(seen))
 	for v := range seen {

@@ -85,6 +85,10 @@ func featuresFor(v serverVersion) features {
 	return features{codecs: modern, lowCardinality: modern}
 }
 
+// seriesTable is the name of metric_series, which the series index
+// follows through system.parts.
+const seriesTable = "metric_series"
+
 // tables holds the fully qualified table names of one database.
 type tables struct {
 	db, migrations, series, samples, histograms, metadata, logs, spans, events string
@@ -95,7 +99,7 @@ func newTables(db string) tables {
 	return tables{
 		db:         quoteIdent(db),
 		migrations: q("schema_migrations"),
-		series:     q("metric_series"),
+		series:     q(seriesTable),
 		samples:    q("metric_samples"),
 		histograms: q("metric_histograms"),
 		metadata:   q("metric_metadata"),

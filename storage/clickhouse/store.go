@@ -42,6 +42,9 @@ type Store struct {
 
 	series *seriesCache
 	meta   *metadataCache
+	// index answers series selections; nil when clickhouse.series_index
+	// is off.
+	index *seriesIndex
 	// maxInlineFPs is maxInlineFingerprints; tests lower it.
 	maxInlineFPs int
 
@@ -86,6 +89,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		stop:   make(chan struct{}),
 
 		maxInlineFPs: maxInlineFingerprints,
+	}
+	if cfg.SeriesIndex {
+		s.index = newSeriesIndex(time.Duration(cfg.SeriesIndexRefresh))
 	}
 	if err := s.init(ctx); err != nil {
 		conn.Close()

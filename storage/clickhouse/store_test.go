@@ -349,17 +349,20 @@ func seriesFixture(t *testing.T, s *Store) []labels.Labels {
 // semantics (labels.Matcher.Matches on the written label sets), including
 // "a missing label equals the empty string" and anchored regexes.
 func TestMatchers(t *testing.T) {
-	for _, inline := range []int{maxInlineFingerprints, 1} {
-		t.Run(fmt.Sprintf("inline_fingerprints=%d", inline), func(t *testing.T) {
-			testMatchers(t, inline)
-		})
+	for _, index := range []bool{true, false} {
+		for _, inline := range []int{maxInlineFingerprints, 1} {
+			t.Run(fmt.Sprintf("series_index=%t/inline_fingerprints=%d", index, inline), func(t *testing.T) {
+				testMatchers(t, index, inline)
+			})
+		}
 	}
 }
 
-// testMatchers runs with sample queries that name the fingerprints and
-// with ones that find them by subquery (inline = 1).
-func testMatchers(t *testing.T, inline int) {
-	s := openStore(t)
+// testMatchers runs with the series selected by the series index and by
+// SQL, and with sample queries that name the fingerprints and with ones
+// that find them by subquery (inline = 1).
+func testMatchers(t *testing.T, index bool, inline int) {
+	s := openStore(t, func(c *Config) { c.SeriesIndex = index })
 	s.maxInlineFPs = inline
 	sets := seriesFixture(t, s)
 	q := newQuerier(t, s, 0, 2000)
@@ -411,7 +414,15 @@ func testMatchers(t *testing.T, inline int) {
 }
 
 func TestLabelNamesAndValues(t *testing.T) {
-	s := openStore(t)
+	for _, index := range []bool{true, false} {
+		t.Run(fmt.Sprintf("series_index=%t", index), func(t *testing.T) {
+			testLabelNamesAndValues(t, index)
+		})
+	}
+}
+
+func testLabelNamesAndValues(t *testing.T, index bool) {
+	s := openStore(t, func(c *Config) { c.SeriesIndex = index })
 	seriesFixture(t, s)
 	// A series active on another day is outside the querier's range.
 	app := s.AppenderV2(ctx)
