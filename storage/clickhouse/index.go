@@ -71,6 +71,7 @@ type seriesIndex struct {
 	mu       sync.RWMutex
 	byFP     map[uint64]*indexEntry
 	postings map[string]map[string][]*indexEntry // label name → value → series
+	gen      uint64                              // counts changes
 
 	// syncMu serializes syncs; the fields below belong to it.
 	syncMu    sync.Mutex
@@ -90,6 +91,7 @@ func newSeriesIndex(refresh time.Duration) *seriesIndex {
 // add records series rows: those this process wrote, or read from the
 // table. ls may be empty for a series the index holds already.
 func (ix *seriesIndex) add(fp uint64, day int32, kinds uint8, ls func() labels.Labels) {
+	ix.gen++
 	e, ok := ix.byFP[fp]
 	if !ok {
 		e = &indexEntry{fp: fp, ls: ls()}
@@ -121,6 +123,7 @@ func (ix *seriesIndex) written(rows []pendingSeries) {
 func (ix *seriesIndex) forgetDays(keep map[int32]bool) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	ix.gen++
 	gone := map[*indexEntry]bool{}
 	for fp, e := range ix.byFP {
 		e.days = slices.DeleteFunc(e.days, func(d int32) bool { return !keep[d] })
@@ -148,8 +151,9 @@ func (ix *seriesIndex) forgetDays(keep map[int32]bool) {
 }
 
 // match returns the series active in [minDay, maxDay] that match every
-// matcher, sorted by labels. limit > 0 fails with ErrLimit past it.
-func (ix *seriesIndex) match(minDay, maxDay int32, matchers []*labels.Matcher, limit int) ([]seriesInfo, error) {
+// matcher, sorted by labels, and the index's generation they come from.
+// limit > 0 fails with ErrLimit past it.
+func (ix *seriesIndex) match(minDay, maxDay int32, matchers []*labels.Matcher, limit int) ([]seriesInfo, uint64, error) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var out []seriesInfo
@@ -161,10 +165,17 @@ func (ix *seriesIndex) match(minDay, maxDay int32, matchers []*labels.Matcher, l
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, ix.gen, err
 	}
 	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].ls, out[j].ls) < 0 })
-	return out, nil
+	return out, ix.gen, nil
+}
+
+// generation changes whenever the index does.
+func (ix *seriesIndex) generation() uint64 {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.gen
 }
 
 // labelValues calls add with the values of a label (names when name is
@@ -297,9 +308,9 @@ func (c *matcherMemo) matches(ls labels.Labels) bool {
 	return true
 }
 
-// sync brings the index up to date with metric_series, unless a sync that
-// began after the caller asked (or within the refresh interval) has done
-// so already.
+// syncIndex brings the index up to date with metric_series, unless a sync
+// that began after the caller asked (or within the refresh interval) has
+// done so already.
 func (s *Store) syncIndex(ctx context.Context) error {
 	ix := s.index
 	asked := time.Now()

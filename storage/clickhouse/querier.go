@@ -163,10 +163,59 @@ func (s *Store) fingerprintCond(infos []seriesInfo, kind uint8, where string) st
 
 func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool, limit int) ([]*series, error) {
 	where := s.seriesWhere(start, end, matchers, withRegex)
-	infos, err := s.matchSeries(ctx, start, end, where, matchers)
+	if s.index == nil {
+		infos, err := s.querySeries(ctx, where, matchers)
+		if err != nil {
+			return nil, err
+		}
+		return s.loadSeries(ctx, infos, start, end, withSamples, matchers, where, limit)
+	}
+
+	// The sync before the selection mostly finds nothing new, so the
+	// samples of what the index holds now start loading meanwhile, and
+	// are only loaded again if the index changed the selection.
+	minDay, maxDay := dayOf(start), dayOf(end)
+	infos, gen, matchErr := s.index.match(minDay, maxDay, matchers, s.cfg.MaxSeries)
+	type loaded struct {
+		out []*series
+		err error
+	}
+	early := make(chan loaded, 1)
+	earlyCtx, cancelEarly := context.WithCancel(ctx)
+	defer cancelEarly()
+	if matchErr == nil {
+		go func() {
+			out, err := s.loadSeries(earlyCtx, infos, start, end, withSamples, matchers, where, limit)
+			early <- loaded{out, err}
+		}()
+	}
+	if err := s.syncIndex(ctx); err != nil {
+		return nil, err
+	}
+	if matchErr == nil && s.index.generation() == gen {
+		r := <-early
+		return r.out, r.err
+	}
+	now, _, err := s.index.match(minDay, maxDay, matchers, s.cfg.MaxSeries)
 	if err != nil {
 		return nil, err
 	}
+	if matchErr == nil && sameSeries(infos, now) {
+		r := <-early
+		return r.out, r.err
+	}
+	cancelEarly()
+	return s.loadSeries(ctx, now, start, end, withSamples, matchers, where, limit)
+}
+
+func sameSeries(a, b []seriesInfo) bool {
+	return slices.EqualFunc(a, b, func(x, y seriesInfo) bool { return x.fp == y.fp && x.kinds == y.kinds })
+}
+
+// loadSeries reads the samples of the selected series (the first limit of
+// them when limit > 0) in [start, end]. where holds the series conditions,
+// for selections too large to name their fingerprints.
+func (s *Store) loadSeries(ctx context.Context, infos []seriesInfo, start, end int64, withSamples bool, matchers []*labels.Matcher, where string, limit int) ([]*series, error) {
 	if limit > 0 && len(infos) > limit {
 		infos = infos[:limit]
 	}
@@ -265,19 +314,6 @@ var ErrLimit = errors.New("query limit exceeded")
 func (s *Store) tooManySamples(matchers []*labels.Matcher, start, end int64) error {
 	return fmt.Errorf("query exceeds clickhouse.max_samples=%d: %s selects more samples: %w",
 		s.cfg.MaxSamples, describeSelect(matchers, start, end), ErrLimit)
-}
-
-// matchSeries returns the series matching the matchers in [start, end],
-// sorted by labels: from the series index, or by querySeries with the
-// conditions in where when the index is off.
-func (s *Store) matchSeries(ctx context.Context, start, end int64, where string, matchers []*labels.Matcher) ([]seriesInfo, error) {
-	if s.index == nil {
-		return s.querySeries(ctx, where, matchers)
-	}
-	if err := s.syncIndex(ctx); err != nil {
-		return nil, err
-	}
-	return s.index.match(dayOf(start), dayOf(end), matchers, s.cfg.MaxSeries)
 }
 
 // querySeries returns the series matching the conditions and matchers,
