@@ -116,8 +116,8 @@ func (o *BenchOptions) defaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Series%o.PointsPerRequest != 0 && o.PointsPerRequest%o.Series != 0 {
-		return fmt.Errorf("bench: series (%d) and points per request (%d) must divide one another", o.Series, o.PointsPerRequest)
+	if o.Senders > o.Series {
+		return fmt.Errorf("bench: more senders (%d) than series (%d): every sender owns some series", o.Senders, o.Series)
 	}
 	return nil
 }
@@ -196,22 +196,19 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 
 	cpuBefore := processCPU()
 	began := time.Now()
-	var next atomic.Int64
 	var refused atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, opts.Senders)
-	for range opts.Senders {
+	for k := range opts.Senders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var reply []byte
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(len(requests)) {
-					return
-				}
+			// One request at a time, as an exporter sends: each series'
+			// points arrive in time order.
+			for i := range requests[k] {
 				for {
-					err := conn.Invoke(ctx, "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", &requests[i], &reply)
+					err := conn.Invoke(ctx, "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", &requests[k][i], &reply)
 					if err == nil {
 						break
 					}
@@ -289,19 +286,39 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 	return res, nil
 }
 
-// benchRequests encodes the requests: Series series × rounds, one point
-// per series per round, rounds one second apart, ending now.
-func benchRequests(o BenchOptions) (requests [][]byte, points int64, start time.Time) {
+// benchRequests encodes the requests of each sender: Series series ×
+// rounds, one point per series per round, rounds one second apart, ending
+// now. Each sender is one source, as an OTel SDK or a collector in front
+// of aiops is: it owns a share of the series and sends their points in
+// time order, PointsPerRequest at a time (a request may span rounds, as a
+// batching collector's does).
+func benchRequests(o BenchOptions) (requests [][][]byte, points int64, start time.Time) {
 	rounds := max(o.Points/o.Series, 1)
 	start = time.Now().Add(-time.Duration(rounds) * time.Second).Truncate(time.Second)
-	perInstance := 100 // series per service instance (resource)
-	for r := range rounds {
-		ts := pcommon.NewTimestampFromTime(start.Add(time.Duration(r) * time.Second))
-		for first := 0; first < o.Series; first += o.PointsPerRequest {
-			md := pmetric.NewMetrics()
-			var dps pmetric.NumberDataPointSlice
-			for s := first; s < first+o.PointsPerRequest && s < o.Series; s++ {
-				if s%perInstance == 0 || s == first {
+	const perInstance = 100 // series per service instance (resource)
+	requests = make([][][]byte, o.Senders)
+	for k := range o.Senders {
+		first, end := k*o.Series/o.Senders, (k+1)*o.Series/o.Senders
+		var (
+			md  pmetric.Metrics
+			dps pmetric.NumberDataPointSlice
+			n   int
+		)
+		flush := func() {
+			if n == 0 {
+				return
+			}
+			b, _ := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+			requests[k] = append(requests[k], b)
+			n = 0
+		}
+		for r := range rounds {
+			ts := pcommon.NewTimestampFromTime(start.Add(time.Duration(r) * time.Second))
+			for s := first; s < end; s++ {
+				if n == 0 {
+					md = pmetric.NewMetrics()
+				}
+				if n == 0 || s == first || s%perInstance == 0 {
 					rm := md.ResourceMetrics().AppendEmpty()
 					rm.Resource().Attributes().PutStr("service.name", "bench")
 					rm.Resource().Attributes().PutStr("service.instance.id", fmt.Sprintf("inst-%d", s/perInstance))
@@ -315,10 +332,12 @@ func benchRequests(o BenchOptions) (requests [][]byte, points int64, start time.
 				dp.SetTimestamp(ts)
 				dp.SetDoubleValue(float64(r*o.Series + s))
 				points++
+				if n++; n == o.PointsPerRequest {
+					flush()
+				}
 			}
-			b, _ := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
-			requests = append(requests, b)
 		}
+		flush()
 	}
 	return requests, points, start
 }

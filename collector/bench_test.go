@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"testing"
+
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 )
 
 var (
@@ -67,5 +69,51 @@ func TestBenchIngestSmall(t *testing.T) {
 	}
 	if res.Points != 40_000 || res.Stored != res.Points || res.Lost != 0 {
 		t.Fatalf("%s", res)
+	}
+}
+
+// TestBenchRequestsPerSource checks the benchmark's client model: every
+// sender owns its own series and sends each series' points in time
+// order, in requests of at most PointsPerRequest points.
+func TestBenchRequestsPerSource(t *testing.T) {
+	o := BenchOptions{Points: 10_000, Series: 1_000, PointsPerRequest: 300, Senders: 3}
+	requests, points, _ := benchRequests(o)
+	if points != 10_000 || len(requests) != 3 {
+		t.Fatalf("%d points in %d senders, want 10000 in 3", points, len(requests))
+	}
+	owner := map[string]int{}
+	last := map[string]uint64{}
+	total := 0
+	for k, reqs := range requests {
+		for i, b := range reqs {
+			req := pmetricotlp.NewExportRequest()
+			if err := req.UnmarshalProto(b); err != nil {
+				t.Fatal(err)
+			}
+			if n := req.Metrics().DataPointCount(); n > o.PointsPerRequest || n == 0 || (n < o.PointsPerRequest && i != len(reqs)-1) {
+				t.Fatalf("sender %d request %d has %d points", k, i, n)
+			}
+			rms := req.Metrics().ResourceMetrics()
+			for r := range rms.Len() {
+				dps := rms.At(r).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints()
+				for d := range dps.Len() {
+					dp := dps.At(d)
+					s, _ := dp.Attributes().Get("series")
+					id := s.Str()
+					if o, ok := owner[id]; ok && o != k {
+						t.Fatalf("series %s sent by senders %d and %d", id, o, k)
+					}
+					owner[id] = k
+					if ts := uint64(dp.Timestamp()); ts <= last[id] {
+						t.Fatalf("series %s: point at %d after %d", id, ts, last[id])
+					}
+					last[id] = uint64(dp.Timestamp())
+					total++
+				}
+			}
+		}
+	}
+	if total != 10_000 || len(owner) != 1_000 {
+		t.Fatalf("%d points over %d series, want 10000 over 1000", total, len(owner))
 	}
 }
