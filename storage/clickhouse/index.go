@@ -72,6 +72,9 @@ type seriesIndex struct {
 	byFP     map[uint64]*indexEntry
 	postings map[string]map[string][]*indexEntry // label name → value → series
 	gen      uint64                              // counts changes
+	// active is set by the first sync: until a process queries, it
+	// keeps nothing (an ingester never does).
+	active bool
 
 	// syncMu serializes syncs; the fields below belong to it.
 	syncMu    sync.Mutex
@@ -113,6 +116,9 @@ func (ix *seriesIndex) add(fp uint64, day int32, kinds uint8, ls func() labels.L
 func (ix *seriesIndex) written(rows []pendingSeries) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	if !ix.active {
+		return
+	}
 	for _, r := range rows {
 		ix.add(r.key.fp, r.key.day, r.key.kind, func() labels.Labels { return r.ls })
 	}
@@ -320,6 +326,11 @@ func (s *Store) syncIndex(ctx context.Context) error {
 		return nil
 	}
 	began := time.Now()
+	// From here on commits are added as they happen; the ones before are
+	// in the parts listed next.
+	ix.mu.Lock()
+	ix.active = true
+	ix.mu.Unlock()
 	parts, err := s.seriesParts(ctx)
 	if err != nil {
 		return err

@@ -138,3 +138,20 @@ func TestSeriesIndexFollowsOtherWriters(t *testing.T) {
 		t.Fatalf("reader: %v", got)
 	}
 }
+
+// TestSeriesIndexLoadsOnFirstQuery checks that a store that only writes
+// (an ingester) keeps no index, and that the first query loads it.
+func TestSeriesIndexLoadsOnFirstQuery(t *testing.T) {
+	s := openStore(t)
+	appendAt(t, s, "a", 1000)
+	if n := len(s.index.byFP); n != 0 {
+		t.Fatalf("index holds %d series before any query", n)
+	}
+	if got := names(t, s, 0, 2000); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("first query: %v", got)
+	}
+	appendAt(t, s, "b", 1000)
+	if n := len(s.index.byFP); n != 2 {
+		t.Fatalf("index holds %d series after a query and a write, want 2", n)
+	}
+}
