@@ -91,11 +91,14 @@ func newSeriesIndex(refresh time.Duration) *seriesIndex {
 	}
 }
 
-// add records series rows: those this process wrote, or read from the
-// table. ls may be empty for a series the index holds already.
+// add records a series row: one this process wrote, or read from the
+// table. ls is only called for a series the index does not hold yet.
 func (ix *seriesIndex) add(fp uint64, day int32, kinds uint8, ls func() labels.Labels) {
-	ix.gen++
 	e, ok := ix.byFP[fp]
+	if ok && e.kinds&kinds == kinds && e.activeIn(day, day) {
+		return // nothing new
+	}
+	ix.gen++
 	if !ok {
 		e = &indexEntry{fp: fp, ls: ls()}
 		ix.byFP[fp] = e
