@@ -23,6 +23,11 @@ import (
 const (
 	kindFloat     uint8 = 1
 	kindHistogram uint8 = 2
+	// kindFloatST marks a row whose series has float samples with a start
+	// timestamp that day. Readers skip the start_timestamp column (zero
+	// otherwise) when no selected series has it: gauges and data from
+	// Prometheus never do, and the column is a quarter of a float row.
+	kindFloatST uint8 = 4
 )
 
 var (
@@ -133,8 +138,11 @@ func (s *Store) add(b *batch, ls labels.Labels, st, t int64, v float64, h *histo
 		b.lastFP, b.lastLS = fp, ls
 	}
 	kind := kindFloat
-	if h != nil || fh != nil {
+	switch {
+	case h != nil || fh != nil:
 		kind = kindHistogram
+	case st != 0:
+		kind |= kindFloatST
 	}
 	key := seriesKey{fp: fp, day: dayOf(t), kind: kind}
 	if key != b.lastKey {

@@ -256,8 +256,9 @@ func (s *Store) loadSeries(ctx context.Context, infos []seriesInfo, start, end i
 		}()
 	}
 	if cond := s.fingerprintCond(infos, kindFloat, where); cond != "" {
+		withST := slices.ContainsFunc(infos, func(info seriesInfo) bool { return info.kinds&kindFloatST != 0 })
 		run(func() (err error) {
-			floats, err = s.loadFloats(ctx, cond, start, end, matchers)
+			floats, err = s.loadFloats(ctx, cond, start, end, withST, matchers)
 			return err
 		})
 	}

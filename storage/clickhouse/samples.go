@@ -89,10 +89,15 @@ type sampleColumns struct {
 	runIndex
 }
 
-// loadFloats reads the float samples of the series that fpCond selects.
-func (s *Store) loadFloats(ctx context.Context, fpCond string, start, end int64, matchers []*labels.Matcher) (*sampleColumns, error) {
-	q := fmt.Sprintf(`SELECT fingerprint, timestamp, value, start_timestamp FROM %s
-WHERE %s AND timestamp >= %d AND timestamp <= %d`, s.t.samples, fpCond, start, end)
+// loadFloats reads the float samples of the series that fpCond selects;
+// their start timestamps only when withST says some have one.
+func (s *Store) loadFloats(ctx context.Context, fpCond string, start, end int64, withST bool, matchers []*labels.Matcher) (*sampleColumns, error) {
+	cols := "fingerprint, timestamp, value"
+	if withST {
+		cols += ", start_timestamp"
+	}
+	q := fmt.Sprintf(`SELECT %s FROM %s
+WHERE %s AND timestamp >= %d AND timestamp <= %d`, cols, s.t.samples, fpCond, start, end)
 	rows, err := s.conn.Query(ctx, q)
 	if err != nil {
 		return nil, s.wrap("select samples", err)
@@ -109,6 +114,9 @@ WHERE %s AND timestamp >= %d AND timestamp <= %d`, s.t.samples, fpCond, start, e
 		total     int
 	)
 	dest := []any{&fp, &t, &v, &st}
+	if !withST {
+		dest = dest[:3] // st stays 0
+	}
 	limit := s.cfg.MaxSamples
 	closeRun := func(n int) {
 		if runStart >= 0 {

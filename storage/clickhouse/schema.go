@@ -12,7 +12,8 @@ import (
 // The schema.
 //
 // metric_series: one row per series per UTC day it received samples (and
-// per kind of sample: bit 1 float, bit 2 native histogram). The metric
+// per kind of sample: bit 1 float, bit 2 native histogram, bit 4 float
+// with a start timestamp). The metric
 // name is a column of its own, first in the sort key, so that the usual
 // selector {__name__="x", ...} reads a narrow range; the other labels are
 // parallel arrays, sorted by name, so that any matcher can be evaluated in
@@ -121,6 +122,7 @@ type migration struct {
 
 var migrations = []migration{
 	{1, "base schema", baseSchema},
+	{2, "mark series with float start timestamps", markStartTimestamps},
 }
 
 // col renders a column definition, adding the codec only where the server
@@ -386,4 +388,16 @@ func (s *Store) retentionLoop() {
 		case <-t.C:
 		}
 	}
+}
+
+// markStartTimestamps sets kindFloatST on the series rows of the days on
+// which a series has float samples with a start timestamp, for data
+// written before readers relied on the bit. It adds rows (kinds are
+// OR-ed by readers), so running it twice does no harm.
+func markStartTimestamps(t tables, _ features) []string {
+	return []string{fmt.Sprintf(`INSERT INTO %[1]s (day, fingerprint, kinds, metric_name, label_names, label_values)
+SELECT day, fingerprint, %[3]d, any(metric_name), any(label_names), any(label_values) FROM %[1]s
+WHERE bitAnd(kinds, %[4]d) != 0 AND (day, fingerprint) IN (
+	SELECT toInt32(intDiv(timestamp, %[5]d)) AS d, fingerprint FROM %[2]s WHERE start_timestamp != 0 GROUP BY d, fingerprint)
+GROUP BY day, fingerprint`, t.series, t.samples, kindFloat|kindFloatST, kindFloat, msPerDay)}
 }
