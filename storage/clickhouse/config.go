@@ -28,8 +28,10 @@ type Config struct {
 	// rather than a hang.
 	ReadTimeout  model.Duration `yaml:"read_timeout"`
 	MaxOpenConns int            `yaml:"max_open_conns"`
-	// Compression of the native protocol's blocks: none, lz4 or zstd. On a
-	// local server none costs the least CPU; across a network lz4 pays.
+	// Compression of the native protocol's blocks: auto, none, lz4 or
+	// zstd. On a local server none costs the least CPU; across a network
+	// lz4 pays. auto is none when every address is a loopback one
+	// (localhost, 127.0.0.0/8, ::1) and lz4 otherwise.
 	Compression string `yaml:"compression"`
 
 	// Retention is how long samples, series, logs and spans are kept;
@@ -68,7 +70,7 @@ func DefaultConfig() Config {
 		DialTimeout:  model.Duration(5 * time.Second),
 		ReadTimeout:  model.Duration(2 * time.Minute),
 		MaxOpenConns: 16,
-		Compression:  "lz4",
+		Compression:  "auto",
 		Retention:    model.Duration(15 * 24 * time.Hour),
 		BatchSize:    200_000,
 		MaxSeries:    500_000,
@@ -111,9 +113,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("clickhouse.series_index_refresh: must be >= 0, got %s", c.SeriesIndexRefresh)
 	}
 	switch strings.ToLower(c.Compression) {
-	case "", "none", "lz4", "zstd":
+	case "", "auto", "none", "lz4", "zstd":
 	default:
-		return fmt.Errorf("clickhouse.compression: must be none, lz4 or zstd, got %q", c.Compression)
+		return fmt.Errorf("clickhouse.compression: must be auto, none, lz4 or zstd, got %q", c.Compression)
 	}
 	return nil
 }
@@ -157,3 +159,23 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // LogValue masks the value in slog output.
 func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// wireCompression resolves Compression to none, lz4 or zstd.
+func (c Config) wireCompression() string {
+	switch m := strings.ToLower(c.Compression); m {
+	case "none", "lz4", "zstd":
+		return m
+	case "":
+		return "none"
+	}
+	for _, a := range c.Addresses {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return "lz4"
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return "lz4"
+		}
+	}
+	return "none"
+}

@@ -124,7 +124,7 @@ func connOptions(cfg Config) *ch.Options {
 			{Name: "aiops", Version: "1"},
 		}},
 	}
-	switch strings.ToLower(cfg.Compression) {
+	switch cfg.wireCompression() {
 	case "lz4":
 		opts.Compression = &ch.Compression{Method: ch.CompressionLZ4}
 	case "zstd":

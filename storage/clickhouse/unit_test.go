@@ -430,3 +430,30 @@ func TestMerge(t *testing.T) {
 		t.Errorf("%d series after Merge, want 5", n)
 	}
 }
+
+func TestWireCompression(t *testing.T) {
+	for _, c := range []struct {
+		setting string
+		addrs   []string
+		want    string
+	}{
+		{"auto", []string{"127.0.0.1:9000"}, "none"},
+		{"auto", []string{"localhost:9000", "[::1]:9000", "127.0.0.2:9000"}, "none"},
+		{"auto", []string{"127.0.0.1:9000", "clickhouse:9000"}, "lz4"},
+		{"auto", []string{"10.0.0.5:9000"}, "lz4"},
+		{"LZ4", []string{"127.0.0.1:9000"}, "lz4"},
+		{"zstd", []string{"127.0.0.1:9000"}, "zstd"},
+		{"none", []string{"clickhouse:9000"}, "none"},
+		{"", []string{"clickhouse:9000"}, "none"},
+	} {
+		cfg := Config{Compression: c.setting, Addresses: c.addrs}
+		if got := cfg.wireCompression(); got != c.want {
+			t.Errorf("compression %q to %v: %s, want %s", c.setting, c.addrs, got, c.want)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Compression = "gzip"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "clickhouse.compression") {
+		t.Errorf("compression gzip: %v", err)
+	}
+}
