@@ -421,12 +421,14 @@ type seriesIterator struct {
 	fs, fi int // next float candidate: segment and index in it
 	hi     int // next histogram candidate
 	cur    chunkenc.ValueType
-	cs, ci int // current sample: segment (floats) and index
+	ci     int      // current sample: index in seg (floats) or in s.hts
+	cs     int      // the current float sample's segment: index in s.segs
+	seg    floatSeg // and the segment itself
 	err    error
 }
 
 func (it *seriesIterator) reset(s *series) {
-	*it = seriesIterator{s: s}
+	*it = seriesIterator{s: s, cs: -1}
 	it.skipEmpty()
 }
 
@@ -441,6 +443,17 @@ func (it *seriesIterator) skipEmpty() {
 // pick makes the earlier of the two candidates the current sample.
 func (it *seriesIterator) pick() chunkenc.ValueType {
 	s := it.s
+	if it.hi >= len(s.hts) && it.fs < len(s.segs) {
+		// Only floats left: the common case, kept short.
+		if it.cs != it.fs {
+			it.cs, it.seg = it.fs, s.segs[it.fs]
+		}
+		it.ci, it.cur = it.fi, chunkenc.ValFloat
+		if it.fi++; it.fi >= len(it.seg.ts) {
+			it.skipEmpty()
+		}
+		return it.cur
+	}
 	hasF, hasH := it.fs < len(s.segs), it.hi < len(s.hts)
 	var ft int64
 	if hasF {
@@ -451,7 +464,10 @@ func (it *seriesIterator) pick() chunkenc.ValueType {
 		if hasH && ft == s.hts[it.hi] {
 			it.hi++
 		}
-		it.cs, it.ci, it.cur = it.fs, it.fi, chunkenc.ValFloat
+		if it.cs != it.fs {
+			it.cs, it.seg = it.fs, s.segs[it.fs]
+		}
+		it.ci, it.cur = it.fi, chunkenc.ValFloat
 		it.fi++
 		it.skipEmpty()
 	case hasH:
@@ -498,8 +514,7 @@ func (it *seriesIterator) Seek(t int64) chunkenc.ValueType {
 }
 
 func (it *seriesIterator) At() (int64, float64) {
-	sg := it.s.segs[it.cs]
-	return sg.ts[it.ci], sg.vals[it.ci]
+	return it.seg.ts[it.ci], it.seg.vals[it.ci]
 }
 
 func (it *seriesIterator) AtHistogram(h *histogram.Histogram) (int64, *histogram.Histogram) {
@@ -530,14 +545,14 @@ func (it *seriesIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64,
 
 func (it *seriesIterator) AtT() int64 {
 	if it.cur == chunkenc.ValFloat {
-		return it.s.segs[it.cs].ts[it.ci]
+		return it.seg.ts[it.ci]
 	}
 	return it.s.hts[it.ci]
 }
 
 func (it *seriesIterator) AtST() int64 {
 	if it.cur == chunkenc.ValFloat {
-		return it.s.segs[it.cs].sts[it.ci]
+		return it.seg.sts[it.ci]
 	}
 	return it.s.hsts[it.ci]
 }
