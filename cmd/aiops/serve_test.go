@@ -276,7 +276,16 @@ func TestExampleConfigsLoad(t *testing.T) {
 // to the configuration file, every shipped rule group is loaded, and the
 // Alertmanager API serves the configured routes.
 func TestServeAllInOneExample(t *testing.T) {
-	ts := startServe(t, t.TempDir(), "--config", "../../deploy/examples/all-in-one.yaml")
+	dataDir := t.TempDir()
+	ts := startServe(t, dataDir, "--config", "../../deploy/examples/all-in-one.yaml")
+	// --data-dir holds the server's whole state: the example must not
+	// place anything relative to the working directory.
+	if _, err := os.Stat(filepath.Join(dataDir, "queue")); err != nil {
+		t.Errorf("collector queue not under --data-dir: %v", err)
+	}
+	if _, err := os.Stat("data"); err == nil {
+		t.Errorf("the example wrote ./data in the working directory despite --data-dir")
+	}
 	code, body := ts.get(t, "/api/v1/rules", ts.token)
 	if code != http.StatusOK {
 		t.Fatalf("/api/v1/rules: %d %s", code, body)
