@@ -440,19 +440,24 @@ func (it *seriesIterator) skipEmpty() {
 	}
 }
 
+// takeFloat makes the float candidate the current sample.
+func (it *seriesIterator) takeFloat() chunkenc.ValueType {
+	if it.cs != it.fs {
+		it.cs, it.seg = it.fs, it.s.segs[it.fs]
+	}
+	it.ci, it.cur = it.fi, chunkenc.ValFloat
+	if it.fi++; it.fi >= len(it.seg.ts) {
+		it.skipEmpty()
+	}
+	return it.cur
+}
+
 // pick makes the earlier of the two candidates the current sample.
 func (it *seriesIterator) pick() chunkenc.ValueType {
 	s := it.s
 	if it.hi >= len(s.hts) && it.fs < len(s.segs) {
 		// Only floats left: the common case, kept short.
-		if it.cs != it.fs {
-			it.cs, it.seg = it.fs, s.segs[it.fs]
-		}
-		it.ci, it.cur = it.fi, chunkenc.ValFloat
-		if it.fi++; it.fi >= len(it.seg.ts) {
-			it.skipEmpty()
-		}
-		return it.cur
+		return it.takeFloat()
 	}
 	hasF, hasH := it.fs < len(s.segs), it.hi < len(s.hts)
 	var ft int64
@@ -464,12 +469,7 @@ func (it *seriesIterator) pick() chunkenc.ValueType {
 		if hasH && ft == s.hts[it.hi] {
 			it.hi++
 		}
-		if it.cs != it.fs {
-			it.cs, it.seg = it.fs, s.segs[it.fs]
-		}
-		it.ci, it.cur = it.fi, chunkenc.ValFloat
-		it.fi++
-		it.skipEmpty()
+		return it.takeFloat()
 	case hasH:
 		it.ci = it.hi
 		it.hi++
