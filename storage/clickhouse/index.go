@@ -78,8 +78,8 @@ type seriesIndex struct {
 
 	// syncMu serializes syncs; the fields below belong to it.
 	syncMu    sync.Mutex
-	read      map[string]*blockRanges // partition → block numbers read
-	lastStart time.Time               // when the last successful sync began
+	read      map[int32]*blockRanges // partition (day) → block numbers read
+	lastStart time.Time              // when the last successful sync began
 }
 
 func newSeriesIndex(refresh time.Duration) *seriesIndex {
@@ -87,7 +87,7 @@ func newSeriesIndex(refresh time.Duration) *seriesIndex {
 		refresh:  refresh,
 		byFP:     map[uint64]*indexEntry{},
 		postings: map[string]map[string][]*indexEntry{},
-		read:     map[string]*blockRanges{},
+		read:     map[int32]*blockRanges{},
 	}
 }
 
@@ -342,7 +342,7 @@ func (s *Store) syncIndex(ctx context.Context) error {
 	var unread []seriesPart
 	for _, p := range parts {
 		days[p.day] = true
-		if r := ix.read[p.partition]; r == nil || !r.covers(p.minBlock, p.maxBlock) {
+		if r := ix.read[p.day]; r == nil || !r.covers(p.minBlock, p.maxBlock) {
 			unread = append(unread, p)
 		}
 	}
@@ -364,18 +364,18 @@ func (s *Store) syncIndex(ctx context.Context) error {
 			if !active[p.name] {
 				continue
 			}
-			r := ix.read[p.partition]
+			r := ix.read[p.day]
 			if r == nil {
 				r = &blockRanges{}
-				ix.read[p.partition] = r
+				ix.read[p.day] = r
 			}
 			r.add(p.minBlock, p.maxBlock)
 		}
 	}
 	dropped := false
-	for partition := range ix.read {
-		if d, err := parseDay(partition); err == nil && !days[d] {
-			delete(ix.read, partition)
+	for d := range ix.read {
+		if !days[d] {
+			delete(ix.read, d)
 			dropped = true
 		}
 	}
@@ -388,8 +388,8 @@ func (s *Store) syncIndex(ctx context.Context) error {
 
 // seriesPart is one active part of metric_series.
 type seriesPart struct {
-	partition, name    string
-	day                int32
+	name               string
+	day                int32 // its partition
 	minBlock, maxBlock int64
 }
 
@@ -403,27 +403,24 @@ func (s *Store) seriesParts(ctx context.Context) ([]seriesPart, error) {
 	defer rows.Close()
 	var out []seriesPart
 	for rows.Next() {
-		var p seriesPart
-		if err := rows.Scan(&p.partition, &p.name, &p.minBlock, &p.maxBlock); err != nil {
+		var (
+			p         seriesPart
+			partition string
+		)
+		if err := rows.Scan(&partition, &p.name, &p.minBlock, &p.maxBlock); err != nil {
 			return nil, s.wrap("list series parts", err)
 		}
-		if p.day, err = parseDay(p.partition); err != nil {
+		day, err := parsePartition(partition, 32)
+		if err != nil {
 			return nil, fmt.Errorf("clickhouse: series part %s: %w", p.name, err)
 		}
+		p.day = int32(day)
 		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("list series parts", err)
 	}
 	return out, nil
-}
-
-func parseDay(partition string) (int32, error) {
-	var d int32
-	if _, err := fmt.Sscan(strings.Trim(partition, "'"), &d); err != nil {
-		return 0, fmt.Errorf("partition %q is not a day", partition)
-	}
-	return d, nil
 }
 
 // readSeriesParts adds the rows of the given parts to the index.

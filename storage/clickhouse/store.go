@@ -324,9 +324,9 @@ func (s *Store) partitions(ctx context.Context, table string) ([]int64, error) {
 		if err := rows.Scan(&p); err != nil {
 			return nil, s.wrap("list partitions", err)
 		}
-		v, err := strconv.ParseInt(strings.Trim(p, "'"), 10, 64)
+		v, err := parsePartition(p, 64)
 		if err != nil {
-			return nil, fmt.Errorf("clickhouse: table %s has partition %q, not an integer", table, p)
+			return nil, fmt.Errorf("clickhouse: table %s: %w", table, err)
 		}
 		out = append(out, v)
 	}
@@ -335,4 +335,14 @@ func (s *Store) partitions(ctx context.Context, table string) ([]int64, error) {
 	}
 	sortInt64s(out)
 	return out, nil
+}
+
+// parsePartition reads the value of an integer partition as system.parts
+// shows it, in bitSize bits.
+func parsePartition(p string, bitSize int) (int64, error) {
+	v, err := strconv.ParseInt(strings.Trim(p, "'"), 10, bitSize)
+	if err != nil {
+		return 0, fmt.Errorf("partition %q is not an integer of %d bits", p, bitSize)
+	}
+	return v, nil
 }
