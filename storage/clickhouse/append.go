@@ -212,6 +212,13 @@ func (s *Store) commit(ctx context.Context, b *batch) error {
 		if err != nil {
 			return err
 		}
+		if s.cache != nil {
+			// Other processes' late samples are found by the cache's
+			// sync; this process's are dropped at once, whatever
+			// series_index_refresh says.
+			lo, hi := slices.Min(b.ts), slices.Max(b.ts)
+			s.cache.invalidateRange(lo, hi)
+		}
 	}
 	if len(b.hfps) > 0 {
 		b.sortHistograms()

@@ -59,6 +59,13 @@ type Config struct {
 	// written by other processes. 0 looks before every query, so every
 	// query sees every series committed before it started.
 	SeriesIndexRefresh model.Duration `yaml:"series_index_refresh"`
+	// SampleCacheMiB bounds the memory that keeps the float samples of
+	// closed hours (about 1.4 bytes per sample), so that dashboards
+	// refreshing the same ranges read only the newest hour from
+	// ClickHouse. series_index_refresh also sets how often, at most, the
+	// cache looks for late samples written by other processes. 0 turns
+	// the cache off.
+	SampleCacheMiB int `yaml:"sample_cache_mib"`
 }
 
 // DefaultConfig returns the defaults for every key.
@@ -76,6 +83,8 @@ func DefaultConfig() Config {
 		MaxSeries:    500_000,
 		MaxSamples:   50_000_000,
 		SeriesIndex:  true,
+
+		SampleCacheMiB: 256,
 	}
 }
 
@@ -109,6 +118,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("clickhouse.max_series: must be >= 0, got %d", c.MaxSeries)
 	case c.MaxSamples < 0:
 		return fmt.Errorf("clickhouse.max_samples: must be >= 0, got %d", c.MaxSamples)
+	case c.SampleCacheMiB < 0:
+		return fmt.Errorf("clickhouse.sample_cache_mib: must be >= 0, got %d", c.SampleCacheMiB)
 	case c.SeriesIndexRefresh < 0:
 		return fmt.Errorf("clickhouse.series_index_refresh: must be >= 0, got %s", c.SeriesIndexRefresh)
 	}

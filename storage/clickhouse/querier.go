@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -163,18 +164,33 @@ func (s *Store) fingerprintCond(infos []seriesInfo, kind uint8, where string) st
 
 func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool, limit int) ([]*series, error) {
 	where := s.seriesWhere(start, end, matchers, withRegex)
+	now := time.Now().UnixMilli()
+	// The cache only needs to be current when the Select can use it.
+	useCache := false
+	if s.cache != nil && withSamples {
+		from, to := closedWindows(start, end, now)
+		useCache = from != to
+	}
 	if s.index == nil {
+		if err := s.syncCache(ctx, useCache); err != nil {
+			return nil, err
+		}
 		infos, err := s.querySeries(ctx, where, matchers)
 		if err != nil {
 			return nil, err
 		}
-		return s.loadSeries(ctx, infos, start, end, withSamples, matchers, where, limit)
+		return s.loadSeries(ctx, infos, start, end, now, withSamples, matchers, where, limit)
 	}
 
 	// The sync before the selection mostly finds nothing new, so the
-	// samples of what the index holds now start loading meanwhile, and
-	// are only loaded again if the index changed the selection.
+	// samples of what the index holds now start loading meanwhile, with
+	// what the sample cache holds now, and are only loaded again if the
+	// index changed the selection or the cache lost hours the load used.
 	minDay, maxDay := dayOf(start), dayOf(end)
+	var seq uint64
+	if s.cache != nil {
+		seq = s.cache.sequence()
+	}
 	infos, gen, matchErr := s.index.match(minDay, maxDay, matchers, s.cfg.MaxSeries)
 	type loaded struct {
 		out []*series
@@ -185,27 +201,47 @@ func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamp
 	defer cancelEarly()
 	if matchErr == nil {
 		go func() {
-			out, err := s.loadSeries(earlyCtx, infos, start, end, withSamples, matchers, where, limit)
+			out, err := s.loadSeries(earlyCtx, infos, start, end, now, withSamples, matchers, where, limit)
 			early <- loaded{out, err}
 		}()
 	}
-	if err := s.syncIndex(ctx); err != nil {
+	if err := s.sync(ctx, useCache); err != nil {
 		return nil, err
 	}
-	if matchErr == nil && s.index.generation() == gen {
+	cacheChanged := false
+	if useCache {
+		from, to := closedWindows(start, end, now)
+		cacheChanged = s.cache.changedSince(seq, from, to)
+	}
+	if matchErr == nil && !cacheChanged && s.index.generation() == gen {
 		r := <-early
 		return r.out, r.err
 	}
-	now, _, err := s.index.match(minDay, maxDay, matchers, s.cfg.MaxSeries)
+	current, _, err := s.index.match(minDay, maxDay, matchers, s.cfg.MaxSeries)
 	if err != nil {
 		return nil, err
 	}
-	if matchErr == nil && sameSeries(infos, now) {
+	if matchErr == nil && !cacheChanged && sameSeries(infos, current) {
 		r := <-early
 		return r.out, r.err
 	}
 	cancelEarly()
-	return s.loadSeries(ctx, now, start, end, withSamples, matchers, where, limit)
+	return s.loadSeries(ctx, current, start, end, now, withSamples, matchers, where, limit)
+}
+
+// sync brings the series index and, with useCache, the sample cache up to
+// date, concurrently.
+func (s *Store) sync(ctx context.Context, useCache bool) error {
+	if !useCache {
+		return s.syncIndex(ctx)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.syncCache(ctx, true) }()
+	err := s.syncIndex(ctx)
+	if cerr := <-errc; err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func sameSeries(a, b []seriesInfo) bool {
@@ -215,7 +251,7 @@ func sameSeries(a, b []seriesInfo) bool {
 // loadSeries reads the samples of the selected series (the first limit of
 // them when limit > 0) in [start, end]. where holds the series conditions,
 // for selections too large to name their fingerprints.
-func (s *Store) loadSeries(ctx context.Context, infos []seriesInfo, start, end int64, withSamples bool, matchers []*labels.Matcher, where string, limit int) ([]*series, error) {
+func (s *Store) loadSeries(ctx context.Context, infos []seriesInfo, start, end, now int64, withSamples bool, matchers []*labels.Matcher, where string, limit int) ([]*series, error) {
 	if limit > 0 && len(infos) > limit {
 		infos = infos[:limit]
 	}
@@ -233,7 +269,7 @@ func (s *Store) loadSeries(ctx context.Context, infos []seriesInfo, start, end i
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		floats *sampleColumns
+		floats *floatResult
 		hists  *histColumns
 		prev   map[uint64]*prevSample
 		wg     sync.WaitGroup
@@ -255,13 +291,10 @@ func (s *Store) loadSeries(ctx context.Context, infos []seriesInfo, start, end i
 			}
 		}()
 	}
-	if cond := s.fingerprintCond(infos, kindFloat, where); cond != "" {
-		withST := slices.ContainsFunc(infos, func(info seriesInfo) bool { return info.kinds&kindFloatST != 0 })
-		run(func() (err error) {
-			floats, err = s.loadFloats(ctx, cond, start, end, withST, matchers)
-			return err
-		})
-	}
+	run(func() (err error) {
+		floats, err = s.loadFloatSeries(ctx, infos, where, start, end, now, matchers)
+		return err
+	})
 	if cond := s.fingerprintCond(infos, kindHistogram, where); cond != "" {
 		run(func() (err error) {
 			hists, err = s.loadHistograms(ctx, cond, start, end, matchers)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -89,15 +90,27 @@ type sampleColumns struct {
 	runIndex
 }
 
-// loadFloats reads the float samples of the series that fpCond selects;
-// their start timestamps only when withST says some have one.
-func (s *Store) loadFloats(ctx context.Context, fpCond string, start, end int64, withST bool, matchers []*labels.Matcher) (*sampleColumns, error) {
+// floatRead is one part of a float read: the series cond selects, in
+// [from, to].
+type floatRead struct {
+	cond     string
+	from, to int64
+}
+
+// loadFloats reads the float samples of the given reads, in one query;
+// their start timestamps only when withST says some have one. start and
+// end are the Select's range, for the limit's message.
+func (s *Store) loadFloats(ctx context.Context, reads []floatRead, start, end int64, withST bool, matchers []*labels.Matcher) (*sampleColumns, error) {
 	cols := "fingerprint, timestamp, value"
 	if withST {
 		cols += ", start_timestamp"
 	}
-	q := fmt.Sprintf(`SELECT %s FROM %s
-WHERE %s AND timestamp >= %d AND timestamp <= %d`, cols, s.t.samples, fpCond, start, end)
+	selects := make([]string, len(reads))
+	for i, r := range reads {
+		selects[i] = fmt.Sprintf(`SELECT %s FROM %s
+WHERE %s AND timestamp >= %d AND timestamp <= %d`, cols, s.t.samples, r.cond, r.from, r.to)
+	}
+	q := strings.Join(selects, "\nUNION ALL\n")
 	rows, err := s.conn.Query(ctx, q)
 	if err != nil {
 		return nil, s.wrap("select samples", err)

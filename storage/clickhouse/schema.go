@@ -90,6 +90,10 @@ func featuresFor(v serverVersion) features {
 // follows through system.parts.
 const seriesTable = "metric_series"
 
+// samplesTable is the name of metric_samples, which the sample cache
+// follows through system.parts.
+const samplesTable = "metric_samples"
+
 // tables holds the fully qualified table names of one database.
 type tables struct {
 	db, migrations, series, samples, histograms, metadata, logs, spans, events string
@@ -363,6 +367,9 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time) (int, error) 
 		}
 	}
 	if dropped > 0 {
+		if s.cache != nil {
+			s.cache.expire()
+		}
 		s.logger.Info("clickhouse retention dropped partitions", "partitions", dropped)
 	}
 	return dropped, nil

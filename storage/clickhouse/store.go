@@ -45,8 +45,13 @@ type Store struct {
 	// index answers series selections; nil when clickhouse.series_index
 	// is off.
 	index *seriesIndex
+	// cache holds float samples of closed hours; nil when
+	// clickhouse.sample_cache_mib is 0.
+	cache *sampleCache
 	// maxInlineFPs is maxInlineFingerprints; tests lower it.
 	maxInlineFPs int
+	// maxScanRows is maxRangeScanRows; tests lower it.
+	maxScanRows uint64
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -89,9 +94,13 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		stop:   make(chan struct{}),
 
 		maxInlineFPs: maxInlineFingerprints,
+		maxScanRows:  maxRangeScanRows,
 	}
 	if cfg.SeriesIndex {
 		s.index = newSeriesIndex(time.Duration(cfg.SeriesIndexRefresh))
+	}
+	if cfg.SampleCacheMiB > 0 {
+		s.cache = newSampleCache(int64(cfg.SampleCacheMiB)<<20, time.Duration(cfg.SeriesIndexRefresh))
 	}
 	if err := s.init(ctx); err != nil {
 		conn.Close()

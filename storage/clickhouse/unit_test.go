@@ -41,6 +41,7 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		{func(c *Config) { c.MaxSamples = -1 }, "clickhouse.max_samples"},
 		{func(c *Config) { c.Compression = "gzip" }, "clickhouse.compression: must be auto, none, lz4 or zstd"},
 		{func(c *Config) { c.SeriesIndexRefresh = -1 }, "clickhouse.series_index_refresh"},
+		{func(c *Config) { c.SampleCacheMiB = -1 }, "clickhouse.sample_cache_mib"},
 	} {
 		cfg := DefaultConfig()
 		tc.mutate(&cfg)

@@ -1,0 +1,345 @@
+package clickhouse
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	promstorage "github.com/prometheus/prometheus/storage"
+)
+
+const hour = int64(time.Hour / time.Millisecond)
+
+func TestClosedWindows(t *testing.T) {
+	now := 100*hour + 30*60*1000 // 100:30
+	for _, tc := range []struct {
+		name             string
+		start, end       int64
+		wantFrom, wantTo int64
+	}{
+		{"the last 6 h", now - 6*hour, now, 94 * hour, 100 * hour},
+		{"a past range ending mid-hour", 90*hour + 10, 92*hour + 10, 90 * hour, 93 * hour},
+		{"a range ending on a window's first millisecond", 90 * hour, 92 * hour, 90 * hour, 93 * hour},
+		{"within the open hour", now - 10*60*1000, now, 0, 0},
+		{"in the future", now + hour, now + 2*hour, 0, 0},
+		{"open-ended", math.MinInt64, math.MaxInt64, 0, 0},
+		{"more than a month", now - 40*24*hour, now, 0, 0},
+		{"before the epoch", -3*hour + 1, -hour - 1, -3 * hour, -hour},
+	} {
+		from, to := closedWindows(tc.start, tc.end, now)
+		if from != tc.wantFrom || to != tc.wantTo {
+			t.Errorf("%s: closedWindows(%d, %d) = [%d, %d), want [%d, %d)", tc.name, tc.start, tc.end, from, to, tc.wantFrom, tc.wantTo)
+		}
+	}
+	// Just after the hour, the hour before is not closed yet.
+	if from, to := closedWindows(90*hour, 100*hour+60_000, 100*hour+60_000); from != 90*hour || to != 99*hour {
+		t.Errorf("within the grace: [%d, %d), want [%d, %d)", from, to, 90*hour, 99*hour)
+	}
+}
+
+func TestWindowEntries(t *testing.T) {
+	// Two segments (two runs of rows), the second starting inside the
+	// second hour; the third hour is empty.
+	segs := []floatSeg{
+		{ts: []int64{0, 1000, hour - 1, hour}, vals: []float64{1, 2, 3, 4}},
+		{ts: []int64{hour + 10, 3*hour + 5}, vals: []float64{5, math.Float64frombits(value.StaleNaN)}},
+	}
+	es, err := windowEntries(7, segs, 0, 4*hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int64{{0, 1000, hour - 1}, {hour, hour + 10}, nil, {3*hour + 5}}
+	if len(es) != len(want) {
+		t.Fatalf("%d entries, want %d", len(es), len(want))
+	}
+	for i, e := range es {
+		if e.key != (cacheKey{7, int64(i) * hour}) || e.n != len(want[i]) {
+			t.Fatalf("entry %d: key %v with %d samples", i, e.key, e.n)
+		}
+		ts, vals, err := e.decodeInto(math.MinInt64, math.MaxInt64, nil, nil)
+		if err != nil || !slices.Equal(ts, want[i]) {
+			t.Fatalf("entry %d decodes to %v (%v), want %v", i, ts, err, want[i])
+		}
+		if i == 3 && !value.IsStaleNaN(vals[0]) {
+			t.Fatalf("the staleness marker came back as %v", vals[0])
+		}
+	}
+	// Decoding trims to the range asked for.
+	ts, _, _ := es[0].decodeInto(1, hour-1, nil, nil)
+	if !slices.Equal(ts, []int64{1000, hour - 1}) {
+		t.Fatalf("trimmed: %v", ts)
+	}
+}
+
+func TestSampleCacheFillEvictInvalidate(t *testing.T) {
+	entry := func(fp uint64, w int64) *cacheEntry {
+		e, err := encodeWindow(fp, w, []int64{w, w + 15000}, []float64{1, 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	c := newSampleCache(entry(1, 0).size()+entry(1, hour).size()+entry(2, 0).size(), 0)
+	c.keepDays(map[int32]bool{0: true})
+
+	seq := c.sequence()
+	c.fill(seq, []*cacheEntry{entry(1, 0), entry(1, hour), entry(2, 0)})
+	if _, ok := c.lookup(1, 0, 2*hour, nil); !ok {
+		t.Fatal("filled windows are missing")
+	}
+	// A fourth entry evicts the least recently used one: series 2.
+	c.fill(seq, []*cacheEntry{entry(3, 0)})
+	if st := c.stats(); st.entries != 3 || st.bytes != c.maxBytes {
+		t.Fatalf("after eviction: %+v", st)
+	}
+	if _, ok := c.lookup(2, 0, hour, nil); ok {
+		t.Fatal("the least recently used entry was kept")
+	}
+
+	// A read that began before an invalidation of its window does not
+	// fill it; other windows it read are fine.
+	c.invalidateRange(hour+5, hour+6)
+	if _, ok := c.lookup(1, hour, 2*hour, nil); ok {
+		t.Fatal("the invalidated window is still cached")
+	}
+	c.fill(seq, []*cacheEntry{entry(1, hour), entry(4, 2*hour)})
+	if _, ok := c.lookup(1, hour, 2*hour, nil); ok {
+		t.Fatal("a read from before the invalidation filled the window")
+	}
+	if _, ok := c.lookup(4, 2*hour, 3*hour, nil); !ok {
+		t.Fatal("a window that was not invalidated was not filled")
+	}
+	if !c.changedSince(seq, 0, 2*hour) || c.changedSince(seq, 2*hour, 3*hour) {
+		t.Fatal("changedSince does not tell the invalidated window")
+	}
+	seq = c.sequence()
+	c.fill(seq, []*cacheEntry{entry(1, hour)})
+	if _, ok := c.lookup(1, hour, 2*hour, nil); !ok {
+		t.Fatal("a read after the invalidation did not fill")
+	}
+
+	// Whole days, and days the table no longer holds.
+	c.invalidateDay(0)
+	if st := c.stats(); st.entries != 0 || st.bytes != 0 {
+		t.Fatalf("after invalidating the day: %+v", st)
+	}
+	seq = c.sequence()
+	c.fill(seq, []*cacheEntry{entry(1, 0), entry(1, 24*hour)})
+	if st := c.stats(); st.entries != 1 {
+		t.Fatalf("filled a day the table does not hold: %+v", st)
+	}
+	c.keepDays(map[int32]bool{})
+	if st := c.stats(); st.entries != 0 {
+		t.Fatalf("after the day was dropped: %+v", st)
+	}
+}
+
+// cacheData writes n series × 3 h at 15 s, starting at base.
+func cacheData(t *testing.T, s *Store, base int64, n int) {
+	t.Helper()
+	app := s.AppenderV2(ctx)
+	for i := range n {
+		ls := labels.FromStrings("__name__", "m", "i", fmt.Sprint(i))
+		for ts := base; ts < base+3*hour; ts += 15000 {
+			if _, err := app.Append(0, ls, 0, ts, float64(ts/1000+int64(i)), nil, nil, promstorage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	commit(t, app)
+}
+
+// TestSampleCacheMatchesClickHouse checks that Selects served from the
+// cache return what ClickHouse holds, for ranges that start and end
+// inside hours, cold and warm.
+func TestSampleCacheMatchesClickHouse(t *testing.T) {
+	cfg := testConfig(t)
+	cached, err := Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cached.Close()
+	cfg.SampleCacheMiB = 0
+	direct, err := Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	base := windowOf(time.Now().Add(-50*time.Hour).UnixMilli()) + 20*60*1000 // at :20
+	cacheData(t, cached, base, 5)
+	// A counter with start timestamps, which the cache leaves to
+	// ClickHouse.
+	app := cached.AppenderV2(ctx)
+	for ts := base; ts < base+3*hour; ts += 15000 {
+		if _, err := app.Append(0, labels.FromStrings("__name__", "m", "i", "st"), base-1000, ts, float64(ts), nil, nil, promstorage.AOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(t, app)
+
+	ranges := [][2]int64{
+		{base, base + 3*hour},
+		{base + 7*60*1000, base + 2*hour + 1},
+		{base - hour, base + 30*60*1000},
+		{base + hour, base + hour + 1},
+		{base + 40*60*1000, base + 40*60*1000 + 15000},
+		{base, base + 3*hour},
+	}
+	for round := range 2 {
+		for _, r := range ranges {
+			hints := &promstorage.SelectHints{Start: r[0], End: r[1]}
+			got, _ := readAll(t, newQuerier(t, cached, r[0], r[1]), hints, eq("__name__", "m"))
+			want, _ := readAll(t, newQuerier(t, direct, r[0], r[1]), hints, eq("__name__", "m"))
+			if len(want) != 6 && r[1]-r[0] > 15000 {
+				t.Fatalf("range %v: ClickHouse returned %d series", r, len(want))
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("round %d, range [%d, %d]: the cache returned\n%v\nClickHouse\n%v", round, r[0]-base, r[1]-base, got, want)
+			}
+		}
+	}
+	// 5 series × the 4 hours holding data, and the empty hour before
+	// when it is on the same day.
+	want := 5 * 4
+	if dayOf(base-hour) == dayOf(base) {
+		want += 5
+	}
+	if st := cached.cache.stats(); st.entries != want || st.hits == 0 {
+		t.Fatalf("cache after two rounds: %+v, want %d entries and hits", st, want)
+	}
+}
+
+// TestSampleCacheFollowsOtherWriters checks that a reader's cache sees
+// late samples written by another store (another process) into cached
+// hours, and days dropped by the other's retention; and that a reader
+// with a refresh interval sees its own late samples at once.
+func TestSampleCacheFollowsOtherWriters(t *testing.T) {
+	for _, scan := range []bool{true, false} {
+		t.Run(fmt.Sprintf("scan=%v", scan), func(t *testing.T) {
+			// Retention stays off but for the store that applies it:
+			// each store applies it once as it opens, which could drop the
+			// old day before the test reads it.
+			cfg := testConfig(t)
+			open := func(mutate func(*Config)) *Store {
+				c := cfg
+				if mutate != nil {
+					mutate(&c)
+				}
+				s, err := Open(ctx, c, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !scan {
+					// Every new part then invalidates its whole day.
+					s.maxScanRows = 0
+				}
+				t.Cleanup(func() { s.Close() })
+				return s
+			}
+			writer, reader := open(nil), open(nil)
+			now := time.Now()
+			old := windowOf(now.Add(-20*24*time.Hour).UnixMilli()) + 24*hour
+			recent := windowOf(now.Add(-30 * time.Hour).UnixMilli())
+			cacheData(t, writer, old, 2)
+			cacheData(t, writer, recent, 2)
+
+			count := func(mint, maxt int64) int {
+				got, _ := readAll(t, newQuerier(t, reader, mint, maxt), nil, eq("__name__", "m"))
+				n := 0
+				for _, ss := range got {
+					n += len(ss)
+				}
+				return n
+			}
+			const perSeries = 3 * 3600 / 15
+			for range 2 {
+				if n := count(recent, recent+3*hour); n != 2*perSeries {
+					t.Fatalf("%d samples, want %d", n, 2*perSeries)
+				}
+			}
+			// 2 series × 4 hours: the range ends on the fourth hour's
+			// first millisecond.
+			if st := reader.cache.stats(); st.hits != 2 || st.entries != 2*4 {
+				t.Fatalf("the second read did not come from the cache: %+v", st)
+			}
+
+			// A late sample inside a cached hour, and a replay of one
+			// already there (not counted twice).
+			late := recent + hour + 7000
+			app := writer.AppenderV2(ctx)
+			for _, ts := range []int64{late, recent + hour} {
+				if _, err := app.Append(0, labels.FromStrings("__name__", "m", "i", "0"), 0, ts, 1, nil, nil, promstorage.AOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			commit(t, app)
+			if n := count(recent, recent+3*hour); n != 2*perSeries+1 {
+				t.Fatalf("after a late sample: %d samples, want %d", n, 2*perSeries+1)
+			}
+
+			// Merging parts adds nothing; the cache keeps its hours.
+			if err := writer.Merge(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(recent, recent+3*hour); n != 2*perSeries+1 {
+				t.Fatalf("after merging: %d samples, want %d", n, 2*perSeries+1)
+			}
+
+			// Another store's retention drops the old day, which the
+			// reader has cached.
+			if n := count(old, old+3*hour); n != 2*perSeries {
+				t.Fatalf("old day: %d samples, want %d", n, 2*perSeries)
+			}
+			pruner := open(func(c *Config) { c.Retention = model.Duration(10 * 24 * time.Hour) })
+			if _, err := pruner.ApplyRetention(ctx, now); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(old, old+3*hour); n != 0 {
+				t.Fatalf("after retention dropped the old day: %d samples, want 0", n)
+			}
+			if n := cachedOn(reader.cache, dayOf(old)); n != 0 {
+				t.Fatalf("the cache keeps %d entries of the dropped day", n)
+			}
+
+			// A reader that looks for others' writes once an hour still
+			// sees its own late samples at once.
+			lazy := open(func(c *Config) { c.SeriesIndexRefresh = model.Duration(time.Hour) })
+			lazyCount := func() int {
+				got, _ := readAll(t, newQuerier(t, lazy, recent, recent+3*hour), nil, eq("__name__", "m"))
+				return len(got[`{__name__="m", i="1"}`])
+			}
+			for range 2 {
+				if n := lazyCount(); n != perSeries {
+					t.Fatalf("lazy reader: %d samples, want %d", n, perSeries)
+				}
+			}
+			app = lazy.AppenderV2(ctx)
+			if _, err := app.Append(0, labels.FromStrings("__name__", "m", "i", "1"), 0, late, 1, nil, nil, promstorage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			commit(t, app)
+			if n := lazyCount(); n != perSeries+1 {
+				t.Fatalf("lazy reader after its own late sample: %d samples, want %d", n, perSeries+1)
+			}
+		})
+	}
+}
+
+// cachedOn counts the entries of a day.
+func cachedOn(c *sampleCache, day int32) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for w, m := range c.byWin {
+		if dayOf(w) == day {
+			n += len(m)
+		}
+	}
+	return n
+}
