@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -41,6 +42,7 @@ type benchCommands struct {
 	perRequest     int
 	rules          int
 	alertSeries    int
+	sampleCacheMiB int
 }
 
 func newBenchCommands(app *kingpin.Application) []command {
@@ -61,6 +63,7 @@ func newBenchCommands(app *kingpin.Application) []command {
 		cmd.Flag("clickhouse-addr", "Use this ClickHouse server (a fresh database in it) instead of starting a private one.").PlaceHolder("HOST:PORT").StringVar(&c.clickhouseAddr)
 		cmd.Flag("runs", "Measured runs.").Default("3").IntVar(&c.runs)
 		cmd.Flag("dir", "Directory for the embedded stores and queues (default: a temporary one, removed afterwards).").PlaceHolder("DIR").StringVar(&c.dir)
+		cmd.Flag("clickhouse-sample-cache-mib", "The ClickHouse store's clickhouse.sample_cache_mib; 0 reads every sample from ClickHouse.").Default(strconv.Itoa(clickhouse.DefaultConfig().SampleCacheMiB)).IntVar(&c.sampleCacheMiB)
 	}
 	return []command{
 		commandFunc{c.ingest, c.runIngest},
@@ -76,10 +79,12 @@ type benchEnv struct {
 	chSrv   *chtest.Server
 	cleanup []func()
 	n       int
+
+	sampleCacheMiB int
 }
 
 func (c *benchCommands) env() (*benchEnv, error) {
-	e := &benchEnv{dir: c.dir, chAddr: c.clickhouseAddr}
+	e := &benchEnv{dir: c.dir, chAddr: c.clickhouseAddr, sampleCacheMiB: c.sampleCacheMiB}
 	if e.dir == "" {
 		dir, err := os.MkdirTemp("", "aiops-bench-")
 		if err != nil {
@@ -120,6 +125,7 @@ func (e *benchEnv) open(ctx context.Context, kind string) (storage.Store, func(c
 		cfg := clickhouse.DefaultConfig()
 		cfg.Addresses = []string{e.chAddr}
 		cfg.Database = fmt.Sprintf("aiops_bench_%d_%d", time.Now().Unix(), e.n)
+		cfg.SampleCacheMiB = e.sampleCacheMiB
 		s, err := clickhouse.Open(ctx, cfg, nil)
 		if err != nil {
 			return nil, nil, err
