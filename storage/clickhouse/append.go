@@ -213,11 +213,15 @@ func (s *Store) commit(ctx context.Context, b *batch) error {
 			return err
 		}
 		if s.cache != nil {
-			// Other processes' late samples are found by the cache's
-			// sync; this process's are dropped at once, whatever
+			// Other processes' samples are found by the cache's sync;
+			// this process's late ones drop their hours at once, and its
+			// new ones reach the head at once, whatever
 			// series_index_refresh says.
 			lo, hi := slices.Min(b.ts), slices.Max(b.ts)
 			s.cache.invalidateRange(lo, hi)
+			if s.cache.refresh > 0 {
+				s.head.written(b.fps, b.ts, b.sts, b.vals)
+			}
 		}
 	}
 	if len(b.hfps) > 0 {

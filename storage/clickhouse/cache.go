@@ -21,9 +21,9 @@ import (
 // is no longer written. So the float samples of closed hours are kept in
 // memory, one Gorilla-encoded chunk (Prometheus's XOR chunk, about 1.4
 // bytes per sample) per series and hour, and a Select reads from
-// ClickHouse only what is not cached: the open hour, and the series the
-// cache has not seen. What the Select reads of closed hours fills the
-// cache (least recently used chunks leave it beyond
+// ClickHouse only what is not cached: the open hour (unless the head,
+// head.go, holds it), and the series the cache has not seen. What the
+// Select reads of closed hours fills the cache (least recently used chunks leave it beyond
 // clickhouse.sample_cache_mib).
 //
 // Samples still arrive for closed hours (a queue replaying after an
@@ -374,6 +374,8 @@ func (s *Store) syncCache(ctx context.Context, use bool) error {
 		return nil
 	}
 	began := time.Now()
+	h := s.head
+	h.advance(windowOf(began.UnixMilli() - cacheGrace))
 	parts, err := s.listParts(ctx, samplesTable)
 	if err != nil {
 		return err
@@ -390,10 +392,27 @@ func (s *Store) syncCache(ctx context.Context, use bool) error {
 			scan = append(scan, p)
 		}
 	}
+	complete := true
 	if len(unread) > 0 {
 		ranges, err := s.partTimeRanges(ctx, scan)
 		if err != nil {
 			return err
+		}
+		// A part merged away before the head read it is read again in
+		// its successor, by the next sync.
+		var headRead map[string]bool
+		if !h.isOff() {
+			if err := s.followHead(ctx, unread); err != nil {
+				return err
+			}
+			after, err := s.listParts(ctx, samplesTable)
+			if err != nil {
+				return err
+			}
+			headRead = make(map[string]bool, len(after))
+			for _, p := range after {
+				headRead[p.name] = true
+			}
 		}
 		for _, p := range unread {
 			if r, ok := ranges[p.name]; ok {
@@ -403,9 +422,14 @@ func (s *Store) syncCache(ctx context.Context, use bool) error {
 				// where its new rows lie is unknown.
 				c.invalidateDay(p.day)
 			}
+			if headRead != nil && !headRead[p.name] {
+				complete = false
+				continue
+			}
 			c.read.add(p.minBlock, p.maxBlock)
 		}
 	}
+	h.setComplete(complete)
 	c.keepDays(days)
 	c.lastStart = began
 	return nil
@@ -418,7 +442,7 @@ func (c *sampleCache) expire() {
 	c.lastStart = time.Time{}
 }
 
-// tablePart is one active part of a table.
+// tablePart is one active part of metric_series or metric_samples.
 type tablePart struct {
 	name               string
 	day                int32 // its partition
@@ -457,6 +481,15 @@ func (s *Store) listParts(ctx context.Context, table string) ([]tablePart, error
 	return out, nil
 }
 
+// partNames lists the names of parts for an IN clause.
+func partNames(parts []tablePart) string {
+	names := make([]string, len(parts))
+	for i, p := range parts {
+		names[i] = quote(p.name)
+	}
+	return strings.Join(names, ", ")
+}
+
 // partTimeRanges reads the first and last timestamp of each part of
 // metric_samples named; parts merged away meanwhile are missing from the
 // answer.
@@ -465,13 +498,9 @@ func (s *Store) partTimeRanges(ctx context.Context, parts []tablePart) (map[stri
 	if len(parts) == 0 {
 		return out, nil
 	}
-	names := make([]string, len(parts))
-	for i, p := range parts {
-		names[i] = quote(p.name)
-	}
 	rows, err := s.conn.Query(ctx, fmt.Sprintf(
 		"SELECT _part, min(timestamp), max(timestamp) FROM %s WHERE _part IN (%s) GROUP BY _part",
-		s.t.samples, strings.Join(names, ", ")))
+		s.t.samples, partNames(parts)))
 	if err != nil {
 		return nil, s.wrap("read time ranges of new parts", err)
 	}

@@ -160,17 +160,8 @@ func cacheData(t *testing.T, s *Store, base int64, n int) {
 // inside hours, cold and warm.
 func TestSampleCacheMatchesClickHouse(t *testing.T) {
 	cfg := testConfig(t)
-	cached, err := Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cached.Close()
-	cfg.SampleCacheMiB = 0
-	direct, err := Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close()
+	cached := openWith(t, cfg)
+	direct := openWith(t, cfg, func(c *Config) { c.SampleCacheMiB = 0 })
 	base := windowOf(time.Now().Add(-50*time.Hour).UnixMilli()) + 20*60*1000 // at :20
 	cacheData(t, cached, base, 5)
 	// A counter with start timestamps, which the cache leaves to
@@ -226,23 +217,15 @@ func TestSampleCacheFollowsOtherWriters(t *testing.T) {
 			// each store applies it once as it opens, which could drop the
 			// old day before the test reads it.
 			cfg := testConfig(t)
-			open := func(mutate func(*Config)) *Store {
-				c := cfg
-				if mutate != nil {
-					mutate(&c)
-				}
-				s, err := Open(ctx, c, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+			open := func(mutate ...func(*Config)) *Store {
+				s := openWith(t, cfg, mutate...)
 				if !scan {
 					// Every new part then invalidates its whole day.
 					s.maxScanRows = 0
 				}
-				t.Cleanup(func() { s.Close() })
 				return s
 			}
-			writer, reader := open(nil), open(nil)
+			writer, reader := open(), open()
 			now := time.Now()
 			old := windowOf(now.Add(-20*24*time.Hour).UnixMilli()) + 24*hour
 			recent := windowOf(now.Add(-30 * time.Hour).UnixMilli())
@@ -342,4 +325,106 @@ func cachedOn(c *sampleCache, day int32) int {
 		}
 	}
 	return n
+}
+
+func TestHead(t *testing.T) {
+	h := newHead(10)
+	h.advance(1000)
+	zeros := make([]int64, 8)
+	h.add([]uint64{1, 1, 1, 2}, []int64{1000, 1015, 999, 1000}, zeros[:4], []float64{1, 2, 0, 5})
+	// Out of order, a duplicate (the first one added stays) and one with a
+	// start timestamp.
+	h.add([]uint64{1, 1, 3}, []int64{1010, 1015, 1000}, []int64{0, 0, 900}, []float64{3, 9, 7})
+	ts, vals, st := h.appendTo(1, 0, 2000, nil, nil)
+	if st || !slices.Equal(ts, []int64{1000, 1010, 1015}) || !slices.Equal(vals, []float64{1, 3, 2}) {
+		t.Fatalf("series 1: %v %v (start timestamps %v)", ts, vals, st)
+	}
+	if ts, _, _ := h.appendTo(1, 1001, 1014, nil, nil); !slices.Equal(ts, []int64{1010}) {
+		t.Fatalf("series 1 in [1001, 1014]: %v", ts)
+	}
+	if _, _, st := h.appendTo(3, 0, 2000, nil, nil); !st {
+		t.Fatal("series 3 has start timestamps")
+	}
+	if h.n != 5 {
+		t.Fatalf("%d samples held, want 5", h.n)
+	}
+	h.advance(1011)
+	if ts, _, _ := h.appendTo(1, 0, 2000, nil, nil); !slices.Equal(ts, []int64{1015}) || h.n != 1 {
+		t.Fatalf("after advancing: %v, %d held", ts, h.n)
+	}
+	h.setComplete(true)
+	if !h.covers(1011) || h.covers(1010) {
+		t.Fatal("covers is wrong about the head's start")
+	}
+	// Over budget, the head turns itself off.
+	fps, ts10 := make([]uint64, 10), make([]int64, 10)
+	for i := range ts10 {
+		fps[i], ts10[i] = 4, int64(2000+i)
+	}
+	h.add(fps, ts10, make([]int64, 10), make([]float64, 10))
+	if !h.isOff() || h.covers(1011) || h.n != 0 {
+		t.Fatalf("over budget: off %v, %d held", h.isOff(), h.n)
+	}
+}
+
+// TestHeadFollowsOtherWriters checks that Selects of the open hour,
+// served from the head, return what ClickHouse holds while another store
+// (another process) keeps writing, out of order and with replays; and
+// that a reader with a refresh interval sees its own new samples at once.
+func TestHeadFollowsOtherWriters(t *testing.T) {
+	cfg := testConfig(t)
+	writer, reader := openWith(t, cfg), openWith(t, cfg)
+	direct := openWith(t, cfg, func(c *Config) { c.SampleCacheMiB = 0 })
+	now := time.Now().UnixMilli()
+	write := func(s *Store, i int, tss ...int64) {
+		t.Helper()
+		app := s.AppenderV2(ctx)
+		for _, ts := range tss {
+			if _, err := app.Append(0, labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), 0, ts, float64(ts), nil, nil, promstorage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		commit(t, app)
+	}
+	for i := range 3 {
+		var tss []int64
+		for ts := now - 90*60*1000; ts <= now; ts += 15000 {
+			tss = append(tss, ts)
+		}
+		write(writer, i, tss...)
+	}
+	check := func(what string, s *Store, mint, maxt int64) map[string][]sample {
+		t.Helper()
+		got, _ := readAll(t, newQuerier(t, s, mint, maxt), nil, eq("__name__", "m"))
+		want, _ := readAll(t, newQuerier(t, direct, mint, maxt), nil, eq("__name__", "m"))
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: the head returned\n%v\nClickHouse\n%v", what, got, want)
+		}
+		return got
+	}
+	for _, r := range [][2]int64{{now - 90*60*1000, now}, {now - 5*60*1000, now}, {now - 30*1000, now + 60*1000}} {
+		check("first read", reader, r[0], r[1])
+		check("second read", reader, r[0], r[1])
+	}
+	if !reader.head.covers(now) || reader.head.n == 0 {
+		t.Fatalf("the head is not in use: complete %v, %d samples", reader.head.complete, reader.head.n)
+	}
+
+	// New samples, one between two others, and a replay.
+	write(writer, 0, now+15000, now+30000)
+	write(writer, 1, now-7000, now-15000)
+	got := check("after new samples", reader, now-60*1000, now+60*1000)
+	if n := len(got[`{__name__="m", i="0"}`]); n != 5+2 {
+		t.Fatalf("series 0 has %d samples in the last minute and the next, want 7", n)
+	}
+
+	// A store that looks for others' writes once an hour sees its own at
+	// once.
+	lazy := openWith(t, cfg, func(c *Config) { c.SeriesIndexRefresh = model.Duration(time.Hour) })
+	check("lazy reader", lazy, now-60*1000, now+60*1000)
+	write(lazy, 2, now+45000)
+	got = check("lazy reader after its own write", lazy, now-60*1000, now+60*1000)
+	if n := len(got[`{__name__="m", i="2"}`]); n != 5+1 {
+		t.Fatalf("series 2 has %d samples, want 6", n)
+	}
 }

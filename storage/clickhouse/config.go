@@ -60,11 +60,12 @@ type Config struct {
 	// query sees every series committed before it started.
 	SeriesIndexRefresh model.Duration `yaml:"series_index_refresh"`
 	// SampleCacheMiB bounds the memory that keeps the float samples of
-	// closed hours (about 1.4 bytes per sample), so that dashboards
-	// refreshing the same ranges read only the newest hour from
-	// ClickHouse. series_index_refresh also sets how often, at most, the
-	// cache looks for late samples written by other processes. 0 turns
-	// the cache off.
+	// closed hours (about 1.4 bytes per sample), and separately that of
+	// the head, which keeps the open hour (16 bytes per sample), so that
+	// dashboards and alert rules read what is new from ClickHouse, not
+	// what they read before. series_index_refresh also sets how often, at
+	// most, they look for samples written by other processes. 0 turns
+	// both off.
 	SampleCacheMiB int `yaml:"sample_cache_mib"`
 }
 

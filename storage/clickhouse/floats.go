@@ -12,13 +12,14 @@ import (
 )
 
 // floatResult holds the float samples of one Select: rows read from
-// ClickHouse and, with the sample cache, decoded cached hours.
+// ClickHouse, decoded cached hours and samples from the head.
 type floatResult struct {
 	start, end int64
 	cols       *sampleColumns
 	// cached holds the decoded closed hours of the series the cache
-	// had; their rows from ClickHouse start after those hours.
-	cached map[uint64]floatSeg
+	// had, head the open hour of the series the head had; their rows
+	// from ClickHouse lie in between, if any.
+	cached, head map[uint64]floatSeg
 	// segs holds the segments already worked out for a series (the
 	// ones that filled the cache).
 	segs map[uint64][]floatSeg
@@ -32,7 +33,10 @@ func (r *floatResult) forSeries(fp uint64) []floatSeg {
 		segs = trimSegs(r.cols.forSeries(fp), r.start, r.end)
 	}
 	if c, ok := r.cached[fp]; ok && len(c.ts) > 0 {
-		return append([]floatSeg{c}, segs...)
+		segs = append([]floatSeg{c}, segs...)
+	}
+	if h, ok := r.head[fp]; ok && len(h.ts) > 0 {
+		segs = append(segs, h)
 	}
 	return segs
 }
@@ -51,10 +55,10 @@ func trimSegs(segs []floatSeg, start, end int64) []floatSeg {
 }
 
 // loadFloatSeries reads the float samples of the selected series in
-// [start, end]: from the sample cache what it holds of closed hours, the
-// rest from ClickHouse. Series the cache lacks are read from the start of
-// the first hour to the end of the last, so that their closed hours can be
-// cached whole.
+// [start, end]: what the sample cache holds of closed hours and what the
+// head holds of the open one from memory, the rest from ClickHouse.
+// Series the cache lacks are read from the start of the first hour to the
+// end of the last, so that their closed hours can be cached whole.
 func (s *Store) loadFloatSeries(ctx context.Context, infos []seriesInfo, where string, start, end, now int64, matchers []*labels.Matcher) (*floatResult, error) {
 	cond := s.fingerprintCond(infos, kindFloat, where)
 	if cond == "" {
@@ -62,11 +66,18 @@ func (s *Store) loadFloatSeries(ctx context.Context, infos []seriesInfo, where s
 	}
 	withST := slices.ContainsFunc(infos, func(info seriesInfo) bool { return info.kinds&kindFloatST != 0 })
 	res := &floatResult{start: start, end: end}
+	inline := s.cache != nil && !strings.HasPrefix(cond, "fingerprint IN (SELECT")
 	var from, to int64
-	if s.cache != nil && !strings.HasPrefix(cond, "fingerprint IN (SELECT") {
+	if inline {
 		from, to = closedWindows(start, end, now)
 	}
-	if from == to {
+	// open is where the part of the range that is still written begins.
+	open := start
+	if from != to {
+		open = to
+	}
+	useHead := inline && s.head != nil && open <= end && s.head.covers(open)
+	if from == to && !useHead {
 		cols, err := s.loadFloats(ctx, []floatRead{{cond, start, end}}, start, end, withST, matchers)
 		res.cols = cols
 		return res, err
@@ -75,55 +86,87 @@ func (s *Store) loadFloatSeries(ctx context.Context, infos []seriesInfo, where s
 	c := s.cache
 	seq := c.sequence()
 	var (
-		hits, misses []uint64
-		fillable     []uint64
-		entries      = map[uint64][]*cacheEntry{}
-		cachedN      int
+		// withStart: series with start timestamps, read from ClickHouse.
+		withStart, hits, misses, fromHead []uint64
+		entries                           = map[uint64][]*cacheEntry{}
+		memN                              int
 	)
 	for _, info := range infos {
 		if info.kinds&kindFloat == 0 {
 			continue
 		}
 		if info.kinds&kindFloatST != 0 {
-			misses = append(misses, info.fp)
+			withStart = append(withStart, info.fp)
+			continue
+		}
+		if useHead {
+			fromHead = append(fromHead, info.fp)
+		}
+		if from == to {
 			continue
 		}
 		es, ok := c.lookup(info.fp, from, to, nil)
 		if !ok {
 			misses = append(misses, info.fp)
-			fillable = append(fillable, info.fp)
 			continue
 		}
 		hits = append(hits, info.fp)
 		entries[info.fp] = es
 		for _, e := range es {
-			cachedN += e.n
+			memN += e.n
 		}
 	}
-	if s.cfg.MaxSamples > 0 && cachedN > 2*s.cfg.MaxSamples {
+
+	if useHead {
+		res.head = make(map[uint64]floatSeg, len(fromHead))
+		var ts []int64
+		var vals []float64
+		for _, fp := range fromHead {
+			n := len(ts)
+			var st bool
+			if ts, vals, st = s.head.appendTo(fp, open, end, ts, vals); st {
+				// Start timestamps the series index has not seen yet.
+				withStart = append(withStart, fp)
+				hits = slices.DeleteFunc(hits, func(x uint64) bool { return x == fp })
+				misses = slices.DeleteFunc(misses, func(x uint64) bool { return x == fp })
+				continue
+			}
+			res.head[fp] = floatSeg{ts: ts[n:len(ts):len(ts)], vals: vals[n:len(ts):len(ts)]}
+		}
+		memN += len(ts)
+	}
+	if s.cfg.MaxSamples > 0 && memN > 2*s.cfg.MaxSamples {
 		return nil, s.tooManySamples(matchers, start, end)
 	}
+
 	var reads []floatRead
-	if len(hits) > 0 && to <= end {
+	if len(withStart) > 0 {
+		reads = append(reads, floatRead{fingerprintList(withStart), start, end})
+	}
+	if len(hits) > 0 && !useHead && to <= end {
 		reads = append(reads, floatRead{fingerprintList(hits), to, end})
 	}
 	if len(misses) > 0 {
-		// The last window may end after end.
-		reads = append(reads, floatRead{fingerprintList(misses), from, max(end, to-1)})
+		// Whole windows: the last may end after end.
+		last := max(end, to-1)
+		if useHead {
+			last = to - 1
+		}
+		reads = append(reads, floatRead{fingerprintList(misses), from, last})
 	}
 	if len(reads) > 0 {
-		cols, err := s.loadFloats(ctx, reads, start, end, withST, matchers)
+		cols, err := s.loadFloats(ctx, reads, start, end, len(withStart) > 0, matchers)
 		if err != nil {
 			return nil, err
 		}
 		res.cols = cols
 	}
 
+	longest := 0
 	if len(hits) > 0 {
 		res.cached = make(map[uint64]floatSeg, len(hits))
-		ts := make([]int64, 0, cachedN)
-		vals := make([]float64, 0, cachedN)
-		longest := 0
+		ts := make([]int64, 0, memN)
+		vals := make([]float64, 0, memN)
 		for _, fp := range hits {
 			n := len(ts)
 			for _, e := range entries[fp] {
@@ -135,19 +178,24 @@ func (s *Store) loadFloatSeries(ctx context.Context, infos []seriesInfo, where s
 			res.cached[fp] = floatSeg{ts: ts[n:len(ts):len(ts)], vals: vals[n:len(ts):len(ts)]}
 			longest = max(longest, len(ts)-n)
 		}
-		// No cached series has start timestamps: they share one slice
-		// of zeros.
-		zeros := make([]int64, longest)
-		for fp, sg := range res.cached {
+	}
+	for _, sg := range res.head {
+		longest = max(longest, len(sg.ts))
+	}
+	// Series from memory have no start timestamps: they share one slice
+	// of zeros.
+	zeros := make([]int64, longest)
+	for _, m := range []map[uint64]floatSeg{res.cached, res.head} {
+		for fp, sg := range m {
 			sg.sts = zeros[:len(sg.ts):len(sg.ts)]
-			res.cached[fp] = sg
+			m[fp] = sg
 		}
 	}
 
-	if len(fillable) > 0 && res.cols != nil {
-		res.segs = make(map[uint64][]floatSeg, len(fillable))
+	if len(misses) > 0 && res.cols != nil {
+		res.segs = make(map[uint64][]floatSeg, len(misses))
 		var fills []*cacheEntry
-		for _, fp := range fillable {
+		for _, fp := range misses {
 			segs := res.cols.forSeries(fp)
 			es, err := windowEntries(fp, segs, from, to)
 			if err != nil {

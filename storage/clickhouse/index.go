@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -334,12 +333,12 @@ func (s *Store) syncIndex(ctx context.Context) error {
 	ix.mu.Lock()
 	ix.active = true
 	ix.mu.Unlock()
-	parts, err := s.seriesParts(ctx)
+	parts, err := s.listParts(ctx, seriesTable)
 	if err != nil {
 		return err
 	}
 	days := map[int32]bool{}
-	var unread []seriesPart
+	var unread []tablePart
 	for _, p := range parts {
 		days[p.day] = true
 		if r := ix.read[p.day]; r == nil || !r.covers(p.minBlock, p.maxBlock) {
@@ -352,7 +351,7 @@ func (s *Store) syncIndex(ctx context.Context) error {
 		}
 		// Only parts still active now were certainly in the read's
 		// snapshot.
-		after, err := s.seriesParts(ctx)
+		after, err := s.listParts(ctx, seriesTable)
 		if err != nil {
 			return err
 		}
@@ -386,52 +385,11 @@ func (s *Store) syncIndex(ctx context.Context) error {
 	return nil
 }
 
-// seriesPart is one active part of metric_series.
-type seriesPart struct {
-	name               string
-	day                int32 // its partition
-	minBlock, maxBlock int64
-}
-
-func (s *Store) seriesParts(ctx context.Context) ([]seriesPart, error) {
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(
-		"SELECT partition, name, min_block_number, max_block_number FROM system.parts WHERE database = %s AND table = %s AND active",
-		quote(s.cfg.Database), quote(seriesTable)))
-	if err != nil {
-		return nil, s.wrap("list series parts", err)
-	}
-	defer rows.Close()
-	var out []seriesPart
-	for rows.Next() {
-		var (
-			p         seriesPart
-			partition string
-		)
-		if err := rows.Scan(&partition, &p.name, &p.minBlock, &p.maxBlock); err != nil {
-			return nil, s.wrap("list series parts", err)
-		}
-		day, err := parsePartition(partition, 32)
-		if err != nil {
-			return nil, fmt.Errorf("clickhouse: series part %s: %w", p.name, err)
-		}
-		p.day = int32(day)
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("list series parts", err)
-	}
-	return out, nil
-}
-
 // readSeriesParts adds the rows of the given parts to the index.
-func (s *Store) readSeriesParts(ctx context.Context, parts []seriesPart) error {
-	names := make([]string, len(parts))
-	for i, p := range parts {
-		names[i] = quote(p.name)
-	}
+func (s *Store) readSeriesParts(ctx context.Context, parts []tablePart) error {
 	rows, err := s.conn.Query(ctx, fmt.Sprintf(
 		"SELECT fingerprint, day, kinds, metric_name, label_names, label_values FROM %s WHERE _part IN (%s)",
-		s.t.series, strings.Join(names, ", ")))
+		s.t.series, partNames(parts)))
 	if err != nil {
 		return s.wrap("read series", err)
 	}

@@ -73,19 +73,7 @@ func TestSeriesIndexFollowsOtherWriters(t *testing.T) {
 	// applies it once as it opens, which could drop the old day before
 	// the test reads it.
 	cfg := testConfig(t)
-	open := func(mutate func(*Config)) *Store {
-		c := cfg
-		if mutate != nil {
-			mutate(&c)
-		}
-		s, err := Open(ctx, c, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	writer, reader := open(nil), open(nil)
+	writer, reader := openWith(t, cfg), openWith(t, cfg)
 	old := now.Add(-20 * 24 * time.Hour).UnixMilli()
 	today := now.UnixMilli()
 
@@ -114,7 +102,7 @@ func TestSeriesIndexFollowsOtherWriters(t *testing.T) {
 		t.Fatalf("after merging: %v", got)
 	}
 	// Another store's retention drops the old day; the reader forgets b.
-	pruner := open(func(c *Config) { c.Retention = model.Duration(10 * 24 * time.Hour) })
+	pruner := openWith(t, cfg, func(c *Config) { c.Retention = model.Duration(10 * 24 * time.Hour) })
 	if _, err := pruner.ApplyRetention(ctx, now); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +116,7 @@ func TestSeriesIndexFollowsOtherWriters(t *testing.T) {
 
 	// With a refresh interval, other writers' series wait for it; the
 	// store's own are there at once.
-	lazy := open(func(c *Config) { c.SeriesIndexRefresh = model.Duration(time.Hour) })
+	lazy := openWith(t, cfg, func(c *Config) { c.SeriesIndexRefresh = model.Duration(time.Hour) })
 	if got := names(t, lazy, 0, today); !slices.Equal(got, []string{"a", "c"}) {
 		t.Fatalf("lazy reader: %v", got)
 	}

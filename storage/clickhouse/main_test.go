@@ -57,7 +57,14 @@ func testConfig(t testing.TB) Config {
 // ends.
 func openStore(t testing.TB, mutate ...func(*Config)) *Store {
 	t.Helper()
-	cfg := testConfig(t)
+	return openWith(t, testConfig(t), mutate...)
+}
+
+// openWith opens a store with cfg changed by mutate (cfg itself is not)
+// and closes it when the test ends: several stores on one database are
+// several processes sharing it.
+func openWith(t testing.TB, cfg Config, mutate ...func(*Config)) *Store {
+	t.Helper()
 	for _, f := range mutate {
 		f(&cfg)
 	}

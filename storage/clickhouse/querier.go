@@ -165,12 +165,7 @@ func (s *Store) fingerprintCond(infos []seriesInfo, kind uint8, where string) st
 func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool, limit int) ([]*series, error) {
 	where := s.seriesWhere(start, end, matchers, withRegex)
 	now := time.Now().UnixMilli()
-	// The cache only needs to be current when the Select can use it.
-	useCache := false
-	if s.cache != nil && withSamples {
-		from, to := closedWindows(start, end, now)
-		useCache = from != to
-	}
+	useCache := s.cache != nil && withSamples
 	if s.index == nil {
 		if err := s.syncCache(ctx, useCache); err != nil {
 			return nil, err
@@ -184,12 +179,13 @@ func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamp
 
 	// The sync before the selection mostly finds nothing new, so the
 	// samples of what the index holds now start loading meanwhile, with
-	// what the sample cache holds now, and are only loaded again if the
-	// index changed the selection or the cache lost hours the load used.
+	// what the sample cache and the head hold now, and are only loaded
+	// again if the index changed the selection, the cache lost hours the
+	// load used or the head changed.
 	minDay, maxDay := dayOf(start), dayOf(end)
-	var seq uint64
-	if s.cache != nil {
-		seq = s.cache.sequence()
+	var seq, headSeq uint64
+	if useCache {
+		seq, headSeq = s.cache.sequence(), s.head.sequence()
 	}
 	infos, gen, matchErr := s.index.match(minDay, maxDay, matchers, s.cfg.MaxSeries)
 	type loaded struct {
@@ -211,7 +207,7 @@ func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamp
 	cacheChanged := false
 	if useCache {
 		from, to := closedWindows(start, end, now)
-		cacheChanged = s.cache.changedSince(seq, from, to)
+		cacheChanged = s.cache.changedSince(seq, from, to) || s.head.sequence() != headSeq
 	}
 	if matchErr == nil && !cacheChanged && s.index.generation() == gen {
 		r := <-early

@@ -45,9 +45,10 @@ type Store struct {
 	// index answers series selections; nil when clickhouse.series_index
 	// is off.
 	index *seriesIndex
-	// cache holds float samples of closed hours; nil when
-	// clickhouse.sample_cache_mib is 0.
+	// cache holds float samples of closed hours, head those of the open
+	// one; nil when clickhouse.sample_cache_mib is 0.
 	cache *sampleCache
+	head  *head
 	// maxInlineFPs is maxInlineFingerprints; tests lower it.
 	maxInlineFPs int
 	// maxScanRows is maxRangeScanRows; tests lower it.
@@ -101,6 +102,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	}
 	if cfg.SampleCacheMiB > 0 {
 		s.cache = newSampleCache(int64(cfg.SampleCacheMiB)<<20, time.Duration(cfg.SeriesIndexRefresh))
+		s.head = newHead(cfg.SampleCacheMiB << 20 / 16)
 	}
 	if err := s.init(ctx); err != nil {
 		conn.Close()
