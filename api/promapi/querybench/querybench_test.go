@@ -108,8 +108,8 @@ func TestDataset(t *testing.T) {
 	}
 	for _, r := range results {
 		w := want[r.Query.Name]
-		if r.Series < w[0] || r.Series > w[1] || len(r.Durations) != 3 || r.Median() <= 0 {
-			t.Errorf("%s: %d series, %d runs, median %v; want %d..%d series, 3 runs", r.Query.Name, r.Series, len(r.Durations), r.Median(), w[0], w[1])
+		if r.Series < w[0] || r.Series > w[1] || len(r.Durations) != 3 || r.Median() <= 0 || r.First <= 0 {
+			t.Errorf("%s: %d series, %d runs, median %v, first run %v; want %d..%d series, 3 runs", r.Query.Name, r.Series, len(r.Durations), r.Median(), r.First, w[0], w[1])
 		}
 	}
 	if len(results) != len(Queries()) {

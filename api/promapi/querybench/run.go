@@ -31,6 +31,9 @@ type Result struct {
 	Series int
 	// Durations holds one entry per measured run, in run order.
 	Durations []time.Duration
+	// First is how long the warm-up run took: the query on a store that
+	// has not answered it before (cold caches).
+	First time.Duration
 }
 
 // Median is the median of the measured runs.
@@ -63,7 +66,7 @@ func Run(ctx context.Context, engine promql.QueryEngine, q promstorage.Queryable
 				return results, fmt.Errorf("querybench: %s: %w", query.Name, err)
 			}
 			if i == 0 {
-				res.Series = n // the warm-up run is not measured
+				res.Series, res.First = n, took // the warm-up run is not measured
 				continue
 			}
 			res.Durations = append(res.Durations, took)
