@@ -375,7 +375,11 @@ func (s *Store) syncCache(ctx context.Context, use bool) error {
 	}
 	began := time.Now()
 	h := s.head
-	h.advance(windowOf(began.UnixMilli() - cacheGrace))
+	closed, seq, err := h.advance(windowOf(began.UnixMilli() - cacheGrace))
+	if err != nil {
+		return fmt.Errorf("clickhouse: hand the closed hour to the cache: %w", err)
+	}
+	c.fill(seq, closed)
 	parts, err := s.listParts(ctx, samplesTable)
 	if err != nil {
 		return err
@@ -405,6 +409,10 @@ func (s *Store) syncCache(ctx context.Context, use bool) error {
 			if err := s.followHead(ctx, unread); err != nil {
 				return err
 			}
+			if h.isOff() {
+				s.logger.Warn("clickhouse head over budget: the open hour is read from ClickHouse from now on; raise clickhouse.sample_cache_mib to keep it",
+					"max_samples", h.maxSamples)
+			}
 			after, err := s.listParts(ctx, samplesTable)
 			if err != nil {
 				return err
@@ -429,8 +437,8 @@ func (s *Store) syncCache(ctx context.Context, use bool) error {
 			c.read.add(p.minBlock, p.maxBlock)
 		}
 	}
-	h.setComplete(complete)
 	c.keepDays(days)
+	h.setComplete(complete, c.sequence())
 	c.lastStart = began
 	return nil
 }

@@ -329,7 +329,9 @@ func cachedOn(c *sampleCache, day int32) int {
 
 func TestHead(t *testing.T) {
 	h := newHead(10)
-	h.advance(1000)
+	if closed, _, _ := h.advance(1000); len(closed) != 0 {
+		t.Fatal("an empty, incomplete head handed something over")
+	}
 	zeros := make([]int64, 8)
 	h.add([]uint64{1, 1, 1, 2}, []int64{1000, 1015, 999, 1000}, zeros[:4], []float64{1, 2, 0, 5})
 	// Out of order, a duplicate (the first one added stays) and one with a
@@ -348,11 +350,20 @@ func TestHead(t *testing.T) {
 	if h.n != 5 {
 		t.Fatalf("%d samples held, want 5", h.n)
 	}
-	h.advance(1011)
+	// A complete head hands what it drops to the cache, but for series
+	// with start timestamps.
+	h.setComplete(true, 7)
+	closed, seq, err := h.advance(1011)
+	if err != nil || seq != 7 || len(closed) != 2 {
+		t.Fatalf("advancing handed over %d entries with number %d (%v), want 2 with 7", len(closed), seq, err)
+	}
+	slices.SortFunc(closed, func(a, b *cacheEntry) int { return int(a.key.fp) - int(b.key.fp) })
+	if ts, vals, _ := closed[0].decodeInto(0, 2000, nil, nil); closed[0].key != (cacheKey{1, 0}) || !slices.Equal(ts, []int64{1000, 1010}) || !slices.Equal(vals, []float64{1, 3}) {
+		t.Fatalf("handed over %v: %v %v", closed[0].key, ts, vals)
+	}
 	if ts, _, _ := h.appendTo(1, 0, 2000, nil, nil); !slices.Equal(ts, []int64{1015}) || h.n != 1 {
 		t.Fatalf("after advancing: %v, %d held", ts, h.n)
 	}
-	h.setComplete(true)
 	if !h.covers(1011) || h.covers(1010) {
 		t.Fatal("covers is wrong about the head's start")
 	}

@@ -22,7 +22,7 @@ import (
 // whole; if one was merged away meanwhile, its successor holds the same
 // blocks and is read by the next sync, and until then the head is
 // incomplete and Selects read ClickHouse. When an hour closes, the head
-// drops it: the cache serves it from then on.
+// hands it to the cache, which serves it from then on.
 //
 // The head holds at most clickhouse.sample_cache_mib of samples (16 bytes
 // each); beyond that it turns itself off and Selects read ClickHouse.
@@ -51,6 +51,9 @@ type head struct {
 	// complete is set while the head holds every row of metric_samples
 	// from start on that the last sync saw; off, once over budget.
 	complete, off bool
+	// syncedSeq is the cache's invalidation number when the last sync
+	// completed the head.
+	syncedSeq uint64
 }
 
 func newHead(maxSamples int) *head {
@@ -71,19 +74,39 @@ func (h *head) covers(t int64) bool {
 	return h.complete && !h.off && h.start <= t
 }
 
-// advance drops the samples before start.
-func (h *head) advance(start int64) {
+// advance drops the samples before start. When the head was complete,
+// it returns them as cache entries, one per series and hour, with the
+// cache's invalidation number of the sync that completed it: an hour the
+// head held whole need not be read again when it closes.
+func (h *head) advance(start int64) (_ []*cacheEntry, seq uint64, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if start <= h.start {
-		return
+		return nil, 0, nil
 	}
+	handOff := h.complete && !h.off
 	h.start = start
 	h.seq++
+	var out []*cacheEntry
 	for fp, s := range h.series {
 		i := sort.Search(len(s.ts), func(i int) bool { return s.ts[i] >= start })
 		if i == 0 {
 			continue
+		}
+		if handOff && !s.st {
+			for j := 0; j < i; {
+				w := windowOf(s.ts[j])
+				k := j
+				for k < i && s.ts[k] < w+cacheWindow {
+					k++
+				}
+				e, err := encodeWindow(fp, w, s.ts[j:k], s.vals[j:k])
+				if err != nil {
+					return nil, 0, err
+				}
+				out = append(out, e)
+				j = k
+			}
 		}
 		h.n -= i
 		if i == len(s.ts) {
@@ -93,6 +116,7 @@ func (h *head) advance(start int64) {
 		s.ts = slices.Clone(s.ts[i:])
 		s.vals = slices.Clone(s.vals[i:])
 	}
+	return out, h.syncedSeq, nil
 }
 
 // add appends rows (those before the head's start are skipped); past its
@@ -191,11 +215,12 @@ func (h *head) written(fps []uint64, ts, sts []int64, vals []float64) {
 	}
 }
 
-// setComplete records whether the last sync read everything new.
-func (h *head) setComplete(ok bool) {
+// setComplete records whether the last sync read everything new, and
+// the cache's invalidation number after it.
+func (h *head) setComplete(ok bool, seq uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.complete = ok
+	h.complete, h.syncedSeq = ok, seq
 }
 
 // isOff reports whether the head turned itself off.
