@@ -219,7 +219,7 @@ func (s *Store) commit(ctx context.Context, b *batch) error {
 			// series_index_refresh says.
 			lo, hi := slices.Min(b.ts), slices.Max(b.ts)
 			s.cache.invalidateRange(lo, hi)
-			if s.cache.refresh > 0 {
+			if s.cache.gate.refresh > 0 {
 				s.head.written(b.fps, b.ts, b.sts, b.vals)
 			}
 		}

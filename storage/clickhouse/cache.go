@@ -87,7 +87,6 @@ func (e *cacheEntry) size() int64 { return int64(len(e.chunk)) + cacheEntryOverh
 // sampleCache holds the float samples of closed hours.
 type sampleCache struct {
 	maxBytes int64
-	refresh  time.Duration
 
 	mu    sync.Mutex
 	byWin map[int64]map[uint64]*cacheEntry // window → fingerprint → entry
@@ -106,16 +105,15 @@ type sampleCache struct {
 	// hits and misses count series lookups.
 	hits, misses uint64
 
-	// syncMu serializes syncs; the fields below belong to it.
-	syncMu    sync.Mutex
-	read      blockRanges // block numbers seen; unique across the table
-	lastStart time.Time
+	// gate runs the syncs; read belongs to them.
+	gate syncGate
+	read blockRanges // block numbers seen; unique across the table
 }
 
 func newSampleCache(maxBytes int64, refresh time.Duration) *sampleCache {
 	c := &sampleCache{
 		maxBytes:   maxBytes,
-		refresh:    refresh,
+		gate:       syncGate{refresh: refresh},
 		byWin:      map[int64]map[uint64]*cacheEntry{},
 		invalidWin: map[int64]uint64{},
 		invalidDay: map[int32]uint64{},
@@ -363,17 +361,17 @@ func (e *cacheEntry) decodeInto(mint, maxt int64, ts []int64, vals []float64) ([
 // began after the caller asked (or within the refresh interval) has done
 // so already.
 func (s *Store) syncCache(ctx context.Context, use bool) error {
+	if s.cache == nil || !use {
+		return nil
+	}
+	return s.cache.gate.run(func(began time.Time) error { return s.readSampleChanges(ctx, began) })
+}
+
+// readSampleChanges reads what metric_samples gained or lost since the
+// last sync: invalidates the cache's hours that changed, forgets dropped
+// days, reads new rows into the head and moves it to the open hour.
+func (s *Store) readSampleChanges(ctx context.Context, began time.Time) error {
 	c := s.cache
-	if c == nil || !use {
-		return nil
-	}
-	asked := time.Now()
-	c.syncMu.Lock()
-	defer c.syncMu.Unlock()
-	if c.lastStart.After(asked) || (c.refresh > 0 && asked.Sub(c.lastStart) < c.refresh) {
-		return nil
-	}
-	began := time.Now()
 	h := s.head
 	closed, seq, err := h.advance(windowOf(began.UnixMilli() - cacheGrace))
 	if err != nil {
@@ -439,15 +437,7 @@ func (s *Store) syncCache(ctx context.Context, use bool) error {
 	}
 	c.keepDays(days)
 	h.setComplete(complete, c.sequence())
-	c.lastStart = began
 	return nil
-}
-
-// expire makes the next Select sync whatever the refresh interval.
-func (c *sampleCache) expire() {
-	c.syncMu.Lock()
-	defer c.syncMu.Unlock()
-	c.lastStart = time.Time{}
 }
 
 // tablePart is one active part of metric_series or metric_samples.

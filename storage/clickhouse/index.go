@@ -65,8 +65,6 @@ func (e *indexEntry) addDay(day int32) {
 
 // seriesIndex is the in-memory copy of metric_series.
 type seriesIndex struct {
-	refresh time.Duration
-
 	mu       sync.RWMutex
 	byFP     map[uint64]*indexEntry
 	postings map[string]map[string][]*indexEntry // label name → value → series
@@ -75,15 +73,14 @@ type seriesIndex struct {
 	// keeps nothing (an ingester never does).
 	active bool
 
-	// syncMu serializes syncs; the fields below belong to it.
-	syncMu    sync.Mutex
-	read      map[int32]*blockRanges // partition (day) → block numbers read
-	lastStart time.Time              // when the last successful sync began
+	// gate runs the syncs; read belongs to them.
+	gate syncGate
+	read map[int32]*blockRanges // partition (day) → block numbers read
 }
 
 func newSeriesIndex(refresh time.Duration) *seriesIndex {
 	return &seriesIndex{
-		refresh:  refresh,
+		gate:     syncGate{refresh: refresh},
 		byFP:     map[uint64]*indexEntry{},
 		postings: map[string]map[string][]*indexEntry{},
 		read:     map[int32]*blockRanges{},
@@ -320,14 +317,13 @@ func (c *matcherMemo) matches(ls labels.Labels) bool {
 // that began after the caller asked (or within the refresh interval) has
 // done so already.
 func (s *Store) syncIndex(ctx context.Context) error {
+	return s.index.gate.run(func(time.Time) error { return s.readSeriesChanges(ctx) })
+}
+
+// readSeriesChanges reads what metric_series gained or lost since the
+// last sync.
+func (s *Store) readSeriesChanges(ctx context.Context) error {
 	ix := s.index
-	asked := time.Now()
-	ix.syncMu.Lock()
-	defer ix.syncMu.Unlock()
-	if ix.lastStart.After(asked) || (ix.refresh > 0 && asked.Sub(ix.lastStart) < ix.refresh) {
-		return nil
-	}
-	began := time.Now()
 	// From here on commits are added as they happen; the ones before are
 	// in the parts listed next.
 	ix.mu.Lock()
@@ -381,7 +377,6 @@ func (s *Store) syncIndex(ctx context.Context) error {
 	if dropped {
 		ix.forgetDays(days)
 	}
-	ix.lastStart = began
 	return nil
 }
 

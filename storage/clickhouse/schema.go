@@ -368,7 +368,7 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time) (int, error) 
 	}
 	if dropped > 0 {
 		if s.cache != nil {
-			s.cache.expire()
+			s.cache.gate.expire()
 		}
 		s.logger.Info("clickhouse retention dropped partitions", "partitions", dropped)
 	}

@@ -1,0 +1,40 @@
+package clickhouse
+
+import (
+	"sync"
+	"time"
+)
+
+// syncGate runs the syncs of the series index or the sample cache one at
+// a time, and lets a caller skip its own when a sync that began after it
+// asked (or within the refresh interval) has done the work already.
+type syncGate struct {
+	refresh time.Duration
+
+	mu        sync.Mutex
+	lastStart time.Time // when the last successful sync began
+}
+
+// run calls sync unless that is not needed; sync gets the time it began.
+// Syncs run one at a time, so what only they touch needs no other lock.
+func (g *syncGate) run(sync func(began time.Time) error) error {
+	asked := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.lastStart.After(asked) || (g.refresh > 0 && asked.Sub(g.lastStart) < g.refresh) {
+		return nil
+	}
+	began := time.Now()
+	if err := sync(began); err != nil {
+		return err
+	}
+	g.lastStart = began
+	return nil
+}
+
+// expire makes the next caller sync whatever the refresh interval.
+func (g *syncGate) expire() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.lastStart = time.Time{}
+}
