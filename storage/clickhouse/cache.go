@@ -23,8 +23,8 @@ import (
 // bytes per sample) per series and hour, and a Select reads from
 // ClickHouse only what is not cached: the open hour (unless the head,
 // head.go, holds it), and the series the cache has not seen. What the
-// Select reads of closed hours fills the cache (least recently used chunks leave it beyond
-// clickhouse.sample_cache_mib).
+// Select reads of closed hours fills the cache (least recently used
+// chunks leave it beyond clickhouse.sample_cache_mib).
 //
 // Samples still arrive for closed hours (a queue replaying after an
 // outage, a late scrape, another process backfilling), so the cache

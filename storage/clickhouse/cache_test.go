@@ -367,6 +367,13 @@ func TestHead(t *testing.T) {
 	if !h.covers(1011) || h.covers(1010) {
 		t.Fatal("covers is wrong about the head's start")
 	}
+	// A Select that used the head sees that a sync left it incomplete.
+	seq = h.sequence()
+	h.setComplete(false, 8)
+	if h.sequence() == seq || h.covers(1011) {
+		t.Fatal("an incomplete head looks unchanged")
+	}
+	h.setComplete(true, 8)
 	// Over budget, the head turns itself off.
 	fps, ts10 := make([]uint64, 10), make([]int64, 10)
 	for i := range ts10 {

@@ -220,6 +220,9 @@ func (h *head) written(fps []uint64, ts, sts []int64, vals []float64) {
 func (h *head) setComplete(ok bool, seq uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.complete != ok {
+		h.seq++ // a Select that used the head must not use it now
+	}
 	h.complete, h.syncedSeq = ok, seq
 }
 
