@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -132,34 +131,19 @@ const maxInlineFingerprints = 4000
 // metric_histograms that selects the given series of one kind, or "" when
 // there are none.
 func (s *Store) fingerprintCond(infos []seriesInfo, kind uint8, where string) string {
-	n := 0
+	var fps []uint64
 	for _, info := range infos {
 		if info.kinds&kind != 0 {
-			n++
+			fps = append(fps, info.fp)
 		}
 	}
 	switch {
-	case n == 0:
+	case len(fps) == 0:
 		return ""
-	case n > s.maxInlineFPs:
+	case len(fps) > s.maxInlineFPs:
 		return fmt.Sprintf("fingerprint IN (SELECT fingerprint FROM %s WHERE %s AND bitAnd(kinds, %d) != 0)", s.t.series, where, kind)
 	}
-	var b strings.Builder
-	b.Grow(16 + 22*n)
-	b.WriteString("fingerprint IN (")
-	first := true
-	for _, info := range infos {
-		if info.kinds&kind == 0 {
-			continue
-		}
-		if !first {
-			b.WriteString(", ")
-		}
-		first = false
-		b.WriteString(strconv.FormatUint(info.fp, 10))
-	}
-	b.WriteByte(')')
-	return b.String()
+	return fingerprintList(fps)
 }
 
 func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool, limit int) ([]*series, error) {

@@ -105,7 +105,7 @@ func newTables(db string) tables {
 		db:         quoteIdent(db),
 		migrations: q("schema_migrations"),
 		series:     q(seriesTable),
-		samples:    q("metric_samples"),
+		samples:    q(samplesTable),
 		histograms: q("metric_histograms"),
 		metadata:   q("metric_metadata"),
 		logs:       q("logs"),
