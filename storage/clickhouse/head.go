@@ -94,19 +94,11 @@ func (h *head) advance(start int64) (_ []*cacheEntry, seq uint64, err error) {
 			continue
 		}
 		if handOff && !s.st {
-			for j := 0; j < i; {
-				w := windowOf(s.ts[j])
-				k := j
-				for k < i && s.ts[k] < w+cacheWindow {
-					k++
-				}
-				e, err := encodeWindow(fp, w, s.ts[j:k], s.vals[j:k])
-				if err != nil {
-					return nil, 0, err
-				}
-				out = append(out, e)
-				j = k
+			es, err := windowEntries(fp, []floatSeg{{ts: s.ts[:i], vals: s.vals[:i]}}, windowOf(s.ts[0]), start)
+			if err != nil {
+				return nil, 0, err
 			}
+			out = append(out, es...)
 		}
 		h.n -= i
 		if i == len(s.ts) {
