@@ -765,10 +765,7 @@ func TestAppenderV1(t *testing.T) {
 
 func TestMetricMetadata(t *testing.T) {
 	cfg := testConfig(t)
-	s, err := Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, cfg)
 	app := s.AppenderV2(ctx)
 	for _, a := range []struct {
 		family, name string
@@ -786,11 +783,7 @@ func TestMetricMetadata(t *testing.T) {
 	commit(t, app)
 	s.Close()
 	// Another process (here: a reopened store) sees it.
-	s, err = Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = openWith(t, cfg)
 	md, err := s.MetricMetadata(ctx, "", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -872,10 +865,7 @@ func TestBackfillAcrossMonths(t *testing.T) {
 // it after the upgrade. Readers skip the column for series not marked.
 func TestStartTimestampsOfOldData(t *testing.T) {
 	cfg := testConfig(t)
-	s, err := Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, cfg)
 	app := s.AppenderV2(ctx)
 	for _, ls := range []labels.Labels{labels.FromStrings("__name__", "old"), labels.FromStrings("__name__", "gauge")} {
 		if _, err := app.Append(0, ls, 0, 1000, 1, nil, nil, promstorage.AOptions{}); err != nil {
@@ -897,11 +887,7 @@ func TestStartTimestampsOfOldData(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	s, err = Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = openWith(t, cfg)
 	got, _ := readAll(t, newQuerier(t, s, 0, 3000), nil, re("__name__", "old|gauge"))
 	want := map[string][]sample{
 		`{__name__="old"}`:   {{t: 1000, f: 1}, {t: 2000, st: 1500, f: 2}},
