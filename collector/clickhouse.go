@@ -23,6 +23,10 @@ func openClickHouse(logger *slog.Logger, _ prometheus.Registerer) storeexporter.
 			c.Username = cfg.Username
 		}
 		c.Password = clickhouse.Secret(cfg.Password)
+		c.WAL.Mode, c.WAL.Dir = clickhouse.WALOff, cfg.WALDir
+		if cfg.WALDir != "" {
+			c.WAL.Mode = clickhouse.WALOn
+		}
 		return clickhouse.Open(ctx, c, logger.With("component", "clickhouse-exporter"))
 	}
 }

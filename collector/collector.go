@@ -38,7 +38,6 @@ import (
 	"github.com/aiops-dev/aiops/collector/kafkareceiver"
 	"github.com/aiops-dev/aiops/collector/storeexporter"
 	"github.com/aiops-dev/aiops/storage"
-	"github.com/aiops-dev/aiops/storage/clickhouse"
 )
 
 // Deps are what the collector takes from the process.
@@ -317,7 +316,8 @@ func (c *Collector) otelConfig() map[string]any {
 			"translation":      translation(cfg.Translation),
 			"sending_queue":    queue,
 			"retry_on_failure": retry,
-			"write_through":    c.writeThroughConfig(true),
+			"write_through":    c.writeThroughConfig(cfg.Queue.Dir == ""),
+			"wal_dir":          c.clickHouseWALDir(),
 		}
 	default:
 		exp = storeexporter.TypeStore
@@ -325,7 +325,7 @@ func (c *Collector) otelConfig() map[string]any {
 			"translation":      translation(cfg.Translation),
 			"sending_queue":    queue,
 			"retry_on_failure": retry,
-			"write_through":    c.writeThroughConfig(c.clickHouseStore()),
+			"write_through":    c.writeThroughConfig(wantsLargeCommits(c.deps.Store)),
 		}
 	}
 
@@ -368,23 +368,41 @@ func (c *Collector) otelConfig() map[string]any {
 }
 
 // writeThroughConfig is the exporter's write_through section (see
-// QueueConfig.WriteThrough). ClickHouse gets group commit, in batches the
-// size the queue would have made.
-func (c *Collector) writeThroughConfig(clickHouse bool) map[string]any {
+// QueueConfig.WriteThrough). A store whose every commit is an insert
+// (ClickHouse without its write-ahead log) gets group commit, in batches
+// the size the queue would have made.
+func (c *Collector) writeThroughConfig(group bool) map[string]any {
 	q, b := c.cfg.Queue, c.cfg.Batch
 	return map[string]any{
 		"enabled":         c.cfg.Role != RoleIngester && q.WriteThrough != WriteThroughOff,
 		"slow_write":      q.SlowWrite.String(),
-		"group":           clickHouse,
+		"group":           group,
 		"group_min_items": b.MinSize,
 		"group_interval":  b.FlushTimeout.String(),
 	}
 }
 
-// clickHouseStore tells whether the process's store is ClickHouse.
-func (c *Collector) clickHouseStore() bool {
-	_, ok := c.deps.Store.(*clickhouse.Store)
-	return ok
+// largeCommitter is a store whose every commit is an insert of its own
+// (ClickHouse without its write-ahead log), and which therefore wants
+// many small writes gathered into one commit.
+type largeCommitter interface {
+	WantsLargeCommits() bool
+}
+
+func wantsLargeCommits(s storage.Store) bool {
+	lc, ok := s.(largeCommitter)
+	return ok && lc.WantsLargeCommits()
+}
+
+// clickHouseWALDir is where the clickhouse exporter's store keeps its
+// write-ahead log: beside the queue, which holds the rest of what the
+// collector has acknowledged. Without a persistent queue there is none,
+// and writes are grouped instead.
+func (c *Collector) clickHouseWALDir() string {
+	if c.cfg.Queue.Dir == "" {
+		return ""
+	}
+	return filepath.Join(c.cfg.Queue.Dir, "clickhouse-wal")
 }
 
 func topics(cfg Config) map[string]any {

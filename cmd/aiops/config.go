@@ -183,6 +183,10 @@ func (c *Config) resolvePaths() {
 	if c.Alerting.DataDir == "" || c.Alerting.DataDir == alerting.DefaultConfig().DataDir {
 		c.Alerting.DataDir = filepath.Join(dir, "alerting")
 	}
+	if w := &c.Storage.ClickHouse.WAL; w.Dir == "" &&
+		(w.Mode == clickhouse.WALOn || w.Mode == clickhouse.WALAuto && c.Role == RoleAllInOne) {
+		w.Dir = filepath.Join(dir, "clickhouse-wal")
+	}
 	if c.Server.AdminTokenFile == "" {
 		c.Server.AdminTokenFile = filepath.Join(dir, "admin.token")
 		c.Server.createAdminToken = true

@@ -161,6 +161,9 @@ type ClickHouseConfig struct {
 	Database  string              `mapstructure:"database"`
 	Username  string              `mapstructure:"username"`
 	Password  configopaque.String `mapstructure:"password"`
+	// WALDir holds the store's write-ahead log (clickhouse.wal.dir);
+	// empty runs the store without one.
+	WALDir string `mapstructure:"wal_dir"`
 }
 
 // Validate is called by the collector when it loads the configuration.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/common/model"
@@ -109,7 +110,10 @@ type batch struct {
 	lastLS    labels.Labels
 
 	meta metadataRecorder
-	enc  []byte
+	// metaTime is when the metadata changes were noted (Unix ns), for a
+	// batch read back from the write-ahead log; 0 means now.
+	metaTime int64
+	enc      []byte
 }
 
 type pendingSeries struct {
@@ -187,11 +191,20 @@ func (b *batch) empty() bool {
 	return len(b.fps) == 0 && len(b.hfps) == 0 && len(b.newSeries) == 0 && len(b.meta.pending) == 0
 }
 
-// commit writes the batch: series rows first (so that a sample is never
-// visible without its series), then samples, then metadata. On error
-// nothing counts as written; a retry writes everything again, and the
-// duplicates are merged away and never double-counted by reads.
+// commit makes the batch durable: into the write-ahead log when there is
+// one, into ClickHouse otherwise.
 func (s *Store) commit(ctx context.Context, b *batch) error {
+	if s.wal != nil {
+		return s.logBatch(b)
+	}
+	return s.insertBatch(ctx, b)
+}
+
+// insertBatch writes the batch: series rows first (so that a sample is
+// never visible without its series), then samples, then metadata. On
+// error nothing counts as written; a retry writes everything again, and
+// the duplicates are merged away and never double-counted by reads.
+func (s *Store) insertBatch(ctx context.Context, b *batch) error {
 	if len(b.newSeries) > 0 {
 		if err := s.insertSeries(ctx, b.newSeries); err != nil {
 			return err
@@ -232,7 +245,11 @@ func (s *Store) commit(ctx context.Context, b *batch) error {
 			return err
 		}
 	}
-	return s.saveMetadata(ctx, b.meta.pending)
+	metaTime := b.metaTime
+	if metaTime == 0 {
+		metaTime = time.Now().UnixNano()
+	}
+	return s.saveMetadata(ctx, b.meta.pending, metaTime)
 }
 
 // maxDaysPerInsert bounds the days (partitions) one INSERT touches.

@@ -67,7 +67,46 @@ type Config struct {
 	// most, they look for samples written by other processes. 0 turns
 	// both off.
 	SampleCacheMiB int `yaml:"sample_cache_mib"`
+
+	// WAL is the local write-ahead log that makes a commit durable
+	// before ClickHouse has it.
+	WAL WALConfig `yaml:"wal"`
 }
+
+// WALConfig configures the write-ahead log. With it, a commit returns
+// once its samples are in the log on local disk, and the log is drained
+// into ClickHouse in large inserts, at most one round of them per
+// FlushInterval unless batch_size rows wait; without it, every commit is
+// its own insert and waits for it. Samples are queryable once drained.
+type WALConfig struct {
+	// Mode is auto (default), on or off. auto is on where the process
+	// takes data from clients (aiops serve's all-in-one role) and off
+	// where a durable log is upstream already (the ingester role, which
+	// reads Kafka).
+	Mode string `yaml:"mode"`
+	// Dir holds the log. aiops serve sets <data dir>/clickhouse-wal when
+	// it is empty; the store itself runs without a log then.
+	Dir string `yaml:"dir"`
+	// FlushInterval is the most often a drain round starts while less
+	// than batch_size rows wait.
+	FlushInterval model.Duration `yaml:"flush_interval"`
+	// MaxSizeMiB bounds what waits in the log: past it, commits fail
+	// with a retryable error until the drain has caught up, so that a
+	// ClickHouse outage pushes back on clients instead of filling the
+	// disk.
+	MaxSizeMiB int `yaml:"max_size_mib"`
+	// FSync makes each commit wait for an fsync of the log (commits
+	// waiting together share one), so that it also survives a machine
+	// crash; without it a commit survives a crash of the process.
+	FSync bool `yaml:"fsync"`
+}
+
+// WAL modes.
+const (
+	WALAuto = "auto"
+	WALOn   = "on"
+	WALOff  = "off"
+)
 
 // DefaultConfig returns the defaults for every key.
 func DefaultConfig() Config {
@@ -86,6 +125,11 @@ func DefaultConfig() Config {
 		SeriesIndex:  true,
 
 		SampleCacheMiB: 256,
+		WAL: WALConfig{
+			Mode:          WALAuto,
+			FlushInterval: model.Duration(time.Second),
+			MaxSizeMiB:    4096,
+		},
 	}
 }
 
@@ -123,6 +167,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("clickhouse.sample_cache_mib: must be >= 0, got %d", c.SampleCacheMiB)
 	case c.SeriesIndexRefresh < 0:
 		return fmt.Errorf("clickhouse.series_index_refresh: must be >= 0, got %s", c.SeriesIndexRefresh)
+	}
+	switch c.WAL.Mode {
+	case WALAuto, WALOn, WALOff:
+	default:
+		return fmt.Errorf("clickhouse.wal.mode: must be auto, on or off, got %q", c.WAL.Mode)
+	}
+	switch {
+	case c.WAL.FlushInterval <= 0:
+		return fmt.Errorf("clickhouse.wal.flush_interval: must be > 0, got %s", c.WAL.FlushInterval)
+	case c.WAL.MaxSizeMiB <= 0:
+		return fmt.Errorf("clickhouse.wal.max_size_mib: must be > 0, got %d", c.WAL.MaxSizeMiB)
 	}
 	switch strings.ToLower(c.Compression) {
 	case "", "auto", "none", "lz4", "zstd":

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"sync"
-	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -65,11 +64,11 @@ func (r *metadataRecorder) note(family string, ls labels.Labels, md metadata.Met
 	r.pending[family] = md
 }
 
-func (s *Store) saveMetadata(ctx context.Context, pending map[string]metadata.Metadata) error {
+// saveMetadata writes metadata changes noted at now (Unix nanoseconds).
+func (s *Store) saveMetadata(ctx context.Context, pending map[string]metadata.Metadata, now int64) error {
 	if len(pending) == 0 {
 		return nil
 	}
-	now := time.Now().UnixNano()
 	var families, types, units, helps []string
 	var updated []int64
 	for f, md := range pending {

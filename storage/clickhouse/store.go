@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/aiops-dev/aiops/storage"
+	"github.com/aiops-dev/aiops/storage/wal"
 )
 
 // Store is the ClickHouse backend. It implements storage.Store and is safe
@@ -54,7 +56,18 @@ type Store struct {
 	// maxScanRows is maxRangeScanRows; tests lower it.
 	maxScanRows uint64
 
-	stop      chan struct{}
+	// wal is the write-ahead log; nil when clickhouse.wal.dir is empty.
+	wal                                            *wal.Log
+	walAppends, walInserted, walDropped, walRounds atomic.Int64
+	// flushes counts Flush calls waiting; flushNow wakes the drain for
+	// them.
+	flushes  atomic.Int32
+	flushNow chan struct{}
+
+	stop chan struct{}
+	// stopCtx is cancelled when stop is closed.
+	stopCtx   context.Context
+	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -94,6 +107,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		series: newSeriesCache(),
 		stop:   make(chan struct{}),
 
+		flushNow: make(chan struct{}, 1),
+
 		maxInlineFPs: maxInlineFingerprints,
 		maxScanRows:  maxRangeScanRows,
 	}
@@ -104,9 +119,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		s.cache = newSampleCache(int64(cfg.SampleCacheMiB)<<20, time.Duration(cfg.SeriesIndexRefresh))
 		s.head = newHead(cfg.SampleCacheMiB << 20 / 16)
 	}
+	s.stopCtx, s.cancel = context.WithCancel(context.Background())
 	if err := s.init(ctx); err != nil {
 		conn.Close()
 		return nil, err
+	}
+	if cfg.WAL.Dir != "" && cfg.WAL.Mode != WALOff {
+		if err := s.openWAL(); err != nil {
+			conn.Close()
+			return nil, err
+		}
 	}
 	s.wg.Add(1)
 	go s.retentionLoop()
@@ -181,14 +203,20 @@ func (s *Store) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the retention loop and closes the connections. Appenders
-// hold their own buffers and write them on Commit, so nothing is pending
-// here. It is safe to call more than once.
+// Close stops the retention loop, drains the write-ahead log into
+// ClickHouse as far as it can within closeDrainTimeout (the rest waits in
+// the log for the next Open) and closes the connections. It is safe to
+// call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
+		s.cancel()
 		s.wg.Wait()
-		s.closeErr = s.conn.Close()
+		var errs []error
+		if s.wal != nil {
+			errs = append(errs, s.wal.Close())
+		}
+		s.closeErr = errors.Join(append(errs, s.conn.Close())...)
 	})
 	return s.closeErr
 }
