@@ -409,8 +409,7 @@ func TestHeadFollowsOtherWriters(t *testing.T) {
 // TestHeadAtAnyTime runs TestHeadFollowsOtherWriters with the stores'
 // clock at every testutil instant: on the hour (inside the grace after
 // it), within it, before midnight (the next hour is in the next day's
-// partition), at month and year ends, and in a local zone with daylight
-// saving time.
+// partition), at month and year ends.
 func TestHeadAtAnyTime(t *testing.T) {
 	for _, at := range testutil.Instants() {
 		t.Run(at.Format(time.RFC3339), func(t *testing.T) {
@@ -420,6 +419,8 @@ func TestHeadAtAnyTime(t *testing.T) {
 	}
 }
 
+// TestHeadInLocalZone runs it across daylight-saving changes with the
+// local time zone set to one that has them: hours and days are UTC's.
 func TestHeadInLocalZone(t *testing.T) {
 	for _, zone := range []string{"Europe/Berlin", "America/New_York"} {
 		testutil.InLocalZone(t, zone, func() {
