@@ -4,6 +4,7 @@
 package storetest
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/aiops-dev/aiops/storage/embedded"
@@ -26,11 +27,16 @@ func EmbeddedIn(t testing.TB, dir string, opts ...embedded.Option) *embedded.Sto
 
 // EmbeddedWith opens an embedded store with cfg (in a fresh directory
 // when cfg.DataDir is empty) and closes it when the test ends. Closing it
-// earlier, to reopen it, is fine: Close may be called again.
+// earlier, to reopen it, is fine: Close may be called again. A relative
+// cfg.DataDir (embedded.DefaultConfig's) fails the test: it would put the
+// store in the package's source directory, shared by every test.
 func EmbeddedWith(t testing.TB, cfg embedded.Config, opts ...embedded.Option) *embedded.Store {
 	t.Helper()
-	if cfg.DataDir == "" {
+	switch {
+	case cfg.DataDir == "":
 		cfg.DataDir = t.TempDir()
+	case !filepath.IsAbs(cfg.DataDir):
+		t.Fatalf("storetest: data dir %q is relative; use a t.TempDir() or leave it empty", cfg.DataDir)
 	}
 	s, err := embedded.Open(cfg, nil, nil, opts...)
 	if err != nil {
