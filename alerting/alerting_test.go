@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,12 +22,10 @@ import (
 	"github.com/prometheus/alertmanager/notify"
 
 	"github.com/aiops-dev/aiops/alerting/webhook"
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
 
 type sink struct {
 	mu     sync.Mutex
@@ -60,27 +57,12 @@ func (s *sink) seen(g string) bool {
 	return false
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestEndToEnd evaluates a rule over the embedded store, routes its alert
 // through the embedded Alertmanager to a webhook and a group sink, and
 // reloads over HTTP, refusing a broken rule file.
 func TestEndToEnd(t *testing.T) {
 	cfgDir := t.TempDir()
-	store, err := embedded.Open(embedded.Config{DataDir: t.TempDir(), Retention: model.Duration(time.Hour), OutOfOrderWindow: model.Duration(time.Hour)}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := storetest.EmbeddedWith(t, embedded.Config{Retention: model.Duration(time.Hour), OutOfOrderWindow: model.Duration(time.Hour)})
 
 	var (
 		mu       sync.Mutex
@@ -137,7 +119,7 @@ receivers:
 		Storage:    store,
 		Engine:     promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}),
 		GroupSinks: []notify.Notifier{s},
-		Logger:     testLogger(t),
+		Logger:     testutil.Logger(t),
 		// A real registry: the rule manager's and the Alertmanager's
 		// metrics must not collide.
 		Registerer: prometheus.NewRegistry(),
@@ -166,7 +148,7 @@ receivers:
 		}
 	}
 	appendPool(95)
-	waitFor(t, "firing notification", 5*time.Second, func() bool { return len(got()) >= 1 })
+	testutil.WaitFor(t, "firing notification", 5*time.Second, func() bool { return len(got()) >= 1 })
 	m := got()[0]
 	if m.Status != "firing" || len(m.Alerts) != 1 {
 		t.Fatalf("notification %+v", m)
@@ -184,7 +166,7 @@ receivers:
 	if m.ExternalURL != "https://aiops.example.com" {
 		t.Errorf("external URL %q", m.ExternalURL)
 	}
-	waitFor(t, "sink firing group", 2*time.Second, func() bool { return s.seen("oncall firing") })
+	testutil.WaitFor(t, "sink firing group", 2*time.Second, func() bool { return s.seen("oncall firing") })
 
 	// The v2 API lists the alert.
 	api := httptest.NewServer(a.APIHandler())
@@ -228,11 +210,11 @@ receivers:
 
 	// The pool drains: resolved notification to the webhook and the sink.
 	appendPool(10)
-	waitFor(t, "resolved notification", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "resolved notification", 5*time.Second, func() bool {
 		all := got()
 		return all[len(all)-1].Status == "resolved"
 	})
-	waitFor(t, "sink resolved group", 2*time.Second, func() bool { return s.seen("oncall resolved") })
+	testutil.WaitFor(t, "sink resolved group", 2*time.Second, func() bool { return s.seen("oncall resolved") })
 	if n := len(got()); n != 2 {
 		t.Errorf("%d webhook notifications, want firing then resolved", n)
 	}
@@ -273,12 +255,8 @@ func write(t *testing.T, path, content string) {
 // TestNewErrorsAndClose checks start-up errors name the key and the file,
 // and that Close without Run returns.
 func TestNewErrorsAndClose(t *testing.T) {
-	store, err := embedded.Open(embedded.Config{DataDir: t.TempDir(), Retention: model.Duration(time.Hour)}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	deps := Deps{Storage: store, Engine: promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute}), Logger: testLogger(t)}
+	store := storetest.EmbeddedWith(t, embedded.Config{Retention: model.Duration(time.Hour)})
+	deps := Deps{Storage: store, Engine: promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute}), Logger: testutil.Logger(t)}
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "rules.yml")
 	write(t, rules, "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up ==\n")

@@ -6,20 +6,17 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
 func benchStore(t testing.TB) *embedded.Store {
 	t.Helper()
 	cfg := embedded.DefaultConfig()
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = ""
 	cfg.OutOfOrderWindow = model.Duration(0)
-	s, err := embedded.Open(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return storetest.EmbeddedWith(t, cfg)
 }
 
 // TestBenchSmall runs the benchmark code on a small scale so that it
@@ -27,7 +24,7 @@ func benchStore(t testing.TB) *embedded.Store {
 func TestBenchSmall(t *testing.T) {
 	res, err := Bench(context.Background(), BenchOptions{
 		Store: benchStore(t), Rules: 100, Series: 1000, RulesPerGroup: 25, Rounds: 2, Trials: 3,
-		Dir: t.TempDir(), Logger: testLogger(t),
+		Dir: t.TempDir(), Logger: testutil.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,8 @@ import (
 
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
 	"github.com/aiops-dev/aiops/alerting/webhook"
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
@@ -73,14 +75,11 @@ receivers:
 	cfg.DataDir = dataDir
 
 	start := func() (*embedded.Store, *Alerting, func()) {
-		store, err := embedded.Open(embedded.Config{DataDir: storeDir, Retention: model.Duration(time.Hour), OutOfOrderWindow: model.Duration(time.Hour)}, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		store := storetest.EmbeddedWith(t, embedded.Config{DataDir: storeDir, Retention: model.Duration(time.Hour), OutOfOrderWindow: model.Duration(time.Hour)})
 		a, err := New(cfg, Deps{
 			Storage: store,
 			Engine:  promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}),
-			Logger:  testLogger(t),
+			Logger:  testutil.Logger(t),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -121,7 +120,7 @@ receivers:
 
 	store, a, stop := start()
 	temperature(store, 80)
-	waitFor(t, "firing notification", 5*time.Second, func() bool { return len(got()) == 1 })
+	testutil.WaitFor(t, "firing notification", 5*time.Second, func() bool { return len(got()) == 1 })
 	firedBefore := *hot(a)
 	sil := &silencepb.Silence{
 		Matchers: []*silencepb.Matcher{{Type: silencepb.Matcher_EQUAL, Name: "room", Pattern: "lab"}},
@@ -137,11 +136,11 @@ receivers:
 	stop()
 
 	store, a, _ = start()
-	waitFor(t, "Hot firing again", 5*time.Second, func() bool { return hot(a) != nil })
+	testutil.WaitFor(t, "Hot firing again", 5*time.Second, func() bool { return hot(a) != nil })
 	if h := hot(a); h.ActiveAt.Unix() != firedBefore.ActiveAt.Unix() {
 		t.Errorf("Hot active since %s after the restart, was %s", h.ActiveAt, firedBefore.ActiveAt)
 	}
-	waitFor(t, "alert back in the Alertmanager", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "alert back in the Alertmanager", 5*time.Second, func() bool {
 		infos, err := a.Alertmanager().ListAlerts(context.Background(), alertmanager.AlertFilter{})
 		return err == nil && len(infos) == 1
 	})
@@ -153,7 +152,7 @@ receivers:
 		t.Fatalf("%d notifications after the restart, want the one from before", n)
 	}
 	temperature(store, 20)
-	waitFor(t, "resolved notification", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "resolved notification", 5*time.Second, func() bool {
 		all := got()
 		return len(all) == 2 && all[1].Status == "resolved"
 	})

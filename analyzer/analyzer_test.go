@@ -12,56 +12,56 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
-func openStore(t *testing.T) *embedded.Store {
-	t.Helper()
-	cfg := embedded.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	s, err := embedded.Open(cfg, nil, nil)
-	if err != nil {
-		t.Fatalf("open embedded store: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 const step = 5 * time.Minute
 
-// fixture writes three days of a noisy latency series with one spike, a
-// disk filling at a known rate and the disk's size.
+// fixture writes a noisy latency series with one spike, a disk filling
+// at a known rate and the disk's size, every step from start.
 type fixture struct {
-	start, spike, end time.Time
-	spikeValue        float64
-	rate              float64 // disk bytes per second
+	start, spike time.Time
+	spikeValue   float64
+	rate         float64 // disk bytes per second
+}
+
+// fixtureSeed seeds the latency noise. Each point's noise is drawn from
+// its offset from the start, not from the clock, so the fixture is the
+// same wherever the clock puts it.
+const fixtureSeed = 1
+
+// latency is the latency series at ts: 0.2 s with Gaussian noise of
+// 0.01 s, or the spike.
+func (f fixture) latency(ts time.Time) float64 {
+	if ts.Equal(f.spike) {
+		return f.spikeValue
+	}
+	i := uint64(ts.Sub(f.start) / step)
+	return 0.2 + 0.01*rand.New(rand.NewPCG(fixtureSeed, i)).NormFloat64()
 }
 
 func writeFixture(t *testing.T, s *embedded.Store, from, to time.Time, f fixture) {
 	t.Helper()
 	ctx := context.Background()
 	app := s.Appender(ctx)
-	rng := rand.New(rand.NewPCG(uint64(from.Unix()), 1))
 	lat := labels.FromStrings("__name__", "app_latency_seconds", "service_name", "api")
 	used := labels.FromStrings("__name__", "disk_used_bytes", "mount", "/data", "host", "db1")
 	size := labels.FromStrings("__name__", "disk_size_bytes", "mount", "/data", "host", "db1")
 	for ts := from; !ts.After(to); ts = ts.Add(step) {
-		v := 0.2 + 0.01*rng.NormFloat64()
-		if ts.Equal(f.spike) {
-			v = f.spikeValue
-		}
 		ms := ts.UnixMilli()
 		for _, s := range []struct {
 			l labels.Labels
 			v float64
-		}{{lat, v}, {used, 1e9 + f.rate*ts.Sub(f.start).Seconds()}, {size, 100e9}} {
+		}{{lat, f.latency(ts)}, {used, 1e9 + f.rate*ts.Sub(f.start).Seconds()}, {size, 100e9}} {
 			if _, err := app.Append(0, s.l, ms, s.v); err != nil {
 				t.Fatalf("append %s: %v", s.l, err)
 			}
@@ -127,14 +127,57 @@ func anomalies(t *testing.T, s *embedded.Store) []storage.Event {
 // and SQLite): scores become series, the spike becomes one event, the disk
 // forecast is right, re-runs and restarts neither duplicate nor relearn.
 func TestEndToEnd(t *testing.T) {
+	endToEnd(t, testutil.Epoch)
+}
+
+// TestEndToEndAtAnyTime runs TestEndToEnd with its clock at every hour
+// of a day and on the dates around which calendars change, and finds the
+// same scores every time: nothing the analyzer does depends on where the
+// clock stands, only on the data.
+func TestEndToEndAtAnyTime(t *testing.T) {
+	want := endToEnd(t, testutil.Epoch)
+	for _, at := range testutil.Instants() {
+		t.Run(at.Format(time.RFC3339), func(t *testing.T) {
+			t.Parallel()
+			if got := endToEnd(t, at); got != want {
+				t.Errorf("at %s: %+v, at %s: %+v", at, got, testutil.Epoch, want)
+			}
+		})
+	}
+}
+
+// TestEndToEndInLocalZone runs TestEndToEnd across the daylight-saving
+// changes with the local time zone set to one that has them: the
+// analyzer does not read local time.
+func TestEndToEndInLocalZone(t *testing.T) {
+	want := endToEnd(t, testutil.Epoch)
+	for _, zone := range []string{"Europe/Berlin", "America/New_York"} {
+		testutil.InLocalZone(t, zone, func() {
+			for _, at := range testutil.DSTChanges() {
+				if got := endToEnd(t, at); got != want {
+					t.Errorf("in %s at %s: %+v, want %+v", zone, at, got, want)
+				}
+			}
+		})
+	}
+}
+
+// endToEndResult is what endToEnd measured, to compare runs at different
+// times.
+type endToEndResult struct {
+	spikeScore, maxBefore, exhaustion float64
+}
+
+func endToEnd(t *testing.T, now time.Time) endToEndResult {
+	t.Helper()
 	ctx := context.Background()
-	s := openStore(t)
-	now := time.Now().Truncate(time.Hour)
-	f := fixture{start: now.Add(-72 * time.Hour), spike: now.Add(-10 * time.Hour), spikeValue: 2, end: now, rate: 1e9 / 3600}
+	s := storetest.Embedded(t)
+	f := fixture{start: now.Add(-72 * time.Hour), spike: now.Add(-10 * time.Hour), spikeValue: 2, rate: 1e9 / 3600}
 	stateDir := t.TempDir()
+	clock := testutil.NewClock(now)
 
 	reg := prometheus.NewRegistry()
-	deps := Deps{Queryable: s, Appendable: s, Events: s, Spans: s, Registerer: reg}
+	deps := Deps{Queryable: s, Appendable: s, Events: s, Spans: s, Registerer: reg, Now: clock.Now}
 	a, err := New(testConfig(t, stateDir), deps)
 	if err != nil {
 		t.Fatal(err)
@@ -147,11 +190,11 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := testutil.ToFloat64(a.m.appendErrors); got != 0 {
+	if got := promtest.ToFloat64(a.m.appendErrors); got != 0 {
 		t.Fatalf("%v results refused by the store", got)
 	}
 	points := int(72*time.Hour/step) + 1
-	if got := testutil.ToFloat64(a.m.samples); got != float64(points) {
+	if got := promtest.ToFloat64(a.m.samples); got != float64(points) {
 		t.Fatalf("scored %v samples, want %d", got, points)
 	}
 
@@ -164,10 +207,22 @@ func TestEndToEnd(t *testing.T) {
 	if len(vec) != 1 || vec[0].F < 0.9 {
 		t.Fatalf("score at the spike: %v, want >= 0.9", vec)
 	}
+	res := endToEndResult{spikeScore: vec[0].F}
+	// No false alarm before the spike: nothing reaches the event
+	// threshold (0.6, p ≈ 1e-4). That holds for this noise, not for any:
+	// on white noise the detector scores about 3e-4 of the points at 0.6
+	// or more (2,000 draws of this fixture), close to the nominal rate of
+	// 1e-4 per side, so about one draw in five has such a point among the
+	// ~670 scored in these 60 hours. The noise is therefore fixed
+	// (fixtureSeed; 0.43 at most here) rather than seeded from the
+	// clock, which made this test fail at some hours (0.642 at 21:00 UTC
+	// and 0.635 at 22:00 on 2026-12-06). The scores do not depend on the
+	// hour otherwise: TestEndToEndAtAnyTime.
 	vec = query(t, s, `max_over_time(aiops_anomaly_score{service_name="api"}[60h])`, f.spike.Add(-time.Hour))
 	if len(vec) != 1 || vec[0].F >= 0.6 {
 		t.Fatalf("scores before the spike reach %v, want < 0.6", vec)
 	}
+	res.maxBefore = vec[0].F
 
 	// The spike is one anomaly event.
 	evs := anomalies(t, s)
@@ -178,7 +233,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !an.Time.Equal(f.spike.UTC()) || an.Value != 2 || an.Series["service_name"] != "api" || an.Upper == nil || *an.Upper > 1 {
+	if !an.Time.Equal(f.spike) || an.Value != 2 || an.Series["service_name"] != "api" || an.Upper == nil || *an.Upper > 1 {
 		t.Fatalf("anomaly %+v", an)
 	}
 
@@ -187,6 +242,7 @@ func TestEndToEnd(t *testing.T) {
 	if len(vec) != 1 || math.Abs(vec[0].F-27*3600) > 0.05*27*3600 {
 		t.Fatalf("exhaustion: %v, want about %v", vec, 27*3600)
 	}
+	res.exhaustion = vec[0].F
 	lo := query(t, s, `aiops_capacity_exhaustion_seconds_lower`, now)
 	hi := query(t, s, `aiops_capacity_exhaustion_seconds_upper`, now)
 	if len(lo) != 1 || len(hi) != 1 || lo[0].F > vec[0].F || hi[0].F < vec[0].F {
@@ -197,7 +253,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := a.Step(ctx, now); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(a.m.samples); got != float64(points) {
+	if got := promtest.ToFloat64(a.m.samples); got != float64(points) {
 		t.Fatalf("re-run scored again: %v samples", got)
 	}
 	if err := a.SaveState(); err != nil {
@@ -206,12 +262,12 @@ func TestEndToEnd(t *testing.T) {
 
 	// Restart from the snapshot: only the new hour is scored, and a new
 	// spike in it is found at once (no cold start).
-	later := now.Add(time.Hour)
+	later := clock.Add(time.Hour)
 	f2 := f
 	f2.spike = now.Add(30 * time.Minute)
 	f2.spikeValue = -3 // a drop, unlike anything the detector has seen
 	writeFixture(t, s, now.Add(step), later, f2)
-	b, err := New(testConfig(t, stateDir), Deps{Queryable: s, Appendable: s, Events: s, Registerer: prometheus.NewRegistry()})
+	b, err := New(testConfig(t, stateDir), Deps{Queryable: s, Appendable: s, Events: s, Registerer: prometheus.NewRegistry(), Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +277,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := b.Step(ctx, later); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(b.m.samples); got != 12 {
+	if got := promtest.ToFloat64(b.m.samples); got != 12 {
 		t.Fatalf("after restart scored %v samples, want the 12 new ones", got)
 	}
 	if evs := anomalies(t, s); len(evs) != 2 {
@@ -230,7 +286,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// A cold start (no state) scores everything again but stores no
 	// duplicate events: their IDs depend only on series and time.
-	c, err := New(testConfig(t, t.TempDir()), Deps{Queryable: s, Appendable: s, Events: s})
+	c, err := New(testConfig(t, t.TempDir()), Deps{Queryable: s, Appendable: s, Events: s, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,26 +296,24 @@ func TestEndToEnd(t *testing.T) {
 	if evs := anomalies(t, s); len(evs) != 2 {
 		t.Fatalf("cold start duplicated events: %d", len(evs))
 	}
+	return res
 }
 
 // TestRunSavesStateOnShutdown runs the loop and stops it.
 func TestRunSavesStateOnShutdown(t *testing.T) {
-	s := openStore(t)
-	now := time.Now().Truncate(time.Minute)
+	s := storetest.Embedded(t)
+	now := testutil.Epoch
 	f := fixture{start: now.Add(-6 * time.Hour), spike: now.Add(time.Hour), rate: 1}
 	writeFixture(t, s, f.start, now, f)
 	stateDir := t.TempDir()
-	a, err := New(testConfig(t, stateDir), Deps{Queryable: s, Appendable: s, Events: s})
+	a, err := New(testConfig(t, stateDir), Deps{Queryable: s, Appendable: s, Events: s, Now: testutil.NewClock(now).Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for testutil.ToFloat64(a.m.samples) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the first step", 30*time.Second, func() bool { return promtest.ToFloat64(a.m.samples) > 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -285,8 +339,8 @@ func TestRunSavesStateOnShutdown(t *testing.T) {
 }
 
 func TestShardAndOwnOutputSkipped(t *testing.T) {
-	s := openStore(t)
-	now := time.Now().Truncate(time.Minute)
+	s := storetest.Embedded(t)
+	now := testutil.Epoch
 	f := fixture{start: now.Add(-2 * time.Hour), spike: now.Add(time.Hour), rate: 1}
 	writeFixture(t, s, f.start, now, f)
 	cfg := testConfig(t, "")
@@ -337,8 +391,9 @@ func TestConfigValidateNamesKey(t *testing.T) {
 
 func TestRootCausesFromEvents(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t)
-	t0 := time.Now().Truncate(time.Minute).Add(-time.Hour)
+	// Spans are kept for the store's retention, measured by its clock.
+	s := storetest.Embedded(t, embedded.WithClock(testutil.NewClock(testutil.Epoch).Now))
+	t0 := testutil.Epoch.Add(-time.Hour)
 	var spans []storage.Span
 	for i := 0; i < 20; i++ {
 		tid := fmt.Sprintf("%032x", i+1)

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
 
 // Environment of the all-in-one child process.
@@ -68,7 +71,7 @@ func TestAllInOneKilled(t *testing.T) {
 		return err
 	}
 	// Wait for the child to listen.
-	eventually(t, 60*time.Second, "child collector listening", func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, "child collector listening", func() (bool, string) {
 		err := send(0, 0)
 		return err == nil, fmt.Sprint(err)
 	})
@@ -108,7 +111,7 @@ func TestAllInOneKilled(t *testing.T) {
 		t.Fatalf("only %d requests acknowledged before the kill", len(acked))
 	}
 
-	store := openEmbedded(t, dir)
+	store := storetest.EmbeddedIn(t, dir)
 	stored := map[string]int{}
 	for s, samples := range readSeries(t, store, nameIs("fleet_load")) {
 		inst := s[strings.Index(s, `instance="i-`)+len(`instance="i-`):]

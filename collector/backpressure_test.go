@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -113,7 +115,7 @@ func postRaw(t *testing.T, addr, path, contentType string, body []byte) *http.Re
 // gRPC, the queue never holds more than its capacity, and once the store
 // is back everything that was accepted is stored, exactly once.
 func TestQueueFullPushesBack(t *testing.T) {
-	store := &gatedStore{Store: openEmbedded(t, t.TempDir())}
+	store := &gatedStore{Store: storetest.Embedded(t)}
 	store.down.Store(true)
 	cfg := allInOneConfig(t)
 	cfg.Queue.MaxItems = 200
@@ -181,7 +183,7 @@ func TestQueueFullPushesBack(t *testing.T) {
 	}
 
 	store.down.Store(false)
-	eventually(t, 30*time.Second, "accepted points stored", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "accepted points stored", func() (bool, string) {
 		n := countSamples(t, store, nameIs("bp_gauge"))
 		return n == accepted, fmt.Sprintf("%d of %d", n, accepted)
 	})
@@ -191,7 +193,7 @@ func TestQueueFullPushesBack(t *testing.T) {
 			t.Errorf("%s: %d samples, want 1", series, len(samples))
 		}
 	}
-	eventually(t, 10*time.Second, "queue drained", func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, "queue drained", func() (bool, string) {
 		q := metricValue(t, r.reg, "aiops_collector_queue_items", map[string]string{"signal": "metrics"})
 		return q == 0, fmt.Sprintf("queue %v", q)
 	})
@@ -205,7 +207,7 @@ func TestQueueFullPushesBack(t *testing.T) {
 // collector, and starts a new one on the same queue directory with the
 // store up: the data arrives.
 func TestQueueSurvivesRestart(t *testing.T) {
-	store := &gatedStore{Store: openEmbedded(t, t.TempDir())}
+	store := &gatedStore{Store: storetest.Embedded(t)}
 	store.down.Store(true)
 	cfg := allInOneConfig(t)
 	cfg.Batch.MinSize = 10
@@ -225,7 +227,7 @@ func TestQueueSurvivesRestart(t *testing.T) {
 	store.down.Store(false)
 	cfg.OTLP.GRPCEndpoint, cfg.OTLP.HTTPEndpoint = freeAddr(t), freeAddr(t)
 	start(t, cfg, Deps{Store: store})
-	eventually(t, 30*time.Second, "queued points stored after restart", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "queued points stored after restart", func() (bool, string) {
 		n := countSamples(t, store, nameIs("bp_gauge"))
 		return n == 500, fmt.Sprintf("%d of 500", n)
 	})
@@ -234,7 +236,7 @@ func TestQueueSurvivesRestart(t *testing.T) {
 // TestMalformedOTLP: bad requests get 400 / InvalidArgument naming the
 // problem, nothing of them is stored, and the collector keeps serving.
 func TestMalformedOTLP(t *testing.T) {
-	store := openEmbedded(t, t.TempDir())
+	store := storetest.Embedded(t)
 	r := start(t, allInOneConfig(t), Deps{Store: store})
 
 	// Not protobuf at all.
@@ -304,7 +306,7 @@ func TestMalformedOTLP(t *testing.T) {
 	if _, err := client.Export(context.Background(), pmetricotlp.NewExportRequestFromMetrics(gaugeRequest(0, 10, time.Now()))); err != nil {
 		t.Fatalf("good request after bad ones: %v", err)
 	}
-	eventually(t, 10*time.Second, "good data stored", func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, "good data stored", func() (bool, string) {
 		n := countSamples(t, store, nameIs("bp_gauge"))
 		return n == 10, fmt.Sprintf("%d of 10", n)
 	})

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
 
 var (
@@ -38,7 +40,7 @@ func BenchmarkIngestEmbedded(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for range b.N {
-				store := openEmbedded(b, b.TempDir())
+				store := storetest.Embedded(b)
 				opts := BenchOptions{Store: store, Points: *benchPoints, Config: benchConfig(), Senders: *benchSenders}
 				if persistent {
 					opts.QueueDir = b.TempDir()
@@ -62,7 +64,7 @@ func BenchmarkIngestEmbedded(b *testing.B) {
 // TestBenchIngestSmall runs the benchmark code on a small input so that
 // it cannot rot: every point must arrive.
 func TestBenchIngestSmall(t *testing.T) {
-	store := openEmbedded(t, t.TempDir())
+	store := storetest.Embedded(t)
 	res, err := BenchIngest(context.Background(), BenchOptions{Store: store, Points: 40_000, Series: 4_000, PointsPerRequest: 1_000, QueueDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

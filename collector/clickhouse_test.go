@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 )
@@ -137,7 +138,7 @@ func TestClickHouseKilledWhileStreaming(t *testing.T) {
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "writes fail while ClickHouse is down", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "writes fail while ClickHouse is down", func() (bool, string) {
 		n := metricValue(t, r.reg, "aiops_collector_export_failures_total", map[string]string{"signal": "metrics"})
 		return n > 0, fmt.Sprintf("%v failures", n)
 	})
@@ -146,7 +147,7 @@ func TestClickHouseKilledWhileStreaming(t *testing.T) {
 	wg.Wait()
 
 	want := instances * series * rounds
-	eventually(t, 120*time.Second, "every point stored", func() (bool, string) {
+	testutil.Eventually(t, 120*time.Second, "every point stored", func() (bool, string) {
 		n := countSamples(t, store, nameIs("fleet_load"))
 		return n >= want, fmt.Sprintf("%d of %d", n, want)
 	})
@@ -211,7 +212,7 @@ func TestKafkaToClickHouseExporter(t *testing.T) {
 		}
 	}
 	store := openClickHouseStore(t, chConfig(srv, db))
-	eventually(t, 60*time.Second, "ingested into ClickHouse", func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, "ingested into ClickHouse", func() (bool, string) {
 		n := countSamples(t, store, nameIs("fleet_load"))
 		logs, _ := store.QueryLogs(ctx, storage.LogQuery{ServiceName: "fleet", Limit: 1000})
 		return n == 3*5*40 && len(logs) == 20, fmt.Sprintf("%d of %d samples, %d of 20 logs", n, 3*5*40, len(logs))

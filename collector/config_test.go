@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
 
 func TestConfigValidateNamesKey(t *testing.T) {
@@ -136,7 +139,7 @@ func TestExampleConfigs(t *testing.T) {
 // TestRawConfigFile runs the collector from a raw OpenTelemetry Collector
 // YAML file using this binary's components.
 func TestRawConfigFile(t *testing.T) {
-	store := openEmbedded(t, t.TempDir())
+	store := storetest.Embedded(t)
 	grpcAddr := freeAddr(t)
 	path := filepath.Join(t.TempDir(), "otelcol.yaml")
 	raw := `
@@ -168,7 +171,7 @@ service:
 	cfg.ConfigFile = path
 	r := start(t, cfg, Deps{Store: store})
 	sendSummary(t, grpcAddr, 2)
-	eventually(t, 20*time.Second, "summary stored", func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, "summary stored", func() (bool, string) {
 		n := countSamples(t, store, nameIs("legacy_rpc_seconds_count"))
 		return n == 2, "samples: " + string(rune('0'+n))
 	})

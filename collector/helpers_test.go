@@ -3,8 +3,6 @@ package collector
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"os"
 	"sort"
 	"testing"
 	"time"
@@ -17,32 +15,13 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/aiops-dev/aiops/internal/freeport"
+	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
 // freeAddr returns a 127.0.0.1 address with a port nobody listens on.
 func freeAddr(t testing.TB) string { return freeport.Addr(t) }
-
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("AIOPS_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	_ = t
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-func openEmbedded(t testing.TB, dir string) *embedded.Store {
-	t.Helper()
-	cfg := embedded.DefaultConfig()
-	cfg.DataDir = dir
-	s, err := embedded.Open(cfg, nil, nil)
-	if err != nil {
-		t.Fatalf("open embedded store: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 // running is a collector started by a test.
 type running struct {
@@ -72,7 +51,7 @@ func start(t testing.TB, cfg Config, deps Deps) *running {
 	reg := prometheus.NewRegistry()
 	deps.Registerer = reg
 	if deps.Logger == nil {
-		deps.Logger = testLogger(t)
+		deps.Logger = testutil.Logger(t)
 	}
 	c, err := New(cfg, deps)
 	if err != nil {
@@ -150,22 +129,6 @@ func labelsMatch(have []*dto.LabelPair, want map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached within %s; last state: %s", what, timeout, last)
 }
 
 // sample is one stored sample of any kind.

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/aiops-dev/aiops/collector/internal/kafkaotlp"
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -152,7 +154,7 @@ func newSender(t testing.TB, addr string) *sender {
 func TestKafkaPipeline(t *testing.T) {
 	ctx := context.Background()
 	brokers := startKafka(t)
-	store := openEmbedded(t, t.TempDir())
+	store := storetest.Embedded(t)
 
 	coll := start(t, collectorRoleConfig(t, brokers), Deps{})
 	ing := start(t, ingesterConfig(brokers), Deps{Store: store})
@@ -178,7 +180,7 @@ func TestKafkaPipeline(t *testing.T) {
 	}
 
 	wantGauge := instances * series * rounds
-	eventually(t, 60*time.Second, "everything ingested", func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, "everything ingested", func() (bool, string) {
 		g := countSamples(t, store, nameIs("fleet_load"))
 		c := countSamples(t, store, nameIs("fleet_ops_total"))
 		logs, _ := store.QueryLogs(ctx, storage.LogQuery{ServiceName: "fleet", Limit: 100000})
@@ -193,7 +195,7 @@ func TestKafkaPipeline(t *testing.T) {
 		}
 	}
 	// Deltas went through Kafka as deltas and came out cumulative.
-	eventually(t, 10*time.Second, "delta counter", func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, "delta counter", func() (bool, string) {
 		n := countSamples(t, store, nameIs("fleet_jobs_total"))
 		return n == instances*rounds, fmt.Sprintf("%d of %d", n, instances*rounds)
 	})
@@ -208,7 +210,7 @@ func TestKafkaPipeline(t *testing.T) {
 	if got := metricValue(t, coll.reg, "aiops_collector_stored_items_total", map[string]string{"signal": "metrics"}); got != points {
 		t.Errorf("collector wrote %v points to Kafka, want %v", got, points)
 	}
-	eventually(t, 10*time.Second, "ingester counts", func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, "ingester counts", func() (bool, string) {
 		got := metricValue(t, ing.reg, "aiops_collector_stored_items_total", map[string]string{"signal": "metrics"})
 		return got == points, fmt.Sprintf("ingester stored %v points, want %v", got, points)
 	})
@@ -257,7 +259,7 @@ func TestKafkaPipeline(t *testing.T) {
 func TestIngesterWaitsForStore(t *testing.T) {
 	ctx := context.Background()
 	brokers := startKafka(t)
-	store := &gatedStore{Store: openEmbedded(t, t.TempDir())}
+	store := &gatedStore{Store: storetest.Embedded(t)}
 	store.down.Store(true)
 	coll := start(t, collectorRoleConfig(t, brokers), Deps{})
 	cfg := ingesterConfig(brokers)
@@ -274,7 +276,7 @@ func TestIngesterWaitsForStore(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, 30*time.Second, "ingester tried and failed", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "ingester tried and failed", func() (bool, string) {
 		n := metricValue(t, ing.reg, "aiops_collector_export_failures_total", map[string]string{"signal": "metrics"})
 		return n > 0, fmt.Sprintf("%v failures", n)
 	})
@@ -289,11 +291,11 @@ func TestIngesterWaitsForStore(t *testing.T) {
 
 	store.down.Store(false)
 	start(t, cfg, Deps{Store: store})
-	eventually(t, 60*time.Second, "everything written after the outage", func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, "everything written after the outage", func() (bool, string) {
 		n := countSamples(t, store, nameIs("fleet_load"))
 		return n == 3*4*20, fmt.Sprintf("%d of %d", n, 3*4*20)
 	})
-	eventually(t, 30*time.Second, "offsets committed", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "offsets committed", func() (bool, string) {
 		return groupCaughtUp(ctx, brokers, "outage-test")
 	})
 }
@@ -305,7 +307,7 @@ func TestIngesterWaitsForStore(t *testing.T) {
 func TestKafkaMalformedAndOversized(t *testing.T) {
 	ctx := context.Background()
 	brokers := startKafka(t)
-	store := openEmbedded(t, t.TempDir())
+	store := storetest.Embedded(t)
 
 	// Garbage first, on every partition, so that the good data behind it
 	// can only arrive if the ingester gets past it.
@@ -332,7 +334,7 @@ func TestKafkaMalformedAndOversized(t *testing.T) {
 	if _, err := snd.metrics.Export(ctx, pmetricotlp.NewExportRequestFromMetrics(instanceMetrics(0, 2000, ts))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "oversized payload stored", func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, "oversized payload stored", func() (bool, string) {
 		n := countSamples(t, store, nameIs("fleet_load"))
 		return n == 2000, fmt.Sprintf("%d of 2000", n)
 	})
@@ -342,7 +344,7 @@ func TestKafkaMalformedAndOversized(t *testing.T) {
 	if got := metricValue(t, ing.reg, "aiops_collector_kafka_malformed_messages_total", nil); got != kafkaPartitions {
 		t.Errorf("malformed messages counted: %v, want %d", got, kafkaPartitions)
 	}
-	eventually(t, 30*time.Second, "committed past the garbage", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "committed past the garbage", func() (bool, string) {
 		return groupCaughtUp(ctx, brokers, "malformed-test")
 	})
 }
@@ -375,16 +377,16 @@ func TestCollectorWaitsForKafka(t *testing.T) {
 			t.Fatalf("export while Kafka is down: %v", err)
 		}
 	}
-	eventually(t, 30*time.Second, "writes to Kafka fail", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "writes to Kafka fail", func() (bool, string) {
 		n := metricValue(t, coll.reg, "aiops_collector_export_failures_total", map[string]string{"signal": "metrics"})
 		return n > 0, fmt.Sprintf("%v failures", n)
 	})
 
 	second := newCluster()
 	t.Cleanup(second.Close)
-	store := openEmbedded(t, t.TempDir())
+	store := storetest.Embedded(t)
 	start(t, ingesterConfig(brokers), Deps{Store: store})
-	eventually(t, 60*time.Second, "queued data written once Kafka is back", func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, "queued data written once Kafka is back", func() (bool, string) {
 		n := countSamples(t, store, nameIs("fleet_load"))
 		return n == 100, fmt.Sprintf("%d of 100", n)
 	})

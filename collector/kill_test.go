@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
 	"github.com/aiops-dev/aiops/collector/internal/kafkaotlp"
+	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
@@ -51,7 +52,7 @@ func runChild(t *testing.T, cfg Config) {
 		fmt.Fprintln(os.Stderr, "child store:", err)
 		os.Exit(3)
 	}
-	c, err := New(cfg, Deps{Store: store, Logger: testLogger(t)})
+	c, err := New(cfg, Deps{Store: store, Logger: testutil.Logger(t)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child collector:", err)
 		os.Exit(3)
@@ -247,7 +248,7 @@ func runKillScenario(t *testing.T, brokers []string, storeSpec string, openStore
 	seen := map[string]bool{}
 	for i := range 2 {
 		c := startChild(t, brokers, storeSpec)
-		eventually(t, 60*time.Second, "child joined the group", func() (bool, string) {
+		testutil.Eventually(t, 60*time.Second, "child joined the group", func() (bool, string) {
 			return groupJoined(ctx, brokers, "kill-test", seen)
 		})
 		time.Sleep(time.Duration(100+300*i) * time.Millisecond)
@@ -255,10 +256,10 @@ func runKillScenario(t *testing.T, brokers []string, storeSpec string, openStore
 	}
 	wg.Wait()
 	c := startChild(t, brokers, storeSpec)
-	eventually(t, 60*time.Second, "last child joined the group", func() (bool, string) {
+	testutil.Eventually(t, 60*time.Second, "last child joined the group", func() (bool, string) {
 		return groupJoined(ctx, brokers, "kill-test", seen)
 	})
-	eventually(t, 90*time.Second, "ingester caught up", func() (bool, string) {
+	testutil.Eventually(t, 90*time.Second, "ingester caught up", func() (bool, string) {
 		return groupCaughtUp(ctx, brokers, "kill-test")
 	})
 	c.terminate(t)

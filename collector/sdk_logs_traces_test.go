@@ -15,6 +15,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -22,7 +24,7 @@ import (
 // exporters and reads every one back from the embedded store.
 func TestSDKLogsAndTraces(t *testing.T) {
 	ctx := context.Background()
-	store := openEmbedded(t, t.TempDir())
+	store := storetest.Embedded(t)
 	r := start(t, allInOneConfig(t), Deps{Store: store})
 	res := resource.NewSchemaless(attribute.String("service.name", "api"), attribute.String("host.name", "h1"))
 
@@ -59,7 +61,7 @@ func TestSDKLogsAndTraces(t *testing.T) {
 		traceIDs[root.SpanContext().TraceID().String()] = true
 	}
 
-	eventually(t, 30*time.Second, "spans and logs stored", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "spans and logs stored", func() (bool, string) {
 		spans, err := store.QuerySpans(ctx, storage.SpanQuery{ServiceName: "api", Limit: 1000})
 		if err != nil {
 			return false, err.Error()

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -70,7 +72,7 @@ func meterProvider(t *testing.T, addr string, useHTTP bool, res *resource.Resour
 // collector into the embedded store and reads every point back with the
 // names and labels of Prometheus's OTLP translator.
 func TestSDKMetricsEveryType(t *testing.T) {
-	testEveryMetricType(t, openEmbedded(t, t.TempDir()))
+	testEveryMetricType(t, storetest.Embedded(t))
 }
 
 // metadataStore is what both stores offer for metric metadata.
@@ -124,7 +126,7 @@ func testEveryMetricType(t *testing.T, store storage.Store) {
 	// 3 counters + gauge + up-down + 4 buckets, sum, count + native
 	// histogram + delta counter + 3 quantiles, sum, count, per flush.
 	wantSamples := flushes * (3 + 1 + 1 + 6 + 1 + 1 + 5)
-	eventually(t, 30*time.Second, "all samples stored", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "all samples stored", func() (bool, string) {
 		n := countSamples(t, store, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".+"),
 			labels.MustNewMatcher(labels.MatchNotEqual, labels.MetricName, "target_info"))
 		return n >= wantSamples, fmt.Sprintf("%d of %d samples", n, wantSamples)
@@ -241,7 +243,7 @@ func testEveryMetricType(t *testing.T, store storage.Store) {
 
 	// Self-metrics count every data point.
 	wantPoints := float64(flushes * (3 + 1 + 1 + 1 + 1 + 1 + 1))
-	eventually(t, 10*time.Second, "stored count", func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, "stored count", func() (bool, string) {
 		got := metricValue(t, r.reg, "aiops_collector_stored_items_total", map[string]string{"signal": "metrics"})
 		return got == wantPoints, fmt.Sprintf("stored %v, want %v", got, wantPoints)
 	})

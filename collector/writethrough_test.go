@@ -8,6 +8,9 @@ import (
 	"time"
 
 	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
 
 // TestWriteThrough: with the store healthy, metrics are written in the
@@ -15,7 +18,7 @@ import (
 // are queued (spilled) and written once it is back, exactly once; then
 // requests go straight through again.
 func TestWriteThrough(t *testing.T) {
-	store := &gatedStore{Store: openEmbedded(t, t.TempDir())}
+	store := &gatedStore{Store: storetest.Embedded(t)}
 	cfg := allInOneConfig(t)
 	cfg.Batch.MinSize = 10
 	r := start(t, cfg, Deps{Store: store})
@@ -50,7 +53,7 @@ func TestWriteThrough(t *testing.T) {
 	}
 
 	store.down.Store(false)
-	eventually(t, 30*time.Second, "spilled points written", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "spilled points written", func() (bool, string) {
 		n := countSamples(t, store, nameIs("bp_gauge"))
 		return n == 400, fmt.Sprintf("%d of 400", n)
 	})
@@ -61,7 +64,7 @@ func TestWriteThrough(t *testing.T) {
 	}
 
 	// Caught up: straight through again.
-	eventually(t, 10*time.Second, "writes go straight through again", func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, "writes go straight through again", func() (bool, string) {
 		before := spilled()
 		resp := postOTLP(t, r.http, gaugeRequest(1000, 10, ts.Add(time.Second)))
 		return resp.StatusCode == http.StatusOK && spilled() == before, fmt.Sprintf("%s, spilled %v", resp.Status, spilled())
@@ -92,7 +95,7 @@ func (a *slowAppender) Commit() error {
 // succeeds, but the requests after it go through the queue, so clients do
 // not wait for the store; everything arrives.
 func TestWriteThroughSlowStore(t *testing.T) {
-	store := &slowStore{gatedStore: &gatedStore{Store: openEmbedded(t, t.TempDir())}, delay: 300 * time.Millisecond}
+	store := &slowStore{gatedStore: &gatedStore{Store: storetest.Embedded(t)}, delay: 300 * time.Millisecond}
 	cfg := allInOneConfig(t)
 	cfg.Queue.SlowWrite = 100 * time.Millisecond
 	cfg.Batch.MinSize = 10
@@ -106,7 +109,7 @@ func TestWriteThroughSlowStore(t *testing.T) {
 	if s := metricValue(t, r.reg, "aiops_collector_spilled_items_total", map[string]string{"signal": "metrics"}); s == 0 {
 		t.Error("nothing spilled after a write slower than slow_write")
 	}
-	eventually(t, 30*time.Second, "every point stored", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, "every point stored", func() (bool, string) {
 		n := countSamples(t, store, nameIs("bp_gauge"))
 		return n == 500, fmt.Sprintf("%d of 500", n)
 	})

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/alertmanager/silence"
 	"github.com/prometheus/alertmanager/silence/silencepb"
+
+	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
 // fastRoute keeps group timings short so tests run in seconds.
@@ -61,7 +63,7 @@ receivers:
 	}
 	// Groups: db/{PoolFull} with both instances, db-oncall/{PoolFull,pg-1},
 	// db-oncall/{PoolFull,pg-2}, default/{Other}.
-	waitFor(t, "four firing groups at the sink", 10*time.Second, func() bool { return len(sink.snapshot()) >= 4 })
+	testutil.WaitFor(t, "four firing groups at the sink", 10*time.Second, func() bool { return len(sink.snapshot()) >= 4 })
 	calls := sink.snapshot()
 	byGroup := map[string]sinkCall{}
 	for _, c := range calls {
@@ -84,7 +86,7 @@ receivers:
 		}
 	}
 	// The sink and the receiver's webhook saw the same group key.
-	waitFor(t, "webhook notification", 5*time.Second, func() bool { return len(h.messages()) >= 1 })
+	testutil.WaitFor(t, "webhook notification", 5*time.Second, func() bool { return len(h.messages()) >= 1 })
 	if got, want := h.messages()[0].GroupKey, byGroup[`db {alertname="PoolFull"}`].groupKey; got != want {
 		t.Errorf("webhook group key %q, sink group key %q", got, want)
 	}
@@ -93,7 +95,7 @@ receivers:
 	if err := am.Put(context.Background(), resolved(a, start)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "resolved notifications at the sink", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "resolved notifications at the sink", 10*time.Second, func() bool {
 		n := 0
 		for _, c := range sink.snapshot()[len(calls):] {
 			if len(c.resolved) > 0 {
@@ -160,7 +162,7 @@ receivers:
 		firing(model.LabelSet{"alertname": "Bad", "instance": "b"}, start)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "delivery after two refusals", 20*time.Second, func() bool { return len(h.messages()) == 1 })
+	testutil.WaitFor(t, "delivery after two refusals", 20*time.Second, func() bool { return len(h.messages()) == 1 })
 	at := h.attemptTimes()
 	if len(at) != 3 {
 		t.Fatalf("%d attempts, want 3 (429, 503, 200)", len(at))
@@ -218,14 +220,14 @@ receivers:
 	if err := am.Put(context.Background(), firing(x, start), firing(muted, start)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "first notification", 5*time.Second, func() bool { return len(h.messages()) == 1 })
+	testutil.WaitFor(t, "first notification", 5*time.Second, func() bool { return len(h.messages()) == 1 })
 	if got := h.messages()[0].Alerts; len(got) != 1 || got[0].Labels["instance"] != "x" {
 		t.Fatalf("first notification: %+v (the silenced alert must be left out)", got)
 	}
 	// The pipeline logs a notification just after sending it; a crash in
 	// between would send it again (at least once), so wait for the entry.
 	recv := &nflogpb.Receiver{GroupName: "hook", Integration: "webhook", Idx: 0}
-	waitFor(t, "notification log entry", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "notification log entry", 5*time.Second, func() bool {
 		e, err := am.nflog.Query(nflog.QReceiver(recv), nflog.QGroupKey(h.messages()[0].GroupKey))
 		return err == nil && len(e) == 1
 	})
@@ -278,7 +280,7 @@ receivers:
 	if err := am2.Put(context.Background(), firing(y, time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "notification for the new alert", 5*time.Second, func() bool { return len(h.messages()) == 2 })
+	testutil.WaitFor(t, "notification for the new alert", 5*time.Second, func() bool { return len(h.messages()) == 2 })
 	if got := h.messages()[1].Alerts; len(got) != 2 {
 		t.Errorf("second notification has %d alerts, want x and y", len(got))
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,11 +18,8 @@ import (
 	"github.com/prometheus/alertmanager/notify"
 
 	"github.com/aiops-dev/aiops/alerting/webhook"
+	"github.com/aiops-dev/aiops/internal/testutil"
 )
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
 
 // startAM runs an Alertmanager over dir with configuration conf.
 func startAM(t *testing.T, dir, conf string, sinks ...notify.Notifier) *Alertmanager {
@@ -37,7 +33,7 @@ func startAM(t *testing.T, dir, conf string, sinks ...notify.Notifier) *Alertman
 		DataDir:             dir,
 		MaintenanceInterval: time.Hour,
 		GroupSinks:          sinks,
-		Logger:              testLogger(t),
+		Logger:              testutil.Logger(t),
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -105,18 +101,6 @@ func (h *hook) attemptTimes() []time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]time.Time(nil), h.attempts...)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // sinkCall is one alert group a recording sink received.

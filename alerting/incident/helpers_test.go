@@ -2,7 +2,6 @@ package incident
 
 import (
 	"context"
-	"log/slog"
 	"net/url"
 	"sync"
 	"testing"
@@ -13,6 +12,8 @@ import (
 	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/alertmanager/notify"
 
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
@@ -39,18 +40,9 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
 func openEmbedded(t testing.TB, dir string) *embedded.Store {
 	t.Helper()
-	s, err := embedded.Open(embedded.Config{DataDir: dir, Retention: model.Duration(24 * time.Hour)}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() }) // Close is idempotent: tests that restart close it earlier
-	return s
+	return storetest.EmbeddedWith(t, embedded.Config{DataDir: dir, Retention: model.Duration(24 * time.Hour)})
 }
 
 func testConfig() Config {
@@ -62,7 +54,7 @@ func testConfig() Config {
 
 func newManager(t *testing.T, events storage.EventStore, cfg Config, c *clock) *Manager {
 	t.Helper()
-	deps := Deps{Events: events, Logger: testLogger(t)}
+	deps := Deps{Events: events, Logger: testutil.Logger(t)}
 	if c != nil {
 		deps.Now = c.Now
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aiops-dev/aiops/analyzer"
 	"github.com/aiops-dev/aiops/analyzer/correlate"
+	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -54,7 +55,7 @@ func TestRootCauses(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m, err := New(ctx, testConfig(), Deps{Events: store, RootCauses: StoreRootCauser{Events: store, Spans: store}, Logger: testLogger(t), Now: c.Now})
+	m, err := New(ctx, testConfig(), Deps{Events: store, RootCauses: StoreRootCauser{Events: store, Spans: store}, Logger: testutil.Logger(t), Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package ruler
 
 import (
 	"context"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,24 +16,10 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
-	"github.com/aiops-dev/aiops/storage/embedded"
 )
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-func openStore(t *testing.T, dir string) *embedded.Store {
-	t.Helper()
-	cfg := embedded.DefaultConfig()
-	cfg.DataDir = dir
-	s, err := embedded.Open(cfg, nil, nil)
-	if err != nil {
-		t.Fatalf("open embedded store: %v", err)
-	}
-	return s
-}
 
 func newEngine() *promql.Engine {
 	return promql.NewEngine(promql.EngineOpts{
@@ -110,7 +95,7 @@ func (rr *running) stop() {
 func startRuler(t *testing.T, opts Options) *running {
 	t.Helper()
 	opts.Engine = newEngine()
-	opts.Logger = testLogger(t)
+	opts.Logger = testutil.Logger(t)
 	opts.ExternalURL, _ = url.Parse("http://aiops.test:9090")
 	r, err := New(opts)
 	if err != nil {
@@ -146,17 +131,6 @@ func stateOf(r *Ruler, name string) rules.AlertState {
 	return rules.StateInactive
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func instant(t *testing.T, s testStore, q string) promql.Vector {
 	t.Helper()
 	qry, err := newEngine().NewInstantQuery(context.Background(), s, nil, q, time.Now())
@@ -176,8 +150,7 @@ func instant(t *testing.T, s testStore, q string) promql.Vector {
 // keep_firing_for over each store.
 func TestEvaluation(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) {
-		store := openStore(t, t.TempDir())
-		t.Cleanup(func() { store.Close() })
+		store := storetest.Embedded(t)
 		testEvaluation(t, store)
 	})
 	t.Run("clickhouse", func(t *testing.T) {
@@ -185,7 +158,7 @@ func TestEvaluation(t *testing.T) {
 		cfg := clickhouse.DefaultConfig()
 		cfg.Addresses = []string{srv.NativeAddr()}
 		cfg.Database = srv.NewDatabase(t)
-		store, err := clickhouse.Open(context.Background(), cfg, testLogger(t))
+		store, err := clickhouse.Open(context.Background(), cfg, testutil.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,14 +189,14 @@ groups:
 	n := &notifications{}
 	rr := startRuler(t, Options{Files: []string{file}, Storage: store, Notify: n.notify})
 
-	waitFor(t, "HighLoad pending", 5*time.Second, func() bool { return stateOf(rr.r, "HighLoad") == rules.StatePending })
-	waitFor(t, "HighLoad firing", 5*time.Second, func() bool { return stateOf(rr.r, "HighLoad") == rules.StateFiring })
+	testutil.WaitFor(t, "HighLoad pending", 5*time.Second, func() bool { return stateOf(rr.r, "HighLoad") == rules.StatePending })
+	testutil.WaitFor(t, "HighLoad firing", 5*time.Second, func() bool { return stateOf(rr.r, "HighLoad") == rules.StateFiring })
 	a := alertOf(rr.r, "HighLoad")
 	if held := a.FiredAt.Sub(a.ActiveAt); held < time.Second {
 		t.Errorf("fired %s after becoming active, want >= for (1s)", held)
 	}
 	if len(n.of("HighLoad")) == 0 {
-		waitFor(t, "firing notification", 2*time.Second, func() bool { return len(n.of("HighLoad")) > 0 })
+		testutil.WaitFor(t, "firing notification", 2*time.Second, func() bool { return len(n.of("HighLoad")) > 0 })
 	}
 	sent := n.of("HighLoad")[0]
 	if !sent.FiredAt.Equal(a.FiredAt) || !sent.ResolvedAt.IsZero() || !sent.ValidUntil.After(time.Now()) {
@@ -239,14 +212,14 @@ groups:
 	// Recording rule output and the ALERTS series are in the store. The
 	// group hands alerts to the notifier before it commits the round's
 	// samples, so they may land a moment after the notification.
-	waitFor(t, "recorded series", 2*time.Second, func() bool {
+	testutil.WaitFor(t, "recorded series", 2*time.Second, func() bool {
 		v := instant(t, store, `job:test_load:max{job="api"}`)
 		return len(v) == 1 && v[0].F == 0.9
 	})
-	waitFor(t, "ALERTS series", 2*time.Second, func() bool {
+	testutil.WaitFor(t, "ALERTS series", 2*time.Second, func() bool {
 		return len(instant(t, store, `ALERTS{alertname="HighLoad",alertstate="firing",severity="page"}`)) == 1
 	})
-	waitFor(t, "ALERTS_FOR_STATE at the active time", 2*time.Second, func() bool {
+	testutil.WaitFor(t, "ALERTS_FOR_STATE at the active time", 2*time.Second, func() bool {
 		v := instant(t, store, `ALERTS_FOR_STATE{alertname="HighLoad"}`)
 		return len(v) == 1 && int64(v[0].F) == a.ActiveAt.Unix()
 	})
@@ -254,18 +227,18 @@ groups:
 	// The condition clears: the alert keeps firing for keep_firing_for.
 	put(t, store, 0.1, "__name__", "test_load", "job", "api", "instance", "a")
 	cleared := time.Now()
-	waitFor(t, "keep firing", 2*time.Second, func() bool {
+	testutil.WaitFor(t, "keep firing", 2*time.Second, func() bool {
 		a := alertOf(rr.r, "HighLoad")
 		return a != nil && !a.KeepFiringSince.IsZero()
 	})
 	if s := stateOf(rr.r, "HighLoad"); s != rules.StateFiring {
 		t.Fatalf("state while keep_firing_for runs: %s", s)
 	}
-	waitFor(t, "resolved", 5*time.Second, func() bool { return alertOf(rr.r, "HighLoad") == nil })
+	testutil.WaitFor(t, "resolved", 5*time.Second, func() bool { return alertOf(rr.r, "HighLoad") == nil })
 	if d := time.Since(cleared); d < time.Second {
 		t.Errorf("resolved %s after the condition cleared, want >= keep_firing_for (1s)", d)
 	}
-	waitFor(t, "resolved notification", 2*time.Second, func() bool {
+	testutil.WaitFor(t, "resolved notification", 2*time.Second, func() bool {
 		all := n.of("HighLoad")
 		return !all[len(all)-1].ResolvedAt.IsZero()
 	})
@@ -301,17 +274,17 @@ groups:
         keep_firing_for: 1h
 `)
 	stateFile := filepath.Join(stateDir, "rules-state.json")
-	store := openStore(t, storeDir)
+	store := storetest.EmbeddedIn(t, storeDir)
 	put(t, store, 1, "__name__", "test_up", "job", "x")
 	put(t, store, 1, "__name__", "test_flag", "job", "x")
 	n1 := &notifications{}
 	rr := startRuler(t, Options{Files: []string{file}, Storage: store, Notify: n1.notify, StateFile: stateFile})
-	waitFor(t, "alerts firing and pending", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "alerts firing and pending", 5*time.Second, func() bool {
 		return stateOf(rr.r, "Firing") == rules.StateFiring && stateOf(rr.r, "Pending") == rules.StatePending &&
 			stateOf(rr.r, "Kept") == rules.StateFiring
 	})
 	put(t, store, 0, "__name__", "test_flag", "job", "x")
-	waitFor(t, "Kept firing through keep_firing_for", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "Kept firing through keep_firing_for", 5*time.Second, func() bool {
 		a := alertOf(rr.r, "Kept")
 		return a != nil && !a.KeepFiringSince.IsZero()
 	})
@@ -326,12 +299,11 @@ groups:
 	}
 
 	restart := time.Now()
-	store = openStore(t, storeDir)
-	t.Cleanup(func() { store.Close() })
+	store = storetest.EmbeddedIn(t, storeDir)
 	n2 := &notifications{}
 	rr2 := startRuler(t, Options{Files: []string{file}, Storage: store, Notify: n2.notify, StateFile: stateFile})
 	// Restoration runs after the second evaluation.
-	waitFor(t, "restored alerts", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "restored alerts", 5*time.Second, func() bool {
 		for _, g := range rr2.r.Manager().RuleGroups() {
 			if g.GetLastEvaluation().IsZero() {
 				return false
@@ -359,7 +331,7 @@ groups:
 	// Without the state file, only what ALERTS_FOR_STATE restores is back.
 	n3 := &notifications{}
 	rr3 := startRuler(t, Options{Files: []string{file}, Storage: store, Notify: n3.notify})
-	waitFor(t, "Firing restored again", 5*time.Second, func() bool { return len(n3.of("Firing")) > 0 })
+	testutil.WaitFor(t, "Firing restored again", 5*time.Second, func() bool { return len(n3.of("Firing")) > 0 })
 	time.Sleep(300 * time.Millisecond)
 	if a := alertOf(rr3.r, "Firing"); a == nil || a.ActiveAt.Unix() != firing.ActiveAt.Unix() {
 		t.Errorf("Firing without state file: %+v", a)
@@ -373,8 +345,7 @@ groups:
 // file, line and reason while the old rules keep running with their state,
 // and that a valid change afterwards keeps the state of unchanged alerts.
 func TestReloadBrokenFile(t *testing.T) {
-	store := openStore(t, t.TempDir())
-	t.Cleanup(func() { store.Close() })
+	store := storetest.Embedded(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "rules.yml")
 	good := `
@@ -388,7 +359,7 @@ groups:
 	writeRules(t, file, good)
 	put(t, store, 1, "__name__", "test_up", "job", "x")
 	rr := startRuler(t, Options{Files: []string{filepath.Join(dir, "*.yml")}, Storage: store, Notify: (&notifications{}).notify})
-	waitFor(t, "Up firing", 5*time.Second, func() bool { return stateOf(rr.r, "Up") == rules.StateFiring })
+	testutil.WaitFor(t, "Up firing", 5*time.Second, func() bool { return stateOf(rr.r, "Up") == rules.StateFiring })
 	before := *alertOf(rr.r, "Up")
 
 	cases := []struct {
@@ -420,7 +391,7 @@ groups:
 	if err := rr.r.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "new rule firing", 5*time.Second, func() bool { return stateOf(rr.r, "Also") == rules.StateFiring })
+	testutil.WaitFor(t, "new rule firing", 5*time.Second, func() bool { return stateOf(rr.r, "Also") == rules.StateFiring })
 	if a := alertOf(rr.r, "Up"); a == nil || !a.ActiveAt.Equal(before.ActiveAt) || !a.FiredAt.Equal(before.FiredAt) {
 		t.Errorf("Up after reload lost its state: %+v, was %+v", a, before)
 	}

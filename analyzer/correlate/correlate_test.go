@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
@@ -16,13 +18,8 @@ import (
 // worker fails.
 func writeTraces(t *testing.T, n int, start time.Time) *embedded.Store {
 	t.Helper()
-	cfg := embedded.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	s, err := embedded.Open(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	// Spans are kept for the store's retention, measured by its clock.
+	s := storetest.Embedded(t, embedded.WithClock(testutil.NewClock(start).Now))
 	var spans []storage.Span
 	for i := 0; i < n; i++ {
 		tid := fmt.Sprintf("%032x", i+1)
@@ -51,7 +48,7 @@ func writeTraces(t *testing.T, n int, start time.Time) *embedded.Store {
 }
 
 func TestBuildGraph(t *testing.T) {
-	start := time.Now().Truncate(time.Second).Add(-time.Hour)
+	start := testutil.Epoch
 	s := writeTraces(t, 200, start)
 	g, err := BuildGraph(context.Background(), s, start, start.Add(199*time.Second))
 	if err != nil {
@@ -103,7 +100,7 @@ func TestBuildGraph(t *testing.T) {
 }
 
 func TestRankRootCauses(t *testing.T) {
-	start := time.Now().Truncate(time.Second).Add(-time.Hour)
+	start := testutil.Epoch
 	s := writeTraces(t, 100, start)
 	g, err := BuildGraph(context.Background(), s, start, start.Add(100*time.Second))
 	if err != nil {

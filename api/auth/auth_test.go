@@ -22,20 +22,14 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
-	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
 func newEvents(t *testing.T) storage.EventStore {
 	t.Helper()
-	cfg := embedded.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	s, err := embedded.Open(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return storetest.Embedded(t)
 }
 
 func TestParseScopes(t *testing.T) {
@@ -69,7 +63,7 @@ func TestTokenLifecycle(t *testing.T) {
 	ctx := context.Background()
 	events := newEvents(t)
 	s := NewTokenStore(events, nil)
-	now := time.Now()
+	now := testutil.Epoch
 	s.now = func() time.Time { return now }
 
 	secret, tok, err := s.Create(ctx, "grafana", []Scope{ScopeRead}, time.Hour, "bootstrap-admin")
@@ -94,6 +88,7 @@ func TestTokenLifecycle(t *testing.T) {
 
 	// A second store over the same events (another replica) knows it too.
 	other := NewTokenStore(events, nil)
+	other.now = s.now
 	if _, err := other.Authenticate(ctx, secret); err != nil {
 		t.Fatalf("other replica: %v", err)
 	}

@@ -19,19 +19,10 @@ import (
 
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
-
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
 
 // TestEndToEnd: a sample crosses a rule's threshold in the embedded
 // store; the rule fires; the embedded Alertmanager groups the alert and
@@ -41,19 +32,14 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // has passed.
 func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	store, err := embedded.Open(embedded.Config{DataDir: filepath.Join(dir, "data"), Retention: model.Duration(time.Hour),
-		OutOfOrderWindow: model.Duration(time.Hour)}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := storetest.EmbeddedWith(t, embedded.Config{Retention: model.Duration(time.Hour), OutOfOrderWindow: model.Duration(time.Hour)})
 	ctx, cancel := context.WithCancel(context.Background())
 
 	icfg := incident.DefaultConfig()
 	icfg.AutoResolveAfter = model.Duration(300 * time.Millisecond)
 	icfg.CheckInterval = model.Duration(50 * time.Millisecond)
 	mgr, err := incident.New(ctx, icfg, incident.Deps{
-		Events: store, RootCauses: incident.StoreRootCauser{Events: store, Spans: store}, Logger: testLogger(t),
+		Events: store, RootCauses: incident.StoreRootCauser{Events: store, Spans: store}, Logger: testutil.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +78,7 @@ receivers:
 		Storage:    store,
 		Engine:     promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}),
 		GroupSinks: []notify.Notifier{mgr},
-		Logger:     testLogger(t),
+		Logger:     testutil.Logger(t),
 		Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
@@ -123,7 +109,7 @@ receivers:
 	appendPool(95)
 
 	var list incidentList
-	waitFor(t, "the incident in GET /api/v1/incidents", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "the incident in GET /api/v1/incidents", 10*time.Second, func() bool {
 		e.do(http.MethodGet, "/api/v1/incidents?status=open", e.readTok, nil).decode(t, &list)
 		return len(list.Incidents) == 1
 	})
@@ -158,7 +144,7 @@ receivers:
 	// The pool drains: the alert resolves, and after the quiet period the
 	// incident resolves by itself.
 	appendPool(10)
-	waitFor(t, "the incident to resolve", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "the incident to resolve", 10*time.Second, func() bool {
 		e.do(http.MethodGet, "/api/v1/incidents/"+inc.ID, e.readTok, nil).decode(t, &inc)
 		return inc.Status == incident.StatusResolved
 	})

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -25,12 +24,10 @@ import (
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
 
 // policy is the scope rule the integrator applies to this API: reading
 // needs read, changing needs write.
@@ -71,13 +68,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, store: o.store, mgr: o.mgr, am: o.am}
 	if e.store == nil {
-		s, err := embedded.Open(embedded.Config{DataDir: t.TempDir(), Retention: model.Duration(24 * time.Hour),
-			OutOfOrderWindow: model.Duration(24 * time.Hour)}, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		e.store = s
+		e.store = storetest.EmbeddedWith(t, embedded.Config{Retention: model.Duration(24 * time.Hour), OutOfOrderWindow: model.Duration(24 * time.Hour)})
 	}
 	if e.mgr == nil {
 		cfg := o.cfg
@@ -85,7 +76,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 			cfg = incident.DefaultConfig()
 		}
 		m, err := incident.New(context.Background(), cfg, incident.Deps{
-			Events: e.store, Logger: testLogger(t), Now: o.now,
+			Events: e.store, Logger: testutil.Logger(t), Now: o.now,
 			RootCauses: incident.StoreRootCauser{Events: e.store, Spans: e.store},
 		})
 		if err != nil {
@@ -94,14 +85,14 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.mgr = m
 	}
 	if e.am == nil {
-		am, err := alertmanager.New(alertmanager.Options{DataDir: t.TempDir(), Logger: testLogger(t)})
+		am, err := alertmanager.New(alertmanager.Options{DataDir: t.TempDir(), Logger: testutil.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { am.Close() })
 		e.am = am
 	}
-	api, err := New(Options{Incidents: e.mgr, Alertmanager: e.am, Events: e.store, Queryable: e.store, Logger: testLogger(t)})
+	api, err := New(Options{Incidents: e.mgr, Alertmanager: e.am, Events: e.store, Queryable: e.store, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +117,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		w.WriteHeader(http.StatusTeapot)
 	})
 	api.Mount(mux)
-	guard := &auth.Middleware{Auth: auth.Chain{tokens}, Policy: policy, WriteError: auth.JSONError, Logger: testLogger(t)}
+	guard := &auth.Middleware{Auth: auth.Chain{tokens}, Policy: policy, WriteError: auth.JSONError, Logger: testutil.Logger(t)}
 	e.srv = httptest.NewServer(guard.Wrap(mux))
 	t.Cleanup(e.srv.Close)
 

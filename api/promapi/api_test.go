@@ -6,10 +6,12 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
 
 func TestEndpoints(t *testing.T) {
-	store := openStore(t)
+	store := storetest.Embedded(t)
 	loadFixture(t, store)
 	srv := newTestAPI(t, DefaultConfig(), store)
 
@@ -269,7 +271,7 @@ func TestEndpoints(t *testing.T) {
 
 // Prometheus registers some endpoints for GET only; so do we.
 func TestGetOnlyEndpointsRefusePost(t *testing.T) {
-	store := openStore(t)
+	store := storetest.Embedded(t)
 	srv := newTestAPI(t, DefaultConfig(), store)
 	for _, path := range []string{"/api/v1/metadata", "/api/v1/label/job/values", "/api/v1/status/buildinfo"} {
 		if got := call(t, srv, http.MethodPost, path, nil); got.code != http.StatusMethodNotAllowed {

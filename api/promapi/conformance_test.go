@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/prometheus/promql/promqltest"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
@@ -26,8 +27,9 @@ func TestPromQLConformance(t *testing.T) {
 	engine := promql.NewEngine(EngineOpts(DefaultConfig(), nil, nil))
 	t.Cleanup(func() { engine.Close() })
 	cfg := embedded.DefaultConfig()
+	cfg.DataDir = "" // a fresh one for each test
 	cfg.OutOfOrderWindow = model.Duration(7 * 24 * time.Hour)
 	promqltest.RunBuiltinTestsWithStorage(t, engine, func(t testing.TB) promstorage.Storage {
-		return openStoreWith(t, cfg)
+		return storetest.EmbeddedWith(t, cfg)
 	})
 }

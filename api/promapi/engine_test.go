@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
 
 // Each engine key of Config reaches the engine.
 func TestEngineConfig(t *testing.T) {
-	store := openStore(t)
+	store := storetest.Embedded(t)
 	loadFixture(t, store)
 	at := func(d time.Duration) string { return unix(fixtureEnd.Add(d)) }
 

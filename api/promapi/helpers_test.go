@@ -26,28 +26,6 @@ var (
 	fixtureEnd   = fixtureStart.Add(10 * time.Minute)
 )
 
-// openStore opens an embedded store with default settings in a fresh
-// directory, closed when the test ends.
-func openStore(t testing.TB) *embedded.Store {
-	t.Helper()
-	return openStoreWith(t, embedded.DefaultConfig())
-}
-
-func openStoreWith(t testing.TB, cfg embedded.Config) *embedded.Store {
-	t.Helper()
-	cfg.DataDir = t.TempDir()
-	s, err := embedded.Open(cfg, nil, nil)
-	if err != nil {
-		t.Fatalf("open embedded store: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close embedded store: %v", err)
-		}
-	})
-	return s
-}
-
 type fixtureSeries struct {
 	lset   labels.Labels
 	family string

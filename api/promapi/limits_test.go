@@ -14,12 +14,14 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
 
 const goodQueryBody = `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"job":"api"},"value":[1700000600,"440"]}]}}`
 
 func TestQueryTimeoutLeavesOtherQueriesAlone(t *testing.T) {
-	store := openStore(t)
+	store := storetest.Embedded(t)
 	loadFixture(t, store)
 	cfg := DefaultConfig()
 	cfg.Timeout = model.Duration(time.Second)
@@ -78,7 +80,7 @@ func TestQueryTimeoutLeavesOtherQueriesAlone(t *testing.T) {
 }
 
 func TestMaxSamplesLeavesOtherQueriesAlone(t *testing.T) {
-	store := openStore(t)
+	store := storetest.Embedded(t)
 	loadFixture(t, store)
 	cfg := DefaultConfig()
 	cfg.MaxSamples = 50 // http_requests_total[10m] holds 82
@@ -156,7 +158,7 @@ func TestConfigValidate(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), c.key+": ") {
 			t.Errorf("Validate() = %v, want an error naming %s", err, c.key)
 		}
-		if _, err := New(Options{Config: cfg, Storage: openStore(t)}); err == nil {
+		if _, err := New(Options{Config: cfg, Storage: storetest.Embedded(t)}); err == nil {
 			t.Errorf("New accepted a config with a bad %s", c.key)
 		}
 	}

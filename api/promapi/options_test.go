@@ -19,6 +19,7 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -43,7 +44,7 @@ type queryOnly struct {
 }
 
 func TestStorageWithoutTSDB(t *testing.T) {
-	store := openStore(t)
+	store := storetest.Embedded(t)
 	loadFixture(t, store)
 	srv := serve(t, Options{Config: DefaultConfig(), Storage: queryOnly{store}})
 
@@ -67,7 +68,7 @@ func TestStorageWithoutTSDB(t *testing.T) {
 }
 
 func TestTSDBStatus(t *testing.T) {
-	store := openStore(t)
+	store := storetest.Embedded(t)
 	loadFixture(t, store)
 	srv := newTestAPI(t, DefaultConfig(), store)
 	got := call(t, srv, http.MethodGet, "/api/v1/status/tsdb", nil)
@@ -104,7 +105,7 @@ func TestRulesAndAlertmanagersPlugIn(t *testing.T) {
 	})}
 	srv := serve(t, Options{
 		Config:        DefaultConfig(),
-		Storage:       openStore(t),
+		Storage:       storetest.Embedded(t),
 		Rules:         func(context.Context) v1.RulesRetriever { return parts },
 		Alertmanagers: func(context.Context) v1.AlertmanagerRetriever { return parts },
 	})
@@ -144,7 +145,7 @@ func TestMetadataSource(t *testing.T) {
 			"queue_depth":    {gauge},
 		}, nil
 	})
-	srv := serve(t, Options{Config: DefaultConfig(), Storage: openStore(t), Metadata: src})
+	srv := serve(t, Options{Config: DefaultConfig(), Storage: storetest.Embedded(t), Metadata: src})
 
 	for _, c := range []struct {
 		params url.Values
@@ -172,7 +173,7 @@ func TestMetadataSource(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
-	store := openStore(t)
+	store := storetest.Embedded(t)
 	for _, c := range []struct {
 		origin, allowed, want string
 	}{
@@ -202,7 +203,7 @@ func TestCORS(t *testing.T) {
 
 func TestEngineMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	srv := serve(t, Options{Config: DefaultConfig(), Storage: openStore(t), Registerer: reg, Gatherer: reg})
+	srv := serve(t, Options{Config: DefaultConfig(), Storage: storetest.Embedded(t), Registerer: reg, Gatherer: reg})
 	call(t, srv, http.MethodGet, "/api/v1/query", url.Values{"query": {"1"}})
 	mfs, err := reg.Gather()
 	if err != nil {

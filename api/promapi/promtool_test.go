@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/aiops-dev/aiops/internal/clitest"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
 
 // TestPromtool runs Prometheus's own CLI client against the API: what it
 // reads back must be what was ingested.
 func TestPromtool(t *testing.T) {
 	bin := clitest.Promtool(t)
-	store := openStore(t)
+	store := storetest.Embedded(t)
 	loadFixture(t, store)
 	srv := newTestAPI(t, DefaultConfig(), store)
 	start, end := unix(fixtureStart), unix(fixtureEnd)

@@ -26,6 +26,7 @@ import (
 	"github.com/aiops-dev/aiops/internal/chtest"
 	"github.com/aiops-dev/aiops/internal/clitest"
 	"github.com/aiops-dev/aiops/internal/freeport"
+	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's log writes while the
@@ -359,24 +360,14 @@ func TestServeOnClickHouseReadiness(t *testing.T) {
 	if err := ch.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "readyz to fail while ClickHouse is down", func() bool { return readyz() == http.StatusServiceUnavailable })
+	testutil.WaitFor(t, "readyz to fail while ClickHouse is down", 90*time.Second, func() bool { return readyz() == http.StatusServiceUnavailable })
 	// Accepted while ClickHouse is down: it waits in the persistent queue.
 	send(2)
 	ch.Restart(t)
-	waitFor(t, "readyz to recover", func() bool { return readyz() == http.StatusOK })
-	waitFor(t, "both points to be queryable", func() bool {
+	testutil.WaitFor(t, "readyz to recover", 90*time.Second, func() bool { return readyz() == http.StatusOK })
+	testutil.WaitFor(t, "both points to be queryable", 90*time.Second, func() bool {
 		return ts.query(t, `count_over_time(queue_depth{job="billing"}[10m])`) == "2"
 	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 // TestServeAlertsBecomeIncidents runs the whole alerting path of one
@@ -408,7 +399,7 @@ func TestServeAlertsBecomeIncidents(t *testing.T) {
 			ID, Status, Service, Severity string
 		} `json:"incidents"`
 	}
-	waitFor(t, "the rule's alert to open an incident", func() bool {
+	testutil.WaitFor(t, "the rule's alert to open an incident", 90*time.Second, func() bool {
 		code, body := ts.get(t, "/api/v1/incidents?status=open", ts.token)
 		if code != http.StatusOK {
 			t.Fatalf("list incidents: %d %s", code, body)

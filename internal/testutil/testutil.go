@@ -104,16 +104,25 @@ func Instants() []time.Time {
 		out = append(out, day.Add(time.Duration(h)*time.Hour))
 		out = append(out, day.Add(time.Duration(h)*time.Hour+37*time.Minute+13*time.Second))
 	}
-	return append(out,
+	out = append(out,
 		time.Date(2026, time.April, 30, 23, 59, 30, 0, time.UTC),   // month end
 		time.Date(2026, time.December, 31, 23, 50, 0, 0, time.UTC), // year end
 		time.Date(2027, time.January, 1, 0, 0, 0, 0, time.UTC),     // year start
 		time.Date(2028, time.February, 29, 23, 30, 0, 0, time.UTC), // leap day
-		time.Date(2026, time.March, 29, 1, 0, 0, 0, time.UTC),      // EU clocks go forward
-		time.Date(2026, time.October, 25, 1, 0, 0, 0, time.UTC),    // EU clocks go back
-		time.Date(2026, time.March, 8, 7, 0, 0, 0, time.UTC),       // US clocks go forward
-		time.Date(2026, time.November, 1, 6, 0, 0, 0, time.UTC),    // US clocks go back
 	)
+	return append(out, DSTChanges()...)
+}
+
+// DSTChanges are the instants of Instants at which the clocks of Europe
+// and the United States change, for tests run in such a local zone
+// (InLocalZone).
+func DSTChanges() []time.Time {
+	return []time.Time{
+		time.Date(2026, time.March, 29, 1, 0, 0, 0, time.UTC),   // EU clocks go forward
+		time.Date(2026, time.October, 25, 1, 0, 0, 0, time.UTC), // EU clocks go back
+		time.Date(2026, time.March, 8, 7, 0, 0, 0, time.UTC),    // US clocks go forward
+		time.Date(2026, time.November, 1, 6, 0, 0, 0, time.UTC), // US clocks go back
+	}
 }
 
 // InLocalZone runs f with time.Local set to a zone that has daylight

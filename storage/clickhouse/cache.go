@@ -364,16 +364,17 @@ func (s *Store) syncCache(ctx context.Context, use bool) error {
 	if s.cache == nil || !use {
 		return nil
 	}
-	return s.cache.gate.run(func(began time.Time) error { return s.readSampleChanges(ctx, began) })
+	return s.cache.gate.run(func() error { return s.readSampleChanges(ctx, s.now()) })
 }
 
 // readSampleChanges reads what metric_samples gained or lost since the
 // last sync: invalidates the cache's hours that changed, forgets dropped
-// days, reads new rows into the head and moves it to the open hour.
-func (s *Store) readSampleChanges(ctx context.Context, began time.Time) error {
+// days, reads new rows into the head and moves it to the hour open at
+// now, the store's clock as the sync began.
+func (s *Store) readSampleChanges(ctx context.Context, now time.Time) error {
 	c := s.cache
 	h := s.head
-	closed, seq, err := h.advance(windowOf(began.UnixMilli() - cacheGrace))
+	closed, seq, err := h.advance(windowOf(now.UnixMilli() - cacheGrace))
 	if err != nil {
 		return fmt.Errorf("clickhouse: hand the closed hour to the cache: %w", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
 const hour = int64(time.Hour / time.Millisecond)
@@ -160,9 +162,10 @@ func cacheData(t *testing.T, s *Store, base int64, n int) {
 // inside hours, cold and warm.
 func TestSampleCacheMatchesClickHouse(t *testing.T) {
 	cfg := testConfig(t)
-	cached := openWith(t, cfg)
-	direct := openWith(t, cfg, func(c *Config) { c.SampleCacheMiB = 0 })
-	base := windowOf(time.Now().Add(-50*time.Hour).UnixMilli()) + 20*60*1000 // at :20
+	clock := testutil.NewClock(testutil.Epoch)
+	cached := openAt(t, cfg, clock)
+	direct := openAt(t, cfg, clock, func(c *Config) { c.SampleCacheMiB = 0 })
+	base := windowOf(clock.Now().Add(-50*time.Hour).UnixMilli()) + 20*60*1000 // at :20
 	cacheData(t, cached, base, 5)
 	// A counter with start timestamps, which the cache leaves to
 	// ClickHouse.
@@ -195,11 +198,11 @@ func TestSampleCacheMatchesClickHouse(t *testing.T) {
 			}
 		}
 	}
-	// 5 series × the 4 hours holding data, and the empty hour before
-	// when it is on the same day.
-	want := 5 * 4
-	if dayOf(base-hour) == dayOf(base) {
-		want += 5
+	// 5 series × the 4 hours holding data, and the empty hour before,
+	// which is on the same day (the cache keeps only days the table has).
+	want := 5 * 5
+	if dayOf(base-hour) != dayOf(base) {
+		t.Fatal("the hour before the data is on another day")
 	}
 	if st := cached.cache.stats(); st.entries != want || st.hits == 0 {
 		t.Fatalf("cache after two rounds: %+v, want %d entries and hits", st, want)
@@ -217,8 +220,9 @@ func TestSampleCacheFollowsOtherWriters(t *testing.T) {
 			// each store applies it once as it opens, which could drop the
 			// old day before the test reads it.
 			cfg := testConfig(t)
+			clock := testutil.NewClock(testutil.Epoch)
 			open := func(mutate ...func(*Config)) *Store {
-				s := openWith(t, cfg, mutate...)
+				s := openAt(t, cfg, clock, mutate...)
 				if !scan {
 					// Every new part then invalidates its whole day.
 					s.maxScanRows = 0
@@ -226,7 +230,7 @@ func TestSampleCacheFollowsOtherWriters(t *testing.T) {
 				return s
 			}
 			writer, reader := open(), open()
-			now := time.Now()
+			now := clock.Now()
 			old := windowOf(now.Add(-20*24*time.Hour).UnixMilli()) + 24*hour
 			recent := windowOf(now.Add(-30 * time.Hour).UnixMilli())
 			cacheData(t, writer, old, 2)
@@ -327,6 +331,13 @@ func cachedOn(c *sampleCache, day int32) int {
 	return n
 }
 
+// cachedIn counts the entries of a window.
+func cachedIn(c *sampleCache, w int64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.byWin[w])
+}
+
 func TestHead(t *testing.T) {
 	h := newHead(10)
 	if closed, _, _ := h.advance(1000); len(closed) != 0 {
@@ -387,13 +398,47 @@ func TestHead(t *testing.T) {
 
 // TestHeadFollowsOtherWriters checks that Selects of the open hour,
 // served from the head, return what ClickHouse holds while another store
-// (another process) keeps writing, out of order and with replays; and
-// that a reader with a refresh interval sees its own new samples at once.
+// (another process) keeps writing, out of order and with replays; that a
+// reader with a refresh interval sees its own new samples at once; and
+// that when the hour closes the head hands it to the cache, which still
+// sees late samples.
 func TestHeadFollowsOtherWriters(t *testing.T) {
+	headFollowsOtherWriters(t, testutil.Epoch, true)
+}
+
+// TestHeadAtAnyTime runs TestHeadFollowsOtherWriters with the stores'
+// clock at every testutil instant: on the hour (inside the grace after
+// it), within it, before midnight (the next hour is in the next day's
+// partition), at month and year ends.
+func TestHeadAtAnyTime(t *testing.T) {
+	for _, at := range testutil.Instants() {
+		t.Run(at.Format(time.RFC3339), func(t *testing.T) {
+			t.Parallel()
+			headFollowsOtherWriters(t, at, false)
+		})
+	}
+}
+
+// TestHeadInLocalZone runs it across daylight-saving changes with the
+// local time zone set to one that has them: hours and days are UTC's.
+func TestHeadInLocalZone(t *testing.T) {
+	for _, zone := range []string{"Europe/Berlin", "America/New_York"} {
+		testutil.InLocalZone(t, zone, func() {
+			for _, at := range testutil.DSTChanges() {
+				headFollowsOtherWriters(t, at, false)
+			}
+		})
+	}
+}
+
+// headFollowsOtherWriters is TestHeadFollowsOtherWriters with the clock
+// at at; full adds the checks that do not depend on the clock.
+func headFollowsOtherWriters(t *testing.T, at time.Time, full bool) {
 	cfg := testConfig(t)
-	writer, reader := openWith(t, cfg), openWith(t, cfg)
-	direct := openWith(t, cfg, func(c *Config) { c.SampleCacheMiB = 0 })
-	now := time.Now().UnixMilli()
+	clock := testutil.NewClock(at)
+	writer, reader := openAt(t, cfg, clock), openAt(t, cfg, clock)
+	direct := openAt(t, cfg, clock, func(c *Config) { c.SampleCacheMiB = 0 })
+	now := at.UnixMilli()
 	write := func(s *Store, i int, tss ...int64) {
 		t.Helper()
 		app := s.AppenderV2(ctx)
@@ -404,12 +449,15 @@ func TestHeadFollowsOtherWriters(t *testing.T) {
 		}
 		commit(t, app)
 	}
-	for i := range 3 {
+	every15s := func(from, to int64) []int64 {
 		var tss []int64
-		for ts := now - 90*60*1000; ts <= now; ts += 15000 {
+		for ts := from; ts <= to; ts += 15000 {
 			tss = append(tss, ts)
 		}
-		write(writer, i, tss...)
+		return tss
+	}
+	for i := range 3 {
+		write(writer, i, every15s(now-90*60*1000, now)...)
 	}
 	check := func(what string, s *Store, mint, maxt int64) map[string][]sample {
 		t.Helper()
@@ -436,13 +484,38 @@ func TestHeadFollowsOtherWriters(t *testing.T) {
 		t.Fatalf("series 0 has %d samples in the last minute and the next, want 7", n)
 	}
 
-	// A store that looks for others' writes once an hour sees its own at
-	// once.
-	lazy := openWith(t, cfg, func(c *Config) { c.SeriesIndexRefresh = model.Duration(time.Hour) })
-	check("lazy reader", lazy, now-60*1000, now+60*1000)
-	write(lazy, 2, now+45000)
-	got = check("lazy reader after its own write", lazy, now-60*1000, now+60*1000)
-	if n := len(got[`{__name__="m", i="2"}`]); n != 5+1 {
-		t.Fatalf("series 2 has %d samples, want 6", n)
+	if full {
+		// A store that looks for others' writes once an hour sees its
+		// own at once.
+		lazy := openAt(t, cfg, clock, func(c *Config) { c.SeriesIndexRefresh = model.Duration(time.Hour) })
+		check("lazy reader", lazy, now-60*1000, now+60*1000)
+		write(lazy, 2, now+45000)
+		got = check("lazy reader after its own write", lazy, now-60*1000, now+60*1000)
+		if n := len(got[`{__name__="m", i="2"}`]); n != 5+1 {
+			t.Fatalf("series 2 has %d samples, want 6", n)
+		}
+	}
+
+	// An hour later the hours the head held are closed: the cache serves
+	// them, the head the new open hour, and a late sample in a closed
+	// hour is seen.
+	later := clock.Add(time.Hour).UnixMilli()
+	for i := range 3 {
+		write(writer, i, every15s(now+60*1000, later)...)
+	}
+	for range 2 {
+		got = check("an hour later", reader, now-90*60*1000, later)
+	}
+	if open := windowOf(later - cacheGrace); !reader.head.covers(open) || reader.head.covers(open-1) {
+		t.Fatalf("an hour later the head starts at %d, want %d", reader.head.start, open)
+	}
+	if n := cachedIn(reader.cache, windowOf(now-1000)); n != 3 {
+		t.Fatalf("the cache holds %d series of the hour closed meanwhile, want 3", n)
+	}
+	before := len(got[`{__name__="m", i="1"}`])
+	write(writer, 1, now-1000)
+	got = check("a late sample in a closed hour", reader, now-90*60*1000, later)
+	if n := len(got[`{__name__="m", i="1"}`]); n != before+1 {
+		t.Fatalf("series 1 has %d samples, want %d", n, before+1)
 	}
 }

@@ -317,7 +317,7 @@ func (c *matcherMemo) matches(ls labels.Labels) bool {
 // that began after the caller asked (or within the refresh interval) has
 // done so already.
 func (s *Store) syncIndex(ctx context.Context) error {
-	return s.index.gate.run(func(time.Time) error { return s.readSeriesChanges(ctx) })
+	return s.index.gate.run(func() error { return s.readSeriesChanges(ctx) })
 }
 
 // readSeriesChanges reads what metric_series gained or lost since the

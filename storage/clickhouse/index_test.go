@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
 func TestBlockRanges(t *testing.T) {
@@ -68,12 +70,13 @@ func appendAt(t *testing.T, s *Store, name string, ts int64) {
 // new series, new days of known series, merged parts, and partitions
 // dropped by the other's retention.
 func TestSeriesIndexFollowsOtherWriters(t *testing.T) {
-	now := time.Now()
+	clock := testutil.NewClock(testutil.Epoch)
+	now := clock.Now()
 	// Retention stays off but for the store that applies it: each store
 	// applies it once as it opens, which could drop the old day before
 	// the test reads it.
 	cfg := testConfig(t)
-	writer, reader := openWith(t, cfg), openWith(t, cfg)
+	writer, reader := openAt(t, cfg, clock), openAt(t, cfg, clock)
 	old := now.Add(-20 * 24 * time.Hour).UnixMilli()
 	today := now.UnixMilli()
 
@@ -102,7 +105,7 @@ func TestSeriesIndexFollowsOtherWriters(t *testing.T) {
 		t.Fatalf("after merging: %v", got)
 	}
 	// Another store's retention drops the old day; the reader forgets b.
-	pruner := openWith(t, cfg, func(c *Config) { c.Retention = model.Duration(10 * 24 * time.Hour) })
+	pruner := openAt(t, cfg, clock, func(c *Config) { c.Retention = model.Duration(10 * 24 * time.Hour) })
 	if _, err := pruner.ApplyRetention(ctx, now); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +119,7 @@ func TestSeriesIndexFollowsOtherWriters(t *testing.T) {
 
 	// With a refresh interval, other writers' series wait for it; the
 	// store's own are there at once.
-	lazy := openWith(t, cfg, func(c *Config) { c.SeriesIndexRefresh = model.Duration(time.Hour) })
+	lazy := openAt(t, cfg, clock, func(c *Config) { c.SeriesIndexRefresh = model.Duration(time.Hour) })
 	if got := names(t, lazy, 0, today); !slices.Equal(got, []string{"a", "c"}) {
 		t.Fatalf("lazy reader: %v", got)
 	}

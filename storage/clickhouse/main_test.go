@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
 // server is shared by the tests of this package: starting ClickHouse costs
@@ -65,10 +66,21 @@ func openStore(t testing.TB, mutate ...func(*Config)) *Store {
 // several processes sharing it.
 func openWith(t testing.TB, cfg Config, mutate ...func(*Config)) *Store {
 	t.Helper()
+	return openAt(t, cfg, nil, mutate...)
+}
+
+// openAt is openWith with the store's clock at clock (time.Now if nil):
+// tests whose data is at fixed dates give the stores on it one clock.
+func openAt(t testing.TB, cfg Config, clock *testutil.Clock, mutate ...func(*Config)) *Store {
+	t.Helper()
 	for _, f := range mutate {
 		f(&cfg)
 	}
-	s, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	var opts []Option
+	if clock != nil {
+		opts = append(opts, WithClock(clock.Now))
+	}
+	s, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -148,7 +147,7 @@ func (s *Store) fingerprintCond(infos []seriesInfo, kind uint8, where string) st
 
 func (s *Store) selectSeriesOnce(ctx context.Context, start, end int64, withSamples bool, matchers []*labels.Matcher, withRegex bool, limit int) ([]*series, error) {
 	where := s.seriesWhere(start, end, matchers, withRegex)
-	now := time.Now().UnixMilli()
+	now := s.now().UnixMilli()
 	useCache := s.cache != nil && withSamples
 	if s.index == nil {
 		if err := s.syncCache(ctx, useCache); err != nil {

@@ -386,7 +386,7 @@ func (s *Store) retentionLoop() {
 	t := time.NewTicker(retentionInterval)
 	defer t.Stop()
 	for {
-		if _, err := s.ApplyRetention(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		if _, err := s.ApplyRetention(ctx, s.now()); err != nil && ctx.Err() == nil {
 			s.logger.Warn("clickhouse retention failed", "err", err)
 		}
 		select {

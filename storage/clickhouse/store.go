@@ -41,6 +41,8 @@ type Store struct {
 	conn    driver.Conn
 	version serverVersion
 	t       tables
+	// now is the clock: which hour is open, what retention drops.
+	now func() time.Time
 
 	series *seriesCache
 	meta   *metadataCache
@@ -84,11 +86,22 @@ var (
 // are days, so checking more often than hourly buys nothing.
 const retentionInterval = time.Hour
 
+// Option changes how Open sets the store up.
+type Option func(*Store)
+
+// WithClock makes the store take the time from now instead of time.Now:
+// which hour is still written (the head's and the sample cache's
+// boundary) and what retention drops. Tests use it to keep their data at
+// fixed dates and to run at any hour.
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) { s.now = now }
+}
+
 // Open connects to ClickHouse, creates the database and tables (or brings
 // an existing schema up to date) and starts the retention loop. logger may
 // be nil. An unreachable server yields an error wrapping
 // storage.ErrUnavailable.
-func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
+func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Option) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -104,6 +117,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		logger: logger,
 		conn:   conn,
 		t:      newTables(cfg.Database),
+		now:    time.Now,
 		series: newSeriesCache(),
 		stop:   make(chan struct{}),
 
@@ -111,6 +125,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 
 		maxInlineFPs: maxInlineFingerprints,
 		maxScanRows:  maxRangeScanRows,
+	}
+	for _, o := range options {
+		o(s)
 	}
 	if cfg.SeriesIndex {
 		s.index = newSeriesIndex(time.Duration(cfg.SeriesIndexRefresh))

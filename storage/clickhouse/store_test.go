@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -577,71 +578,88 @@ func TestReplaysNotDoubleCounted(t *testing.T) {
 }
 
 func TestRetentionDropsOldPartitions(t *testing.T) {
-	s := openStore(t, func(c *Config) {
+	retentionAt(t, testutil.Epoch)
+}
+
+// TestRetentionAtAnyTime: partitions are days (of ClickHouse's, UTC), so
+// what retention drops depends on the hour; at every instant it drops
+// what is a day older than the cutoff and keeps what is at it.
+func TestRetentionAtAnyTime(t *testing.T) {
+	for _, at := range testutil.Instants() {
+		t.Run(at.Format(time.RFC3339), func(t *testing.T) {
+			t.Parallel()
+			retentionAt(t, at)
+		})
+	}
+}
+
+func retentionAt(t *testing.T, now time.Time) {
+	// The data is written with retention off, then a store with it on
+	// opens and applies it, by its clock, at once.
+	cfg := testConfig(t)
+	clock := testutil.NewClock(now)
+	w := openAt(t, cfg, clock)
+	cutoff := now.Add(-10 * 24 * time.Hour)
+	// A day before the cutoff is always in a partition that ends before
+	// it; the cutoff itself never is.
+	old, edge, recent := cutoff.Add(-24*time.Hour), cutoff, now.Add(-time.Hour)
+	ancient := now.Add(-200 * 24 * time.Hour)
+	appendOld := func(times ...time.Time) {
+		t.Helper()
+		app := w.AppenderV2(ctx)
+		for _, ts := range times {
+			if _, err := app.Append(0, labels.FromStrings("__name__", "m"), 0, ts.UnixMilli(), 1, nil, nil, promstorage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := app.Append(0, labels.FromStrings("__name__", "h"), 0, ts.UnixMilli(), 0, &histogram.Histogram{}, nil, promstorage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		commit(t, app)
+	}
+	appendOld(old, edge, recent)
+	for _, ts := range []time.Time{old, edge, recent} {
+		if err := w.AppendLogs(ctx, []storage.LogRecord{{Timestamp: ts, Body: "b"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.AppendSpans(ctx, []storage.Span{{TraceID: "t", SpanID: fmt.Sprint(ts.Unix()), StartTime: ts}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.AppendEvents(ctx, []storage.Event{{ID: "old", Time: ancient}, {ID: "new", Time: old}}); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openAt(t, cfg, clock, func(c *Config) {
 		c.Retention = model.Duration(10 * 24 * time.Hour)
 		c.EventRetention = model.Duration(100 * 24 * time.Hour)
 	})
-	now := time.Now()
-	old, recent := now.Add(-20*24*time.Hour), now.Add(-time.Hour)
-	ancient := now.Add(-200 * 24 * time.Hour)
-	app := s.AppenderV2(ctx)
-	for _, ts := range []time.Time{old, recent} {
-		if _, err := app.Append(0, labels.FromStrings("__name__", "m"), 0, ts.UnixMilli(), 1, nil, nil, promstorage.AOptions{}); err != nil {
-			t.Fatal(err)
+	testutil.Eventually(t, 20*time.Second, "retention as the store opens", func() (bool, string) {
+		got, _ := readAll(t, newQuerier(t, s, 0, now.UnixMilli()), nil, re("__name__", "m|h"))
+		logs, _ := s.QueryLogs(ctx, storage.LogQuery{})
+		spans, _ := s.QuerySpans(ctx, storage.SpanQuery{})
+		evs, _ := s.QueryEvents(ctx, storage.EventQuery{})
+		ok := len(got) == 2 && len(logs) == 2 && len(spans) == 2 && len(evs) == 1 && evs[0].ID == "new"
+		for _, v := range got {
+			ok = ok && len(v) == 2 && v[0].t == edge.UnixMilli() && v[1].t == recent.UnixMilli()
 		}
-		if _, err := app.Append(0, labels.FromStrings("__name__", "h"), 0, ts.UnixMilli(), 0, &histogram.Histogram{}, nil, promstorage.AOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	commit(t, app)
-	for _, ts := range []time.Time{old, recent} {
-		if err := s.AppendLogs(ctx, []storage.LogRecord{{Timestamp: ts, Body: "b"}}); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.AppendSpans(ctx, []storage.Span{{TraceID: "t", SpanID: fmt.Sprint(ts.Unix()), StartTime: ts}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.AppendEvents(ctx, []storage.Event{{ID: "old", Time: ancient}, {ID: "new", Time: old}}); err != nil {
-		t.Fatal(err)
-	}
-	dropped, err := s.ApplyRetention(ctx, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// samples, histograms, series, logs, spans: one old partition each;
-	// events: the 200-day-old one.
-	if dropped != 6 {
-		t.Errorf("dropped %d partitions, want 6", dropped)
-	}
-	got, _ := readAll(t, newQuerier(t, s, 0, now.UnixMilli()), nil, re("__name__", "m|h"))
-	for k, v := range got {
-		if len(v) != 1 || v[0].t != recent.UnixMilli() {
-			t.Errorf("%s after retention: %v", k, v)
-		}
-	}
-	if logs, _ := s.QueryLogs(ctx, storage.LogQuery{}); len(logs) != 1 || !logs[0].Timestamp.Equal(recent) {
-		t.Errorf("logs after retention: %v", logs)
-	}
-	if spans, _ := s.QuerySpans(ctx, storage.SpanQuery{}); len(spans) != 1 {
-		t.Errorf("spans after retention: %v", spans)
-	}
-	if evs, _ := s.QueryEvents(ctx, storage.EventQuery{}); len(evs) != 1 || evs[0].ID != "new" {
-		t.Errorf("events after retention: %v", evs)
-	}
+		return ok, fmt.Sprintf("series %v, logs %v, spans %v, events %v; want what is at %s and %s", got, logs, spans, evs, edge, recent)
+	})
 	vals, _, _ := newQuerier(t, s, 0, now.UnixMilli()).LabelValues(ctx, "__name__", nil)
 	if !slices.Equal(vals, []string{"h", "m"}) {
 		t.Errorf("series after retention: %v", vals)
 	}
-	// Nothing left to drop.
+	// A late sample of the old day comes back; retention finds its
+	// partitions (samples, histograms, series) and nothing else.
+	appendOld(old)
+	if dropped, err := s.ApplyRetention(ctx, now); err != nil || dropped != 3 {
+		t.Errorf("second pass dropped %d, %v; want the 3 partitions of the late samples", dropped, err)
+	}
 	if dropped, err := s.ApplyRetention(ctx, now); err != nil || dropped != 0 {
-		t.Errorf("second pass dropped %d, %v", dropped, err)
+		t.Errorf("third pass dropped %d, %v", dropped, err)
 	}
 }
 
-// TestServerDownAndBack kills the server under an open store: writes fail
-// with storage.ErrUnavailable, and after a restart the same store works
-// again without being reopened.
 func TestServerDownAndBack(t *testing.T) {
 	srv := chtest.Start(t)
 	cfg := DefaultConfig()

@@ -15,9 +15,11 @@ type syncGate struct {
 	lastStart time.Time // when the last successful sync began
 }
 
-// run calls sync unless that is not needed; sync gets the time it began.
-// Syncs run one at a time, so what only they touch needs no other lock.
-func (g *syncGate) run(sync func(began time.Time) error) error {
+// run calls sync unless that is not needed. Syncs run one at a time, so
+// what only they touch needs no other lock. The gate measures intervals
+// on the monotonic clock; where a sync stands in time (which hour is
+// open) is the store's clock's business.
+func (g *syncGate) run(sync func() error) error {
 	asked := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -25,7 +27,7 @@ func (g *syncGate) run(sync func(began time.Time) error) error {
 		return nil
 	}
 	began := time.Now()
-	if err := sync(began); err != nil {
+	if err := sync(); err != nil {
 		return err
 	}
 	g.lastStart = began

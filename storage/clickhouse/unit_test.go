@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/model/value"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
 func TestConfigValidateNamesKeys(t *testing.T) {
@@ -363,7 +365,7 @@ func TestOpenEndedQuerier(t *testing.T) {
 	s := openStore(t)
 	app := s.Appender(context.Background())
 	ls := labels.FromStrings("__name__", "open_ended", "job", "a")
-	if _, err := app.Append(0, ls, time.Now().UnixMilli(), 1); err != nil {
+	if _, err := app.Append(0, ls, testutil.Epoch.UnixMilli(), 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := app.Commit(); err != nil {
@@ -395,7 +397,7 @@ func TestOpenEndedQuerier(t *testing.T) {
 // do nothing while background merges hold them), and nothing is lost.
 func TestMerge(t *testing.T) {
 	s := openStore(t)
-	now := time.Now().UnixMilli()
+	now := testutil.Epoch.UnixMilli()
 	for i := range 5 {
 		app := s.Appender(context.Background())
 		if _, err := app.Append(0, labels.FromStrings("__name__", "merged", "i", strconv.Itoa(i)), now, float64(i)); err != nil {

@@ -66,6 +66,8 @@ type Store struct {
 	*Records
 	logger *slog.Logger
 	meta   *metadataCache
+	// now is the clock retention is measured against.
+	now func() time.Time
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -76,8 +78,19 @@ type Store struct {
 
 var _ storage.Store = (*Store)(nil)
 
+// Option changes how Open sets the store up.
+type Option func(*Store)
+
+// WithClock makes the store measure the retention of logs, spans and
+// events against now instead of time.Now, so that tests can keep their
+// data at fixed dates. The TSDB measures its own retention against the
+// newest sample, not the clock.
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) { s.now = now }
+}
+
 // Open opens (or creates) the store in cfg.DataDir. reg may be nil.
-func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer, options ...Option) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -110,7 +123,11 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 		DB:      tdb,
 		Records: records,
 		logger:  logger,
+		now:     time.Now,
 		stop:    make(chan struct{}),
+	}
+	for _, o := range options {
+		o(s)
 	}
 	if s.meta, err = loadMetadata(records.db); err != nil {
 		s.Close()
@@ -157,7 +174,7 @@ func (s *Store) retentionLoop() {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if err := s.enforceRetention(context.Background(), time.Now()); err != nil {
+		if err := s.enforceRetention(context.Background(), s.now()); err != nil {
 			s.logger.Warn("Enforcing retention failed", "err", err)
 		}
 		select {

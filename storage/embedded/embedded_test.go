@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -15,14 +16,21 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
+	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage"
 )
 
+// open opens the store in dir with its clock at testutil.Epoch, where the
+// tests keep their data.
 func open(t *testing.T, dir string) *Store {
 	t.Helper()
-	cfg := DefaultConfig()
+	return openWith(t, dir, DefaultConfig(), testutil.NewClock(testutil.Epoch))
+}
+
+func openWith(t *testing.T, dir string, cfg Config, clock *testutil.Clock) *Store {
+	t.Helper()
 	cfg.DataDir = dir
-	s, err := Open(cfg, nil, nil)
+	s, err := Open(cfg, nil, nil, WithClock(clock.Now))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -56,7 +64,7 @@ func TestEverySignalSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
 
-	now := time.Now().Truncate(time.Millisecond).UTC()
+	now := testutil.Epoch
 	ts := now.UnixMilli()
 	series := labels.FromStrings("__name__", "http_requests_total", "job", "api")
 	app := s.AppenderV2(ctx)
@@ -165,7 +173,7 @@ func TestEverySignalSurvivesRestart(t *testing.T) {
 func TestReplaysDoNotDuplicate(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, t.TempDir())
-	now := time.Now().UTC()
+	now := testutil.Epoch
 	logs := []storage.LogRecord{{Timestamp: now, Body: "a"}, {Timestamp: now, Body: "b"}}
 	spans := []storage.Span{{TraceID: "t", SpanID: "1", StartTime: now}, {TraceID: "t", SpanID: "2", StartTime: now}}
 	events := []storage.Event{{ID: "x", Time: now, Kind: "k"}}
@@ -256,25 +264,41 @@ func TestAppendEventWithoutIDIsRefused(t *testing.T) {
 	}
 }
 
+// TestRetentionDropsOldLogsAndSpans: the retention loop, which runs as
+// the store opens, measures against the store's clock: what is older
+// than the retention then is dropped, the rest is kept however far the
+// wall clock is from it.
 func TestRetentionDropsOldLogsAndSpans(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, t.TempDir())
-	now := time.Now().UTC()
-	old := now.Add(-time.Duration(s.cfg.Retention) - time.Hour)
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.EventRetention = model.Duration(30 * 24 * time.Hour)
+	clock := testutil.NewClock(testutil.Epoch)
+	s := openWith(t, dir, cfg, clock)
+	now := clock.Now()
+	old := now.Add(-time.Duration(cfg.Retention) - time.Hour)
+	oldEvent := now.Add(-time.Duration(cfg.EventRetention) - time.Hour)
 	if err := s.AppendLogs(ctx, []storage.LogRecord{{Timestamp: old, Body: "old"}, {Timestamp: now, Body: "new"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AppendSpans(ctx, []storage.Span{{TraceID: "t", SpanID: "old", StartTime: old}, {TraceID: "t", SpanID: "new", StartTime: now}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.enforceRetention(ctx, now); err != nil {
+	if err := s.AppendEvents(ctx, []storage.Event{{ID: "old", Time: oldEvent, Kind: "k"}, {ID: "new", Time: old, Kind: "k"}}); err != nil {
 		t.Fatal(err)
 	}
-	logs, _ := s.QueryLogs(ctx, storage.LogQuery{})
-	spans, _ := s.QuerySpans(ctx, storage.SpanQuery{})
-	if len(logs) != 1 || logs[0].Body != "new" || len(spans) != 1 || spans[0].SpanID != "new" {
-		t.Errorf("after retention: logs %+v spans %+v, want only the new ones", logs, spans)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
+
+	s = openWith(t, dir, cfg, clock)
+	testutil.Eventually(t, 10*time.Second, "retention as the store opens", func() (bool, string) {
+		logs, _ := s.QueryLogs(ctx, storage.LogQuery{})
+		spans, _ := s.QuerySpans(ctx, storage.SpanQuery{})
+		events, _ := s.QueryEvents(ctx, storage.EventQuery{})
+		ok := len(logs) == 1 && logs[0].Body == "new" && len(spans) == 1 && spans[0].SpanID == "new" && len(events) == 1 && events[0].ID == "new"
+		return ok, fmt.Sprintf("logs %+v spans %+v events %+v, want only the new ones", logs, spans, events)
+	})
 }
 
 func TestReadyFailsAfterClose(t *testing.T) {

@@ -11,20 +11,8 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/aiops-dev/aiops/api/promapi"
-	"github.com/aiops-dev/aiops/storage/embedded"
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
-
-func openStore(tb testing.TB) *embedded.Store {
-	tb.Helper()
-	cfg := embedded.DefaultConfig()
-	cfg.DataDir = tb.TempDir()
-	s, err := embedded.Open(cfg, nil, nil)
-	if err != nil {
-		tb.Fatalf("open embedded store: %v", err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
 
 func newEngine(tb testing.TB) *promql.Engine {
 	tb.Helper()
@@ -43,7 +31,7 @@ func TestDataset(t *testing.T) {
 	}
 
 	d = Dataset{Services: 3, InstancesPerService: 2, End: time.Unix(1700000000, 0), Duration: 30 * time.Minute, Interval: 15 * time.Second, Seed: 7}
-	store := openStore(t)
+	store := storetest.Embedded(t)
 	if err := d.Load(context.Background(), store); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +111,7 @@ func TestDataset(t *testing.T) {
 //
 //	go test ./api/promapi/querybench -run '^$' -bench DashboardQueries -benchtime 10x
 func BenchmarkDashboardQueries(b *testing.B) {
-	store := openStore(b)
+	store := storetest.Embedded(b)
 	d := DefaultDataset(time.Now())
 	began := time.Now()
 	if err := d.Load(context.Background(), store); err != nil {
