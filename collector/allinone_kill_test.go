@@ -12,16 +12,19 @@ import (
 	"testing"
 	"time"
 
+	promstorage "github.com/prometheus/prometheus/storage"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
+	"github.com/aiops-dev/aiops/storage/clickhouse"
 )
 
 // Environment of the all-in-one child process.
 const (
 	envAllInOneChild = "AIOPS_TEST_ALLINONE_CHILD" // the OTLP/gRPC address
 	envQueueDir      = "AIOPS_TEST_QUEUE_DIR"
+	envClickHouseWAL = "AIOPS_TEST_CLICKHOUSE_WAL" // the ClickHouse store's write-ahead log dir
 )
 
 // TestAllInOneChildProcess is not a test: it is the all-in-one collector
@@ -38,17 +41,45 @@ func TestAllInOneChildProcess(t *testing.T) {
 }
 
 // TestAllInOneKilled: the all-in-one collector writes metrics through to
-// the embedded store; it is SIGKILLed while clients stream. Every point
-// whose request was acknowledged is in the store afterwards: write-through
-// acknowledges only after the TSDB committed it to its write-ahead log.
+// its store; it is SIGKILLed while clients stream. Every point whose
+// request was acknowledged is in the store afterwards: write-through
+// acknowledges only after the store committed it to its write-ahead log
+// (the embedded TSDB's, or the ClickHouse store's, which the next store
+// opened on it drains).
 func TestAllInOneKilled(t *testing.T) {
-	dir, queueDir, addr := t.TempDir(), t.TempDir(), freeAddr(t)
+	t.Run("embedded", func(t *testing.T) {
+		dir := t.TempDir()
+		testAllInOneKilled(t, []string{envStore + "=embedded:" + dir}, func() promstorage.Queryable {
+			return storetest.EmbeddedIn(t, dir)
+		})
+	})
+	t.Run("clickhouse", func(t *testing.T) {
+		srv := sharedClickHouse(t)
+		db, walDir := srv.NewDatabase(t), t.TempDir()
+		env := []string{envStore + "=clickhouse:" + srv.NativeAddr() + "/" + db, envClickHouseWAL + "=" + walDir}
+		testAllInOneKilled(t, env, func() promstorage.Queryable {
+			cfg := chConfig(srv, db)
+			cfg.WAL.Mode, cfg.WAL.Dir = clickhouse.WALOn, walDir
+			s := openClickHouseStore(t, cfg)
+			if n := s.WALPending(); n == 0 {
+				t.Errorf("the killed process left nothing in its write-ahead log; the kill tested nothing of it")
+			}
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
+	})
+}
+
+func testAllInOneKilled(t *testing.T, env []string, reopen func() promstorage.Queryable) {
+	queueDir, addr := t.TempDir(), freeAddr(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^TestAllInOneChildProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envAllInOneChild+"="+addr, envStore+"=embedded:"+dir, envQueueDir+"="+queueDir)
+	cmd.Env = append(append(os.Environ(), envAllInOneChild+"="+addr, envQueueDir+"="+queueDir), env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -111,7 +142,7 @@ func TestAllInOneKilled(t *testing.T) {
 		t.Fatalf("only %d requests acknowledged before the kill", len(acked))
 	}
 
-	store := storetest.EmbeddedIn(t, dir)
+	store := reopen()
 	stored := map[string]int{}
 	for s, samples := range readSeries(t, store, nameIs("fleet_load")) {
 		inst := s[strings.Index(s, `instance="i-`)+len(`instance="i-`):]
