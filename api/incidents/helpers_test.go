@@ -24,6 +24,7 @@ import (
 
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
 	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/analyzer/results/correlate"
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
@@ -86,7 +87,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		}
 		m, err := incident.New(context.Background(), cfg, incident.Deps{
 			Events: e.store, Logger: testLogger(t), Now: o.now,
-			RootCauses: incident.StoreRootCauser{Events: e.store, Spans: e.store},
+			RootCauses: correlate.StoreRanker{Events: e.store, Spans: e.store},
 		})
 		if err != nil {
 			t.Fatal(err)
