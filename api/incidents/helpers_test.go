@@ -50,6 +50,7 @@ type env struct {
 	store    *embedded.Store
 	mgr      *incident.Manager
 	am       *alertmanager.Alertmanager
+	silencer *incident.Silencer
 	api      *API
 	srv      *httptest.Server
 	readTok  string
@@ -102,7 +103,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Cleanup(func() { am.Close() })
 		e.am = am
 	}
-	api, err := New(Options{Incidents: e.mgr, Alertmanager: e.am, Events: e.store, Queryable: e.store, Logger: testLogger(t)})
+	// The silences run on the wall clock, as the Alertmanager's do.
+	e.silencer = incident.NewSilencer(e.am.Silences(), e.mgr, nil)
+	api, err := New(Options{Incidents: e.mgr, Alertmanager: e.am, Silences: e.silencer, Events: e.store, Queryable: e.store, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -325,6 +325,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		incAPI, err := incidents.New(incidents.Options{
 			Incidents:    inc,
 			Alertmanager: al.Alertmanager(),
+			Silences:     incident.NewSilencer(al.Alertmanager().Silences(), inc, nil),
 			Events:       store,
 			Queryable:    store,
 			Logger:       logger.With("component", "incidents-api"),
