@@ -78,13 +78,14 @@ func parseCursor(s string) (position, error) {
 type FeedEvent struct {
 	// Cursor is the feed's position just after this event: a consumer
 	// persists it once it has handled the event, and resumes from it.
-	Cursor string
+	Cursor string `json:"cursor"`
 	// Seq numbers the feed's events from 1, without gaps, in commit
 	// order; it is 0 for events stored before the feed numbered them,
-	// which come first.
-	Seq        uint64
-	IncidentID string
-	Event
+	// which come first. Event.Seq is the event's number in its
+	// incident's log.
+	Seq        uint64 `json:"feed_seq"`
+	IncidentID string `json:"incident_id"`
+	Event      `json:"event"`
 }
 
 // FeedOptions tune a Feed; zero values take the defaults.

@@ -79,8 +79,7 @@ type Options struct {
 	// answers 503.
 	Queryable promstorage.Queryable
 	Logger    *slog.Logger
-	// Now is the clock for default time ranges and silence times; nil
-	// means time.Now.
+	// Now is the clock for default time ranges; nil means time.Now.
 	Now func() time.Time
 }
 
