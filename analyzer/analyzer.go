@@ -9,10 +9,12 @@
 //	aiops_anomaly_score{<original labels>, aiops_metric="<original name>"}
 //
 // at the sample's own timestamp. Points scoring at least EventThreshold
-// also become storage events of Kind "anomaly" (see Anomaly), with an ID
-// derived from the series and timestamp so a re-run never duplicates one.
-// For capacity series it appends aiops_capacity_exhaustion_seconds and its
-// _lower and _upper bounds at the evaluation time.
+// also become storage events of Kind "anomaly", with an ID derived from
+// the series and timestamp so a re-run never duplicates one. For capacity
+// series it appends aiops_capacity_exhaustion_seconds and its _lower and
+// _upper bounds at the evaluation time. Those names and the anomaly
+// event's codec are package results, the contract its readers use; the
+// analyzer writes through it too.
 //
 // Detector state is snapshotted to StateDir and loaded on start, so a
 // restart resumes without learning every series again. Deps.Shard lets
@@ -21,9 +23,6 @@ package analyzer
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,69 +38,20 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/aiops-dev/aiops/analyzer/detect"
+	"github.com/aiops-dev/aiops/analyzer/results"
 	"github.com/aiops-dev/aiops/storage"
 )
 
-// Names of the series the analyzer writes.
-const (
-	ScoreMetric           = "aiops_anomaly_score"
-	ExhaustionMetric      = "aiops_capacity_exhaustion_seconds"
-	ExhaustionLowerMetric = "aiops_capacity_exhaustion_seconds_lower"
-	ExhaustionUpperMetric = "aiops_capacity_exhaustion_seconds_upper"
-	// MetricLabel carries the analysed series' own metric name on the
-	// result series, whose __name__ is one of the above.
-	MetricLabel = "aiops_metric"
-	// ownPrefix marks series the analyzer never analyses: its own output,
-	// which would otherwise feed back into itself.
-	ownPrefix = "aiops_"
-)
-
-// AnomalyKind is the storage.Event Kind of anomaly events.
-const AnomalyKind = "anomaly"
-
-// Anomaly is the payload of an anomaly event: what alerting consumes.
-type Anomaly struct {
-	// Series is the analysed series, metric name included.
-	Series map[string]string `json:"series"`
-	Time   time.Time         `json:"time"`
-	Score  float64           `json:"score"`
-	Value  float64           `json:"value"`
-	// Expected, Lower and Upper are the detector's prediction and the
-	// range it considered normal; NaN is written as null.
-	Expected *float64 `json:"expected,omitempty"`
-	Lower    *float64 `json:"lower,omitempty"`
-	Upper    *float64 `json:"upper,omitempty"`
-	// Surprise is -log10 of the estimated probability of the deviation.
-	Surprise float64 `json:"surprise"`
-}
-
-// DecodeAnomaly reads an anomaly event written by the analyzer.
-func DecodeAnomaly(ev storage.Event) (Anomaly, error) {
-	if ev.Kind != AnomalyKind {
-		return Anomaly{}, fmt.Errorf("event %s: kind %q is not %q", ev.ID, ev.Kind, AnomalyKind)
-	}
-	var a Anomaly
-	if err := json.Unmarshal(ev.Payload, &a); err != nil {
-		return Anomaly{}, fmt.Errorf("event %s: %w", ev.ID, err)
-	}
-	return a, nil
-}
-
-// AnomalySink receives anomalies as they are found, for consumers in the
-// same process that should not wait for the event store to be polled.
-type AnomalySink interface {
-	Anomalies(ctx context.Context, as []Anomaly) error
-}
+// ownPrefix marks series the analyzer never analyses: its own output
+// (every results name starts with it), which would otherwise feed back
+// into itself.
+const ownPrefix = "aiops_"
 
 // Deps are what the analyzer reads from and writes to.
 type Deps struct {
 	Queryable  promstorage.Queryable
 	Appendable promstorage.Appendable
 	Events     storage.EventStore
-	// Spans is kept for the correlation API (RootCauses); may be nil.
-	Spans storage.SpanStore
-	// Sink, if set, also receives every anomaly event.
-	Sink       AnomalySink
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// Shard reports whether this replica owns a series. Nil owns all.
@@ -261,7 +211,6 @@ func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
 	defer q.Close()
 	app := a.deps.Appendable.Appender(ctx)
 	var events []storage.Event
-	var found []Anomaly
 	var appendErr error // the first refusal, logged once per step
 	for si, sel := range a.cfg.Selectors {
 		ss := q.Select(ctx, false, &promstorage.SelectHints{Start: mint, End: maxt}, sel.matchers...)
@@ -275,7 +224,7 @@ func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
 			if st == nil {
 				continue
 			}
-			out := resultLabels(ScoreMetric, lset)
+			out := results.SeriesLabels(results.ScoreMetric, lset)
 			var ref promstorage.SeriesRef
 			it := s.Iterator(nil)
 			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
@@ -304,13 +253,11 @@ func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
 					ref = 0
 				}
 				if r.Score >= a.cfg.EventThreshold {
-					an := newAnomaly(lset, t, v, r)
-					ev, err := anomalyEvent(lset, an)
+					ev, err := results.EncodeAnomaly(newAnomaly(lset, t, v, r))
 					if err != nil {
-						return err
+						return fmt.Errorf("analyzer: %w", err)
 					}
 					events = append(events, ev)
-					found = append(found, an)
 				}
 			}
 			if err := it.Err(); err != nil {
@@ -333,11 +280,6 @@ func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
 			return fmt.Errorf("analyzer: append anomaly events: %w", err)
 		}
 		a.m.anomalies.Add(float64(len(events)))
-		if a.deps.Sink != nil {
-			if err := a.deps.Sink.Anomalies(ctx, found); err != nil {
-				return fmt.Errorf("analyzer: anomaly sink: %w", err)
-			}
-		}
 	}
 	a.evict(now)
 	return nil
@@ -389,15 +331,6 @@ func (a *Analyzer) evict(now time.Time) {
 	a.m.series.Set(float64(a.count))
 }
 
-// resultLabels names a result series: the analysed series' labels with
-// its metric name moved to MetricLabel.
-func resultLabels(name string, lset labels.Labels) labels.Labels {
-	b := labels.NewBuilder(lset)
-	b.Set(MetricLabel, lset.Get(labels.MetricName))
-	b.Set(labels.MetricName, name)
-	return b.Labels()
-}
-
 func finite(v float64) *float64 {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return nil
@@ -405,26 +338,10 @@ func finite(v float64) *float64 {
 	return &v
 }
 
-func newAnomaly(lset labels.Labels, t int64, v float64, r detect.Result) Anomaly {
-	return Anomaly{
+func newAnomaly(lset labels.Labels, t int64, v float64, r detect.Result) results.Anomaly {
+	return results.Anomaly{
 		Series: lset.Map(), Time: time.UnixMilli(t).UTC(), Score: r.Score, Value: v,
 		Expected: finite(r.Expected), Lower: finite(r.Lower), Upper: finite(r.Upper),
 		Surprise: math.Min(r.Surprise, 1e6),
 	}
-}
-
-// anomalyEvent wraps an anomaly as a storage event whose ID depends only
-// on the series and the sample time, so scoring the same sample again
-// (after a restart without state) stores nothing new.
-func anomalyEvent(lset labels.Labels, an Anomaly) (storage.Event, error) {
-	payload, err := json.Marshal(an)
-	if err != nil {
-		return storage.Event{}, fmt.Errorf("analyzer: encode anomaly: %w", err)
-	}
-	subject := fmt.Sprintf("%016x", lset.Hash())
-	sum := sha256.Sum256([]byte(lset.String() + "@" + an.Time.Format(time.RFC3339Nano)))
-	return storage.Event{
-		ID: "anomaly-" + hex.EncodeToString(sum[:12]), Time: an.Time, Kind: AnomalyKind,
-		Subject: subject, Labels: lset.Map(), Payload: payload,
-	}, nil
 }

@@ -2,7 +2,6 @@ package analyzer
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
+	"github.com/aiops-dev/aiops/analyzer/results"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
@@ -116,7 +116,7 @@ func query(t *testing.T, s *embedded.Store, q string, at time.Time) promql.Vecto
 
 func anomalies(t *testing.T, s *embedded.Store) []storage.Event {
 	t.Helper()
-	evs, err := s.QueryEvents(context.Background(), storage.EventQuery{KindPrefix: AnomalyKind})
+	evs, err := s.QueryEvents(context.Background(), storage.EventQuery{KindPrefix: results.AnomalyKind})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func endToEnd(t *testing.T, now time.Time) endToEndResult {
 	clock := testutil.NewClock(now)
 
 	reg := prometheus.NewRegistry()
-	deps := Deps{Queryable: s, Appendable: s, Events: s, Spans: s, Registerer: reg, Now: clock.Now}
+	deps := Deps{Queryable: s, Appendable: s, Events: s, Registerer: reg, Now: clock.Now}
 	a, err := New(testConfig(t, stateDir), deps)
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func endToEnd(t *testing.T, now time.Time) endToEndResult {
 	if len(evs) != 1 {
 		t.Fatalf("want 1 anomaly event, got %d: %+v", len(evs), evs)
 	}
-	an, err := DecodeAnomaly(evs[0])
+	an, err := results.DecodeAnomaly(evs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,48 +386,5 @@ func TestConfigValidateNamesKey(t *testing.T) {
 	}
 	if _, err := New(testConfig(t, ""), Deps{}); err == nil || !strings.Contains(err.Error(), "Queryable") {
 		t.Errorf("New without deps: %v", err)
-	}
-}
-
-func TestRootCausesFromEvents(t *testing.T) {
-	ctx := context.Background()
-	// Spans are kept for the store's retention, measured by its clock.
-	s := storetest.Embedded(t, embedded.WithClock(testutil.NewClock(testutil.Epoch).Now))
-	t0 := testutil.Epoch.Add(-time.Hour)
-	var spans []storage.Span
-	for i := 0; i < 20; i++ {
-		tid := fmt.Sprintf("%032x", i+1)
-		at := t0.Add(time.Duration(i) * time.Second)
-		spans = append(spans,
-			storage.Span{TraceID: tid, SpanID: "01", ServiceName: "api", Kind: "Server", StartTime: at, EndTime: at.Add(time.Millisecond)},
-			storage.Span{TraceID: tid, SpanID: "02", ParentSpanID: "01", ServiceName: "api", Kind: "Client", StartTime: at, EndTime: at.Add(time.Millisecond)},
-			storage.Span{TraceID: tid, SpanID: "03", ParentSpanID: "02", ServiceName: "db", Kind: "Server", StartTime: at, EndTime: at.Add(time.Millisecond), StatusCode: "Error"},
-		)
-	}
-	if err := s.AppendSpans(ctx, spans); err != nil {
-		t.Fatal(err)
-	}
-	var evs []storage.Event
-	for i, svc := range []string{"api", "db"} {
-		lset := labels.FromStrings("__name__", "latency", "service_name", svc)
-		ev, err := anomalyEvent(lset, Anomaly{Series: lset.Map(), Time: t0.Add(time.Duration(2-i) * time.Minute), Score: 0.9})
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs = append(evs, ev)
-	}
-	if err := s.AppendEvents(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(testConfig(t, ""), Deps{Queryable: s, Appendable: s, Events: s, Spans: s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	causes, g, err := a.RootCauses(ctx, t0.Add(-time.Minute), t0.Add(10*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(g.Edges) != 1 || len(causes) != 2 || causes[0].Service != "db" {
-		t.Fatalf("graph %+v causes %+v", g.Edges, causes)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/aiops-dev/aiops/analyzer/forecast"
+	"github.com/aiops-dev/aiops/analyzer/results"
 )
 
 // forecastAll writes a time-to-exhaustion forecast, as of now, for every
@@ -78,8 +79,8 @@ func (a *Analyzer) forecastGroup(ctx context.Context, i int, now time.Time) erro
 		for _, out := range []struct {
 			name string
 			v    float64
-		}{{ExhaustionMetric, f.Seconds}, {ExhaustionLowerMetric, f.Lower}, {ExhaustionUpperMetric, f.Upper}} {
-			if _, err := app.Append(0, resultLabels(out.name, lset), maxt, out.v); err != nil {
+		}{{results.ExhaustionMetric, f.Seconds}, {results.ExhaustionLowerMetric, f.Lower}, {results.ExhaustionUpperMetric, f.Upper}} {
+			if _, err := app.Append(0, results.SeriesLabels(out.name, lset), maxt, out.v); err != nil {
 				a.m.appendErrors.Inc()
 				if !isBenignAppendError(err) {
 					a.logger.Warn("analyzer: forecast not stored", "series", lset.String(), "err", err)

@@ -31,12 +31,14 @@ const (
 	EventResolved        EventType = "resolved"
 	EventReopened        EventType = "reopened"
 	EventRootCauses      EventType = "root_causes"
+	EventSilenced        EventType = "silenced"
 )
 
 var eventTypes = map[EventType]bool{
 	EventOpened: true, EventAlertFiring: true, EventAlertResolved: true, EventAcknowledged: true,
 	EventAssigned: true, EventNote: true, EventEscalated: true, EventRunbookStarted: true,
 	EventRunbookFinished: true, EventResolved: true, EventReopened: true, EventRootCauses: true,
+	EventSilenced: true,
 }
 
 // SystemActor is the actor of what aiops does by itself: opening,
@@ -72,6 +74,16 @@ type Event struct {
 	Runbook *RunbookEvent `json:"runbook,omitempty"`
 	// RootCauses is set on "root_causes" (and may be on "opened").
 	RootCauses *RootCauses `json:"root_causes,omitempty"`
+	// Silence is set on "silenced".
+	Silence *SilenceRef `json:"silence,omitempty"`
+}
+
+// SilenceRef names the Alertmanager silence created for an incident's
+// alerts; the silence itself (expired early or not) is the Alertmanager's.
+type SilenceRef struct {
+	ID       string    `json:"id"`
+	StartsAt time.Time `json:"starts_at"`
+	EndsAt   time.Time `json:"ends_at"`
 }
 
 // Opened describes the alert group an incident was opened for.
@@ -100,7 +112,14 @@ func eventID(incidentID string, seq uint64) string {
 	return fmt.Sprintf("%s.%08d", incidentID, seq)
 }
 
-func encodeEvent(incidentID string, e Event) (storage.Event, error) {
+// Labels of a stored incident event: its sequence numbers in the
+// incident's log and in the feed.
+const (
+	seqLabel     = "seq"
+	feedSeqLabel = "feed_seq"
+)
+
+func encodeEvent(incidentID string, feedSeq uint64, e Event) (storage.Event, error) {
 	payload, err := json.Marshal(e)
 	if err != nil {
 		return storage.Event{}, fmt.Errorf("encode incident event: %w", err)
@@ -110,9 +129,16 @@ func encodeEvent(incidentID string, e Event) (storage.Event, error) {
 		Time:    e.Time,
 		Kind:    KindPrefix + string(e.Type),
 		Subject: incidentID,
-		Labels:  map[string]string{"seq": strconv.FormatUint(e.Seq, 10)},
+		Labels:  map[string]string{seqLabel: strconv.FormatUint(e.Seq, 10), feedSeqLabel: strconv.FormatUint(feedSeq, 10)},
 		Payload: payload,
 	}, nil
+}
+
+// feedSeqOf is a stored event's feed sequence number; 0 for events
+// written before the feed numbered them.
+func feedSeqOf(se storage.Event) uint64 {
+	n, _ := strconv.ParseUint(se.Labels[feedSeqLabel], 10, 64)
+	return n
 }
 
 // DecodeEvent reads an incident event from the store.

@@ -14,6 +14,13 @@
 // resolved incident reopens it when it resolved less than
 // Config.ReopenWindow ago, and opens a new incident otherwise. See
 // docs/API.md for the rules in full.
+//
+// The Manager's actions (Acknowledge, Resolve, Assign, AddNote, Escalate,
+// RecordRunbook, RefreshRootCauses) and the Silencer's are the service
+// the REST API, the Slack app and remediation all call; what is valid and
+// what gets recorded is decided here. Feed reads every incident's events
+// in the order they were committed, after a cursor that survives
+// restarts, so that consumers follow incidents without polling an API.
 package incident
 
 import (
@@ -27,6 +34,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,6 +94,14 @@ type Manager struct {
 	// dirty holds incidents whose last append failed: the store may or may
 	// not have the events, so they are read back before the next write.
 	dirty map[string]bool
+	// lastTime is the time of the last change's events (eventTime).
+	lastTime time.Time
+	// written is the feed position of the last event known to be stored,
+	// and feedDirty says an append failed since: the feed's tail is read
+	// back before the next write, so that sequence numbers follow what
+	// the store holds.
+	written   position
+	feedDirty bool
 
 	mu        sync.RWMutex
 	incidents map[string]*state
@@ -96,6 +112,10 @@ type Manager struct {
 	order []*state
 	// active holds the incidents not resolved, for the deadline checks.
 	active map[string]bool
+	// head is written as readers see it; changed is closed (and replaced)
+	// whenever events are stored, to wake the feed's readers.
+	head    position
+	changed chan struct{}
 }
 
 type metrics struct {
@@ -122,6 +142,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
 	mg := &Manager{
 		cfg: cfg, events: deps.Events, rc: deps.RootCauses, logger: deps.Logger, now: deps.Now,
 		dirty: map[string]bool{}, incidents: map[string]*state{}, byGroup: map[string]string{}, active: map[string]bool{},
+		changed: make(chan struct{}),
 		m: metrics{
 			incidents: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aiops_incidents", Help: "Incidents by status."}, []string{"status"}),
 			events:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aiops_incident_events_total", Help: "Incident events appended, by type."}, []string{"type"}),
@@ -153,6 +174,7 @@ func (mg *Manager) rebuild(ctx context.Context) error {
 			return fmt.Errorf("incident: read incident events: %w", err)
 		}
 		for _, se := range evs {
+			mg.written = mg.written.after(se)
 			e, err := DecodeEvent(se)
 			if err != nil {
 				mg.logger.Warn("Skipping undecodable incident event", "err", err)
@@ -166,6 +188,9 @@ func (mg *Manager) rebuild(ctx context.Context) error {
 		last := evs[len(evs)-1]
 		q.AfterTime, q.AfterID = last.Time, last.ID
 	}
+	// Events are read in (Time, ID) order, so the last one read holds the
+	// latest time: every change from now on is written after it.
+	mg.lastTime, mg.head = mg.written.t, mg.written
 	for id, evs := range logs {
 		st, ok := mg.fold(id, evs)
 		if ok {
@@ -244,15 +269,44 @@ func groupIndexKey(receiver, groupKey string) string { return receiver + "\x00" 
 // tx is one change being prepared: events folded into a private copy of
 // the incident, installed only once the store has them.
 type tx struct {
+	mg  *Manager
 	st  *state
 	evs []Event
+	// now is the clock's time when the change was decided; at is the time
+	// of its events (eventTime), taken with the first one.
+	now, at time.Time
 }
 
+// newTx starts a change of st decided at now. Callers hold writeMu.
+func (mg *Manager) newTx(st *state, now time.Time) *tx {
+	return &tx{mg: mg, st: st, now: now}
+}
+
+// add appends an event to the change: the incident's next sequence
+// number, the change's time.
 func (t *tx) add(e Event) {
+	if t.at.IsZero() {
+		t.at = t.mg.eventTime(t.now)
+	}
 	e.Seq = t.st.inc.Version + 1
-	e.Time = e.Time.UTC()
+	e.Time = t.at
 	t.st.apply(e)
 	t.evs = append(t.evs, e)
+}
+
+// eventTime is the time of a change's events: the clock's, but always
+// after the previous change's, so that the store's (Time, ID) order is the
+// order of the changes even when the clock goes backwards or two changes
+// fall in the same nanosecond (the events of one change share their time
+// and are ordered by their IDs). A time taken for a change that is then
+// not written is skipped. Callers hold writeMu.
+func (mg *Manager) eventTime(now time.Time) time.Time {
+	t := now.UTC()
+	if !t.After(mg.lastTime) {
+		t = mg.lastTime.Add(time.Nanosecond)
+	}
+	mg.lastTime = t
+	return t
 }
 
 // copyState returns a deep enough copy of st for a tx to fold into.
@@ -278,7 +332,7 @@ func (mg *Manager) commit(ctx context.Context, t *tx) error {
 	id := t.st.inc.ID
 	out := make([]storage.Event, len(t.evs))
 	for i, e := range t.evs {
-		se, err := encodeEvent(id, e)
+		se, err := encodeEvent(id, mg.written.seq+uint64(i)+1, e)
 		if err != nil {
 			return err
 		}
@@ -287,10 +341,15 @@ func (mg *Manager) commit(ctx context.Context, t *tx) error {
 	if err := mg.events.AppendEvents(ctx, out); err != nil {
 		mg.m.storeErrors.Inc()
 		mg.dirty[id] = true
+		mg.feedDirty = true
 		return fmt.Errorf("incident %s: store events: %w", id, err)
+	}
+	for _, se := range out {
+		mg.written = mg.written.after(se)
 	}
 	mg.mu.Lock()
 	mg.install(t.st)
+	mg.advanceHead()
 	mg.mu.Unlock()
 	for _, e := range t.evs {
 		mg.m.events.WithLabelValues(string(e.Type)).Inc()
@@ -298,10 +357,43 @@ func (mg *Manager) commit(ctx context.Context, t *tx) error {
 	return nil
 }
 
+// advanceHead publishes written to the feed's readers and wakes those
+// waiting. Callers hold writeMu and mu.
+func (mg *Manager) advanceHead() {
+	if mg.head == mg.written {
+		return
+	}
+	mg.head = mg.written
+	close(mg.changed)
+	mg.changed = make(chan struct{})
+}
+
 // resyncDirty reads back the incidents whose last append failed, so that
-// the next sequence number follows what the store really holds. Callers
-// hold writeMu.
+// the next sequence numbers (the incident's and the feed's) follow what
+// the store really holds. Callers hold writeMu.
 func (mg *Manager) resyncDirty(ctx context.Context) error {
+	if mg.feedDirty {
+		// Whatever the failed appends stored follows the last event known
+		// to be stored.
+		q := storage.EventQuery{KindPrefix: KindPrefix, AfterTime: mg.written.t, AfterID: mg.written.id, Limit: storage.DefaultQueryLimit}
+		for {
+			evs, err := mg.events.QueryEvents(ctx, q)
+			if err != nil {
+				return fmt.Errorf("incident: read back the feed after a failed write: %w", err)
+			}
+			for _, se := range evs {
+				mg.written = mg.written.after(se)
+			}
+			if len(evs) < q.Limit {
+				break
+			}
+			q.AfterTime, q.AfterID = mg.written.t, mg.written.id
+		}
+		mg.feedDirty = false
+		mg.mu.Lock()
+		mg.advanceHead()
+		mg.mu.Unlock()
+	}
 	for id := range mg.dirty {
 		evs, err := mg.readLog(ctx, id)
 		if err != nil {
@@ -462,19 +554,19 @@ func (mg *Manager) planGroup(g Group, now time.Time, rc *RootCauses) (t *tx, ope
 			}
 		}
 		rcStart = first.StartsAt.Add(-time.Duration(mg.cfg.RootCauseLookback))
-		t = &tx{st: newState(mg.newID(gk, first), mg.cfg.ServiceLabels)}
-		t.add(Event{Type: EventOpened, Time: now, Actor: SystemActor, RootCauses: rc, Opened: &Opened{
+		t = mg.newTx(newState(mg.newID(gk, first), mg.cfg.ServiceLabels), now)
+		t.add(Event{Type: EventOpened, Actor: SystemActor, RootCauses: rc, Opened: &Opened{
 			GroupKey: g.Key, Receiver: g.Receiver, GroupLabels: labelMap(g.Labels),
 		}})
 		for _, a := range firing {
-			t.add(Event{Type: EventAlertFiring, Time: now, Alert: &a})
+			t.add(Event{Type: EventAlertFiring, Alert: &a})
 		}
 		return t, true, rcStart
 	}
 
-	t = &tx{st: copyState(cur)}
+	t = mg.newTx(copyState(cur), now)
 	if reopen {
-		t.add(Event{Type: EventReopened, Time: now, Actor: SystemActor, Reason: fmt.Sprintf(
+		t.add(Event{Type: EventReopened, Actor: SystemActor, Reason: fmt.Sprintf(
 			"new firing alert within the reopen window (%s) of the resolution", mg.cfg.ReopenWindow)})
 	}
 	unresolved := t.st.inc.Status != StatusResolved
@@ -482,7 +574,7 @@ func (mg *Manager) planGroup(g Group, now time.Time, rc *RootCauses) (t *tx, ope
 	for _, a := range firing {
 		seen[a.Fingerprint] = true
 		if isNew(a) {
-			t.add(Event{Type: EventAlertFiring, Time: now, Alert: &a})
+			t.add(Event{Type: EventAlertFiring, Alert: &a})
 		}
 	}
 	for _, a := range resolved {
@@ -491,15 +583,15 @@ func (mg *Manager) planGroup(g Group, now time.Time, rc *RootCauses) (t *tx, ope
 		switch {
 		case old != nil && old.Status == AlertFiring:
 			a.Reason = "resolved"
-			t.add(Event{Type: EventAlertResolved, Time: now, Alert: &a})
+			t.add(Event{Type: EventAlertResolved, Alert: &a})
 		case old == nil && unresolved:
 			// It fired and resolved between two notifications: it still
 			// belongs to the incident's story.
 			f := a
 			f.Status, f.EndsAt = AlertFiring, nil
-			t.add(Event{Type: EventAlertFiring, Time: now, Alert: &f})
+			t.add(Event{Type: EventAlertFiring, Alert: &f})
 			a.Reason = "resolved"
-			t.add(Event{Type: EventAlertResolved, Time: now, Alert: &a})
+			t.add(Event{Type: EventAlertResolved, Alert: &a})
 		}
 	}
 	// Alertmanager sends every alert of a group in each notification,
@@ -513,7 +605,7 @@ func (mg *Manager) planGroup(g Group, now time.Time, rc *RootCauses) (t *tx, ope
 		a := *old
 		end := now.UTC()
 		a.Status, a.EndsAt, a.Reason = AlertResolved, &end, "muted"
-		t.add(Event{Type: EventAlertResolved, Time: now, Alert: &a})
+		t.add(Event{Type: EventAlertResolved, Alert: &a})
 	}
 	if mg.cfg.AutoResolveAfter == 0 {
 		mg.autoResolve(t, now)
@@ -538,7 +630,7 @@ func (mg *Manager) autoResolve(t *tx, now time.Time) {
 	if mg.cfg.AutoResolveAfter > 0 {
 		reason += " and quiet for " + mg.cfg.AutoResolveAfter.String()
 	}
-	t.add(Event{Type: EventResolved, Time: now, Actor: SystemActor, Reason: reason})
+	t.add(Event{Type: EventResolved, Actor: SystemActor, Reason: reason})
 }
 
 // newID derives an incident id from its group and the alert that opened
@@ -616,12 +708,12 @@ func (mg *Manager) CheckDeadlines(ctx context.Context) error {
 		if cur.inc.FiringAlerts > 0 && (mg.cfg.EscalateAfter == 0 || cur.inc.EscalationLevel > 0 || cur.inc.Status != StatusOpen) {
 			continue // no deadline can have passed
 		}
-		t := &tx{st: copyState(cur)}
+		t := mg.newTx(copyState(cur), now)
 		mg.autoResolve(t, now)
 		inc := &t.st.inc
 		if after := time.Duration(mg.cfg.EscalateAfter); after > 0 && inc.Status == StatusOpen &&
 			inc.EscalationLevel == 0 && now.Sub(inc.OpenedAt) >= after {
-			t.add(Event{Type: EventEscalated, Time: now, Actor: SystemActor, Level: 1,
+			t.add(Event{Type: EventEscalated, Actor: SystemActor, Level: 1,
 				Reason: "not acknowledged within " + mg.cfg.EscalateAfter.String()})
 		}
 		if err := mg.commit(ctx, t); err != nil {
@@ -633,7 +725,8 @@ func (mg *Manager) CheckDeadlines(ctx context.Context) error {
 
 // Action is who does something to an incident, and on which version.
 type Action struct {
-	Actor   string
+	Actor string
+	// Comment goes with the action; at most MaxCommentBytes.
 	Comment string
 	// IfVersion, when not 0, must be the incident's current version
 	// (the REST API's If-Match), or the action fails with ErrStale.
@@ -643,6 +736,9 @@ type Action struct {
 // change runs one human (or remediation) action under the write lock:
 // decide returns the events to add to t, or an error.
 func (mg *Manager) change(ctx context.Context, id string, a Action, decide func(t *tx) error) (Incident, error) {
+	if len(a.Comment) > MaxCommentBytes {
+		return Incident{}, fmt.Errorf("%w: comment: longer than %d bytes", ErrInvalid, MaxCommentBytes)
+	}
 	mg.writeMu.Lock()
 	defer mg.writeMu.Unlock()
 	if err := mg.resyncDirty(ctx); err != nil {
@@ -657,7 +753,7 @@ func (mg *Manager) change(ctx context.Context, id string, a Action, decide func(
 	if a.IfVersion != 0 && a.IfVersion != cur.inc.Version {
 		return cur.clone(), fmt.Errorf("%w: %s is at version %d, not %d", ErrStale, id, cur.inc.Version, a.IfVersion)
 	}
-	t := &tx{st: copyState(cur)}
+	t := mg.newTx(copyState(cur), mg.now())
 	if err := decide(t); err != nil {
 		return cur.clone(), err
 	}
@@ -681,7 +777,7 @@ func (mg *Manager) Acknowledge(ctx context.Context, id string, a Action) (Incide
 		case StatusAcknowledged:
 			return nil
 		}
-		t.add(Event{Type: EventAcknowledged, Time: mg.now(), Actor: a.Actor, Comment: a.Comment})
+		t.add(Event{Type: EventAcknowledged, Actor: a.Actor, Comment: a.Comment})
 		return nil
 	})
 }
@@ -694,15 +790,16 @@ func (mg *Manager) Resolve(ctx context.Context, id string, a Action) (Incident, 
 		if t.st.inc.Status == StatusResolved {
 			return nil
 		}
-		t.add(Event{Type: EventResolved, Time: mg.now(), Actor: a.Actor, Comment: a.Comment})
+		t.add(Event{Type: EventResolved, Actor: a.Actor, Comment: a.Comment})
 		return nil
 	})
 }
 
-// Assign sets who is responsible; an empty assignee unassigns. It is
-// allowed in every status (a resolved incident may get an owner for its
-// postmortem) and never changes the status.
+// Assign sets who is responsible (surrounding space trimmed); an empty
+// assignee unassigns. It is allowed in every status (a resolved incident
+// may get an owner for its postmortem) and never changes the status.
 func (mg *Manager) Assign(ctx context.Context, id, assignee string, a Action) (Incident, error) {
+	assignee = strings.TrimSpace(assignee)
 	if len(assignee) > 256 {
 		return Incident{}, fmt.Errorf("%w: assignee: longer than 256 bytes", ErrInvalid)
 	}
@@ -710,7 +807,7 @@ func (mg *Manager) Assign(ctx context.Context, id, assignee string, a Action) (I
 		if t.st.inc.Assignee == assignee {
 			return nil
 		}
-		t.add(Event{Type: EventAssigned, Time: mg.now(), Actor: a.Actor, Comment: a.Comment, Assignee: &assignee})
+		t.add(Event{Type: EventAssigned, Actor: a.Actor, Comment: a.Comment, Assignee: &assignee})
 		return nil
 	})
 }
@@ -722,13 +819,13 @@ const MaxNoteBytes = 16 << 10
 // every status and never change it.
 func (mg *Manager) AddNote(ctx context.Context, id, text string, a Action) (Incident, error) {
 	switch {
-	case text == "":
-		return Incident{}, fmt.Errorf("%w: text: must not be empty", ErrInvalid)
+	case strings.TrimSpace(text) == "":
+		return Incident{}, fmt.Errorf("%w: text: required, and not blank", ErrInvalid)
 	case len(text) > MaxNoteBytes:
 		return Incident{}, fmt.Errorf("%w: text: longer than %d bytes", ErrInvalid, MaxNoteBytes)
 	}
 	return mg.change(ctx, id, a, func(t *tx) error {
-		t.add(Event{Type: EventNote, Time: mg.now(), Actor: a.Actor, Comment: text})
+		t.add(Event{Type: EventNote, Actor: a.Actor, Comment: text})
 		return nil
 	})
 }
@@ -740,7 +837,7 @@ func (mg *Manager) Escalate(ctx context.Context, id string, a Action) (Incident,
 		if t.st.inc.Status == StatusResolved {
 			return fmt.Errorf("%w: %s cannot be escalated", ErrResolved, id)
 		}
-		t.add(Event{Type: EventEscalated, Time: mg.now(), Actor: a.Actor, Comment: a.Comment, Level: t.st.inc.EscalationLevel + 1})
+		t.add(Event{Type: EventEscalated, Actor: a.Actor, Comment: a.Comment, Level: t.st.inc.EscalationLevel + 1})
 		return nil
 	})
 }
@@ -776,7 +873,7 @@ func (mg *Manager) RecordRunbook(ctx context.Context, id string, phase RunbookPh
 			return nil
 		}
 		ev := rb
-		t.add(Event{Type: typ, Time: mg.now(), Actor: a.Actor, Comment: a.Comment, Runbook: &ev})
+		t.add(Event{Type: typ, Actor: a.Actor, Comment: a.Comment, Runbook: &ev})
 		return nil
 	})
 }
@@ -806,7 +903,7 @@ func (mg *Manager) RefreshRootCauses(ctx context.Context, id string, a Action) (
 	}
 	rc := rankRootCauses(ctx, mg.rc, start, end, mg.cfg.MaxRootCauses, time.Duration(mg.cfg.RootCauseTimeout), now)
 	return mg.change(ctx, id, a, func(t *tx) error {
-		t.add(Event{Type: EventRootCauses, Time: mg.now(), Actor: a.Actor, RootCauses: rc})
+		t.add(Event{Type: EventRootCauses, Actor: a.Actor, RootCauses: rc})
 		return nil
 	})
 }

@@ -4,14 +4,14 @@ import (
 	"context"
 	"time"
 
-	"github.com/aiops-dev/aiops/analyzer"
-	"github.com/aiops-dev/aiops/analyzer/correlate"
-	"github.com/aiops-dev/aiops/storage"
+	"github.com/aiops-dev/aiops/analyzer/results/correlate"
 )
 
 // RootCauser ranks the probable root causes of what went wrong in a time
-// range. *analyzer.Analyzer satisfies it; so does StoreRootCauser, for
-// processes that run no analyzer but read the events it wrote.
+// range. correlate.StoreRanker satisfies it, ranking over the anomaly
+// events and spans where the analyzer and the collector wrote them: the
+// Manager never calls the analyzer, which may run in another process or
+// not at all.
 type RootCauser interface {
 	RootCauses(ctx context.Context, start, end time.Time) ([]correlate.Cause, *correlate.Graph, error)
 }
@@ -35,19 +35,6 @@ type Cause struct {
 	Onset     time.Time `json:"onset"`
 	Anomalies int       `json:"anomalies"`
 	Reasons   []string  `json:"reasons"`
-}
-
-// StoreRootCauser ranks root causes from the anomaly events in Events and
-// the service graph of the spans in Spans (nil: no graph), the way the
-// analyzer does.
-type StoreRootCauser struct {
-	Events storage.EventStore
-	Spans  storage.SpanStore
-}
-
-// RootCauses implements RootCauser.
-func (s StoreRootCauser) RootCauses(ctx context.Context, start, end time.Time) ([]correlate.Cause, *correlate.Graph, error) {
-	return analyzer.RankStoredRootCauses(ctx, s.Events, s.Spans, start, end, nil)
 }
 
 // rankRootCauses asks rc for the ranking of [start, end], keeping at most

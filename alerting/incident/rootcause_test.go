@@ -8,23 +8,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aiops-dev/aiops/analyzer"
-	"github.com/aiops-dev/aiops/analyzer/correlate"
+	"github.com/aiops-dev/aiops/analyzer/results"
+	"github.com/aiops-dev/aiops/analyzer/results/correlate"
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage"
 )
 
-// *analyzer.Analyzer is what serve passes when the analyzer runs.
-var _ RootCauser = (*analyzer.Analyzer)(nil)
+// correlate.StoreRanker is what serve passes.
+var _ RootCauser = correlate.StoreRanker{}
 
 func anomalyEvent(t *testing.T, service string, at time.Time, score float64) storage.Event {
 	t.Helper()
-	an := analyzer.Anomaly{Series: map[string]string{"__name__": "latency", "job": service}, Time: at, Score: score, Value: 1}
+	an := results.Anomaly{Series: map[string]string{"__name__": "latency", "job": service}, Time: at, Score: score, Value: 1}
 	payload, err := json.Marshal(an)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return storage.Event{ID: fmt.Sprintf("anomaly-%s-%d", service, at.UnixNano()), Time: at, Kind: analyzer.AnomalyKind,
+	return storage.Event{ID: fmt.Sprintf("anomaly-%s-%d", service, at.UnixNano()), Time: at, Kind: results.AnomalyKind,
 		Subject: service, Labels: an.Series, Payload: payload}
 }
 
@@ -55,7 +55,7 @@ func TestRootCauses(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m, err := New(ctx, testConfig(), Deps{Events: store, RootCauses: StoreRootCauser{Events: store, Spans: store}, Logger: testutil.Logger(t), Now: c.Now})
+	m, err := New(ctx, testConfig(), Deps{Events: store, RootCauses: correlate.StoreRanker{Events: store, Spans: store}, Logger: testutil.Logger(t), Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

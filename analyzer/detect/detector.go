@@ -527,17 +527,6 @@ func tailSurprise(w *rollingQuantiles, r, scale float64) float64 {
 	return -math.Log10(p)
 }
 
-// surprise is -log10 of the two-sided normal tail probability of z.
-func surprise(z float64) float64 {
-	p := math.Erfc(math.Abs(z) / math.Sqrt2)
-	if p <= 0 {
-		// Beyond float64: use the asymptotic tail.
-		a := math.Abs(z)
-		return (a*a/2 + math.Log(a*math.Sqrt(math.Pi/2))) / math.Ln10
-	}
-	return -math.Log10(p)
-}
-
 // learn adds the point to the windows. resid and pres are the residual
 // and point residual score computed before the point was known.
 func (d *Detector) learn(v, resid, pres float64, lg logView) {

@@ -82,11 +82,6 @@ func (w *rollingQuantiles) values() []float64 {
 	return append(out, w.ring[:w.next]...)
 }
 
-func (w *rollingQuantiles) reset() {
-	w.next, w.full = 0, false
-	w.sorted = w.sorted[:0]
-}
-
 // lowerBound returns the first index i with s[i] >= x (len(s) if none) in
 // sorted, NaN-free s. It is sort.SearchFloat64s without the closure and
 // NaN ordering, which dominate its cost on the hot path.

@@ -1,18 +1,14 @@
 package incidents
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/prometheus/alertmanager/silence"
-	"github.com/prometheus/alertmanager/silence/silencepb"
 
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
 	"github.com/aiops-dev/aiops/alerting/incident"
@@ -125,55 +121,11 @@ func anySelector(sels [][]*labels.Matcher, ls map[string]string) bool {
 	return false
 }
 
-// silenceView is a silence as this API shows it: matchers in Prometheus
-// selector syntax, the form POST /api/v1/silences takes.
-type silenceView struct {
-	ID       string `json:"id"`
-	Matchers string `json:"matchers"`
-	// MatcherSets lists every matcher set when a silence (created through
-	// another API) has several; any of them silences.
-	MatcherSets []string  `json:"matcher_sets"`
-	StartsAt    time.Time `json:"starts_at"`
-	EndsAt      time.Time `json:"ends_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-	CreatedBy   string    `json:"created_by"`
-	Comment     string    `json:"comment"`
-	State       string    `json:"state"`
-}
-
-var matchTypes = map[silencepb.Matcher_Type]labels.MatchType{
-	silencepb.Matcher_EQUAL: labels.MatchEqual, silencepb.Matcher_NOT_EQUAL: labels.MatchNotEqual,
-	silencepb.Matcher_REGEXP: labels.MatchRegexp, silencepb.Matcher_NOT_REGEXP: labels.MatchNotRegexp,
-}
-
-func viewSilence(s *silencepb.Silence, now time.Time) silenceView {
-	v := silenceView{
-		ID: s.Id, MatcherSets: []string{}, StartsAt: s.StartsAt.AsTime().UTC(), EndsAt: s.EndsAt.AsTime().UTC(),
-		UpdatedAt: s.UpdatedAt.AsTime().UTC(), CreatedBy: s.CreatedBy, Comment: s.Comment,
-		State: string(silence.StateFromProtoAt(s, now)),
-	}
-	sets := s.MatcherSets
-	if len(sets) == 0 && len(s.Matchers) > 0 {
-		sets = []*silencepb.MatcherSet{{Matchers: s.Matchers}}
-	}
-	for _, set := range sets {
-		parts := make([]string, 0, len(set.Matchers))
-		for _, m := range set.Matchers {
-			parts = append(parts, (&labels.Matcher{Type: matchTypes[m.Type], Name: m.Name, Value: m.Pattern}).String())
-		}
-		v.MatcherSets = append(v.MatcherSets, "{"+strings.Join(parts, ", ")+"}")
-	}
-	if len(v.MatcherSets) > 0 {
-		v.Matchers = v.MatcherSets[0]
-	}
-	return v
-}
-
-func (a *API) silences() (*silence.Silences, error) {
-	if a.opts.Alertmanager == nil {
+func (a *API) silences() (Silences, error) {
+	if a.opts.Silences == nil {
 		return nil, fmt.Errorf("silences: %w (no Alertmanager)", errUnavailable)
 	}
-	return a.opts.Alertmanager.Silences(), nil
+	return a.opts.Silences, nil
 }
 
 func (a *API) listSilences(w http.ResponseWriter, r *http.Request) {
@@ -182,41 +134,18 @@ func (a *API) listSilences(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	var params []silence.QueryParam
-	if states := listParam(r, "state"); len(states) > 0 {
-		var ss []silence.SilenceState
-		for _, s := range states {
-			switch st := silence.SilenceState(s); st {
-			case silence.SilenceStateActive, silence.SilenceStatePending, silence.SilenceStateExpired:
-				ss = append(ss, st)
-			default:
-				a.fail(w, r, badField("state", "must be active, pending or expired, got %q", s))
-				return
-			}
-		}
-		params = append(params, silence.QState(ss...))
+	var states []silence.SilenceState
+	for _, s := range listParam(r, "state") {
+		states = append(states, silence.SilenceState(s))
 	}
-	now := a.now()
-	found, _, err := sils.QueryAt(r.Context(), now, params...)
+	found, err := sils.Silences(r.Context(), states...)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	out := struct {
-		Silences []silenceView `json:"silences"`
-	}{Silences: []silenceView{}}
-	for _, s := range found {
-		out.Silences = append(out.Silences, viewSilence(s, now))
-	}
-	// Newest change first, then by id, so the order is stable.
-	sort.Slice(out.Silences, func(i, j int) bool {
-		x, y := out.Silences[i], out.Silences[j]
-		if !x.UpdatedAt.Equal(y.UpdatedAt) {
-			return x.UpdatedAt.After(y.UpdatedAt)
-		}
-		return x.ID < y.ID
-	})
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, struct {
+		Silences []incident.Silence `json:"silences"`
+	}{Silences: found})
 }
 
 func (a *API) getSilence(w http.ResponseWriter, r *http.Request) {
@@ -225,17 +154,12 @@ func (a *API) getSilence(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	now := a.now()
-	found, _, err := sils.QueryAt(r.Context(), now, silence.QIDs(r.PathValue("id")))
+	sil, err := sils.Silence(r.Context(), r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if len(found) == 0 {
-		a.fail(w, r, fmt.Errorf("silence %s: %w", r.PathValue("id"), silence.ErrNotFound))
-		return
-	}
-	writeJSON(w, http.StatusOK, viewSilence(found[0], now))
+	writeJSON(w, http.StatusOK, sil)
 }
 
 type silenceBody struct {
@@ -244,11 +168,6 @@ type silenceBody struct {
 	EndsAt   string `json:"ends_at"`
 	Duration string `json:"duration"`
 	Comment  string `json:"comment"`
-}
-
-var pbTypes = map[labels.MatchType]silencepb.Matcher_Type{
-	labels.MatchEqual: silencepb.Matcher_EQUAL, labels.MatchNotEqual: silencepb.Matcher_NOT_EQUAL,
-	labels.MatchRegexp: silencepb.Matcher_REGEXP, labels.MatchNotRegexp: silencepb.Matcher_NOT_REGEXP,
 }
 
 func (a *API) createSilence(w http.ResponseWriter, r *http.Request) {
@@ -262,90 +181,47 @@ func (a *API) createSilence(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	sil, err := a.silenceFromBody(r, body)
+	spec, err := silenceSpec(body)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if err := sils.Set(r.Context(), sil); err != nil {
-		if strings.HasPrefix(err.Error(), "invalid silence") {
-			a.fail(w, r, badField("matchers", "%v", err))
-			return
-		}
-		a.fail(w, r, fmt.Errorf("create silence: %w", err))
+	sil, err := sils.CreateSilence(r.Context(), spec, actor(r.Context()))
+	if err != nil {
+		a.fail(w, r, err)
 		return
 	}
-	found, _, err := sils.QueryAt(r.Context(), a.now(), silence.QIDs(sil.Id))
-	if err != nil || len(found) == 0 {
-		a.fail(w, r, errors.Join(errors.New("silence created but not found"), err))
-		return
-	}
-	w.Header().Set("Location", Prefix+"/silences/"+sil.Id)
-	writeJSON(w, http.StatusCreated, viewSilence(found[0], a.now()))
+	w.Header().Set("Location", Prefix+"/silences/"+sil.ID)
+	writeJSON(w, http.StatusCreated, sil)
 }
 
-func (a *API) silenceFromBody(r *http.Request, b silenceBody) (*silencepb.Silence, error) {
-	if strings.TrimSpace(b.Matchers) == "" {
-		return nil, badField("matchers", `required: a selector such as {alertname="HighErrorRate", job="api"}`)
-	}
-	ms, err := selectorParser.ParseMetricSelector(b.Matchers)
-	if err != nil {
-		return nil, badField("matchers", "%v", err)
-	}
-	if strings.TrimSpace(b.Comment) == "" {
-		return nil, badField("comment", "required: say why alerts are silenced")
-	}
-	if len(b.Comment) > maxComment {
-		return nil, badField("comment", "longer than %d bytes", maxComment)
-	}
-	now := a.now()
-	start, err := parseTime("starts_at", b.StartsAt, now)
-	if err != nil {
-		return nil, err
-	}
-	var end time.Time
-	switch {
-	case b.EndsAt != "" && b.Duration != "":
-		return nil, badField("duration", "give ends_at or duration, not both")
-	case b.EndsAt != "":
-		if end, err = parseTime("ends_at", b.EndsAt, time.Time{}); err != nil {
-			return nil, err
-		}
-	case b.Duration != "":
-		d, err := parseDuration("duration", b.Duration, 0)
+// silenceSpec parses a silence body; what is valid is the service's to
+// decide.
+func silenceSpec(b silenceBody) (incident.SilenceSpec, error) {
+	spec := incident.SilenceSpec{Comment: b.Comment}
+	if strings.TrimSpace(b.Matchers) != "" {
+		ms, err := selectorParser.ParseMetricSelector(b.Matchers)
 		if err != nil {
-			return nil, err
+			return spec, badField("matchers", "%v", err)
 		}
-		if d <= 0 {
-			return nil, badField("duration", "must be > 0")
+		spec.Matchers = ms
+	}
+	var err error
+	if spec.StartsAt, err = parseTime("starts_at", b.StartsAt, time.Time{}); err != nil {
+		return spec, err
+	}
+	if spec.EndsAt, err = parseTime("ends_at", b.EndsAt, time.Time{}); err != nil {
+		return spec, err
+	}
+	if b.Duration != "" {
+		if spec.Duration, err = parseDuration("duration", b.Duration, 0); err != nil {
+			return spec, err
 		}
-		end = start.Add(d)
-	default:
-		return nil, badField("ends_at", "required: give ends_at or duration")
-	}
-	if !end.After(start) {
-		return nil, badField("ends_at", "must be after starts_at (%s)", start.Format(time.RFC3339))
-	}
-	if !end.After(now) {
-		return nil, badField("ends_at", "must be in the future")
-	}
-	// A metric name stands for the alertname; sorted by name, the same
-	// silence reads the same however it was written.
-	for _, m := range ms {
-		if m.Name == labels.MetricName {
-			m.Name = "alertname"
+		if spec.Duration <= 0 {
+			return spec, badField("duration", "must be > 0")
 		}
 	}
-	sort.SliceStable(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
-	set := &silencepb.MatcherSet{}
-	for _, m := range ms {
-		set.Matchers = append(set.Matchers, &silencepb.Matcher{Type: pbTypes[m.Type], Name: m.Name, Pattern: m.Value})
-	}
-	return &silencepb.Silence{
-		MatcherSets: []*silencepb.MatcherSet{set},
-		StartsAt:    timestamppb.New(start), EndsAt: timestamppb.New(end),
-		CreatedBy: actor(r.Context()), Comment: b.Comment,
-	}, nil
+	return spec, nil
 }
 
 func (a *API) expireSilence(w http.ResponseWriter, r *http.Request) {
@@ -358,16 +234,10 @@ func (a *API) expireSilence(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	id := r.PathValue("id")
-	if err := sils.Expire(r.Context(), id); err != nil {
-		a.fail(w, r, fmt.Errorf("silence %s: %w", id, err))
+	sil, err := sils.ExpireSilence(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
 		return
 	}
-	now := a.now()
-	found, _, err := sils.QueryAt(r.Context(), now, silence.QIDs(id))
-	if err != nil || len(found) == 0 {
-		a.fail(w, r, errors.Join(fmt.Errorf("silence %s expired but not found", id), err))
-		return
-	}
-	writeJSON(w, http.StatusOK, viewSilence(found[0], now))
+	writeJSON(w, http.StatusOK, sil)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/aiops-dev/aiops/alerting/incident"
 )
 
 // TestSilencesAndCurrentAlerts creates a silence through the API, sees it
@@ -44,7 +46,7 @@ func TestSilencesAndCurrentAlerts(t *testing.T) {
 	r := e.do(http.MethodPost, "/api/v1/silences", e.writeTok, map[string]string{
 		"matchers": `HighErrorRate{job=~"api|web"}`, "duration": "2h", "comment": "deploying the fix",
 	})
-	var sil silenceView
+	var sil incident.Silence
 	r.decode(t, &sil)
 	if r.status != http.StatusCreated || sil.State != "active" || sil.CreatedBy != e.writeID ||
 		sil.Matchers != `{alertname="HighErrorRate", job=~"api|web"}` || r.header.Get("Location") != "/api/v1/silences/"+sil.ID {
@@ -68,13 +70,13 @@ func TestSilencesAndCurrentAlerts(t *testing.T) {
 	}
 
 	var list struct {
-		Silences []silenceView `json:"silences"`
+		Silences []incident.Silence `json:"silences"`
 	}
 	e.do(http.MethodGet, "/api/v1/silences?state=active", e.readTok, nil).decode(t, &list)
 	if len(list.Silences) != 1 || list.Silences[0].ID != sil.ID {
 		t.Fatalf("active silences: %+v", list)
 	}
-	var got silenceView
+	var got incident.Silence
 	e.do(http.MethodGet, "/api/v1/silences/"+sil.ID, e.readTok, nil).decode(t, &got)
 	if got.ID != sil.ID || got.Comment != "deploying the fix" {
 		t.Fatalf("get: %+v", got)
@@ -97,6 +99,22 @@ func TestSilencesAndCurrentAlerts(t *testing.T) {
 	e.do(http.MethodGet, "/api/v1/current_alerts?silenced=false", e.readTok, nil).decode(t, &cur)
 	if len(cur.Alerts) != 2 {
 		t.Fatalf("after expiry: %+v", cur.Alerts)
+	}
+
+	// The service silences an incident's alerts; the timeline shows it
+	// (and is still what the OpenAPI document says).
+	if _, _, err := e.silencer.SilenceIncident(ctx, apiInc.ID, incident.SilenceSpec{Duration: time.Hour},
+		incident.Action{Actor: "slack:U123", Comment: "looking into it"}); err != nil {
+		t.Fatal(err)
+	}
+	var tl timeline
+	e.do(http.MethodGet, "/api/v1/incidents/"+apiInc.ID+"/timeline", e.readTok, nil).decode(t, &tl)
+	if last := tl.Events[len(tl.Events)-1]; last.Type != incident.EventSilenced || last.Silence == nil {
+		t.Fatalf("timeline ends with %+v", last)
+	}
+	e.do(http.MethodGet, "/api/v1/current_alerts?silenced=false", e.readTok, nil).decode(t, &cur)
+	if len(cur.Alerts) != 1 || cur.Alerts[0].Labels["alertname"] != "PoolFull" {
+		t.Fatalf("alerts not silenced after the incident's silence: %+v", cur.Alerts)
 	}
 
 	// A pending silence: starts in an hour.

@@ -54,16 +54,24 @@ type Incidents interface {
 // (*alertmanager.Alertmanager, from alerting.Alerting.Alertmanager()).
 type Alertmanager interface {
 	ListAlerts(ctx context.Context, f alertmanager.AlertFilter) ([]alertmanager.AlertInfo, error)
-	Silences() *silence.Silences
+}
+
+// Silences is what the API needs to manage silences (*incident.Silencer).
+type Silences interface {
+	Silences(ctx context.Context, states ...silence.SilenceState) ([]incident.Silence, error)
+	Silence(ctx context.Context, id string) (incident.Silence, error)
+	CreateSilence(ctx context.Context, spec incident.SilenceSpec, actor string) (incident.Silence, error)
+	ExpireSilence(ctx context.Context, id string) (incident.Silence, error)
 }
 
 // Options are what the API serves from.
 type Options struct {
 	// Incidents is required.
 	Incidents Incidents
-	// Alertmanager serves the alert and silence routes; without it they
-	// answer 503.
+	// Alertmanager serves the alert routes and Silences the silence
+	// routes; without them they answer 503.
 	Alertmanager Alertmanager
+	Silences     Silences
 	// Events holds the analyzer's anomaly events; without it
 	// /api/v1/anomalies answers 503.
 	Events storage.EventStore

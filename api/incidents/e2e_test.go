@@ -19,6 +19,7 @@ import (
 
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/analyzer/results/correlate"
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage/embedded"
@@ -39,7 +40,7 @@ func TestEndToEnd(t *testing.T) {
 	icfg.AutoResolveAfter = model.Duration(300 * time.Millisecond)
 	icfg.CheckInterval = model.Duration(50 * time.Millisecond)
 	mgr, err := incident.New(ctx, icfg, incident.Deps{
-		Events: store, RootCauses: incident.StoreRootCauser{Events: store, Spans: store}, Logger: testutil.Logger(t),
+		Events: store, RootCauses: correlate.StoreRanker{Events: store, Spans: store}, Logger: testutil.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)

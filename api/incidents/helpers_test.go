@@ -23,6 +23,7 @@ import (
 
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
 	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/analyzer/results/correlate"
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
@@ -46,6 +47,7 @@ type env struct {
 	store    *embedded.Store
 	mgr      *incident.Manager
 	am       *alertmanager.Alertmanager
+	silencer *incident.Silencer
 	api      *API
 	srv      *httptest.Server
 	readTok  string
@@ -77,7 +79,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		}
 		m, err := incident.New(context.Background(), cfg, incident.Deps{
 			Events: e.store, Logger: testutil.Logger(t), Now: o.now,
-			RootCauses: incident.StoreRootCauser{Events: e.store, Spans: e.store},
+			RootCauses: correlate.StoreRanker{Events: e.store, Spans: e.store},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -92,7 +94,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Cleanup(func() { am.Close() })
 		e.am = am
 	}
-	api, err := New(Options{Incidents: e.mgr, Alertmanager: e.am, Events: e.store, Queryable: e.store, Logger: testutil.Logger(t)})
+	// The silences run on the wall clock, as the Alertmanager's do.
+	e.silencer = incident.NewSilencer(e.am.Silences(), e.mgr, nil)
+	api, err := New(Options{Incidents: e.mgr, Alertmanager: e.am, Silences: e.silencer, Events: e.store, Queryable: e.store, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

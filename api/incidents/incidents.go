@@ -3,7 +3,6 @@ package incidents
 import (
 	"context"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
@@ -169,9 +168,6 @@ func actor(ctx context.Context) string {
 	return "anonymous"
 }
 
-// maxComment bounds the comment that may go with an action.
-const maxComment = 4 << 10
-
 type commentBody struct {
 	Comment string `json:"comment"`
 }
@@ -179,10 +175,6 @@ type commentBody struct {
 // act runs one change with the If-Match version and the actor, and
 // answers with the incident and its new ETag.
 func (a *API) act(w http.ResponseWriter, r *http.Request, comment string, do func(ctx context.Context, id string, act incident.Action) (incident.Incident, error)) {
-	if len(comment) > maxComment {
-		a.fail(w, r, badField("comment", "longer than %d bytes", maxComment))
-		return
-	}
 	ifVersion, err := parseIfMatch(r)
 	if err != nil {
 		a.fail(w, r, err)
@@ -236,9 +228,8 @@ func (a *API) assign(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, badField("assignee", "required (an empty string unassigns)"))
 		return
 	}
-	assignee := strings.TrimSpace(*body.Assignee)
 	a.act(w, r, body.Comment, func(ctx context.Context, id string, act incident.Action) (incident.Incident, error) {
-		return a.opts.Incidents.Assign(ctx, id, assignee, act)
+		return a.opts.Incidents.Assign(ctx, id, *body.Assignee, act)
 	})
 }
 
@@ -248,10 +239,6 @@ func (a *API) addNote(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := decodeBody(r, &body); err != nil {
 		a.fail(w, r, err)
-		return
-	}
-	if strings.TrimSpace(body.Text) == "" {
-		a.fail(w, r, badField("text", "required, and not blank"))
 		return
 	}
 	a.act(w, r, "", func(ctx context.Context, id string, act incident.Action) (incident.Incident, error) {

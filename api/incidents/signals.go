@@ -9,12 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/value"
-	promstorage "github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
-	"github.com/aiops-dev/aiops/analyzer"
-	"github.com/aiops-dev/aiops/analyzer/correlate"
+	"github.com/aiops-dev/aiops/analyzer/results"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -76,7 +72,7 @@ func (a *API) listAnomalies(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	q := storage.EventQuery{KindPrefix: analyzer.AnomalyKind, Start: start, End: end, Limit: max(limit+1, 200)}
+	q := storage.EventQuery{KindPrefix: results.AnomalyKind, Start: start, End: end, Limit: max(limit+1, 200)}
 	if c := r.URL.Query().Get("cursor"); c != "" {
 		if q.AfterTime, q.AfterID, err = decodeCursor("anm", c); err != nil {
 			a.fail(w, r, err)
@@ -93,15 +89,15 @@ scan:
 			return
 		}
 		for _, ev := range evs {
-			if ev.Kind != analyzer.AnomalyKind {
+			if ev.Kind != results.AnomalyKind {
 				continue
 			}
-			an, err := analyzer.DecodeAnomaly(ev)
+			an, err := results.DecodeAnomaly(ev)
 			if err != nil {
 				a.logger.Warn("Skipping undecodable anomaly event", "err", err)
 				continue
 			}
-			svc := correlate.ServiceOf(an.Series)
+			svc := results.ServiceOf(an.Series)
 			if an.Score < minScore || len(services) > 0 && !contains(services, svc) || !anySelector(sels, an.Series) {
 				continue
 			}
@@ -200,58 +196,16 @@ func (a *API) listForecasts(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if len(sels) == 0 {
-		sels = [][]*labels.Matcher{nil}
-	}
-
-	maxt, mint := at.UnixMilli(), at.Add(-lookback).UnixMilli()
-	q, err := a.opts.Queryable.Querier(mint, maxt)
+	fs, err := results.ReadForecasts(r.Context(), a.opts.Queryable, at, lookback, sels...)
 	if err != nil {
 		a.fail(w, r, fmt.Errorf("forecasts: %w", err))
 		return
 	}
-	defer q.Close()
-	name := labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName,
-		analyzer.ExhaustionMetric+"|"+analyzer.ExhaustionLowerMetric+"|"+analyzer.ExhaustionUpperMetric)
-	byKey := map[string]*forecastView{}
-	for _, sel := range sels {
-		ss := q.Select(r.Context(), false, &promstorage.SelectHints{Start: mint, End: maxt, Func: "last_over_time"}, append([]*labels.Matcher{name}, sel...)...)
-		for ss.Next() {
-			s := ss.At()
-			t, v, ok := lastSample(s.Iterator(nil))
-			if !ok {
-				continue
-			}
-			lset := s.Labels()
-			metricName := lset.Get(labels.MetricName)
-			rest := labels.NewBuilder(lset).Del(labels.MetricName).Labels()
-			key := rest.String()
-			fv := byKey[key]
-			if fv == nil {
-				fv = &forecastView{Labels: rest.Map(), Metric: rest.Get(analyzer.MetricLabel), Service: correlate.ServiceOf(rest.Map())}
-				byKey[key] = fv
-			}
-			val := finite(v)
-			switch metricName {
-			case analyzer.ExhaustionMetric:
-				ts := time.UnixMilli(t).UTC()
-				fv.Seconds, fv.EvaluatedAt = val, ts
-			case analyzer.ExhaustionLowerMetric:
-				fv.Lower = val
-			case analyzer.ExhaustionUpperMetric:
-				fv.Upper = val
-			}
-		}
-		if err := ss.Err(); err != nil {
-			a.fail(w, r, fmt.Errorf("forecasts: %w", err))
-			return
-		}
-	}
 	out := []forecastView{}
-	for _, fv := range byKey {
-		if fv.EvaluatedAt.IsZero() {
-			continue // bounds without the forecast itself
-		}
+	for _, f := range fs {
+		ls := f.Labels.Map()
+		fv := forecastView{Labels: ls, Metric: ls[results.MetricLabel], Service: results.ServiceOf(ls),
+			Seconds: finite(f.Seconds), Lower: finite(f.Lower), Upper: finite(f.Upper), EvaluatedAt: f.EvaluatedAt}
 		if len(services) > 0 && !contains(services, fv.Service) {
 			continue
 		}
@@ -262,36 +216,15 @@ func (a *API) listForecasts(w http.ResponseWriter, r *http.Request) {
 		if within > 0 && (fv.Seconds == nil || *fv.Seconds > within.Seconds()) {
 			continue
 		}
-		out = append(out, *fv)
+		out = append(out, fv)
 	}
-	// Soonest exhaustion first; those not exhausting last; then by labels.
-	sort.Slice(out, func(i, j int) bool {
-		si, sj := secondsOrInf(out[i].Seconds), secondsOrInf(out[j].Seconds)
-		if si != sj {
-			return si < sj
-		}
-		return labels.FromMap(out[i].Labels).String() < labels.FromMap(out[j].Labels).String()
-	})
+	// Soonest exhaustion first; those not exhausting last; ties keep
+	// ReadForecasts' order, by labels.
+	sort.SliceStable(out, func(i, j int) bool { return secondsOrInf(out[i].Seconds) < secondsOrInf(out[j].Seconds) })
 	writeJSON(w, http.StatusOK, struct {
 		Time      time.Time      `json:"time"`
 		Forecasts []forecastView `json:"forecasts"`
 	}{Time: at.UTC(), Forecasts: out})
-}
-
-func lastSample(it chunkenc.Iterator) (int64, float64, bool) {
-	var (
-		t  int64
-		v  float64
-		ok bool
-	)
-	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-		if vt == chunkenc.ValFloat {
-			t, v = it.At()
-			// A stale marker ends the series: nothing to show.
-			ok = !value.IsStaleNaN(v)
-		}
-	}
-	return t, v, ok && it.Err() == nil
 }
 
 func finite(v float64) *float64 {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
-	"github.com/aiops-dev/aiops/analyzer"
+	"github.com/aiops-dev/aiops/analyzer/results"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -20,11 +20,11 @@ func anomaly(t *testing.T, service string, at time.Time, score float64) storage.
 	t.Helper()
 	series := map[string]string{"__name__": "http_server_request_duration_seconds_p95", "job": service}
 	exp := 0.2
-	payload, err := json.Marshal(analyzer.Anomaly{Series: series, Time: at, Score: score, Value: 3.5, Expected: &exp, Surprise: 5})
+	payload, err := json.Marshal(results.Anomaly{Series: series, Time: at, Score: score, Value: 3.5, Expected: &exp, Surprise: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return storage.Event{ID: fmt.Sprintf("anomaly-%s-%d", service, at.UnixNano()), Time: at, Kind: analyzer.AnomalyKind,
+	return storage.Event{ID: fmt.Sprintf("anomaly-%s-%d", service, at.UnixNano()), Time: at, Kind: results.AnomalyKind,
 		Subject: service, Labels: series, Payload: payload}
 }
 
@@ -108,14 +108,14 @@ func TestForecasts(t *testing.T) {
 	pg := []string{"aiops_metric", "db_client_connection_count", "job", "postgres", "pool", "main"}
 	disk := []string{"aiops_metric", "system_filesystem_usage_bytes", "job", "api"}
 	old := []string{"aiops_metric", "system_filesystem_usage_bytes", "job", "batch"}
-	add(analyzer.ExhaustionMetric, now.Add(-6*time.Minute), 4000, pg...) // superseded
-	add(analyzer.ExhaustionMetric, now.Add(-time.Minute), 3600, pg...)
-	add(analyzer.ExhaustionLowerMetric, now.Add(-time.Minute), 1800, pg...)
-	add(analyzer.ExhaustionUpperMetric, now.Add(-time.Minute), 7200, pg...)
-	add(analyzer.ExhaustionMetric, now.Add(-2*time.Minute), math.Inf(1), disk...)
-	add(analyzer.ExhaustionLowerMetric, now.Add(-2*time.Minute), 86400, disk...)
-	add(analyzer.ExhaustionUpperMetric, now.Add(-2*time.Minute), math.Inf(1), disk...)
-	add(analyzer.ExhaustionMetric, now.Add(-2*time.Hour), 60, old...) // too old to show
+	add(results.ExhaustionMetric, now.Add(-6*time.Minute), 4000, pg...) // superseded
+	add(results.ExhaustionMetric, now.Add(-time.Minute), 3600, pg...)
+	add(results.ExhaustionLowerMetric, now.Add(-time.Minute), 1800, pg...)
+	add(results.ExhaustionUpperMetric, now.Add(-time.Minute), 7200, pg...)
+	add(results.ExhaustionMetric, now.Add(-2*time.Minute), math.Inf(1), disk...)
+	add(results.ExhaustionLowerMetric, now.Add(-2*time.Minute), 86400, disk...)
+	add(results.ExhaustionUpperMetric, now.Add(-2*time.Minute), math.Inf(1), disk...)
+	add(results.ExhaustionMetric, now.Add(-2*time.Hour), 60, old...) // too old to show
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
 	}

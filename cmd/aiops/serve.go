@@ -25,6 +25,7 @@ import (
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/analyzer"
+	"github.com/aiops-dev/aiops/analyzer/results/correlate"
 	"github.com/aiops-dev/aiops/api/incidents"
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/collector"
@@ -256,14 +257,11 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		}
 		closers = append(closers, func() { engine.Close() })
 
-		// The analyzer comes first: incidents ask it for root causes.
-		var rootCauses incident.RootCauser = incident.StoreRootCauser{Events: store, Spans: store}
 		if cfg.analyzerEnabled() {
 			an, err := analyzer.New(cfg.Analyzer, analyzer.Deps{
 				Queryable:  store,
 				Appendable: store,
 				Events:     store,
-				Spans:      store,
 				Logger:     logger.With("component", "analyzer"),
 				Registerer: s.reg,
 			})
@@ -271,12 +269,13 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 				return nil, nil, err
 			}
 			comps = append(comps, an)
-			rootCauses = an
 		}
 
+		// Incidents rank root causes over the store the analyzer writes
+		// its anomalies to, whether it runs here, elsewhere or not at all.
 		inc, err := incident.New(ctx, cfg.Incidents, incident.Deps{
 			Events:     store,
-			RootCauses: rootCauses,
+			RootCauses: correlate.StoreRanker{Events: store, Spans: store, Logger: logger.With("component", "root-causes")},
 			Logger:     logger.With("component", "incidents"),
 			Registerer: s.reg,
 		})
@@ -326,6 +325,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		incAPI, err := incidents.New(incidents.Options{
 			Incidents:    inc,
 			Alertmanager: al.Alertmanager(),
+			Silences:     incident.NewSilencer(al.Alertmanager().Silences(), inc, nil),
 			Events:       store,
 			Queryable:    store,
 			Logger:       logger.With("component", "incidents-api"),

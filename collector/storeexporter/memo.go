@@ -64,7 +64,6 @@ type request struct {
 	keys    []uint64
 	entries []*seriesEntry
 	misses  []int
-	refs    []promstorage.SeriesRef
 	fresh   []freshEntry
 }
 

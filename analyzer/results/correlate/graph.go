@@ -1,6 +1,11 @@
 // Package correlate relates anomalies across services: it builds the
 // service dependency graph from trace spans and ranks the services most
 // likely to have caused a set of anomalies that overlap in time.
+//
+// It is part of the analyzer's results contract: StoreRanker ranks over
+// the anomaly events the analyzer stored, so any process that reads the
+// store (the incident manager, an API) ranks root causes without running
+// or calling the analyzer.
 package correlate
 
 import (

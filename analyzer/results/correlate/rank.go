@@ -16,17 +16,6 @@ type Anomaly struct {
 	Score  float64
 }
 
-// ServiceOf names the service a series belongs to, from the labels OTLP
-// translation and Prometheus scraping put on it.
-func ServiceOf(series map[string]string) string {
-	for _, k := range []string{"service_name", "service", "job"} {
-		if v := series[k]; v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
 // Cause is one candidate root cause.
 type Cause struct {
 	Service string
