@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,8 +11,9 @@ import (
 )
 
 // newAuthMiddleware builds what guards the HTTP listener: the bootstrap
-// admin token, API tokens in the store, and JWTs when configured.
-func newAuthMiddleware(cfg Config, events storage.EventStore, logger *slog.Logger) (*auth.Middleware, error) {
+// admin token, API tokens in the store, and JWTs when configured. The JWT
+// verifier refreshes its keys until ctx ends.
+func newAuthMiddleware(ctx context.Context, cfg Config, events storage.EventStore, logger *slog.Logger) (*auth.Middleware, error) {
 	var (
 		boot    *auth.BootstrapToken
 		created bool
@@ -34,7 +36,11 @@ func newAuthMiddleware(cfg Config, events storage.EventStore, logger *slog.Logge
 		chain = append(chain, auth.NewTokenStore(events, logger))
 	}
 	if cfg.Server.Auth.JWT.Enabled() {
-		chain = append(chain, auth.NewJWTVerifier(cfg.Server.Auth.JWT, nil, logger))
+		jwtv, err := auth.NewJWTVerifier(ctx, cfg.Server.Auth.JWT, nil, logger)
+		if err != nil {
+			return nil, fmt.Errorf("server.auth.jwt: %w", err)
+		}
+		chain = append(chain, jwtv)
 	}
 	return &auth.Middleware{
 		Auth:       chain,
