@@ -92,8 +92,12 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	providers := []confmap.ProviderFactory{fileprovider.NewFactory(), envprovider.NewFactory(), yamlprovider.NewFactory()}
 	defaultScheme := "env"
 	if cfg.ConfigFile == "" {
+		conf, err := c.otelConfig()
+		if err != nil {
+			return nil, err
+		}
 		uris = []string{mapScheme + ":generated"}
-		providers = []confmap.ProviderFactory{newMapProvider(c.otelConfig())}
+		providers = []confmap.ProviderFactory{newMapProvider(conf)}
 		defaultScheme = ""
 	}
 	col, err := otelcol.NewCollector(otelcol.CollectorSettings{
@@ -201,8 +205,8 @@ func (c *Collector) factories() (otelcol.Factories, error) {
 	}, nil
 }
 
-// otelConfig builds the collector configuration for the role.
-func (c *Collector) otelConfig() map[string]any {
+// legacyOtelConfig builds the collector configuration for the role.
+func (c *Collector) legacyOtelConfig() map[string]any {
 	cfg := c.cfg
 	role := cfg.Role
 	receivers := map[string]any{}
