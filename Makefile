@@ -18,6 +18,7 @@ all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/aiops ./cmd/aiops
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/aiops-bench ./cmd/aiops-bench
 
 ## run: start the all-in-one server on the embedded store in ./data
 run: build
@@ -39,10 +40,10 @@ vet:
 test: test-deps tools vet
 	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) $(PKGS)
 
-## bench: the benchmarks behind docs/BENCHMARKS.md
+## bench: the benchmarks behind docs/BENCHMARKS.md (aiops-bench, a separate program)
 bench: test-deps build
-	$(BIN)/aiops bench ingest
-	$(BIN)/aiops bench query
+	$(BIN)/aiops-bench ingest
+	$(BIN)/aiops-bench query
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 fmt:

@@ -225,55 +225,6 @@ func TestKafkaToClickHouseExporter(t *testing.T) {
 	})
 }
 
-// BenchmarkIngestClickHouse measures OTLP points/s into ClickHouse and
-// the bytes ClickHouse keeps per sample:
-//
-//	go test ./collector -run '^$' -bench IngestClickHouse -benchtime 1x -count 5
-func BenchmarkIngestClickHouse(b *testing.B) {
-	srv := sharedClickHouse(b)
-	for range b.N {
-		db := srv.NewDatabase(b)
-		store := openClickHouseStore(b, chConfig(srv, db))
-		res, err := BenchIngest(context.Background(), BenchOptions{
-			Store:     store,
-			Points:    *benchPoints,
-			Config:    benchConfig(),
-			Senders:   *benchSenders,
-			QueueDir:  b.TempDir(),
-			DiskBytes: ClickHouseDiskBytes([]string{srv.NativeAddr()}, db, "default", ""),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if res.Lost != 0 {
-			b.Fatalf("lost %d points: %s", res.Lost, res)
-		}
-		b.ReportMetric(res.PointsPerSecond, "points/s")
-		b.ReportMetric(res.PointsPerCPUSecond, "points/CPU-s")
-		b.ReportMetric(res.BytesPerSample, "bytes/sample")
-		b.ReportMetric(float64(res.MaxHeapBytes>>20), "maxheap-MiB")
-		b.Log(res)
-	}
-}
-
-// TestBenchIngestClickHouseSmall keeps the ClickHouse benchmark path
-// working: every point arrives and bytes per sample is measured.
-func TestBenchIngestClickHouseSmall(t *testing.T) {
-	srv := sharedClickHouse(t)
-	db := srv.NewDatabase(t)
-	store := openClickHouseStore(t, chConfig(srv, db))
-	res, err := BenchIngest(context.Background(), BenchOptions{
-		Store: store, Points: 20_000, Series: 2_000, PointsPerRequest: 1_000,
-		DiskBytes: ClickHouseDiskBytes([]string{srv.NativeAddr()}, db, "default", ""),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Stored != res.Points || res.BytesPerSample <= 0 {
-		t.Fatalf("%s", res)
-	}
-}
-
 // TestClickHouseGroupCommit: requests arriving together are written to
 // ClickHouse in one insert, each acknowledged only once it is stored, and
 // nothing goes through the queue while ClickHouse is up.

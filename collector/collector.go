@@ -91,8 +91,12 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	providers := []confmap.ProviderFactory{fileprovider.NewFactory(), envprovider.NewFactory(), yamlprovider.NewFactory()}
 	defaultScheme := "env"
 	if cfg.ConfigFile == "" {
+		conf, err := c.otelConfig()
+		if err != nil {
+			return nil, err
+		}
 		uris = []string{mapScheme + ":generated"}
-		providers = []confmap.ProviderFactory{newMapProvider(c.otelConfig())}
+		providers = []confmap.ProviderFactory{newMapProvider(conf)}
 		defaultScheme = ""
 	}
 	col, err := otelcol.NewCollector(otelcol.CollectorSettings{
@@ -200,185 +204,18 @@ func (c *Collector) factories() (otelcol.Factories, error) {
 	}, nil
 }
 
-// otelConfig builds the collector configuration for the role.
-func (c *Collector) otelConfig() map[string]any {
-	cfg := c.cfg
-	role := cfg.Role
-	receivers := map[string]any{}
-	processors := map[string]any{}
-	exporters := map[string]any{}
-	extensions := map[string]any{}
-	var recv string
-	var procs []string
-
-	switch role {
-	case RoleIngester:
-		recv = "kafka"
-		receivers["kafka"] = map[string]any{
-			"brokers":         cfg.Kafka.Brokers,
-			"topics":          topics(cfg),
-			"group_id":        cfg.Kafka.GroupID,
-			"session_timeout": cfg.Kafka.SessionTimeout.String(),
-			// The writer's batch size is the ingester's batch size.
-			"max_batch_items": cfg.Batch.MaxSize,
-			"max_batch_wait":  cfg.Batch.FlushTimeout.String(),
-			"max_fetch_bytes": 4*cfg.Kafka.MaxMessageBytes + (1 << 20),
-		}
-	default:
-		recv = "otlp"
-		protocols := map[string]any{}
-		if cfg.OTLP.GRPCEndpoint != "off" {
-			protocols["grpc"] = map[string]any{
-				"endpoint":              cfg.OTLP.GRPCEndpoint,
-				"max_recv_msg_size_mib": cfg.OTLP.MaxRequestMiB,
-			}
-		}
-		if cfg.OTLP.HTTPEndpoint != "off" {
-			protocols["http"] = map[string]any{
-				"endpoint":              cfg.OTLP.HTTPEndpoint,
-				"max_request_body_size": cfg.OTLP.MaxRequestMiB << 20,
-			}
-		}
-		receivers["otlp"] = map[string]any{"protocols": protocols}
-		processors[ingressType] = map[string]any{"retry_after": cfg.RetryAfter.String()}
-		ml := map[string]any{"check_interval": cfg.MemoryLimiter.CheckInterval.String()}
-		if cfg.MemoryLimiter.LimitMiB > 0 {
-			ml["limit_mib"] = cfg.MemoryLimiter.LimitMiB
-			ml["spike_limit_mib"] = cfg.MemoryLimiter.SpikeLimitMiB
-		} else {
-			ml["limit_percentage"] = cfg.MemoryLimiter.LimitPercentage
-			ml["spike_limit_percentage"] = cfg.MemoryLimiter.SpikeLimitPercentage
-		}
-		processors["memory_limiter"] = ml
-		procs = []string{ingressType, "memory_limiter"}
-	}
-
-	// Writers. Behind OTLP receivers the data waits in a queue (persistent
-	// when queue.dir is set) and is batched as it leaves it; behind Kafka
-	// there is no queue: the write is synchronous and Kafka is the buffer.
-	var queue map[string]any
-	if role == RoleIngester {
-		queue = map[string]any{"enabled": false}
-	} else {
-		queue = map[string]any{
-			"sizer":             "items",
-			"queue_size":        cfg.Queue.MaxItems,
-			"num_consumers":     cfg.Queue.Consumers,
-			"block_on_overflow": false,
-			"batch": map[string]any{
-				"sizer":         "items",
-				"flush_timeout": cfg.Batch.FlushTimeout.String(),
-				"min_size":      cfg.Batch.MinSize,
-				"max_size":      cfg.Batch.MaxSize,
-			},
-		}
-		if cfg.Queue.Dir != "" {
-			queue["storage"] = "file_storage"
-			extensions["file_storage"] = map[string]any{
-				"directory":        cfg.Queue.Dir,
-				"create_directory": true,
-				"fsync":            cfg.Queue.FSync,
-				"timeout":          "10s",
-				"compaction": map[string]any{
-					"directory":  filepath.Join(cfg.Queue.Dir, "compaction"),
-					"on_start":   true,
-					"on_rebound": true,
-				},
-			}
-		}
-	}
-	retry := map[string]any{
-		"enabled":          true,
-		"initial_interval": "500ms",
-		"max_interval":     "10s",
-		// Never give up: stores and brokers come back, data waits.
-		"max_elapsed_time": "0s",
-	}
-	var exp string
-	switch cfg.exporter() {
-	case ExporterKafka:
-		exp = kafkaexporter.Type
-		exporters[exp] = map[string]any{
-			"brokers":           cfg.Kafka.Brokers,
-			"topics":            topics(cfg),
-			"max_message_bytes": cfg.Kafka.MaxMessageBytes,
-			"compression":       cfg.Kafka.Compression,
-			"sending_queue":     queue,
-			"retry_on_failure":  retry,
-		}
-	case ExporterClickHouse:
-		exp = storeexporter.TypeClickHouse
-		exporters[exp] = map[string]any{
-			"addresses":        cfg.ClickHouse.Addresses,
-			"database":         cfg.ClickHouse.Database,
-			"username":         cfg.ClickHouse.Username,
-			"password":         string(cfg.ClickHouse.Password),
-			"translation":      translation(cfg.Translation),
-			"sending_queue":    queue,
-			"retry_on_failure": retry,
-			"write_through":    c.writeThroughConfig(cfg.Queue.Dir == ""),
-			"wal_dir":          c.clickHouseWALDir(),
-		}
-	default:
-		exp = storeexporter.TypeStore
-		exporters[exp] = map[string]any{
-			"translation":      translation(cfg.Translation),
-			"sending_queue":    queue,
-			"retry_on_failure": retry,
-			"write_through":    c.writeThroughConfig(wantsLargeCommits(c.deps.Store)),
-		}
-	}
-
-	metricsProcs := procs
-	if exp != kafkaexporter.Type {
-		// Prometheus stores cumulative series; deltas are summed up
-		// where the series ends up. Collectors pass deltas through to
-		// Kafka, where the partition key keeps each stream on one
-		// ingester, which converts them.
-		d2c := map[string]any{"max_stale": cfg.DeltaToCumulative.MaxStale.String()}
-		if cfg.DeltaToCumulative.MaxStreams > 0 {
-			d2c["max_streams"] = cfg.DeltaToCumulative.MaxStreams
-		}
-		processors["delta_to_cumulative"] = d2c
-		metricsProcs = append(append([]string{}, procs...), "delta_to_cumulative")
-	}
-	pipeline := func(ps []string) map[string]any {
-		return map[string]any{"receivers": []string{recv}, "processors": ps, "exporters": []string{exp}}
-	}
-	service := map[string]any{
-		"pipelines": map[string]any{
-			"metrics": pipeline(metricsProcs),
-			"logs":    pipeline(procs),
-			"traces":  pipeline(procs),
-		},
-	}
-	if len(extensions) > 0 {
-		service["extensions"] = []string{"file_storage"}
-	}
-	conf := map[string]any{
-		"receivers":  receivers,
-		"processors": processors,
-		"exporters":  exporters,
-		"service":    service,
-	}
-	if len(extensions) > 0 {
-		conf["extensions"] = extensions
-	}
-	return conf
-}
-
 // writeThroughConfig is the exporter's write_through section (see
 // QueueConfig.WriteThrough). A store whose every commit is an insert
 // (ClickHouse without its write-ahead log) gets group commit, in batches
 // the size the queue would have made.
-func (c *Collector) writeThroughConfig(group bool) map[string]any {
+func (c *Collector) writeThroughConfig(group bool) storeexporter.WriteThroughConfig {
 	q, b := c.cfg.Queue, c.cfg.Batch
-	return map[string]any{
-		"enabled":         c.cfg.Role != RoleIngester && q.WriteThrough != WriteThroughOff,
-		"slow_write":      q.SlowWrite.String(),
-		"group":           group,
-		"group_min_items": b.MinSize,
-		"group_interval":  b.FlushTimeout.String(),
+	return storeexporter.WriteThroughConfig{
+		Enabled:       c.cfg.Role != RoleIngester && q.WriteThrough != WriteThroughOff,
+		SlowWrite:     q.SlowWrite,
+		Group:         group,
+		GroupMinItems: int(b.MinSize),
+		GroupInterval: b.FlushTimeout,
 	}
 }
 
@@ -403,29 +240,6 @@ func (c *Collector) clickHouseWALDir() string {
 		return ""
 	}
 	return filepath.Join(c.cfg.Queue.Dir, "clickhouse-wal")
-}
-
-func topics(cfg Config) map[string]any {
-	return map[string]any{
-		"metrics": cfg.Kafka.Topics.Metrics,
-		"logs":    cfg.Kafka.Topics.Logs,
-		"spans":   cfg.Kafka.Topics.Spans,
-	}
-}
-
-func translation(t storeexporter.TranslationConfig) map[string]any {
-	return map[string]any{
-		"strategy":                             t.Strategy,
-		"promote_resource_attributes":          t.PromoteResourceAttributes,
-		"promote_all_resource_attributes":      t.PromoteAllResourceAttributes,
-		"ignore_resource_attributes":           t.IgnoreResourceAttributes,
-		"keep_identifying_resource_attributes": t.KeepIdentifyingResourceAttributes,
-		"convert_histograms_to_nhcb":           t.ConvertHistogramsToNHCB,
-		"promote_scope_metadata":               t.PromoteScopeMetadata,
-		"disable_target_info":                  t.DisableTargetInfo,
-		"lookback_delta":                       t.LookbackDelta.String(),
-		"cache_series":                         t.CacheSeries,
-	}
 }
 
 // mapScheme is the confmap scheme of the generated configuration.

@@ -273,7 +273,10 @@ func TestJWTVerifier(t *testing.T) {
 	if err := cfg.Validate("server.auth.jwt"); err != nil {
 		t.Fatal(err)
 	}
-	v := NewJWTVerifier(cfg, srv.Client(), slog.New(slog.DiscardHandler))
+	v, err := NewJWTVerifier(t.Context(), cfg, srv.Client(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	sign := func(method jwt.SigningMethod, kid string, key any, claims jwt.MapClaims) string {
 		tok := jwt.NewWithClaims(method, claims)

@@ -2,25 +2,18 @@ package auth
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rsa"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/common/model"
+	"golang.org/x/time/rate"
 )
 
 // JWTConfig enables OIDC/JWT bearer tokens, verified against the issuer's
@@ -62,20 +55,26 @@ func (c JWTConfig) Validate(prefix string) error {
 	return nil
 }
 
-// JWTVerifier authenticates JWT bearer tokens.
-type JWTVerifier struct {
-	cfg    JWTConfig
-	client *http.Client
-	logger *slog.Logger
-	now    func() time.Time
+// jwksTimeout bounds one fetch of the key set.
+const jwksTimeout = 10 * time.Second
 
-	mu        sync.Mutex
-	keys      map[string]crypto.PublicKey
-	fetchedAt time.Time
+// JWTVerifier authenticates JWT bearer tokens. Fetching, caching and
+// parsing the issuer's key set is keyfunc's and jwkset's work: keys are
+// validated as they are parsed (an EC point must lie on its curve), a
+// key set that fails to fetch or parse leaves the keys held before in
+// place, and a set with one invalid key is refused as a whole.
+type JWTVerifier struct {
+	cfg  JWTConfig
+	keys keyfunc.Keyfunc
+	now  func() time.Time
 }
 
-// NewJWTVerifier returns a verifier; keys are fetched on first use.
-func NewJWTVerifier(cfg JWTConfig, client *http.Client, logger *slog.Logger) *JWTVerifier {
+// NewJWTVerifier returns a verifier. It fetches the key set before it
+// returns (a failure is logged, not returned: the issuer may come up
+// later), again every refresh_interval until ctx ends, and when a token
+// names a key it does not hold, at most once a minute so that forged key
+// ids cannot make it hammer the issuer.
+func NewJWTVerifier(ctx context.Context, cfg JWTConfig, client *http.Client, logger *slog.Logger) (*JWTVerifier, error) {
 	if cfg.ScopesClaim == "" {
 		cfg.ScopesClaim = "scope"
 	}
@@ -86,9 +85,36 @@ func NewJWTVerifier(cfg JWTConfig, client *http.Client, logger *slog.Logger) *JW
 		cfg.RefreshInterval = model.Duration(time.Hour)
 	}
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+		client = &http.Client{Timeout: jwksTimeout}
 	}
-	return &JWTVerifier{cfg: cfg, client: client, logger: logger, now: time.Now}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	fetched, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
+		Client:          client,
+		HTTPTimeout:     jwksTimeout,
+		RefreshInterval: time.Duration(cfg.RefreshInterval),
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(_ context.Context, err error) {
+				logger.Warn("Fetching JWKS failed; keeping the keys held before", "url", u, "err", err)
+			}
+		},
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(time.Minute), 1),
+		// Bounds both the wait for the limiter above and the fetch it
+		// allows; a token arriving while the limiter is empty waits no
+		// longer than this for it, and usually fails at once.
+		RateLimitWaitMax: jwksTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jwks_url: %w", err)
+	}
+	// Keys published for encryption ("use": "enc") never verify tokens;
+	// keys without "use" may.
+	keys, err := keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: fetched.Storage(), UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
+	if err != nil {
+		return nil, err
+	}
+	return &JWTVerifier{cfg: cfg, keys: keys, now: time.Now}, nil
 }
 
 // Authenticate implements Authenticator.
@@ -106,16 +132,12 @@ func (v *JWTVerifier) Authenticate(ctx context.Context, credential string) (Prin
 	if v.cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(v.cfg.Audience))
 	}
-	var keyErr error
-	tok, err := jwt.Parse(credential, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		k, err := v.key(ctx, kid)
-		keyErr = err
-		return k, err
-	}, opts...)
+	tok, err := jwt.Parse(credential, v.keys.KeyfuncCtx(ctx), opts...)
 	if err != nil {
-		if keyErr != nil && !errors.Is(keyErr, errUnknownKey) {
-			return Principal{}, keyErr
+		// Without any key (the issuer has not answered since start) no
+		// token can be checked: that is an outage, not a bad credential.
+		if held, rerr := v.keys.Storage().KeyReadAll(ctx); rerr == nil && len(held) == 0 {
+			return Principal{}, fmt.Errorf("no signing keys from %s: JWKS unavailable", v.cfg.JWKSURL)
 		}
 		return Principal{}, fmt.Errorf("%w: invalid JWT: %v", ErrUnauthenticated, err)
 	}
@@ -147,129 +169,4 @@ func scopesFromClaim(c any) []Scope {
 		}
 	}
 	return out
-}
-
-var errUnknownKey = errors.New("unknown signing key")
-
-// key returns the key with the given id, fetching the key set when it is
-// stale or lacks the id (the issuer rotated keys). Fetches for unknown ids
-// are limited to one a minute so forged kids cannot make us hammer the issuer.
-func (v *JWTVerifier) key(ctx context.Context, kid string) (crypto.PublicKey, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	age := v.now().Sub(v.fetchedAt)
-	k, ok := v.lookup(kid)
-	if age >= time.Duration(v.cfg.RefreshInterval) || (!ok && age >= time.Minute) {
-		keys, err := v.fetch(ctx)
-		switch {
-		case err == nil:
-			v.keys, v.fetchedAt = keys, v.now()
-			k, ok = v.lookup(kid)
-		case ok:
-			v.logger.Warn("Refreshing JWKS failed; keeping the old keys", "url", v.cfg.JWKSURL, "err", err)
-		default:
-			return nil, fmt.Errorf("fetch JWKS: %w", err)
-		}
-	}
-	if !ok {
-		return nil, errUnknownKey
-	}
-	return k, nil
-}
-
-// lookup finds a key by id; a token without a kid matches a lone key.
-func (v *JWTVerifier) lookup(kid string) (crypto.PublicKey, bool) {
-	if k, ok := v.keys[kid]; ok {
-		return k, true
-	}
-	if kid == "" && len(v.keys) == 1 {
-		for _, k := range v.keys {
-			return k, true
-		}
-	}
-	return nil, false
-}
-
-func (v *JWTVerifier) fetch(ctx context.Context) (map[string]crypto.PublicKey, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.cfg.JWKSURL, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := v.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", v.cfg.JWKSURL, resp.Status)
-	}
-	return ParseJWKS(io.LimitReader(resp.Body, 1<<20))
-}
-
-// ParseJWKS reads RSA and EC public keys from a JSON Web Key Set (RFC 7517).
-// Keys of other types, or not meant for signatures, are skipped.
-func ParseJWKS(r io.Reader) (map[string]crypto.PublicKey, error) {
-	var set struct {
-		Keys []struct {
-			Kty string `json:"kty"`
-			Kid string `json:"kid"`
-			Use string `json:"use"`
-			N   string `json:"n"`
-			E   string `json:"e"`
-			Crv string `json:"crv"`
-			X   string `json:"x"`
-			Y   string `json:"y"`
-		} `json:"keys"`
-	}
-	if err := json.NewDecoder(r).Decode(&set); err != nil {
-		return nil, fmt.Errorf("decode JWKS: %w", err)
-	}
-	keys := map[string]crypto.PublicKey{}
-	for i, k := range set.Keys {
-		if k.Use != "" && k.Use != "sig" {
-			continue
-		}
-		switch k.Kty {
-		case "RSA":
-			n, err1 := b64int(k.N)
-			e, err2 := b64int(k.E)
-			if err := errors.Join(err1, err2); err != nil || !e.IsInt64() {
-				return nil, fmt.Errorf("JWKS key %d (%q): bad RSA modulus or exponent", i, k.Kid)
-			}
-			keys[k.Kid] = &rsa.PublicKey{N: n, E: int(e.Int64())}
-		case "EC":
-			var curve elliptic.Curve
-			switch k.Crv {
-			case "P-256":
-				curve = elliptic.P256()
-			case "P-384":
-				curve = elliptic.P384()
-			case "P-521":
-				curve = elliptic.P521()
-			default:
-				continue
-			}
-			x, err1 := b64int(k.X)
-			y, err2 := b64int(k.Y)
-			if err := errors.Join(err1, err2); err != nil {
-				return nil, fmt.Errorf("JWKS key %d (%q): bad EC point", i, k.Kid)
-			}
-			keys[k.Kid] = &ecdsa.PublicKey{Curve: curve, X: x, Y: y}
-		}
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("JWKS holds no RSA or EC signing key")
-	}
-	return keys, nil
-}
-
-func b64int(s string) (*big.Int, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return nil, err
-	}
-	if len(b) == 0 {
-		return nil, errors.New("empty")
-	}
-	return new(big.Int).SetBytes(b), nil
 }

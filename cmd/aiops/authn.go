@@ -1,18 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/storage"
 )
 
 // newAuthMiddleware builds what guards the HTTP listener: the bootstrap
-// admin token, API tokens in the store, and JWTs when configured.
-func newAuthMiddleware(cfg Config, events storage.EventStore, logger *slog.Logger) (*auth.Middleware, error) {
+// admin token, API tokens in the store, and JWTs when configured. The JWT
+// verifier refreshes its keys until ctx ends.
+func newAuthMiddleware(ctx context.Context, cfg Config, events storage.EventStore, logger *slog.Logger) (*auth.Middleware, error) {
 	var (
 		boot    *auth.BootstrapToken
 		created bool
@@ -35,7 +36,11 @@ func newAuthMiddleware(cfg Config, events storage.EventStore, logger *slog.Logge
 		chain = append(chain, auth.NewTokenStore(events, logger))
 	}
 	if cfg.Server.Auth.JWT.Enabled() {
-		chain = append(chain, auth.NewJWTVerifier(cfg.Server.Auth.JWT, nil, logger))
+		jwtv, err := auth.NewJWTVerifier(ctx, cfg.Server.Auth.JWT, nil, logger)
+		if err != nil {
+			return nil, fmt.Errorf("server.auth.jwt: %w", err)
+		}
+		chain = append(chain, jwtv)
 	}
 	return &auth.Middleware{
 		Auth:       chain,
@@ -47,8 +52,9 @@ func newAuthMiddleware(cfg Config, events storage.EventStore, logger *slog.Logge
 }
 
 // readOnlyPOST are endpoints where POST only carries a query too long for
-// a URL, as in Prometheus's API.
+// a URL, as in Prometheus's API, or, for remote read, a protobuf query.
 var readOnlyPOST = map[string]bool{
+	"/api/v1/read":            true,
 	"/api/v1/query":           true,
 	"/api/v1/query_range":     true,
 	"/api/v1/query_exemplars": true,
@@ -65,7 +71,7 @@ func accessPolicy(r *http.Request) (auth.Scope, bool) {
 	switch {
 	case p == "/healthz" || p == "/readyz":
 		return "", true
-	case p == "/-/reload" || strings.HasPrefix(p, "/api/v1/tokens"):
+	case p == "/-/reload":
 		return auth.ScopeAdmin, false
 	case r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions:
 		return auth.ScopeRead, false

@@ -1,7 +1,8 @@
 // Command aiops is the whole aiops backend in one binary. By default
 // `aiops serve` runs everything in one process on an embedded store; the
 // same binary runs as a collector, an ingester or another role when its
-// configuration says so.
+// configuration says so. Benchmarks and evaluations are another program,
+// cmd/aiops-bench: this one links no harness or test code.
 package main
 
 import (
@@ -19,7 +20,7 @@ import (
 // when it is created and runs when selected.
 type command interface {
 	// fullCommand is the name kingpin reports when the command is selected,
-	// e.g. "serve" or "bench ingest".
+	// e.g. "serve" or "token create".
 	fullCommand() string
 	run(ctx context.Context, stdout, stderr io.Writer) error
 }
@@ -41,13 +42,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 	app.Version(versionString())
 
-	cmds := []command{
-		newServeCommand(app),
-		newNABCommand(app),
-		newBacktestCommand(app),
-	}
+	cmds := []command{newServeCommand(app)}
 	cmds = append(cmds, newTokenCommands(app)...)
-	cmds = append(cmds, newBenchCommands(app)...)
 
 	selected, err := app.Parse(args)
 	if terminated {

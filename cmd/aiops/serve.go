@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -341,7 +342,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	if store != nil {
 		events = store
 	}
-	guard, err := newAuthMiddleware(cfg, events, logger.With("component", "auth"))
+	guard, err := newAuthMiddleware(ctx, cfg, events, logger.With("component", "auth"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -418,23 +419,28 @@ func openStoreRetrying(ctx context.Context, cfg StorageConfig, logger *slog.Logg
 		}
 		return s, nil
 	case BackendClickHouse:
-		backoff := time.Second
-		for {
+		var lastErr error
+		s, err := backoff.Retry(ctx, func() (storage.Store, error) {
 			s, err := clickhouse.Open(ctx, cfg.ClickHouse, logger)
-			if err == nil {
-				return s, nil
+			if err != nil && !errors.Is(err, storage.ErrUnavailable) {
+				return nil, backoff.Permanent(err)
 			}
-			if !errors.Is(err, storage.ErrUnavailable) {
-				return nil, fmt.Errorf("open clickhouse store: %w", err)
-			}
-			logger.Warn("ClickHouse unreachable; retrying", "in", backoff, "err", err)
-			select {
-			case <-ctx.Done():
-				return nil, fmt.Errorf("open clickhouse store: %w", err)
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 30*time.Second)
+			lastErr = err
+			return s, err
+		},
+			// Until it is reachable or aiops stops: no time limit.
+			backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 30 * time.Second}),
+			backoff.WithMaxElapsedTime(0),
+			backoff.WithNotify(func(err error, wait time.Duration) {
+				logger.Warn("ClickHouse unreachable; retrying", "in", wait, "err", err)
+			}))
+		if err != nil && ctx.Err() != nil && lastErr != nil {
+			err = lastErr // say why it never opened, not only that aiops stopped
 		}
+		if err != nil {
+			return nil, fmt.Errorf("open clickhouse store: %w", err)
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("storage.backend: unknown backend %q", cfg.Backend)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configoptional"
@@ -309,12 +310,16 @@ func (e *kafkaExporter) pushTraces(ctx context.Context, td ptrace.Traces) error 
 func (e *kafkaExporter) write(ctx context.Context, msgs []kafka.Message, items int, encErr error) error {
 	start := time.Now()
 	pending := msgs
-	backoff := 50 * time.Millisecond
-	for len(pending) > 0 {
+	var lastErr error
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		if len(pending) == 0 {
+			return struct{}{}, nil
+		}
 		err := e.writer.WriteMessages(ctx, pending...)
 		if err == nil {
-			break
+			return struct{}{}, nil
 		}
+		lastErr = err
 		e.metrics.ExportFailures.WithLabelValues(e.signal, e.name).Inc()
 		var werrs kafka.WriteErrors
 		if errors.As(err, &werrs) && len(werrs) == len(pending) {
@@ -328,16 +333,17 @@ func (e *kafkaExporter) write(ctx context.Context, msgs []kafka.Message, items i
 			}
 			pending = failed
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("write %d of %d messages to %s: %w", len(pending), len(msgs), e.topic, err)
-		}
-		e.logger.Warn("kafka write failed, retrying", "exporter", e.name, "topic", e.topic, "messages", len(pending), "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("write %d of %d messages to %s: %w", len(pending), len(msgs), e.topic, err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
+		return struct{}{}, err
+	},
+		// No time limit: brokers come back; ctx (the exporter's timeout
+		// or shutdown) ends the attempts.
+		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, Multiplier: 2, MaxInterval: 2 * time.Second}),
+		backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, _ time.Duration) {
+			e.logger.Warn("kafka write failed, retrying", "exporter", e.name, "topic", e.topic, "messages", len(pending), "err", err)
+		}))
+	if err != nil {
+		return fmt.Errorf("write %d of %d messages to %s: %w", len(pending), len(msgs), e.topic, lastErr)
 	}
 	for _, m := range pending {
 		e.produced(m)

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
@@ -165,10 +166,10 @@ type otlpReceiver struct {
 
 	reader *kafka.Reader
 	cancel context.CancelFunc
-	// stopWrites is closed at shutdown: no new write attempts start, the
-	// one in flight gets shutdownGrace to finish before writeCtx is
-	// cancelled.
-	stopWrites   chan struct{}
+	// stopping ends at shutdown: no new write attempts start, the one in
+	// flight gets shutdownGrace to finish before writeCtx is cancelled.
+	stopping     context.Context
+	stop         context.CancelFunc
 	writeCtx     context.Context
 	cancelWrites context.CancelFunc
 	wg           sync.WaitGroup
@@ -209,7 +210,7 @@ func (r *otlpReceiver) Start(_ context.Context, _ component.Host) error {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	r.stopWrites = make(chan struct{})
+	r.stopping, r.stop = context.WithCancel(context.Background())
 	r.writeCtx, r.cancelWrites = context.WithCancel(context.Background())
 	batches := make(chan *fetched, 1)
 	r.wg.Add(2)
@@ -226,7 +227,7 @@ func (r *otlpReceiver) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	r.cancel()
-	close(r.stopWrites)
+	r.stop()
 	defer r.cancelWrites()
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
@@ -257,21 +258,26 @@ type fetched struct {
 	malformed int
 }
 
+// backOff doubles the wait between attempts from RetryInitial up to
+// RetryMax.
+func (r *otlpReceiver) backOff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: r.cfg.RetryInitial, Multiplier: 2, MaxInterval: r.cfg.RetryMax}
+}
+
 func (r *otlpReceiver) fetchLoop(ctx context.Context, out chan<- *fetched) {
 	defer close(out)
-	backoff := r.cfg.RetryInitial
 	for ctx.Err() == nil {
-		f, err := r.fetch(ctx)
+		// Fetches are retried until one succeeds or the receiver stops;
+		// the wait starts over after every success.
+		f, err := backoff.Retry(ctx, func() (*fetched, error) { return r.fetch(ctx) },
+			backoff.WithBackOff(r.backOff()),
+			backoff.WithMaxElapsedTime(0),
+			backoff.WithNotify(func(err error, _ time.Duration) {
+				r.logger.Warn("fetch from kafka failed", "err", err)
+			}))
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			r.logger.Warn("fetch from kafka failed", "err", err)
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, r.cfg.RetryMax)
-			continue
+			return // ctx ended
 		}
-		backoff = r.cfg.RetryInitial
 		select {
 		case out <- f:
 		case <-ctx.Done():
@@ -316,7 +322,7 @@ func (r *otlpReceiver) decode(f *fetched, msg kafka.Message) {
 func (r *otlpReceiver) writeLoop(in <-chan *fetched) {
 	for f := range in {
 		select {
-		case <-r.stopWrites:
+		case <-r.stopping.Done():
 			return // not written, not committed: delivered again later
 		default:
 		}
@@ -336,63 +342,49 @@ func (r *otlpReceiver) write(f *fetched) bool {
 	}
 	signal := r.codec.signal()
 	r.metrics.Received.WithLabelValues(signal).Add(float64(n))
-	backoff := r.cfg.RetryInitial
-	for {
+	// Retried until it succeeds or shutdown begins: no time limit, the
+	// store comes back and Kafka holds the data meanwhile.
+	_, err := backoff.Retry(r.stopping, func() (struct{}, error) {
 		// The attempt is not cancelled as shutdown begins, so a write in
 		// flight completes and gets committed; only one still stuck after
 		// shutdownGrace is.
 		err := f.batch.consume(r.writeCtx)
-		if err == nil {
-			return true
-		}
-		if consumererror.IsPermanent(err) {
+		if err != nil && consumererror.IsPermanent(err) {
 			r.metrics.Refused.WithLabelValues(signal, obs.ReasonInvalid).Add(float64(n))
 			r.logger.Error("pipeline refused a batch for good; committing past it", "items", n, "err", err)
-			return true
+			return struct{}{}, nil
 		}
-		r.logger.Warn("writing batch failed; retrying, not committing", "items", n, "backoff", backoff, "err", err)
-		select {
-		case <-r.stopWrites:
-			return false
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, r.cfg.RetryMax)
-	}
+		return struct{}{}, err
+	},
+		backoff.WithBackOff(r.backOff()),
+		backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, wait time.Duration) {
+			r.logger.Warn("writing batch failed; retrying, not committing", "items", n, "backoff", wait, "err", err)
+		}))
+	return err == nil
 }
 
 func (r *otlpReceiver) commit(msgs []kafka.Message) {
 	// A failed commit is retried a few times; if it still fails, the
 	// messages come again after a rebalance or restart, which stores
 	// absorb (at-least-once).
-	backoff := r.cfg.RetryInitial
-	for attempt := 0; ; attempt++ {
+	_, err := backoff.Retry(r.stopping, func() (struct{}, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		err := r.reader.CommitMessages(ctx, msgs...)
-		cancel()
-		if err == nil {
-			r.metrics.KafkaCommitted.WithLabelValues(r.topic).Add(float64(len(msgs)))
-			return
+		if err != nil {
+			r.metrics.KafkaCommitFailures.WithLabelValues(r.topic).Inc()
 		}
-		r.metrics.KafkaCommitFailures.WithLabelValues(r.topic).Inc()
-		if attempt == 4 {
-			r.logger.Error("commit failed; the messages will be delivered again", "messages", len(msgs), "err", err)
-			return
-		}
-		select {
-		case <-r.stopWrites:
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, r.cfg.RetryMax)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+		return struct{}{}, err
+	},
+		backoff.WithBackOff(r.backOff()),
+		backoff.WithMaxTries(5),
+		backoff.WithMaxElapsedTime(0))
+	switch {
+	case err == nil:
+		r.metrics.KafkaCommitted.WithLabelValues(r.topic).Add(float64(len(msgs)))
+	case r.stopping.Err() == nil:
+		r.logger.Error("commit failed; the messages will be delivered again", "messages", len(msgs), "err", err)
 	}
 }
 

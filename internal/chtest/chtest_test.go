@@ -2,137 +2,27 @@ package chtest
 
 import (
 	"context"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
-func TestServerLifecycle(t *testing.T) {
+// TestDatabaseDroppedWithItsTest: NewDatabase's database exists during
+// its test and is gone after it; Restart brings the server back.
+func TestDatabaseDroppedWithItsTest(t *testing.T) {
 	s := Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-
-	out, err := s.Query(ctx, "SELECT 1 + 1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.TrimSpace(out) != "2" {
-		t.Fatalf("SELECT 1 + 1 = %q, want 2", out)
-	}
-	conn, err := net.DialTimeout("tcp", s.NativeAddr(), 5*time.Second)
-	if err != nil {
-		t.Fatalf("native port not listening: %v", err)
-	}
-	conn.Close()
-
-	db := s.NewDatabase(t)
-	if err := s.Exec(ctx, "CREATE TABLE "+db+".t (x UInt64) ENGINE = MergeTree ORDER BY x"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Exec(ctx, "INSERT INTO "+db+".t VALUES (7)"); err != nil {
-		t.Fatal(err)
-	}
-
-	// A crash, then a restart on the same ports and data directory: the
-	// data written before the crash is there again.
-	pid := s.proc.cmd.Process.Pid
-	if err := s.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if s.Running() {
-		t.Fatal("server still running after Kill")
-	}
-	if err := syscall.Kill(pid, 0); err == nil {
-		t.Fatalf("process %d still exists after Kill", pid)
-	}
-	if _, err := s.Query(ctx, "SELECT 1"); err == nil {
-		t.Fatal("query succeeded on a killed server")
-	}
-	s.Restart(t)
-	out, err = s.Query(ctx, "SELECT sum(x) FROM "+db+".t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.TrimSpace(out) != "7" {
-		t.Fatalf("after restart sum = %q, want 7", out)
-	}
-
-	if err := s.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if s.Running() {
-		t.Fatal("server still running after Stop")
+	var db string
+	t.Run("uses a database", func(t *testing.T) {
+		db = s.NewDatabase(t)
+		if err := s.Exec(context.Background(), "CREATE TABLE "+db+".t (x UInt8) ENGINE = Memory"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	out, err := s.Query(context.Background(), "SELECT count() FROM system.databases WHERE name = '"+db+"'")
+	if err != nil || strings.TrimSpace(out) != "0" {
+		t.Fatalf("database %s after its test: count %q, %v", db, out, err)
 	}
 	s.Restart(t)
 	if !s.Running() {
-		t.Fatal("server not running after Restart")
-	}
-}
-
-func TestCleanupRemovesEverything(t *testing.T) {
-	s, stop, err := StartMain()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := s.proc.cmd.Process.Pid
-	dir := s.Dir()
-	stop()
-	if err := syscall.Kill(pid, 0); err == nil {
-		t.Fatalf("process %d still exists after stop", pid)
-	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Fatalf("directory %s still exists after stop: %v", dir, err)
-	}
-}
-
-func TestQueryErrorNamesTheProblem(t *testing.T) {
-	s := Start(t)
-	err := s.Exec(context.Background(), "SELECT no_such_column FROM system.one")
-	if err == nil || !strings.Contains(err.Error(), "no_such_column") {
-		t.Fatalf("want an error naming no_such_column, got %v", err)
-	}
-}
-
-func TestMissingBinary(t *testing.T) {
-	t.Setenv(EnvServerBinary, "/nonexistent/clickhouse-server")
-	if _, _, err := StartMain(); err == nil {
-		t.Fatal("StartMain succeeded with a missing binary")
-	}
-}
-
-func TestStartFailureShowsLog(t *testing.T) {
-	// /bin/false exits at once: the error must say so rather than time out.
-	t.Setenv(EnvServerBinary, "/bin/false")
-	_, _, err := StartMain()
-	if err == nil || !strings.Contains(err.Error(), "process exited") {
-		t.Fatalf("want a 'process exited' error, got %v", err)
-	}
-}
-
-func TestStaleDirectoriesRemoved(t *testing.T) {
-	// A directory owned by a process that no longer exists.
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
-	stale, err := os.MkdirTemp("", "chtest-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(stale, ownerFile), []byte(strconv.Itoa(dead.Process.Pid)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := Start(t)
-	if _, err := os.Stat(stale); !os.IsNotExist(err) {
-		t.Errorf("stale directory %s kept: %v", stale, err)
-	}
-	if _, err := os.Stat(s.Dir()); err != nil {
-		t.Errorf("own directory: %v", err)
+		t.Fatal("not running after Restart")
 	}
 }

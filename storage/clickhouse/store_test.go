@@ -160,8 +160,13 @@ func TestFloatsRoundTrip(t *testing.T) {
 	b := labels.FromStrings("__name__", "temp", "room", "hall", "Zone", "upper case sorts before __name__")
 	stale := math.Float64frombits(value.StaleNaN)
 	want := map[string][]sample{
-		a.String(): {{t: 1000, f: 21.5}, {t: 2000, f: math.Inf(1)}, {t: 3000, f: math.NaN()}, {t: 4000, f: stale}, {t: 5000, f: -0.0}},
+		a.String(): {{t: 1000, f: 21.5}, {t: 2000, f: math.Inf(1)}, {t: 3000, f: math.NaN()}, {t: 4000, f: stale}, {t: 5000, f: math.Copysign(0, -1)}},
 		b.String(): {{t: 1500, st: 100, f: 1}, {t: 2500, st: 100, f: 2}, {t: 3500, st: 3000, f: 0.5}},
+	}
+	// -0.0 is a constant expression, which Go evaluates to +0; only
+	// Copysign makes a negative zero. The comparison below is bitwise.
+	if !math.Signbit(want[a.String()][4].f) {
+		t.Fatal("the fixture's negative zero has no sign bit")
 	}
 	app := s.AppenderV2(ctx)
 	for _, ls := range []labels.Labels{a, b} {

@@ -19,10 +19,10 @@ func benchStore(t testing.TB) *embedded.Store {
 	return storetest.EmbeddedWith(t, cfg)
 }
 
-// TestBenchSmall runs the benchmark code on a small scale so that it
+// TestRunSmall runs the benchmark code on a small scale so that it
 // keeps working; the numbers come from BenchmarkAlerting.
-func TestBenchSmall(t *testing.T) {
-	res, err := Bench(context.Background(), BenchOptions{
+func TestRunSmall(t *testing.T) {
+	res, err := Run(context.Background(), Options{
 		Store: benchStore(t), Rules: 100, Series: 1000, RulesPerGroup: 25, Rounds: 2, Trials: 3,
 		Dir: t.TempDir(), Logger: testutil.Logger(t),
 	})
@@ -39,10 +39,10 @@ func TestBenchSmall(t *testing.T) {
 // over 100,000 series on the embedded store, and the latency from a
 // threshold crossing to the webhook:
 //
-//	go test -run '^$' -bench BenchmarkAlerting -benchtime 1x ./alerting/
+//	go test -run '^$' -bench BenchmarkAlerting -benchtime 1x ./bench/alerting/
 func BenchmarkAlerting(b *testing.B) {
 	for b.Loop() {
-		res, err := Bench(context.Background(), BenchOptions{Store: benchStore(b), Dir: b.TempDir()})
+		res, err := Run(context.Background(), Options{Store: benchStore(b), Dir: b.TempDir()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,8 @@
-package collector
+// Package ingest measures OTLP metric ingest end to end: OTLP/gRPC clients
+// → an all-in-one collector → a store, until every point is written, and
+// checks in the store that none was lost. aiops-bench ingest runs it on
+// the embedded store and on ClickHouse.
+package ingest
 
 import (
 	"context"
@@ -26,11 +30,12 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
+	"github.com/aiops-dev/aiops/collector"
 	"github.com/aiops-dev/aiops/storage"
 )
 
-// BenchOptions configures BenchIngest.
-type BenchOptions struct {
+// Options configures Run.
+type Options struct {
 	// Store receives the points (all-in-one role, exporter store).
 	Store storage.Store
 	// Points is how many metric data points are sent in total.
@@ -44,18 +49,18 @@ type BenchOptions struct {
 	// QueueDir holds the persistent queue; empty uses the in-memory queue.
 	QueueDir string
 	// Config, when set, is the collector configuration to start from
-	// (endpoints and queue dir are set by BenchIngest).
-	Config *Config
+	// (endpoints and queue dir are set by Run).
+	Config *collector.Config
 	// DiskBytes, when set, reports the bytes the store uses for samples;
-	// BenchIngest divides it by the samples stored.
+	// Run divides it by the samples stored.
 	DiskBytes func(ctx context.Context) (int64, error)
 	// Timeout bounds the wait for everything to be stored.
 	Timeout time.Duration
 	Logger  *slog.Logger
 }
 
-// BenchResult is what BenchIngest measured.
-type BenchResult struct {
+// Result is what Run measured.
+type Result struct {
 	// Points were sent and accepted; Stored were found in the store
 	// afterwards; Lost = Points - Stored.
 	Points, Stored, Lost int64
@@ -84,7 +89,7 @@ type BenchResult struct {
 	BytesPerSample float64
 }
 
-func (r BenchResult) String() string {
+func (r Result) String() string {
 	s := fmt.Sprintf("%d points in %s: %.0f points/s (sent in %s), stored %d, lost %d, refused requests %d, spilled points %d, max heap %d MiB, CPU %s = %.0f points per CPU second",
 		r.Points, r.Elapsed.Round(time.Millisecond), r.PointsPerSecond, r.SendElapsed.Round(time.Millisecond),
 		r.Stored, r.Lost, r.Refused, r.Spilled, r.MaxHeapBytes>>20, r.CPU.Round(time.Millisecond), r.PointsPerCPUSecond)
@@ -94,7 +99,7 @@ func (r BenchResult) String() string {
 	return s
 }
 
-func (o *BenchOptions) defaults() error {
+func (o *Options) defaults() error {
 	if o.Store == nil {
 		return errors.New("bench: no store")
 	}
@@ -122,34 +127,34 @@ func (o *BenchOptions) defaults() error {
 	return nil
 }
 
-// benchMetric is the name of the benchmark's gauge.
-const benchMetric = "aiops_bench_value"
+// metricName is the name of the benchmark's gauge.
+const metricName = "aiops_bench_value"
 
-// BenchIngest measures OTLP metric points per second end to end: OTLP/gRPC
+// Run measures OTLP metric points per second end to end: OTLP/gRPC
 // clients → all-in-one collector → opts.Store, until every point is
 // written, then checks in the store that none was lost. The requests are
 // encoded before the clock starts, so the clients cost little CPU.
-func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
+func Run(ctx context.Context, opts Options) (Result, error) {
 	if err := opts.defaults(); err != nil {
-		return BenchResult{}, err
+		return Result{}, err
 	}
-	cfg := DefaultConfig()
+	cfg := collector.DefaultConfig()
 	if opts.Config != nil {
 		cfg = *opts.Config
 	}
-	cfg.Role, cfg.Exporter, cfg.ConfigFile = RoleAllInOne, ExporterStore, ""
+	cfg.Role, cfg.Exporter, cfg.ConfigFile = collector.RoleAllInOne, collector.ExporterStore, ""
 	addr, err := freeLocalAddr()
 	if err != nil {
-		return BenchResult{}, err
+		return Result{}, err
 	}
 	cfg.OTLP.GRPCEndpoint, cfg.OTLP.HTTPEndpoint = addr, "off"
 	cfg.Queue.Dir = opts.QueueDir
 	cfg.RetryAfter = time.Second
 
 	reg := prometheus.NewRegistry()
-	c, err := New(cfg, Deps{Store: opts.Store, Logger: opts.Logger, Registerer: reg})
+	c, err := collector.New(cfg, collector.Deps{Store: opts.Store, Logger: opts.Logger, Registerer: reg})
 	if err != nil {
-		return BenchResult{}, err
+		return Result{}, err
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -158,14 +163,14 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 	select {
 	case <-c.Started():
 	case err := <-runErr:
-		return BenchResult{}, fmt.Errorf("bench: collector: %w", err)
+		return Result{}, fmt.Errorf("bench: collector: %w", err)
 	case <-ctx.Done():
-		return BenchResult{}, ctx.Err()
+		return Result{}, ctx.Err()
 	}
 	defer func() { stop(); <-runErr }()
 
-	requests, points, start := benchRequests(opts)
-	res := BenchResult{Points: points}
+	requests, points, start := encodeRequests(opts)
+	res := Result{Points: points}
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallSendMsgSize(math.MaxInt32)))
@@ -271,7 +276,7 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 	res.MaxHeapBytes = maxHeap.Load()
 	res.Spilled = int64(counter("aiops_collector_spilled_items_total"))
 
-	res.Stored, err = countBenchSamples(ctx, opts.Store, start)
+	res.Stored, err = countSamples(ctx, opts.Store, start)
 	if err != nil {
 		return res, err
 	}
@@ -286,13 +291,13 @@ func BenchIngest(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 	return res, nil
 }
 
-// benchRequests encodes the requests of each sender: Series series ×
+// encodeRequests encodes the requests of each sender: Series series ×
 // rounds, one point per series per round, rounds one second apart, ending
 // now. Each sender is one source, as an OTel SDK or a collector in front
 // of aiops is: it owns a share of the series and sends their points in
 // time order, PointsPerRequest at a time (a request may span rounds, as a
 // batching collector's does).
-func benchRequests(o BenchOptions) (requests [][][]byte, points int64, start time.Time) {
+func encodeRequests(o Options) (requests [][][]byte, points int64, start time.Time) {
 	rounds := max(o.Points/o.Series, 1)
 	start = time.Now().Add(-time.Duration(rounds) * time.Second).Truncate(time.Second)
 	const perInstance = 100 // series per service instance (resource)
@@ -323,7 +328,7 @@ func benchRequests(o BenchOptions) (requests [][][]byte, points int64, start tim
 					rm.Resource().Attributes().PutStr("service.name", "bench")
 					rm.Resource().Attributes().PutStr("service.instance.id", fmt.Sprintf("inst-%d", s/perInstance))
 					m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
-					m.SetName(benchMetric)
+					m.SetName(metricName)
 					dps = m.SetEmptyGauge().DataPoints()
 				}
 				dp := dps.AppendEmpty()
@@ -342,14 +347,14 @@ func benchRequests(o BenchOptions) (requests [][][]byte, points int64, start tim
 	return requests, points, start
 }
 
-// countBenchSamples counts the benchmark's samples in the store.
-func countBenchSamples(ctx context.Context, st storage.Store, since time.Time) (int64, error) {
+// countSamples counts the benchmark's samples in the store.
+func countSamples(ctx context.Context, st storage.Store, since time.Time) (int64, error) {
 	q, err := st.Querier(since.Add(-time.Minute).UnixMilli(), time.Now().Add(time.Minute).UnixMilli())
 	if err != nil {
 		return 0, err
 	}
 	defer q.Close()
-	set := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, benchMetric))
+	set := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, metricName))
 	var n int64
 	var it chunkenc.Iterator
 	for set.Next() {

@@ -1,8 +1,8 @@
-// Package querybench measures PromQL latency for the queries dashboards
+// Package query measures PromQL latency for the queries dashboards
 // run, over a synthetic data set shaped like the AI workflow engine's
 // services, on any Prometheus storage. The same data and queries run on
 // every store, so their latencies compare.
-package querybench
+package query
 
 import (
 	"context"
@@ -69,15 +69,15 @@ func DefaultDataset(end time.Time) Dataset {
 func (d Dataset) Validate() error {
 	switch {
 	case d.Services <= 0 || d.Services > 100:
-		return fmt.Errorf("querybench: services must be in 1..100, got %d", d.Services)
+		return fmt.Errorf("query: services must be in 1..100, got %d", d.Services)
 	case d.InstancesPerService <= 0:
-		return fmt.Errorf("querybench: instances per service must be > 0, got %d", d.InstancesPerService)
+		return fmt.Errorf("query: instances per service must be > 0, got %d", d.InstancesPerService)
 	case d.Interval <= 0:
-		return fmt.Errorf("querybench: interval must be > 0, got %s", d.Interval)
+		return fmt.Errorf("query: interval must be > 0, got %s", d.Interval)
 	case d.Duration < d.Interval:
-		return fmt.Errorf("querybench: duration must be at least the interval, got %s", d.Duration)
+		return fmt.Errorf("query: duration must be at least the interval, got %s", d.Duration)
 	case d.End.IsZero():
-		return errors.New("querybench: end time must be set")
+		return errors.New("query: end time must be set")
 	}
 	return nil
 }
@@ -122,12 +122,12 @@ func (d Dataset) Load(ctx context.Context, app promstorage.AppendableV2) error {
 			ref, err := a.Append(s.ref, s.lset, 0, ts, s.value, nil, nil, s.opts)
 			if err != nil {
 				_ = a.Rollback()
-				return fmt.Errorf("querybench: append %s at %d: %w", s.lset, ts, err)
+				return fmt.Errorf("query: append %s at %d: %w", s.lset, ts, err)
 			}
 			s.ref = ref
 		}
 		if err := a.Commit(); err != nil {
-			return fmt.Errorf("querybench: commit samples at %d: %w", ts, err)
+			return fmt.Errorf("query: commit samples at %d: %w", ts, err)
 		}
 	}
 	return nil

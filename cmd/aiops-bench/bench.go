@@ -14,14 +14,20 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/api/promapi"
-	"github.com/aiops-dev/aiops/api/promapi/querybench"
-	"github.com/aiops-dev/aiops/collector"
-	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/bench/alerting"
+	"github.com/aiops-dev/aiops/bench/ingest"
+	"github.com/aiops-dev/aiops/bench/query"
+	"github.com/aiops-dev/aiops/internal/chserver"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
+)
+
+// The stores the benchmarks compare.
+const (
+	storeEmbedded   = "embedded"
+	storeClickHouse = "clickhouse"
 )
 
 // benchCommands measure what docs/BENCHMARKS.md reports, on the embedded
@@ -47,19 +53,18 @@ type benchCommands struct {
 
 func newBenchCommands(app *kingpin.Application) []command {
 	c := &benchCommands{}
-	b := app.Command("bench", "Benchmarks behind docs/BENCHMARKS.md (medians over several runs).")
-	c.ingest = b.Command("ingest", "OTLP metric points/s end to end (OTLP/gRPC clients → collector → store), checking that none is lost, and bytes per stored sample.")
+	c.ingest = app.Command("ingest", "OTLP metric points/s end to end (OTLP/gRPC clients → collector → store), checking that none is lost, and bytes per stored sample.")
 	c.ingest.Flag("points", "Points sent per run.").Default("2000000").IntVar(&c.points)
 	c.ingest.Flag("points-per-request", "Points in each OTLP request; a sender's request may span several rounds of its series, as a batching collector's does. SDKs send a whole collection at once; the OTel Collector's batch processor sends 8,192 by default.").Default("2000").IntVar(&c.perRequest)
 	c.ingest.Flag("series", "Distinct series they belong to.").Default("10000").IntVar(&c.series)
 	c.ingest.Flag("senders", "Concurrent OTLP/gRPC clients. Each is one source: it owns an equal share of the series and sends their points in time order, one request at a time. Into ClickHouse the collector writes the requests that arrive together in one insert and answers each after it, so its points/s grows with concurrent clients.").Default("4").IntVar(&c.senders)
-	c.query = b.Command("query", "Latency of dashboard queries over 10,000 series × 6 h at 15 s.")
+	c.query = app.Command("query", "Latency of dashboard queries over 10,000 series × 6 h at 15 s.")
 	c.query.Flag("merge", "Before querying ClickHouse, merge the parts the load made (OPTIMIZE … FINAL), the state its background merges work towards; --no-merge queries them as loaded.").Default("true").BoolVar(&c.merge)
-	c.alerting = b.Command("alerting", "One evaluation round of 1,000 alert rules over 100,000 series, and threshold-to-webhook latency.")
+	c.alerting = app.Command("alerting", "One evaluation round of 1,000 alert rules over 100,000 series, and threshold-to-webhook latency.")
 	c.alerting.Flag("rules", "Alert rules.").Default("1000").IntVar(&c.rules)
 	c.alerting.Flag("series", "Series the rules select.").Default("100000").IntVar(&c.alertSeries)
 	for _, cmd := range []*kingpin.CmdClause{c.ingest, c.query, c.alerting} {
-		cmd.Flag("store", "Store to measure; repeat for several.").Default(BackendEmbedded, BackendClickHouse).EnumsVar(&c.stores, BackendEmbedded, BackendClickHouse)
+		cmd.Flag("store", "Store to measure; repeat for several.").Default(storeEmbedded, storeClickHouse).EnumsVar(&c.stores, storeEmbedded, storeClickHouse)
 		cmd.Flag("clickhouse-addr", "Use this ClickHouse server (a fresh database in it) instead of starting a private one.").PlaceHolder("HOST:PORT").StringVar(&c.clickhouseAddr)
 		cmd.Flag("runs", "Measured runs.").Default("3").IntVar(&c.runs)
 		cmd.Flag("dir", "Directory for the embedded stores and queues (default: a temporary one, removed afterwards).").PlaceHolder("DIR").StringVar(&c.dir)
@@ -76,7 +81,7 @@ func newBenchCommands(app *kingpin.Application) []command {
 type benchEnv struct {
 	dir     string
 	chAddr  string
-	chSrv   *chtest.Server
+	chSrv   *chserver.Server
 	cleanup []func()
 	n       int
 
@@ -93,14 +98,14 @@ func (c *benchCommands) env() (*benchEnv, error) {
 		e.dir = dir
 		e.cleanup = append(e.cleanup, func() { os.RemoveAll(dir) })
 	}
-	if slices.Contains(c.stores, BackendClickHouse) && e.chAddr == "" {
-		srv, stop, err := chtest.StartMain()
+	if slices.Contains(c.stores, storeClickHouse) && e.chAddr == "" {
+		srv, err := chserver.Start()
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("start a private ClickHouse server (or pass --clickhouse-addr): %w", err)
 		}
 		e.chSrv, e.chAddr = srv, srv.NativeAddr()
-		e.cleanup = append(e.cleanup, stop)
+		e.cleanup = append(e.cleanup, srv.Close)
 	}
 	return e, nil
 }
@@ -116,7 +121,7 @@ func (e *benchEnv) close() {
 func (e *benchEnv) open(ctx context.Context, kind string) (storage.Store, func(context.Context) (int64, error), error) {
 	e.n++
 	switch kind {
-	case BackendEmbedded:
+	case storeEmbedded:
 		cfg := embedded.DefaultConfig()
 		cfg.DataDir = fmt.Sprintf("%s/embedded-%d", e.dir, e.n)
 		s, err := embedded.Open(cfg, nil, nil)
@@ -130,7 +135,7 @@ func (e *benchEnv) open(ctx context.Context, kind string) (storage.Store, func(c
 		if err != nil {
 			return nil, nil, err
 		}
-		return s, collector.ClickHouseDiskBytes(cfg.Addresses, cfg.Database, cfg.Username, string(cfg.Password)), nil
+		return s, ingest.ClickHouseDiskBytes(cfg.Addresses, cfg.Database, cfg.Username, string(cfg.Password)), nil
 	}
 }
 
@@ -150,7 +155,7 @@ func (c *benchCommands) runIngest(ctx context.Context, stdout, _ io.Writer) erro
 			if err != nil {
 				return fmt.Errorf("%s: %w", kind, err)
 			}
-			res, err := collector.BenchIngest(ctx, collector.BenchOptions{
+			res, err := ingest.Run(ctx, ingest.Options{
 				Store: store, Points: c.points, Series: c.series, PointsPerRequest: c.perRequest, Senders: c.senders,
 				QueueDir: fmt.Sprintf("%s/queue-%d", e.dir, e.n), DiskBytes: diskBytes,
 			})
@@ -187,8 +192,8 @@ func (c *benchCommands) runQuery(ctx context.Context, stdout, _ io.Writer) error
 		return err
 	}
 	defer engine.Close()
-	ds := querybench.DefaultDataset(time.Now())
-	opts := querybench.DefaultOptions()
+	ds := query.DefaultDataset(time.Now())
+	opts := query.DefaultOptions()
 	opts.Runs = c.runs
 	medians := map[string]map[string]time.Duration{}
 	firsts := map[string]map[string]time.Duration{}
@@ -211,7 +216,7 @@ func (c *benchCommands) runQuery(ctx context.Context, stdout, _ io.Writer) error
 			}
 			fmt.Fprintf(stdout, "%s: merged its parts in %s\n", kind, time.Since(mergeStart).Round(time.Millisecond))
 		}
-		results, err := querybench.Run(ctx, engine, store, ds, opts)
+		results, err := query.Run(ctx, engine, store, ds, opts)
 		store.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", kind, err)
@@ -236,7 +241,7 @@ func (c *benchCommands) runQuery(ctx context.Context, stdout, _ io.Writer) error
 		header += "\t" + strings.ToUpper(kind) + " FIRST RUN"
 	}
 	fmt.Fprintln(tw, header)
-	for _, q := range querybench.Queries() {
+	for _, q := range query.Queries() {
 		line := q.Name
 		for _, kind := range c.stores {
 			line += "\t" + medians[kind][q.Name].Round(time.Millisecond).String()
@@ -264,7 +269,7 @@ func (c *benchCommands) runAlerting(ctx context.Context, stdout, _ io.Writer) er
 		if err != nil {
 			return fmt.Errorf("%s: %w", kind, err)
 		}
-		res, err := alerting.Bench(ctx, alerting.BenchOptions{Store: store, Rules: c.rules, Series: c.alertSeries, Rounds: c.runs})
+		res, err := alerting.Run(ctx, alerting.Options{Store: store, Rules: c.rules, Series: c.alertSeries, Rounds: c.runs})
 		store.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", kind, err)

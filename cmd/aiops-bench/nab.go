@@ -15,7 +15,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/aiops-dev/aiops/analyzer/detect"
-	"github.com/aiops-dev/aiops/analyzer/nab"
+	"github.com/aiops-dev/aiops/bench/nab"
 )
 
 type nabCommand struct {

@@ -1,4 +1,4 @@
-package querybench
+package query
 
 // Query is one dashboard query.
 type Query struct {

@@ -1,4 +1,4 @@
-package collector
+package ingest
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 )
 
-// ClickHouseDiskBytes returns a BenchOptions.DiskBytes for a ClickHouse
+// ClickHouseDiskBytes returns an Options.DiskBytes for a ClickHouse
 // store in database at addresses (native protocol): it merges every table
 // of the database (OPTIMIZE ... FINAL, the steady state ClickHouse reaches
 // in the background) and sums the bytes on disk of its active parts.

@@ -8,12 +8,12 @@ import (
 	"testing"
 )
 
-// TestBenchIngestCommand runs a small `aiops bench ingest` into both stores
+// TestBenchIngestCommand runs a small `aiops-bench ingest` into both stores
 // (a private ClickHouse it starts itself) and checks that every run lost
 // nothing and that ClickHouse reports bytes per stored sample.
 func TestBenchIngestCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	args := []string{"bench", "ingest", "--store", "embedded", "--store", "clickhouse", "--points", "20000", "--series", "500", "--runs", "1", "--dir", t.TempDir()}
+	args := []string{"ingest", "--store", "embedded", "--store", "clickhouse", "--points", "20000", "--series", "500", "--runs", "1", "--dir", t.TempDir()}
 	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, stderr.String(), stdout.String())
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/aiops-dev/aiops/analyzer/forecast/backtest"
+	"github.com/aiops-dev/aiops/bench/backtest"
 )
 
 type backtestCommand struct {

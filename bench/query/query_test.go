@@ -1,4 +1,4 @@
-package querybench
+package query
 
 import (
 	"context"
@@ -109,7 +109,7 @@ func TestDataset(t *testing.T) {
 // embedded store over the default data set (10,000 series × 6 h at 15 s).
 // Loading takes a while and is not measured.
 //
-//	go test ./api/promapi/querybench -run '^$' -bench DashboardQueries -benchtime 10x
+//	go test ./bench/query -run '^$' -bench DashboardQueries -benchtime 10x
 func BenchmarkDashboardQueries(b *testing.B) {
 	store := storetest.Embedded(b)
 	d := DefaultDataset(time.Now())

@@ -1,3 +1,8 @@
+// Package alerting measures the alerting component on a store: one
+// evaluation round of many alerting rules over many series, and the
+// latency from a sample crossing a threshold to a webhook receiving the
+// notification through the embedded Alertmanager. aiops-bench alerting
+// runs it on the embedded store and on ClickHouse.
 package alerting
 
 import (
@@ -7,8 +12,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -24,19 +29,20 @@ import (
 	"github.com/prometheus/prometheus/rules"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	aiopsalerting "github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/webhook"
 )
 
-// BenchStore is what the alerting benchmark needs from a store.
-type BenchStore interface {
+// Store is what the alerting benchmark needs from a store.
+type Store interface {
 	promstorage.Queryable
 	promstorage.Appendable
 	promstorage.AppendableV2
 }
 
-// BenchOptions configures Bench.
-type BenchOptions struct {
-	Store BenchStore
+// Options configures Run.
+type Options struct {
+	Store Store
 	// Rules alerting rules over Series series (defaults 1,000 and
 	// 100,000), in groups of RulesPerGroup (default 100).
 	Rules, Series, RulesPerGroup int
@@ -56,8 +62,8 @@ type BenchOptions struct {
 	Logger *slog.Logger
 }
 
-// BenchResult is what Bench measured.
-type BenchResult struct {
+// Result is what Run measured.
+type Result struct {
 	Rules, Series, Groups int
 	// Rounds are the wall-clock durations of evaluating every rule once,
 	// all groups concurrently as the rule manager runs them.
@@ -74,7 +80,7 @@ type BenchResult struct {
 	LatencySettings           string
 }
 
-func (r BenchResult) String() string {
+func (r Result) String() string {
 	s := fmt.Sprintf("%d rules in %d groups over %d series (%d alerts firing): evaluation round median %s (rounds %s)",
 		r.Rules, r.Groups, r.Series, r.FiringAlerts, r.MedianRound.Round(time.Millisecond), roundAll(r.Rounds))
 	if len(r.Latencies) > 0 {
@@ -93,7 +99,7 @@ func roundAll(ds []time.Duration) string {
 	return strings.Join(parts, " ")
 }
 
-func (o *BenchOptions) defaults() error {
+func (o *Options) defaults() error {
 	if o.Store == nil {
 		return errors.New("bench: no store")
 	}
@@ -127,7 +133,7 @@ func (o *BenchOptions) defaults() error {
 	return nil
 }
 
-// Bench measures rule evaluation over opts.Store: the duration of one
+// Run measures rule evaluation over opts.Store: the duration of one
 // round of opts.Rules alerting rules over opts.Series series, and the
 // latency from a sample crossing a threshold to a webhook receiving the
 // notification, through the embedded Alertmanager, while those rules keep
@@ -136,27 +142,27 @@ func (o *BenchOptions) defaults() error {
 // Each rule selects its own Series/Rules counters (label group); rules
 // alternate between a per-job rate aggregation and a per-series
 // threshold, and every 50th rule fires for all its series.
-func Bench(ctx context.Context, opts BenchOptions) (BenchResult, error) {
+func Run(ctx context.Context, opts Options) (Result, error) {
 	if err := opts.defaults(); err != nil {
-		return BenchResult{}, err
+		return Result{}, err
 	}
 	if opts.Dir == "" {
 		dir, err := os.MkdirTemp("", "aiops-bench-alerting-")
 		if err != nil {
-			return BenchResult{}, err
+			return Result{}, err
 		}
 		defer os.RemoveAll(dir)
 		opts.Dir = dir
 	}
 	now := time.Now()
-	if err := benchLoad(ctx, opts, now); err != nil {
-		return BenchResult{}, err
+	if err := load(ctx, opts, now); err != nil {
+		return Result{}, err
 	}
-	files, groups, firing, err := benchRuleFiles(opts)
+	files, groups, firing, err := ruleFiles(opts)
 	if err != nil {
-		return BenchResult{}, err
+		return Result{}, err
 	}
-	res := BenchResult{Rules: opts.Rules, Series: opts.Series, Groups: groups, FiringAlerts: firing}
+	res := Result{Rules: opts.Rules, Series: opts.Series, Groups: groups, FiringAlerts: firing}
 
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 50_000_000, Timeout: 2 * time.Minute, LookbackDelta: 5 * time.Minute})
 	defer engine.Close()
@@ -202,7 +208,7 @@ func Bench(ctx context.Context, opts BenchOptions) (BenchResult, error) {
 	if opts.SkipLatency {
 		return res, nil
 	}
-	return benchLatency(ctx, opts, files, res)
+	return latency(ctx, opts, files, res)
 }
 
 const (
@@ -210,9 +216,9 @@ const (
 	latencyMetric = "aiops_bench_latency_value"
 )
 
-// benchLoad writes five samples, 15 s apart and ending at now, to each
+// load writes five samples, 15 s apart and ending at now, to each
 // series.
-func benchLoad(ctx context.Context, opts BenchOptions, now time.Time) error {
+func load(ctx context.Context, opts Options, now time.Time) error {
 	perRule := opts.Series / opts.Rules
 	for step := range 5 {
 		ts := now.Add(time.Duration(step-4) * 15 * time.Second).UnixMilli()
@@ -242,9 +248,9 @@ func benchLoad(ctx context.Context, opts BenchOptions, now time.Time) error {
 	return nil
 }
 
-// benchRuleFiles writes the rule files and returns them, the number of
+// ruleFiles writes the rule files and returns them, the number of
 // groups and the number of alerts that fire.
-func benchRuleFiles(opts BenchOptions) ([]string, int, int, error) {
+func ruleFiles(opts Options) ([]string, int, int, error) {
 	perRule := opts.Series / opts.Rules
 	var files []string
 	groups, firing := 0, 0
@@ -273,17 +279,23 @@ func benchRuleFiles(opts BenchOptions) ([]string, int, int, error) {
 	return files, groups, firing, nil
 }
 
-// benchLatency runs the full alerting component (rules, embedded
+// latency runs the full alerting component (rules, embedded
 // Alertmanager, webhook) and times threshold crossings.
-func benchLatency(ctx context.Context, opts BenchOptions, files []string, res BenchResult) (BenchResult, error) {
+func latency(ctx context.Context, opts Options, files []string, res Result) (Result, error) {
 	received := make(chan string, 64)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return res, fmt.Errorf("bench: webhook listener: %w", err)
+	}
+	hook := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m webhook.Message
 		if err := json.NewDecoder(r.Body).Decode(&m); err == nil && m.Status == "firing" {
 			received <- m.GroupLabels["trial"]
 		}
-	}))
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go hook.Serve(ln)
 	defer hook.Close()
+	hookURL := "http://" + ln.Addr().String()
 
 	latencyRules := filepath.Join(opts.Dir, "latency.yml")
 	amConf := filepath.Join(opts.Dir, "alertmanager.yml")
@@ -306,20 +318,20 @@ receivers:
   - name: hook
     webhook_configs:
       - url: %s
-`, hook.URL)), 0o644); err != nil {
+`, hookURL)), 0o644); err != nil {
 		return res, err
 	}
 	res.LatencySettings = fmt.Sprintf("rule interval %s, no for, group_wait 0s, %d background rules every %s",
 		opts.LatencyInterval, opts.Rules, opts.BackgroundInterval)
 
-	cfg := DefaultConfig()
+	cfg := aiopsalerting.DefaultConfig()
 	cfg.RuleFiles = append(slices.Clone(files), latencyRules)
 	cfg.AlertmanagerConfigFile = amConf
 	cfg.DataDir = filepath.Join(opts.Dir, "alerting")
 	cfg.ExternalURL = "http://localhost:9090"
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 50_000_000, Timeout: 2 * time.Minute, LookbackDelta: 5 * time.Minute})
 	defer engine.Close()
-	a, err := New(cfg, Deps{Storage: opts.Store, Engine: engine, Logger: opts.Logger})
+	a, err := aiopsalerting.New(cfg, aiopsalerting.Deps{Storage: opts.Store, Engine: engine, Logger: opts.Logger})
 	if err != nil {
 		return res, err
 	}

@@ -1,4 +1,4 @@
-package collector
+package ingest
 
 import (
 	"context"
@@ -7,20 +7,21 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
+	"github.com/aiops-dev/aiops/collector"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
 
 var (
-	benchPoints       = flag.Int("bench.points", 2_000_000, "points per BenchIngest run")
+	benchPoints       = flag.Int("bench.points", 2_000_000, "points per Run run")
 	benchCacheSeries  = flag.Int("bench.cache_series", 0, "collector.translation.cache_series (-1: every point through the translator)")
-	benchWriteThrough = flag.String("bench.write_through", WriteThroughAuto, "collector.queue.write_through: auto, on or off")
+	benchWriteThrough = flag.String("bench.write_through", collector.WriteThroughAuto, "collector.queue.write_through: auto, on or off")
 	benchSenders      = flag.Int("bench.senders", 4, "concurrent OTLP/gRPC clients")
 )
 
 // benchConfig is the collector configuration of the ingest benchmarks;
 // the flags above select the steps to compare.
-func benchConfig() *Config {
-	cfg := DefaultConfig()
+func benchConfig() *collector.Config {
+	cfg := collector.DefaultConfig()
 	cfg.Translation.CacheSeries = *benchCacheSeries
 	cfg.Queue.WriteThrough = *benchWriteThrough
 	return &cfg
@@ -28,7 +29,7 @@ func benchConfig() *Config {
 
 // BenchmarkIngestEmbedded measures OTLP points/s into the embedded store:
 //
-//	go test ./collector -run '^$' -bench IngestEmbedded -benchtime 1x -count 5
+//	go test ./bench/ingest -run '^$' -bench IngestEmbedded -benchtime 1x -count 5
 //
 // -bench.cache_series=-1 and -bench.write_through=off measure without the
 // translation cache and the write-through path.
@@ -41,11 +42,11 @@ func BenchmarkIngestEmbedded(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			for range b.N {
 				store := storetest.Embedded(b)
-				opts := BenchOptions{Store: store, Points: *benchPoints, Config: benchConfig(), Senders: *benchSenders}
+				opts := Options{Store: store, Points: *benchPoints, Config: benchConfig(), Senders: *benchSenders}
 				if persistent {
 					opts.QueueDir = b.TempDir()
 				}
-				res, err := BenchIngest(context.Background(), opts)
+				res, err := Run(context.Background(), opts)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -61,11 +62,11 @@ func BenchmarkIngestEmbedded(b *testing.B) {
 	}
 }
 
-// TestBenchIngestSmall runs the benchmark code on a small input so that
+// TestRunSmall runs the benchmark code on a small input so that
 // it cannot rot: every point must arrive.
-func TestBenchIngestSmall(t *testing.T) {
+func TestRunSmall(t *testing.T) {
 	store := storetest.Embedded(t)
-	res, err := BenchIngest(context.Background(), BenchOptions{Store: store, Points: 40_000, Series: 4_000, PointsPerRequest: 1_000, QueueDir: t.TempDir()})
+	res, err := Run(context.Background(), Options{Store: store, Points: 40_000, Series: 4_000, PointsPerRequest: 1_000, QueueDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,12 +75,12 @@ func TestBenchIngestSmall(t *testing.T) {
 	}
 }
 
-// TestBenchRequestsPerSource checks the benchmark's client model: every
+// TestRequestsPerSource checks the benchmark's client model: every
 // sender owns its own series and sends each series' points in time
 // order, in requests of at most PointsPerRequest points.
-func TestBenchRequestsPerSource(t *testing.T) {
-	o := BenchOptions{Points: 10_000, Series: 1_000, PointsPerRequest: 300, Senders: 3}
-	requests, points, _ := benchRequests(o)
+func TestRequestsPerSource(t *testing.T) {
+	o := Options{Points: 10_000, Series: 1_000, PointsPerRequest: 300, Senders: 3}
+	requests, points, _ := encodeRequests(o)
 	if points != 10_000 || len(requests) != 3 {
 		t.Fatalf("%d points in %d senders, want 10000 in 3", points, len(requests))
 	}

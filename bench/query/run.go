@@ -1,4 +1,4 @@
-package querybench
+package query
 
 import (
 	"context"
@@ -53,7 +53,7 @@ func (r Result) Median() time.Duration {
 // loaded from d.
 func Run(ctx context.Context, engine promql.QueryEngine, q promstorage.Queryable, d Dataset, opts Options) ([]Result, error) {
 	if opts.Runs <= 0 || opts.Step <= 0 || opts.Range < 0 {
-		return nil, fmt.Errorf("querybench: need runs > 0, step > 0 and range >= 0, got %+v", opts)
+		return nil, fmt.Errorf("query: need runs > 0, step > 0 and range >= 0, got %+v", opts)
 	}
 	end := d.End
 	start := end.Add(-opts.Range)
@@ -63,7 +63,7 @@ func Run(ctx context.Context, engine promql.QueryEngine, q promstorage.Queryable
 		for i := 0; i <= opts.Runs; i++ {
 			took, n, err := RangeQuery(ctx, engine, q, query.Expr, start, end, opts.Step)
 			if err != nil {
-				return results, fmt.Errorf("querybench: %s: %w", query.Name, err)
+				return results, fmt.Errorf("query: %s: %w", query.Name, err)
 			}
 			if i == 0 {
 				res.Series, res.First = n, took // the warm-up run is not measured

@@ -1,0 +1,101 @@
+package ingest
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/storage/clickhouse"
+)
+
+// sharedCH is one ClickHouse server for the package's tests and
+// benchmarks, started by the first that needs it.
+var sharedCH struct {
+	once sync.Once
+	srv  *chtest.Server
+	stop func()
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedCH.stop != nil {
+		sharedCH.stop()
+	}
+	os.Exit(code)
+}
+
+func sharedClickHouse(t testing.TB) *chtest.Server {
+	t.Helper()
+	sharedCH.once.Do(func() { sharedCH.srv, sharedCH.stop, sharedCH.err = chtest.StartMain() })
+	if sharedCH.err != nil {
+		t.Fatalf("start ClickHouse: %v", sharedCH.err)
+	}
+	return sharedCH.srv
+}
+
+func openClickHouseStore(t testing.TB, srv *chtest.Server, db string) *clickhouse.Store {
+	t.Helper()
+	cfg := clickhouse.DefaultConfig()
+	cfg.Addresses = []string{srv.NativeAddr()}
+	cfg.Database = db
+	cfg.Compression = "none"
+	s, err := clickhouse.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("open ClickHouse store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// BenchmarkIngestClickHouse measures OTLP points/s into ClickHouse and
+// the bytes ClickHouse keeps per sample:
+//
+//	go test ./bench/ingest -run '^$' -bench IngestClickHouse -benchtime 1x -count 5
+func BenchmarkIngestClickHouse(b *testing.B) {
+	srv := sharedClickHouse(b)
+	for range b.N {
+		db := srv.NewDatabase(b)
+		store := openClickHouseStore(b, srv, db)
+		res, err := Run(context.Background(), Options{
+			Store:     store,
+			Points:    *benchPoints,
+			Config:    benchConfig(),
+			Senders:   *benchSenders,
+			QueueDir:  b.TempDir(),
+			DiskBytes: ClickHouseDiskBytes([]string{srv.NativeAddr()}, db, "default", ""),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Lost != 0 {
+			b.Fatalf("lost %d points: %s", res.Lost, res)
+		}
+		b.ReportMetric(res.PointsPerSecond, "points/s")
+		b.ReportMetric(res.PointsPerCPUSecond, "points/CPU-s")
+		b.ReportMetric(res.BytesPerSample, "bytes/sample")
+		b.ReportMetric(float64(res.MaxHeapBytes>>20), "maxheap-MiB")
+		b.Log(res)
+	}
+}
+
+// TestRunClickHouseSmall keeps the ClickHouse benchmark path
+// working: every point arrives and bytes per sample is measured.
+func TestRunClickHouseSmall(t *testing.T) {
+	srv := sharedClickHouse(t)
+	db := srv.NewDatabase(t)
+	store := openClickHouseStore(t, srv, db)
+	res, err := Run(context.Background(), Options{
+		Store: store, Points: 20_000, Series: 2_000, PointsPerRequest: 1_000,
+		DiskBytes: ClickHouseDiskBytes([]string{srv.NativeAddr()}, db, "default", ""),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stored != res.Points || res.BytesPerSample <= 0 {
+		t.Fatalf("%s", res)
+	}
+}
