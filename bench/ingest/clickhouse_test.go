@@ -43,6 +43,8 @@ func openClickHouseStore(t testing.TB, srv *chtest.Server, db string) *clickhous
 	cfg.Addresses = []string{srv.NativeAddr()}
 	cfg.Database = db
 	cfg.Compression = "none"
+	// As aiops serve's all-in-one role has it.
+	cfg.WAL.Mode, cfg.WAL.Dir = clickhouse.WALOn, t.TempDir()
 	s, err := clickhouse.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("open ClickHouse store: %v", err)
@@ -83,19 +85,26 @@ func BenchmarkIngestClickHouse(b *testing.B) {
 }
 
 // TestRunClickHouseSmall keeps the ClickHouse benchmark path
-// working: every point arrives and bytes per sample is measured.
+// working, over both protocols: every point arrives (Run waits for the
+// write-ahead log to drain before it counts), and bytes per sample and
+// inserts per second are measured.
 func TestRunClickHouseSmall(t *testing.T) {
-	srv := sharedClickHouse(t)
-	db := srv.NewDatabase(t)
-	store := openClickHouseStore(t, srv, db)
-	res, err := Run(context.Background(), Options{
-		Store: store, Points: 20_000, Series: 2_000, PointsPerRequest: 1_000,
-		DiskBytes: ClickHouseDiskBytes([]string{srv.NativeAddr()}, db, "default", ""),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Stored != res.Points || res.BytesPerSample <= 0 {
-		t.Fatalf("%s", res)
+	for _, protocol := range []string{ProtocolGRPC, ProtocolHTTP} {
+		t.Run(protocol, func(t *testing.T) {
+			srv := sharedClickHouse(t)
+			db := srv.NewDatabase(t)
+			store := openClickHouseStore(t, srv, db)
+			res, err := Run(context.Background(), Options{
+				Store: store, Points: 20_000, Series: 2_000, PointsPerRequest: 1_000, Protocol: protocol, Senders: 1,
+				DiskBytes: ClickHouseDiskBytes([]string{srv.NativeAddr()}, db, "default", ""),
+				Inserts:   ClickHouseInserts([]string{srv.NativeAddr()}, "default", ""),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Stored != res.Points || res.BytesPerSample <= 0 || res.InsertsPerSecond <= 0 || res.Acked > res.Elapsed {
+				t.Fatalf("%s", res)
+			}
+		})
 	}
 }

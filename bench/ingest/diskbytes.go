@@ -48,3 +48,22 @@ func ClickHouseDiskBytes(addresses []string, database, username, password string
 		return int64(bytes), nil
 	}
 }
+
+// ClickHouseInserts returns an Options.Inserts for a ClickHouse server:
+// the INSERT queries it has run since it started (system.events), which
+// the benchmark reads before and after a run to report inserts per
+// second. The server's own count, so it includes every writer's inserts.
+func ClickHouseInserts(addresses []string, username, password string) func(context.Context) (int64, error) {
+	return func(ctx context.Context) (int64, error) {
+		conn, err := ch.Open(&ch.Options{Protocol: ch.Native, Addr: addresses, Auth: ch.Auth{Username: username, Password: password}})
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close()
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT value FROM system.events WHERE event = 'InsertQuery'").Scan(&n); err != nil {
+			return 0, fmt.Errorf("count inserts: %w", err)
+		}
+		return int64(n), nil
+	}
+}

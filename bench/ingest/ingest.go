@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,12 +21,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/grpc/status"
 
 	"github.com/aiops-dev/aiops/collector"
 	"github.com/aiops-dev/aiops/storage"
@@ -44,8 +38,10 @@ type Options struct {
 	Series int
 	// PointsPerRequest is the size of one OTLP export request.
 	PointsPerRequest int
-	// Senders is the number of concurrent OTLP/gRPC clients.
+	// Senders is the number of concurrent clients.
 	Senders int
+	// Protocol is ProtocolGRPC (default) or ProtocolHTTP.
+	Protocol string
 	// QueueDir holds the persistent queue; empty uses the in-memory queue.
 	QueueDir string
 	// Config, when set, is the collector configuration to start from
@@ -54,6 +50,9 @@ type Options struct {
 	// DiskBytes, when set, reports the bytes the store uses for samples;
 	// Run divides it by the samples stored.
 	DiskBytes func(ctx context.Context) (int64, error)
+	// Inserts, when set, counts the store's server's INSERT queries so
+	// far; Run reports how many the run made per second.
+	Inserts func(ctx context.Context) (int64, error)
 	// Timeout bounds the wait for everything to be stored.
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -71,6 +70,10 @@ type Result struct {
 	// SendElapsed is how long the clients took to have every request
 	// accepted.
 	SendElapsed time.Duration
+	// Acked is when the collector had acknowledged every point; Elapsed
+	// also waits for the store to have them queryable (ClickHouse's
+	// write-ahead log drained).
+	Acked time.Duration
 	// Refused counts requests the collector pushed back (and the client
 	// retried).
 	Refused int64
@@ -85,13 +88,16 @@ type Result struct {
 	// work where points/s does not.
 	CPU                time.Duration
 	PointsPerCPUSecond float64
+	// InsertsPerSecond is the INSERT queries the store's server ran per
+	// second of Elapsed, when Options.Inserts is set.
+	InsertsPerSecond float64
 	// BytesPerSample is DiskBytes / Stored, when DiskBytes is set.
 	BytesPerSample float64
 }
 
 func (r Result) String() string {
-	s := fmt.Sprintf("%d points in %s: %.0f points/s (sent in %s), stored %d, lost %d, refused requests %d, spilled points %d, max heap %d MiB, CPU %s = %.0f points per CPU second",
-		r.Points, r.Elapsed.Round(time.Millisecond), r.PointsPerSecond, r.SendElapsed.Round(time.Millisecond),
+	s := fmt.Sprintf("%d points in %s: %.0f points/s (sent in %s, acknowledged in %s), stored %d, lost %d, refused requests %d, spilled points %d, max heap %d MiB, CPU %s = %.0f points per CPU second",
+		r.Points, r.Elapsed.Round(time.Millisecond), r.PointsPerSecond, r.SendElapsed.Round(time.Millisecond), r.Acked.Round(time.Millisecond),
 		r.Stored, r.Lost, r.Refused, r.Spilled, r.MaxHeapBytes>>20, r.CPU.Round(time.Millisecond), r.PointsPerCPUSecond)
 	if r.BytesPerSample > 0 {
 		s += fmt.Sprintf(", %.2f bytes/sample on disk", r.BytesPerSample)
@@ -99,9 +105,16 @@ func (r Result) String() string {
 	return s
 }
 
-func (o *Options) defaults() error {
-	if o.Store == nil {
+func (o *Options) defaults(needStore bool) error {
+	if needStore && o.Store == nil {
 		return errors.New("bench: no store")
+	}
+	switch o.Protocol {
+	case "":
+		o.Protocol = ProtocolGRPC
+	case ProtocolGRPC, ProtocolHTTP:
+	default:
+		return fmt.Errorf("bench: protocol must be %q or %q, got %q", ProtocolGRPC, ProtocolHTTP, o.Protocol)
 	}
 	if o.Points <= 0 {
 		o.Points = 2_000_000
@@ -130,12 +143,12 @@ func (o *Options) defaults() error {
 // metricName is the name of the benchmark's gauge.
 const metricName = "aiops_bench_value"
 
-// Run measures OTLP metric points per second end to end: OTLP/gRPC
-// clients → all-in-one collector → opts.Store, until every point is
+// Run measures OTLP metric points per second end to end: OTLP clients
+// (gRPC or HTTP) → all-in-one collector → opts.Store, until every point is
 // written, then checks in the store that none was lost. The requests are
 // encoded before the clock starts, so the clients cost little CPU.
 func Run(ctx context.Context, opts Options) (Result, error) {
-	if err := opts.defaults(); err != nil {
+	if err := opts.defaults(true); err != nil {
 		return Result{}, err
 	}
 	cfg := collector.DefaultConfig()
@@ -147,7 +160,11 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	cfg.OTLP.GRPCEndpoint, cfg.OTLP.HTTPEndpoint = addr, "off"
+	httpAddr, err := freeLocalAddr()
+	if err != nil {
+		return Result{}, err
+	}
+	cfg.OTLP.GRPCEndpoint, cfg.OTLP.HTTPEndpoint = addr, httpAddr
 	cfg.Queue.Dir = opts.QueueDir
 	cfg.RetryAfter = time.Second
 
@@ -172,12 +189,13 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	requests, points, start := encodeRequests(opts)
 	res := Result{Points: points}
 
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallSendMsgSize(math.MaxInt32)))
-	if err != nil {
+	var exp exporter
+	if opts.Protocol == ProtocolHTTP {
+		exp = newHTTPExporter("http://" + httpAddr + "/v1/metrics")
+	} else if exp, err = newGRPCExporter(addr); err != nil {
 		return res, err
 	}
-	defer conn.Close()
+	defer exp.close()
 
 	heapDone := make(chan struct{})
 	var maxHeap atomic.Uint64
@@ -199,47 +217,18 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}()
 	defer close(heapDone)
 
+	var insertsBefore int64
+	if opts.Inserts != nil {
+		if insertsBefore, err = opts.Inserts(ctx); err != nil {
+			return res, fmt.Errorf("bench: %w", err)
+		}
+	}
 	cpuBefore := processCPU()
 	began := time.Now()
-	var refused atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, opts.Senders)
-	for k := range opts.Senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var reply []byte
-			// One request at a time, as an exporter sends: each series'
-			// points arrive in time order.
-			for i := range requests[k] {
-				for {
-					err := conn.Invoke(ctx, "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", &requests[k][i], &reply)
-					if err == nil {
-						break
-					}
-					// Pushed back: wait and retry, as an OTLP client does.
-					// Anything else is a failure the benchmark reports.
-					if c := status.Code(err); c != codes.Unavailable && c != codes.ResourceExhausted {
-						errs <- fmt.Errorf("request %d: %w", i, err)
-						return
-					}
-					refused.Add(1)
-					if ctx.Err() != nil {
-						errs <- err
-						return
-					}
-					time.Sleep(50 * time.Millisecond)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	res.Refused, err = sendAll(ctx, exp, requests)
 	res.SendElapsed = time.Since(began)
-	res.Refused = refused.Load()
-	select {
-	case err := <-errs:
+	if err != nil {
 		return res, fmt.Errorf("bench: send: %w", err)
-	default:
 	}
 
 	counter := func(name string) float64 {
@@ -267,8 +256,21 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	res.Acked = time.Since(began)
+	if f, ok := opts.Store.(interface{ Flush(context.Context) error }); ok {
+		if err := f.Flush(ctx); err != nil {
+			return res, fmt.Errorf("bench: flush the store: %w", err)
+		}
+	}
 	res.Elapsed = time.Since(began)
 	res.CPU = processCPU() - cpuBefore
+	if opts.Inserts != nil {
+		n, err := opts.Inserts(ctx)
+		if err != nil {
+			return res, fmt.Errorf("bench: %w", err)
+		}
+		res.InsertsPerSecond = float64(n-insertsBefore) / res.Elapsed.Seconds()
+	}
 	res.PointsPerSecond = float64(res.Points) / res.Elapsed.Seconds()
 	if res.CPU > 0 {
 		res.PointsPerCPUSecond = float64(res.Points) / res.CPU.Seconds()

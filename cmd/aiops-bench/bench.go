@@ -49,15 +49,20 @@ type benchCommands struct {
 	rules          int
 	alertSeries    int
 	sampleCacheMiB int
+	wal            bool
+	protocol       string
+	prometheus     string
 }
 
 func newBenchCommands(app *kingpin.Application) []command {
 	c := &benchCommands{}
-	c.ingest = app.Command("ingest", "OTLP metric points/s end to end (OTLP/gRPC clients → collector → store), checking that none is lost, and bytes per stored sample.")
+	c.ingest = app.Command("ingest", "OTLP metric points/s end to end (OTLP clients → collector → store, until every point is queryable), checking that none is lost, and bytes per stored sample.")
 	c.ingest.Flag("points", "Points sent per run.").Default("2000000").IntVar(&c.points)
 	c.ingest.Flag("points-per-request", "Points in each OTLP request; a sender's request may span several rounds of its series, as a batching collector's does. SDKs send a whole collection at once; the OTel Collector's batch processor sends 8,192 by default.").Default("2000").IntVar(&c.perRequest)
 	c.ingest.Flag("series", "Distinct series they belong to.").Default("10000").IntVar(&c.series)
-	c.ingest.Flag("senders", "Concurrent OTLP/gRPC clients. Each is one source: it owns an equal share of the series and sends their points in time order, one request at a time. Into ClickHouse the collector writes the requests that arrive together in one insert and answers each after it, so its points/s grows with concurrent clients.").Default("4").IntVar(&c.senders)
+	c.ingest.Flag("protocol", "OTLP over grpc or http (protobuf bodies).").Default(ingest.ProtocolGRPC).EnumVar(&c.protocol, ingest.ProtocolGRPC, ingest.ProtocolHTTP)
+	c.ingest.Flag("prometheus", "Also measure a Prometheus server started from this binary (v3, OTLP receiver on), sent the same requests by the same clients over OTLP/HTTP: the reference to compare with. POINTS/S for a store counts until every point is queryable, ACKED/S until every request was answered; for Prometheus they are the same.").PlaceHolder("PATH").StringVar(&c.prometheus)
+	c.ingest.Flag("senders", "Concurrent OTLP clients. Each is one source: it owns an equal share of the series and sends their points in time order, one request at a time. 1 is the case of an OTel SDK or a single forwarding Collector.").Default("4").IntVar(&c.senders)
 	c.query = app.Command("query", "Latency of dashboard queries over 10,000 series × 6 h at 15 s.")
 	c.query.Flag("merge", "Before querying ClickHouse, merge the parts the load made (OPTIMIZE … FINAL), the state its background merges work towards; --no-merge queries them as loaded.").Default("true").BoolVar(&c.merge)
 	c.alerting = app.Command("alerting", "One evaluation round of 1,000 alert rules over 100,000 series, and threshold-to-webhook latency.")
@@ -68,6 +73,7 @@ func newBenchCommands(app *kingpin.Application) []command {
 		cmd.Flag("clickhouse-addr", "Use this ClickHouse server (a fresh database in it) instead of starting a private one.").PlaceHolder("HOST:PORT").StringVar(&c.clickhouseAddr)
 		cmd.Flag("runs", "Measured runs.").Default("3").IntVar(&c.runs)
 		cmd.Flag("dir", "Directory for the embedded stores and queues (default: a temporary one, removed afterwards).").PlaceHolder("DIR").StringVar(&c.dir)
+		cmd.Flag("clickhouse-wal", "Give the ClickHouse store its write-ahead log (clickhouse.wal.mode on), as aiops serve's all-in-one role does; --no-clickhouse-wal inserts every commit (group commit in front).").Default("true").BoolVar(&c.wal)
 		cmd.Flag("clickhouse-sample-cache-mib", "The ClickHouse store's clickhouse.sample_cache_mib; 0 reads every sample from ClickHouse.").Default(strconv.Itoa(clickhouse.DefaultConfig().SampleCacheMiB)).IntVar(&c.sampleCacheMiB)
 	}
 	return []command{
@@ -86,10 +92,11 @@ type benchEnv struct {
 	n       int
 
 	sampleCacheMiB int
+	wal            bool
 }
 
 func (c *benchCommands) env() (*benchEnv, error) {
-	e := &benchEnv{dir: c.dir, chAddr: c.clickhouseAddr, sampleCacheMiB: c.sampleCacheMiB}
+	e := &benchEnv{dir: c.dir, chAddr: c.clickhouseAddr, sampleCacheMiB: c.sampleCacheMiB, wal: c.wal}
 	if e.dir == "" {
 		dir, err := os.MkdirTemp("", "aiops-bench-")
 		if err != nil {
@@ -131,6 +138,9 @@ func (e *benchEnv) open(ctx context.Context, kind string) (storage.Store, func(c
 		cfg.Addresses = []string{e.chAddr}
 		cfg.Database = fmt.Sprintf("aiops_bench_%d_%d", time.Now().Unix(), e.n)
 		cfg.SampleCacheMiB = e.sampleCacheMiB
+		if e.wal {
+			cfg.WAL.Mode, cfg.WAL.Dir = clickhouse.WALOn, fmt.Sprintf("%s/clickhouse-wal-%d", e.dir, e.n)
+		}
 		s, err := clickhouse.Open(ctx, cfg, nil)
 		if err != nil {
 			return nil, nil, err
@@ -145,37 +155,59 @@ func (c *benchCommands) runIngest(ctx context.Context, stdout, _ io.Writer) erro
 		return err
 	}
 	defer e.close()
+	kinds := slices.Clone(c.stores)
+	if c.prometheus != "" {
+		kinds = append(kinds, "prometheus")
+	}
 	// Rows are flushed as runs finish; a minimum width keeps them aligned.
+	// Runs go round the stores, so that a change in the machine's load
+	// during the command touches every store alike.
 	tw := tabwriter.NewWriter(stdout, 14, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STORE\tRUN\tPOINTS/S\tPOINTS/CPU-S\tLOST\tREFUSED\tMAX HEAP MiB\tBYTES/SAMPLE")
-	for _, kind := range c.stores {
-		var rates []float64
-		for run := 1; run <= c.runs; run++ {
-			store, diskBytes, err := e.open(ctx, kind)
-			if err != nil {
-				return fmt.Errorf("%s: %w", kind, err)
+	fmt.Fprintln(tw, "STORE\tRUN\tPOINTS/S\tACKED/S\tPOINTS/CPU-S\tINSERTS/S\tLOST\tREFUSED\tMAX HEAP MiB\tBYTES/SAMPLE")
+	rates, acked := map[string][]float64{}, map[string][]float64{}
+	for run := 1; run <= c.runs; run++ {
+		for _, kind := range kinds {
+			opts := ingest.Options{
+				Points: c.points, Series: c.series, PointsPerRequest: c.perRequest, Senders: c.senders, Protocol: c.protocol,
 			}
-			res, err := ingest.Run(ctx, ingest.Options{
-				Store: store, Points: c.points, Series: c.series, PointsPerRequest: c.perRequest, Senders: c.senders,
-				QueueDir: fmt.Sprintf("%s/queue-%d", e.dir, e.n), DiskBytes: diskBytes,
-			})
-			store.Close()
+			var res ingest.Result
+			if kind == "prometheus" {
+				e.n++
+				res, err = ingest.RunPrometheus(ctx, ingest.PrometheusOptions{Binary: c.prometheus, Dir: fmt.Sprintf("%s/prometheus-%d", e.dir, e.n)}, opts)
+			} else {
+				store, diskBytes, err := e.open(ctx, kind)
+				if err != nil {
+					return fmt.Errorf("%s: %w", kind, err)
+				}
+				opts.Store, opts.DiskBytes, opts.QueueDir = store, diskBytes, fmt.Sprintf("%s/queue-%d", e.dir, e.n)
+				if kind == storeClickHouse {
+					opts.Inserts = ingest.ClickHouseInserts([]string{e.chAddr}, "default", "")
+				}
+				res, err = ingest.Run(ctx, opts)
+				store.Close()
+			}
 			if err != nil {
 				return fmt.Errorf("%s run %d: %w", kind, run, err)
 			}
 			if res.Lost != 0 {
 				return fmt.Errorf("%s run %d lost %d of %d points", kind, run, res.Lost, res.Points)
 			}
-			rates = append(rates, res.PointsPerSecond)
-			bps := "-"
+			ackRate := float64(res.Points) / res.Acked.Seconds()
+			rates[kind] = append(rates[kind], res.PointsPerSecond)
+			acked[kind] = append(acked[kind], ackRate)
+			bps, ins := "-", "-"
 			if res.BytesPerSample > 0 {
 				bps = fmt.Sprintf("%.2f", res.BytesPerSample)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%d\t%d\t%d\t%s\n", kind, run, res.PointsPerSecond, res.PointsPerCPUSecond, res.Lost, res.Refused, res.MaxHeapBytes>>20, bps)
+			if res.InsertsPerSecond > 0 {
+				ins = fmt.Sprintf("%.1f", res.InsertsPerSecond)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.0f\t%s\t%d\t%d\t%d\t%s\n", kind, run, res.PointsPerSecond, ackRate, res.PointsPerCPUSecond, ins, res.Lost, res.Refused, res.MaxHeapBytes>>20, bps)
 			tw.Flush()
 		}
-		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t\t\t\t\t\n", kind, median(rates))
-		tw.Flush()
+	}
+	for _, kind := range kinds {
+		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%.0f\t\t\t\t\t\t\n", kind, median(rates[kind]), median(acked[kind]))
 	}
 	return tw.Flush()
 }

@@ -42,7 +42,11 @@ type Config struct {
 	EventRetention model.Duration `yaml:"event_retention"`
 
 	// BatchSize is the most rows sent in one INSERT; a commit with more is
-	// split. ClickHouse prefers few large inserts to many small ones.
+	// split. ClickHouse prefers few large inserts to many small ones (its
+	// own max_insert_block_size is 1,048,576); with the write-ahead log it
+	// is also the size of a drain round that starts before
+	// wal.flush_interval is up, so it sets the inserts per second under
+	// heavy load.
 	BatchSize int `yaml:"batch_size"`
 	// MaxSeries and MaxSamples bound what one Select may load, so that a
 	// too broad query fails with a clear error instead of exhausting
@@ -119,7 +123,7 @@ func DefaultConfig() Config {
 		MaxOpenConns: 16,
 		Compression:  "auto",
 		Retention:    model.Duration(15 * 24 * time.Hour),
-		BatchSize:    200_000,
+		BatchSize:    500_000,
 		MaxSeries:    500_000,
 		MaxSamples:   50_000_000,
 		SeriesIndex:  true,
