@@ -3,6 +3,7 @@ package alerting
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/prometheus/alertmanager/silence"
@@ -130,9 +132,15 @@ receivers:
 	if err := a.Alertmanager().Silences().Set(context.Background(), sil); err != nil {
 		t.Fatal(err)
 	}
-	// The notification is logged right after the webhook answers; give
-	// the pipeline that moment before stopping.
-	time.Sleep(300 * time.Millisecond)
+	// Prometheus restores an alert's active time from ALERTS_FOR_STATE
+	// only if its last sample lies a whole wall-clock second after the
+	// active time (both are truncated to seconds; an alert that seems not
+	// to have waited out its `for` starts waiting again). Wait for such
+	// a sample, which also gives the notification time to be logged.
+	testutil.WaitFor(t, "ALERTS_FOR_STATE a second after the alert became active", 5*time.Second, func() bool {
+		last, ok := lastSample(t, store, labels.MustNewMatcher(labels.MatchEqual, "__name__", "ALERTS_FOR_STATE"))
+		return ok && last/1000 > firedBefore.ActiveAt.Unix()
+	})
 	stop()
 
 	store, a, _ = start()
@@ -156,4 +164,27 @@ receivers:
 		all := got()
 		return len(all) == 2 && all[1].Status == "resolved"
 	})
+}
+
+// lastSample is the timestamp of the newest sample of the series
+// matching ms.
+func lastSample(t *testing.T, store *embedded.Store, ms ...*labels.Matcher) (int64, bool) {
+	t.Helper()
+	q, err := store.Querier(0, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	last, found := int64(0), false
+	set := q.Select(context.Background(), false, nil, ms...)
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() != chunkenc.ValNone {
+			last, found = max(last, it.AtT()), true
+		}
+	}
+	if err := set.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return last, found
 }

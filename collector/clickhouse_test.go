@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc/codes"
@@ -24,29 +25,15 @@ import (
 )
 
 // sharedCH is one ClickHouse server for the tests that do not stop it.
-var sharedCH struct {
-	once sync.Once
-	srv  *chtest.Server
-	stop func()
-	err  error
-}
+var sharedCH chtest.Lazy
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sharedCH.stop != nil {
-		sharedCH.stop()
-	}
+	sharedCH.Stop()
 	os.Exit(code)
 }
 
-func sharedClickHouse(t testing.TB) *chtest.Server {
-	t.Helper()
-	sharedCH.once.Do(func() { sharedCH.srv, sharedCH.stop, sharedCH.err = chtest.StartMain() })
-	if sharedCH.err != nil {
-		t.Fatalf("start ClickHouse: %v", sharedCH.err)
-	}
-	return sharedCH.srv
-}
+func sharedClickHouse(t testing.TB) *chtest.Server { return sharedCH.Get(t) }
 
 func chConfig(srv *chtest.Server, db string) clickhouse.Config {
 	cfg := clickhouse.DefaultConfig()
@@ -157,17 +144,7 @@ func TestClickHouseKilledWhileStreaming(t *testing.T) {
 		n := countSamples(t, store, nameIs("fleet_load"))
 		return n >= want, fmt.Sprintf("%d of %d", n, want)
 	})
-	all := readSeries(t, store, nameIs("fleet_load"))
-	got := 0
-	for s, samples := range all {
-		got += len(samples)
-		if len(samples) != rounds {
-			t.Errorf("%s: %d samples, want %d", s, len(samples), rounds)
-		}
-	}
-	if len(all) != instances*series || got != want {
-		t.Fatalf("%d series, %d samples; want %d series, %d samples", len(all), got, instances*series, want)
-	}
+	checkFleetLoad(t, store, instances*series, rounds)
 	if n := countSamples(t, store, nameIs("fleet_ops_total")); n != instances*rounds {
 		t.Errorf("counter: %d samples, want %d", n, instances*rounds)
 	}
@@ -273,5 +250,22 @@ func TestClickHouseGroupCommit(t *testing.T) {
 	}
 	if s := metricValue(t, r.reg, "aiops_collector_spilled_items_total", map[string]string{"signal": "metrics"}); s != 0 {
 		t.Errorf("%v items went through the queue while ClickHouse was up", s)
+	}
+}
+
+// checkFleetLoad checks that store holds every fleet_load point sent
+// exactly once: each of the series has one sample per round.
+func checkFleetLoad(t *testing.T, store promstorage.Queryable, series, rounds int) {
+	t.Helper()
+	all := readSeries(t, store, nameIs("fleet_load"))
+	got := 0
+	for s, samples := range all {
+		got += len(samples)
+		if len(samples) != rounds {
+			t.Errorf("%s: %d samples, want %d", s, len(samples), rounds)
+		}
+	}
+	if len(all) != series || got != series*rounds {
+		t.Fatalf("%d series, %d samples; want %d series, %d samples", len(all), got, series, series*rounds)
 	}
 }

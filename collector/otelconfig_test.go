@@ -24,7 +24,6 @@ import (
 	"github.com/aiops-dev/aiops/collector/storeexporter"
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage"
-	"github.com/aiops-dev/aiops/storage/clickhouse"
 )
 
 // generatedVariants are collector configurations covering every branch of
@@ -65,7 +64,7 @@ func generatedVariants() map[string]struct {
 		CacheSeries:                  -1,
 	}
 	c.Batch = BatchConfig{FlushTimeout: time.Second, MinSize: 100, MaxSize: 500}
-	out["all-in-one on ClickHouse, gRPC only, in-memory queue"] = variant{cfg: c, store: (*clickhouse.Store)(nil)}
+	out["all-in-one on ClickHouse without its write-ahead log, gRPC only, in-memory queue"] = variant{cfg: c, store: largeCommitStore{}}
 
 	c = DefaultConfig()
 	c.Role = RoleCollector
@@ -138,12 +137,12 @@ func TestGeneratedConfig(t *testing.T) {
 				}
 				return cfg
 			}
-			checkGenerated(t, v.cfg, section)
+			checkGenerated(t, v.cfg, v.store, section)
 		})
 	}
 }
 
-func checkGenerated(t *testing.T, cfg Config, section func(kind, id string) component.Config) {
+func checkGenerated(t *testing.T, cfg Config, store storage.Store, section func(kind, id string) component.Config) {
 	t.Helper()
 	ingester := cfg.Role == RoleIngester
 	if ingester {
@@ -194,11 +193,24 @@ func checkGenerated(t *testing.T, cfg Config, section func(kind, id string) comp
 			t.Errorf("clickhouse exporter: %+v (password %q, want %q)", e, string(e.Password), string(cfg.ClickHouse.Password))
 		}
 		queue, retry, trans = e.Queue, e.Retry, &e.Translation
+		// The exporter's store keeps its write-ahead log beside the
+		// persistent queue, and groups writes without one.
+		if wantDir := filepath.Join(cfg.Queue.Dir, "clickhouse-wal"); cfg.Queue.Dir == "" && e.WALDir != "" || cfg.Queue.Dir != "" && e.WALDir != wantDir {
+			t.Errorf("clickhouse exporter wal_dir %q, queue dir %q", e.WALDir, cfg.Queue.Dir)
+		}
+		if e.WriteThrough.Group != (e.WALDir == "") {
+			t.Errorf("clickhouse exporter write_through.group %v with wal_dir %q", e.WriteThrough.Group, e.WALDir)
+		}
 	default:
 		e := section("exporters", storeexporter.TypeStore).(*storeexporter.Config)
 		queue, retry, trans = e.Queue, e.Retry, &e.Translation
 		if e.WriteThrough.Enabled != (!ingester && cfg.Queue.WriteThrough != WriteThroughOff) || e.WriteThrough.SlowWrite != cfg.Queue.SlowWrite {
 			t.Errorf("write_through %+v, queue %+v", e.WriteThrough, cfg.Queue)
+		}
+		// Only a store that asks for it gets group commit.
+		if _, large := store.(largeCommitStore); e.WriteThrough.Group != large ||
+			large && (e.WriteThrough.GroupMinItems != int(cfg.Batch.MinSize) || e.WriteThrough.GroupInterval != cfg.Batch.FlushTimeout) {
+			t.Errorf("write_through %+v for store %T, batch %+v", e.WriteThrough, store, cfg.Batch)
 		}
 	}
 	if trans != nil && !reflect.DeepEqual(*trans, cfg.Translation) {
@@ -258,3 +270,9 @@ func keys(m map[string]any) []string {
 	}
 	return out
 }
+
+// largeCommitStore is a store whose every commit is an insert of its own,
+// as ClickHouse's is without its write-ahead log.
+type largeCommitStore struct{ storage.Store }
+
+func (largeCommitStore) WantsLargeCommits() bool { return true }

@@ -58,16 +58,5 @@ func TestClickHouseWALAbsorbsOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := instances * series * rounds
-	all := readSeries(t, store, nameIs("fleet_load"))
-	got := 0
-	for s, samples := range all {
-		got += len(samples)
-		if len(samples) != rounds {
-			t.Errorf("%s: %d samples, want %d", s, len(samples), rounds)
-		}
-	}
-	if len(all) != instances*series || got != want {
-		t.Fatalf("%d series, %d samples; want %d series, %d samples", len(all), got, instances*series, want)
-	}
+	checkFleetLoad(t, store, instances*series, rounds)
 }

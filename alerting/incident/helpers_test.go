@@ -3,7 +3,6 @@ package incident
 import (
 	"context"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,25 +19,7 @@ import (
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// clock is a settable clock for the Manager.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: t0} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testutil.Clock { return testutil.NewClock(t0) }
 
 func openEmbedded(t testing.TB, dir string) *embedded.Store {
 	t.Helper()
@@ -52,7 +33,7 @@ func testConfig() Config {
 	return cfg
 }
 
-func newManager(t *testing.T, events storage.EventStore, cfg Config, c *clock) *Manager {
+func newManager(t *testing.T, events storage.EventStore, cfg Config, c *testutil.Clock) *Manager {
 	t.Helper()
 	deps := Deps{Events: events, Logger: testutil.Logger(t)}
 	if c != nil {

@@ -47,7 +47,7 @@ func TestLifecycle(t *testing.T) {
 
 	// The same group again (a retried or repeated notification) and a
 	// second alert joining: only the second alert is new; severity rises.
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	send(t, m, "{}:{alertname=\"HighErrorRate\"}", a1)
 	if got := only(t, m).Version; got != 2 {
 		t.Fatalf("replay changed the incident: version %d", got)
@@ -68,21 +68,21 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// Both alerts resolve; the quiet period starts.
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	end := c.Now()
 	send(t, m, "{}:{alertname=\"HighErrorRate\"}", mkAlert(errRate, start, end), mkAlert(errRate2, t0, end))
 	inc = only(t, m)
 	if inc.Status != StatusAcknowledged || inc.FiringAlerts != 0 || inc.AlertsResolvedAt == nil || !inc.AlertsResolvedAt.Equal(end) {
 		t.Fatalf("alerts resolved: %+v", inc)
 	}
-	c.Advance(4 * time.Minute)
+	c.Add(4 * time.Minute)
 	if err := m.CheckDeadlines(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if s := only(t, m).Status; s != StatusAcknowledged {
 		t.Fatalf("resolved before the quiet period ended: %s", s)
 	}
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	if err := m.CheckDeadlines(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -131,15 +131,15 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Still firing, sent again: resolving by hand sticks.
-	c.Advance(10 * time.Minute)
+	c.Add(10 * time.Minute)
 	send(t, m, key, a)
 	if inc := only(t, m); inc.Status != StatusResolved {
 		t.Fatalf("repeat of a known alert reopened: %+v", inc)
 	}
 	// It resolves, then fires again (a new start) within the window.
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	send(t, m, key, mkAlert(pool, t0, c.Now()))
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	send(t, m, key, mkAlert(pool, c.Now(), time.Time{}))
 	inc := only(t, m)
 	if inc.ID != first.ID || inc.Status != StatusOpen || inc.Reopens != 1 || inc.ResolvedAt != nil || inc.FiringAlerts != 1 {
@@ -151,16 +151,16 @@ func TestReopen(t *testing.T) {
 	}
 
 	// Resolved, then a new alert after the window: a new incident.
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	send(t, m, key, mkAlert(pool, c.Now().Add(-time.Minute), c.Now()))
-	c.Advance(6 * time.Minute)
+	c.Add(6 * time.Minute)
 	if err := m.CheckDeadlines(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if inc, _ := m.Get(first.ID); inc.Status != StatusResolved {
 		t.Fatalf("not auto-resolved: %+v", inc)
 	}
-	c.Advance(61 * time.Minute)
+	c.Add(61 * time.Minute)
 	send(t, m, key, mkAlert(pool, c.Now(), time.Time{}))
 	incs, _ := m.List(Query{})
 	if len(incs) != 2 || incs[0].ID == first.ID || incs[0].Status != StatusOpen || incs[1].ID != first.ID || incs[1].Status != StatusResolved {
@@ -179,7 +179,7 @@ func TestMutedAndAutoResolveZero(t *testing.T) {
 	key := "{}:{alertname=\"HighErrorRate\"}"
 	a1, a2 := mkAlert(errRate, t0, time.Time{}), mkAlert(errRate2, t0, time.Time{})
 	send(t, m, key, a1, a2)
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	send(t, m, key, a1)
 	inc := only(t, m)
 	if inc.FiringAlerts != 1 || inc.Status != StatusOpen {
@@ -190,7 +190,7 @@ func TestMutedAndAutoResolveZero(t *testing.T) {
 			t.Errorf("muted alert: %+v", a)
 		}
 	}
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	send(t, m, key, mkAlert(errRate, t0, c.Now()))
 	inc = only(t, m)
 	if inc.Status != StatusResolved || inc.ResolvedBy != SystemActor {
@@ -211,7 +211,7 @@ func TestEscalation(t *testing.T) {
 	if _, err := m.Acknowledge(ctx, acked, Action{Actor: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	c.Advance(16 * time.Minute)
+	c.Add(16 * time.Minute)
 	for range 2 {
 		if err := m.CheckDeadlines(ctx); err != nil {
 			t.Fatal(err)
@@ -292,9 +292,9 @@ func TestListFilters(t *testing.T) {
 	c := newClock()
 	m := newManager(t, openEmbedded(t, t.TempDir()), testConfig(), c)
 	send(t, m, "k1", mkAlert(pool, t0, time.Time{}))
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	send(t, m, "k2", mkAlert(errRate, t0, time.Time{}))
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	incs, _ := m.List(Query{})
 	if _, err := m.Resolve(context.Background(), incs[1].ID, Action{Actor: "x"}); err != nil { // pool
 		t.Fatal(err)

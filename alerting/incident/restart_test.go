@@ -12,21 +12,22 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 )
 
 // buildHistory gives m a few incidents that went through every kind of
 // event.
-func buildHistory(t *testing.T, m *Manager, c *clock) {
+func buildHistory(t *testing.T, m *Manager, c *testutil.Clock) {
 	t.Helper()
 	ctx := context.Background()
 	send(t, m, "k-pool", mkAlert(pool, t0, time.Time{}))
-	c.Advance(time.Second)
+	c.Add(time.Second)
 	send(t, m, "k-err", mkAlert(errRate, t0, time.Time{}), mkAlert(errRate2, t0, time.Time{}))
 	incs, _ := m.List(Query{})
 	errID, poolID := incs[0].ID, incs[1].ID
-	c.Advance(time.Second)
+	c.Add(time.Second)
 	must := func(_ Incident, err error) {
 		t.Helper()
 		if err != nil {
@@ -39,14 +40,14 @@ func buildHistory(t *testing.T, m *Manager, c *clock) {
 	must(m.Escalate(ctx, errID, Action{Actor: "bob"}))
 	must(m.RecordRunbook(ctx, errID, RunbookStarted, RunbookEvent{RunID: "r1", Runbook: "rollback"}, Action{Actor: "remediation"}))
 	must(m.RecordRunbook(ctx, errID, RunbookFinished, RunbookEvent{RunID: "r1", Outcome: "succeeded"}, Action{Actor: "remediation"}))
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	send(t, m, "k-err", mkAlert(errRate, t0, c.Now()), mkAlert(errRate2, t0, c.Now()))
-	c.Advance(6 * time.Minute)
+	c.Add(6 * time.Minute)
 	if err := m.CheckDeadlines(ctx); err != nil {
 		t.Fatal(err)
 	}
 	must(m.Resolve(ctx, poolID, Action{Actor: "carol"}))
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	send(t, m, "k-pool", mkAlert(pool, c.Now(), time.Time{})) // reopens
 }
 

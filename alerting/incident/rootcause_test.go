@@ -76,7 +76,7 @@ func TestRootCauses(t *testing.T) {
 	if err := store.AppendEvents(ctx, []storage.Event{anomalyEvent(t, "redis", t0.Add(-12*time.Minute), 0.99)}); err != nil {
 		t.Fatal(err)
 	}
-	c.Advance(time.Minute)
+	c.Add(time.Minute)
 	inc, err = m.RefreshRootCauses(ctx, inc.ID, Action{Actor: "alice"})
 	if err != nil {
 		t.Fatal(err)

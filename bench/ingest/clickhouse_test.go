@@ -4,38 +4,22 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/aiops-dev/aiops/internal/chtest"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 )
 
-// sharedCH is one ClickHouse server for the package's tests and
-// benchmarks, started by the first that needs it.
-var sharedCH struct {
-	once sync.Once
-	srv  *chtest.Server
-	stop func()
-	err  error
-}
+// sharedCH is one ClickHouse server for the tests that do not stop it.
+var sharedCH chtest.Lazy
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sharedCH.stop != nil {
-		sharedCH.stop()
-	}
+	sharedCH.Stop()
 	os.Exit(code)
 }
 
-func sharedClickHouse(t testing.TB) *chtest.Server {
-	t.Helper()
-	sharedCH.once.Do(func() { sharedCH.srv, sharedCH.stop, sharedCH.err = chtest.StartMain() })
-	if sharedCH.err != nil {
-		t.Fatalf("start ClickHouse: %v", sharedCH.err)
-	}
-	return sharedCH.srv
-}
+func sharedClickHouse(t testing.TB) *chtest.Server { return sharedCH.Get(t) }
 
 func openClickHouseStore(t testing.TB, srv *chtest.Server, db string) *clickhouse.Store {
 	t.Helper()

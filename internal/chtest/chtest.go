@@ -10,6 +10,7 @@ package chtest
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,4 +85,43 @@ func (s *Server) NewDatabase(tb testing.TB) string {
 		}
 	})
 	return name
+}
+
+// Lazy is a server shared by the tests of a package that starts on first
+// use, for packages where only some tests need ClickHouse:
+//
+//	var clickHouse chtest.Lazy
+//
+//	func TestMain(m *testing.M) {
+//		code := m.Run()
+//		clickHouse.Stop()
+//		os.Exit(code)
+//	}
+//
+// and clickHouse.Get(t) in the tests that need it.
+type Lazy struct {
+	once sync.Once
+	srv  *Server
+	err  error
+}
+
+// Get starts the server on first use and returns it; it fails the test
+// when the server cannot start.
+func (l *Lazy) Get(tb testing.TB) *Server {
+	tb.Helper()
+	l.once.Do(func() {
+		s, err := chserver.Start()
+		l.srv, l.err = &Server{s}, err
+	})
+	if l.err != nil {
+		tb.Fatalf("chtest: %v", l.err)
+	}
+	return l.srv
+}
+
+// Stop stops the server, if Get started one, and removes its directory.
+func (l *Lazy) Stop() {
+	if l.srv != nil && l.srv.Server != nil {
+		l.srv.Close()
+	}
 }
