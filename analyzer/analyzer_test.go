@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/aiops-dev/aiops/analyzer/results"
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
-	"github.com/aiops-dev/aiops/analyzer/results"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
