@@ -421,7 +421,7 @@ func openStoreRetrying(ctx context.Context, cfg StorageConfig, logger *slog.Logg
 	case BackendClickHouse:
 		var lastErr error
 		s, err := backoff.Retry(ctx, func() (storage.Store, error) {
-			s, err := clickhouse.Open(ctx, cfg.ClickHouse, logger)
+			s, err := clickhouse.Open(ctx, cfg.ClickHouse, logger, clickhouse.WithRegisterer(reg))
 			if err != nil && !errors.Is(err, storage.ErrUnavailable) {
 				return nil, backoff.Permanent(err)
 			}

@@ -27,6 +27,7 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/aiops-dev/aiops/storage"
@@ -58,6 +59,8 @@ type Store struct {
 	// maxScanRows is maxRangeScanRows; tests lower it.
 	maxScanRows uint64
 
+	// reg takes the self-metrics; nil registers none.
+	reg prometheus.Registerer
 	// wal is the write-ahead log; nil when clickhouse.wal.dir is empty.
 	wal                                            *wal.Log
 	walAppends, walInserted, walDropped, walRounds atomic.Int64
@@ -146,6 +149,10 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Optio
 			conn.Close()
 			return nil, err
 		}
+	}
+	if err := s.registerMetrics(); err != nil {
+		s.Close()
+		return nil, err
 	}
 	s.wg.Add(1)
 	go s.retentionLoop()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -83,14 +84,32 @@ func workload(t *testing.T, s *Store, seed uint64) {
 // few inserts.
 func TestWALMatchesDirectInserts(t *testing.T) {
 	direct := openStore(t)
-	logged := openStore(t, withWAL(t.TempDir()), func(c *Config) { c.WAL.FlushInterval = model.Duration(time.Hour) })
+	reg := prometheus.NewRegistry()
+	cfg := testConfig(t)
+	withWAL(t.TempDir())(&cfg)
+	cfg.WAL.FlushInterval = model.Duration(time.Hour)
+	logged, err := Open(ctx, cfg, nil, WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logged.Close() })
 	workload(t, direct, 1)
 	workload(t, logged, 1)
 	if err := logged.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := logged.walAppends.Load(); got != 60 {
-		t.Fatalf("%d commits logged, want 60", got)
+	metrics := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		metrics[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	if metrics["aiops_clickhouse_wal_records_appended_total"] != 60 || metrics["aiops_clickhouse_wal_records_inserted_total"] != 60 ||
+		metrics["aiops_clickhouse_wal_pending_bytes"] != 0 || metrics["aiops_clickhouse_wal_records_dropped_total"] != 0 {
+		t.Fatalf("metrics after 60 commits and a flush: %v", metrics)
 	}
 	// The flush interval is an hour: everything went in the round that
 	// the first commit started, or one that batch_size filled.

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/wal"
@@ -247,6 +249,12 @@ func (s *Store) insertRetrying(ctx context.Context, b *batch) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 100 * time.Millisecond
 	bo.MaxInterval = 10 * time.Second
+	failures := 0
+	defer func() {
+		if failures > 0 && ctx.Err() == nil {
+			s.logger.Info("ClickHouse takes the write-ahead log's data again", "failed_attempts", failures)
+		}
+	}()
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		err := s.insertBatch(ctx, b)
 		if err != nil && !errors.Is(err, storage.ErrUnavailable) {
@@ -254,6 +262,7 @@ func (s *Store) insertRetrying(ctx context.Context, b *batch) error {
 		}
 		return struct{}{}, err
 	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, next time.Duration) {
+		failures++
 		s.logger.Warn("ClickHouse did not take the write-ahead log's data; retrying", "in", next, "err", err)
 	}))
 	return err
@@ -302,4 +311,35 @@ func (s *Store) WALPending() int64 {
 		return 0
 	}
 	return s.wal.State().Pending
+}
+
+// WithRegisterer registers the store's self-metrics on reg when Open
+// succeeds.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(s *Store) { s.reg = reg }
+}
+
+// registerMetrics registers the write-ahead log's metrics on s.reg.
+func (s *Store) registerMetrics() error {
+	if s.reg == nil || s.wal == nil {
+		return nil
+	}
+	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "aiops_clickhouse_wal_pending_bytes",
+			Help: "Bytes of the ClickHouse store's write-ahead log not yet inserted into ClickHouse.",
+		}, func() float64 { return float64(s.WALPending()) }),
+		counter("aiops_clickhouse_wal_records_appended_total", "Commits appended to the write-ahead log.", &s.walAppends),
+		counter("aiops_clickhouse_wal_records_inserted_total", "Write-ahead log records inserted into ClickHouse.", &s.walInserted),
+		counter("aiops_clickhouse_wal_records_dropped_total", "Write-ahead log records dropped: they did not decode, or ClickHouse refused them for good.", &s.walDropped),
+		counter("aiops_clickhouse_wal_drain_rounds_total", "Drain rounds of the write-ahead log (one insert per table each, more past batch_size rows).", &s.walRounds),
+	} {
+		if err := s.reg.Register(c); err != nil {
+			return fmt.Errorf("clickhouse: register metrics: %w", err)
+		}
+	}
+	return nil
 }
