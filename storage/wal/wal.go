@@ -498,6 +498,17 @@ func (l *Log) MarkApplied(pos Position) error {
 		l.applied = pos
 		l.notify()
 	}
+	if err == nil && pos == l.end && l.end.Offset >= l.opts.SegmentBytes/16 && l.broken == nil {
+		// Everything is applied: start a new segment, so that the
+		// space of this one comes back now rather than when it is full.
+		// On a full disk that is the space appends wait for.
+		if cutErr := l.cut(l.end.Segment + 1); cutErr == nil {
+			l.applied = l.end
+			if err = l.writeMark(l.applied); err != nil {
+				l.applied = pos
+			}
+		}
+	}
 	var remove []int
 	for n := range l.sizes {
 		if n < l.applied.Segment {
