@@ -86,3 +86,29 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 	}
 	return false
 }
+
+// TestReadersUseTheAnalyzerContract: alerting and the APIs read what the
+// analyzer writes through its contract package, analyzer/results, never
+// through the analyzer itself or its internals (DESIGN.md: data flows one
+// way; a contract package between producer and readers).
+func TestReadersUseTheAnalyzerContract(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-test", "../../alerting/...", "../../api/...").Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list: %v", err)
+	}
+	contract := module + "analyzer/results"
+	n := 0
+	for line := range strings.Lines(string(out)) {
+		pkg := strings.TrimSpace(line)
+		n++
+		if pkg == module+"analyzer" || strings.HasPrefix(pkg, module+"analyzer/") && pkg != contract && !strings.HasPrefix(pkg, contract+"/") {
+			t.Errorf("alerting or api depends on %s; readers use %s", pkg, contract)
+		}
+	}
+	if n < 100 {
+		t.Fatalf("go list named only %d packages:\n%s", n, out)
+	}
+}
