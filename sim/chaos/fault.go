@@ -11,12 +11,13 @@ import (
 	"github.com/aiops-dev/aiops/sim/model"
 )
 
-// Spec asks for a fault. Zero Target and Intensity take the catalogue's
-// defaults; zero Duration is DefaultDuration; Start delays the fault.
+// Spec asks for a fault. An empty Target and a nil Intensity take the
+// catalogue's defaults; zero Duration is DefaultDuration; Start delays
+// the fault.
 type Spec struct {
 	Fault     string   `json:"fault" yaml:"fault"`
 	Target    string   `json:"target,omitempty" yaml:"target"`
-	Intensity float64  `json:"intensity,omitempty" yaml:"intensity"`
+	Intensity *float64 `json:"intensity,omitempty" yaml:"intensity"`
 	Start     Duration `json:"start,omitempty" yaml:"start"`
 	Duration  Duration `json:"duration,omitempty" yaml:"duration"`
 }
@@ -93,9 +94,9 @@ func (c *Chaos) Inject(m *model.System, spec Spec, now time.Time) (*Fault, error
 	if err != nil {
 		return nil, err
 	}
-	x := spec.Intensity
-	if x == 0 {
-		x = e.Intensity.Default
+	x := e.Intensity.Default
+	if spec.Intensity != nil {
+		x = *spec.Intensity
 	}
 	if err := e.Intensity.check(x); err != nil {
 		return nil, &InvalidError{"intensity", err.Error()}

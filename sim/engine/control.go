@@ -2,7 +2,9 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aiops-dev/aiops/sim/chaos"
@@ -335,4 +337,63 @@ func round3(v float64) float64 {
 		return -float64(int64(-v*k+0.5)) / k
 	}
 	return float64(int64(v*k+0.5)) / k
+}
+
+// Do runs a control action given by name, as a fault's Fix lists them.
+func (e *Engine) Do(a chaos.Action) (model.Outcome, error) {
+	p := a.Params
+	num := func(key string) (float64, error) {
+		v, err := strconv.ParseFloat(p[key], 64)
+		if err != nil {
+			return 0, &Error{Code: Invalid, Field: key, Err: fmt.Errorf("%s: want a number, got %q", key, p[key])}
+		}
+		return v, nil
+	}
+	switch a.Action {
+	case chaos.ActRestartInstance:
+		svc, id, ok := strings.Cut(a.Target, "/")
+		if !ok {
+			return "", &Error{Code: Invalid, Field: "target", Err: fmt.Errorf("target: want service/instance, got %q", a.Target)}
+		}
+		return e.RestartInstance(svc, id)
+	case chaos.ActRestartService:
+		return e.RestartService(a.Target)
+	case chaos.ActScale:
+		n, err := num("replicas")
+		if err != nil {
+			return "", err
+		}
+		return e.Scale(a.Target, int(n))
+	case chaos.ActTripBreaker:
+		return e.SetBreaker(a.Target, true)
+	case chaos.ActResetBreaker:
+		return e.SetBreaker(a.Target, false)
+	case chaos.ActSetFlag:
+		on, err := strconv.ParseBool(p["enabled"])
+		if err != nil {
+			return "", &Error{Code: Invalid, Field: "enabled", Err: fmt.Errorf("enabled: want true or false, got %q", p["enabled"])}
+		}
+		return e.SetFlag(a.Target, on)
+	case chaos.ActRollback:
+		return e.Rollback(a.Target)
+	case chaos.ActExpandVolume:
+		n, err := num("add_bytes")
+		if err != nil {
+			return "", err
+		}
+		return e.ExpandVolume(a.Target, n)
+	case chaos.ActCleanVolume:
+		freed, err := e.CleanVolume(a.Target)
+		if err != nil || freed == 0 {
+			return model.Unchanged, err
+		}
+		return model.Changed, nil
+	case chaos.ActSetRateLimit:
+		n, err := num("per_client_rps")
+		if err != nil {
+			return "", err
+		}
+		return e.SetRateLimit(a.Target, p["route"], n)
+	}
+	return "", &Error{Code: Invalid, Field: "action", Err: fmt.Errorf("action: unknown action %q", a.Action)}
 }

@@ -67,6 +67,7 @@ const (
 	ErrInternal        = "internal_error"
 	ErrAuthUnavailable = "auth_unavailable"
 	ErrPoolTimeout     = "pool_timeout"
+	ErrStatement       = "statement_timeout"
 	ErrDiskFull        = "disk_full"
 	ErrLLM             = "llm_error"
 	ErrLLMTimeout      = "llm_timeout"
@@ -157,6 +158,9 @@ func (s *System) Calls(r *Request, dst []Call) []Call {
 		if r.ErrorType == ErrPoolTimeout {
 			return b.add(Call{Kind: CallDB, Peer: Postgres, Query: &r.Route.Queries[0], Duration: b.rest(), PoolWait: b.rest(), ErrorType: ErrPoolTimeout})
 		}
+		if r.ErrorType == ErrStatement {
+			return b.add(Call{Kind: CallDB, Peer: Postgres, Query: &r.Route.Queries[0], Duration: wait + statementTimeout, PoolWait: wait, ErrorType: ErrStatement})
+		}
 		for k := range r.Route.Queries {
 			q := &r.Route.Queries[k]
 			d := s.queryLatency(q) * scale
@@ -201,6 +205,9 @@ func (s *System) JobCalls(j *Job, dst []Call) []Call {
 	}
 	if j.ErrorType == ErrPoolTimeout {
 		return b.add(Call{Kind: CallDB, Peer: Postgres, Query: &k.Queries[0], Duration: b.rest(), PoolWait: b.rest(), ErrorType: ErrPoolTimeout})
+	}
+	if j.ErrorType == ErrStatement {
+		return b.add(Call{Kind: CallDB, Peer: Postgres, Query: &k.Queries[0], Duration: statementTimeout, ErrorType: ErrStatement})
 	}
 	if len(k.Queries) > 0 {
 		q := &k.Queries[0]

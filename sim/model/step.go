@@ -20,8 +20,8 @@ type routeState struct {
 	missP    float64 // share of requests that miss the cache
 	provider *Provider
 
-	pReject, pBad, pAuth, pPool, pDisk, pLLM, pLLMFast, pTimeout float64
-	p401                                                         float64 // legitimate logins only
+	pReject, pBad, pAuth, pPool, pStmt, pDisk, pLLM, pLLMFast, pTimeout float64
+	p401                                                                float64 // legitimate logins only
 }
 
 func (rs *routeState) hit() float64 {
@@ -43,7 +43,10 @@ const (
 	llmSigma       = 0.5
 	// memPressureStart is the share of the memory limit above which the
 	// process slows down (garbage collection, page reclaim).
-	memPressureStart = 0.8
+	memPressureStart = 0.85
+	// queuedMemShare is the memory a request waiting for a thread holds,
+	// as a share of what a request being handled holds.
+	queuedMemShare = 0.05
 )
 
 // maxSubstep is the longest interval the model integrates over at once.
@@ -103,12 +106,17 @@ func (s *System) queryLatency(q *Query) float64 {
 	return q.CPU*s.DB.CPUFactor + s.DB.Wait + s.DB.Delay + netLatency
 }
 
-func (s *System) queriesLatency(qs []Query) float64 {
-	t := 0.0
+// queriesLatency is the mean time qs hold a connection, a cancelled
+// query counting as the statement timeout, and the share of requests
+// running them that one cancellation fails.
+func (s *System) queriesLatency(qs []Query) (hold, pCancel float64) {
+	ok := 1.0
 	for k := range qs {
-		t += s.queryLatency(&qs[k])
+		m := s.queryLatency(&qs[k])
+		hold += math.Min(m, statementTimeout)
+		ok *= 1 - lognormalTail(m, querySigma, statementTimeout)
 	}
-	return t
+	return hold, 1 - ok
 }
 
 func queriesCPU(qs []Query) float64 {
@@ -153,7 +161,7 @@ func slowness(i *Instance) float64 {
 	}
 	over := (i.Memory/i.Service.Spec.MemLimit - memPressureStart) / (1 - memPressureStart)
 	over = math.Min(1, math.Max(0, over))
-	return f * (1 + 4*over*over)
+	return f * (1 + 2*over*over)
 }
 
 func ready(svc *Service) []*Instance {
@@ -217,7 +225,8 @@ func (s *System) stepAuth(d float64) {
 			*rs = routeState{lambda: s.prev.auth[k] / n}
 			rs.own = r.CPU * sl / sp
 			if len(r.Queries) > 0 {
-				rs.db = s.queriesLatency(r.Queries) + 0.001
+				rs.db, rs.pStmt = s.queriesLatency(r.Queries)
+				rs.db += 0.001
 				dbRate += rs.lambda
 				holdSum += rs.lambda * rs.db
 			}
@@ -247,7 +256,7 @@ func (s *System) stepAuth(d float64) {
 			}
 			m := rs.miss()
 			late := lognormalTail(m, r.Sigma, authTimeout)
-			fail := 1 - (1-rs.pReject)*(1-rs.pBad)*(1-rs.pPool)*(1-late)
+			fail := 1 - (1-rs.pReject)*(1-rs.pBad)*(1-rs.pPool)*(1-rs.pStmt)*(1-late)
 			view[k].mean += math.Min(m, authTimeout) / n
 			view[k].fail += fail / n
 			s.cur.dbCPU += rs.lambda * (1 - rs.pReject) * (1 - rs.pBad) * (1 - rs.pPool) * queriesCPU(r.Queries)
@@ -282,7 +291,7 @@ func (s *System) serve(i *Instance, offered, cpuSum, latSum, sp, d, queueLimit f
 	st.wait = math.Min(st.wait, gatewayTimeout)
 	rate := st.served / d
 	i.CPU = math.Min(spec.CPULimit*sp, rate*meanCPU) + 0.01
-	i.InFlight = math.Min(float64(spec.Threads), rate*meanLat) + i.cpu.backlog
+	i.InFlight = math.Min(float64(spec.Threads), rate*meanLat) + queuedMemShare*i.cpu.backlog
 	return st
 }
 
@@ -364,7 +373,8 @@ func (s *System) stepAPI(d float64) {
 				}
 			}
 			if len(r.Queries) > 0 {
-				rs.db = s.queriesLatency(r.Queries) + 0.001
+				rs.db, rs.pStmt = s.queriesLatency(r.Queries)
+				rs.db += 0.001
 				rate := rs.lambda * rs.missP
 				dbRate += rate
 				holdSum += rate * rs.db
@@ -489,6 +499,9 @@ func (s *System) emitOne(svc *Service, i *Instance, r *Route, rs *routeState, d 
 	case dbPath && fail(rs.pPool):
 		q.Status, q.ErrorType = 500, ErrPoolTimeout
 		q.Duration = rs.wait + g.lognormal(rs.own+rs.auth+rs.cache, sig) + poolTimeout
+	case dbPath && fail(rs.pStmt):
+		q.Status, q.ErrorType = 500, ErrStatement
+		q.Duration = rs.wait + g.lognormal(rs.own+rs.auth+rs.cache, sig) + rs.poolWait + statementTimeout
 	case dbPath && fail(rs.pDisk):
 		q.Status, q.ErrorType, q.Duration = 500, ErrDiskFull, g.lognormal(base, sig)
 	case r.LLM && fail(rs.pLLM):
@@ -556,7 +569,8 @@ func (s *System) stepWorkers(d float64) {
 		if kind.Token {
 			p.rs.auth, p.pToken = s.authView[2].mean+netLatency, s.authView[2].fail
 		}
-		p.rs.db = s.queriesLatency(kind.Queries) + 0.001
+		p.rs.db, p.rs.pStmt = s.queriesLatency(kind.Queries)
+		p.rs.db += 0.001
 		if kind.LLM && !degraded {
 			s.llmState(&p.rs, s.topo.providers[0].Summary)
 		}
@@ -607,7 +621,7 @@ func (s *System) stepWorkers(d float64) {
 		}
 		busy += r.served / d * p.time
 		cpu += r.served / d * q.Kind.CPU * sl
-		pFail := 1 - (1-p.pToken)*(1-p.rs.pPool)*(1-p.rs.pDisk)*(1-p.rs.pLLM)*(1-p.rs.pBad)
+		pFail := 1 - (1-p.pToken)*(1-p.rs.pPool)*(1-p.rs.pStmt)*(1-p.rs.pDisk)*(1-p.rs.pLLM)*(1-p.rs.pBad)
 		s.cur.dbCPU += r.served * (1 - pFail) * queriesCPU(q.Kind.Queries) / d
 		if q.Kind.Token {
 			s.cur.auth[2] += r.served / d
@@ -670,6 +684,8 @@ func (s *System) emitJob(q *Queue, inst *Instance, rs *routeState, pToken, mean,
 		j.ErrorType, j.Duration = ErrAuthUnavailable, pre+math.Min(rs.auth, authTimeout)
 	case fail(rs.pPool):
 		j.ErrorType, j.Duration = ErrPoolTimeout, pre+rs.auth+poolTimeout
+	case fail(rs.pStmt):
+		j.ErrorType, j.Duration = ErrStatement, pre+rs.auth+rs.poolWait+statementTimeout
 	case fail(rs.pLLM):
 		j.LLM = &j.llm
 		*j.LLM = LLMCall{Provider: rs.provider, Operation: "chat"}

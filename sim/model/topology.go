@@ -46,9 +46,13 @@ const (
 	gatewayTimeout = 30.0 // the load balancer in front of the api
 	authTimeout    = 3.0  // the api's and workers' calls to auth
 	poolTimeout    = 5.0  // waiting for a pooled connection
-	llmTimeout     = 30.0 // an LLM call
-	netLatency     = 0.0005
-	redisLatency   = 0.0004
+	// statementTimeout is PostgreSQL's statement_timeout: a query that
+	// runs longer is cancelled and its request or job fails.
+	statementTimeout = 1.5
+	querySigma       = 0.3
+	llmTimeout       = 30.0 // an LLM call
+	netLatency       = 0.0005
+	redisLatency     = 0.0004
 	// redisConnectTimeout is how long a cache call waits when Redis does
 	// not answer, before the request falls back to the database.
 	redisConnectTimeout = 2.0
