@@ -101,6 +101,10 @@ func (s *System) substep(d float64) {
 	s.stepResources(d)
 }
 
+// QueryLatency is the mean time q takes on a connection in the current
+// step.
+func (s *System) QueryLatency(q *Query) float64 { return s.queryLatency(q) }
+
 // queryLatency is the mean time q takes on a connection.
 func (s *System) queryLatency(q *Query) float64 {
 	return q.CPU*s.DB.CPUFactor + s.DB.Wait + s.DB.Delay + netLatency

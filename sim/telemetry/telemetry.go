@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	otellog "go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -69,11 +70,11 @@ type Telemetry struct {
 	procs    map[*model.Instance]*process
 	nodes    map[*model.Node]*infra
 	queue    *infra
-	// budget is how many more traces the current step may start.
-	budget  float64
-	pending map[string][]tracedJob
-	stats   Stats
-	calls   []model.Call
+	// Requests and jobs are sampled apart, each within half the cap.
+	reqSampler, jobSampler sampler
+	pending                map[string][]tracedJob
+	stats                  Stats
+	calls                  []model.Call
 	// retiredReaders are collected one last time, then shut down.
 	retiredReaders []retiredReader
 	now            time.Time
@@ -128,7 +129,8 @@ func newResource(attrs ...attribute.KeyValue) (*resource.Resource, error) {
 // started, and the trace budget.
 func (t *Telemetry) Begin(dt time.Duration) error {
 	t.dt = dt.Seconds()
-	t.budget = t.opts.MaxTracesPerSecond * t.dt
+	t.reqSampler.begin(t.opts, t.dt)
+	t.jobSampler.begin(t.opts, t.dt)
 	t.now = t.sys.Now()
 	return t.sync()
 }
@@ -188,7 +190,8 @@ type retiredReader struct {
 	mp     *sdkmetric.MeterProvider
 }
 
-// Request is part of model.Sink.
+// Request is part of model.Sink. Only the api's requests start traces:
+// the other services' requests come from callers, whose traces hold them.
 func (t *Telemetry) Request(r *model.Request) {
 	t.stats.Requests++
 	if r.Instance == nil {
@@ -199,7 +202,14 @@ func (t *Telemetry) Request(r *model.Request) {
 		return
 	}
 	p.recordRequest(r)
-	if t.tracing() && t.sample(r.Status >= 500) {
+	if r.Service.Name != model.API {
+		if r.Status >= 500 && t.logging() && t.reqSampler.sample(t.rng, true) {
+			t.emitLog(context.Background(), p, at(r.Start, r.Duration), otellog.SeverityError,
+				fmt.Sprintf("%s failed with %d: %s", r.Route.Name, r.Status, r.ErrorType), semconv.HTTPRoute(r.Route.Path))
+		}
+		return
+	}
+	if t.tracing() && t.reqSampler.sample(t.rng, r.Status >= 500) {
 		t.traceRequest(p, r)
 	}
 }
@@ -217,16 +227,46 @@ func (t *Telemetry) Job(j *model.Job) {
 	}
 }
 
-// sample decides whether to trace one request or job.
-func (t *Telemetry) sample(failed bool) bool {
-	if t.budget < 1 {
+// sampler picks what to trace: failures always and successes at the
+// configured ratio, as long as that stays within half the trace cap;
+// beyond it both are thinned, judging the rates by the last step so that
+// the traces spread over the step instead of taking its first requests.
+type sampler struct {
+	pOK, pFailed float64
+	ok, failed   float64 // seen this step
+	budget       float64
+	dt           float64 // length of this step
+}
+
+func (s *sampler) begin(o Options, dt float64) {
+	limit := o.MaxTracesPerSecond / 2
+	s.pOK, s.pFailed = o.TraceRatio, 1
+	if s.dt > 0 {
+		if r := s.failed / s.dt; r > limit {
+			s.pFailed = limit / r
+		}
+		if r := s.ok / s.dt; r*s.pOK > limit {
+			s.pOK = limit / r
+		}
+	}
+	s.ok, s.failed = 0, 0
+	s.dt = dt
+	s.budget = 2 * o.MaxTracesPerSecond * dt
+}
+
+func (s *sampler) sample(g *rand.Rand, failed bool) bool {
+	p := s.pOK
+	if failed {
+		s.failed++
+		p = s.pFailed
+	} else {
+		s.ok++
+	}
+	if s.budget < 1 || g.Float64() >= p {
 		return false
 	}
-	if failed || t.rng.Float64() < t.opts.TraceRatio {
-		t.budget--
-		return true
-	}
-	return false
+	s.budget--
+	return true
 }
 
 // Collect gathers one step's metrics from every provider, stamped with

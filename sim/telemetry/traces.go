@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -125,7 +126,7 @@ func (t *Telemetry) callSpan(ctx context.Context, p *process, c model.Call, orig
 }
 
 // serverSpan is the auth service's side of a call, inside the caller's
-// trace.
+// trace, with the queries it ran.
 func (t *Telemetry) serverSpan(ctx context.Context, callee *process, c model.Call, start, end time.Time) {
 	t.stats.Spans++
 	s := start.Add(netHalf)
@@ -133,9 +134,25 @@ func (t *Telemetry) serverSpan(ctx context.Context, callee *process, c model.Cal
 	if e.Before(s) {
 		e = s
 	}
-	_, span := callee.tracer.Start(ctx, c.Route.Name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(s),
+	sctx, span := callee.tracer.Start(ctx, c.Route.Name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(s),
 		trace.WithAttributes(semconv.HTTPRequestMethodKey.String(c.Route.Method), semconv.HTTPRoute(c.Route.Path),
 			semconv.HTTPResponseStatusCode(c.Status)))
+	origin := s
+	if n := len(c.Route.Queries); n > 0 {
+		// The queries come last, after the handler's own work.
+		total := 0.0
+		for k := range c.Route.Queries {
+			total += t.sys.QueryLatency(&c.Route.Queries[k])
+		}
+		origin = e.Add(-time.Duration(math.Min(total, e.Sub(s).Seconds()) * float64(time.Second)))
+		off := 0.0
+		for k := range c.Route.Queries {
+			q := &c.Route.Queries[k]
+			d := t.sys.QueryLatency(q)
+			t.callSpan(sctx, callee, model.Call{Kind: model.CallDB, Peer: model.Postgres, Query: q, Offset: off, Duration: d}, origin)
+			off += d
+		}
+	}
 	span.End(trace.WithTimestamp(e))
 }
 
@@ -164,7 +181,7 @@ func (t *Telemetry) traceJob(p *process, j *model.Job) {
 	if len(q) > 0 && !q[0].enqueued.After(j.Start) {
 		parent = q[0].parent
 		t.pending[j.Queue.Name] = q[1:]
-	} else if !t.sample(j.ErrorType != "") {
+	} else if !t.jobSampler.sample(t.rng, j.ErrorType != "") {
 		return
 	}
 	ctx := context.Background()
