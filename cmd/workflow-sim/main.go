@@ -54,6 +54,7 @@ type flags struct {
 	traceRatio     float64
 	maxTraces      float64
 	runFor         time.Duration
+	fast           bool
 	timelineOut    string
 	logLevel       string
 }
@@ -84,6 +85,9 @@ func (f *flags) validate() error {
 	if f.runFor < 0 {
 		errs = append(errs, fmt.Errorf("--run-for: must be >= 0, got %s", f.runFor))
 	}
+	if f.fast && f.runFor == 0 {
+		errs = append(errs, errors.New("--run-for: must be set with --fast (the simulated time to run)"))
+	}
 	if f.start != "" && f.start != "now" {
 		if _, err := time.Parse(time.RFC3339, f.start); err != nil {
 			errs = append(errs, fmt.Errorf("--start: want an RFC 3339 time or now, got %q", f.start))
@@ -109,7 +113,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app.Flag("export-interval", "Simulated time per step, and wall time between exports.").Default("5s").DurationVar(&f.exportInterval)
 	app.Flag("trace-ratio", "Share of successful requests traced (failed ones always are, within the cap).").Default("0.05").Float64Var(&f.traceRatio)
 	app.Flag("max-traces-per-second", "Cap on traces started per simulated second.").Default("50").Float64Var(&f.maxTraces)
-	app.Flag("run-for", "Stop after this much time (0: until interrupted).").Default("0s").DurationVar(&f.runFor)
+	app.Flag("run-for", "Stop after this much time (0: until interrupted); simulated time with --fast.").Default("0s").DurationVar(&f.runFor)
+	app.Flag("fast", "Run steps back to back instead of in real time, the simulated clock ahead of the wall clock (benchmarks, replays).").BoolVar(&f.fast)
 	app.Flag("timeline-out", "Write the ground-truth timeline as JSON to this file on exit.").PlaceHolder("FILE").StringVar(&f.timelineOut)
 	app.Flag("log.level", "Log level: debug, info, warn or error.").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
 	_, err := app.Parse(args)
@@ -194,13 +199,19 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 	logger.Info("workflow-sim running", "control", ln.Addr().String(), "otlp", f.otlpEndpoint, "seed", cfg.Model.Seed,
 		"start", cfg.Model.Start, "step", cfg.Step, "faults", len(cfg.Faults))
 
-	runCtx := ctx
-	if f.runFor > 0 {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeout(ctx, f.runFor)
-		defer cancel()
+	var runErr error
+	wallStart := time.Now()
+	if f.fast {
+		runErr = eng.RunFor(ctx, f.runFor)
+	} else {
+		runCtx := ctx
+		if f.runFor > 0 {
+			var cancel context.CancelFunc
+			runCtx, cancel = context.WithTimeout(ctx, f.runFor)
+			defer cancel()
+		}
+		runErr = eng.Run(runCtx, time.Now)
 	}
-	runErr := eng.Run(runCtx, time.Now)
 
 	shutdown, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -209,7 +220,10 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 		logger.Warn("telemetry shutdown", "err", err)
 	}
 	st := eng.Stats()
-	logger.Info("workflow-sim stopped", "requests", st.Requests, "jobs", st.Jobs, "points", st.Points, "spans", st.Spans, "logs", st.Logs)
+	simulated := eng.Now().Sub(cfg.Model.Start)
+	logger.Info("workflow-sim stopped", "simulated", simulated, "wall", time.Since(wallStart).Round(time.Millisecond),
+		"cpu", cpuTime().Round(time.Millisecond), "requests", st.Requests, "jobs", st.Jobs,
+		"points", st.Points, "spans", st.Spans, "logs", st.Logs, "metric_exports", st.Exports)
 	if f.timelineOut != "" {
 		b, err := json.MarshalIndent(eng.Timeline(), "", "  ")
 		if err != nil {
@@ -220,6 +234,15 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 		}
 	}
 	return runErr
+}
+
+// cpuTime is the CPU time the process has used (user and system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // otlpExporters points the three signals at an OTLP/gRPC endpoint.

@@ -198,6 +198,26 @@ func (e *Engine) Run(ctx context.Context, wallNow func() time.Time) error {
 	}
 }
 
+// RunFor ticks back to back, without waiting for the wall clock, until d
+// of simulated time has passed or ctx is done: for benchmarks and for
+// replaying a scenario faster than real time. The simulated clock runs
+// ahead of the wall clock.
+func (e *Engine) RunFor(ctx context.Context, d time.Duration) error {
+	end := e.Now().Add(d)
+	var lastErr string
+	for e.Now().Before(end) && ctx.Err() == nil {
+		batch, err := e.Tick(ctx)
+		if err == nil {
+			err = e.Export(ctx, batch)
+		}
+		if err != nil && err.Error() != lastErr {
+			e.logger.Warn("telemetry export failed", "err", err)
+			lastErr = err.Error()
+		}
+	}
+	return nil
+}
+
 // Shutdown flushes and stops the telemetry.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	if e.tel == nil {
