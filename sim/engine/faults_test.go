@@ -26,7 +26,7 @@ import (
 
 // step is the simulated time per tick in these tests, and the rules'
 // evaluation interval.
-const step = 15 * time.Second
+const step = 30 * time.Second
 
 // run is one simulation whose metrics go into a Prometheus TSDB where
 // the shipped rules are evaluated every step.
@@ -47,7 +47,7 @@ func newRun(t *testing.T, start time.Time) *run {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &run{t: t, e: e, rules: simtest.NewRules(t, simtest.RuleFiles(t, "../..")...), fired: map[string][]labels.Labels{}}
+	return &run{t: t, e: e, rules: simtest.NewRules(t, step, simtest.RuleFiles(t, "../..")...), fired: map[string][]labels.Labels{}}
 }
 
 func (r *run) tick() {
@@ -206,7 +206,7 @@ func faultCases() []faultCase {
 			alerts:    []alert{{"HighCPUUsage", api}, {"HighErrorRate", api}, {"SlowResponses", api}},
 			unhealthy: true,
 			extra:     unusualTraffic,
-			warmup:    3 * time.Hour},
+			warmup:    2 * time.Hour},
 		{spec: chaos.Spec{Fault: chaos.RedisDown},
 			alerts:    []alert{{"SlowResponses", api}},
 			unhealthy: true},
@@ -360,6 +360,7 @@ func unusualTraffic(t *testing.T, r *run) {
 		res := d.Observe(time.UnixMilli(p.T), p.F)
 		best = math.Max(best, res.Score)
 	}
+	t.Logf("the detector scores the surge %.2f", best)
 	if best < 0.8 {
 		t.Errorf("the surge scores %.2f at most; UnusualTraffic needs 0.8", best)
 	}
@@ -384,6 +385,7 @@ func capacityForecast(t *testing.T, r *run) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("the forecaster puts exhaustion in %.0f s", fc.Seconds)
 	if !(fc.Seconds < 4*3600) {
 		t.Errorf("forecast puts exhaustion in %.0f s; CapacityExhaustionImminent needs < 14400", fc.Seconds)
 	}

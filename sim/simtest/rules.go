@@ -38,8 +38,8 @@ func RuleFiles(t testing.TB, root string) []string {
 	return files
 }
 
-// NewRules loads the rule files.
-func NewRules(t testing.TB, files ...string) *Rules {
+// NewRules loads the rule files, to be evaluated every interval.
+func NewRules(t testing.TB, interval time.Duration, files ...string) *Rules {
 	t.Helper()
 	r := &Rules{t: t, store: teststorage.New(t)}
 	r.engine = promql.NewEngine(promql.EngineOpts{MaxSamples: 50_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute,
@@ -54,7 +54,7 @@ func NewRules(t testing.TB, files ...string) *Rules {
 		// Alerts are read from the rules; nothing is sent anywhere.
 		NotifyFunc: func(context.Context, string, ...*rules.Alert) {},
 	})
-	groups, errs := m.LoadGroups(15*time.Second, labels.EmptyLabels(), "", nil, false, files...)
+	groups, errs := m.LoadGroups(interval, labels.EmptyLabels(), "", nil, false, files...)
 	if len(errs) > 0 {
 		t.Fatalf("load rules: %v", errs)
 	}
