@@ -1,4 +1,5 @@
-# The README's two commands are `make run` and `make test`.
+# The README's two commands are `make run` and `make test`; `make demo`
+# shows aiops at work on the simulated workflow engine.
 GO      ?= go
 BIN     := $(CURDIR)/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -12,7 +13,7 @@ TESTFLAGS ?=
 export PROMTOOL := $(BIN)/promtool
 export AMTOOL   := $(BIN)/amtool
 
-.PHONY: all build run test bench tools test-deps vet fmt clean
+.PHONY: all build run demo test bench tools test-deps vet fmt clean
 
 all: build
 
@@ -23,6 +24,11 @@ build:
 ## run: start the all-in-one server on the embedded store in ./data
 run: build
 	$(BIN)/aiops serve --data-dir $(DATA)
+
+## demo: aiops (embedded store, shipped rules) and the simulated workflow engine with a demo scenario
+demo: build
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/workflow-sim ./cmd/workflow-sim
+	BIN=$(BIN) DEMO_DATA=$(DATA)/demo ./scripts/demo.sh
 
 tools:
 	$(GO) build -o $(BIN)/ github.com/prometheus/prometheus/cmd/promtool github.com/prometheus/alertmanager/cmd/amtool
