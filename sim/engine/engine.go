@@ -181,7 +181,13 @@ func (e *Engine) Run(ctx context.Context, wallNow func() time.Time) error {
 		for n := 0; done < due && n < maxCatchUp; n++ {
 			batch, err := e.Tick(ctx)
 			if err == nil {
-				err = e.Export(ctx, batch)
+				// An export gets at most one step: a slow or unreachable
+				// aiops loses that step's telemetry, as a real engine's SDK
+				// drops what it cannot send, but never holds the engine
+				// (and its ground truth) back.
+				exportCtx, cancel := context.WithTimeout(ctx, e.cfg.Step)
+				err = e.Export(exportCtx, batch)
+				cancel()
 			}
 			if err != nil && ctx.Err() == nil && err.Error() != lastErr {
 				e.logger.Warn("telemetry export failed", "err", err)
