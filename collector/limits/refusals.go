@@ -1,0 +1,118 @@
+package limits
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Violation is one broken limit. It is formatted only when it is shown,
+// so that refusing a flood of data costs no formatting per point.
+type Violation struct {
+	Reason Reason
+	// Metric is the metric name (as sent, or as stored for label sets).
+	Metric string
+	// Where names what broke the limit: "resource attribute", "label", ...
+	Where string
+	// Name is the attribute or label name, if one is at fault.
+	Name string
+	// Got and Limit are the sizes (counts or bytes) compared.
+	Got, Limit int
+	// Ahead is how far in the future the point was (TooFarInFuture).
+	Ahead time.Duration
+}
+
+func (v Violation) String() string {
+	var b strings.Builder
+	if v.Metric != "" {
+		fmt.Fprintf(&b, "metric %q: ", prefix(v.Metric))
+	}
+	switch v.Reason {
+	case TooFarInFuture:
+		fmt.Fprintf(&b, "timestamp %s ahead of the collector's clock, limit max_future %s", v.Ahead.Round(time.Millisecond), time.Duration(v.Limit))
+	case LabelLimit:
+		fmt.Fprintf(&b, "%d %ss, limit label_limit %d", v.Got, v.Where, v.Limit)
+	case LabelNameLength:
+		fmt.Fprintf(&b, "%s name %q has %d bytes, limit label_name_length_limit %d", v.Where, prefix(v.Name), v.Got, v.Limit)
+	case LabelValueLength:
+		fmt.Fprintf(&b, "value of %s %q has %d bytes, limit label_value_length_limit %d", v.Where, prefix(v.Name), v.Got, v.Limit)
+	case MetricNameLength:
+		fmt.Fprintf(&b, "name has %d bytes, limit metric_name_length_limit %d", v.Got, v.Limit)
+	case InvalidUTF8:
+		if v.Name != "" {
+			fmt.Fprintf(&b, "%s %q is not valid UTF-8", v.Where, prefix(v.Name))
+		} else {
+			fmt.Fprintf(&b, "%s is not valid UTF-8", v.Where)
+		}
+	case SeriesLimit:
+		fmt.Fprintf(&b, "new series over the %s, %d active", v.Where, v.Limit)
+	default:
+		b.WriteString(string(v.Reason))
+	}
+	// %q escapes invalid UTF-8, so the message can go into protobuf and
+	// JSON answers.
+	return b.String()
+}
+
+// prefix shortens a name for a message: the name may be the very thing
+// that is too long.
+func prefix(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}
+
+// Refusals counts what was refused of one request, by reason, with the
+// first violation of each reason as an example.
+type Refusals struct {
+	// Points is the number of data points refused.
+	Points   int
+	byReason map[Reason]int
+	example  map[Reason]Violation
+}
+
+// Add records n refused points for v.
+func (r *Refusals) Add(v Violation, n int) {
+	if n <= 0 {
+		return
+	}
+	if r.byReason == nil {
+		r.byReason = map[Reason]int{}
+		r.example = map[Reason]Violation{}
+	}
+	r.Points += n
+	r.byReason[v.Reason] += n
+	if _, ok := r.example[v.Reason]; !ok {
+		r.example[v.Reason] = v
+	}
+}
+
+// Merge adds o's refusals to r.
+func (r *Refusals) Merge(o Refusals) {
+	for reason, n := range o.byReason {
+		v := o.example[reason]
+		r.Add(v, n)
+	}
+}
+
+// ByReason returns the refused points per reason.
+func (r Refusals) ByReason() map[Reason]int { return r.byReason }
+
+// String says what was refused and why, one example per reason:
+// `too_far_in_future: 2 data points (e.g. metric "cpu": …)`.
+func (r Refusals) String() string {
+	parts := make([]string, 0, len(r.byReason))
+	for _, reason := range slices.Sorted(maps.Keys(r.byReason)) {
+		n := r.byReason[reason]
+		unit := "data points"
+		if n == 1 {
+			unit = "data point"
+		}
+		parts = append(parts, fmt.Sprintf("%s: %d %s (e.g. %s)", reason, n, unit, r.example[reason]))
+	}
+	return strings.Join(parts, "; ")
+}
