@@ -2,9 +2,11 @@ package limits
 
 import (
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -22,6 +24,9 @@ type Violation struct {
 	Got, Limit int
 	// Ahead is how far in the future the point was (TooFarInFuture).
 	Ahead time.Duration
+	// Err and At are a store's refusal of a sample and the sample's time.
+	Err error
+	At  time.Time
 }
 
 func (v Violation) String() string {
@@ -49,7 +54,11 @@ func (v Violation) String() string {
 	case SeriesLimit:
 		fmt.Fprintf(&b, "new series over the %s, %d active", v.Where, v.Limit)
 	default:
-		b.WriteString(string(v.Reason))
+		if v.Err != nil {
+			fmt.Fprintf(&b, "sample at %s: %v", v.At.UTC().Format(time.RFC3339Nano), v.Err)
+		} else {
+			b.WriteString(string(v.Reason))
+		}
 	}
 	// %q escapes invalid UTF-8, so the message can go into protobuf and
 	// JSON answers.
@@ -115,4 +124,48 @@ func (r Refusals) String() string {
 		parts = append(parts, fmt.Sprintf("%s: %d %s (e.g. %s)", reason, n, unit, r.example[reason]))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// Log logs refusals at most once per interval, with what was refused
+// since the last line: a client sending bad data on every request must
+// not flood the log.
+type Log struct {
+	logger *slog.Logger
+	msg    string
+	every  time.Duration
+	now    func() time.Time
+	args   []any
+
+	mu      sync.Mutex
+	pending Refusals
+	last    time.Time
+}
+
+// NewLog returns a Log writing msg with args at warning level at most
+// once per every, by the clock now.
+func NewLog(logger *slog.Logger, msg string, every time.Duration, now func() time.Time, args ...any) *Log {
+	return &Log{logger: logger, msg: msg, every: every, now: now, args: args}
+}
+
+// Note records r; the first refusal is logged at once, later ones with
+// the next refusal after the interval.
+func (l *Log) Note(r Refusals) {
+	if r.Points == 0 {
+		return
+	}
+	l.mu.Lock()
+	l.pending.Merge(r)
+	now := l.now()
+	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+		l.mu.Unlock()
+		return
+	}
+	p, since := l.pending, l.last
+	l.pending, l.last = Refusals{}, now
+	l.mu.Unlock()
+	args := append(append([]any{}, l.args...), "points", p.Points, "reasons", p.String())
+	if !since.IsZero() {
+		args = append(args, "since", since)
+	}
+	l.logger.Warn(l.msg, args...)
 }
