@@ -183,3 +183,12 @@ func TenantFrom(ctx context.Context) string {
 	}
 	return ""
 }
+
+// Unauthenticated marks err, a refusal of a credential, as one: the
+// result wraps both ErrUnauthenticated and err and reads as err.
+func Unauthenticated(err error) error { return unauthenticatedError{err} }
+
+type unauthenticatedError struct{ err error }
+
+func (e unauthenticatedError) Error() string   { return e.err.Error() }
+func (e unauthenticatedError) Unwrap() []error { return []error{ErrUnauthenticated, e.err} }
