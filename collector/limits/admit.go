@@ -16,7 +16,7 @@ import (
 //
 // It checks what the translator turns into labels before the translator
 // runs, in one pass over the request: the timestamp of every point
-// against MaxFuture; the attributes of every point, resource and scope
+// against MaxFuture and MaxAge; the attributes of every point, resource and scope
 // (their number against LabelLimit, names and string values against the
 // length limits and for valid UTF-8); metric names and units (length and
 // UTF-8). A resource or scope that breaks a limit takes all its points
@@ -24,7 +24,7 @@ import (
 // The count check is a bound, not Prometheus's exact label count, which
 // only the translator knows: CheckLabels applies that to what it makes.
 func (c Config) Admit(md pmetric.Metrics, now time.Time) Refusals {
-	a := admission{c: c, maxTS: pcommon.NewTimestampFromTime(now.Add(c.MaxFuture)), now: now}
+	a := admission{c: c, maxTS: pcommon.NewTimestampFromTime(now.Add(c.MaxFuture)), minTS: pcommon.NewTimestampFromTime(now.Add(-c.MaxAge)), now: now}
 	md.ResourceMetrics().RemoveIf(func(rm pmetric.ResourceMetrics) bool {
 		sms := rm.ScopeMetrics()
 		if v := a.attrs(rm.Resource().Attributes(), "resource attribute"); v.Reason != "" {
@@ -45,6 +45,7 @@ func (c Config) Admit(md pmetric.Metrics, now time.Time) Refusals {
 type admission struct {
 	c       Config
 	maxTS   pcommon.Timestamp
+	minTS   pcommon.Timestamp
 	now     time.Time
 	refused Refusals
 }
@@ -122,6 +123,10 @@ func (a *admission) metric(m pmetric.Metric) bool {
 func (a *admission) point(metric string, ts pcommon.Timestamp, attrs pcommon.Map) bool {
 	if ts > a.maxTS {
 		a.refused.Add(Violation{Reason: TooFarInFuture, Metric: metric, Ahead: ts.AsTime().Sub(a.now), Limit: int(a.c.MaxFuture)}, 1)
+		return true
+	}
+	if ts < a.minTS {
+		a.refused.Add(Violation{Reason: TooFarInPast, Metric: metric, Ahead: a.now.Sub(ts.AsTime()), Limit: int(a.c.MaxAge)}, 1)
 		return true
 	}
 	if v := a.attrs(attrs, "attribute"); v.Reason != "" {

@@ -29,6 +29,9 @@ const (
 	// TooFarInFuture: the point's timestamp is more than MaxFuture ahead
 	// of the collector's clock.
 	TooFarInFuture Reason = "too_far_in_future"
+	// TooFarInPast: the point's timestamp is more than MaxAge behind the
+	// collector's clock.
+	TooFarInPast Reason = "too_far_in_past"
 	// LabelLimit: the series has more labels than LabelLimit (or the
 	// point, resource or scope more attributes).
 	LabelLimit Reason = "label_limit"
@@ -61,6 +64,14 @@ type Config struct {
 	// timestamp may be. One point far in the future would move the
 	// embedded TSDB's head past every later point of every series.
 	MaxFuture time.Duration `mapstructure:"max_future" yaml:"max_future"`
+	// MaxAge is how far behind the collector's clock a point's
+	// timestamp may be when it arrives. Stores have bounds of their own
+	// (the embedded TSDB takes samples down to its out-of-order window
+	// behind its newest one); this one also bounds the target_info
+	// samples the translator makes for a resource, one per half lookback
+	// delta from its oldest point to its newest: a point from 1970 and
+	// one from now made 11.8 million of them.
+	MaxAge time.Duration `mapstructure:"max_age" yaml:"max_age"`
 	// LabelLimit bounds the labels of one series, __name__ included.
 	LabelLimit int `mapstructure:"label_limit" yaml:"label_limit"`
 	// LabelNameLengthLimit bounds the length of a label name in bytes.
@@ -89,6 +100,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		MaxFuture:             10 * time.Minute,
+		MaxAge:                24 * time.Hour,
 		LabelLimit:            128,
 		LabelNameLengthLimit:  1024,
 		LabelValueLengthLimit: 4096,
@@ -103,6 +115,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if c.MaxFuture <= 0 {
 		return fmt.Errorf("max_future: must be > 0, got %s", c.MaxFuture)
+	}
+	if c.MaxAge <= 0 {
+		return fmt.Errorf("max_age: must be > 0, got %s", c.MaxAge)
 	}
 	for _, l := range []struct {
 		key string

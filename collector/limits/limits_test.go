@@ -83,7 +83,9 @@ func testAdmit(t *testing.T, now time.Time) {
 		reason Reason
 		msg    string
 	}{
-		{"all good", nil, []pt{ok("a"), {metric: "b", ts: now.Add(10 * time.Minute)}, {metric: "c", ts: now.Add(-400 * 24 * time.Hour)}}, []string{"a", "b", "c"}, "", ""},
+		{"all good", nil, []pt{ok("a"), {metric: "b", ts: now.Add(10 * time.Minute)}, {metric: "c", ts: now.Add(-24 * time.Hour)}}, []string{"a", "b", "c"}, "", ""},
+		{"past", nil, []pt{ok("a"), {metric: "epoch", ts: time.Unix(0, 0)}}, []string{"a"}, TooFarInPast, `metric "epoch": timestamp`},
+		{"one nanosecond too old", nil, []pt{{metric: "x", ts: now.Add(-24*time.Hour - 1)}}, nil, TooFarInPast, "behind the collector's clock, limit max_age 24h0m0s"},
 		{"future", nil, []pt{ok("a"), {metric: "late", ts: now.Add(2*time.Hour + 5*time.Minute)}, ok("c")}, []string{"a", "c"}, TooFarInFuture, `metric "late": timestamp 2h5m0s ahead`},
 		{"one nanosecond too far", nil, []pt{{metric: "x", ts: now.Add(10*time.Minute + 1)}}, nil, TooFarInFuture, "ahead"},
 		{"attribute count", nil, []pt{{metric: "x", ts: now, attrs: map[string]string{"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}}, ok("y")}, []string{"y"}, LabelLimit, "5 attributes, limit label_limit 4"},
@@ -269,6 +271,7 @@ func TestValidate(t *testing.T) {
 		want string
 	}{
 		{func(c *Config) { c.MaxFuture = 0 }, "max_future: must be > 0"},
+		{func(c *Config) { c.MaxAge = -time.Hour }, "max_age: must be > 0"},
 		{func(c *Config) { c.LabelLimit = -1 }, "label_limit: must be >= 0"},
 		{func(c *Config) { c.LabelLimit = 2 }, "label_limit: must be 0 (no limit) or >= 4"},
 		{func(c *Config) { c.MaxSeriesPerTenant = -5 }, "max_series_per_tenant"},

@@ -22,7 +22,8 @@ type Violation struct {
 	Name string
 	// Got and Limit are the sizes (counts or bytes) compared.
 	Got, Limit int
-	// Ahead is how far in the future the point was (TooFarInFuture).
+	// Ahead is how far in the future (TooFarInFuture) or in the past
+	// (TooFarInPast) the point was.
 	Ahead time.Duration
 	// Err and At are a store's refusal of a sample and the sample's time.
 	Err error
@@ -37,6 +38,8 @@ func (v Violation) String() string {
 	switch v.Reason {
 	case TooFarInFuture:
 		fmt.Fprintf(&b, "timestamp %s ahead of the collector's clock, limit max_future %s", v.Ahead.Round(time.Millisecond), time.Duration(v.Limit))
+	case TooFarInPast:
+		fmt.Fprintf(&b, "timestamp %s behind the collector's clock, limit max_age %s", v.Ahead.Round(time.Millisecond), time.Duration(v.Limit))
 	case LabelLimit:
 		fmt.Fprintf(&b, "%d %ss, limit label_limit %d", v.Got, v.Where, v.Limit)
 	case LabelNameLength:
