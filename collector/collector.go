@@ -136,7 +136,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	if c.metrics, err = obs.New(deps.Registerer); err != nil {
 		return nil, fmt.Errorf("collector: register metrics: %w", err)
 	}
-	if err := deps.Registerer.Register(newQueueCollector(c.reader)); err != nil {
+	if err := deps.Registerer.Register(newQueueCollector(c.reader, c.metrics)); err != nil {
 		return nil, fmt.Errorf("collector: register metrics: %w", err)
 	}
 	return c, nil

@@ -32,6 +32,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/aiops-dev/aiops/collector/internal/obs"
+	"github.com/aiops-dev/aiops/collector/internal/queuecount"
 	"github.com/aiops-dev/aiops/collector/limits"
 	"github.com/aiops-dev/aiops/storage"
 )
@@ -355,7 +356,11 @@ func (f *factory) createMetrics(ctx context.Context, set exporter.Settings, cfg 
 		return nil, err
 	}
 	if !c.WriteThrough.Enabled || !c.Queue.HasValue() {
-		return exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics, f.options(e, c)...)
+		exp, err := exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics, f.options(e, c)...)
+		if err != nil || !c.Queue.HasValue() {
+			return exp, err
+		}
+		return queuecount.Metrics(exp, e.metrics), nil
 	}
 	wt := newWriteThroughMetrics(e, c.WriteThrough, c.TimeoutConfig.Timeout)
 	queued, err := exporterhelper.NewMetrics(ctx, set, cfg, func(ctx context.Context, md pmetric.Metrics) error {
@@ -377,7 +382,11 @@ func (f *factory) createLogs(ctx context.Context, set exporter.Settings, cfg com
 	if err != nil {
 		return nil, err
 	}
-	return exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs, f.options(e, c)...)
+	exp, err := exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs, f.options(e, c)...)
+	if err != nil || !c.Queue.HasValue() {
+		return exp, err
+	}
+	return queuecount.Logs(exp, e.metrics), nil
 }
 
 func (f *factory) createTraces(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Traces, error) {
@@ -385,7 +394,11 @@ func (f *factory) createTraces(ctx context.Context, set exporter.Settings, cfg c
 	if err != nil {
 		return nil, err
 	}
-	return exporterhelper.NewTraces(ctx, set, cfg, e.pushTraces, f.options(e, c)...)
+	exp, err := exporterhelper.NewTraces(ctx, set, cfg, e.pushTraces, f.options(e, c)...)
+	if err != nil || !c.Queue.HasValue() {
+		return exp, err
+	}
+	return queuecount.Traces(exp, e.metrics), nil
 }
 
 type storeExporter struct {

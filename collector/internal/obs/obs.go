@@ -4,6 +4,8 @@
 package obs
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -76,6 +78,11 @@ type Metrics struct {
 	// counts, by exporter.
 	ActiveSeries *prometheus.GaugeVec
 
+	// QueueWriteFailures counts items whose enqueueing failed after the
+	// queue counted them (see collector/internal/queuecount).
+	QueueWriteFailures *prometheus.CounterVec
+	queueWriteFailures [3]atomic.Int64
+
 	// OTLP listeners.
 	AuthFailures       *prometheus.CounterVec
 	Connections        *prometheus.GaugeVec
@@ -136,6 +143,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "active_series",
 			Help: "Series written recently enough to count against collector.limits.max_series.",
 		}, []string{"exporter"}),
+		QueueWriteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "queue_write_failures_total",
+			Help: "Items the queue failed to store (a full disk, say); exporterhelper's own queue size still counts them, aiops_collector_queue_items does not.",
+		}, []string{"signal"}),
 		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "auth_failures_total",
 			Help: "OTLP requests refused for their credential: unauthenticated (missing, unknown, expired) or forbidden (no ingest scope).",
@@ -180,7 +191,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.Received, m.Stored, m.Refused, m.ExportFailures, m.ExportDuration, m.Spilled,
 		m.StoredSamples, m.RejectedSamples, m.TranslationWarnings, m.ActiveSeries,
-		m.AuthFailures, m.Connections, m.ConnectionsRefused,
+		m.AuthFailures, m.Connections, m.ConnectionsRefused, m.QueueWriteFailures,
 		m.KafkaProduced, m.KafkaProducedBytes, m.KafkaConsumed, m.KafkaMalformed,
 		m.KafkaCommitted, m.KafkaCommitFailures, m.KafkaLag,
 	} {
@@ -195,6 +206,26 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		m.Stored.WithLabelValues(s)
 	}
 	return m, nil
+}
+
+func signalIndex(signal string) int {
+	switch signal {
+	case SignalLogs:
+		return 1
+	case SignalSpans:
+		return 2
+	}
+	return 0
+}
+
+// AddQueueWriteFailures adds n to the signal's queue write failures.
+func (m *Metrics) AddQueueWriteFailures(signal string, n int64) {
+	m.queueWriteFailures[signalIndex(signal)].Add(n)
+}
+
+// QueueWriteFailureCount returns the signal's queue write failures so far.
+func (m *Metrics) QueueWriteFailureCount(signal string) int64 {
+	return m.queueWriteFailures[signalIndex(signal)].Load()
 }
 
 // NewUnregistered returns metrics registered nowhere, for components
