@@ -321,7 +321,7 @@ func TestHostileMetrics(t *testing.T) {
 		{"80,000 labels", bigPoint("hostile_labels", now, 80_000, "v"), "label_limit: 1 data point (e.g. metric \"hostile_labels\": 80000 attributes, limit label_limit 128)"},
 		{"long label value", bigPoint("hostile_value", now, 1, strings.Repeat("x", 10_000)), "label_value_length: 1 data point"},
 		{"metric name not UTF-8", gauges("hostile\xff", now, 1), `invalid_utf8: 1 data point (e.g. metric "hostile\xff": metric name is not valid UTF-8)`},
-		{"label value not UTF-8", bigPoint("hostile_utf8", now, 1, "caf\xe9"), `invalid_utf8: 1 data point (e.g. metric "hostile_utf8": value of attribute "label_0" is not valid UTF-8)`},
+		{"label value not UTF-8", bigPoint("hostile_utf8", now, 1, "caf\xe9"), `invalid_utf8: 1 data point (e.g. metric "hostile_utf8": value of label "label_0" is not valid UTF-8)`},
 		// Within the limit as sent, beyond it as stored with its unit:
 		// the translator's output is checked too.
 		{"name too long with its unit", func() pmetric.Metrics {

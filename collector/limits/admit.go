@@ -14,15 +14,17 @@ import (
 // returns what it removed; now is the collector's clock. Metrics, scopes
 // and resources it empties are removed too.
 //
-// It checks what the translator turns into labels before the translator
-// runs, in one pass over the request: the timestamp of every point
-// against MaxFuture and MaxAge; the attributes of every point, resource and scope
-// (their number against LabelLimit, names and string values against the
-// length limits and for valid UTF-8); metric names and units (length and
-// UTF-8). A resource or scope that breaks a limit takes all its points
-// with it: its attributes reach every series (promoted) or target_info.
-// The count check is a bound, not Prometheus's exact label count, which
-// only the translator knows: CheckLabels applies that to what it makes.
+// It runs in one pass over the request, before the translator, and costs
+// a few nanoseconds per point: the timestamp of every point against
+// MaxFuture and MaxAge, and the number of its attributes against
+// LabelLimit (the translator is quadratic in it); the attributes of
+// every resource and scope (their number, names and string values
+// against the limits and for valid UTF-8: they reach every series of the
+// resource, or target_info, and a resource or scope that breaks a limit
+// takes all its points with it); metric names and units (length, UTF-8).
+// The names and values of a point's own attributes are checked once per
+// new series, on the labels the translator made of them (CheckLabels),
+// not on every point of every request.
 func (c Config) Admit(md pmetric.Metrics, now time.Time) Refusals {
 	a := admission{c: c, maxTS: pcommon.NewTimestampFromTime(now.Add(c.MaxFuture)), minTS: pcommon.NewTimestampFromTime(now.Add(-c.MaxAge)), now: now}
 	md.ResourceMetrics().RemoveIf(func(rm pmetric.ResourceMetrics) bool {
@@ -129,18 +131,16 @@ func (a *admission) point(metric string, ts pcommon.Timestamp, attrs pcommon.Map
 		a.refused.Add(Violation{Reason: TooFarInPast, Metric: metric, Ahead: a.now.Sub(ts.AsTime()), Limit: int(a.c.MaxAge)}, 1)
 		return true
 	}
-	if v := a.attrs(attrs, "attribute"); v.Reason != "" {
-		v.Metric = metric
-		a.refused.Add(v, 1)
+	if n := attrs.Len(); a.c.LabelLimit > 0 && n > a.c.LabelLimit {
+		a.refused.Add(Violation{Reason: LabelLimit, Metric: metric, Where: "attribute", Got: n, Limit: a.c.LabelLimit}, 1)
 		return true
 	}
 	return false
 }
 
-// attrs checks the attributes of a point, resource or scope. It runs for
-// every point, so the common case is kept cheap: lengths are compared as
-// they come, and UTF-8 is checked precisely only when some byte of the
-// names and string values is not ASCII.
+// attrs checks the attributes of a resource or scope: lengths are
+// compared as they come, and UTF-8 is checked precisely only when some
+// byte of the names and string values is not ASCII.
 func (a *admission) attrs(m pcommon.Map, where string) Violation {
 	c := &a.c
 	if c.LabelLimit > 0 && m.Len() > c.LabelLimit {

@@ -89,12 +89,15 @@ func testAdmit(t *testing.T, now time.Time) {
 		{"future", nil, []pt{ok("a"), {metric: "late", ts: now.Add(2*time.Hour + 5*time.Minute)}, ok("c")}, []string{"a", "c"}, TooFarInFuture, `metric "late": timestamp 2h5m0s ahead`},
 		{"one nanosecond too far", nil, []pt{{metric: "x", ts: now.Add(10*time.Minute + 1)}}, nil, TooFarInFuture, "ahead"},
 		{"attribute count", nil, []pt{{metric: "x", ts: now, attrs: map[string]string{"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}}, ok("y")}, []string{"y"}, LabelLimit, "5 attributes, limit label_limit 4"},
-		{"attribute name length", nil, []pt{{metric: "x", ts: now, attrs: map[string]string{"very_long_name": "1"}}}, nil, LabelNameLength, `"very_long_name" has 14 bytes`},
-		{"attribute value length", nil, []pt{{metric: "x", ts: now, attrs: map[string]string{"k": "12345678901"}}}, nil, LabelValueLength, "has 11 bytes, limit label_value_length_limit 10"},
+		// A point's own attribute names and values are checked on the
+		// translator's labels, once per series (CheckLabels).
+		{"point attribute lengths and UTF-8", nil, []pt{{metric: "x", ts: now, attrs: map[string]string{"very_long_name": "12345678901", "k\xc3": "\xff"}}}, []string{"x"}, "", ""},
+		{"resource attribute name length", map[string]string{"very_long_name": "1"}, []pt{ok("x")}, nil, LabelNameLength, `"very_long_name" has 14 bytes`},
+		{"resource attribute value length", map[string]string{"k": "12345678901"}, []pt{ok("x")}, nil, LabelValueLength, "has 11 bytes, limit label_value_length_limit 10"},
 		{"metric name length", nil, []pt{{metric: "a_very_long_name", ts: now}, ok("b")}, []string{"b"}, MetricNameLength, "name has 16 bytes"},
 		{"invalid utf-8 metric name", nil, []pt{{metric: "bad\xff", ts: now}, ok("b")}, []string{"b"}, InvalidUTF8, `metric "bad\xff": metric name is not valid UTF-8`},
-		{"invalid utf-8 attribute name", nil, []pt{{metric: "x", ts: now, attrs: map[string]string{"k\xc3": "v"}}}, nil, InvalidUTF8, `attribute name "k\xc3"`},
-		{"invalid utf-8 attribute value", nil, []pt{{metric: "x", ts: now, attrs: map[string]string{"k": "v\xed\xa0\x80"}}}, nil, InvalidUTF8, `value of attribute "k"`},
+		{"invalid utf-8 resource attribute name", map[string]string{"k\xc3": "v"}, []pt{ok("x")}, nil, InvalidUTF8, `resource attribute name "k\xc3"`},
+		{"invalid utf-8 resource attribute value", map[string]string{"k": "v\xed\xa0\x80"}, []pt{ok("x")}, nil, InvalidUTF8, `value of resource attribute "k"`},
 		{"resource attribute count", map[string]string{"a": "1", "b": "2", "c": "3", "d": "4"}, []pt{ok("x"), ok("y")}, nil, LabelLimit, "5 resource attributes"},
 		{"resource attribute utf-8", map[string]string{"host": "\xff"}, []pt{ok("x"), ok("y")}, nil, InvalidUTF8, "resource attribute"},
 	} {
@@ -182,6 +185,8 @@ func TestCheckLabels(t *testing.T) {
 		{labels.FromStrings("__name__", "up", "x", "1234567"), LabelValueLength},
 		{labels.FromStrings("__name__", "up_total_x", "x", "1"), MetricNameLength},
 		{labels.FromStrings("__name__", "up_total", "x", "1"), ""},
+		{labels.FromStrings("__name__", "up", "x", "caf\xe9"), InvalidUTF8},
+		{labels.FromStrings("__name__", "up", "\xffx", "1"), InvalidUTF8},
 	} {
 		v := c.CheckLabels(tc.ls)
 		if v.Reason != tc.reason {
