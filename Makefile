@@ -13,7 +13,7 @@ TESTFLAGS ?=
 export PROMTOOL := $(BIN)/promtool
 export AMTOOL   := $(BIN)/amtool
 
-.PHONY: all build run demo test bench tools test-deps vet fmt clean
+.PHONY: all build run demo test bench fuzz tools test-deps vet fmt clean
 
 all: build
 
@@ -51,6 +51,16 @@ bench: test-deps build
 	$(BIN)/aiops-bench ingest
 	$(BIN)/aiops-bench query
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## fuzz: each fuzz target for FUZZTIME (`make test` runs their seed corpora)
+# A target is package:FuzzName; append yours with FUZZ_TARGETS += ...
+FUZZ_TARGETS := ./collector/storeexporter:FuzzWriteMetrics
+FUZZTIME ?= 2m
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*} || exit 1; \
+	done
 
 fmt:
 	gofmt -l -w .

@@ -36,7 +36,9 @@ import (
 	"github.com/aiops-dev/aiops/collector/internal/obs"
 	"github.com/aiops-dev/aiops/collector/kafkaexporter"
 	"github.com/aiops-dev/aiops/collector/kafkareceiver"
+	"github.com/aiops-dev/aiops/collector/otlpserver"
 	"github.com/aiops-dev/aiops/collector/storeexporter"
+	"github.com/aiops-dev/aiops/collector/tokenauth"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -53,6 +55,11 @@ type Deps struct {
 	// OpenClickHouse opens the store of the clickhouse exporter. Nil uses
 	// storage/clickhouse.
 	OpenClickHouse storeexporter.OpenFunc
+	// Authenticator checks the bearer tokens of OTLP clients when
+	// collector.otlp.auth is token.
+	Authenticator tokenauth.Authenticator
+	// Now is the clock the limits and readiness go by; nil is time.Now.
+	Now func() time.Time
 }
 
 // Collector is a configured collector, ready to Run.
@@ -63,6 +70,7 @@ type Collector struct {
 	reader  *sdkmetric.ManualReader
 	col     *otelcol.Collector
 	started chan struct{}
+	health  health
 }
 
 // New validates cfg and prepares a collector; nothing listens until Run.
@@ -84,6 +92,12 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	}
 	if cfg.ConfigFile == "" && cfg.exporter() == ExporterStore && deps.Store == nil {
 		return nil, errors.New("collector.exporter: \"store\" needs the process's store, and there is none")
+	}
+	if cfg.ConfigFile == "" && cfg.Role != RoleIngester && cfg.OTLP.Auth == AuthToken && deps.Authenticator == nil {
+		return nil, errors.New("collector.otlp.auth: \"token\" needs the process's credentials, and there are none")
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
 	}
 	c := &Collector{cfg: cfg, deps: deps, reader: sdkmetric.NewManualReader(), started: make(chan struct{})}
 
@@ -122,7 +136,7 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 	if c.metrics, err = obs.New(deps.Registerer); err != nil {
 		return nil, fmt.Errorf("collector: register metrics: %w", err)
 	}
-	if err := deps.Registerer.Register(newQueueCollector(c.reader)); err != nil {
+	if err := deps.Registerer.Register(newQueueCollector(c.reader, c.metrics)); err != nil {
 		return nil, fmt.Errorf("collector: register metrics: %w", err)
 	}
 	return c, nil
@@ -162,9 +176,33 @@ func (c *Collector) Run(ctx context.Context) error {
 // Started is closed once the collector's receivers are listening.
 func (c *Collector) Started() <-chan struct{} { return c.started }
 
+// Ready reports whether the collector takes data: it has started, and
+// the memory limiter has not refused data lately. (While the memory
+// limiter refuses, every client is refused, whatever it sends; see
+// docs/COLLECTOR.md.)
+func (c *Collector) Ready(context.Context) error {
+	select {
+	case <-c.started:
+	default:
+		return errors.New("collector not started")
+	}
+	if t := c.health.memoryRefusedAt.Load(); t != 0 {
+		// The limiter decides every check_interval; a refusal within
+		// the last few intervals means it is still refusing.
+		window := max(3*c.cfg.MemoryLimiter.CheckInterval, 3*time.Second)
+		if ago := c.deps.Now().Sub(time.Unix(0, t)); ago < window {
+			return fmt.Errorf("collector: the memory limiter is refusing data (last refusal %s ago): memory use is above collector.memory_limiter's limit", ago.Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
 func (c *Collector) factories() (otelcol.Factories, error) {
 	logger := c.deps.Logger.With("component", "collector")
 	receivers, err := otelcol.MakeFactoryMap[receiver.Factory](
+		otlpserver.NewFactory(otlpserver.Deps{Metrics: c.metrics, Logger: logger}),
+		// The framework's OTLP receiver, for raw configurations; it
+		// reports no partial success and has no connection bound.
 		otlpreceiver.NewFactory(),
 		kafkareceiver.NewFactory(kafkareceiver.Deps{Metrics: c.metrics, Logger: logger}),
 	)
@@ -177,12 +215,12 @@ func (c *Collector) factories() (otelcol.Factories, error) {
 		// configurations may use it.
 		batchprocessor.NewFactory(),
 		deltatocumulativeprocessor.NewFactory(),
-		newIngressFactory(c.metrics),
+		newIngressFactory(ingressDeps{metrics: c.metrics, logger: logger, now: c.deps.Now, health: &c.health}),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
 	}
-	storeDeps := storeexporter.Deps{Store: c.deps.Store, OpenClickHouse: c.deps.OpenClickHouse, Metrics: c.metrics, Logger: logger}
+	storeDeps := storeexporter.Deps{Store: c.deps.Store, OpenClickHouse: c.deps.OpenClickHouse, Metrics: c.metrics, Logger: logger, Now: c.deps.Now}
 	exporters, err := otelcol.MakeFactoryMap[exporter.Factory](
 		storeexporter.NewFactory(storeDeps),
 		storeexporter.NewClickHouseFactory(storeDeps),
@@ -191,7 +229,10 @@ func (c *Collector) factories() (otelcol.Factories, error) {
 	if err != nil {
 		return otelcol.Factories{}, err
 	}
-	extensions, err := otelcol.MakeFactoryMap[extension.Factory](filestorage.NewFactory())
+	extensions, err := otelcol.MakeFactoryMap[extension.Factory](
+		filestorage.NewFactory(),
+		tokenauth.NewFactory(tokenauth.Deps{Auth: c.deps.Authenticator, Metrics: c.metrics, Logger: logger, Now: c.deps.Now}),
+	)
 	if err != nil {
 		return otelcol.Factories{}, err
 	}

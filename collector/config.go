@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aiops-dev/aiops/collector/internal/kafkaotlp"
+	"github.com/aiops-dev/aiops/collector/limits"
 	"github.com/aiops-dev/aiops/collector/storeexporter"
 )
 
@@ -56,6 +57,8 @@ type Config struct {
 	// the defaults are Prometheus's OTLP defaults.
 	Translation       storeexporter.TranslationConfig `yaml:"translation"`
 	DeltaToCumulative DeltaToCumulativeConfig         `yaml:"delta_to_cumulative"`
+	// Limits bound what metric data is accepted (see collector/limits).
+	Limits limits.Config `yaml:"limits"`
 	// RetryAfter is what refused clients are told to wait (gRPC RetryInfo,
 	// HTTP Retry-After) when the queue is full or memory is short.
 	RetryAfter time.Duration `yaml:"retry_after"`
@@ -76,7 +79,43 @@ type OTLPConfig struct {
 	HTTPEndpoint string `yaml:"http_endpoint"`
 	// MaxRequestMiB bounds one request (gRPC message or HTTP body).
 	MaxRequestMiB int `yaml:"max_request_mib"`
+	// Auth is how OTLP clients authenticate: "token" (Authorization:
+	// Bearer with a credential holding the ingest or admin scope) or
+	// "none". Left empty it is none, which is allowed only while both
+	// endpoints listen on loopback addresses: anyone who can reach the
+	// ports can otherwise write any series and fire any alert.
+	Auth string `yaml:"auth"`
+	// TLS serves both endpoints over TLS, and with a client CA over
+	// mutual TLS.
+	TLS OTLPTLSConfig `yaml:"tls"`
+	// MaxConnections bounds the open connections of each endpoint; more
+	// are closed at once. 0 means no bound.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes connections that carried no request for this
+	// long. 0 keeps them open.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
+
+// OTLP authentication settings.
+const (
+	AuthNone  = "none"
+	AuthToken = "token"
+)
+
+// OTLPTLSConfig configures TLS for the OTLP endpoints.
+type OTLPTLSConfig struct {
+	// CertFile and KeyFile are the server's certificate and key (PEM).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile, when set, makes clients present a certificate
+	// signed by one of its CAs (mutual TLS).
+	ClientCAFile string `yaml:"client_ca_file"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// Enabled reports whether TLS is configured.
+func (c OTLPTLSConfig) Enabled() bool { return c.CertFile != "" }
 
 // MemoryLimiterConfig configures the memory_limiter processor: above
 // limit minus spike, data is refused (clients get 503/Unavailable and
@@ -194,11 +233,16 @@ func (s Secret) MarshalYAML() (any, error) {
 	return "<secret>", nil
 }
 
-// DefaultConfig returns the defaults: all-in-one, OTLP on :4317/:4318.
+// DefaultConfig returns the defaults: all-in-one, OTLP on
+// 127.0.0.1:4317/4318 without authentication. Listening on other
+// interfaces takes a configuration that says how clients authenticate.
 func DefaultConfig() Config {
 	return Config{
 		Role: RoleAllInOne,
-		OTLP: OTLPConfig{GRPCEndpoint: ":4317", HTTPEndpoint: ":4318", MaxRequestMiB: 16},
+		OTLP: OTLPConfig{
+			GRPCEndpoint: "127.0.0.1:4317", HTTPEndpoint: "127.0.0.1:4318", MaxRequestMiB: 16,
+			MaxConnections: 2048, IdleTimeout: 2 * time.Minute,
+		},
 		MemoryLimiter: MemoryLimiterConfig{
 			CheckInterval:        time.Second,
 			LimitPercentage:      80,
@@ -216,6 +260,7 @@ func DefaultConfig() Config {
 		ClickHouse:        ClickHouseConfig{Database: "aiops"},
 		DeltaToCumulative: DeltaToCumulativeConfig{MaxStale: 5 * time.Minute},
 		RetryAfter:        5 * time.Second,
+		Limits:            limits.DefaultConfig(),
 	}
 }
 
@@ -292,6 +337,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("retry_after: must be >= 1s (Retry-After counts whole seconds), got %s", c.RetryAfter)
 		}
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("limits.%w", err)
+	}
 	if role != RoleAllInOne {
 		if err := c.Kafka.validate(role); err != nil {
 			return fmt.Errorf("kafka.%w", err)
@@ -341,6 +389,64 @@ func (c OTLPConfig) validate() error {
 	}
 	if c.MaxRequestMiB <= 0 {
 		return fmt.Errorf("max_request_mib: must be > 0, got %d", c.MaxRequestMiB)
+	}
+	if c.MaxConnections < 0 {
+		return fmt.Errorf("max_connections: must be >= 0 (0 means no bound), got %d", c.MaxConnections)
+	}
+	if c.IdleTimeout < 0 {
+		return fmt.Errorf("idle_timeout: must be >= 0, got %s", c.IdleTimeout)
+	}
+	if err := c.TLS.validate(); err != nil {
+		return fmt.Errorf("tls.%w", err)
+	}
+	switch c.Auth {
+	case AuthNone, AuthToken:
+	case "":
+		for _, ep := range []struct{ key, addr string }{{"grpc_endpoint", c.GRPCEndpoint}, {"http_endpoint", c.HTTPEndpoint}} {
+			if ep.addr != "off" && !loopback(ep.addr) {
+				return fmt.Errorf("auth: %s %q is reachable from other machines, and OTLP has no authentication: "+
+					"set collector.otlp.auth: token (clients send a token with the ingest scope) "+
+					"or auth: none to accept data from anyone who can reach it", ep.key, ep.addr)
+			}
+		}
+	default:
+		return fmt.Errorf("auth: want %s or %s, got %q", AuthToken, AuthNone, c.Auth)
+	}
+	return nil
+}
+
+// loopback reports whether host:port listens on a loopback address only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c OTLPTLSConfig) validate() error {
+	if c.CertFile == "" && c.KeyFile == "" && c.ClientCAFile == "" {
+		return nil
+	}
+	if c.CertFile == "" || c.KeyFile == "" {
+		return errors.New("cert_file: cert_file and key_file are both needed for TLS")
+	}
+	for _, f := range []struct{ key, path string }{{"cert_file", c.CertFile}, {"key_file", c.KeyFile}, {"client_ca_file", c.ClientCAFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.key, err)
+		}
+	}
+	switch c.MinVersion {
+	case "", "1.2", "1.3":
+	default:
+		return fmt.Errorf("min_version: want 1.2 or 1.3, got %q", c.MinVersion)
 	}
 	return nil
 }

@@ -64,6 +64,14 @@ func TestConfigValidateNamesKey(t *testing.T) {
 		{func(c *Config) { c.Translation.Strategy = "Shout" }, "collector.translation.strategy"},
 		{func(c *Config) { c.DeltaToCumulative.MaxStale = 0 }, "collector.delta_to_cumulative.max_stale"},
 		{func(c *Config) { c.ConfigFile = "/nonexistent/otelcol.yaml" }, "collector.config_file"},
+		{func(c *Config) { c.OTLP.GRPCEndpoint = ":4317" }, "collector.otlp.auth"},
+		{func(c *Config) { c.OTLP.HTTPEndpoint = "0.0.0.0:4318" }, "collector.otlp.auth"},
+		{func(c *Config) { c.OTLP.Auth = "password" }, "collector.otlp.auth"},
+		{func(c *Config) { c.OTLP.TLS.CertFile = "/nonexistent/cert.pem" }, "collector.otlp.tls.cert_file"},
+		{func(c *Config) { c.OTLP.TLS.ClientCAFile = "ca.pem" }, "collector.otlp.tls.cert_file"},
+		{func(c *Config) { c.OTLP.MaxConnections = -1 }, "collector.otlp.max_connections"},
+		{func(c *Config) { c.Limits.MaxFuture = 0 }, "collector.limits.max_future"},
+		{func(c *Config) { c.Limits.LabelValueLengthLimit = -1 }, "collector.limits.label_value_length_limit"},
 	} {
 		cfg := DefaultConfig()
 		tc.mutate(&cfg)
@@ -79,6 +87,19 @@ func TestConfigValidateNamesKey(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("defaults invalid: %v", err)
 	}
+	// Other interfaces need auth said out loud, either way.
+	for _, auth := range []string{AuthToken, AuthNone} {
+		cfg.OTLP.GRPCEndpoint, cfg.OTLP.HTTPEndpoint, cfg.OTLP.Auth = ":4317", "[::]:4318", auth
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("auth %s on all interfaces: %v", auth, err)
+		}
+	}
+	for _, ep := range []string{"localhost:4317", "[::1]:4317", "127.0.0.2:4317"} {
+		cfg.OTLP.GRPCEndpoint, cfg.OTLP.HTTPEndpoint, cfg.OTLP.Auth = ep, "off", ""
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s without auth: %v", ep, err)
+		}
+	}
 }
 
 func TestConfigYAMLDefaultsAndSecret(t *testing.T) {
@@ -87,7 +108,7 @@ func TestConfigYAMLDefaultsAndSecret(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(in), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Role != RoleCollector || cfg.OTLP.GRPCEndpoint != ":4317" || cfg.Kafka.Topics.Metrics != "otlp_metrics" || cfg.Queue.MaxItems == 0 {
+	if cfg.Role != RoleCollector || cfg.OTLP.GRPCEndpoint != "127.0.0.1:4317" || cfg.Kafka.Topics.Metrics != "otlp_metrics" || cfg.Queue.MaxItems == 0 {
 		t.Errorf("unset keys lost their defaults: %+v", cfg)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -144,7 +144,14 @@ func readSeries(t testing.TB, q promstorage.Queryable, ms ...*labels.Matcher) ma
 	t.Helper()
 	// Every test writes data from around now; a bounded range keeps
 	// stores that partition by time from scanning everything.
-	querier, err := q.Querier(time.Now().Add(-7*24*time.Hour).UnixMilli(), time.Now().Add(24*time.Hour).UnixMilli())
+	return readSeriesIn(t, q, time.Now().Add(-7*24*time.Hour), time.Now().Add(24*time.Hour), ms...)
+}
+
+// readSeriesIn is readSeries for data between from and to, for tests at
+// fixed instants.
+func readSeriesIn(t testing.TB, q promstorage.Queryable, from, to time.Time, ms ...*labels.Matcher) map[string][]sample {
+	t.Helper()
+	querier, err := q.Querier(from.UnixMilli(), to.UnixMilli())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -22,11 +24,16 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/aiops-dev/aiops/collector/internal/obs"
+	"github.com/aiops-dev/aiops/collector/internal/outcome"
+	"github.com/aiops-dev/aiops/collector/limits"
 )
 
 // ingressType is the processor that opens every OTLP pipeline. It counts
 // what arrives, rejects data that breaks the OTLP data model with
-// InvalidArgument (HTTP 400) before anything is accepted, and turns
+// InvalidArgument (HTTP 400) before anything is accepted, removes the
+// metric data points the limits refuse (collector/limits: too far in the
+// future, labels, UTF-8) and reports them to the receiver as a partial
+// success, or as InvalidArgument when nothing is left, and turns
 // "try later" errors from further down (queue full, memory limiter) into
 // Unavailable with a RetryInfo detail, which the OTLP receiver sends as
 // gRPC status details and as HTTP 503 with Retry-After.
@@ -34,26 +41,46 @@ const ingressType = "aiops_ingress"
 
 type ingressConfig struct {
 	RetryAfter time.Duration `mapstructure:"retry_after"`
+	Limits     limits.Config `mapstructure:"limits"`
 }
 
 func (c *ingressConfig) Validate() error {
 	if c.RetryAfter < time.Second {
 		return fmt.Errorf("retry_after: must be >= 1s, got %s", c.RetryAfter)
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("limits::%w", err)
+	}
 	return nil
 }
 
-func newIngressFactory(m *obs.Metrics) processor.Factory {
+// ingressDeps are what the ingress takes from the collector.
+type ingressDeps struct {
+	metrics *obs.Metrics
+	logger  *slog.Logger
+	now     func() time.Time
+	health  *health
+}
+
+func newIngressFactory(d ingressDeps) processor.Factory {
 	return processor.NewFactory(component.MustNewType(ingressType),
-		func() component.Config { return &ingressConfig{RetryAfter: 5 * time.Second} },
+		func() component.Config {
+			return &ingressConfig{RetryAfter: 5 * time.Second, Limits: limits.DefaultConfig()}
+		},
 		processor.WithMetrics(func(_ context.Context, _ processor.Settings, cfg component.Config, next consumer.Metrics) (processor.Metrics, error) {
-			return &metricsIngress{ingress: newIngress(cfg, m, obs.SignalMetrics), next: next}, nil
+			c := cfg.(*ingressConfig)
+			return &metricsIngress{
+				ingress: newIngress(c, d, obs.SignalMetrics),
+				limits:  c.Limits,
+				log:     limits.NewLog(d.logger, "refused metric data points", time.Minute, d.now, "component", ingressType),
+				next:    next,
+			}, nil
 		}, component.StabilityLevelBeta),
 		processor.WithLogs(func(_ context.Context, _ processor.Settings, cfg component.Config, next consumer.Logs) (processor.Logs, error) {
-			return &logsIngress{ingress: newIngress(cfg, m, obs.SignalLogs), next: next}, nil
+			return &logsIngress{ingress: newIngress(cfg.(*ingressConfig), d, obs.SignalLogs), next: next}, nil
 		}, component.StabilityLevelBeta),
 		processor.WithTraces(func(_ context.Context, _ processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
-			return &tracesIngress{ingress: newIngress(cfg, m, obs.SignalSpans), next: next}, nil
+			return &tracesIngress{ingress: newIngress(cfg.(*ingressConfig), d, obs.SignalSpans), next: next}, nil
 		}, component.StabilityLevelBeta),
 	)
 }
@@ -63,11 +90,13 @@ type ingress struct {
 	component.ShutdownFunc
 	retryAfter time.Duration
 	metrics    *obs.Metrics
+	now        func() time.Time
+	health     *health
 	signal     string
 }
 
-func newIngress(cfg component.Config, m *obs.Metrics, signal string) ingress {
-	return ingress{retryAfter: cfg.(*ingressConfig).RetryAfter, metrics: m, signal: signal}
+func newIngress(cfg *ingressConfig, d ingressDeps, signal string) ingress {
+	return ingress{retryAfter: cfg.RetryAfter, metrics: d.metrics, now: d.now, health: d.health, signal: signal}
 }
 
 // memoryLimiterRefusal is the text of the memory limiter's error; its
@@ -91,6 +120,7 @@ func (in *ingress) outcome(n int, err error) error {
 		reason = obs.ReasonQueueFull
 	case strings.Contains(err.Error(), memoryLimiterRefusal):
 		reason = obs.ReasonMemoryLimit
+		in.health.memoryRefused(in.now())
 	case consumererror.IsPermanent(err):
 		return in.invalid(n, err)
 	default:
@@ -110,11 +140,14 @@ func (in *ingress) outcome(n int, err error) error {
 
 type metricsIngress struct {
 	ingress
-	next consumer.Metrics
+	limits limits.Config
+	log    *limits.Log
+	next   consumer.Metrics
 }
 
+// Capabilities says the processor mutates: it removes refused points.
 func (*metricsIngress) Capabilities() consumer.Capabilities {
-	return consumer.Capabilities{MutatesData: false}
+	return consumer.Capabilities{MutatesData: true}
 }
 
 func (p *metricsIngress) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) error {
@@ -122,6 +155,17 @@ func (p *metricsIngress) ConsumeMetrics(ctx context.Context, md pmetric.Metrics)
 	p.metrics.Received.WithLabelValues(obs.SignalMetrics).Add(float64(n))
 	if err := validateMetrics(md); err != nil {
 		return p.invalid(n, err)
+	}
+	if r := p.limits.Admit(md, p.now()); r.Points > 0 {
+		for reason, k := range r.ByReason() {
+			p.metrics.Refused.WithLabelValues(obs.SignalMetrics, string(reason)).Add(float64(k))
+		}
+		p.log.Note(r)
+		if r.Points == n {
+			return status.Error(codes.InvalidArgument, fmt.Sprintf("all %d data points refused: %s", n, r))
+		}
+		outcome.From(ctx).Refuse(r)
+		n -= r.Points
 	}
 	return p.outcome(n, p.next.ConsumeMetrics(ctx, md))
 }
@@ -174,4 +218,17 @@ func (p *tracesIngress) ConsumeTraces(ctx context.Context, td ptrace.Traces) err
 		return p.invalid(n, err)
 	}
 	return p.outcome(n, p.next.ConsumeTraces(ctx, td))
+}
+
+// health is what the collector's readiness reports about its pipelines.
+type health struct {
+	// memoryRefusedAt is when the memory limiter last refused data (unix
+	// nanoseconds; 0 never).
+	memoryRefusedAt atomic.Int64
+}
+
+func (h *health) memoryRefused(t time.Time) {
+	if h != nil {
+		h.memoryRefusedAt.Store(t.UnixNano())
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/aiops-dev/aiops/collector/internal/obs"
+	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
 // TestIngressOutcome checks how errors from further down the pipeline
@@ -24,7 +25,8 @@ func TestIngressOutcome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &ingress{retryAfter: 3 * time.Second, metrics: m, signal: obs.SignalMetrics}
+	clock := testutil.NewClock(testutil.Epoch)
+	in := &ingress{retryAfter: 3 * time.Second, metrics: m, signal: obs.SignalMetrics, now: clock.Now, health: &health{}}
 	for _, tc := range []struct {
 		err    error
 		code   codes.Code

@@ -9,18 +9,22 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/deltatocumulativeprocessor"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configauth"
+	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/xconfmap"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/processor/memorylimiterprocessor"
-	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 
 	"github.com/aiops-dev/aiops/collector/kafkaexporter"
 	"github.com/aiops-dev/aiops/collector/kafkareceiver"
+	"github.com/aiops-dev/aiops/collector/otlpserver"
 	"github.com/aiops-dev/aiops/collector/storeexporter"
+	"github.com/aiops-dev/aiops/collector/tokenauth"
 )
 
 // otelConfig builds the collector configuration for the role. Each
@@ -55,32 +59,36 @@ func (c *Collector) otelConfig() (map[string]any, error) {
 		r.MaxFetchBytes = 4*cfg.Kafka.MaxMessageBytes + (1 << 20)
 		g.add(g.receivers, recv, r)
 	default:
-		f := otlpreceiver.NewFactory()
+		f := otlpserver.NewFactory(otlpserver.Deps{})
 		recv = f.Type().String()
-		r := f.CreateDefaultConfig().(*otlpreceiver.Config)
-		var off []string
+		r := f.CreateDefaultConfig().(*otlpserver.Config)
 		if cfg.OTLP.GRPCEndpoint != "off" {
-			grpc := *r.Protocols.GRPC.GetOrInsertDefault()
-			grpc.NetAddr.Endpoint = cfg.OTLP.GRPCEndpoint
-			grpc.MaxRecvMsgSizeMiB = cfg.OTLP.MaxRequestMiB
-			r.Protocols.GRPC = configoptional.Some(grpc)
-		} else {
-			off = append(off, "protocols::grpc")
+			r.GRPC.NetAddr.Endpoint = cfg.OTLP.GRPCEndpoint
 		}
 		if cfg.OTLP.HTTPEndpoint != "off" {
-			http := *r.Protocols.HTTP.GetOrInsertDefault()
-			http.ServerConfig.NetAddr.Endpoint = cfg.OTLP.HTTPEndpoint
-			http.ServerConfig.MaxRequestBodySize = int64(cfg.OTLP.MaxRequestMiB) << 20
-			r.Protocols.HTTP = configoptional.Some(http)
-		} else {
-			off = append(off, "protocols::http")
+			r.HTTP.NetAddr.Endpoint = cfg.OTLP.HTTPEndpoint
 		}
-		// An absent protocol is off; a present but empty one is on with
-		// its defaults, which is all confmap can marshal a protocol that
-		// is not set to.
-		g.add(g.receivers, recv, r, off...)
+		r.GRPC.MaxRecvMsgSizeMiB = cfg.OTLP.MaxRequestMiB
+		r.HTTP.MaxRequestBodySize = int64(cfg.OTLP.MaxRequestMiB) << 20
+		r.MaxConnections, r.IdleTimeout = cfg.OTLP.MaxConnections, cfg.OTLP.IdleTimeout
+		if t := cfg.OTLP.TLS; t.Enabled() {
+			tls := configtls.NewDefaultServerConfig()
+			tls.CertFile, tls.KeyFile, tls.ClientCAFile = t.CertFile, t.KeyFile, t.ClientCAFile
+			tls.MinVersion = t.MinVersion
+			if tls.MinVersion == "" {
+				tls.MinVersion = "1.2"
+			}
+			r.GRPC.TLS, r.HTTP.TLS = configoptional.Some(tls), configoptional.Some(tls)
+		}
+		if cfg.OTLP.Auth == AuthToken {
+			id := component.MustNewID(tokenauth.Type)
+			r.GRPC.Auth = configoptional.Some(configauth.Config{AuthenticatorID: id})
+			r.HTTP.Auth = configoptional.Some(confighttp.AuthConfig{Config: configauth.Config{AuthenticatorID: id}})
+			g.add(g.extensions, id.String(), &tokenauth.Config{})
+		}
+		g.add(g.receivers, recv, r)
 
-		in := &ingressConfig{RetryAfter: cfg.RetryAfter}
+		in := &ingressConfig{RetryAfter: cfg.RetryAfter, Limits: cfg.Limits}
 		g.add(g.processors, ingressType, in)
 
 		mlf := memorylimiterprocessor.NewFactory()
@@ -154,7 +162,7 @@ func (c *Collector) otelConfig() (map[string]any, error) {
 		e.Database = cfg.ClickHouse.Database
 		e.Username = cfg.ClickHouse.Username
 		e.Password = configopaque.String(cfg.ClickHouse.Password)
-		e.Translation = cfg.Translation
+		e.Translation, e.Limits = cfg.Translation, cfg.Limits
 		e.WALDir = c.clickHouseWALDir()
 		e.WriteThrough = c.writeThroughConfig(e.WALDir == "")
 		e.Queue, e.Retry = queue, retry
@@ -162,7 +170,7 @@ func (c *Collector) otelConfig() (map[string]any, error) {
 	default:
 		exp = storeexporter.TypeStore
 		e := storeexporter.NewFactory(storeexporter.Deps{}).CreateDefaultConfig().(*storeexporter.Config)
-		e.Translation = cfg.Translation
+		e.Translation, e.Limits = cfg.Translation, cfg.Limits
 		e.WriteThrough = c.writeThroughConfig(wantsLargeCommits(c.deps.Store))
 		e.Queue, e.Retry = queue, retry
 		g.add(g.exporters, exp, e)

@@ -13,15 +13,17 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/processor/memorylimiterprocessor"
-	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/aiops-dev/aiops/collector/kafkaexporter"
 	"github.com/aiops-dev/aiops/collector/kafkareceiver"
+	"github.com/aiops-dev/aiops/collector/otlpserver"
 	"github.com/aiops-dev/aiops/collector/storeexporter"
+	"github.com/aiops-dev/aiops/collector/tokenauth"
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage"
 )
@@ -65,6 +67,15 @@ func generatedVariants() map[string]struct {
 	}
 	c.Batch = BatchConfig{FlushTimeout: time.Second, MinSize: 100, MaxSize: 500}
 	out["all-in-one on ClickHouse without its write-ahead log, gRPC only, in-memory queue"] = variant{cfg: c, store: largeCommitStore{}}
+
+	c = DefaultConfig()
+	c.OTLP = OTLPConfig{
+		GRPCEndpoint: ":4317", HTTPEndpoint: "[::]:4318", MaxRequestMiB: 8, Auth: AuthToken,
+		TLS:            OTLPTLSConfig{CertFile: "/tls/server.crt", KeyFile: "/tls/server.key", ClientCAFile: "/tls/ca.crt", MinVersion: "1.3"},
+		MaxConnections: 10, IdleTimeout: time.Minute,
+	}
+	c.Limits.MaxFuture, c.Limits.LabelLimit, c.Limits.MaxSeriesPerTenant = time.Minute, 30, 5000
+	out["all-in-one on every interface, token auth, mutual TLS, own limits"] = variant{cfg: c}
 
 	c = DefaultConfig()
 	c.Role = RoleCollector
@@ -153,17 +164,40 @@ func checkGenerated(t *testing.T, cfg Config, store storage.Store, section func(
 			t.Errorf("kafka receiver: %+v", r)
 		}
 	} else {
-		r := section("receivers", "otlp").(*otlpreceiver.Config)
-		if grpc := r.Protocols.GRPC.Get(); (grpc != nil) != (cfg.OTLP.GRPCEndpoint != "off") ||
-			grpc != nil && (grpc.NetAddr.Endpoint != cfg.OTLP.GRPCEndpoint || grpc.MaxRecvMsgSizeMiB != cfg.OTLP.MaxRequestMiB) {
+		r := section("receivers", otlpserver.Type).(*otlpserver.Config)
+		endpoint := func(ep string) string {
+			if ep == "off" {
+				return ""
+			}
+			return ep
+		}
+		if grpc := r.GRPC; grpc.NetAddr.Endpoint != endpoint(cfg.OTLP.GRPCEndpoint) || grpc.MaxRecvMsgSizeMiB != cfg.OTLP.MaxRequestMiB {
 			t.Errorf("otlp grpc: %+v, want endpoint %q", grpc, cfg.OTLP.GRPCEndpoint)
 		}
-		if http := r.Protocols.HTTP.Get(); (http != nil) != (cfg.OTLP.HTTPEndpoint != "off") ||
-			http != nil && (http.ServerConfig.NetAddr.Endpoint != cfg.OTLP.HTTPEndpoint || http.ServerConfig.MaxRequestBodySize != int64(cfg.OTLP.MaxRequestMiB)<<20) {
+		if http := r.HTTP; http.NetAddr.Endpoint != endpoint(cfg.OTLP.HTTPEndpoint) || http.MaxRequestBodySize != int64(cfg.OTLP.MaxRequestMiB)<<20 ||
+			http.ReadHeaderTimeout != 10*time.Second {
 			t.Errorf("otlp http: %+v, want endpoint %q", http, cfg.OTLP.HTTPEndpoint)
 		}
-		if in := section("processors", ingressType).(*ingressConfig); in.RetryAfter != cfg.RetryAfter {
-			t.Errorf("%s retry_after %s, want %s", ingressType, in.RetryAfter, cfg.RetryAfter)
+		if r.MaxConnections != cfg.OTLP.MaxConnections || r.IdleTimeout != cfg.OTLP.IdleTimeout {
+			t.Errorf("otlp max_connections %d, idle_timeout %s; want %+v", r.MaxConnections, r.IdleTimeout, cfg.OTLP)
+		}
+		for name, tls := range map[string]*configtls.ServerConfig{"grpc": r.GRPC.TLS.Get(), "http": r.HTTP.TLS.Get()} {
+			want := cfg.OTLP.TLS
+			if (tls != nil) != want.Enabled() || tls != nil && (tls.CertFile != want.CertFile || tls.KeyFile != want.KeyFile || tls.ClientCAFile != want.ClientCAFile || tls.MinVersion != want.MinVersion) {
+				t.Errorf("otlp %s tls %+v, want %+v", name, tls, want)
+			}
+		}
+		auth := cfg.OTLP.Auth == AuthToken
+		if g, h := r.GRPC.Auth.Get(), r.HTTP.Auth.Get(); (g != nil) != auth || (h != nil) != auth ||
+			auth && (g.AuthenticatorID.String() != tokenauth.Type || h.Config.AuthenticatorID.String() != tokenauth.Type) {
+			t.Errorf("otlp auth: grpc %+v, http %+v; want %s: %v", g, h, tokenauth.Type, auth)
+		}
+		if auth {
+			section("extensions", tokenauth.Type)
+		}
+		in := section("processors", ingressType).(*ingressConfig)
+		if in.RetryAfter != cfg.RetryAfter || in.Limits != cfg.Limits {
+			t.Errorf("%s %+v, want retry_after %s, limits %+v", ingressType, in, cfg.RetryAfter, cfg.Limits)
 		}
 		ml := section("processors", "memory_limiter").(*memorylimiterprocessor.Config)
 		want := cfg.MemoryLimiter
@@ -193,6 +227,9 @@ func checkGenerated(t *testing.T, cfg Config, store storage.Store, section func(
 			t.Errorf("clickhouse exporter: %+v (password %q, want %q)", e, string(e.Password), string(cfg.ClickHouse.Password))
 		}
 		queue, retry, trans = e.Queue, e.Retry, &e.Translation
+		if e.Limits != cfg.Limits {
+			t.Errorf("clickhouse exporter limits %+v, want %+v", e.Limits, cfg.Limits)
+		}
 		// The exporter's store keeps its write-ahead log beside the
 		// persistent queue, and groups writes without one.
 		if wantDir := filepath.Join(cfg.Queue.Dir, "clickhouse-wal"); cfg.Queue.Dir == "" && e.WALDir != "" || cfg.Queue.Dir != "" && e.WALDir != wantDir {
@@ -204,6 +241,9 @@ func checkGenerated(t *testing.T, cfg Config, store storage.Store, section func(
 	default:
 		e := section("exporters", storeexporter.TypeStore).(*storeexporter.Config)
 		queue, retry, trans = e.Queue, e.Retry, &e.Translation
+		if e.Limits != cfg.Limits {
+			t.Errorf("store exporter limits %+v, want %+v", e.Limits, cfg.Limits)
+		}
 		if e.WriteThrough.Enabled != (!ingester && cfg.Queue.WriteThrough != WriteThroughOff) || e.WriteThrough.SlowWrite != cfg.Queue.SlowWrite {
 			t.Errorf("write_through %+v, queue %+v", e.WriteThrough, cfg.Queue)
 		}

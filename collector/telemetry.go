@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/sdk/instrumentation"
@@ -15,6 +16,8 @@ import (
 	"go.opentelemetry.io/collector/service/telemetry"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/aiops-dev/aiops/collector/internal/obs"
 )
 
 // The collector's own telemetry stays inside the process: its logs go to
@@ -81,16 +84,28 @@ func droppedViews() []sdkmetric.View {
 
 // queueCollector exports the exporters' queue sizes as
 // aiops_collector_queue_items{signal} (and the capacity), read from the
-// collector's own otelcol_exporter_queue_size instrument at scrape time.
+// collector's own otelcol_exporter_queue_size instrument at scrape time,
+// less the items whose enqueueing failed after the upstream queue
+// counted them (see collector/internal/queuecount).
 type queueCollector struct {
 	reader   *sdkmetric.ManualReader
+	metrics  *obs.Metrics
 	items    *prometheus.Desc
 	capacity *prometheus.Desc
+
+	mu sync.Mutex
+	// forgotten is, per signal, the count of failed writes that the
+	// upstream size no longer holds: it drops what it counted when it
+	// reads itself empty, which shows as a size below the failures
+	// counted since.
+	forgotten map[string]int64
 }
 
-func newQueueCollector(reader *sdkmetric.ManualReader) *queueCollector {
+func newQueueCollector(reader *sdkmetric.ManualReader, m *obs.Metrics) *queueCollector {
 	return &queueCollector{
-		reader: reader,
+		reader:    reader,
+		metrics:   m,
+		forgotten: map[string]int64{},
 		items: prometheus.NewDesc("aiops_collector_queue_items",
 			"Items (data points, log records, spans) waiting in the collector's queue, persisted ones included.",
 			[]string{"signal"}, nil),
@@ -133,6 +148,18 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	c.mu.Lock()
+	for _, s := range []string{"metrics", "logs", "spans"} {
+		phantom := c.metrics.QueueWriteFailureCount(s) - c.forgotten[s]
+		if float64(phantom) > items[s] {
+			// The upstream size was reset since: it holds no failed
+			// write from before.
+			c.forgotten[s] += phantom
+			phantom = 0
+		}
+		items[s] -= float64(phantom)
+	}
+	c.mu.Unlock()
 	for _, s := range []string{"metrics", "logs", "spans"} {
 		ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, items[s], s)
 		if v, ok := capacity[s]; ok {

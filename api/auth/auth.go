@@ -4,7 +4,8 @@
 // token created with `aiops token create` (stored hashed), the bootstrap
 // admin token read from a file, or, when configured, an OIDC/JWT bearer
 // token. A credential carries scopes: read < write < admin, each implying
-// the ones before it.
+// the ones before it, and ingest, which only admin implies: the right to
+// send OTLP data, and nothing else.
 package auth
 
 import (
@@ -25,7 +26,14 @@ const (
 	ScopeAdmin Scope = "admin"
 )
 
-var scopeRank = map[Scope]int{ScopeRead: 1, ScopeWrite: 2, ScopeAdmin: 3}
+// ScopeIngest lets a client send telemetry over OTLP. It is apart from
+// the chain above: it grants no API access, and only admin implies it,
+// so that the many credentials spread over a fleet of services can
+// neither read data nor change anything.
+const ScopeIngest Scope = "ingest"
+
+// scopeRank orders the API scopes; ScopeIngest is known but unranked.
+var scopeRank = map[Scope]int{ScopeIngest: 0, ScopeRead: 1, ScopeWrite: 2, ScopeAdmin: 3}
 
 // ParseScopes parses a comma-separated list such as "read,write".
 func ParseScopes(s string) ([]Scope, error) {
@@ -36,14 +44,14 @@ func ParseScopes(s string) ([]Scope, error) {
 			continue
 		}
 		if _, ok := scopeRank[sc]; !ok {
-			return nil, fmt.Errorf("unknown scope %q: want read, write or admin", sc)
+			return nil, fmt.Errorf("unknown scope %q: want read, write, admin or ingest", sc)
 		}
 		if !slices.Contains(out, sc) {
 			out = append(out, sc)
 		}
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no scope given: want read, write or admin")
+		return nil, errors.New("no scope given: want read, write, admin or ingest")
 	}
 	return out, nil
 }
@@ -58,12 +66,18 @@ type Principal struct {
 	// Method is how the principal authenticated: "token", "bootstrap" or "jwt".
 	Method string
 	Scopes []Scope
+	// Tenant, when set, is the tenant whose data an ingest credential
+	// writes (stamped as the tenant label on everything it sends).
+	Tenant string
 }
 
-// Has reports whether the principal holds scope s or a higher one.
+// Has reports whether the principal holds scope s or one implying it.
 func (p Principal) Has(s Scope) bool {
 	for _, have := range p.Scopes {
-		if scopeRank[have] >= scopeRank[s] {
+		switch {
+		case have == s || have == ScopeAdmin:
+			return true
+		case s != ScopeIngest && have != ScopeIngest && scopeRank[have] >= scopeRank[s]:
 			return true
 		}
 	}

@@ -59,6 +59,42 @@ func TestScopesImplyLowerOnes(t *testing.T) {
 	}
 }
 
+// TestIngestScope checks that ingest stands apart from the API scopes:
+// only admin implies it, and it implies nothing.
+func TestIngestScope(t *testing.T) {
+	ingest := Principal{Scopes: []Scope{ScopeIngest}}
+	if !ingest.Has(ScopeIngest) || ingest.Has(ScopeRead) || ingest.Has(ScopeWrite) || ingest.Has(ScopeAdmin) {
+		t.Error("ingest grants an API scope")
+	}
+	for _, s := range []Scope{ScopeRead, ScopeWrite} {
+		if (Principal{Scopes: []Scope{s}}).Has(ScopeIngest) {
+			t.Errorf("%s grants ingest", s)
+		}
+	}
+	if !(Principal{Scopes: []Scope{ScopeAdmin}}).Has(ScopeIngest) {
+		t.Error("admin does not grant ingest")
+	}
+	if got, err := ParseScopes("ingest,read"); err != nil || len(got) != 2 {
+		t.Errorf("ParseScopes(ingest,read) = %v, %v", got, err)
+	}
+
+	ctx := context.Background()
+	s := NewTokenStore(newEvents(t), nil)
+	secret, tok, err := s.CreateToken(ctx, Token{Name: "checkout", Scopes: []Scope{ScopeIngest}, Tenant: "team-a"}, 0, "test")
+	if err != nil || tok.Tenant != "team-a" {
+		t.Fatalf("CreateToken = %+v, %v", tok, err)
+	}
+	other := NewTokenStore(s.events, nil) // the tenant is stored, not cached
+	if p, err := other.Authenticate(ctx, secret); err != nil || p.Tenant != "team-a" || !p.Has(ScopeIngest) || p.Has(ScopeRead) {
+		t.Errorf("Authenticate = %+v, %v", p, err)
+	}
+	for _, bad := range []string{"a b", "team/a", strings.Repeat("x", 65), "tenant\xff"} {
+		if _, _, err := s.CreateToken(ctx, Token{Name: "x", Scopes: []Scope{ScopeIngest}, Tenant: bad}, 0, "test"); err == nil {
+			t.Errorf("tenant %q accepted", bad)
+		}
+	}
+}
+
 func TestTokenLifecycle(t *testing.T) {
 	ctx := context.Background()
 	events := newEvents(t)

@@ -40,6 +40,8 @@ type Token struct {
 	// ExpiresAt is zero for a token that does not expire.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// Tenant, when set, is stamped on the data the token sends (ingest).
+	Tenant string `json:"tenant,omitempty"`
 }
 
 type tokenCreated struct {
@@ -79,6 +81,16 @@ func NewTokenStore(events storage.EventStore, logger *slog.Logger) *TokenStore {
 // Create makes a token and returns its secret, which is shown once and
 // never stored.
 func (s *TokenStore) Create(ctx context.Context, name string, scopes []Scope, ttl time.Duration, createdBy string) (string, Token, error) {
+	return s.CreateToken(ctx, Token{Name: name, Scopes: scopes}, ttl, createdBy)
+}
+
+// CreateToken is Create for a token described by spec: its Name, Scopes
+// and Tenant.
+func (s *TokenStore) CreateToken(ctx context.Context, spec Token, ttl time.Duration, createdBy string) (string, Token, error) {
+	name, scopes := spec.Name, spec.Scopes
+	if err := ValidTenant(spec.Tenant); err != nil {
+		return "", Token{}, err
+	}
 	if strings.TrimSpace(name) == "" {
 		return "", Token{}, errors.New("token name must not be empty")
 	}
@@ -94,7 +106,7 @@ func (s *TokenStore) Create(ctx context.Context, name string, scopes []Scope, tt
 		return "", Token{}, err
 	}
 	now := s.now().UTC()
-	rec := tokenCreated{Token: Token{ID: id, Name: name, Scopes: scopes, CreatedAt: now, CreatedBy: createdBy}}
+	rec := tokenCreated{Token: Token{ID: id, Name: name, Scopes: scopes, CreatedAt: now, CreatedBy: createdBy, Tenant: spec.Tenant}}
 	if ttl > 0 {
 		rec.ExpiresAt = now.Add(ttl)
 	}
@@ -191,7 +203,7 @@ func (s *TokenStore) Authenticate(ctx context.Context, credential string) (Princ
 	case !rec.ExpiresAt.IsZero() && now.After(rec.ExpiresAt):
 		return Principal{}, fmt.Errorf("%w: API token %s expired at %s", ErrUnauthenticated, id, rec.ExpiresAt.Format(time.RFC3339))
 	}
-	return Principal{ID: id, Name: rec.Name, Method: "token", Scopes: rec.Scopes}, nil
+	return Principal{ID: id, Name: rec.Name, Method: "token", Scopes: rec.Scopes, Tenant: rec.Tenant}, nil
 }
 
 // Empty reports whether no token has ever been created.
@@ -246,6 +258,23 @@ func (s *TokenStore) apply(e storage.Event) {
 			rec.RevokedAt = e.Time
 		}
 	}
+}
+
+// ValidTenant checks a tenant name: it becomes a label value on every
+// series its token sends, so it is short, printable and plain.
+func ValidTenant(t string) error {
+	if t == "" {
+		return nil
+	}
+	if len(t) > 64 {
+		return fmt.Errorf("tenant %q: at most 64 characters", t[:64])
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("tenant %q: only letters, digits, '-', '_' and '.'", t)
+		}
+	}
+	return nil
 }
 
 func parseToken(credential string) (id, secret string, ok bool) {

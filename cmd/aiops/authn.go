@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 
 	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/collector/tokenauth"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -49,6 +51,22 @@ func newAuthMiddleware(ctx context.Context, cfg Config, events storage.EventStor
 		WriteError: auth.JSONError,
 		Logger:     logger,
 	}, nil
+}
+
+// ingestAuth checks the bearer tokens of OTLP clients (collector.otlp.auth:
+// token) with the credentials of the HTTP API: a client may send data
+// with the ingest or the admin scope.
+type ingestAuth struct{ auth auth.Authenticator }
+
+func (a ingestAuth) AuthenticateIngest(ctx context.Context, credential string) (tokenauth.Principal, error) {
+	p, err := a.auth.Authenticate(ctx, credential)
+	if errors.Is(err, auth.ErrUnauthenticated) {
+		return tokenauth.Principal{}, tokenauth.Unauthenticated(err)
+	}
+	if err != nil {
+		return tokenauth.Principal{}, err
+	}
+	return tokenauth.Principal{ID: p.ID, MayIngest: p.Has(auth.ScopeIngest), Tenant: p.Tenant}, nil
 }
 
 // readOnlyPOST are endpoints where POST only carries a query too long for

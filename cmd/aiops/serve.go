@@ -63,8 +63,8 @@ the Alertmanager configuration.`).Default()
 	c.cmd.Flag("config", "YAML configuration file (see deploy/examples/). Without it, defaults apply.").PlaceHolder("FILE").StringVar(&c.configFile)
 	c.cmd.Flag("data-dir", "Directory of the embedded store, the on-disk queue, silences and detector state (config: storage.embedded.data_dir; default ./data).").PlaceHolder("DIR").StringVar(&c.dataDir)
 	c.cmd.Flag("http-addr", "Listen address of the HTTP APIs, /metrics and health probes (config: server.http_addr; default :9090).").PlaceHolder("ADDR").StringVar(&c.httpAddr)
-	c.cmd.Flag("otlp-grpc-addr", `Listen address of OTLP/gRPC (config: collector.otlp.grpc_endpoint; default :4317; "off" disables).`).PlaceHolder("ADDR").StringVar(&c.otlpGRPCAddr)
-	c.cmd.Flag("otlp-http-addr", `Listen address of OTLP/HTTP (config: collector.otlp.http_endpoint; default :4318; "off" disables).`).PlaceHolder("ADDR").StringVar(&c.otlpHTTPAddr)
+	c.cmd.Flag("otlp-grpc-addr", `Listen address of OTLP/gRPC (config: collector.otlp.grpc_endpoint; default 127.0.0.1:4317; "off" disables; other interfaces need collector.otlp.auth).`).PlaceHolder("ADDR").StringVar(&c.otlpGRPCAddr)
+	c.cmd.Flag("otlp-http-addr", `Listen address of OTLP/HTTP (config: collector.otlp.http_endpoint; default 127.0.0.1:4318; "off" disables; other interfaces need collector.otlp.auth).`).PlaceHolder("ADDR").StringVar(&c.otlpHTTPAddr)
 	c.cmd.Flag("storage", "Storage backend: embedded or clickhouse (config: storage.backend; default embedded).").EnumVar(&c.storageBackend, BackendEmbedded, BackendClickHouse)
 	c.cmd.Flag("clickhouse-addr", "ClickHouse native protocol address (config: storage.clickhouse.addresses; default 127.0.0.1:9000).").PlaceHolder("HOST:PORT").StringVar(&c.clickhouseAddr)
 	c.cmd.Flag("admin-token-file", "File holding the bootstrap admin token (config: server.admin_token_file). Without it, one is created in <data-dir>/admin.token.").PlaceHolder("FILE").StringVar(&c.adminTokenFile)
@@ -230,7 +230,18 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	}()
 	cfg, logger := s.cfg, s.logger
 
-	col, err := collector.New(cfg.Collector, collector.Deps{Store: store, Logger: logger, Registerer: s.reg})
+	var events storage.EventStore
+	if store != nil {
+		events = store
+	}
+	// The credentials guard the HTTP APIs and, with collector.otlp.auth:
+	// token, OTLP.
+	guard, err := newAuthMiddleware(ctx, cfg, events, logger.With("component", "auth"))
+	if err != nil {
+		return nil, nil, err
+	}
+
+	col, err := collector.New(cfg.Collector, collector.Deps{Store: store, Logger: logger, Registerer: s.reg, Authenticator: ingestAuth{guard.Auth}})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -250,6 +261,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	if store != nil {
 		readyChecks = append(readyChecks, store.Ready)
 	}
+	readyChecks = append(readyChecks, col.Ready)
 
 	if cfg.Role == RoleAllInOne {
 		engine, err := promapi.NewEngine(cfg.Query, logger.With("component", "query-engine"), s.reg)
@@ -338,14 +350,6 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		incAPI.Mount(mux)
 	}
 
-	var events storage.EventStore
-	if store != nil {
-		events = store
-	}
-	guard, err := newAuthMiddleware(ctx, cfg, events, logger.With("component", "auth"))
-	if err != nil {
-		return nil, nil, err
-	}
 	app := guard.Wrap(mux)
 	s.app.Store(&app)
 	ready := func(ctx context.Context) error {

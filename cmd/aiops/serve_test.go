@@ -53,6 +53,7 @@ func freeAddr(t *testing.T) string { return freeport.Addr(t) }
 // testServer is `aiops serve` running in-process.
 type testServer struct {
 	http, grpc string
+	otlpHTTP   string
 	token      string
 	stderr     *syncBuffer
 	stop       func() int
@@ -60,9 +61,9 @@ type testServer struct {
 
 func startServe(t *testing.T, dataDir string, extra ...string) *testServer {
 	t.Helper()
-	ts := &testServer{http: freeAddr(t), grpc: freeAddr(t), stderr: &syncBuffer{}}
+	ts := &testServer{http: freeAddr(t), grpc: freeAddr(t), otlpHTTP: freeAddr(t), stderr: &syncBuffer{}}
 	args := append([]string{"serve", "--data-dir", dataDir, "--http-addr", ts.http,
-		"--otlp-grpc-addr", ts.grpc, "--otlp-http-addr", freeAddr(t)}, extra...)
+		"--otlp-grpc-addr", ts.grpc, "--otlp-http-addr", ts.otlpHTTP}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, io.Discard, ts.stderr) }()

@@ -23,6 +23,7 @@ type tokenCommands struct {
 
 	name   string
 	scopes string
+	tenant string
 	ttl    model.Duration
 	id     string
 }
@@ -32,7 +33,8 @@ func newTokenCommands(app *kingpin.Application) []command {
 	tok := app.Command("token", "Manage API tokens.")
 	c.create = tok.Command("create", "Create an API token and print it. The token is shown once; only its hash is stored.")
 	c.create.Flag("name", "Who or what the token is for, e.g. grafana.").Required().StringVar(&c.name)
-	c.create.Flag("scopes", "Comma-separated scopes: read, write, admin (each implies the ones before it).").Default("read").StringVar(&c.scopes)
+	c.create.Flag("scopes", "Comma-separated scopes: read, write, admin (each implies the ones before it), or ingest (send OTLP data only; admin implies it).").Default("read").StringVar(&c.scopes)
+	c.create.Flag("tenant", "Tenant of an ingest token: set as the tenant label on everything it sends, counted against collector.limits.max_series_per_tenant.").StringVar(&c.tenant)
 	c.create.Flag("ttl", "Lifetime, e.g. 90d; 0 never expires.").Default("0s").SetValue(&c.ttl)
 	c.list = tok.Command("list", "List API tokens (never their secrets).")
 	c.revoke = tok.Command("revoke", "Revoke an API token by id.")
@@ -65,12 +67,19 @@ func (c *tokenCommands) runCreate(ctx context.Context, stdout, _ io.Writer) erro
 		return err
 	}
 	defer closeFn()
-	secret, tok, err := ts.Create(ctx, c.name, scopes, time.Duration(c.ttl), "cli")
+	if err := auth.ValidTenant(c.tenant); err != nil {
+		return fmt.Errorf("--tenant: %w", err)
+	}
+	secret, tok, err := ts.CreateToken(ctx, auth.Token{Name: c.name, Scopes: scopes, Tenant: c.tenant}, time.Duration(c.ttl), "cli")
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, secret)
-	fmt.Fprintf(stdout, "# id %s, scopes %v; store the token now, it is not shown again\n", tok.ID, tok.Scopes)
+	tenant := ""
+	if tok.Tenant != "" {
+		tenant = ", tenant " + tok.Tenant
+	}
+	fmt.Fprintf(stdout, "# id %s, scopes %v%s; store the token now, it is not shown again\n", tok.ID, tok.Scopes, tenant)
 	return nil
 }
 
@@ -85,9 +94,13 @@ func (c *tokenCommands) runList(ctx context.Context, stdout, _ io.Writer) error 
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tCREATED\tEXPIRES\tREVOKED")
+	fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tTENANT\tCREATED\tEXPIRES\tREVOKED")
 	for _, t := range toks {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", t.ID, t.Name, t.Scopes, fmtTime(t.CreatedAt), fmtTime(t.ExpiresAt), fmtTime(t.RevokedAt))
+		tenant := t.Tenant
+		if tenant == "" {
+			tenant = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Scopes, tenant, fmtTime(t.CreatedAt), fmtTime(t.ExpiresAt), fmtTime(t.RevokedAt))
 	}
 	return tw.Flush()
 }

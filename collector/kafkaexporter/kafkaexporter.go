@@ -29,6 +29,7 @@ import (
 
 	"github.com/aiops-dev/aiops/collector/internal/kafkaotlp"
 	"github.com/aiops-dev/aiops/collector/internal/obs"
+	"github.com/aiops-dev/aiops/collector/internal/queuecount"
 )
 
 // Type is the component type name.
@@ -152,7 +153,11 @@ func NewFactory(deps Deps) exporter.Factory {
 				return nil, err
 			}
 			e.topic, e.signal = e.cfg.Topics.Metrics, obs.SignalMetrics
-			return exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics, opts...)
+			exp, err := exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics, opts...)
+			if err != nil || !e.cfg.Queue.HasValue() {
+				return exp, err
+			}
+			return queuecount.Metrics(exp, deps.Metrics), nil
 		}, component.StabilityLevelBeta),
 		exporter.WithLogs(func(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {
 			e, opts, err := create(set, cfg)
@@ -160,7 +165,11 @@ func NewFactory(deps Deps) exporter.Factory {
 				return nil, err
 			}
 			e.topic, e.signal = e.cfg.Topics.Logs, obs.SignalLogs
-			return exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs, opts...)
+			exp, err := exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs, opts...)
+			if err != nil || !e.cfg.Queue.HasValue() {
+				return exp, err
+			}
+			return queuecount.Logs(exp, deps.Metrics), nil
 		}, component.StabilityLevelBeta),
 		exporter.WithTraces(func(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Traces, error) {
 			e, opts, err := create(set, cfg)
@@ -168,7 +177,11 @@ func NewFactory(deps Deps) exporter.Factory {
 				return nil, err
 			}
 			e.topic, e.signal = e.cfg.Topics.Spans, obs.SignalSpans
-			return exporterhelper.NewTraces(ctx, set, cfg, e.pushTraces, opts...)
+			exp, err := exporterhelper.NewTraces(ctx, set, cfg, e.pushTraces, opts...)
+			if err != nil || !e.cfg.Queue.HasValue() {
+				return exp, err
+			}
+			return queuecount.Traces(exp, deps.Metrics), nil
 		}, component.StabilityLevelBeta),
 	)
 }

@@ -32,6 +32,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/aiops-dev/aiops/collector/internal/obs"
+	"github.com/aiops-dev/aiops/collector/internal/queuecount"
+	"github.com/aiops-dev/aiops/collector/limits"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -139,6 +141,9 @@ type Config struct {
 	Translation                  TranslationConfig                                        `mapstructure:"translation"`
 	// WriteThrough applies to metrics with a sending queue.
 	WriteThrough WriteThroughConfig `mapstructure:"write_through"`
+	// Limits are applied to every sample written (see
+	// MetricsWriter.WithLimits).
+	Limits limits.Config `mapstructure:"limits"`
 }
 
 // Validate is called by the collector when it loads the configuration.
@@ -148,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.WriteThrough.Validate(); err != nil {
 		return fmt.Errorf("write_through::%w", err)
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("limits::%w", err)
 	}
 	return nil
 }
@@ -190,6 +198,8 @@ type Deps struct {
 	OpenClickHouse OpenFunc
 	Metrics        *obs.Metrics
 	Logger         *slog.Logger
+	// Now is the clock the limits are applied by; nil is time.Now.
+	Now func() time.Time
 }
 
 func defaultConfig() Config {
@@ -206,6 +216,7 @@ func defaultConfig() Config {
 		Queue:         configoptional.Default(queue),
 		Retry:         retry,
 		WriteThrough:  WriteThroughConfig{SlowWrite: time.Second},
+		Limits:        limits.DefaultConfig(),
 	}
 }
 
@@ -294,7 +305,11 @@ func (f *factory) newExporter(set exporter.Settings, cfg component.Config) (*sto
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e := &storeExporter{metrics: f.deps.Metrics, logger: logger, name: set.ID.String()}
+	now := f.deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	e := &storeExporter{metrics: f.deps.Metrics, logger: logger, name: set.ID.String(), now: now}
 	var common *Config
 	if f.clickhouse {
 		c := cfg.(*ClickHouseConfig)
@@ -321,7 +336,7 @@ func (f *factory) newExporter(set exporter.Settings, cfg component.Config) (*sto
 		e.getStore = func(context.Context) (storage.Store, error) { return st, nil }
 		e.release = func() error { return nil }
 	}
-	e.translation = common.Translation
+	e.translation, e.limits = common.Translation, common.Limits
 	return e, common, nil
 }
 
@@ -341,7 +356,11 @@ func (f *factory) createMetrics(ctx context.Context, set exporter.Settings, cfg 
 		return nil, err
 	}
 	if !c.WriteThrough.Enabled || !c.Queue.HasValue() {
-		return exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics, f.options(e, c)...)
+		exp, err := exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics, f.options(e, c)...)
+		if err != nil || !c.Queue.HasValue() {
+			return exp, err
+		}
+		return queuecount.Metrics(exp, e.metrics), nil
 	}
 	wt := newWriteThroughMetrics(e, c.WriteThrough, c.TimeoutConfig.Timeout)
 	queued, err := exporterhelper.NewMetrics(ctx, set, cfg, func(ctx context.Context, md pmetric.Metrics) error {
@@ -363,7 +382,11 @@ func (f *factory) createLogs(ctx context.Context, set exporter.Settings, cfg com
 	if err != nil {
 		return nil, err
 	}
-	return exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs, f.options(e, c)...)
+	exp, err := exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs, f.options(e, c)...)
+	if err != nil || !c.Queue.HasValue() {
+		return exp, err
+	}
+	return queuecount.Logs(exp, e.metrics), nil
 }
 
 func (f *factory) createTraces(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Traces, error) {
@@ -371,13 +394,19 @@ func (f *factory) createTraces(ctx context.Context, set exporter.Settings, cfg c
 	if err != nil {
 		return nil, err
 	}
-	return exporterhelper.NewTraces(ctx, set, cfg, e.pushTraces, f.options(e, c)...)
+	exp, err := exporterhelper.NewTraces(ctx, set, cfg, e.pushTraces, f.options(e, c)...)
+	if err != nil || !c.Queue.HasValue() {
+		return exp, err
+	}
+	return queuecount.Traces(exp, e.metrics), nil
 }
 
 type storeExporter struct {
 	getStore    func(context.Context) (storage.Store, error)
 	release     func() error
 	translation TranslationConfig
+	limits      limits.Config
+	now         func() time.Time
 	metrics     *obs.Metrics
 	logger      *slog.Logger
 	name        string
@@ -397,7 +426,7 @@ func (e *storeExporter) writeMetrics(ctx context.Context, mds ...pmetric.Metrics
 		return e.failed(obs.SignalMetrics, err)
 	}
 	e.writerOnce.Do(func() {
-		e.writer = NewMetricsWriter(st, e.translation, e.metrics, e.logger, e.name)
+		e.writer = NewMetricsWriter(st, e.translation, e.metrics, e.logger, e.name, WithLimits(e.limits, e.now))
 	})
 	start := time.Now()
 	n := 0

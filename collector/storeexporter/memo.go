@@ -37,6 +37,8 @@ import (
 	"github.com/prometheus/prometheus/util/annotations"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/aiops-dev/aiops/collector/limits"
 )
 
 var staleNaN = math.Float64frombits(value.StaleNaN)
@@ -54,6 +56,12 @@ type request struct {
 
 	seenTarget map[targetKey]struct{}
 	rec        recorder
+
+	// guard is the writer's appender when it applies limits; series and
+	// epoch are its series limiter and generation.
+	guard  *appender
+	series *limits.Series
+	epoch  uint64
 
 	// shell holds copies of one resource and scope, in which single
 	// metrics are handed to the translator.
@@ -81,6 +89,9 @@ type freshEntry struct {
 // does, through the series cache.
 func (w *MetricsWriter) translateMemo(ctx context.Context, app promstorage.AppenderV2, md pmetric.Metrics) (annotations.Annotations, error) {
 	r := request{w: w, c: w.cache, ctx: ctx, app: app, shellAt: [2]int{-1, -1}}
+	if g, ok := app.(*appender); ok && g.w.series != nil {
+		r.guard, r.series, r.epoch = g, g.w.series, g.epoch
+	}
 	rms := md.ResourceMetrics()
 	for i := range rms.Len() {
 		rm := rms.At(i)
@@ -420,6 +431,17 @@ func (r *request) remember(me *metricEntry, opts promstorage.AOptions) {
 // appendSlot appends one sample of a cached series.
 func (r *request) appendSlot(s *slot, st, t int64, v float64, opts *promstorage.AOptions) bool {
 	old := s.ref.Load()
+	if old != 0 && r.series != nil && s.epoch.Load() != r.epoch {
+		// A series the store knows, first written in this generation
+		// of the series limiter: tell the limiter it is still active.
+		// (Series without a reference go through the appender's own
+		// checks.)
+		if vi := r.series.Admit(s.hash, s.tenant, r.epoch); vi.Reason != "" {
+			_ = r.guard.reject(vi, s.ls, t, *opts)
+			return true
+		}
+		s.epoch.Store(r.epoch)
+	}
 	ref, err := r.app.Append(promstorage.SeriesRef(old), s.ls, st, t, v, nil, nil, *opts)
 	if err != nil {
 		r.failed = true
@@ -453,6 +475,13 @@ func (r *request) forward(recs []recorded, cache bool) ([]slot, bool) {
 		if cache {
 			slots[i].ls = a.ls
 			slots[i].ref.Store(uint64(ref))
+			if r.series != nil {
+				slots[i].hash, slots[i].tenant = a.ls.Hash(), a.ls.Get(limits.TenantLabel)
+				if ref != 0 {
+					// The appender has just admitted it.
+					slots[i].epoch.Store(r.epoch)
+				}
+			}
 		}
 	}
 	return slots, true

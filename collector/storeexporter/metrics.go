@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
+	"time"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -16,6 +18,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/aiops-dev/aiops/collector/internal/obs"
+	"github.com/aiops-dev/aiops/collector/internal/outcome"
+	"github.com/aiops-dev/aiops/collector/limits"
 )
 
 // MetricsWriter writes OTLP metrics into a Prometheus AppendableV2 through
@@ -38,13 +42,40 @@ type MetricsWriter struct {
 	// cache remembers the translator's output per series; nil when
 	// translation.cache_series is negative.
 	cache *seriesCache
+
+	// limits, when guarded, refuse samples and series (WithLimits).
+	limits  limits.Config
+	guarded bool
+	series  *limits.Series
+	now     func() time.Time
+	log     *limits.Log
+}
+
+// WriterOption configures a MetricsWriter.
+type WriterOption func(*MetricsWriter)
+
+// WithLimits makes the writer refuse, sample by sample, what l refuses:
+// samples more than MaxFuture ahead of now, series whose labels break
+// the label limits (checked once per new series, on the translator's
+// output) and new series beyond the series limits. The OTLP ingress
+// refuses most of it earlier, point by point; this is where the data of
+// the ingester role (Kafka) and of replayed queues is checked.
+func WithLimits(l limits.Config, now func() time.Time) WriterOption {
+	return func(w *MetricsWriter) {
+		w.limits, w.guarded, w.now = l, true, now
+		w.series = l.NewSeries()
+	}
 }
 
 // NewMetricsWriter returns a writer appending to dst with the given
 // translation configuration. exporter names the writer in self-metrics.
-func NewMetricsWriter(dst promstorage.AppendableV2, cfg TranslationConfig, m *obs.Metrics, logger *slog.Logger, exporter string) *MetricsWriter {
+func NewMetricsWriter(dst promstorage.AppendableV2, cfg TranslationConfig, m *obs.Metrics, logger *slog.Logger, exporter string, opts ...WriterOption) *MetricsWriter {
 	settings := cfg.Settings()
-	w := &MetricsWriter{dst: dst, settings: settings, partSettings: settings, metrics: m, logger: logger, exporter: exporter}
+	w := &MetricsWriter{dst: dst, settings: settings, partSettings: settings, metrics: m, logger: logger, exporter: exporter, now: time.Now}
+	for _, o := range opts {
+		o(w)
+	}
+	w.log = limits.NewLog(logger, "refused metric data points", refusalLogInterval, w.now, "exporter", exporter)
 	w.partSettings.DisableTargetInfo = true
 	w.converters.New = func() any { return prw.NewPrometheusConverter(nil) }
 	switch {
@@ -56,18 +87,31 @@ func NewMetricsWriter(dst promstorage.AppendableV2, cfg TranslationConfig, m *ob
 	return w
 }
 
+// refusalLogInterval spaces the log lines about refused data.
+const refusalLogInterval = time.Minute
+
 // WriteMetrics appends mds in one appender transaction. It returns nil
 // when everything that can ever be written was committed; data that can
-// never be written (translator errors, samples the store refuses for good)
-// is counted and logged, not retried. Any other error means nothing was
-// committed and the caller should retry the whole batch.
+// never be written (translator errors, samples the store or the limits
+// refuse for good) is counted, logged at most once a minute and, when
+// ctx carries an outcome.Outcome, reported to it, not retried. Any other
+// error means nothing was committed and the caller should retry the
+// whole batch.
 func (w *MetricsWriter) WriteMetrics(ctx context.Context, mds ...pmetric.Metrics) error {
 	// The translator checks its context every 128 points; cancelling it on
 	// the first transient append error stops a doomed conversion early.
+	outer := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	app := &appender{AppenderV2: w.dst.AppenderV2(ctx), cancel: cancel}
+	now := w.now()
+	app := &appender{AppenderV2: w.dst.AppenderV2(ctx), cancel: cancel, w: w, now: now, maxT: math.MaxInt64}
+	if w.guarded {
+		app.maxT = now.Add(w.limits.MaxFuture).UnixMilli()
+		if w.series != nil {
+			app.epoch = w.series.Epoch(now)
+		}
+	}
 	var annots annotations.Annotations
 	var convErr error
 	for _, md := range mds {
@@ -102,7 +146,13 @@ func (w *MetricsWriter) WriteMetrics(ctx context.Context, mds ...pmetric.Metrics
 			// The store refused the batch for a reason that a retry
 			// cannot change.
 			w.metrics.RejectedSamples.WithLabelValues(reason).Add(float64(app.samples))
-			w.logger.Warn("store refused metrics batch", "exporter", w.exporter, "samples", app.samples, "err", err)
+			points := 0
+			for _, md := range mds {
+				points += md.DataPointCount()
+			}
+			var r limits.Refusals
+			r.Add(limits.Violation{Reason: limits.Reason(reason), Err: err, At: now}, points)
+			w.refused(outer, r)
 			return consumererror.NewPermanent(fmt.Errorf("commit metrics: %w", err))
 		}
 		return fmt.Errorf("commit metrics: %w", err)
@@ -112,8 +162,9 @@ func (w *MetricsWriter) WriteMetrics(ctx context.Context, mds ...pmetric.Metrics
 	for reason, n := range app.rejected {
 		w.metrics.RejectedSamples.WithLabelValues(reason).Add(float64(n))
 	}
-	if len(app.rejected) > 0 {
-		w.logger.Warn("store refused samples", "exporter", w.exporter, "refused", app.rejected, "first_err", app.firstRejectErr)
+	w.refused(outer, app.refused)
+	if w.series != nil {
+		w.metrics.ActiveSeries.WithLabelValues(w.exporter).Set(float64(w.series.Active()))
 	}
 	if len(annots) > 0 {
 		for category, n := range prw.CountWarningsByCategory(annots) {
@@ -135,6 +186,19 @@ func (w *MetricsWriter) WriteMetrics(ctx context.Context, mds ...pmetric.Metrics
 	return nil
 }
 
+// refused counts, logs and reports to ctx's outcome the data points the
+// store or the limits refused.
+func (w *MetricsWriter) refused(ctx context.Context, r limits.Refusals) {
+	if r.Points == 0 {
+		return
+	}
+	for reason, n := range r.ByReason() {
+		w.metrics.Refused.WithLabelValues(obs.SignalMetrics, string(reason)).Add(float64(n))
+	}
+	outcome.From(ctx).Refuse(r)
+	w.log.Note(r)
+}
+
 func countErrors(err error) int {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		n := 0
@@ -146,22 +210,56 @@ func countErrors(err error) int {
 	return 1
 }
 
-// appender sits between the translator and the store: it counts samples,
-// turns per-sample refusals into counts so the translator goes on with the
-// rest of the batch, and remembers the first transient error.
+// appender sits between the translator and the store: it applies the
+// limits, counts samples, turns per-sample refusals into counts so the
+// translator goes on with the rest of the batch, and remembers the first
+// transient error.
 type appender struct {
 	promstorage.AppenderV2
 	cancel context.CancelFunc
+	w      *MetricsWriter
+	now    time.Time
+	// maxT is the latest timestamp (ms) accepted; epoch the series
+	// limiter's generation.
+	maxT  int64
+	epoch uint64
 
-	samples        int
-	rejected       map[string]int
-	firstRejectErr error
-	err            error
+	samples  int
+	rejected map[string]int // samples, by reason
+	refused  limits.Refusals
+	last     pointKey
+	hashBuf  []byte
+	err      error
+}
+
+// pointKey identifies the data point a sample belongs to: the samples of
+// one point (a histogram's buckets, sum and count) share a timestamp, a
+// metric family and all labels but le and quantile, and are appended one
+// after the other.
+type pointKey struct {
+	t      int64
+	family string
+	hash   uint64
 }
 
 func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) (promstorage.SeriesRef, error) {
 	if a.err != nil {
 		return 0, a.err
+	}
+	if t > a.maxT {
+		return 0, a.reject(limits.Violation{Reason: limits.TooFarInFuture, Ahead: time.UnixMilli(t).Sub(a.now), Limit: int(a.w.limits.MaxFuture)}, ls, t, opts)
+	}
+	if ref == 0 && a.w.guarded {
+		// A series the store has not handed us a reference for: new,
+		// or the translator's (which never keeps references).
+		if vi := a.w.limits.CheckLabels(ls); vi.Reason != "" {
+			return 0, a.reject(vi, ls, t, opts)
+		}
+		if s := a.w.series; s != nil {
+			if vi := s.Admit(ls.Hash(), ls.Get(limits.TenantLabel), a.epoch); vi.Reason != "" {
+				return 0, a.reject(vi, ls, t, opts)
+			}
+		}
 	}
 	ref, err := a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
 	if err == nil {
@@ -175,16 +273,37 @@ func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int
 		return ref, nil
 	}
 	if reason := sampleErrorReason(err); reason != "" {
-		if a.rejected == nil {
-			a.rejected = map[string]int{}
-			a.firstRejectErr = fmt.Errorf("%s: %w", ls.Get(labels.MetricName), err)
-		}
-		a.rejected[reason]++
-		return 0, nil
+		return 0, a.reject(limits.Violation{Reason: limits.Reason(reason), Err: err, At: time.UnixMilli(t)}, ls, t, opts)
 	}
 	a.err = err
 	a.cancel()
 	return 0, err
+}
+
+// reject counts a refused sample, and its data point once. It returns
+// nil: the translator goes on with the rest.
+func (a *appender) reject(v limits.Violation, ls labels.Labels, t int64, opts promstorage.AOptions) error {
+	if a.rejected == nil {
+		a.rejected = map[string]int{}
+	}
+	a.rejected[string(v.Reason)]++
+	name := ls.Get(labels.MetricName)
+	if name == "target_info" {
+		// Made by the translator per resource, not a point of its own.
+		return nil
+	}
+	var k pointKey
+	k.hash, a.hashBuf = ls.HashWithoutLabels(a.hashBuf[:0], labels.BucketLabel, "quantile")
+	k.t, k.family = t, opts.MetricFamilyName
+	if k == a.last {
+		return nil
+	}
+	a.last = k
+	if v.Metric == "" {
+		v.Metric = name
+	}
+	a.refused.Add(v, 1)
+	return nil
 }
 
 // sampleErrorReason names errors that say a sample can never be stored,

@@ -331,6 +331,12 @@ type seriesEntry struct {
 type slot struct {
 	ls  labels.Labels
 	ref atomic.Uint64
+	// With a series limit: the hash of ls and its tenant, and the
+	// limiter's generation in which the series was last reported to it
+	// (see limits.Series).
+	hash   uint64
+	tenant string
+	epoch  atomic.Uint64
 }
 
 func (e *seriesEntry) weight() int { return len(e.slots) }

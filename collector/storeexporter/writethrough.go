@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/aiops-dev/aiops/collector/internal/obs"
+	"github.com/aiops-dev/aiops/collector/internal/queuecount"
 )
 
 // WriteThroughConfig makes the metrics exporter write each request to the
@@ -164,6 +165,7 @@ func (w *writeThroughMetrics) ConsumeMetrics(ctx context.Context, md pmetric.Met
 	n := int64(md.DataPointCount())
 	w.pending.Add(n)
 	if err := w.Metrics.ConsumeMetrics(ctx, md); err != nil {
+		queuecount.Offered(w.e.metrics, obs.SignalMetrics, int(n), err)
 		w.written(n)
 		return err
 	}

@@ -4,6 +4,8 @@
 package obs
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -33,7 +35,16 @@ const (
 	ReasonTranslation = "translation"
 	// ReasonMalformed: a Kafka message that does not decode as OTLP.
 	ReasonMalformed = "malformed"
+	// ReasonUnauthenticated, ReasonForbidden: the OTLP client's
+	// credential is missing or unknown, or lacks the ingest scope
+	// (values of aiops_collector_auth_failures_total's reason).
+	ReasonUnauthenticated = "unauthenticated"
+	ReasonForbidden       = "forbidden"
 )
+
+// Refusals by the collector's limits (collector/limits) and by the store
+// (too_old, out_of_order, out_of_bounds, duplicate_timestamp, ...) use
+// the limit's or the store's reason as the reason label.
 
 // Metrics are the self-metrics of one collector instance. All are
 // registered on the Registerer given to New.
@@ -63,6 +74,19 @@ type Metrics struct {
 	RejectedSamples *prometheus.CounterVec
 	// TranslationWarnings counts warnings of the OTLP translator.
 	TranslationWarnings *prometheus.CounterVec
+	// ActiveSeries is the number of active series the series limit
+	// counts, by exporter.
+	ActiveSeries *prometheus.GaugeVec
+
+	// QueueWriteFailures counts items whose enqueueing failed after the
+	// queue counted them (see collector/internal/queuecount).
+	QueueWriteFailures *prometheus.CounterVec
+	queueWriteFailures [3]atomic.Int64
+
+	// OTLP listeners.
+	AuthFailures       *prometheus.CounterVec
+	Connections        *prometheus.GaugeVec
+	ConnectionsRefused *prometheus.CounterVec
 
 	// Kafka.
 	KafkaProduced       *prometheus.CounterVec
@@ -115,6 +139,26 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "translation_warnings_total",
 			Help: "Warnings of the OTLP to Prometheus translator, by category.",
 		}, []string{"category"}),
+		ActiveSeries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "active_series",
+			Help: "Series written recently enough to count against collector.limits.max_series.",
+		}, []string{"exporter"}),
+		QueueWriteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "queue_write_failures_total",
+			Help: "Items the queue failed to store (a full disk, say); exporterhelper's own queue size still counts them, aiops_collector_queue_items does not.",
+		}, []string{"signal"}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "auth_failures_total",
+			Help: "OTLP requests refused for their credential: unauthenticated (missing, unknown, expired) or forbidden (no ingest scope).",
+		}, []string{"reason"}),
+		Connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "otlp_connections",
+			Help: "Open connections of the OTLP listeners.",
+		}, []string{"transport"}),
+		ConnectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "otlp_connections_refused_total",
+			Help: "Connections the OTLP listeners closed at once because collector.otlp.max_connections were open.",
+		}, []string{"transport"}),
 		KafkaProduced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "kafka_produced_messages_total",
 			Help: "Kafka messages written and acknowledged by all in-sync replicas.",
@@ -146,7 +190,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.Received, m.Stored, m.Refused, m.ExportFailures, m.ExportDuration, m.Spilled,
-		m.StoredSamples, m.RejectedSamples, m.TranslationWarnings,
+		m.StoredSamples, m.RejectedSamples, m.TranslationWarnings, m.ActiveSeries,
+		m.AuthFailures, m.Connections, m.ConnectionsRefused, m.QueueWriteFailures,
 		m.KafkaProduced, m.KafkaProducedBytes, m.KafkaConsumed, m.KafkaMalformed,
 		m.KafkaCommitted, m.KafkaCommitFailures, m.KafkaLag,
 	} {
@@ -161,6 +206,26 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		m.Stored.WithLabelValues(s)
 	}
 	return m, nil
+}
+
+func signalIndex(signal string) int {
+	switch signal {
+	case SignalLogs:
+		return 1
+	case SignalSpans:
+		return 2
+	}
+	return 0
+}
+
+// AddQueueWriteFailures adds n to the signal's queue write failures.
+func (m *Metrics) AddQueueWriteFailures(signal string, n int64) {
+	m.queueWriteFailures[signalIndex(signal)].Add(n)
+}
+
+// QueueWriteFailureCount returns the signal's queue write failures so far.
+func (m *Metrics) QueueWriteFailureCount(signal string) int64 {
+	return m.queueWriteFailures[signalIndex(signal)].Load()
 }
 
 // NewUnregistered returns metrics registered nowhere, for components
