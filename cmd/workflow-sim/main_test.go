@@ -70,10 +70,14 @@ func TestTelemetryReachesAiops(t *testing.T) {
 	scenarioFile := filepath.Join(dir, "scenario.yaml")
 	os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600)
 	// Short faults, so that the error series exist too: LLM errors and
-	// failed jobs, 5xx answers, 401s.
+	// failed jobs, 5xx answers, 401s. The simulated clock follows the
+	// wall clock (the store takes recent data only), so demand is made
+	// flat: what the test sees must not depend on the hour it runs at.
 	os.WriteFile(scenarioFile, []byte(`
+engine:
+  trough_ratio: 1
 faults:
-  - {fault: llm_outage, target: openai, intensity: 0.5, duration: 3s}
+  - {fault: llm_outage, target: openai, intensity: 1, duration: 3s}
   - {fault: bad_config, target: api-1, intensity: 0.5, duration: 3s}
   - {fault: auth_attack, target: api, intensity: 50, duration: 3s}
 `), 0o600)
