@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/aiops-dev/aiops/internal/diskspace"
 )
 
 // ReserveFile is the file under the data dir that holds disk space back
@@ -71,7 +73,7 @@ func (d *diskSpace) check() error {
 		return d.err
 	}
 	d.checked = now
-	free, err := freeBytes(d.dir)
+	free, err := diskspace.Free(d.dir)
 	if err != nil {
 		// Unknown: do not refuse on a guess.
 		d.err = nil

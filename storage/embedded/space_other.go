@@ -2,13 +2,7 @@
 
 package embedded
 
-import (
-	"errors"
-	"os"
-)
-
-// freeBytes is unknown here: the free-space check is off.
-func freeBytes(string) (int64, error) { return 0, errors.ErrUnsupported }
+import "os"
 
 // reserve writes a file of size bytes at path, or leaves an existing one.
 func reserve(path string, size int64) error {
