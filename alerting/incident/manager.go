@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,6 +119,10 @@ type Manager struct {
 	head    position
 	changed chan struct{}
 
+	// loaded is set once every incident has been read from the store;
+	// until then changes fail retryably (see New).
+	loaded atomic.Bool
+
 	// testHookPrepared, when set, runs in HandleGroup once the group is
 	// prepared, before the write lock is taken.
 	testHookPrepared func()
@@ -130,7 +135,11 @@ type metrics struct {
 }
 
 // New checks cfg, reads every incident event from the store and folds
-// them into the current state of every incident.
+// them into the current state of every incident. A store that is
+// unavailable (storage.ErrUnavailable: ClickHouse down when aiops starts)
+// is read again by Run until it answers; meanwhile the Manager lists no
+// incidents and its changes fail retryably, so that the Alertmanager
+// hands the groups again.
 func New(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -164,14 +173,44 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
 		}
 	}
 	if err := mg.rebuild(ctx); err != nil {
-		return nil, err
+		if !errors.Is(err, storage.ErrUnavailable) {
+			return nil, err
+		}
+		mg.logger.Warn("Incidents not loaded: the store is unavailable; retrying", "err", err)
+		return mg, nil
 	}
+	mg.loaded.Store(true)
 	return mg, nil
+}
+
+// load reads the incidents after New could not, holding every lock, as
+// New's own reading is the only goroutine.
+func (mg *Manager) load(ctx context.Context) error {
+	mg.writeMu.Lock()
+	defer mg.writeMu.Unlock()
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	if err := mg.rebuild(ctx); err != nil {
+		return err
+	}
+	mg.loaded.Store(true)
+	close(mg.changed) // the feed's readers waiting
+	mg.changed = make(chan struct{})
+	return nil
+}
+
+// checkLoaded refuses changes until the incidents have been read.
+func (mg *Manager) checkLoaded() error {
+	if mg.loaded.Load() {
+		return nil
+	}
+	return fmt.Errorf("incidents not loaded yet: %w", storage.ErrUnavailable)
 }
 
 // rebuild folds every incident event in the store.
 func (mg *Manager) rebuild(ctx context.Context) error {
 	logs := map[string][]Event{}
+	mg.written = position{}
 	q := storage.EventQuery{KindPrefix: KindPrefix, Limit: storage.DefaultQueryLimit}
 	for {
 		evs, err := mg.events.QueryEvents(ctx, q)
@@ -499,6 +538,9 @@ func (mg *Manager) HandleGroup(ctx context.Context, g Group) error {
 	if len(mg.cfg.Receivers) > 0 && !slices.Contains(mg.cfg.Receivers, g.Receiver) {
 		return nil
 	}
+	if err := mg.checkLoaded(); err != nil {
+		return err
+	}
 	p, err := prepareGroup(ctx, g, mg.now())
 	if err != nil {
 		return err
@@ -769,9 +811,25 @@ func labelMap(ls model.LabelSet) map[string]string {
 	return m
 }
 
-// Run checks the auto-resolve and escalation deadlines every
-// CheckInterval until ctx is done.
+// Run reads the incidents if New could not, then checks the
+// auto-resolve and escalation deadlines every CheckInterval until ctx is
+// done.
 func (mg *Manager) Run(ctx context.Context) error {
+	wait := time.Second
+	for !mg.loaded.Load() {
+		err := mg.load(ctx)
+		if err == nil {
+			mg.logger.Info("Incidents loaded after the store became available")
+			break
+		}
+		mg.logger.Warn("Incidents not loaded: the store is unavailable; retrying", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 	tick := time.NewTicker(time.Duration(mg.cfg.CheckInterval))
 	defer tick.Stop()
 	for {
@@ -789,6 +847,9 @@ func (mg *Manager) Run(ctx context.Context) error {
 // CheckDeadlines resolves the incidents whose quiet period is over and
 // escalates those unacknowledged for EscalateAfter, once.
 func (mg *Manager) CheckDeadlines(ctx context.Context) error {
+	if err := mg.checkLoaded(); err != nil {
+		return err
+	}
 	mg.writeMu.Lock()
 	defer mg.writeMu.Unlock()
 	if err := mg.resyncDirty(ctx); err != nil {
@@ -836,6 +897,9 @@ type Action struct {
 func (mg *Manager) change(ctx context.Context, id string, a Action, decide func(t *tx) error) (Incident, error) {
 	if len(a.Comment) > MaxCommentBytes {
 		return Incident{}, fmt.Errorf("%w: comment: longer than %d bytes", ErrInvalid, MaxCommentBytes)
+	}
+	if err := mg.checkLoaded(); err != nil {
+		return Incident{}, err
 	}
 	mg.writeMu.Lock()
 	defer mg.writeMu.Unlock()
