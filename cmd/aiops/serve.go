@@ -120,6 +120,9 @@ func (c *serveCommand) run(ctx context.Context, _, stderr io.Writer) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	logger.Info("Starting aiops", "version", versionString(), "role", cfg.Role, "storage", cfg.Storage.Backend)
+	if err := privateState(cfg, logger); err != nil {
+		return fmt.Errorf("state directories: %w", err)
+	}
 	return serve(ctx, cfg, logger, reg)
 }
 

@@ -541,3 +541,53 @@ func TestServeAlertsBecomeIncidents(t *testing.T) {
 		t.Error("a token appears in the server log")
 	}
 }
+
+// TestServeKeepsStatePrivate: everything aiops keeps under its data dir
+// (aiops.db with audit records and token hashes, the TSDB, the queue,
+// alerting and analyzer state, the admin token) is its user's alone:
+// directories 0700, files 0600, including what an older aiops left with
+// wider permissions.
+func TestServeKeepsStatePrivate(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(filepath.Join(dataDir, "alerting"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "alerting", "rules-state.json"), []byte(`{"version":1,"alerts":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServe(t, dataDir)
+	newGaugeSender(t, ts.grpc, "private").send(t, 1)
+	testutil.WaitFor(t, "the point to be stored", 30*time.Second, func() bool {
+		return ts.query(t, `queue_depth{job="private"}`) == "1"
+	})
+	if code := ts.stop(); code != 0 {
+		t.Fatalf("serve exited with %d", code)
+	}
+	seen := map[string]bool{}
+	err := filepath.WalkDir(dataDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dataDir, path)
+		seen[strings.SplitN(rel, string(filepath.Separator), 2)[0]] = true
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or other permissions", rel, info.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"aiops.db", "tsdb", "queue", "alerting", "admin.token"} {
+		if !seen[want] {
+			t.Errorf("no %s under the data dir; the test checks less than it should (saw %v)", want, seen)
+		}
+	}
+}

@@ -89,10 +89,16 @@ func OpenRecords(cfg Config) (*Records, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	// The file holds audit records, incidents and token hashes: its
+	// owner's alone. SQLite gives its journal files the same mode.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	db, err := openSQL(filepath.Join(cfg.DataDir, "aiops.db"))
+	path := filepath.Join(cfg.DataDir, "aiops.db")
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
+	db, err := openSQL(path)
 	if err != nil {
 		return nil, err
 	}
