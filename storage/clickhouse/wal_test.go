@@ -198,6 +198,9 @@ func TestWALAbsorbsOutage(t *testing.T) {
 	if !errors.Is(full, storage.ErrUnavailable) || len(acked) < 20_000 {
 		t.Fatalf("after %d samples acknowledged with ClickHouse down: %v; want some 40,000 and then ErrUnavailable", len(acked), full)
 	}
+	if err := s.Ready(ctx); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Ready with the write-ahead log full: %v, want ErrUnavailable", err)
+	}
 	// Closing while ClickHouse is down keeps the log.
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
