@@ -21,12 +21,15 @@ func privateState(cfg Config, logger *slog.Logger) error {
 	if cfg.Storage.ClickHouse.WAL.Dir != "" {
 		dirs = append(dirs, cfg.Storage.ClickHouse.WAL.Dir)
 	}
+	// The data dir always holds something (the admin token, the queue);
+	// the others are narrowed when they exist, and their components
+	// create them private.
+	if err := os.MkdirAll(cfg.Storage.Embedded.DataDir, 0o700); err != nil {
+		return err
+	}
 	for _, dir := range dirs {
 		if dir == "" {
 			continue
-		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
 		}
 		narrowed := 0
 		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
+	"github.com/aiops-dev/aiops/internal/diskspace"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/embedded/internal/walmend"
 )
@@ -70,6 +71,10 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// minOpenBytes is the free space the TSDB needs to open: its head chunk
+// files are preallocated (128 KiB each), and it writes a few small files.
+const minOpenBytes = 1 << 20
 
 // Store is the embedded backend. It implements storage.Store.
 //
@@ -173,8 +178,14 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer, options ..
 		o(s)
 	}
 	// The reserve gives the TSDB room to open, and is taken again once
-	// there is room for it besides.
+	// there is room for it besides. Without room the TSDB panics as it
+	// opens (it preallocates its head chunk files); say so instead.
 	s.space.release()
+	if free, err := diskspace.Free(cfg.DataDir); err == nil && free < minOpenBytes {
+		records.Close()
+		return nil, fmt.Errorf("open tsdb: %d KiB free in %s, and the TSDB needs about %d KiB to open: free some space (storage.embedded.disk_reserve_mib keeps room for this in advance)",
+			free>>10, cfg.DataDir, minOpenBytes>>10)
+	}
 	db, err := s.openTSDB()
 	if err != nil {
 		records.Close()
