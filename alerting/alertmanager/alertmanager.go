@@ -364,9 +364,7 @@ func New(opts Options) (*Alertmanager, error) {
 		for {
 			select {
 			case <-am.stopc:
-				if _, err := am.saved.file.Save(); err != nil {
-					logger.Error("Creating shutdown snapshot of the alerts failed", "err", err)
-				}
+				am.saved.close()
 				return
 			case <-t.C:
 				am.saved.refresh()

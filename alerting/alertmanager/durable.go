@@ -4,23 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"net/http"
-	"os"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/prometheus/common/model"
-
-	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/alertmanager/nflog"
 	"github.com/prometheus/alertmanager/nflog/nflogpb"
-	"github.com/prometheus/alertmanager/provider/mem"
 	"github.com/prometheus/alertmanager/silence"
 	"github.com/prometheus/alertmanager/silence/silencepb"
 )
@@ -89,163 +80,6 @@ func (l *durableNflog) Log(r *nflogpb.Receiver, gkey string, firing, resolved, m
 		return errNotSaved("a notification log entry", err)
 	}
 	return nil
-}
-
-// savedAlert is an alert as the alerts file keeps it.
-type savedAlert struct {
-	model.Alert
-	UpdatedAt time.Time `json:"updatedAt"`
-	Timeout   bool      `json:"timeout,omitempty"`
-}
-
-// savedState is what the alerts file last got of an alert: a change of
-// any of it is saved before the alert is acknowledged.
-type savedState struct {
-	startsAt    time.Time
-	endsAt      time.Time
-	annotations model.Fingerprint
-}
-
-func stateOf(a *alert.Alert) savedState {
-	return savedState{startsAt: a.StartsAt, endsAt: a.EndsAt, annotations: a.Annotations.Fingerprint()}
-}
-
-// durableAlerts is the alert store with its alerts saved to disk, so
-// that alerts posted to the API survive a restart (and those that ended
-// while aiops was down resolve when it starts, rather than leaving their
-// incidents open).
-//
-// Every alert the store holds is saved. A Put returns once its alerts
-// are on disk if it brings an alert the file does not have, or changes
-// one's start, resolution or annotations; a Put that only moves the end
-// of firing alerts further (Prometheus's resends) is saved in the
-// background within refreshInterval: until then the file holds an end
-// that is still in the future.
-type durableAlerts struct {
-	*mem.Alerts
-	file   *snapshotFile
-	logger *slog.Logger
-
-	mu    sync.Mutex
-	saved map[model.Fingerprint]savedState
-	dirty bool
-}
-
-const refreshInterval = 30 * time.Second
-
-func newDurableAlerts(a *mem.Alerts, path string, logger *slog.Logger) *durableAlerts {
-	d := &durableAlerts{Alerts: a, logger: logger, saved: map[model.Fingerprint]savedState{}}
-	d.file = newSnapshotFile(path, false, d.snapshot, logger)
-	return d
-}
-
-// load puts the saved alerts into the store.
-func (d *durableAlerts) load() error {
-	data, err := os.ReadFile(d.file.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return &StateError{File: d.file.path, Err: err}
-	}
-	var saved []savedAlert
-	if err := json.Unmarshal(data, &saved); err != nil {
-		// Only a damaged disk makes this (writes are atomic): the
-		// alerts come back as their senders repeat them.
-		d.logger.Error("Alerts file does not decode; starting without the alerts it held", "file", d.file.path, "err", err)
-		return nil
-	}
-	alerts := make([]*alert.Alert, 0, len(saved))
-	for _, s := range saved {
-		a := alert.New(s.Alert, s.UpdatedAt, s.Timeout)
-		if err := a.Validate(); err != nil {
-			continue
-		}
-		alerts = append(alerts, a)
-	}
-	if err := d.Alerts.Put(context.Background(), alerts...); err != nil {
-		return &StateError{File: d.file.path, Err: err}
-	}
-	d.mu.Lock()
-	for _, a := range alerts {
-		d.saved[a.Fingerprint()] = stateOf(a)
-	}
-	d.mu.Unlock()
-	d.logger.Info("Alerts loaded", "file", d.file.path, "alerts", len(alerts))
-	return nil
-}
-
-// Put stores alerts and saves them (see durableAlerts).
-func (d *durableAlerts) Put(ctx context.Context, alerts ...*alert.Alert) error {
-	if err := d.Alerts.Put(ctx, alerts...); err != nil {
-		return err
-	}
-	now := time.Now()
-	urgent := false
-	d.mu.Lock()
-	for _, a := range alerts {
-		stored, err := d.Alerts.Get(a.Fingerprint())
-		if err != nil {
-			continue // refused by a limit
-		}
-		old, ok := d.saved[a.Fingerprint()]
-		cur := stateOf(stored)
-		switch {
-		case !ok, !old.startsAt.Equal(cur.startsAt), old.annotations != cur.annotations,
-			!old.endsAt.After(now) != !cur.endsAt.After(now):
-			urgent = true
-		case !old.endsAt.Equal(cur.endsAt):
-			d.dirty = true
-		}
-	}
-	d.mu.Unlock()
-	if !urgent {
-		return nil
-	}
-	if _, err := d.file.Save(); err != nil {
-		return errNotSaved("the alerts", err)
-	}
-	return nil
-}
-
-// refresh saves the alerts if a Put changed them since the last save.
-func (d *durableAlerts) refresh() {
-	d.mu.Lock()
-	dirty := d.dirty
-	d.mu.Unlock()
-	if !dirty {
-		return
-	}
-	if _, err := d.file.Save(); err != nil {
-		d.logger.Error("Saving the alerts failed", "err", err)
-	}
-}
-
-// snapshot writes every alert of the store.
-func (d *durableAlerts) snapshot(w io.Writer) (int64, error) {
-	it := d.Alerts.GetPending()
-	defer it.Close()
-	var saved []savedAlert
-	state := map[model.Fingerprint]savedState{}
-	for a := range it.Next() {
-		saved = append(saved, savedAlert{Alert: a.Data.Alert, UpdatedAt: a.Data.UpdatedAt, Timeout: a.Data.Timeout})
-		state[a.Data.Fingerprint()] = stateOf(a.Data)
-	}
-	if err := it.Err(); err != nil {
-		return 0, err
-	}
-	if saved == nil {
-		saved = []savedAlert{}
-	}
-	b, err := json.Marshal(saved)
-	if err != nil {
-		return 0, err
-	}
-	d.mu.Lock()
-	d.saved, d.dirty = state, false
-	d.mu.Unlock()
-	n, err := w.Write(b)
-	return int64(n), err
 }
 
 // savingHandler saves the silences after the v2 API changed them, before

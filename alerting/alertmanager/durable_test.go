@@ -403,3 +403,39 @@ func TestPostedAlertEndingWhileDownResolves(t *testing.T) {
 		t.Errorf("the alert that has not ended is gone after the restart: %v", err)
 	}
 }
+
+// TestAlertsFileTornLine: the alerts file is a log that a crash may leave
+// with a torn last line; it is skipped, the alerts before it load, and
+// the file is rewritten with the alerts held.
+func TestAlertsFileTornLine(t *testing.T) {
+	dir := t.TempDir()
+	conf := "route:\n  receiver: r\nreceivers:\n  - name: r\n"
+	am := startAM(t, dir, conf)
+	a := model.LabelSet{"alertname": "A"}
+	for range 3 { // three lines of one alert, as resends with new annotations
+		if err := am.Put(context.Background(), alert.New(model.Alert{Labels: a, StartsAt: time.Now().Add(-time.Minute), EndsAt: time.Now().Add(time.Hour),
+			Annotations: model.LabelSet{"n": model.LabelValue(time.Now().String())}}, time.Now(), false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	am.Close()
+	path := filepath.Join(dir, AlertsFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"labels":{"alertname":"B"},"startsAt":"2025-`)
+	f.Close()
+
+	am2 := startAM(t, dir, conf)
+	if _, err := am2.Alerts().Get(a.Fingerprint()); err != nil {
+		t.Fatalf("alert before the torn line: %v", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(b, []byte("\n")); n != 1 || !bytes.HasSuffix(b, []byte("\n")) {
+		t.Errorf("alerts file after loading has %d lines, want the one alert held:\n%s", n, b)
+	}
+}
