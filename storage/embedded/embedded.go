@@ -99,13 +99,8 @@ type Store struct {
 	// now is the clock retention is measured against.
 	now func() time.Time
 
-	// gate orders every use of tdb against its reopening: a use holds it
-	// for reading (a querier until it is closed, an appender until it
-	// commits or rolls back) and takes it with TryRLock, so that while a
-	// reopen waits for the uses in flight, new ones fail at once instead
-	// of queueing; a reopen holds it for writing.
-	gate sync.RWMutex
-	tdb  *tsdb.DB // nil after a reopen failed
+	// gate holds the open TSDB and orders its uses against its closing.
+	gate gate
 	// last is the latest TSDB opened, for status reads that need no
 	// lease (Head, BlockMetas).
 	last atomic.Pointer[tsdb.DB]
@@ -191,7 +186,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer, options ..
 		records.Close()
 		return nil, err
 	}
-	s.tdb = db
+	s.gate.put(db)
 	if s.meta, err = loadMetadata(records.db); err != nil {
 		s.Close()
 		return nil, err
@@ -222,17 +217,18 @@ func (s *Store) openTSDB() (*tsdb.DB, error) {
 	return db, nil
 }
 
-// lease returns the open TSDB for one use; release it with
-// s.gate.RUnlock.
-func (s *Store) lease() (*tsdb.DB, error) {
-	if !s.gate.TryRLock() {
-		return nil, fmt.Errorf("embedded store: the TSDB is being reopened: %w", storage.ErrUnavailable)
+// leaseTimeout bounds how long closing the TSDB waits for the uses in
+// flight (queries time out within it).
+const leaseTimeout = 2 * time.Minute
+
+// lease returns the open TSDB for one use, and the function that ends
+// the use.
+func (s *Store) lease() (*tsdb.DB, func(), error) {
+	db, release := s.gate.acquire()
+	if db == nil {
+		return nil, nil, s.unavailable()
 	}
-	if s.tdb == nil {
-		s.gate.RUnlock()
-		return nil, s.unavailable()
-	}
-	return s.tdb, nil
+	return db, release, nil
 }
 
 // unavailable says why the TSDB cannot be used.
@@ -245,7 +241,7 @@ func (s *Store) unavailable() error {
 	case s.torn != nil:
 		return fmt.Errorf("embedded store: %w: a write to the TSDB's log failed (%w); nothing more is taken until it is reopened", storage.ErrUnavailable, s.torn)
 	}
-	return fmt.Errorf("embedded store is closed: %w", storage.ErrUnavailable)
+	return fmt.Errorf("embedded store: the TSDB is closed or being reopened: %w", storage.ErrUnavailable)
 }
 
 // writable returns nil while commits may be acknowledged.
@@ -325,10 +321,11 @@ func (s *Store) mender() {
 
 // reopen closes the TSDB and opens it again, which mends its log.
 func (s *Store) reopen() error {
-	s.gate.Lock()
-	defer s.gate.Unlock()
-	if old := s.tdb; old != nil {
-		s.tdb = nil
+	old, abandoned := s.gate.take(leaseTimeout)
+	if abandoned > 0 {
+		s.logger.Warn("Closing the TSDB with uses still in flight (an appender never committed or rolled back?)", "leases", abandoned)
+	}
+	if old != nil {
 		if err := closeTSDB(old); err != nil {
 			var p *tsdbPanic
 			if errors.As(err, &p) {
@@ -349,7 +346,7 @@ func (s *Store) reopen() error {
 	if err != nil {
 		return err
 	}
-	s.tdb = db
+	s.gate.put(db)
 	s.stateMu.Lock()
 	s.torn = nil
 	s.stateMu.Unlock()
@@ -411,13 +408,14 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.stop)
 	s.wg.Wait()
-	s.gate.Lock()
 	var dbErr error
-	if s.tdb != nil {
-		dbErr = closeTSDB(s.tdb)
-		s.tdb = nil
+	db, abandoned := s.gate.take(leaseTimeout)
+	if abandoned > 0 {
+		s.logger.Warn("Closing the TSDB with uses still in flight (an appender never committed or rolled back?)", "leases", abandoned)
 	}
-	s.gate.Unlock()
+	if db != nil {
+		dbErr = closeTSDB(db)
+	}
 	s.closeErr = errors.Join(dbErr, s.Records.Close())
 	return s.closeErr
 }

@@ -134,18 +134,19 @@ func (r *metadataRecorder) note(family string, ls labels.Labels, md metadata.Met
 // While the store takes no writes, its appends fail with
 // storage.ErrUnavailable.
 func (s *Store) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
-	db, err := s.lease()
+	db, release, err := s.lease()
 	if err != nil {
 		return failedAppenderV2{err}
 	}
-	return &appenderV2{AppenderV2: db.AppenderV2(ctx), ctx: ctx, meta: metadataRecorder{cache: s.meta}, lease: lease{s: s}}
+	return &appenderV2{AppenderV2: db.AppenderV2(ctx), ctx: ctx, meta: metadataRecorder{cache: s.meta}, lease: lease{s: s, release: release}}
 }
 
 // lease is an appender's hold on the TSDB (Store.gate), from its creation
 // to its commit or rollback.
 type lease struct {
-	s    *Store
-	done bool
+	s       *Store
+	release func()
+	done    bool
 }
 
 // commit commits through commit unless the store has stopped taking
@@ -154,7 +155,7 @@ func (l *lease) commit(commit, rollback func() error) error {
 	if l.done {
 		return tsdb.ErrAppenderClosed
 	}
-	defer l.release()
+	defer l.end()
 	if err := l.s.writable(); err != nil {
 		l.s.afterWrite(rollback())
 		return err
@@ -166,14 +167,14 @@ func (l *lease) rollback(rollback func() error) error {
 	if l.done {
 		return tsdb.ErrAppenderClosed
 	}
-	defer l.release()
+	defer l.end()
 	// A rollback writes to the log too (the series it created).
 	return l.s.afterWrite(rollback())
 }
 
-func (l *lease) release() {
+func (l *lease) end() {
 	l.done = true
-	l.s.gate.RUnlock()
+	l.release()
 }
 
 type appenderV2 struct {
@@ -201,11 +202,11 @@ func (a *appenderV2) Rollback() error { return a.lease.rollback(a.AppenderV2.Rol
 // While the store takes no writes, its appends fail with
 // storage.ErrUnavailable.
 func (s *Store) Appender(ctx context.Context) promstorage.Appender {
-	db, err := s.lease()
+	db, release, err := s.lease()
 	if err != nil {
 		return failedAppender{err}
 	}
-	return &appenderV1{Appender: db.Appender(ctx), ctx: ctx, meta: metadataRecorder{cache: s.meta}, lease: lease{s: s}}
+	return &appenderV1{Appender: db.Appender(ctx), ctx: ctx, meta: metadataRecorder{cache: s.meta}, lease: lease{s: s, release: release}}
 }
 
 type appenderV1 struct {

@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"context"
-	"sync"
 
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
@@ -11,16 +10,16 @@ import (
 // Querier returns a querier of the TSDB, which holds it open until the
 // querier is closed.
 func (s *Store) Querier(mint, maxt int64) (promstorage.Querier, error) {
-	db, err := s.lease()
+	db, release, err := s.lease()
 	if err != nil {
 		return nil, err
 	}
 	q, err := db.Querier(mint, maxt)
 	if err != nil {
-		s.gate.RUnlock()
+		release()
 		return nil, err
 	}
-	return &querier{Querier: q, release: sync.OnceFunc(s.gate.RUnlock)}, nil
+	return &querier{Querier: q, release: release}, nil
 }
 
 type querier struct {
@@ -36,16 +35,16 @@ func (q *querier) Close() error {
 // ChunkQuerier returns a chunk querier of the TSDB, which holds it open
 // until the querier is closed.
 func (s *Store) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
-	db, err := s.lease()
+	db, release, err := s.lease()
 	if err != nil {
 		return nil, err
 	}
 	q, err := db.ChunkQuerier(mint, maxt)
 	if err != nil {
-		s.gate.RUnlock()
+		release()
 		return nil, err
 	}
-	return &chunkQuerier{ChunkQuerier: q, release: sync.OnceFunc(s.gate.RUnlock)}, nil
+	return &chunkQuerier{ChunkQuerier: q, release: release}, nil
 }
 
 type chunkQuerier struct {
@@ -61,31 +60,31 @@ func (q *chunkQuerier) Close() error {
 // ExemplarQuerier returns a querier of the TSDB's exemplars, which live in
 // memory and stay readable after a reopen.
 func (s *Store) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuerier, error) {
-	db, err := s.lease()
+	db, release, err := s.lease()
 	if err != nil {
 		return nil, err
 	}
-	defer s.gate.RUnlock()
+	defer release()
 	return db.ExemplarQuerier(ctx)
 }
 
 // StartTime returns the oldest timestamp the TSDB holds.
 func (s *Store) StartTime() (int64, error) {
-	db, err := s.lease()
+	db, release, err := s.lease()
 	if err != nil {
 		return 0, err
 	}
-	defer s.gate.RUnlock()
+	defer release()
 	return db.StartTime()
 }
 
 // Compact compacts the TSDB's head into blocks, as far as it is due.
 func (s *Store) Compact(ctx context.Context) error {
-	db, err := s.lease()
+	db, release, err := s.lease()
 	if err != nil {
 		return err
 	}
-	defer s.gate.RUnlock()
+	defer release()
 	return db.Compact(ctx)
 }
 
