@@ -29,7 +29,8 @@ const spaceCheckInterval = 100 * time.Millisecond
 // of size bytes is kept beside the data, and given back when a write
 // fails, so that the store can close and reopen cleanly, and when the
 // store opens, so that a restart needs no free space. Writes resume once
-// the reserve is back and size bytes are free besides.
+// the reserve is back and size bytes are free besides. The reserve is
+// also given back when something else takes the last free space.
 type diskSpace struct {
 	dir  string
 	path string
@@ -78,6 +79,16 @@ func (d *diskSpace) check() error {
 		// Unknown: do not refuse on a guess.
 		d.err = nil
 		return nil
+	}
+	if d.reserved && free < minOpenBytes {
+		// Something else (the collector's queue, another program) took
+		// the rest of the disk: give the TSDB room for the writes it
+		// does by itself (head chunks, compactions), where a full disk
+		// makes it panic.
+		if err := os.Remove(d.path); err == nil || errors.Is(err, os.ErrNotExist) {
+			d.reserved = false
+			free += d.size
+		}
 	}
 	if !d.reserved && free >= 2*d.size {
 		if err := reserve(d.path, d.size); err == nil {
