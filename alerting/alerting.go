@@ -15,6 +15,7 @@
 package alerting
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -114,6 +115,8 @@ func New(cfg Config, deps Deps) (*Alerting, error) {
 		DataDir:             cfg.DataDir,
 		Retention:           time.Duration(cfg.Retention),
 		MaintenanceInterval: time.Duration(cfg.MaintenanceInterval),
+		MaxSilences:         cmp.Or(cfg.MaxSilences, -1),
+		MaxSilenceSizeBytes: cfg.MaxSilenceSizeBytes,
 		ExternalURL:         extURL,
 		GroupSinks:          deps.GroupSinks,
 		Integrations:        deps.Integrations,
@@ -121,6 +124,10 @@ func New(cfg Config, deps Deps) (*Alerting, error) {
 		Registerer:          deps.Registerer,
 	})
 	if err != nil {
+		var se *alertmanager.StateError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("alerting.data_dir: %w", err)
+		}
 		return nil, fmt.Errorf("alerting.alertmanager_config_file: %w", err)
 	}
 	a.ruler, err = ruler.New(ruler.Options{

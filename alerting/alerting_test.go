@@ -232,6 +232,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.ExternalLabels = map[string]string{"": "y"} }, "alerting.external_labels"},
 		{func(c *Config) { c.ForGracePeriod = -1 }, "alerting.for_grace_period"},
 		{func(c *Config) { c.Retention = 0 }, "alerting.retention"},
+		{func(c *Config) { c.MaxSilences = -1 }, "alerting.max_silences"},
+		{func(c *Config) { c.MaxSilenceSizeBytes = 5 << 20 }, "alerting.max_silence_size_bytes"},
 	}
 	for _, c := range cases {
 		cfg := DefaultConfig()
@@ -288,9 +290,16 @@ func TestNewErrorsAndClose(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close without Run did not return")
 	}
-	for _, f := range []string{"silences", "nflog"} {
+	for _, f := range []string{"silences", "nflog", "alerts"} {
 		if _, err := os.Stat(filepath.Join(cfg.DataDir, f)); err != nil {
 			t.Errorf("no %s snapshot after Close: %v", f, err)
 		}
+	}
+
+	// State that does not load is the data dir's fault, not the
+	// Alertmanager configuration's.
+	write(t, filepath.Join(cfg.DataDir, "silences"), "\x05garbage")
+	if _, err := New(cfg, deps); err == nil || !strings.HasPrefix(err.Error(), "alerting.data_dir: ") {
+		t.Errorf("New with an unreadable silences file: %v, want an error naming alerting.data_dir", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/aiops-dev/aiops/alerting/alertmanager"
 )
 
 // Config configures rule evaluation and the embedded Alertmanager. Its YAML
@@ -47,10 +49,17 @@ type Config struct {
 	// Retention is how long expired silences and notification log
 	// entries are kept (Alertmanager's --data.retention).
 	Retention model.Duration `yaml:"retention"`
-	// MaintenanceInterval is how often silences and the notification log
-	// are garbage collected and snapshotted; they are also snapshotted on
-	// shutdown.
+	// MaintenanceInterval is how often expired silences and notification
+	// log entries past Retention are dropped. (Every change is saved to
+	// DataDir as it is made.)
 	MaintenanceInterval model.Duration `yaml:"maintenance_interval"`
+	// MaxSilences bounds the silences kept, expired ones included
+	// (Alertmanager's --silences.max-silences); 0 means no limit.
+	MaxSilences int `yaml:"max_silences"`
+	// MaxSilenceSizeBytes bounds one silence as stored (matchers,
+	// comment, author), on every API (Alertmanager's
+	// --silences.max-silence-size-bytes).
+	MaxSilenceSizeBytes int `yaml:"max_silence_size_bytes"`
 }
 
 // DefaultConfig returns Prometheus's and Alertmanager's defaults.
@@ -63,6 +72,8 @@ func DefaultConfig() Config {
 		DataDir:             "data/alerting",
 		Retention:           model.Duration(120 * time.Hour),
 		MaintenanceInterval: model.Duration(15 * time.Minute),
+		MaxSilences:         alertmanager.DefaultMaxSilences,
+		MaxSilenceSizeBytes: alertmanager.DefaultMaxSilenceSizeBytes,
 	}
 }
 
@@ -91,6 +102,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("alerting.retention: must be > 0, got %s", c.Retention)
 	case c.MaintenanceInterval <= 0:
 		return fmt.Errorf("alerting.maintenance_interval: must be > 0, got %s", c.MaintenanceInterval)
+	case c.MaxSilences < 0:
+		return fmt.Errorf("alerting.max_silences: must be >= 0, got %d", c.MaxSilences)
+	case c.MaxSilenceSizeBytes <= 0 || c.MaxSilenceSizeBytes > alertmanager.MaxSilenceSizeBytes:
+		return fmt.Errorf("alerting.max_silence_size_bytes: must be in 1..%d (a larger silence could not be read back), got %d",
+			alertmanager.MaxSilenceSizeBytes, c.MaxSilenceSizeBytes)
 	}
 	if c.ExternalURL != "" {
 		u, err := url.Parse(c.ExternalURL)

@@ -210,6 +210,13 @@ func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
 	}
 	defer q.Close()
 	app := a.deps.Appendable.Appender(ctx)
+	committed := false
+	defer func() {
+		if !committed {
+			// The store holds an appender's resources until it ends.
+			_ = app.Rollback()
+		}
+	}()
 	var events []storage.Event
 	var appendErr error // the first refusal, logged once per step
 	for si, sel := range a.cfg.Selectors {
@@ -265,10 +272,10 @@ func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
 			}
 		}
 		if err := ss.Err(); err != nil {
-			_ = app.Rollback()
 			return fmt.Errorf("analyzer: select %s: %w", sel.Selector, err)
 		}
 	}
+	committed = true
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("analyzer: commit scores: %w", err)
 	}

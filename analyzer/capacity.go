@@ -42,6 +42,13 @@ func (a *Analyzer) forecastGroup(ctx context.Context, i int, now time.Time) erro
 	}
 	defer q.Close()
 	app := a.deps.Appendable.Appender(ctx)
+	committed := false
+	defer func() {
+		if !committed {
+			// The store holds an appender's resources until it ends.
+			_ = app.Rollback()
+		}
+	}()
 	ss := q.Select(ctx, false, &promstorage.SelectHints{Start: mint, End: maxt}, cc.matchers...)
 	var samples []forecast.Sample
 	for ss.Next() {
@@ -90,9 +97,9 @@ func (a *Analyzer) forecastGroup(ctx context.Context, i int, now time.Time) erro
 		a.m.forecasts.Inc()
 	}
 	if err := ss.Err(); err != nil {
-		_ = app.Rollback()
 		return fmt.Errorf("select %s: %w", cc.Usage, err)
 	}
+	committed = true
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("commit forecasts: %w", err)
 	}

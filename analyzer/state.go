@@ -57,7 +57,7 @@ func (a *Analyzer) SaveState() error {
 	if err := gob.NewEncoder(&buf).Encode(&snap); err != nil {
 		return fmt.Errorf("encode analyzer state: %w", err)
 	}
-	if err := os.MkdirAll(a.cfg.StateDir, 0o750); err != nil {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("analyzer.state_dir: %w", err)
 	}
 	path := filepath.Join(a.cfg.StateDir, stateFile)

@@ -19,9 +19,12 @@
 //     own webhook notifier runs every webhook_configs entry, and the Slack
 //     app plugs in the same way.
 //
-// Silences and the notification log are snapshotted to DataDir every
-// MaintenanceInterval and on Close, and loaded on start, as Alertmanager
-// does.
+// Silences, the notification log and the alerts are kept in DataDir, and
+// loaded on start. Unlike Alertmanager, which writes silences and the
+// notification log every MaintenanceInterval and on shutdown, and keeps
+// alerts only in memory, every change counts only once it is on disk
+// (durable.go): a crash loses no silence, pages nobody twice, and keeps
+// the alerts posted to the API.
 package alertmanager
 
 import (
@@ -69,6 +72,19 @@ import (
 const (
 	SilencesFile = "silences"
 	NflogFile    = "nflog"
+	// AlertsFile holds the alerts (Alertmanager does not keep them).
+	AlertsFile = "alerts"
+)
+
+// Defaults of the limits in Options.
+const (
+	DefaultMaxSilences         = 10_000
+	DefaultMaxSilenceSizeBytes = 64 << 10
+	// MaxSilenceSizeBytes is the largest MaxSilenceSizeBytes: a silence
+	// larger than this could not be read back from the snapshot.
+	MaxSilenceSizeBytes = maxMessageBytes - 1024
+	// MaxAlertsBodyBytes bounds the body of POST /api/v2/alerts.
+	MaxAlertsBodyBytes = 32 << 20
 )
 
 // SinkIntegration is the integration name group sinks appear under in the
@@ -107,6 +123,14 @@ type Options struct {
 	ExternalURL *url.URL
 	// APITimeout bounds one v2 API request; 0 means none.
 	APITimeout time.Duration
+	// MaxSilences bounds the silences kept, expired ones included
+	// (Alertmanager's --silences.max-silences); 0 means
+	// DefaultMaxSilences, -1 no limit.
+	MaxSilences int
+	// MaxSilenceSizeBytes bounds one silence (its matchers, comment and
+	// author), on every API (--silences.max-silence-size-bytes); 0
+	// means DefaultMaxSilenceSizeBytes. At most MaxSilenceSizeBytes.
+	MaxSilenceSizeBytes int
 
 	// GroupSinks receive every alert group the dispatcher flushes, firing
 	// and resolved, with the group key, receiver name and group labels in
@@ -175,6 +199,18 @@ func (o *Options) defaults() error {
 	if o.AlertGCInterval <= 0 {
 		o.AlertGCInterval = 30 * time.Minute
 	}
+	switch {
+	case o.MaxSilences == 0:
+		o.MaxSilences = DefaultMaxSilences
+	case o.MaxSilences < 0:
+		o.MaxSilences = 0
+	}
+	if o.MaxSilenceSizeBytes == 0 {
+		o.MaxSilenceSizeBytes = DefaultMaxSilenceSizeBytes
+	}
+	if o.MaxSilenceSizeBytes < 0 || o.MaxSilenceSizeBytes > MaxSilenceSizeBytes {
+		return fmt.Errorf("alertmanager: Options.MaxSilenceSizeBytes: must be in (0, %d], got %d", MaxSilenceSizeBytes, o.MaxSilenceSizeBytes)
+	}
 	if o.ExternalURL == nil {
 		o.ExternalURL = &url.URL{Scheme: "http", Host: "localhost:9090"}
 	}
@@ -203,9 +239,10 @@ type Alertmanager struct {
 	logger *slog.Logger
 
 	alerts            *mem.Alerts
-	silences          *silence.Silences
+	saved             *durableAlerts
+	silences          *Silences
 	silencer          *silence.Silencer
-	nflog             *nflog.Log
+	nflog             *durableNflog
 	api               *amapi.API
 	handler           http.Handler
 	pipelineBuilder   *notify.PipelineBuilder
@@ -235,8 +272,8 @@ func New(opts Options) (*Alertmanager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("alertmanager: data dir: %w", err)
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("alertmanager: data dir: %w", &StateError{File: opts.DataDir, Err: err})
 	}
 	reg := opts.Registerer
 	if reg == nil {
@@ -257,35 +294,83 @@ func New(opts Options) (*Alertmanager, error) {
 	}
 
 	nflogFile := filepath.Join(opts.DataDir, NflogFile)
-	am.nflog, err = nflog.New(nflog.Options{
-		SnapshotFile: nflogFile,
-		Retention:    opts.Retention,
-		Logger:       logger.With("component", "nflog"),
-		Metrics:      reg,
+	snap, err := loadReadable(nflogFile, logger)
+	if err != nil {
+		return nil, fmt.Errorf("alertmanager: notification log: %w", err)
+	}
+	nl, err := nflog.New(nflog.Options{
+		SnapshotReader: snap,
+		Retention:      opts.Retention,
+		Logger:         logger.With("component", "nflog"),
+		Metrics:        reg,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("alertmanager: notification log %s: %w", nflogFile, err)
+		return nil, fmt.Errorf("alertmanager: notification log: %w", &StateError{File: nflogFile, Err: err})
 	}
+	am.nflog = &durableNflog{log: nl, file: newSnapshotFile(nflogFile, true, nl.Snapshot, logger)}
+
 	silencesFile := filepath.Join(opts.DataDir, SilencesFile)
-	am.silences, err = silence.New(silence.Options{
-		SnapshotFile:  silencesFile,
-		Retention:     opts.Retention,
+	if snap, err = loadReadable(silencesFile, logger); err != nil {
+		return nil, fmt.Errorf("alertmanager: silences: %w", err)
+	}
+	sils, err := silence.New(silence.Options{
+		SnapshotReader: snap,
+		Retention:      opts.Retention,
+		Limits: silence.Limits{
+			MaxSilences:         func() int { return opts.MaxSilences },
+			MaxSilenceSizeBytes: func() int { return opts.MaxSilenceSizeBytes },
+		},
 		Logger:        logger.With("component", "silences"),
 		Metrics:       reg,
 		EventRecorder: am.recorder,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("alertmanager: silences %s: %w", silencesFile, err)
+		return nil, fmt.Errorf("alertmanager: silences: %w", &StateError{File: silencesFile, Err: err})
 	}
-	am.wg.Go(func() { am.nflog.Maintenance(opts.MaintenanceInterval, nflogFile, am.stopc, nil) })
-	am.wg.Go(func() { am.silences.Maintenance(opts.MaintenanceInterval, silencesFile, am.stopc, nil) })
+	am.silences = &Silences{Silences: sils, file: newSnapshotFile(silencesFile, true, sils.Snapshot, logger)}
+	// The periodic maintenance garbage collects, and writes through the
+	// same files as every change, one write at a time.
+	am.wg.Go(func() {
+		nl.Maintenance(opts.MaintenanceInterval, nflogFile, am.stopc, func() (int64, error) {
+			if _, err := nl.GC(); err != nil {
+				return 0, err
+			}
+			return am.nflog.file.Save()
+		})
+	})
+	am.wg.Go(func() {
+		sils.Maintenance(opts.MaintenanceInterval, silencesFile, am.stopc, func() (int64, error) {
+			if _, err := sils.GC(); err != nil {
+				return 0, err
+			}
+			return am.silences.file.Save()
+		})
+	})
 
-	am.silencer = silence.NewSilencer(am.silences, logger, am.recorder)
+	am.silencer = silence.NewSilencer(sils, logger, am.recorder)
 	am.alerts, err = mem.NewAlerts(context.Background(), opts.AlertGCInterval, 0, am.silencer, logger, am.recorder, reg, flags)
 	if err != nil {
 		am.stopMaintenance()
 		return nil, fmt.Errorf("alertmanager: alert store: %w", err)
 	}
+	am.saved = newDurableAlerts(am.alerts, filepath.Join(opts.DataDir, AlertsFile), logger.With("component", "alerts"))
+	if err := am.saved.load(); err != nil {
+		am.closeStores()
+		return nil, fmt.Errorf("alertmanager: alerts: %w", err)
+	}
+	am.wg.Go(func() {
+		t := time.NewTicker(refreshInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-am.stopc:
+				am.saved.close()
+				return
+			case <-t.C:
+				am.saved.refresh()
+			}
+		}
+	})
 
 	requestDuration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "alertmanager_http_request_duration_seconds",
@@ -297,8 +382,8 @@ func New(opts Options) (*Alertmanager, error) {
 		return nil, fmt.Errorf("alertmanager: register metrics: %w", err)
 	}
 	am.api, err = amapi.New(amapi.Options{
-		Alerts:          am.alerts,
-		Silences:        am.silences,
+		Alerts:          am.saved,
+		Silences:        sils,
 		Timeout:         opts.APITimeout,
 		Logger:          logger.With("component", "api"),
 		Registry:        reg,
@@ -311,7 +396,12 @@ func New(opts Options) (*Alertmanager, error) {
 		am.closeStores()
 		return nil, fmt.Errorf("alertmanager: api: %w", err)
 	}
-	am.handler = am.api.Register(route.New(), "/")
+	am.handler = &savingHandler{
+		next:           am.api.Register(route.New(), "/"),
+		silences:       am.silences.file,
+		maxSilenceBody: 4*int64(opts.MaxSilenceSizeBytes) + 64<<10,
+		maxAlertsBody:  MaxAlertsBodyBytes,
+	}
 
 	if err := am.Apply(conf); err != nil {
 		am.closeStores()
@@ -484,7 +574,7 @@ func (sendResolved) SendResolved() bool { return true }
 // Put hands alerts to the dispatcher, as POST /api/v2/alerts does. Alerts
 // must be valid (alert.Validate) and carry StartsAt and EndsAt.
 func (am *Alertmanager) Put(ctx context.Context, alerts ...*alert.Alert) error {
-	return am.alerts.Put(ctx, alerts...)
+	return am.saved.Put(ctx, alerts...)
 }
 
 // Handler serves the Alertmanager v2 API. Mount it at /api/v2/ on the main
@@ -495,14 +585,15 @@ func (am *Alertmanager) Handler() http.Handler { return am.handler }
 // yet garbage collected.
 func (am *Alertmanager) Alerts() provider.Alerts { return am.alerts }
 
-// Silences is the silence store: Query, Set (create or update) and Expire.
-func (am *Alertmanager) Silences() *silence.Silences { return am.silences }
+// Silences is the silence store: Query, Set (create or update) and
+// Expire, the last two returning once the change is on disk.
+func (am *Alertmanager) Silences() *Silences { return am.silences }
 
 // Config is the configuration in force.
 func (am *Alertmanager) Config() *config.Config { return am.conf.Load() }
 
-// Close stops dispatching and writes the final silence and notification
-// log snapshots.
+// Close stops dispatching and writes the final silence, notification log
+// and alerts snapshots.
 func (am *Alertmanager) Close() error {
 	am.mu.Lock()
 	if am.closed {

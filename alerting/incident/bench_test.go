@@ -74,3 +74,94 @@ func BenchmarkRebuild(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLargeGroup measures one notification of a group of n firing
+// alerts opening an incident, and the same group with every alert
+// resolved, on the embedded store: with the default incidents.max_alerts
+// (1000) and with no limit (every alert recorded, 2n events). Each
+// iteration uses a new group.
+func BenchmarkLargeGroup(b *testing.B) {
+	for _, limit := range []int{DefaultConfig().MaxAlerts, 0} {
+		for _, n := range []int{8_000, 100_000} {
+			b.Run(fmt.Sprintf("max_alerts=%d/alerts=%d", limit, n), func(b *testing.B) {
+				cfg := testConfig()
+				cfg.MaxAlerts = limit
+				store := openEmbedded(b, b.TempDir())
+				m, err := New(context.Background(), cfg, Deps{Events: store, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx := context.Background()
+				firing := stormAlerts(n, t0, time.Time{})
+				resolved := stormAlerts(n, t0, t0.Add(24*time.Hour))
+				b.ResetTimer()
+				for i := range b.N {
+					key := fmt.Sprintf("storm%d", i)
+					if err := m.HandleGroup(ctx, Group{Key: key, Receiver: "r", Alerts: firing}); err != nil {
+						b.Fatal(err)
+					}
+					if err := m.HandleGroup(ctx, Group{Key: key, Receiver: "r", Alerts: resolved}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkAcknowledgeDuringStorm measures an acknowledgement of one
+// incident while groups of 100,000 alerts arrive without pause (default
+// incidents.max_alerts): how long a person waits behind a storm.
+func BenchmarkAcknowledgeDuringStorm(b *testing.B) {
+	store := openEmbedded(b, b.TempDir())
+	m, err := New(context.Background(), testConfig(), Deps{Events: store, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := m.HandleGroup(ctx, Group{Key: "other", Receiver: "r", Alerts: []*alert.Alert{mkAlert(errRate, t0, time.Time{})}}); err != nil {
+		b.Fatal(err)
+	}
+	incs, _ := m.List(Query{})
+	id := incs[0].ID
+	firing := stormAlerts(100_000, t0, time.Time{})
+	resolved := stormAlerts(100_000, t0, t0.Add(24*time.Hour))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			key := fmt.Sprintf("storm%d", i)
+			m.HandleGroup(ctx, Group{Key: key, Receiver: "r", Alerts: firing})
+			m.HandleGroup(ctx, Group{Key: key, Receiver: "r", Alerts: resolved})
+		}
+	}()
+	var worst, total time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		var err error
+		if i%2 == 0 {
+			_, err = m.Acknowledge(ctx, id, Action{Actor: "alice"})
+		} else {
+			_, err = m.AddNote(ctx, id, "looking", Action{Actor: "alice"})
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		total += took
+		worst = max(worst, took)
+		time.Sleep(10 * time.Millisecond) // a person, not a loop
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/ack")
+	b.ReportMetric(float64(worst.Microseconds())/1000, "worst-ms")
+}

@@ -40,6 +40,12 @@ type Config struct {
 	RootCauseTimeout model.Duration `yaml:"root_cause_timeout"`
 	// MaxRootCauses is how many ranked causes an incident keeps.
 	MaxRootCauses int `yaml:"max_root_causes"`
+	// MaxAlerts is how many alerts (firing or resolved) an incident
+	// records, the earliest started first; the group's other firing
+	// alerts are counted (alerts_over_limit) and logged, not recorded,
+	// and the incident does not resolve by itself while any fires. 0
+	// records every alert, however many a storm brings.
+	MaxAlerts int `yaml:"max_alerts"`
 }
 
 // DefaultConfig returns the defaults for every key.
@@ -52,6 +58,7 @@ func DefaultConfig() Config {
 		RootCauseLookback: model.Duration(15 * time.Minute),
 		RootCauseTimeout:  model.Duration(10 * time.Second),
 		MaxRootCauses:     5,
+		MaxAlerts:         1000,
 	}
 }
 
@@ -72,6 +79,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("incidents.root_cause_timeout: must be > 0, got %s", c.RootCauseTimeout)
 	case c.MaxRootCauses < 0:
 		return fmt.Errorf("incidents.max_root_causes: must be >= 0, got %d", c.MaxRootCauses)
+	case c.MaxAlerts < 0:
+		return fmt.Errorf("incidents.max_alerts: must be >= 0, got %d", c.MaxAlerts)
 	case len(c.ServiceLabels) == 0:
 		return fmt.Errorf("incidents.service_labels: must name at least one label")
 	}

@@ -32,13 +32,16 @@ const (
 	EventReopened        EventType = "reopened"
 	EventRootCauses      EventType = "root_causes"
 	EventSilenced        EventType = "silenced"
+	// EventAlertsOverLimit records how many firing alerts of the group
+	// the incident does not record (incidents.max_alerts).
+	EventAlertsOverLimit EventType = "alerts_over_limit"
 )
 
 var eventTypes = map[EventType]bool{
 	EventOpened: true, EventAlertFiring: true, EventAlertResolved: true, EventAcknowledged: true,
 	EventAssigned: true, EventNote: true, EventEscalated: true, EventRunbookStarted: true,
 	EventRunbookFinished: true, EventResolved: true, EventReopened: true, EventRootCauses: true,
-	EventSilenced: true,
+	EventSilenced: true, EventAlertsOverLimit: true,
 }
 
 // SystemActor is the actor of what aiops does by itself: opening,
@@ -76,6 +79,18 @@ type Event struct {
 	RootCauses *RootCauses `json:"root_causes,omitempty"`
 	// Silence is set on "silenced".
 	Silence *SilenceRef `json:"silence,omitempty"`
+	// OverLimit is set on "alerts_over_limit".
+	OverLimit *OverLimit `json:"over_limit,omitempty"`
+}
+
+// OverLimit is the part of an alert group an incident does not record.
+type OverLimit struct {
+	// Alerts counts the group's firing alerts not recorded.
+	Alerts int `json:"alerts"`
+	// LatestStart is the latest start among them (and those counted
+	// before): an alert not recorded that started no later is one of
+	// them, not a new one.
+	LatestStart time.Time `json:"latest_start,omitempty"`
 }
 
 // SilenceRef names the Alertmanager silence created for an incident's

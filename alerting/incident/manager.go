@@ -31,11 +31,13 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,6 +118,14 @@ type Manager struct {
 	// whenever events are stored, to wake the feed's readers.
 	head    position
 	changed chan struct{}
+
+	// loaded is set once every incident has been read from the store;
+	// until then changes fail retryably (see New).
+	loaded atomic.Bool
+
+	// testHookPrepared, when set, runs in HandleGroup once the group is
+	// prepared, before the write lock is taken.
+	testHookPrepared func()
 }
 
 type metrics struct {
@@ -125,7 +135,11 @@ type metrics struct {
 }
 
 // New checks cfg, reads every incident event from the store and folds
-// them into the current state of every incident.
+// them into the current state of every incident. A store that is
+// unavailable (storage.ErrUnavailable: ClickHouse down when aiops starts)
+// is read again by Run until it answers; meanwhile the Manager lists no
+// incidents and its changes fail retryably, so that the Alertmanager
+// hands the groups again.
 func New(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -159,14 +173,44 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
 		}
 	}
 	if err := mg.rebuild(ctx); err != nil {
-		return nil, err
+		if !errors.Is(err, storage.ErrUnavailable) {
+			return nil, err
+		}
+		mg.logger.Warn("Incidents not loaded: the store is unavailable; retrying", "err", err)
+		return mg, nil
 	}
+	mg.loaded.Store(true)
 	return mg, nil
+}
+
+// load reads the incidents after New could not, holding every lock, as
+// New's own reading is the only goroutine.
+func (mg *Manager) load(ctx context.Context) error {
+	mg.writeMu.Lock()
+	defer mg.writeMu.Unlock()
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	if err := mg.rebuild(ctx); err != nil {
+		return err
+	}
+	mg.loaded.Store(true)
+	close(mg.changed) // the feed's readers waiting
+	mg.changed = make(chan struct{})
+	return nil
+}
+
+// checkLoaded refuses changes until the incidents have been read.
+func (mg *Manager) checkLoaded() error {
+	if mg.loaded.Load() {
+		return nil
+	}
+	return fmt.Errorf("incidents not loaded yet: %w", storage.ErrUnavailable)
 }
 
 // rebuild folds every incident event in the store.
 func (mg *Manager) rebuild(ctx context.Context) error {
 	logs := map[string][]Event{}
+	mg.written = position{}
 	q := storage.EventQuery{KindPrefix: KindPrefix, Limit: storage.DefaultQueryLimit}
 	for {
 		evs, err := mg.events.QueryEvents(ctx, q)
@@ -220,12 +264,14 @@ func (mg *Manager) fold(id string, evs []Event) (*state, bool) {
 		}
 		st.apply(e)
 	}
+	st.materialize()
 	return st, true
 }
 
 // install makes st the current state of its incident. Callers hold mu
 // for writing, or are the only goroutine (rebuild).
 func (mg *Manager) install(st *state) {
+	st.materialize() // done before taking mu, where it is costly
 	id := st.inc.ID
 	if old := mg.incidents[id]; old != nil {
 		mg.m.incidents.WithLabelValues(string(old.inc.Status)).Dec()
@@ -311,7 +357,8 @@ func (mg *Manager) eventTime(now time.Time) time.Time {
 
 // copyState returns a deep enough copy of st for a tx to fold into.
 func copyState(st *state) *state {
-	c := &state{inc: st.inc, alerts: make(map[string]*Alert, len(st.alerts)), serviceLabels: st.serviceLabels}
+	c := &state{inc: st.inc, alerts: make(map[string]*Alert, len(st.alerts)), serviceLabels: st.serviceLabels,
+		stale: st.stale, overLimitStart: st.overLimitStart}
 	for k, a := range st.alerts {
 		a2 := *a
 		c.alerts[k] = &a2
@@ -347,6 +394,7 @@ func (mg *Manager) commit(ctx context.Context, t *tx) error {
 	for _, se := range out {
 		mg.written = mg.written.after(se)
 	}
+	t.st.materialize()
 	mg.mu.Lock()
 	mg.install(t.st)
 	mg.advanceHead()
@@ -474,11 +522,31 @@ func (mg *Manager) Notify(ctx context.Context, alerts ...*alert.Alert) notify.No
 //     already has change nothing, so resolving while an alert still fires
 //     sticks.
 //
+// An incident records at most Config.MaxAlerts alerts (firing or
+// resolved), the earliest started first; it counts the group's other
+// firing alerts (AlertsOverLimit) without recording them, and does not
+// resolve by itself while any of them fires.
+//
 // Replaying a group changes nothing: every event follows from a
 // difference between the group and the incident's state.
+//
+// The group's alerts are read and sorted before the write lock is taken,
+// which is held only to compare them with the incident and store the
+// (at most MaxAlerts and a few) events, so that a storm of alerts holds
+// up other changes for little time.
 func (mg *Manager) HandleGroup(ctx context.Context, g Group) error {
 	if len(mg.cfg.Receivers) > 0 && !slices.Contains(mg.cfg.Receivers, g.Receiver) {
 		return nil
+	}
+	if err := mg.checkLoaded(); err != nil {
+		return err
+	}
+	p, err := prepareGroup(ctx, g, mg.now())
+	if err != nil {
+		return err
+	}
+	if mg.testHookPrepared != nil {
+		mg.testHookPrepared()
 	}
 	var (
 		rc       *RootCauses
@@ -491,7 +559,7 @@ func (mg *Manager) HandleGroup(ctx context.Context, g Group) error {
 			return err
 		}
 		now := mg.now()
-		t, opens, rcStart := mg.planGroup(g, now, rc)
+		t, opens, rcStart := mg.planGroup(p, now, rc)
 		if opens && !computed && mg.rc != nil && mg.cfg.MaxRootCauses > 0 {
 			// Ranking reads the store; do it without holding up every
 			// other change, then plan again: the group may have been
@@ -510,35 +578,67 @@ func (mg *Manager) HandleGroup(ctx context.Context, g Group) error {
 	}
 }
 
+// preparedGroup is a group's alerts as incidents see them, firing and
+// resolved, each ordered by start, then fingerprint.
+type preparedGroup struct {
+	key, receiver string
+	labels        model.LabelSet
+	firing        []Alert
+	resolved      []Alert
+}
+
+func prepareGroup(ctx context.Context, g Group, now time.Time) (*preparedGroup, error) {
+	p := &preparedGroup{key: g.Key, receiver: g.Receiver, labels: g.Labels}
+	for i, a := range g.Alerts {
+		if i%1024 == 1023 && ctx.Err() != nil {
+			return nil, fmt.Errorf("incident: group %s: %w", g.Key, ctx.Err())
+		}
+		if a.ResolvedAt(now) {
+			p.resolved = append(p.resolved, alertOf(a, AlertResolved))
+		} else {
+			p.firing = append(p.firing, alertOf(a, AlertFiring))
+		}
+	}
+	byStart := func(a, b Alert) int {
+		if c := a.StartsAt.Compare(b.StartsAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Fingerprint, b.Fingerprint)
+	}
+	slices.SortFunc(p.firing, byStart)
+	slices.SortFunc(p.resolved, byStart)
+	return p, nil
+}
+
 // planGroup decides the events a group brings. It returns a nil tx when
 // there is nothing to record; opens reports a new incident, for which
 // root causes ranked from rcStart are wanted. Callers hold writeMu.
-func (mg *Manager) planGroup(g Group, now time.Time, rc *RootCauses) (t *tx, opens bool, rcStart time.Time) {
-	gk := groupIndexKey(g.Receiver, g.Key)
+func (mg *Manager) planGroup(g *preparedGroup, now time.Time, rc *RootCauses) (t *tx, opens bool, rcStart time.Time) {
+	gk := groupIndexKey(g.receiver, g.key)
 	mg.mu.RLock()
 	cur := mg.incidents[mg.byGroup[gk]]
 	mg.mu.RUnlock()
 
-	var firing, resolved []Alert
-	for _, a := range g.Alerts {
-		if a.ResolvedAt(now) {
-			resolved = append(resolved, alertOf(a, AlertResolved))
-		} else {
-			firing = append(firing, alertOf(a, AlertFiring))
-		}
-	}
 	isNew := func(a Alert) bool {
 		if cur == nil {
 			return true
 		}
 		old := cur.alerts[a.Fingerprint]
-		return old == nil || old.Status != AlertFiring || !old.StartsAt.Equal(a.StartsAt)
+		if old == nil {
+			// One over the limit when last seen is not new.
+			return a.StartsAt.After(cur.overLimitStart)
+		}
+		return old.Status != AlertFiring || !old.StartsAt.Equal(a.StartsAt)
 	}
 	var fresh []Alert
-	for _, a := range firing {
+	for _, a := range g.firing {
 		if isNew(a) {
 			fresh = append(fresh, a)
 		}
+	}
+	limit := mg.cfg.MaxAlerts
+	if limit <= 0 {
+		limit = math.MaxInt
 	}
 
 	reopen := cur != nil && cur.inc.Status == StatusResolved && len(fresh) > 0 &&
@@ -547,20 +647,16 @@ func (mg *Manager) planGroup(g Group, now time.Time, rc *RootCauses) (t *tx, ope
 		if len(fresh) == 0 {
 			return nil, false, time.Time{}
 		}
-		first := fresh[0]
-		for _, a := range fresh[1:] {
-			if a.StartsAt.Before(first.StartsAt) {
-				first = a
-			}
-		}
+		first := fresh[0] // the earliest started
 		rcStart = first.StartsAt.Add(-time.Duration(mg.cfg.RootCauseLookback))
 		t = mg.newTx(newState(mg.newID(gk, first), mg.cfg.ServiceLabels), now)
 		t.add(Event{Type: EventOpened, Actor: SystemActor, RootCauses: rc, Opened: &Opened{
-			GroupKey: g.Key, Receiver: g.Receiver, GroupLabels: labelMap(g.Labels),
+			GroupKey: g.key, Receiver: g.receiver, GroupLabels: labelMap(g.labels),
 		}})
-		for _, a := range firing {
-			t.add(Event{Type: EventAlertFiring, Alert: &a})
+		for i := range g.firing[:min(len(g.firing), limit)] {
+			t.add(Event{Type: EventAlertFiring, Alert: &g.firing[i]})
 		}
+		mg.noteOverLimit(t, g.firing)
 		return t, true, rcStart
 	}
 
@@ -570,23 +666,33 @@ func (mg *Manager) planGroup(g Group, now time.Time, rc *RootCauses) (t *tx, ope
 			"new firing alert within the reopen window (%s) of the resolution", mg.cfg.ReopenWindow)})
 	}
 	unresolved := t.st.inc.Status != StatusResolved
-	seen := map[string]bool{}
-	for _, a := range firing {
+	room := limit - len(t.st.alerts)
+	seen := make(map[string]bool, len(g.firing)+len(g.resolved))
+	for i := range g.firing {
+		a := &g.firing[i]
 		seen[a.Fingerprint] = true
-		if isNew(a) {
-			t.add(Event{Type: EventAlertFiring, Alert: &a})
+		if !isNew(*a) {
+			continue
 		}
+		if t.st.alerts[a.Fingerprint] == nil {
+			if room <= 0 {
+				continue // counted by noteOverLimit
+			}
+			room--
+		}
+		t.add(Event{Type: EventAlertFiring, Alert: a})
 	}
-	for _, a := range resolved {
+	for _, a := range g.resolved {
 		seen[a.Fingerprint] = true
 		old := t.st.alerts[a.Fingerprint]
 		switch {
 		case old != nil && old.Status == AlertFiring:
 			a.Reason = "resolved"
 			t.add(Event{Type: EventAlertResolved, Alert: &a})
-		case old == nil && unresolved:
+		case old == nil && unresolved && room > 0:
 			// It fired and resolved between two notifications: it still
 			// belongs to the incident's story.
+			room--
 			f := a
 			f.Status, f.EndsAt = AlertFiring, nil
 			t.add(Event{Type: EventAlertFiring, Alert: &f})
@@ -607,6 +713,9 @@ func (mg *Manager) planGroup(g Group, now time.Time, rc *RootCauses) (t *tx, ope
 		a.Status, a.EndsAt, a.Reason = AlertResolved, &end, "muted"
 		t.add(Event{Type: EventAlertResolved, Alert: &a})
 	}
+	if t.st.inc.Status != StatusResolved {
+		mg.noteOverLimit(t, g.firing)
+	}
 	if mg.cfg.AutoResolveAfter == 0 {
 		mg.autoResolve(t, now)
 	}
@@ -616,11 +725,42 @@ func (mg *Manager) planGroup(g Group, now time.Time, rc *RootCauses) (t *tx, ope
 	return t, false, time.Time{}
 }
 
+// noteOverLimit records how many of the group's firing alerts the
+// incident does not record, when that changes or a later one is left
+// out.
+func (mg *Manager) noteOverLimit(t *tx, firing []Alert) {
+	n := 0
+	var latest time.Time
+	for _, a := range firing {
+		if t.st.alerts[a.Fingerprint] == nil {
+			n++
+			if a.StartsAt.After(latest) {
+				latest = a.StartsAt
+			}
+		}
+	}
+	st := t.st
+	if n > 0 && st.overLimitStart.After(latest) {
+		latest = st.overLimitStart
+	}
+	if n == 0 {
+		latest = time.Time{}
+	}
+	if n == st.inc.AlertsOverLimit && latest.Equal(st.overLimitStart) {
+		return
+	}
+	t.add(Event{Type: EventAlertsOverLimit, Actor: SystemActor, OverLimit: &OverLimit{Alerts: n, LatestStart: latest}})
+	if n > 0 {
+		mg.logger.Warn("Incident records at most incidents.max_alerts alerts; the rest of its group's firing alerts are counted, not recorded",
+			"incident", st.inc.ID, "max_alerts", mg.cfg.MaxAlerts, "over_limit", n)
+	}
+}
+
 // autoResolve adds the resolution when the incident's quiet period is
 // over.
 func (mg *Manager) autoResolve(t *tx, now time.Time) {
 	inc := &t.st.inc
-	if inc.Status == StatusResolved || inc.FiringAlerts > 0 || inc.AlertsResolvedAt == nil {
+	if inc.Status == StatusResolved || inc.FiringAlerts > 0 || inc.AlertsOverLimit > 0 || inc.AlertsResolvedAt == nil {
 		return
 	}
 	if now.Sub(*inc.AlertsResolvedAt) < time.Duration(mg.cfg.AutoResolveAfter) {
@@ -671,9 +811,25 @@ func labelMap(ls model.LabelSet) map[string]string {
 	return m
 }
 
-// Run checks the auto-resolve and escalation deadlines every
-// CheckInterval until ctx is done.
+// Run reads the incidents if New could not, then checks the
+// auto-resolve and escalation deadlines every CheckInterval until ctx is
+// done.
 func (mg *Manager) Run(ctx context.Context) error {
+	wait := time.Second
+	for !mg.loaded.Load() {
+		err := mg.load(ctx)
+		if err == nil {
+			mg.logger.Info("Incidents loaded after the store became available")
+			break
+		}
+		mg.logger.Warn("Incidents not loaded: the store is unavailable; retrying", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 	tick := time.NewTicker(time.Duration(mg.cfg.CheckInterval))
 	defer tick.Stop()
 	for {
@@ -691,6 +847,9 @@ func (mg *Manager) Run(ctx context.Context) error {
 // CheckDeadlines resolves the incidents whose quiet period is over and
 // escalates those unacknowledged for EscalateAfter, once.
 func (mg *Manager) CheckDeadlines(ctx context.Context) error {
+	if err := mg.checkLoaded(); err != nil {
+		return err
+	}
 	mg.writeMu.Lock()
 	defer mg.writeMu.Unlock()
 	if err := mg.resyncDirty(ctx); err != nil {
@@ -738,6 +897,9 @@ type Action struct {
 func (mg *Manager) change(ctx context.Context, id string, a Action, decide func(t *tx) error) (Incident, error) {
 	if len(a.Comment) > MaxCommentBytes {
 		return Incident{}, fmt.Errorf("%w: comment: longer than %d bytes", ErrInvalid, MaxCommentBytes)
+	}
+	if err := mg.checkLoaded(); err != nil {
+		return Incident{}, err
 	}
 	mg.writeMu.Lock()
 	defer mg.writeMu.Unlock()

@@ -3,13 +3,17 @@ package incident
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/prometheus/alertmanager/alert"
 
 	"github.com/aiops-dev/aiops/internal/chtest"
 	"github.com/aiops-dev/aiops/internal/testutil"
@@ -322,5 +326,59 @@ func TestConditionalRace(t *testing.T) {
 		if inc.Version != base.Version+1 {
 			t.Fatalf("round %d: version %d after one winner from %d", round, inc.Version, base.Version)
 		}
+	}
+}
+
+// switchableStore is the embedded store, unavailable while down is set,
+// as ClickHouse is when aiops starts before it.
+type switchableStore struct {
+	storage.EventStore
+	down atomic.Bool
+}
+
+func (s *switchableStore) AppendEvents(ctx context.Context, evs []storage.Event) error {
+	if s.down.Load() {
+		return fmt.Errorf("down: %w", storage.ErrUnavailable)
+	}
+	return s.EventStore.AppendEvents(ctx, evs)
+}
+
+func (s *switchableStore) QueryEvents(ctx context.Context, q storage.EventQuery) ([]storage.Event, error) {
+	if s.down.Load() {
+		return nil, fmt.Errorf("down: %w", storage.ErrUnavailable)
+	}
+	return s.EventStore.QueryEvents(ctx, q)
+}
+
+// TestStartsWhileStoreIsDown: the Manager starts on a store that cannot
+// be read yet; groups handed to it meanwhile fail retryably (the
+// Alertmanager hands them again), and once the store answers, Run reads
+// the incidents it held and the Manager works on them.
+func TestStartsWhileStoreIsDown(t *testing.T) {
+	ctx := context.Background()
+	clock := newClock()
+	store := &switchableStore{EventStore: openEmbedded(t, t.TempDir())}
+	m := newManager(t, store, testConfig(), clock)
+	send(t, m, "k", mkAlert(errRate, t0, time.Time{}))
+	id := only(t, m).ID
+
+	store.down.Store(true)
+	m2 := newManager(t, store, testConfig(), clock)
+	if err := m2.HandleGroup(ctx, Group{Key: "k2", Receiver: "oncall", Alerts: []*alert.Alert{mkAlert(errRate2, t0, time.Time{})}}); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("HandleGroup before the incidents are loaded: %v, want ErrUnavailable", err)
+	}
+	if _, err := m2.Acknowledge(ctx, id, Action{Actor: "alice"}); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Acknowledge before the incidents are loaded: %v, want ErrUnavailable", err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go m2.Run(runCtx)
+	store.down.Store(false)
+	testutil.WaitFor(t, "the incidents to load", 30*time.Second, func() bool { _, err := m2.Get(id); return err == nil })
+	if _, err := m2.Acknowledge(ctx, id, Action{Actor: "alice"}); err != nil {
+		t.Fatalf("Acknowledge once loaded: %v", err)
+	}
+	if inc, _ := m2.Get(id); inc.Status != StatusAcknowledged || inc.Version != 3 {
+		t.Fatalf("incident after loading and acknowledging: %s at version %d", inc.Status, inc.Version)
 	}
 }

@@ -18,7 +18,8 @@ import (
 )
 
 // SilenceStore is what silencing needs of the Alertmanager: its silences
-// (*silence.Silences, from alertmanager.Alertmanager.Silences()).
+// (from alertmanager.Alertmanager.Silences(), which saves each change
+// before Set and Expire return).
 type SilenceStore interface {
 	Set(ctx context.Context, s *silencepb.Silence) error
 	Expire(ctx context.Context, id string) error
@@ -191,6 +192,11 @@ func (s *Silencer) create(ctx context.Context, sets [][]*labels.Matcher, spec Si
 		// everything, a bad regular expression.
 		if strings.HasPrefix(err.Error(), "invalid silence") {
 			return Silence{}, fmt.Errorf("%w: matchers: %v", ErrInvalid, err)
+		}
+		// Its limits (alerting.max_silence_size_bytes,
+		// alerting.max_silences).
+		if strings.Contains(err.Error(), "exceeded maximum") {
+			return Silence{}, fmt.Errorf("%w: silence: %v", ErrInvalid, err)
 		}
 		return Silence{}, fmt.Errorf("create silence: %w", err)
 	}

@@ -168,3 +168,20 @@ func TestSilences(t *testing.T) {
 		t.Errorf("matching everything: %v", err)
 	}
 }
+
+// TestSilenceOverLimitIsInvalid: a silence over the store's size limit
+// (alerting.max_silence_size_bytes) is refused as invalid (400 in the
+// REST API), naming the limit.
+func TestSilenceOverLimitIsInvalid(t *testing.T) {
+	sils, err := silence.New(silence.Options{Retention: time.Hour, Metrics: prometheus.NewRegistry(),
+		Limits: silence.Limits{MaxSilenceSizeBytes: func() int { return 1024 }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSilencer(sils, nil, nil)
+	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "alertname", strings.Repeat("x", 2000))}
+	_, err = s.CreateSilence(context.Background(), SilenceSpec{Matchers: ms, Duration: time.Hour, Comment: "big"}, "alice")
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "maximum size") {
+		t.Fatalf("CreateSilence over the size limit: %v, want ErrInvalid naming the limit", err)
+	}
+}

@@ -57,7 +57,8 @@ func newServeCommand(app *kingpin.Application) *serveCommand {
 Roles: all-in-one (OTLP in, store, query API, analyzer, alerting), collector (OTLP in, Kafka out),
 ingester (Kafka in, ClickHouse out). Endpoints on --http-addr: the Prometheus-compatible query API
 under /api/v1/, the Alertmanager v2 API under /api/v2/, POST /-/reload, /metrics, /healthz
-(liveness) and /readyz (fails while storage is unreachable). All but the health probes need a
+(liveness: the process is healthy) and /readyz (readiness: it can accept data and keep it; it
+says "degraded" while it does so without ClickHouse). All but the health probes need a
 bearer token (see aiops token --help). Flags override the config file; SIGHUP reloads rules and
 the Alertmanager configuration.`).Default()
 	c.cmd.Flag("config", "YAML configuration file (see deploy/examples/). Without it, defaults apply.").PlaceHolder("FILE").StringVar(&c.configFile)
@@ -119,6 +120,9 @@ func (c *serveCommand) run(ctx context.Context, _, stderr io.Writer) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	logger.Info("Starting aiops", "version", versionString(), "role", cfg.Role, "storage", cfg.Storage.Backend)
+	if err := privateState(cfg, logger); err != nil {
+		return fmt.Errorf("state directories: %w", err)
+	}
 	return serve(ctx, cfg, logger, reg)
 }
 
@@ -138,6 +142,22 @@ type server struct {
 	// store is open and the components are built.
 	app   atomic.Pointer[http.Handler]
 	ready atomic.Pointer[func(context.Context) error]
+	// degraded and healthy are the store's, when it reports them.
+	degraded atomic.Pointer[func(context.Context) error]
+	healthy  atomic.Pointer[func() error]
+}
+
+// degradedReporter is a store that can take and keep writes while part
+// of it is down: the ClickHouse store, whose write-ahead log takes
+// commits while ClickHouse does not answer.
+type degradedReporter interface {
+	Degraded(ctx context.Context) error
+}
+
+// healthReporter is a store that can fail in a way only a restart
+// repairs.
+type healthReporter interface {
+	Healthy() error
 }
 
 func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) error {
@@ -260,6 +280,14 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	}}
 	if store != nil {
 		readyChecks = append(readyChecks, store.Ready)
+		if d, ok := store.(degradedReporter); ok {
+			f := d.Degraded
+			s.degraded.Store(&f)
+		}
+		if h, ok := store.(healthReporter); ok {
+			f := h.Healthy
+			s.healthy.Store(&f)
+		}
 	}
 	readyChecks = append(readyChecks, col.Ready)
 
@@ -366,9 +394,22 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 
 // serveHTTP answers the health probes itself and hands everything else
 // to the application once it is built.
+//
+// /healthz (liveness) fails only when the process cannot recover without
+// a restart. /readyz (readiness) succeeds while aiops can accept data
+// and keep it: the collector listens and the store takes writes (the
+// embedded store has room on its disk and a whole log; the ClickHouse
+// store's write-ahead log is not full, whether or not ClickHouse
+// answers, which the body then calls degraded).
 func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/healthz":
+		if h := s.healthy.Load(); h != nil {
+			if err := (*h)(); err != nil {
+				http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		io.WriteString(w, "ok\n")
 		return
 	case "/readyz":
@@ -382,6 +423,12 @@ func (s *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if err := (*ready)(ctx); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
+		}
+		if d := s.degraded.Load(); d != nil {
+			if err := (*d)(ctx); err != nil {
+				io.WriteString(w, "ready, degraded: "+err.Error()+"\n")
+				return
+			}
 		}
 		io.WriteString(w, "ready\n")
 		return
@@ -412,7 +459,11 @@ func (s *server) watchSIGHUP(al *alerting.Alerting) {
 }
 
 // openStoreRetrying opens the store. ClickHouse may be down when aiops
-// starts; it is tried again with backoff, /readyz failing meanwhile.
+// starts: with the ClickHouse store's write-ahead log (the all-in-one
+// role's default) the store opens at once and takes writes into the log,
+// connecting in the background (/readyz says degraded meanwhile);
+// without it, opening is tried again with backoff, /readyz failing
+// meanwhile.
 func openStoreRetrying(ctx context.Context, cfg StorageConfig, logger *slog.Logger, reg prometheus.Registerer) (storage.Store, error) {
 	logger = logger.With("component", "storage")
 	switch cfg.Backend {
@@ -425,7 +476,7 @@ func openStoreRetrying(ctx context.Context, cfg StorageConfig, logger *slog.Logg
 	case BackendClickHouse:
 		var lastErr error
 		s, err := backoff.Retry(ctx, func() (storage.Store, error) {
-			s, err := clickhouse.Open(ctx, cfg.ClickHouse, logger, clickhouse.WithRegisterer(reg))
+			s, err := clickhouse.Open(ctx, cfg.ClickHouse, logger, clickhouse.WithRegisterer(reg), clickhouse.WithDeferredConnect())
 			if err != nil && !errors.Is(err, storage.ErrUnavailable) {
 				return nil, backoff.Permanent(err)
 			}

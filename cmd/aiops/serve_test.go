@@ -321,53 +321,112 @@ func TestServeAllInOneExample(t *testing.T) {
 	}
 }
 
+// gaugeSender sends a gauge over OTLP/gRPC, one point per call.
+type gaugeSender struct {
+	exp    *otlpmetricgrpc.Exporter
+	reader *sdkmetric.ManualReader
+	gauge  metric.Int64Gauge
+}
+
+func newGaugeSender(t *testing.T, addr, service string) *gaugeSender {
+	t.Helper()
+	exp, err := otlpmetricgrpc.New(context.Background(), otlpmetricgrpc.WithEndpoint(addr), otlpmetricgrpc.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader),
+		sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", service))))
+	gauge, _ := mp.Meter("e2e").Int64Gauge("queue.depth")
+	return &gaugeSender{exp: exp, reader: reader, gauge: gauge}
+}
+
+func (g *gaugeSender) send(t *testing.T, v int64) {
+	t.Helper()
+	ctx := context.Background()
+	g.gauge.Record(ctx, v)
+	var rm metricdata.ResourceMetrics
+	if err := g.reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.exp.Export(ctx, &rm); err != nil {
+		t.Fatalf("export %d: %v", v, err)
+	}
+}
+
+// readyz returns /readyz's status and body.
+func (ts *testServer) readyz(t *testing.T) (int, string) {
+	t.Helper()
+	code, body := ts.get(t, "/readyz", "")
+	return code, string(body)
+}
+
 // TestServeOnClickHouseReadiness runs `aiops serve --storage clickhouse`
-// against a private ClickHouse: /readyz fails while the server is down and
-// recovers when it is back, and data sent before and during the outage is
-// all queryable afterwards.
+// against a private ClickHouse: while the server is down, /readyz stays
+// ready (the ClickHouse store's write-ahead log takes the data) and says
+// degraded, and recovers when it is back; data sent before and during
+// the outage is all queryable afterwards.
 func TestServeOnClickHouseReadiness(t *testing.T) {
 	ch := chtest.Start(t)
 	db := ch.NewDatabase(t)
 	cfgPath := filepath.Join(t.TempDir(), "aiops.yaml")
 	os.WriteFile(cfgPath, []byte("storage:\n  backend: clickhouse\n  clickhouse:\n    database: "+db+"\n    read_timeout: 5s\n    dial_timeout: 2s\n"), 0o600)
 	ts := startServe(t, t.TempDir(), "--config", cfgPath, "--clickhouse-addr", ch.NativeAddr())
+	g := newGaugeSender(t, ts.grpc, "billing")
+	g.send(t, 1)
 
-	ctx := context.Background()
-	exp, err := otlpmetricgrpc.New(ctx, otlpmetricgrpc.WithEndpoint(ts.grpc), otlpmetricgrpc.WithInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader),
-		sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", "billing"))))
-	gauge, _ := mp.Meter("e2e").Int64Gauge("queue.depth")
-	send := func(v int64) {
-		t.Helper()
-		gauge.Record(ctx, v)
-		var rm metricdata.ResourceMetrics
-		if err := reader.Collect(ctx, &rm); err != nil {
-			t.Fatal(err)
-		}
-		if err := exp.Export(ctx, &rm); err != nil {
-			t.Fatalf("export %d: %v", v, err)
-		}
-	}
-	send(1)
-
-	readyz := func() int {
-		code, _ := ts.get(t, "/readyz", "")
-		return code
-	}
 	if err := ch.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, "readyz to fail while ClickHouse is down", 90*time.Second, func() bool { return readyz() == http.StatusServiceUnavailable })
-	// Accepted while ClickHouse is down: it waits in the persistent queue.
-	send(2)
+	testutil.WaitFor(t, "readyz to say degraded while ClickHouse is down", 90*time.Second, func() bool {
+		code, body := ts.readyz(t)
+		return code == http.StatusOK && strings.HasPrefix(body, "ready, degraded:")
+	})
+	// Accepted while ClickHouse is down: it waits in the write-ahead log.
+	g.send(t, 2)
 	ch.Restart(t)
-	testutil.WaitFor(t, "readyz to recover", 90*time.Second, func() bool { return readyz() == http.StatusOK })
+	testutil.WaitFor(t, "readyz to recover", 90*time.Second, func() bool {
+		code, body := ts.readyz(t)
+		return code == http.StatusOK && body == "ready\n"
+	})
 	testutil.WaitFor(t, "both points to be queryable", 90*time.Second, func() bool {
 		return ts.query(t, `count_over_time(queue_depth{job="billing"}[10m])`) == "2"
+	})
+}
+
+// TestServeStartsWhileClickHouseIsDown starts `aiops serve --storage
+// clickhouse` while ClickHouse is down: it listens and is ready (degraded)
+// at once, takes OTLP points into the ClickHouse store's write-ahead log,
+// answers queries with a clear error, and once ClickHouse is up creates
+// the schema and stores every point.
+func TestServeStartsWhileClickHouseIsDown(t *testing.T) {
+	ch := chtest.Start(t)
+	db := ch.NewDatabase(t)
+	if err := ch.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "aiops.yaml")
+	os.WriteFile(cfgPath, []byte("storage:\n  backend: clickhouse\n  clickhouse:\n    database: "+db+"\n    read_timeout: 5s\n    dial_timeout: 2s\n"), 0o600)
+	ts := startServe(t, t.TempDir(), "--config", cfgPath, "--clickhouse-addr", ch.NativeAddr())
+	if code, body := ts.readyz(t); code != http.StatusOK || !strings.HasPrefix(body, "ready, degraded:") {
+		t.Errorf("/readyz with ClickHouse down: %d %q, want 200 saying degraded", code, body)
+	}
+	// Five series, one point each.
+	for i := range 5 {
+		newGaugeSender(t, ts.grpc, fmt.Sprintf("early%d", i)).send(t, int64(i))
+	}
+	if code, body := ts.get(t, "/api/v1/query?query=up", ts.token); code == http.StatusOK || !bytes.Contains(body, []byte("not connected")) {
+		t.Errorf("query with ClickHouse down: %d %s, want an error saying why", code, body)
+	}
+
+	ch.Restart(t)
+	testutil.WaitFor(t, "readyz to say ready", 90*time.Second, func() bool {
+		code, body := ts.readyz(t)
+		return code == http.StatusOK && body == "ready\n"
+	})
+	testutil.Eventually(t, 90*time.Second, "every point to be queryable", func() (bool, string) {
+		got := ts.query(t, `count(last_over_time(queue_depth{job=~"early."}[10m]))`)
+		return got == "5", fmt.Sprintf("%q series, want 5; log:\n%s", got, ts.stderr)
 	})
 }
 
@@ -481,5 +540,55 @@ func TestServeAlertsBecomeIncidents(t *testing.T) {
 	}
 	if strings.Contains(ts.stderr.String(), writer) || strings.Contains(ts.stderr.String(), reader) {
 		t.Error("a token appears in the server log")
+	}
+}
+
+// TestServeKeepsStatePrivate: everything aiops keeps under its data dir
+// (aiops.db with audit records and token hashes, the TSDB, the queue,
+// alerting and analyzer state, the admin token) is its user's alone:
+// directories 0700, files 0600, including what an older aiops left with
+// wider permissions.
+func TestServeKeepsStatePrivate(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(filepath.Join(dataDir, "alerting"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "alerting", "rules-state.json"), []byte(`{"version":1,"alerts":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServe(t, dataDir)
+	newGaugeSender(t, ts.grpc, "private").send(t, 1)
+	testutil.WaitFor(t, "the point to be stored", 30*time.Second, func() bool {
+		return ts.query(t, `queue_depth{job="private"}`) == "1"
+	})
+	if code := ts.stop(); code != 0 {
+		t.Fatalf("serve exited with %d", code)
+	}
+	seen := map[string]bool{}
+	err := filepath.WalkDir(dataDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dataDir, path)
+		seen[strings.SplitN(rel, string(filepath.Separator), 2)[0]] = true
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or other permissions", rel, info.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"aiops.db", "tsdb", "queue", "alerting", "admin.token"} {
+		if !seen[want] {
+			t.Errorf("no %s under the data dir; the test checks less than it should (saw %v)", want, seen)
+		}
 	}
 }

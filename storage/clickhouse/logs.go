@@ -74,6 +74,9 @@ func (w where) sql() string {
 // AppendLogs stores log records. A record stored before (same content) is
 // not returned twice.
 func (s *Store) AppendLogs(ctx context.Context, records []storage.LogRecord) error {
+	if err := s.whenConnected(); err != nil {
+		return err
+	}
 	if len(records) == 0 {
 		return nil
 	}
@@ -108,6 +111,9 @@ func (s *Store) AppendLogs(ctx context.Context, records []storage.LogRecord) err
 // QueryLogs returns matching records, newest first (ties by id), as the
 // embedded store does.
 func (s *Store) QueryLogs(ctx context.Context, q storage.LogQuery) ([]storage.LogRecord, error) {
+	if err := s.whenConnected(); err != nil {
+		return nil, err
+	}
 	var w where
 	w.timeRange("timestamp", q.Start, q.End)
 	w.eq("service_name", q.ServiceName)
@@ -147,6 +153,9 @@ ORDER BY timestamp DESC, id LIMIT 1 BY id LIMIT %d`, s.t.logs, w.sql(), storage.
 // AppendSpans stores spans. A span stored before (same trace and span id)
 // is not returned twice.
 func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
+	if err := s.whenConnected(); err != nil {
+		return err
+	}
 	if len(spans) == 0 {
 		return nil
 	}
@@ -184,6 +193,9 @@ func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
 // QuerySpans returns matching spans ordered by start time, then trace and
 // span id, as the embedded store does.
 func (s *Store) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storage.Span, error) {
+	if err := s.whenConnected(); err != nil {
+		return nil, err
+	}
 	var w where
 	w.timeRange("start_time", q.Start, q.End)
 	w.eq("service_name", q.ServiceName)
@@ -220,6 +232,9 @@ ORDER BY start_time, trace_id, span_id LIMIT 1 BY trace_id, span_id LIMIT %d`, s
 // AppendEvents stores events. An event stored before (same ID) is not
 // returned twice.
 func (s *Store) AppendEvents(ctx context.Context, events []storage.Event) error {
+	if err := s.whenConnected(); err != nil {
+		return err
+	}
 	if len(events) == 0 {
 		return nil
 	}
@@ -250,6 +265,9 @@ func (s *Store) AppendEvents(ctx context.Context, events []storage.Event) error 
 
 // QueryEvents returns matching events ordered by (Time, ID).
 func (s *Store) QueryEvents(ctx context.Context, q storage.EventQuery) ([]storage.Event, error) {
+	if err := s.whenConnected(); err != nil {
+		return nil, err
+	}
 	var w where
 	w.timeRange("time", q.Start, q.End)
 	if q.KindPrefix != "" {

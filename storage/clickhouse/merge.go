@@ -19,6 +19,9 @@ const codeCannotAssignOptimize = 388
 // rewrites whole tables: for benchmarks and maintenance, not for the
 // write path.
 func (s *Store) Merge(ctx context.Context) error {
+	if err := s.whenConnected(); err != nil {
+		return err
+	}
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"optimize_throw_if_noop": 1}))
 	for _, t := range []string{s.t.series, s.t.samples, s.t.histograms} {
 		parts, err := s.partitions(ctx, t)

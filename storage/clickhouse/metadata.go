@@ -20,7 +20,7 @@ type metadataCache struct {
 }
 
 func (s *Store) loadMetadata(ctx context.Context) (*metadataCache, error) {
-	m, err := s.MetricMetadata(ctx, "", 0)
+	m, err := s.metricMetadata(ctx, "", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +94,13 @@ func (s *Store) saveMetadata(ctx context.Context, pending map[string]metadata.Me
 // this process's cache, because in a scaled deployment the ingesters write
 // metadata and another process answers the API.
 func (s *Store) MetricMetadata(ctx context.Context, metric string, limit int) (map[string][]metadata.Metadata, error) {
+	if err := s.whenConnected(); err != nil {
+		return nil, err
+	}
+	return s.metricMetadata(ctx, metric, limit)
+}
+
+func (s *Store) metricMetadata(ctx context.Context, metric string, limit int) (map[string][]metadata.Metadata, error) {
 	q := fmt.Sprintf("SELECT metric_family, argMax(type, updated_at), argMax(unit, updated_at), argMax(help, updated_at) FROM %s", s.t.metadata)
 	if metric != "" {
 		q += " WHERE metric_family = " + quote(metric)

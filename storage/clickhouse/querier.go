@@ -22,12 +22,18 @@ const codeCannotCompileRegexp = 427
 // Querier returns a querier over [mint, maxt] (milliseconds, inclusive).
 // It is safe for concurrent use.
 func (s *Store) Querier(mint, maxt int64) (promstorage.Querier, error) {
+	if err := s.whenConnected(); err != nil {
+		return nil, err
+	}
 	return &querier{s: s, mint: mint, maxt: maxt}, nil
 }
 
 // ChunkQuerier returns a querier that encodes the samples of each series
 // into chunks, for remote read.
 func (s *Store) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
+	if err := s.whenConnected(); err != nil {
+		return nil, err
+	}
 	return &chunkQuerier{querier{s: s, mint: mint, maxt: maxt}}, nil
 }
 

@@ -301,6 +301,9 @@ func (s *Store) appliedMigrations(ctx context.Context) ([]uint32, error) {
 
 // SchemaVersion returns the highest migration applied to the database.
 func (s *Store) SchemaVersion(ctx context.Context) (uint32, error) {
+	if err := s.whenConnected(); err != nil {
+		return 0, err
+	}
 	applied, err := s.appliedMigrations(ctx)
 	if err != nil || len(applied) == 0 {
 		return 0, err
@@ -331,6 +334,9 @@ func (s *Store) retentionTables() []partitioned {
 // the configured retention (and event retention for events). It returns
 // how many partitions were dropped. Open runs it hourly.
 func (s *Store) ApplyRetention(ctx context.Context, now time.Time) (int, error) {
+	if err := s.whenConnected(); err != nil {
+		return 0, err
+	}
 	dropped := 0
 	for _, p := range s.retentionTables() {
 		retention := time.Duration(s.cfg.Retention)
@@ -377,6 +383,11 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time) (int, error) 
 
 func (s *Store) retentionLoop() {
 	defer s.wg.Done()
+	select {
+	case <-s.connected:
+	case <-s.stop:
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {

@@ -27,9 +27,12 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/aiops-dev/aiops/internal/diskspace"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/wal"
 )
@@ -61,6 +64,16 @@ type Store struct {
 
 	// reg takes the self-metrics; nil registers none.
 	reg prometheus.Registerer
+	// deferConnect lets Open succeed while the server is unreachable
+	// (WithDeferredConnect); connected is closed once the server has
+	// answered and the schema is up to date (init), connectErr says why
+	// not yet.
+	deferConnect bool
+	connected    chan struct{}
+	connectErr   atomic.Pointer[error]
+	// walFailed is the error of the last append to the write-ahead log,
+	// when no append has succeeded since.
+	walFailed atomic.Pointer[error]
 	// wal is the write-ahead log; nil when clickhouse.wal.dir is empty.
 	wal                                            *wal.Log
 	walAppends, walInserted, walDropped, walRounds atomic.Int64
@@ -100,10 +113,21 @@ func WithClock(now func() time.Time) Option {
 	return func(s *Store) { s.now = now }
 }
 
+// WithDeferredConnect makes Open succeed while ClickHouse is unreachable,
+// when the store has a write-ahead log: commits go to the log from the
+// start, and the store connects in the background, bringing the schema up
+// to date and then draining the log. Until then, what needs the server
+// (queries, logs, spans, events) fails with storage.ErrUnavailable, and
+// Degraded says why.
+func WithDeferredConnect() Option {
+	return func(s *Store) { s.deferConnect = true }
+}
+
 // Open connects to ClickHouse, creates the database and tables (or brings
 // an existing schema up to date) and starts the retention loop. logger may
 // be nil. An unreachable server yields an error wrapping
-// storage.ErrUnavailable.
+// storage.ErrUnavailable, unless WithDeferredConnect is given and the
+// store has a write-ahead log.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Option) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -122,7 +146,10 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Optio
 		t:      newTables(cfg.Database),
 		now:    time.Now,
 		series: newSeriesCache(),
+		meta:   &metadataCache{m: map[string]metadata.Metadata{}},
 		stop:   make(chan struct{}),
+
+		connected: make(chan struct{}),
 
 		flushNow: make(chan struct{}, 1),
 
@@ -140,11 +167,20 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Optio
 		s.head = newHead(cfg.SampleCacheMiB << 20 / 16)
 	}
 	s.stopCtx, s.cancel = context.WithCancel(context.Background())
+	walOn := cfg.WAL.Dir != "" && cfg.WAL.Mode != WALOff
+	deferred := false
 	if err := s.init(ctx); err != nil {
-		conn.Close()
-		return nil, err
+		if !s.deferConnect || !walOn || !errors.Is(err, storage.ErrUnavailable) {
+			conn.Close()
+			return nil, err
+		}
+		logger.Warn("ClickHouse unreachable; taking writes into the write-ahead log and connecting in the background", "err", err)
+		s.connectErr.Store(&err)
+		deferred = true
+	} else {
+		close(s.connected)
 	}
-	if cfg.WAL.Dir != "" && cfg.WAL.Mode != WALOff {
+	if walOn {
 		if err := s.openWAL(); err != nil {
 			conn.Close()
 			return nil, err
@@ -156,8 +192,50 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Optio
 	}
 	s.wg.Add(1)
 	go s.retentionLoop()
+	if deferred {
+		s.wg.Add(1)
+		go s.connectLoop()
+		return s, nil
+	}
 	logger.Info("clickhouse store open", "addresses", cfg.Addresses, "database", cfg.Database, "server_version", s.version.String())
 	return s, nil
+}
+
+// connectLoop runs init until the server answers and the schema is up
+// to date, then lets the log drain and the queries through.
+func (s *Store) connectLoop() {
+	defer s.wg.Done()
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = time.Second, 30*time.Second
+	_, err := backoff.Retry(s.stopCtx, func() (struct{}, error) {
+		err := s.init(s.stopCtx)
+		if err != nil {
+			s.connectErr.Store(&err)
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, next time.Duration) {
+		s.logger.Warn("ClickHouse not connected yet; retrying", "in", next, "err", err)
+	}))
+	if err != nil {
+		return // stopping
+	}
+	close(s.connected)
+	s.logger.Info("clickhouse store connected", "addresses", s.cfg.Addresses, "database", s.cfg.Database, "server_version", s.version.String())
+}
+
+// whenConnected returns nil once the store has connected, and otherwise
+// a retryable error saying why not.
+func (s *Store) whenConnected() error {
+	select {
+	case <-s.connected:
+		return nil
+	default:
+	}
+	why := errors.New("not yet")
+	if p := s.connectErr.Load(); p != nil {
+		why = *p
+	}
+	return fmt.Errorf("clickhouse: not connected since aiops started: %w: %w", storage.ErrUnavailable, why)
 }
 
 func connOptions(cfg Config) *ch.Options {
@@ -207,22 +285,70 @@ func (s *Store) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.meta = meta
+	// What this process noted before it connected (into the
+	// write-ahead log) is newer than the table.
+	s.meta.mu.Lock()
+	for family, md := range meta.m {
+		if _, ok := s.meta.m[family]; !ok {
+			s.meta.m[family] = md
+		}
+	}
+	s.meta.mu.Unlock()
 	return nil
 }
 
 // ServerVersion is the version the server reported at Open.
 func (s *Store) ServerVersion() string { return s.version.String() }
 
-// Ready pings the server.
+// walRoomBytes is the free space on the write-ahead log's disk after
+// which a failed append no longer makes the store unready.
+const walRoomBytes = 64 << 20
+
+// Ready returns nil while the store takes writes and keeps them: with a
+// write-ahead log, while the log takes them, whether or not ClickHouse
+// answers (Degraded says when it does not); without one, while the
+// server answers.
 func (s *Store) Ready(ctx context.Context) error {
 	select {
 	case <-s.stop:
 		return fmt.Errorf("clickhouse store is closed: %w", storage.ErrUnavailable)
 	default:
 	}
+	if s.wal == nil {
+		if err := s.whenConnected(); err != nil {
+			return err
+		}
+		if err := s.conn.Ping(ctx); err != nil {
+			return s.wrap("ping", err)
+		}
+		return nil
+	}
+	if max := int64(s.cfg.WAL.MaxSizeMiB) << 20; s.wal.State().Pending >= max {
+		return fmt.Errorf("clickhouse: write-ahead log full: %d MiB not yet in ClickHouse (clickhouse.wal.max_size_mib): %w",
+			max>>20, storage.ErrUnavailable)
+	}
+	if p := s.walFailed.Load(); p != nil {
+		// Appends resume by themselves once there is room; say ready
+		// again then, so that writes come to find out.
+		if free, err := diskspace.Free(s.cfg.WAL.Dir); err != nil || free < walRoomBytes {
+			return fmt.Errorf("clickhouse: the write-ahead log takes no writes: %w: %w", storage.ErrUnavailable, *p)
+		}
+	}
+	return nil
+}
+
+// Degraded returns why the store, while ready, does not do everything:
+// ClickHouse does not answer, so commits wait in the write-ahead log and
+// queries fail. It returns nil when nothing is amiss.
+func (s *Store) Degraded(ctx context.Context) error {
+	if s.wal == nil {
+		return nil
+	}
+	if err := s.whenConnected(); err != nil {
+		return err
+	}
 	if err := s.conn.Ping(ctx); err != nil {
-		return s.wrap("ping", err)
+		return fmt.Errorf("%w; commits wait in the write-ahead log (%d bytes)", s.wrap("ping", err), s.wal.State().Pending)
 	}
 	return nil
 }
@@ -248,6 +374,9 @@ func (s *Store) Close() error {
 // StartTime returns the oldest sample timestamp stored, or math.MaxInt64
 // when there is none, as Prometheus's TSDB does.
 func (s *Store) StartTime() (int64, error) {
+	if err := s.whenConnected(); err != nil {
+		return 0, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ReadTimeout))
 	defer cancel()
 	oldest := int64(math.MaxInt64)

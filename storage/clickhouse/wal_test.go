@@ -198,6 +198,9 @@ func TestWALAbsorbsOutage(t *testing.T) {
 	if !errors.Is(full, storage.ErrUnavailable) || len(acked) < 20_000 {
 		t.Fatalf("after %d samples acknowledged with ClickHouse down: %v; want some 40,000 and then ErrUnavailable", len(acked), full)
 	}
+	if err := s.Ready(ctx); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Ready with the write-ahead log full: %v, want ErrUnavailable", err)
+	}
 	// Closing while ClickHouse is down keeps the log.
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -286,5 +289,77 @@ func TestWALRecordCodec(t *testing.T) {
 		damaged[rng.IntN(len(damaged))] ^= byte(1 + rng.IntN(255))
 		var x batch
 		_ = decodeBatch(damaged, &x) // must not panic
+	}
+}
+
+// TestOpensWhileClickHouseIsDown: with the write-ahead log and
+// WithDeferredConnect, a store opens while ClickHouse is down (on a
+// database whose tables do not exist yet): it is ready (commits go to the
+// log), degraded, and fails queries, logs and events retryably; once
+// ClickHouse is up it creates the schema and drains the log, and every
+// acknowledged sample and metadata change is stored.
+func TestOpensWhileClickHouseIsDown(t *testing.T) {
+	srv := chtest.Start(t)
+	cfg := testConfig(t)
+	cfg.Addresses = []string{srv.NativeAddr()}
+	cfg.Database = srv.NewDatabase(t)
+	cfg.DialTimeout = model.Duration(time.Second)
+	cfg.ReadTimeout = model.Duration(5 * time.Second)
+	withWAL(t.TempDir())(&cfg)
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, cfg, slog.New(slog.DiscardHandler)); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Open without WithDeferredConnect while ClickHouse is down: %v, want ErrUnavailable", err)
+	}
+	s, err := Open(ctx, cfg, testutil.Logger(t), WithDeferredConnect())
+	if err != nil {
+		t.Fatalf("Open with WithDeferredConnect while ClickHouse is down: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Ready(ctx); err != nil {
+		t.Errorf("Ready while ClickHouse is down: %v, want nil (the log takes writes)", err)
+	}
+	if err := s.Degraded(ctx); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Degraded while ClickHouse is down: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Querier(0, 1); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Querier while ClickHouse is down: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.QueryEvents(ctx, storage.EventQuery{}); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("QueryEvents while ClickHouse is down: %v, want ErrUnavailable", err)
+	}
+	if err := s.AppendLogs(ctx, []storage.LogRecord{{Body: "x"}}); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("AppendLogs while ClickHouse is down: %v, want ErrUnavailable", err)
+	}
+
+	ls := labels.FromStrings("__name__", "early_total", "job", "x")
+	md := metadata.Metadata{Type: model.MetricTypeCounter, Help: "Counted before ClickHouse came up."}
+	for c := range 10 {
+		app := s.AppenderV2(ctx)
+		for i := range 100 {
+			ts := int64(c*100 + i)
+			if _, err := app.Append(0, ls, 0, ts, float64(ts), nil, nil, promstorage.AOptions{MetricFamilyName: "early_total", Metadata: md}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		commit(t, app)
+	}
+
+	srv.Restart(t)
+	testutil.WaitFor(t, "the store to connect", time.Minute, func() bool { return s.Degraded(ctx) == nil })
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readAll(t, newQuerier(t, s, 0, 10_000), nil, eq("job", "x"))
+	if n := len(got[ls.String()]); n != 1000 {
+		t.Errorf("%d samples stored, 1000 acknowledged before ClickHouse came up", n)
+	}
+	mds, err := s.MetricMetadata(ctx, "early_total", 0)
+	if err != nil || len(mds["early_total"]) != 1 || mds["early_total"][0] != md {
+		t.Errorf("metadata: %v, %v; want %+v", mds, err, md)
+	}
+	if err := s.AppendEvents(ctx, []storage.Event{{ID: "e", Time: testutil.Epoch, Kind: "k"}}); err != nil {
+		t.Errorf("AppendEvents once connected: %v", err)
 	}
 }

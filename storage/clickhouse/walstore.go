@@ -60,7 +60,11 @@ func (s *Store) logBatch(b *batch) error {
 		if errors.Is(err, wal.ErrClosed) {
 			return fmt.Errorf("clickhouse store is closed: %w", storage.ErrUnavailable)
 		}
+		s.walFailed.Store(&err)
 		return fmt.Errorf("clickhouse: write-ahead log: %w: %w", storage.ErrUnavailable, err)
+	}
+	if s.walFailed.Load() != nil {
+		s.walFailed.Store(nil)
 	}
 	s.walAppends.Add(1)
 	if len(b.newSeries) > 0 {
@@ -87,6 +91,12 @@ func (s *Store) logBatch(b *batch) error {
 // within closeDrainTimeout.
 func (s *Store) drainLoop() {
 	defer s.wg.Done()
+	// Nothing can be inserted before the schema is known to be there.
+	select {
+	case <-s.connected:
+	case <-s.stop:
+		return
+	}
 	defer s.drainOnClose()
 	interval := time.Duration(s.cfg.WAL.FlushInterval)
 	full := int64(s.cfg.BatchSize) * walBytesPerRow

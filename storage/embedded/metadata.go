@@ -9,10 +9,12 @@ import (
 	"sync"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
 )
 
 // metadataCache holds the type, help and unit of every metric family
@@ -129,14 +131,57 @@ func (r *metadataRecorder) note(family string, ls labels.Labels, md metadata.Met
 }
 
 // AppenderV2 returns a TSDB appender that also records metric metadata.
+// While the store takes no writes, its appends fail with
+// storage.ErrUnavailable.
 func (s *Store) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
-	return &appenderV2{AppenderV2: s.DB.AppenderV2(ctx), ctx: ctx, meta: metadataRecorder{cache: s.meta}}
+	db, release, err := s.lease()
+	if err != nil {
+		return failedAppenderV2{err}
+	}
+	return &appenderV2{AppenderV2: db.AppenderV2(ctx), ctx: ctx, meta: metadataRecorder{cache: s.meta}, lease: lease{s: s, release: release}}
+}
+
+// lease is an appender's hold on the TSDB (Store.gate), from its creation
+// to its commit or rollback.
+type lease struct {
+	s       *Store
+	release func()
+	done    bool
+}
+
+// commit commits through commit unless the store has stopped taking
+// writes, and says whether the commit may be acknowledged.
+func (l *lease) commit(commit, rollback func() error) error {
+	if l.done {
+		return tsdb.ErrAppenderClosed
+	}
+	defer l.end()
+	if err := l.s.writable(); err != nil {
+		l.s.afterWrite(rollback())
+		return err
+	}
+	return l.s.afterWrite(commit())
+}
+
+func (l *lease) rollback(rollback func() error) error {
+	if l.done {
+		return tsdb.ErrAppenderClosed
+	}
+	defer l.end()
+	// A rollback writes to the log too (the series it created).
+	return l.s.afterWrite(rollback())
+}
+
+func (l *lease) end() {
+	l.done = true
+	l.release()
 }
 
 type appenderV2 struct {
 	promstorage.AppenderV2
-	ctx  context.Context
-	meta metadataRecorder
+	ctx   context.Context
+	meta  metadataRecorder
+	lease lease
 }
 
 func (a *appenderV2) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
@@ -145,21 +190,30 @@ func (a *appenderV2) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t i
 }
 
 func (a *appenderV2) Commit() error {
-	if err := a.AppenderV2.Commit(); err != nil {
+	if err := a.lease.commit(a.AppenderV2.Commit, a.AppenderV2.Rollback); err != nil {
 		return err
 	}
 	return a.meta.cache.save(a.ctx, a.meta.pending)
 }
 
+func (a *appenderV2) Rollback() error { return a.lease.rollback(a.AppenderV2.Rollback) }
+
 // Appender returns a TSDB appender that also records metric metadata.
+// While the store takes no writes, its appends fail with
+// storage.ErrUnavailable.
 func (s *Store) Appender(ctx context.Context) promstorage.Appender {
-	return &appenderV1{Appender: s.DB.Appender(ctx), ctx: ctx, meta: metadataRecorder{cache: s.meta}}
+	db, release, err := s.lease()
+	if err != nil {
+		return failedAppender{err}
+	}
+	return &appenderV1{Appender: db.Appender(ctx), ctx: ctx, meta: metadataRecorder{cache: s.meta}, lease: lease{s: s, release: release}}
 }
 
 type appenderV1 struct {
 	promstorage.Appender
-	ctx  context.Context
-	meta metadataRecorder
+	ctx   context.Context
+	meta  metadataRecorder
+	lease lease
 }
 
 func (a *appenderV1) UpdateMetadata(ref promstorage.SeriesRef, ls labels.Labels, md metadata.Metadata) (promstorage.SeriesRef, error) {
@@ -168,8 +222,57 @@ func (a *appenderV1) UpdateMetadata(ref promstorage.SeriesRef, ls labels.Labels,
 }
 
 func (a *appenderV1) Commit() error {
-	if err := a.Appender.Commit(); err != nil {
+	if err := a.lease.commit(a.Appender.Commit, a.Appender.Rollback); err != nil {
 		return err
 	}
 	return a.meta.cache.save(a.ctx, a.meta.pending)
 }
+
+func (a *appenderV1) Rollback() error { return a.lease.rollback(a.Appender.Rollback) }
+
+// failedAppender is the appender of a store that takes no writes: every
+// append fails with why.
+type failedAppender struct{ err error }
+
+func (f failedAppender) Append(promstorage.SeriesRef, labels.Labels, int64, float64) (promstorage.SeriesRef, error) {
+	return 0, f.err
+}
+
+func (f failedAppender) AppendExemplar(promstorage.SeriesRef, labels.Labels, exemplar.Exemplar) (promstorage.SeriesRef, error) {
+	return 0, f.err
+}
+
+func (f failedAppender) AppendHistogram(promstorage.SeriesRef, labels.Labels, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	return 0, f.err
+}
+
+func (f failedAppender) AppendHistogramSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	return 0, f.err
+}
+
+func (f failedAppender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64) (promstorage.SeriesRef, error) {
+	return 0, f.err
+}
+
+func (f failedAppender) UpdateMetadata(promstorage.SeriesRef, labels.Labels, metadata.Metadata) (promstorage.SeriesRef, error) {
+	return 0, f.err
+}
+
+func (failedAppender) SetOptions(*promstorage.AppendOptions) {}
+
+func (f failedAppender) Commit() error { return f.err }
+func (failedAppender) Rollback() error { return nil }
+
+type failedAppenderV2 struct{ err error }
+
+func (f failedAppenderV2) Append(promstorage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+	return 0, f.err
+}
+
+func (f failedAppenderV2) Commit() error { return f.err }
+func (failedAppenderV2) Rollback() error { return nil }
+
+var (
+	_ promstorage.Appender   = failedAppender{}
+	_ promstorage.AppenderV2 = failedAppenderV2{}
+)

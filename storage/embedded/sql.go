@@ -4,13 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/aiops-dev/aiops/storage"
 )
@@ -86,10 +89,16 @@ func OpenRecords(cfg Config) (*Records, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	// The file holds audit records, incidents and token hashes: its
+	// owner's alone. SQLite gives its journal files the same mode.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	db, err := openSQL(filepath.Join(cfg.DataDir, "aiops.db"))
+	path := filepath.Join(cfg.DataDir, "aiops.db")
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
+	db, err := openSQL(path)
 	if err != nil {
 		return nil, err
 	}
@@ -146,16 +155,32 @@ func migrate(db *sql.DB) error {
 }
 
 // inTx runs fn in a transaction and commits it, or rolls back on error.
+// A failed transaction leaves nothing behind, and a full disk makes it
+// fail retryably (storage.ErrUnavailable).
 func (s *Records) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return retryableIfFull(err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return err
+		return retryableIfFull(err)
 	}
-	return tx.Commit()
+	return retryableIfFull(tx.Commit())
+}
+
+// retryableIfFull marks errors of a full disk storage.ErrUnavailable:
+// the same write succeeds once there is room.
+func retryableIfFull(err error) error {
+	var se *sqlite.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL,
+		errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	}
+	return err
 }
 
 // AppendLogs stores records; a record stored before (same ID) is skipped.

@@ -126,7 +126,7 @@ func Open(opts Options) (*Log, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	l := &Log{dir: opts.Dir, opts: opts, logger: opts.Logger, sizes: map[int]int64{}, changed: make(chan struct{})}
@@ -241,7 +241,7 @@ func validLength(f *os.File, size int64) (int64, error) {
 
 // cut starts segment n. Callers hold mu, or are Open.
 func (l *Log) cut(n int) error {
-	f, err := os.OpenFile(l.segPath(n), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(l.segPath(n), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("wal: start segment %d: %w", n, err)
 	}
@@ -541,7 +541,7 @@ func (l *Log) openMarks() error {
 		// Written in full under a temporary name first, so that the file
 		// always has both slots allocated.
 		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, make([]byte, 2*slotBytes), 0o640); err != nil {
+		if err := os.WriteFile(tmp, make([]byte, 2*slotBytes), 0o600); err != nil {
 			return fmt.Errorf("wal: create %s: %w", appliedFile, err)
 		}
 		if err := os.Rename(tmp, path); err != nil {

@@ -1,0 +1,7 @@
+//go:build unix
+
+package main
+
+import "syscall"
+
+func restrictUmask() { syscall.Umask(0o077) }
