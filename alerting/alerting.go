@@ -58,7 +58,7 @@ type Deps struct {
 	// that rules and queries behave alike and share its concurrency limit.
 	Engine promql.QueryEngine
 	// Parser parses rule expressions; it must accept what Engine accepts
-	// (parser.NewParser(promapi.ParserOptions(queryConfig))).
+	// (promapi.NewParser(queryConfig), which also bounds what it accepts).
 	Parser parser.Parser
 
 	// GroupSinks receive every alert group the Alertmanager dispatches,

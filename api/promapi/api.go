@@ -31,7 +31,6 @@ import (
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -60,7 +59,7 @@ type Options struct {
 	Storage promstorage.SampleAndChunkQueryable
 	// Engine evaluates PromQL. When nil, New builds one from Config and
 	// Close closes it. Pass one to share it (and its concurrency limit)
-	// with rule evaluation; it must use ParserOptions(Config).
+	// with rule evaluation; it must parse with NewParser(Config).
 	Engine promql.QueryEngine
 
 	// Metadata answers /api/v1/metadata. When nil the endpoint returns no
@@ -143,7 +142,7 @@ func New(opts Options) (*API, error) {
 	}
 
 	featureRegistry := features.NewRegistry()
-	promParser := parser.NewParser(ParserOptions(opts.Config))
+	promParser := NewParser(opts.Config)
 	a := &API{engine: opts.Engine}
 	if a.engine == nil {
 		eo := EngineOpts(opts.Config, logger.With("component", "query engine"), reg)
@@ -198,6 +197,8 @@ func New(opts Options) (*API, error) {
 			"query.subquery_step":        cfg.SubqueryStep.String(),
 			"query.experimental_promql":  strconv.FormatBool(cfg.ExperimentalPromQL),
 			"query.use_start_timestamps": strconv.FormatBool(cfg.UseStartTimestamps),
+			"query.max_length":           strconv.Itoa(cfg.MaxLength),
+			"query.max_depth":            strconv.Itoa(cfg.MaxDepth),
 		},
 		v1.GlobalURLOptions{},
 		func(f http.HandlerFunc) http.HandlerFunc { return f },

@@ -33,6 +33,17 @@ type Config struct {
 	// modifiers on binary operators, unquoted UTF-8 metric names and
 	// delayed __name__ removal.
 	ExperimentalPromQL bool `yaml:"experimental_promql"`
+	// MaxLength is the longest PromQL expression or series selector
+	// accepted, in bytes; longer ones are refused with 400 bad_data before
+	// they are parsed.
+	MaxLength int `yaml:"max_length"`
+	// MaxDepth is the deepest PromQL expression accepted: the most
+	// operators, function calls, aggregations, parentheses and subqueries
+	// nested in one another (`a + b + c` nests two binary operators).
+	// Prometheus's parser and evaluator recurse over the expression, some
+	// parts with a cost quadratic in its depth, so very deep ones are
+	// refused with 400 bad_data.
+	MaxDepth int `yaml:"max_depth"`
 	// UseStartTimestamps lets rate(), increase() and friends use the start
 	// timestamps OTLP cumulative points carry, where the store keeps them.
 	UseStartTimestamps bool `yaml:"use_start_timestamps"`
@@ -47,6 +58,8 @@ func DefaultConfig() Config {
 		LookbackDelta:      model.Duration(5 * time.Minute),
 		MaxConcurrency:     20,
 		SubqueryStep:       model.Duration(time.Minute),
+		MaxLength:          128 << 10,
+		MaxDepth:           200,
 		ExperimentalPromQL: true,
 		UseStartTimestamps: true,
 	}
@@ -65,6 +78,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("query.max_concurrency: must be > 0, got %d", c.MaxConcurrency)
 	case c.SubqueryStep <= 0:
 		return fmt.Errorf("query.subquery_step: must be > 0, got %s", c.SubqueryStep)
+	case c.MaxLength <= 0:
+		return fmt.Errorf("query.max_length: must be > 0, got %d", c.MaxLength)
+	case c.MaxDepth <= 0:
+		return fmt.Errorf("query.max_depth: must be > 0, got %d", c.MaxDepth)
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func EngineOpts(cfg Config, logger *slog.Logger, reg prometheus.Registerer) prom
 		EnableNegativeOffset:     true,
 		EnableDelayedNameRemoval: cfg.ExperimentalPromQL,
 		UseStartTimestamps:       cfg.UseStartTimestamps,
-		Parser:                   parser.NewParser(ParserOptions(cfg)),
+		Parser:                   NewParser(cfg),
 	}
 }
 

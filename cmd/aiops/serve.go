@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
@@ -288,7 +287,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		al, err := alerting.New(cfg.Alerting, alerting.Deps{
 			Storage:    store,
 			Engine:     engine,
-			Parser:     parser.NewParser(promapi.ParserOptions(cfg.Query)),
+			Parser:     promapi.NewParser(cfg.Query),
 			GroupSinks: []notify.Notifier{inc},
 			Logger:     logger,
 			Registerer: s.reg,

@@ -212,21 +212,32 @@ func TestServeEndToEnd(t *testing.T) {
 // TestServeRefusesBadConfig checks that an invalid configuration stops the
 // binary at start with the key and the reason.
 func TestServeRefusesBadConfig(t *testing.T) {
+	monster := "groups:\n- name: g\n  rules:\n  - alert: Monster\n    expr: 1" + strings.Repeat("+1", 20_000) + "\n"
 	for name, tc := range map[string]struct {
-		yaml string
-		want []string
+		yaml  string
+		files map[string]string // beside the configuration file
+		want  []string
 	}{
-		"unknown key":      {"server:\n  http_adr: :9090\n", []string{"line 2", "http_adr"}},
-		"bad value":        {"storage:\n  embedded:\n    retention: 0s\n", []string{"storage.embedded.retention: must be > 0"}},
-		"bad role":         {"role: everything\n", []string{`role: must be one of`, `"everything"`}},
-		"ingester on disk": {"role: ingester\n", []string{"storage.backend: the ingester role writes to ClickHouse"}},
-		"bad analyzer":     {"analyzer:\n  selectors:\n    - selector: 'up{'\n", []string{"analyzer.selectors[0]"}},
-		"bad query":        {"query:\n  max_samples: -1\n", []string{"query.max_samples: must be > 0"}},
-		"not yaml":         {"role: [\n", []string{"config"}},
+		"monster rule": {
+			yaml:  "alerting:\n  rule_files: [monster.yml]\n",
+			files: map[string]string{"monster.yml": monster},
+			want:  []string{"monster.yml", `"Monster"`, "query.max_depth"},
+		},
+		"unknown key":      {yaml: "server:\n  http_adr: :9090\n", want: []string{"line 2", "http_adr"}},
+		"bad value":        {yaml: "storage:\n  embedded:\n    retention: 0s\n", want: []string{"storage.embedded.retention: must be > 0"}},
+		"bad role":         {yaml: "role: everything\n", want: []string{`role: must be one of`, `"everything"`}},
+		"ingester on disk": {yaml: "role: ingester\n", want: []string{"storage.backend: the ingester role writes to ClickHouse"}},
+		"bad analyzer":     {yaml: "analyzer:\n  selectors:\n    - selector: 'up{'\n", want: []string{"analyzer.selectors[0]"}},
+		"bad query":        {yaml: "query:\n  max_samples: -1\n", want: []string{"query.max_samples: must be > 0"}},
+		"not yaml":         {yaml: "role: [\n", want: []string{"config"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "aiops.yaml")
+			dir := t.TempDir()
+			path := filepath.Join(dir, "aiops.yaml")
 			os.WriteFile(path, []byte(tc.yaml), 0o600)
+			for name, content := range tc.files {
+				os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600)
+			}
 			var stderr bytes.Buffer
 			code := run(context.Background(), []string{"serve", "--config", path, "--data-dir", t.TempDir()}, io.Discard, &stderr)
 			if code == 0 {
