@@ -249,12 +249,16 @@ func New(opts Options) (*API, error) {
 	// store. The router keeps answering every other method on that path
 	// (405, CORS preflight) as Prometheus does.
 	metadata := metadataHandler(opts.Metadata, corsRE, logger)
+	remoteRead := boundRemoteRead(cfg.MaxLength, router)
 	a.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Path == Prefix+"/metadata" {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == Prefix+"/metadata":
 			metadata.ServeHTTP(w, r)
-			return
+		case r.Method == http.MethodPost && r.URL.Path == Prefix+"/read":
+			remoteRead.ServeHTTP(w, r)
+		default:
+			router.ServeHTTP(w, r)
 		}
-		router.ServeHTTP(w, r)
 	})
 	return a, nil
 }
