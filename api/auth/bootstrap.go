@@ -67,7 +67,7 @@ func EnsureBootstrapToken(path string) (tok *BootstrapToken, created bool, err e
 func (t *BootstrapToken) Authenticate(_ context.Context, credential string) (Principal, error) {
 	sum := sha256.Sum256([]byte(credential))
 	if subtle.ConstantTimeCompare(sum[:], t.hash[:]) != 1 {
-		return Principal{}, fmt.Errorf("%w: not the bootstrap admin token", ErrUnauthenticated)
+		return Principal{}, refuse(reasonNotMine, "not the bootstrap admin token")
 	}
 	return Principal{ID: "bootstrap-admin", Name: "bootstrap admin", Method: "bootstrap", Scopes: []Scope{ScopeAdmin}}, nil
 }

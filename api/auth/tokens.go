@@ -164,7 +164,7 @@ func (s *TokenStore) List(ctx context.Context) ([]Token, error) {
 func (s *TokenStore) Authenticate(ctx context.Context, credential string) (Principal, error) {
 	id, secret, ok := parseToken(credential)
 	if !ok {
-		return Principal{}, fmt.Errorf("%w: not an aiops API token", ErrUnauthenticated)
+		return Principal{}, refuse(reasonNotMine, "not an aiops API token")
 	}
 	if err := s.sync(ctx, false); err != nil {
 		return Principal{}, err
@@ -182,14 +182,14 @@ func (s *TokenStore) Authenticate(ctx context.Context, credential string) (Princ
 		s.mu.Unlock()
 	}
 	if !found || subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hashSecret(secret))) != 1 {
-		return Principal{}, fmt.Errorf("%w: unknown API token", ErrUnauthenticated)
+		return Principal{}, refuse(ReasonUnknown, "unknown API token")
 	}
 	now := s.now()
 	switch {
 	case !rec.RevokedAt.IsZero():
-		return Principal{}, fmt.Errorf("%w: API token %s was revoked", ErrUnauthenticated, id)
+		return Principal{}, refuse(ReasonRevoked, "API token %s was revoked", id)
 	case !rec.ExpiresAt.IsZero() && now.After(rec.ExpiresAt):
-		return Principal{}, fmt.Errorf("%w: API token %s expired at %s", ErrUnauthenticated, id, rec.ExpiresAt.Format(time.RFC3339))
+		return Principal{}, refuse(ReasonExpired, "API token %s expired at %s", id, rec.ExpiresAt.Format(time.RFC3339))
 	}
 	return Principal{ID: id, Name: rec.Name, Method: "token", Scopes: rec.Scopes}, nil
 }

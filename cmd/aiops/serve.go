@@ -341,7 +341,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	if store != nil {
 		events = store
 	}
-	guard, err := newAuthMiddleware(ctx, cfg, events, logger.With("component", "auth"))
+	guard, err := newAuthMiddleware(ctx, cfg, events, logger.With("component", "auth"), s.reg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -192,6 +192,11 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	if code, body := ts.get(t, "/metrics", ts.token); code != http.StatusOK || !bytes.Contains(body, []byte("aiops_collector_")) {
 		t.Errorf("/metrics: %d, want 200 with collector metrics", code)
+	} else if !bytes.Contains(body, []byte(`aiops_auth_failures_total{reason="missing"} 2`)) {
+		t.Errorf("/metrics does not count the two requests without a token as aiops_auth_failures_total{reason=\"missing\"}")
+	}
+	if !strings.Contains(ts.stderr.String(), "Request refused") {
+		t.Errorf("refused requests are not logged:\n%s", ts.stderr)
 	}
 	if code, _ := ts.get(t, "/healthz", ""); code != http.StatusOK {
 		t.Errorf("/healthz: %d", code)
