@@ -104,6 +104,9 @@ func New(cfg Config, deps Deps) (*Alerting, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := ruler.Expand(cfg.RuleFiles); err != nil {
+		return nil, fmt.Errorf("alerting.rule_files%w", err)
+	}
 	a := &Alerting{cfg: cfg, logger: logger, externalURL: extURL, externalLabels: model.LabelSet{}}
 	for k, v := range cfg.ExternalLabels {
 		a.externalLabels[model.LabelName(k)] = model.LabelValue(v)
@@ -186,7 +189,9 @@ func (a *Alerting) Reload(ctx context.Context) error {
 	defer a.reloadMu.Unlock()
 	amConf, amErr := alertmanager.LoadConfig(a.cfg.AlertmanagerConfigFile)
 	files, err := ruler.Expand(a.cfg.RuleFiles)
-	if err == nil {
+	if err != nil {
+		err = fmt.Errorf("alerting.rule_files%w", err)
+	} else {
 		err = ruler.CheckFiles(files, a.rulerParser())
 	}
 	if err := errors.Join(amErr, err); err != nil {

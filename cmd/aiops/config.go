@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -211,10 +213,80 @@ func LoadConfig(path string) (Config, error) {
 }
 
 func decodeConfig(r io.Reader, cfg *Config) error {
-	dec := yaml.NewDecoder(r)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		var typeErr *yaml.TypeError
+		if errors.As(err, &typeErr) {
+			return err // names its lines already
+		}
+		// A value's own decoder (model.Duration's) fails without saying
+		// where: find the key whose value does not decode.
+		var root yaml.Node
+		if yaml.Unmarshal(b, &root) == nil {
+			if key, line := failingKey(&root, reflect.TypeFor[Config](), ""); key != "" {
+				return fmt.Errorf("%s (line %d): %w", key, line, err)
+			}
+		}
 		return err
 	}
 	return nil
+}
+
+// failingKey returns the path (alerting.evaluation_interval) and line of
+// the deepest value under n that does not decode into a value of type t,
+// or "" when every value does.
+func failingKey(n *yaml.Node, t reflect.Type, path string) (key string, line int) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		return failingKey(n.Content[0], t, path)
+	}
+	type child struct {
+		n    *yaml.Node
+		t    reflect.Type
+		path string
+	}
+	var children []child
+	switch {
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			name := n.Content[i].Value
+			for f := range t.Fields() {
+				if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag == name && f.IsExported() {
+					children = append(children, child{n.Content[i+1], f.Type, joinKey(path, name)})
+				}
+			}
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			children = append(children, child{n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value)})
+		}
+	case n.Kind == yaml.SequenceNode && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+		for i, c := range n.Content {
+			children = append(children, child{c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)})
+		}
+	}
+	for _, c := range children {
+		if c.n.Decode(reflect.New(c.t).Interface()) == nil {
+			continue
+		}
+		if key, line := failingKey(c.n, c.t, c.path); key != "" {
+			return key, line
+		}
+		return c.path, c.n.Line
+	}
+	return "", 0
+}
+
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }

@@ -223,6 +223,14 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		files map[string]string // beside the configuration file
 		want  []string
 	}{
+		"not a duration": {
+			yaml: "alerting:\n  evaluation_interval: often\n",
+			want: []string{"alerting.evaluation_interval (line 2)", `"often"`},
+		},
+		"rule path matching nothing": {
+			yaml: "alerting:\n  rule_files: [rulez/*.yml]\n",
+			want: []string{"alerting.rule_files[0]", "rulez/*.yml", "matches no file"},
+		},
 		"monster rule": {
 			yaml:  "alerting:\n  rule_files: [monster.yml]\n",
 			files: map[string]string{"monster.yml": monster},
@@ -258,6 +266,22 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := run(context.Background(), []string{"serve", "--config", "/nonexistent/aiops.yaml"}, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), "/nonexistent/aiops.yaml") {
 		t.Errorf("missing config file: code %d, %q", code, stderr.String())
+	}
+}
+
+// TestServeRefusesReadableAdminToken: like ssh with a private key, serve
+// refuses an admin token file other users may read.
+func TestServeRefusesReadableAdminToken(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "admin.token")
+	if err := os.WriteFile(tok, []byte("aiops_admin_0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(tok, 0o644) // whatever the umask
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--admin-token-file", tok,
+		"--http-addr", freeAddr(t), "--otlp-grpc-addr", freeAddr(t), "--otlp-http-addr", freeAddr(t)}, io.Discard, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "server.admin_token_file") || !strings.Contains(stderr.String(), "chmod 600") {
+		t.Errorf("serve with a 0644 admin token file: exit %d, %q", code, stderr.String())
 	}
 }
 
