@@ -54,8 +54,10 @@ type Deps struct {
 		promstorage.Queryable
 		promstorage.AppendableV2
 	}
-	// Engine evaluates rule expressions; share the query API's engine so
-	// that rules and queries behave alike and share its concurrency limit.
+	// Engine evaluates rule expressions: configured as the query API's
+	// (promapi.NewEngine), so that rules and queries behave alike, but
+	// with slots of its own (promapi.Config.ForRules), so that heavy
+	// queries never hold up rule evaluation.
 	Engine promql.QueryEngine
 	// Parser parses rule expressions; it must accept what Engine accepts
 	// (promapi.NewParser(queryConfig), which also bounds what it accepts).

@@ -136,6 +136,7 @@ func New(opts Options) (*API, error) {
 	if opts.Registerer != nil {
 		reg = prometheus.WrapRegistererWithPrefix("aiops_", opts.Registerer)
 	}
+	heap := newHeapGuard(opts.Config.MaxHeapMiB, logger.With("component", "query api"), reg)
 	gatherer := opts.Gatherer
 	if gatherer == nil {
 		gatherer = prometheus.NewRegistry()
@@ -190,15 +191,18 @@ func New(opts Options) (*API, error) {
 		amRetriever,
 		func() config.Config { return config.DefaultConfig },
 		map[string]string{
-			"query.timeout":              cfg.Timeout.String(),
-			"query.max_samples":          strconv.Itoa(cfg.MaxSamples),
-			"query.lookback_delta":       cfg.LookbackDelta.String(),
-			"query.max_concurrency":      strconv.Itoa(cfg.MaxConcurrency),
-			"query.subquery_step":        cfg.SubqueryStep.String(),
-			"query.experimental_promql":  strconv.FormatBool(cfg.ExperimentalPromQL),
-			"query.use_start_timestamps": strconv.FormatBool(cfg.UseStartTimestamps),
-			"query.max_length":           strconv.Itoa(cfg.MaxLength),
-			"query.max_depth":            strconv.Itoa(cfg.MaxDepth),
+			"query.timeout":                       cfg.Timeout.String(),
+			"query.max_samples":                   strconv.Itoa(cfg.MaxSamples),
+			"query.lookback_delta":                cfg.LookbackDelta.String(),
+			"query.max_concurrency":               strconv.Itoa(cfg.MaxConcurrency),
+			"query.subquery_step":                 cfg.SubqueryStep.String(),
+			"query.experimental_promql":           strconv.FormatBool(cfg.ExperimentalPromQL),
+			"query.use_start_timestamps":          strconv.FormatBool(cfg.UseStartTimestamps),
+			"query.max_length":                    strconv.Itoa(cfg.MaxLength),
+			"query.max_depth":                     strconv.Itoa(cfg.MaxDepth),
+			"query.max_concurrency_per_principal": strconv.Itoa(cfg.MaxConcurrencyPerPrincipal),
+			"query.rules_max_concurrency":         strconv.Itoa(cfg.RulesMaxConcurrency),
+			"query.max_heap_mib":                  strconv.Itoa(int(heap.limit >> 20)),
 		},
 		v1.GlobalURLOptions{},
 		func(f http.HandlerFunc) http.HandlerFunc { return f },
@@ -250,7 +254,7 @@ func New(opts Options) (*API, error) {
 	// (405, CORS preflight) as Prometheus does.
 	metadata := metadataHandler(opts.Metadata, corsRE, logger)
 	remoteRead := boundRemoteRead(cfg.MaxLength, router)
-	a.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a.handler = heap.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == http.MethodGet && r.URL.Path == Prefix+"/metadata":
 			metadata.ServeHTTP(w, r)
@@ -259,7 +263,7 @@ func New(opts Options) (*API, error) {
 		default:
 			router.ServeHTTP(w, r)
 		}
-	})
+	}))
 	return a, nil
 }
 

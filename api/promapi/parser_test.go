@@ -177,12 +177,16 @@ func TestHostileQueriesRefused(t *testing.T) {
 	}
 }
 
-func isBadData(body, mention string) bool {
+func isBadData(body, mention string) bool { return isError(body, "bad_data", mention) }
+
+// isError reports whether body is the API's error of errorType, with a
+// message that mentions mention.
+func isError(body, errorType, mention string) bool {
 	var resp struct{ Status, ErrorType, Error string }
 	if err := json.Unmarshal([]byte(body), &resp); err != nil {
 		return false
 	}
-	return resp.Status == "error" && resp.ErrorType == "bad_data" && strings.Contains(resp.Error, mention)
+	return resp.Status == "error" && resp.ErrorType == errorType && strings.Contains(resp.Error, mention)
 }
 
 // TestParseQueryAnswerIsBounded: the largest query parse_query accepts

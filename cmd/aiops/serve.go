@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/promql"
 
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
@@ -251,11 +252,11 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	}
 
 	if cfg.Role == RoleAllInOne {
-		engine, err := promapi.NewEngine(cfg.Query, logger.With("component", "query-engine"), s.reg)
+		engine, ruleEngine, err := newQueryEngines(cfg.Query, logger, s.reg)
 		if err != nil {
 			return nil, nil, err
 		}
-		closers = append(closers, func() { engine.Close() })
+		closers = append(closers, func() { engine.Close(); ruleEngine.Close() })
 
 		if cfg.analyzerEnabled() {
 			an, err := analyzer.New(cfg.Analyzer, analyzer.Deps{
@@ -286,7 +287,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 
 		al, err := alerting.New(cfg.Alerting, alerting.Deps{
 			Storage:    store,
-			Engine:     engine,
+			Engine:     ruleEngine,
 			Parser:     promapi.NewParser(cfg.Query),
 			GroupSinks: []notify.Notifier{inc},
 			Logger:     logger,
@@ -357,6 +358,25 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	}
 	s.ready.Store(&ready)
 	return comps, closeAll, nil
+}
+
+// newQueryEngines returns the engine of the query API and the one rules
+// are evaluated with: the same configuration, but slots of their own, so
+// that queries, however heavy, never delay rule evaluation and alerts.
+// Their metrics (prometheus_engine_*) carry engine="query" or "rules".
+func newQueryEngines(cfg promapi.Config, logger *slog.Logger, reg prometheus.Registerer) (api, rules *promql.Engine, err error) {
+	api, err = promapi.NewEngine(cfg, logger.With("component", "query-engine"),
+		prometheus.WrapRegistererWith(prometheus.Labels{"engine": "query"}, reg))
+	if err != nil {
+		return nil, nil, err
+	}
+	rules, err = promapi.NewEngine(cfg.ForRules(), logger.With("component", "rule-engine"),
+		prometheus.WrapRegistererWith(prometheus.Labels{"engine": "rules"}, reg))
+	if err != nil {
+		api.Close()
+		return nil, nil, err
+	}
+	return api, rules, nil
 }
 
 // serveHTTP answers the health probes itself and hands everything else
