@@ -64,6 +64,19 @@ type ServerConfig struct {
 	createAdminToken bool
 	// Auth configures optional ways to authenticate besides API tokens.
 	Auth AuthConfig `yaml:"auth"`
+
+	// ReadHeaderTimeout bounds reading a request's headers, ReadTimeout
+	// the whole request with its body, WriteTimeout writing the answer
+	// (from the end of the headers; it must exceed query.timeout), and
+	// IdleTimeout how long a keep-alive connection waits for its next
+	// request before it is closed.
+	ReadHeaderTimeout model.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       model.Duration `yaml:"read_timeout"`
+	WriteTimeout      model.Duration `yaml:"write_timeout"`
+	IdleTimeout       model.Duration `yaml:"idle_timeout"`
+	// MaxConnections is how many connections the listener keeps open at
+	// once; further ones wait until one closes.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // AuthConfig configures authentication beyond API tokens.
@@ -78,6 +91,17 @@ func (c ServerConfig) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("server.shutdown_timeout: must be > 0, got %s", c.ShutdownTimeout)
+	}
+	for _, d := range []struct {
+		key string
+		v   model.Duration
+	}{{"read_header_timeout", c.ReadHeaderTimeout}, {"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout}, {"idle_timeout", c.IdleTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("server.%s: must be > 0, got %s", d.key, d.v)
+		}
+	}
+	if c.MaxConnections <= 0 {
+		return fmt.Errorf("server.max_connections: must be > 0, got %d", c.MaxConnections)
 	}
 	return c.Auth.JWT.Validate("server.auth.jwt")
 }
@@ -113,8 +137,13 @@ func DefaultConfig() Config {
 	return Config{
 		Role: RoleAllInOne,
 		Server: ServerConfig{
-			HTTPAddr:        ":9090",
-			ShutdownTimeout: model.Duration(30 * time.Second),
+			HTTPAddr:          ":9090",
+			ShutdownTimeout:   model.Duration(30 * time.Second),
+			ReadHeaderTimeout: model.Duration(10 * time.Second),
+			ReadTimeout:       model.Duration(time.Minute),
+			WriteTimeout:      model.Duration(3 * time.Minute),
+			IdleTimeout:       model.Duration(time.Minute),
+			MaxConnections:    1000,
 		},
 		Storage: StorageConfig{
 			Backend:    BackendEmbedded,
@@ -153,6 +182,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Query.Validate(); err != nil {
 		return err
+	}
+	if c.Server.WriteTimeout <= c.Query.Timeout {
+		return fmt.Errorf("server.write_timeout: must be longer than query.timeout (%s), or the slowest answers are cut off; got %s", c.Query.Timeout, c.Server.WriteTimeout)
 	}
 	if c.analyzerEnabled() {
 		if err := c.Analyzer.Validate(); err != nil {

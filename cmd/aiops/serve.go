@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -145,11 +144,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 
 	// The listener comes first, so that probes answer (not ready) while
 	// the store is still being opened, e.g. while ClickHouse is down.
-	ln, err := net.Listen("tcp", cfg.Server.HTTPAddr)
+	ln, err := listenHTTP(cfg.Server)
 	if err != nil {
-		return fmt.Errorf("server.http_addr: %w", err)
+		return err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(cfg.Server, http.HandlerFunc(s.serveHTTP), reg)
 	httpErr := make(chan error, 1)
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

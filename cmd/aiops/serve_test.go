@@ -223,6 +223,14 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		files map[string]string // beside the configuration file
 		want  []string
 	}{
+		"write timeout below the query timeout": {
+			yaml: "server:\n  write_timeout: 1m\n",
+			want: []string{"server.write_timeout: must be longer than query.timeout (2m)"},
+		},
+		"no connections": {
+			yaml: "server:\n  max_connections: 0\n",
+			want: []string{"server.max_connections: must be > 0"},
+		},
 		"not a duration": {
 			yaml: "alerting:\n  evaluation_interval: often\n",
 			want: []string{"alerting.evaluation_interval (line 2)", `"often"`},
