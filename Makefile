@@ -12,7 +12,7 @@ TESTFLAGS ?=
 export PROMTOOL := $(BIN)/promtool
 export AMTOOL   := $(BIN)/amtool
 
-.PHONY: all build run test bench tools test-deps vet fmt clean
+.PHONY: all build run test bench fuzz tools test-deps vet fmt clean
 
 all: build
 
@@ -45,6 +45,21 @@ bench: test-deps build
 	$(BIN)/aiops-bench ingest
 	$(BIN)/aiops-bench query
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Fuzz targets of the parsers of outside input, as package:FuzzName. Their
+# seed corpora run in `make test`; `make fuzz` fuzzes each for FUZZTIME.
+FUZZTIME ?= 30s
+FUZZ_TARGETS += ./api/promapi:FuzzParseExpr
+FUZZ_TARGETS += ./api/auth:FuzzAuthenticate
+FUZZ_TARGETS += ./cmd/aiops:FuzzDecodeConfig
+FUZZ_TARGETS += ./alerting/ruler:FuzzCheckFiles
+
+## fuzz: run every fuzz target for FUZZTIME (default 30s), one after another
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $$t"; \
+		$(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 fmt:
 	gofmt -l -w .
