@@ -55,11 +55,13 @@ type Deps struct {
 		promstorage.Queryable
 		promstorage.AppendableV2
 	}
-	// Engine evaluates rule expressions; share the query API's engine so
-	// that rules and queries behave alike and share its concurrency limit.
+	// Engine evaluates rule expressions: configured as the query API's
+	// (promapi.NewEngine), so that rules and queries behave alike, but
+	// with slots of its own (promapi.Config.ForRules), so that heavy
+	// queries never hold up rule evaluation.
 	Engine promql.QueryEngine
 	// Parser parses rule expressions; it must accept what Engine accepts
-	// (parser.NewParser(promapi.ParserOptions(queryConfig))).
+	// (promapi.NewParser(queryConfig), which also bounds what it accepts).
 	Parser parser.Parser
 
 	// GroupSinks receive every alert group the Alertmanager dispatches,
@@ -104,6 +106,9 @@ func New(cfg Config, deps Deps) (*Alerting, error) {
 	extURL, err := externalURL(cfg.ExternalURL)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := ruler.Expand(cfg.RuleFiles); err != nil {
+		return nil, fmt.Errorf("alerting.rule_files%w", err)
 	}
 	a := &Alerting{cfg: cfg, logger: logger, externalURL: extURL, externalLabels: model.LabelSet{}}
 	for k, v := range cfg.ExternalLabels {
@@ -193,7 +198,9 @@ func (a *Alerting) Reload(ctx context.Context) error {
 	defer a.reloadMu.Unlock()
 	amConf, amErr := alertmanager.LoadConfig(a.cfg.AlertmanagerConfigFile)
 	files, err := ruler.Expand(a.cfg.RuleFiles)
-	if err == nil {
+	if err != nil {
+		err = fmt.Errorf("alerting.rule_files%w", err)
+	} else {
 		err = ruler.CheckFiles(files, a.rulerParser())
 	}
 	if err := errors.Join(amErr, err); err != nil {

@@ -3,6 +3,7 @@ package alerting
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -269,6 +270,13 @@ func TestNewErrorsAndClose(t *testing.T) {
 		t.Errorf("New with a broken rule file: %v", err)
 	}
 	write(t, rules, "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n")
+	// A path that matches nothing (a typo) would start with no alerting.
+	typo := filepath.Join(dir, "rulez", "*.yml")
+	cfg.RuleFiles = []string{rules, typo}
+	if _, err := New(cfg, deps); err == nil || err.Error() != fmt.Sprintf("alerting.rule_files[1]: %q matches no file", typo) {
+		t.Errorf("New with a rule file path that matches nothing: %v", err)
+	}
+	cfg.RuleFiles = []string{rules}
 	amFile := filepath.Join(dir, "am.yml")
 	write(t, amFile, "route:\n  receiver: nobody\n")
 	cfg.AlertmanagerConfigFile = amFile

@@ -214,7 +214,7 @@ func (r *Ruler) load(ctx context.Context) error {
 	defer r.mu.Unlock()
 	files, err := Expand(r.opts.Files)
 	if err != nil {
-		return err
+		return fmt.Errorf("rule_files%w", err)
 	}
 	if err := CheckFiles(files, r.opts.Parser); err != nil {
 		return err
@@ -243,14 +243,18 @@ func (r *Ruler) Files() []string {
 func (r *Ruler) Manager() *rules.Manager { return r.manager }
 
 // Expand resolves rule file globs into a sorted list of files without
-// duplicates. A pattern that matches nothing is not an error, as in
-// Prometheus.
+// duplicates. Unlike Prometheus, a pattern that matches nothing is an
+// error: a mistyped path would otherwise start aiops with no alerting at
+// all, and nobody would know until an outage went unnoticed.
 func Expand(patterns []string) ([]string, error) {
 	var files []string
-	for _, p := range patterns {
+	for i, p := range patterns {
 		m, err := filepath.Glob(p)
 		if err != nil {
-			return nil, fmt.Errorf("rule_files: %q: %w", p, err)
+			return nil, fmt.Errorf("[%d]: %q: %w", i, p, err)
+		}
+		if len(m) == 0 {
+			return nil, fmt.Errorf("[%d]: %q matches no file", i, p)
 		}
 		files = append(files, m...)
 	}

@@ -379,6 +379,16 @@ groups:
 			t.Errorf("%s: error %q, want file %s and %q", c.name, err, file, c.want)
 		}
 	}
+	writeRules(t, file, good)
+	if err := os.Rename(file, file+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rr.r.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "matches no file") {
+		t.Errorf("reload with the rule files gone: %v, want a refusal saying the path matches no file", err)
+	}
+	if err := os.Rename(file+".moved", file); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(300 * time.Millisecond)
 	if got := len(rr.r.Manager().Rules()); got != 1 {
 		t.Errorf("%d rules after failed reloads, want the old 1", got)

@@ -21,9 +21,16 @@ type AuditRecord struct {
 	Path      string    `json:"path"`
 	Status    int       `json:"status"`
 	Remote    string    `json:"remote"`
+	// Reason is why a refused request was refused (a Reason constant);
+	// empty for requests that were let through.
+	Reason string `json:"reason,omitempty"`
+	// Unrecorded is how many requests the same client had refused since
+	// the last record of a refusal: refusals are recorded once a minute
+	// per client at most.
+	Unrecorded int `json:"unrecorded,omitempty"`
 }
 
-// Auditor records write actions.
+// Auditor records write actions and refused requests.
 type Auditor interface {
 	Audit(ctx context.Context, rec AuditRecord)
 }
@@ -45,11 +52,19 @@ func (a *EventAuditor) Audit(ctx context.Context, rec AuditRecord) {
 			Time:    rec.Time,
 			Kind:    "audit",
 			Subject: rec.Principal,
-			Labels:  map[string]string{"method": rec.Method, "path": rec.Path, "status": strconv.Itoa(rec.Status)},
+			Labels:  auditLabels(rec),
 			Payload: payload,
 		}})
 	}
 	if err != nil {
 		a.Logger.Error("Storing audit record failed", "record", string(payload), "err", err)
 	}
+}
+
+func auditLabels(rec AuditRecord) map[string]string {
+	l := map[string]string{"method": rec.Method, "path": rec.Path, "status": strconv.Itoa(rec.Status)}
+	if rec.Reason != "" {
+		l["reason"] = rec.Reason
+	}
+	return l
 }

@@ -97,12 +97,15 @@ type Authenticator interface {
 // Chain tries each authenticator in turn and returns the first principal.
 type Chain []Authenticator
 
-// Authenticate implements Authenticator.
+// Authenticate implements Authenticator. When every authenticator refuses
+// the credential, the error is that of one that recognised its form (the
+// token store's "revoked" for an API token, not the JWT verifier's "not a
+// JWT").
 func (c Chain) Authenticate(ctx context.Context, credential string) (Principal, error) {
 	if credential == "" {
-		return Principal{}, fmt.Errorf("%w: no credential", ErrUnauthenticated)
+		return Principal{}, refuse(ReasonMissing, "no credential")
 	}
-	var errs []error
+	var refused error
 	for _, a := range c {
 		p, err := a.Authenticate(ctx, credential)
 		if err == nil {
@@ -113,12 +116,14 @@ func (c Chain) Authenticate(ctx context.Context, credential string) (Principal, 
 			// report that rather than a misleading "bad token".
 			return Principal{}, err
 		}
-		errs = append(errs, err)
+		if refused == nil || notMine(refused) {
+			refused = err
+		}
 	}
-	if len(errs) == 0 {
-		return Principal{}, fmt.Errorf("%w: no authenticator configured", ErrUnauthenticated)
+	if refused == nil {
+		return Principal{}, refuse(ReasonUnknown, "no authenticator configured")
 	}
-	return Principal{}, errs[len(errs)-1]
+	return Principal{}, refused
 }
 
 type principalKey struct{}

@@ -20,8 +20,17 @@ type BootstrapToken struct {
 }
 
 // LoadBootstrapToken reads the token from path. The file holds the token
-// alone; surrounding whitespace is ignored.
+// alone; surrounding whitespace is ignored. As ssh does with private keys,
+// it refuses a file that users other than its owner may read or write:
+// the token is an admin credential.
 func LoadBootstrapToken(path string) (*BootstrapToken, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("admin token file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("admin token file %s: mode %04o lets other users read or change it; make it 0600 (chmod 600 %s; in Kubernetes, mount the secret with defaultMode: 0400)", path, perm, path)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("admin token file: %w", err)
@@ -67,7 +76,7 @@ func EnsureBootstrapToken(path string) (tok *BootstrapToken, created bool, err e
 func (t *BootstrapToken) Authenticate(_ context.Context, credential string) (Principal, error) {
 	sum := sha256.Sum256([]byte(credential))
 	if subtle.ConstantTimeCompare(sum[:], t.hash[:]) != 1 {
-		return Principal{}, fmt.Errorf("%w: not the bootstrap admin token", ErrUnauthenticated)
+		return Principal{}, refuse(reasonNotMine, "not the bootstrap admin token")
 	}
 	return Principal{ID: "bootstrap-admin", Name: "bootstrap admin", Method: "bootstrap", Scopes: []Scope{ScopeAdmin}}, nil
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -120,7 +121,7 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig, client *http.Client, log
 // Authenticate implements Authenticator.
 func (v *JWTVerifier) Authenticate(ctx context.Context, credential string) (Principal, error) {
 	if strings.Count(credential, ".") != 2 {
-		return Principal{}, fmt.Errorf("%w: not a JWT", ErrUnauthenticated)
+		return Principal{}, refuse(reasonNotMine, "not a JWT")
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}),
@@ -139,7 +140,10 @@ func (v *JWTVerifier) Authenticate(ctx context.Context, credential string) (Prin
 		if held, rerr := v.keys.Storage().KeyReadAll(ctx); rerr == nil && len(held) == 0 {
 			return Principal{}, fmt.Errorf("no signing keys from %s: JWKS unavailable", v.cfg.JWKSURL)
 		}
-		return Principal{}, fmt.Errorf("%w: invalid JWT: %v", ErrUnauthenticated, err)
+		if errors.Is(err, jwt.ErrTokenExpired) {
+			return Principal{}, refuse(ReasonExpired, "invalid JWT: %v", err)
+		}
+		return Principal{}, refuse(ReasonInvalid, "invalid JWT: %v", err)
 	}
 	claims, _ := tok.Claims.(jwt.MapClaims)
 	sub, _ := claims["sub"].(string)

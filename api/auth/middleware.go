@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Policy tells which scope a request needs. public requests (health
@@ -19,17 +22,34 @@ type Policy func(r *http.Request) (need Scope, public bool)
 type ErrorWriter func(w http.ResponseWriter, r *http.Request, status int, msg string)
 
 // Middleware authenticates requests, enforces the policy's scope and
-// audits every request that needs write or admin scope.
+// audits every request that needs write or admin scope, and every refused
+// one.
 type Middleware struct {
 	Auth       Authenticator
 	Policy     Policy
 	Audit      Auditor // may be nil
 	WriteError ErrorWriter
 	Logger     *slog.Logger
+	// Failures counts refused requests by reason (NewFailureCounter); may
+	// be nil.
+	Failures *prometheus.CounterVec
+
+	// Refusals are logged and audited at most once per failureInterval
+	// per client address, with the number left out since.
+	limitOnce sync.Once
+	limit     *sourceLimiter
 }
+
+// failureInterval is how often one client's refused requests are logged
+// and audited at most; failureSources is how many clients are told apart.
+const (
+	failureInterval = time.Minute
+	failureSources  = 10_000
+)
 
 // Wrap returns next guarded by the middleware.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
+	m.limitOnce.Do(func() { m.limit = newSourceLimiter(failureInterval, failureSources) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		need, public := m.Policy(r)
 		if public {
@@ -39,16 +59,21 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		p, err := m.Auth.Authenticate(r.Context(), Credential(r))
 		if err != nil {
 			if !errors.Is(err, ErrUnauthenticated) {
-				m.Logger.Error("Authentication could not be checked", "path", r.URL.Path, "err", err)
-				m.WriteError(w, r, http.StatusServiceUnavailable, "authentication unavailable: "+err.Error())
+				// The reason (e.g. the JWKS URL that does not answer) is
+				// for the operator, not for whoever knocks.
+				m.refused(r, ReasonUnavailable, "", http.StatusServiceUnavailable, err)
+				m.WriteError(w, r, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
 				return
 			}
+			m.refused(r, ReasonOf(err), "", http.StatusUnauthorized, err)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="aiops"`)
 			m.WriteError(w, r, http.StatusUnauthorized, err.Error())
 			return
 		}
 		if !p.Has(need) {
-			m.WriteError(w, r, http.StatusForbidden, "credential "+p.ID+" lacks the "+string(need)+" scope")
+			msg := "credential " + p.ID + " lacks the " + string(need) + " scope"
+			m.refused(r, ReasonForbidden, p.ID, http.StatusForbidden, errors.New(msg))
+			m.WriteError(w, r, http.StatusForbidden, msg)
 			return
 		}
 		r = r.WithContext(WithPrincipal(r.Context(), p))
@@ -69,6 +94,38 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			Remote:    r.RemoteAddr,
 		})
 	})
+}
+
+// refused counts a refused request and, unless its client was logged
+// less than failureInterval ago, logs and audits it.
+func (m *Middleware) refused(r *http.Request, reason, principal string, status int, err error) {
+	if m.Failures != nil {
+		m.Failures.WithLabelValues(reason).Inc()
+	}
+	source := sourceOf(r.RemoteAddr)
+	ok, suppressed := m.limit.allow(source)
+	if !ok {
+		return
+	}
+	level := slog.LevelWarn
+	if reason == ReasonUnavailable {
+		level = slog.LevelError
+	}
+	m.Logger.Log(r.Context(), level, "Request refused", "reason", reason, "status", status,
+		"remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "principal", principal,
+		"refused_before_unlogged", suppressed, "err", err)
+	if m.Audit != nil {
+		m.Audit.Audit(r.Context(), AuditRecord{
+			Time:       time.Now().UTC(),
+			Principal:  principal,
+			Method:     r.Method,
+			Path:       r.URL.Path,
+			Status:     status,
+			Remote:     r.RemoteAddr,
+			Reason:     reason,
+			Unrecorded: suppressed,
+		})
+	}
 }
 
 // Credential extracts the credential from a request: a bearer token, or

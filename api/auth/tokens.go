@@ -15,10 +15,15 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aiops-dev/aiops/storage"
 )
+
+// tokenClockSkew is how far apart the clocks of the replicas and hosts
+// that create tokens may be, for tokens to be seen without a restart.
+const tokenClockSkew = 10 * time.Minute
 
 // Token events. Tokens live in the event store so that every replica
 // sharing a store sees the same tokens, and every change is on record.
@@ -50,17 +55,29 @@ type tokenCreated struct {
 }
 
 // TokenStore creates, revokes and checks API tokens.
+//
+// Requests are checked against an in-memory map of the tokens, by id. The
+// map is brought up to date from the event store (where other replicas
+// and `aiops token` write) every refresh interval, and when a request names
+// an id the map does not hold, but then at most once per retry interval:
+// ids nobody created, as a scanner sends them, must not each cost a read
+// of the event store, nor hold up requests with good tokens.
 type TokenStore struct {
-	events  storage.EventStore
-	logger  *slog.Logger
-	now     func() time.Time
-	refresh time.Duration
+	events   storage.EventStore
+	logger   *slog.Logger
+	now      func() time.Time
+	refresh  time.Duration
+	minRetry time.Duration
 
-	mu        sync.Mutex
-	tokens    map[string]*tokenCreated // by id
-	loadedAt  time.Time
-	afterTime time.Time
-	afterID   string
+	mu     sync.RWMutex             // guards tokens
+	tokens map[string]*tokenCreated // by id
+
+	// syncMu lets one read of the event store run at a time and guards
+	// latest, the time of the latest token event read; loadedAt (Unix
+	// nanoseconds) is when the last read that succeeded began.
+	syncMu   sync.Mutex
+	latest   time.Time
+	loadedAt atomic.Int64
 }
 
 // NewTokenStore returns a store over events. Changes made by other
@@ -70,11 +87,12 @@ func NewTokenStore(events storage.EventStore, logger *slog.Logger) *TokenStore {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &TokenStore{
-		events:  events,
-		logger:  logger,
-		now:     time.Now,
-		refresh: 10 * time.Second,
-		tokens:  map[string]*tokenCreated{},
+		events:   events,
+		logger:   logger,
+		now:      time.Now,
+		refresh:  10 * time.Second,
+		minRetry: time.Second,
+		tokens:   map[string]*tokenCreated{},
 	}
 }
 
@@ -129,16 +147,17 @@ func (s *TokenStore) CreateToken(ctx context.Context, spec Token, ttl time.Durat
 
 // Revoke revokes the token with the given id.
 func (s *TokenStore) Revoke(ctx context.Context, id, revokedBy string) error {
-	if err := s.sync(ctx, true); err != nil {
+	if err := s.sync(ctx, 0, true); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	rec, ok := s.tokens[id]
-	s.mu.Unlock()
+	rec, ok := s.lookup(id)
 	if !ok {
 		return fmt.Errorf("token %q: %w", id, ErrTokenNotFound)
 	}
-	if !rec.RevokedAt.IsZero() {
+	s.mu.RLock()
+	revoked := !rec.RevokedAt.IsZero()
+	s.mu.RUnlock()
+	if revoked {
 		return nil
 	}
 	now := s.now().UTC()
@@ -159,11 +178,11 @@ var ErrTokenNotFound = errors.New("no such token")
 
 // List returns every token, revoked ones included, by creation time.
 func (s *TokenStore) List(ctx context.Context) ([]Token, error) {
-	if err := s.sync(ctx, true); err != nil {
+	if err := s.sync(ctx, 0, true); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	out := make([]Token, 0, len(s.tokens))
 	for _, id := range slices.Sorted(maps.Keys(s.tokens)) {
 		out = append(out, s.tokens[id].Token)
@@ -176,69 +195,109 @@ func (s *TokenStore) List(ctx context.Context) ([]Token, error) {
 func (s *TokenStore) Authenticate(ctx context.Context, credential string) (Principal, error) {
 	id, secret, ok := parseToken(credential)
 	if !ok {
-		return Principal{}, fmt.Errorf("%w: not an aiops API token", ErrUnauthenticated)
+		return Principal{}, refuse(reasonNotMine, "not an aiops API token")
 	}
-	if err := s.sync(ctx, false); err != nil {
+	// While another request reads the event store, this one goes on with
+	// the tokens already loaded rather than queue behind it.
+	if err := s.sync(ctx, s.refresh, false); err != nil {
 		return Principal{}, err
 	}
-	s.mu.Lock()
-	rec, found := s.tokens[id]
-	s.mu.Unlock()
+	rec, found := s.lookup(id)
 	if !found {
-		// A token made by another replica moments ago may not be loaded yet.
-		if err := s.sync(ctx, true); err != nil {
+		// A token made by another replica moments ago may not be loaded
+		// yet; read again, unless a read began less than minRetry ago.
+		if err := s.sync(ctx, s.minRetry, true); err != nil {
 			return Principal{}, err
 		}
-		s.mu.Lock()
-		rec, found = s.tokens[id]
-		s.mu.Unlock()
+		rec, found = s.lookup(id)
 	}
-	if !found || subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hashSecret(secret))) != 1 {
-		return Principal{}, fmt.Errorf("%w: unknown API token", ErrUnauthenticated)
+	if !found {
+		return Principal{}, refuse(ReasonUnknown, "unknown API token")
+	}
+	s.mu.RLock()
+	hash, name, scopes, tenant, revokedAt, expiresAt := rec.Hash, rec.Name, rec.Scopes, rec.Tenant, rec.RevokedAt, rec.ExpiresAt
+	s.mu.RUnlock()
+	if subtle.ConstantTimeCompare([]byte(hash), []byte(hashSecret(secret))) != 1 {
+		return Principal{}, refuse(ReasonUnknown, "unknown API token")
 	}
 	now := s.now()
 	switch {
-	case !rec.RevokedAt.IsZero():
-		return Principal{}, fmt.Errorf("%w: API token %s was revoked", ErrUnauthenticated, id)
-	case !rec.ExpiresAt.IsZero() && now.After(rec.ExpiresAt):
-		return Principal{}, fmt.Errorf("%w: API token %s expired at %s", ErrUnauthenticated, id, rec.ExpiresAt.Format(time.RFC3339))
+	case !revokedAt.IsZero():
+		return Principal{}, refuse(ReasonRevoked, "API token %s was revoked", id)
+	case !expiresAt.IsZero() && now.After(expiresAt):
+		return Principal{}, refuse(ReasonExpired, "API token %s expired at %s", id, expiresAt.Format(time.RFC3339))
 	}
-	return Principal{ID: id, Name: rec.Name, Method: "token", Scopes: rec.Scopes, Tenant: rec.Tenant}, nil
+	return Principal{ID: id, Name: name, Method: "token", Scopes: scopes, Tenant: tenant}, nil
+}
+
+func (s *TokenStore) lookup(id string) (*tokenCreated, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rec, ok := s.tokens[id]
+	return rec, ok
 }
 
 // Empty reports whether no token has ever been created.
 func (s *TokenStore) Empty(ctx context.Context) (bool, error) {
-	if err := s.sync(ctx, true); err != nil {
+	if err := s.sync(ctx, 0, true); err != nil {
 		return false, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return len(s.tokens) == 0, nil
 }
 
-// sync reads token events written since the last read, when the cache is
-// older than the refresh interval or force is set.
-func (s *TokenStore) sync(ctx context.Context, force bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !force && s.now().Sub(s.loadedAt) < s.refresh {
+// sync reads the token events written since the last read, unless a
+// read that succeeded began less than maxAge ago. When another read is
+// under way, sync waits for it if wait is set and returns at once if not.
+func (s *TokenStore) sync(ctx context.Context, maxAge time.Duration, wait bool) error {
+	if s.fresh(maxAge) {
 		return nil
 	}
+	if wait {
+		s.syncMu.Lock()
+	} else if !s.syncMu.TryLock() {
+		return nil
+	}
+	defer s.syncMu.Unlock()
+	if s.fresh(maxAge) {
+		return nil // read by the request waited for
+	}
+	began := s.now()
+	// Events are stamped by the clock of whoever wrote them, and one
+	// written a moment after the last read may carry an earlier time, so
+	// each read goes back tokenClockSkew before the latest event seen.
+	// Applying an event twice changes nothing.
+	q := storage.EventQuery{KindPrefix: "token.", Limit: 500}
+	if !s.latest.IsZero() {
+		q.Start = s.latest.Add(-tokenClockSkew)
+	}
 	for {
-		page, err := s.events.QueryEvents(ctx, storage.EventQuery{KindPrefix: "token.", AfterTime: s.afterTime, AfterID: s.afterID, Limit: 500})
+		page, err := s.events.QueryEvents(ctx, q)
 		if err != nil {
 			return fmt.Errorf("load tokens: %w", err)
 		}
+		s.mu.Lock()
 		for _, e := range page {
 			s.apply(e)
-			s.afterTime, s.afterID = e.Time, e.ID
+			if e.Time.After(s.latest) {
+				s.latest = e.Time
+			}
 		}
-		if len(page) < 500 {
+		s.mu.Unlock()
+		if len(page) < q.Limit {
 			break
 		}
+		last := page[len(page)-1]
+		q.AfterTime, q.AfterID = last.Time, last.ID
 	}
-	s.loadedAt = s.now()
+	s.loadedAt.Store(began.UnixNano())
 	return nil
+}
+
+func (s *TokenStore) fresh(maxAge time.Duration) bool {
+	at := s.loadedAt.Load()
+	return maxAge > 0 && at != 0 && s.now().Sub(time.Unix(0, at)) < maxAge
 }
 
 func (s *TokenStore) apply(e storage.Event) {

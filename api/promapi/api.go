@@ -31,7 +31,6 @@ import (
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -60,7 +59,7 @@ type Options struct {
 	Storage promstorage.SampleAndChunkQueryable
 	// Engine evaluates PromQL. When nil, New builds one from Config and
 	// Close closes it. Pass one to share it (and its concurrency limit)
-	// with rule evaluation; it must use ParserOptions(Config).
+	// with rule evaluation; it must parse with NewParser(Config).
 	Engine promql.QueryEngine
 
 	// Metadata answers /api/v1/metadata. When nil the endpoint returns no
@@ -137,13 +136,14 @@ func New(opts Options) (*API, error) {
 	if opts.Registerer != nil {
 		reg = prometheus.WrapRegistererWithPrefix("aiops_", opts.Registerer)
 	}
+	heap := newHeapGuard(opts.Config.MaxHeapMiB, logger.With("component", "query api"), reg)
 	gatherer := opts.Gatherer
 	if gatherer == nil {
 		gatherer = prometheus.NewRegistry()
 	}
 
 	featureRegistry := features.NewRegistry()
-	promParser := parser.NewParser(ParserOptions(opts.Config))
+	promParser := NewParser(opts.Config)
 	a := &API{engine: opts.Engine}
 	if a.engine == nil {
 		eo := EngineOpts(opts.Config, logger.With("component", "query engine"), reg)
@@ -191,13 +191,18 @@ func New(opts Options) (*API, error) {
 		amRetriever,
 		func() config.Config { return config.DefaultConfig },
 		map[string]string{
-			"query.timeout":              cfg.Timeout.String(),
-			"query.max_samples":          strconv.Itoa(cfg.MaxSamples),
-			"query.lookback_delta":       cfg.LookbackDelta.String(),
-			"query.max_concurrency":      strconv.Itoa(cfg.MaxConcurrency),
-			"query.subquery_step":        cfg.SubqueryStep.String(),
-			"query.experimental_promql":  strconv.FormatBool(cfg.ExperimentalPromQL),
-			"query.use_start_timestamps": strconv.FormatBool(cfg.UseStartTimestamps),
+			"query.timeout":                       cfg.Timeout.String(),
+			"query.max_samples":                   strconv.Itoa(cfg.MaxSamples),
+			"query.lookback_delta":                cfg.LookbackDelta.String(),
+			"query.max_concurrency":               strconv.Itoa(cfg.MaxConcurrency),
+			"query.subquery_step":                 cfg.SubqueryStep.String(),
+			"query.experimental_promql":           strconv.FormatBool(cfg.ExperimentalPromQL),
+			"query.use_start_timestamps":          strconv.FormatBool(cfg.UseStartTimestamps),
+			"query.max_length":                    strconv.Itoa(cfg.MaxLength),
+			"query.max_depth":                     strconv.Itoa(cfg.MaxDepth),
+			"query.max_concurrency_per_principal": strconv.Itoa(cfg.MaxConcurrencyPerPrincipal),
+			"query.rules_max_concurrency":         strconv.Itoa(cfg.RulesMaxConcurrency),
+			"query.max_heap_mib":                  strconv.Itoa(int(heap.limit >> 20)),
 		},
 		v1.GlobalURLOptions{},
 		func(f http.HandlerFunc) http.HandlerFunc { return f },
@@ -248,13 +253,17 @@ func New(opts Options) (*API, error) {
 	// store. The router keeps answering every other method on that path
 	// (405, CORS preflight) as Prometheus does.
 	metadata := metadataHandler(opts.Metadata, corsRE, logger)
-	a.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Path == Prefix+"/metadata" {
+	remoteRead := boundRemoteRead(cfg.MaxLength, router)
+	a.handler = heap.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == Prefix+"/metadata":
 			metadata.ServeHTTP(w, r)
-			return
+		case r.Method == http.MethodPost && r.URL.Path == Prefix+"/read":
+			remoteRead.ServeHTTP(w, r)
+		default:
+			router.ServeHTTP(w, r)
 		}
-		router.ServeHTTP(w, r)
-	})
+	}))
 	return a, nil
 }
 

@@ -23,6 +23,22 @@ type Config struct {
 	// for a slot, and the wait counts against their timeout
 	// (Prometheus's --query.max-concurrency).
 	MaxConcurrency int `yaml:"max_concurrency"`
+	// MaxConcurrencyPerPrincipal is how many of those one principal (API
+	// token, JWT subject) runs at once, so that one client's heavy queries
+	// leave slots for the others. A Grafana data source is one principal
+	// for all its users.
+	MaxConcurrencyPerPrincipal int `yaml:"max_concurrency_per_principal"`
+	// RulesMaxConcurrency is how many rule expressions `aiops serve`
+	// evaluates at once, in an engine of their own: rule evaluation never
+	// waits for the query API's slots, nor queries for the rules'.
+	RulesMaxConcurrency int `yaml:"rules_max_concurrency"`
+	// MaxHeapMiB refuses new queries (query, query_range, series, labels,
+	// label values, exemplars, remote read) with 503 while the process's
+	// Go heap holds more than this many MiB, so that queries cannot pile
+	// up until the process runs out of memory. 0 takes 80% of GOMEMLIMIT
+	// when that is set, otherwise half of the memory of the machine or
+	// container.
+	MaxHeapMiB int `yaml:"max_heap_mib"`
 	// SubqueryStep is the resolution of a subquery that names none,
 	// e.g. `max_over_time(rate(x[5m])[1h:])`. Prometheus takes it from
 	// global.evaluation_interval.
@@ -33,6 +49,17 @@ type Config struct {
 	// modifiers on binary operators, unquoted UTF-8 metric names and
 	// delayed __name__ removal.
 	ExperimentalPromQL bool `yaml:"experimental_promql"`
+	// MaxLength is the longest PromQL expression or series selector
+	// accepted, in bytes; longer ones are refused with 400 bad_data before
+	// they are parsed.
+	MaxLength int `yaml:"max_length"`
+	// MaxDepth is the deepest PromQL expression accepted: the most
+	// operators, function calls, aggregations, parentheses and subqueries
+	// nested in one another (`a + b + c` nests two binary operators).
+	// Prometheus's parser and evaluator recurse over the expression, some
+	// parts with a cost quadratic in its depth, so very deep ones are
+	// refused with 400 bad_data.
+	MaxDepth int `yaml:"max_depth"`
 	// UseStartTimestamps lets rate(), increase() and friends use the start
 	// timestamps OTLP cumulative points carry, where the store keeps them.
 	UseStartTimestamps bool `yaml:"use_start_timestamps"`
@@ -42,13 +69,17 @@ type Config struct {
 // features Grafana users and the PromQL test suite expect turned on.
 func DefaultConfig() Config {
 	return Config{
-		Timeout:            model.Duration(2 * time.Minute),
-		MaxSamples:         50_000_000,
-		LookbackDelta:      model.Duration(5 * time.Minute),
-		MaxConcurrency:     20,
-		SubqueryStep:       model.Duration(time.Minute),
-		ExperimentalPromQL: true,
-		UseStartTimestamps: true,
+		Timeout:                    model.Duration(2 * time.Minute),
+		MaxSamples:                 50_000_000,
+		LookbackDelta:              model.Duration(5 * time.Minute),
+		MaxConcurrency:             20,
+		MaxConcurrencyPerPrincipal: 8,
+		RulesMaxConcurrency:        4,
+		SubqueryStep:               model.Duration(time.Minute),
+		MaxLength:                  128 << 10,
+		MaxDepth:                   200,
+		ExperimentalPromQL:         true,
+		UseStartTimestamps:         true,
 	}
 }
 
@@ -63,8 +94,27 @@ func (c Config) Validate() error {
 		return fmt.Errorf("query.lookback_delta: must be > 0, got %s", c.LookbackDelta)
 	case c.MaxConcurrency <= 0:
 		return fmt.Errorf("query.max_concurrency: must be > 0, got %d", c.MaxConcurrency)
+	case c.MaxConcurrencyPerPrincipal <= 0:
+		return fmt.Errorf("query.max_concurrency_per_principal: must be > 0, got %d", c.MaxConcurrencyPerPrincipal)
+	case c.RulesMaxConcurrency <= 0:
+		return fmt.Errorf("query.rules_max_concurrency: must be > 0, got %d", c.RulesMaxConcurrency)
+	case c.MaxHeapMiB < 0:
+		return fmt.Errorf("query.max_heap_mib: must be >= 0 (0 derives it from the memory available), got %d", c.MaxHeapMiB)
 	case c.SubqueryStep <= 0:
 		return fmt.Errorf("query.subquery_step: must be > 0, got %s", c.SubqueryStep)
+	case c.MaxLength <= 0:
+		return fmt.Errorf("query.max_length: must be > 0, got %d", c.MaxLength)
+	case c.MaxDepth <= 0:
+		return fmt.Errorf("query.max_depth: must be > 0, got %d", c.MaxDepth)
 	}
 	return nil
+}
+
+// ForRules returns the configuration of the engine that evaluates rules:
+// this one with rules_max_concurrency slots, all of them open to the one
+// principal rules run as.
+func (c Config) ForRules() Config {
+	c.MaxConcurrency = c.RulesMaxConcurrency
+	c.MaxConcurrencyPerPrincipal = c.RulesMaxConcurrency
+	return c
 }

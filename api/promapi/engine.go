@@ -3,11 +3,14 @@ package promapi
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/aiops-dev/aiops/api/auth"
 )
 
 // ParserOptions returns the PromQL parser options cfg asks for. Prometheus
@@ -31,7 +34,7 @@ func EngineOpts(cfg Config, logger *slog.Logger, reg prometheus.Registerer) prom
 		Reg:                reg,
 		MaxSamples:         cfg.MaxSamples,
 		Timeout:            time.Duration(cfg.Timeout),
-		ActiveQueryTracker: newQueryGate(cfg.MaxConcurrency),
+		ActiveQueryTracker: newQueryGate(cfg.MaxConcurrency, cfg.MaxConcurrencyPerPrincipal),
 		LookbackDelta:      time.Duration(cfg.LookbackDelta),
 		NoStepSubqueryIntervalFn: func(int64) int64 {
 			return step
@@ -42,7 +45,7 @@ func EngineOpts(cfg Config, logger *slog.Logger, reg prometheus.Registerer) prom
 		EnableNegativeOffset:     true,
 		EnableDelayedNameRemoval: cfg.ExperimentalPromQL,
 		UseStartTimestamps:       cfg.UseStartTimestamps,
-		Parser:                   parser.NewParser(ParserOptions(cfg)),
+		Parser:                   NewParser(cfg),
 	}
 }
 
@@ -56,33 +59,113 @@ func NewEngine(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*pro
 	return promql.NewEngine(EngineOpts(cfg, logger, reg)), nil
 }
 
-// queryGate limits how many queries the engine runs at once. Prometheus's
-// own promql.ActiveQueryTracker does the same but also keeps a file of the
+// queryGate limits how many queries the engine runs at once, and how many
+// of them one principal (the token or user of api/auth) runs, so that one
+// client's heavy queries leave slots for everyone else. Prometheus's own
+// promql.ActiveQueryTracker limits the total only, and keeps a file of the
 // running queries in a data directory, which aiops has no use for.
+//
+// A query first takes one of its principal's slots, then one of the
+// engine's; while it waits for its principal's, it holds none of the
+// engine's. Waiting counts against the query's timeout, as in Prometheus.
 type queryGate struct {
+	global chan struct{}
+	perKey int
+
+	mu      sync.Mutex
+	keys    map[string]*keySlots
+	next    int
+	running map[int]*keySlots // by the index Insert returned
+}
+
+// keySlots are one principal's slots; refs counts its queries running or
+// waiting, so that it is forgotten when there are none.
+type keySlots struct {
+	key   string
 	slots chan struct{}
+	refs  int
 }
 
 var _ promql.QueryTracker = (*queryGate)(nil)
 
-func newQueryGate(maxConcurrent int) *queryGate {
-	return &queryGate{slots: make(chan struct{}, maxConcurrent)}
+func newQueryGate(maxConcurrent, perPrincipal int) *queryGate {
+	return &queryGate{
+		global:  make(chan struct{}, maxConcurrent),
+		perKey:  min(perPrincipal, maxConcurrent),
+		keys:    map[string]*keySlots{},
+		running: map[int]*keySlots{},
+	}
 }
 
-func (g *queryGate) GetMaxConcurrent() int { return cap(g.slots) }
+func (g *queryGate) GetMaxConcurrent() int { return cap(g.global) }
 
 // Insert waits for a free slot. Like Prometheus's tracker it returns the
 // context's error when the query's deadline passes or it is canceled while
 // waiting.
 func (g *queryGate) Insert(ctx context.Context, _ string) (int, error) {
+	ks := g.join(principalOf(ctx))
 	select {
-	case g.slots <- struct{}{}:
-		return 0, nil
+	case ks.slots <- struct{}{}:
 	case <-ctx.Done():
+		g.leave(ks)
 		return 0, ctx.Err()
+	}
+	select {
+	case g.global <- struct{}{}:
+	case <-ctx.Done():
+		<-ks.slots
+		g.leave(ks)
+		return 0, ctx.Err()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i := g.next
+	g.next++
+	g.running[i] = ks
+	return i, nil
+}
+
+func (g *queryGate) Delete(i int) {
+	g.mu.Lock()
+	ks := g.running[i]
+	delete(g.running, i)
+	g.mu.Unlock()
+	if ks == nil {
+		return
+	}
+	<-g.global
+	<-ks.slots
+	g.leave(ks)
+}
+
+func (g *queryGate) Close() error { return nil }
+
+func (g *queryGate) join(key string) *keySlots {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ks := g.keys[key]
+	if ks == nil {
+		ks = &keySlots{key: key, slots: make(chan struct{}, g.perKey)}
+		g.keys[key] = ks
+	}
+	ks.refs++
+	return ks
+}
+
+func (g *queryGate) leave(ks *keySlots) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if ks.refs--; ks.refs == 0 {
+		delete(g.keys, ks.key)
 	}
 }
 
-func (g *queryGate) Delete(int) { <-g.slots }
-
-func (g *queryGate) Close() error { return nil }
+// principalOf is who runs the query: the authenticated principal the
+// server's middleware put in the request context, or "" for queries
+// without one (rule evaluation, tests).
+func principalOf(ctx context.Context) string {
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		return p.ID
+	}
+	return ""
+}

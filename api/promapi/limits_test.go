@@ -117,7 +117,7 @@ func TestMaxSamplesLeavesOtherQueriesAlone(t *testing.T) {
 }
 
 func TestQueryGate(t *testing.T) {
-	g := newQueryGate(2)
+	g := newQueryGate(2, 2)
 	if g.GetMaxConcurrent() != 2 {
 		t.Fatalf("GetMaxConcurrent = %d", g.GetMaxConcurrent())
 	}
@@ -151,6 +151,11 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.LookbackDelta = 0 }, "query.lookback_delta"},
 		{func(c *Config) { c.MaxConcurrency = 0 }, "query.max_concurrency"},
 		{func(c *Config) { c.SubqueryStep = -1 }, "query.subquery_step"},
+		{func(c *Config) { c.MaxLength = 0 }, "query.max_length"},
+		{func(c *Config) { c.MaxDepth = 0 }, "query.max_depth"},
+		{func(c *Config) { c.MaxConcurrencyPerPrincipal = 0 }, "query.max_concurrency_per_principal"},
+		{func(c *Config) { c.RulesMaxConcurrency = 0 }, "query.rules_max_concurrency"},
+		{func(c *Config) { c.MaxHeapMiB = -1 }, "query.max_heap_mib"},
 	} {
 		cfg := DefaultConfig()
 		c.mutate(&cfg)

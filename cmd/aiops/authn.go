@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/collector/tokenauth"
 	"github.com/aiops-dev/aiops/storage"
@@ -14,8 +16,9 @@ import (
 
 // newAuthMiddleware builds what guards the HTTP listener: the bootstrap
 // admin token, API tokens in the store, and JWTs when configured. The JWT
-// verifier refreshes its keys until ctx ends.
-func newAuthMiddleware(ctx context.Context, cfg Config, events storage.EventStore, logger *slog.Logger) (*auth.Middleware, error) {
+// verifier refreshes its keys until ctx ends. Refused requests are counted
+// on reg, and audited in events when there is a store.
+func newAuthMiddleware(ctx context.Context, cfg Config, events storage.EventStore, logger *slog.Logger, reg prometheus.Registerer) (*auth.Middleware, error) {
 	var (
 		boot    *auth.BootstrapToken
 		created bool
@@ -44,13 +47,17 @@ func newAuthMiddleware(ctx context.Context, cfg Config, events storage.EventStor
 		}
 		chain = append(chain, jwtv)
 	}
-	return &auth.Middleware{
+	m := &auth.Middleware{
 		Auth:       chain,
 		Policy:     accessPolicy,
-		Audit:      &auth.EventAuditor{Events: events, Logger: logger},
 		WriteError: auth.JSONError,
 		Logger:     logger,
-	}, nil
+		Failures:   auth.NewFailureCounter(reg),
+	}
+	if events != nil {
+		m.Audit = &auth.EventAuditor{Events: events, Logger: logger}
+	}
+	return m, nil
 }
 
 // ingestAuth checks the bearer tokens of OTLP clients (collector.otlp.auth:

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -62,6 +64,19 @@ type ServerConfig struct {
 	createAdminToken bool
 	// Auth configures optional ways to authenticate besides API tokens.
 	Auth AuthConfig `yaml:"auth"`
+
+	// ReadHeaderTimeout bounds reading a request's headers, ReadTimeout
+	// the whole request with its body, WriteTimeout writing the answer
+	// (from the end of the headers; it must exceed query.timeout), and
+	// IdleTimeout how long a keep-alive connection waits for its next
+	// request before it is closed.
+	ReadHeaderTimeout model.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       model.Duration `yaml:"read_timeout"`
+	WriteTimeout      model.Duration `yaml:"write_timeout"`
+	IdleTimeout       model.Duration `yaml:"idle_timeout"`
+	// MaxConnections is how many connections the listener keeps open at
+	// once; further ones wait until one closes.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // AuthConfig configures authentication beyond API tokens.
@@ -76,6 +91,17 @@ func (c ServerConfig) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("server.shutdown_timeout: must be > 0, got %s", c.ShutdownTimeout)
+	}
+	for _, d := range []struct {
+		key string
+		v   model.Duration
+	}{{"read_header_timeout", c.ReadHeaderTimeout}, {"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout}, {"idle_timeout", c.IdleTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("server.%s: must be > 0, got %s", d.key, d.v)
+		}
+	}
+	if c.MaxConnections <= 0 {
+		return fmt.Errorf("server.max_connections: must be > 0, got %d", c.MaxConnections)
 	}
 	return c.Auth.JWT.Validate("server.auth.jwt")
 }
@@ -111,8 +137,13 @@ func DefaultConfig() Config {
 	return Config{
 		Role: RoleAllInOne,
 		Server: ServerConfig{
-			HTTPAddr:        ":9090",
-			ShutdownTimeout: model.Duration(30 * time.Second),
+			HTTPAddr:          ":9090",
+			ShutdownTimeout:   model.Duration(30 * time.Second),
+			ReadHeaderTimeout: model.Duration(10 * time.Second),
+			ReadTimeout:       model.Duration(time.Minute),
+			WriteTimeout:      model.Duration(3 * time.Minute),
+			IdleTimeout:       model.Duration(time.Minute),
+			MaxConnections:    1000,
 		},
 		Storage: StorageConfig{
 			Backend:    BackendEmbedded,
@@ -151,6 +182,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Query.Validate(); err != nil {
 		return err
+	}
+	if c.Server.WriteTimeout <= c.Query.Timeout {
+		return fmt.Errorf("server.write_timeout: must be longer than query.timeout (%s), or the slowest answers are cut off; got %s", c.Query.Timeout, c.Server.WriteTimeout)
 	}
 	if c.analyzerEnabled() {
 		if err := c.Analyzer.Validate(); err != nil {
@@ -211,10 +245,80 @@ func LoadConfig(path string) (Config, error) {
 }
 
 func decodeConfig(r io.Reader, cfg *Config) error {
-	dec := yaml.NewDecoder(r)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		var typeErr *yaml.TypeError
+		if errors.As(err, &typeErr) {
+			return err // names its lines already
+		}
+		// A value's own decoder (model.Duration's) fails without saying
+		// where: find the key whose value does not decode.
+		var root yaml.Node
+		if yaml.Unmarshal(b, &root) == nil {
+			if key, line := failingKey(&root, reflect.TypeFor[Config](), ""); key != "" {
+				return fmt.Errorf("%s (line %d): %w", key, line, err)
+			}
+		}
 		return err
 	}
 	return nil
+}
+
+// failingKey returns the path (alerting.evaluation_interval) and line of
+// the deepest value under n that does not decode into a value of type t,
+// or "" when every value does.
+func failingKey(n *yaml.Node, t reflect.Type, path string) (key string, line int) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		return failingKey(n.Content[0], t, path)
+	}
+	type child struct {
+		n    *yaml.Node
+		t    reflect.Type
+		path string
+	}
+	var children []child
+	switch {
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			name := n.Content[i].Value
+			for f := range t.Fields() {
+				if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag == name && f.IsExported() {
+					children = append(children, child{n.Content[i+1], f.Type, joinKey(path, name)})
+				}
+			}
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			children = append(children, child{n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value)})
+		}
+	case n.Kind == yaml.SequenceNode && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+		for i, c := range n.Content {
+			children = append(children, child{c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)})
+		}
+	}
+	for _, c := range children {
+		if c.n.Decode(reflect.New(c.t).Interface()) == nil {
+			continue
+		}
+		if key, line := failingKey(c.n, c.t, c.path); key != "" {
+			return key, line
+		}
+		return c.path, c.n.Line
+	}
+	return "", 0
+}
+
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -21,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql"
 
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
@@ -165,11 +164,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 
 	// The listener comes first, so that probes answer (not ready) while
 	// the store is still being opened, e.g. while ClickHouse is down.
-	ln, err := net.Listen("tcp", cfg.Server.HTTPAddr)
+	ln, err := listenHTTP(cfg.Server)
 	if err != nil {
-		return fmt.Errorf("server.http_addr: %w", err)
+		return err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(cfg.Server, http.HandlerFunc(s.serveHTTP), reg)
 	httpErr := make(chan error, 1)
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -256,7 +255,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	}
 	// The credentials guard the HTTP APIs and, with collector.otlp.auth:
 	// token, OTLP.
-	guard, err := newAuthMiddleware(ctx, cfg, events, logger.With("component", "auth"))
+	guard, err := newAuthMiddleware(ctx, cfg, events, logger.With("component", "auth"), s.reg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -292,11 +291,11 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	readyChecks = append(readyChecks, col.Ready)
 
 	if cfg.Role == RoleAllInOne {
-		engine, err := promapi.NewEngine(cfg.Query, logger.With("component", "query-engine"), s.reg)
+		engine, ruleEngine, err := newQueryEngines(cfg.Query, logger, s.reg)
 		if err != nil {
 			return nil, nil, err
 		}
-		closers = append(closers, func() { engine.Close() })
+		closers = append(closers, func() { engine.Close(); ruleEngine.Close() })
 
 		if cfg.analyzerEnabled() {
 			an, err := analyzer.New(cfg.Analyzer, analyzer.Deps{
@@ -327,8 +326,8 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 
 		al, err := alerting.New(cfg.Alerting, alerting.Deps{
 			Storage:    store,
-			Engine:     engine,
-			Parser:     parser.NewParser(promapi.ParserOptions(cfg.Query)),
+			Engine:     ruleEngine,
+			Parser:     promapi.NewParser(cfg.Query),
 			GroupSinks: []notify.Notifier{inc},
 			Logger:     logger,
 			Registerer: s.reg,
@@ -390,6 +389,25 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	}
 	s.ready.Store(&ready)
 	return comps, closeAll, nil
+}
+
+// newQueryEngines returns the engine of the query API and the one rules
+// are evaluated with: the same configuration, but slots of their own, so
+// that queries, however heavy, never delay rule evaluation and alerts.
+// Their metrics (prometheus_engine_*) carry engine="query" or "rules".
+func newQueryEngines(cfg promapi.Config, logger *slog.Logger, reg prometheus.Registerer) (api, rules *promql.Engine, err error) {
+	api, err = promapi.NewEngine(cfg, logger.With("component", "query-engine"),
+		prometheus.WrapRegistererWith(prometheus.Labels{"engine": "query"}, reg))
+	if err != nil {
+		return nil, nil, err
+	}
+	rules, err = promapi.NewEngine(cfg.ForRules(), logger.With("component", "rule-engine"),
+		prometheus.WrapRegistererWith(prometheus.Labels{"engine": "rules"}, reg))
+	if err != nil {
+		api.Close()
+		return nil, nil, err
+	}
+	return api, rules, nil
 }
 
 // serveHTTP answers the health probes itself and hands everything else

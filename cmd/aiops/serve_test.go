@@ -193,6 +193,11 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	if code, body := ts.get(t, "/metrics", ts.token); code != http.StatusOK || !bytes.Contains(body, []byte("aiops_collector_")) {
 		t.Errorf("/metrics: %d, want 200 with collector metrics", code)
+	} else if !bytes.Contains(body, []byte(`aiops_auth_failures_total{reason="missing"} 2`)) {
+		t.Errorf("/metrics does not count the two requests without a token as aiops_auth_failures_total{reason=\"missing\"}")
+	}
+	if !strings.Contains(ts.stderr.String(), "Request refused") {
+		t.Errorf("refused requests are not logged:\n%s", ts.stderr)
 	}
 	if code, _ := ts.get(t, "/healthz", ""); code != http.StatusOK {
 		t.Errorf("/healthz: %d", code)
@@ -213,21 +218,48 @@ func TestServeEndToEnd(t *testing.T) {
 // TestServeRefusesBadConfig checks that an invalid configuration stops the
 // binary at start with the key and the reason.
 func TestServeRefusesBadConfig(t *testing.T) {
+	monster := "groups:\n- name: g\n  rules:\n  - alert: Monster\n    expr: 1" + strings.Repeat("+1", 20_000) + "\n"
 	for name, tc := range map[string]struct {
-		yaml string
-		want []string
+		yaml  string
+		files map[string]string // beside the configuration file
+		want  []string
 	}{
-		"unknown key":      {"server:\n  http_adr: :9090\n", []string{"line 2", "http_adr"}},
-		"bad value":        {"storage:\n  embedded:\n    retention: 0s\n", []string{"storage.embedded.retention: must be > 0"}},
-		"bad role":         {"role: everything\n", []string{`role: must be one of`, `"everything"`}},
-		"ingester on disk": {"role: ingester\n", []string{"storage.backend: the ingester role writes to ClickHouse"}},
-		"bad analyzer":     {"analyzer:\n  selectors:\n    - selector: 'up{'\n", []string{"analyzer.selectors[0]"}},
-		"bad query":        {"query:\n  max_samples: -1\n", []string{"query.max_samples: must be > 0"}},
-		"not yaml":         {"role: [\n", []string{"config"}},
+		"write timeout below the query timeout": {
+			yaml: "server:\n  write_timeout: 1m\n",
+			want: []string{"server.write_timeout: must be longer than query.timeout (2m)"},
+		},
+		"no connections": {
+			yaml: "server:\n  max_connections: 0\n",
+			want: []string{"server.max_connections: must be > 0"},
+		},
+		"not a duration": {
+			yaml: "alerting:\n  evaluation_interval: often\n",
+			want: []string{"alerting.evaluation_interval (line 2)", `"often"`},
+		},
+		"rule path matching nothing": {
+			yaml: "alerting:\n  rule_files: [rulez/*.yml]\n",
+			want: []string{"alerting.rule_files[0]", "rulez/*.yml", "matches no file"},
+		},
+		"monster rule": {
+			yaml:  "alerting:\n  rule_files: [monster.yml]\n",
+			files: map[string]string{"monster.yml": monster},
+			want:  []string{"monster.yml", `"Monster"`, "query.max_depth"},
+		},
+		"unknown key":      {yaml: "server:\n  http_adr: :9090\n", want: []string{"line 2", "http_adr"}},
+		"bad value":        {yaml: "storage:\n  embedded:\n    retention: 0s\n", want: []string{"storage.embedded.retention: must be > 0"}},
+		"bad role":         {yaml: "role: everything\n", want: []string{`role: must be one of`, `"everything"`}},
+		"ingester on disk": {yaml: "role: ingester\n", want: []string{"storage.backend: the ingester role writes to ClickHouse"}},
+		"bad analyzer":     {yaml: "analyzer:\n  selectors:\n    - selector: 'up{'\n", want: []string{"analyzer.selectors[0]"}},
+		"bad query":        {yaml: "query:\n  max_samples: -1\n", want: []string{"query.max_samples: must be > 0"}},
+		"not yaml":         {yaml: "role: [\n", want: []string{"config"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "aiops.yaml")
+			dir := t.TempDir()
+			path := filepath.Join(dir, "aiops.yaml")
 			os.WriteFile(path, []byte(tc.yaml), 0o600)
+			for name, content := range tc.files {
+				os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600)
+			}
 			var stderr bytes.Buffer
 			code := run(context.Background(), []string{"serve", "--config", path, "--data-dir", t.TempDir()}, io.Discard, &stderr)
 			if code == 0 {
@@ -243,6 +275,22 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := run(context.Background(), []string{"serve", "--config", "/nonexistent/aiops.yaml"}, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), "/nonexistent/aiops.yaml") {
 		t.Errorf("missing config file: code %d, %q", code, stderr.String())
+	}
+}
+
+// TestServeRefusesReadableAdminToken: like ssh with a private key, serve
+// refuses an admin token file other users may read.
+func TestServeRefusesReadableAdminToken(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "admin.token")
+	if err := os.WriteFile(tok, []byte("aiops_admin_0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(tok, 0o644) // whatever the umask
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--admin-token-file", tok,
+		"--http-addr", freeAddr(t), "--otlp-grpc-addr", freeAddr(t), "--otlp-http-addr", freeAddr(t)}, io.Discard, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "server.admin_token_file") || !strings.Contains(stderr.String(), "chmod 600") {
+		t.Errorf("serve with a 0644 admin token file: exit %d, %q", code, stderr.String())
 	}
 }
 
