@@ -1,0 +1,147 @@
+package nab
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// Category returns the category of a data file named as windows.json
+// names it ("category/file.csv").
+func Category(name string) string {
+	cat, _, _ := strings.Cut(name, "/")
+	return cat
+}
+
+// FoldCategories returns the categories of names that have at least one
+// window, sorted: each is held out once in cross-validation. Categories
+// without windows (NAB's artificialNoAnomaly) are never held out: scored
+// alone they are worth nothing either way, but they always stay among
+// the categories defaults are chosen on, where they make false positives
+// cost.
+func FoldCategories(names []string, windows map[string][]Window) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range names {
+		cat := Category(n)
+		if len(windows[n]) > 0 && !seen[cat] {
+			seen[cat] = true
+			out = append(out, cat)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ScoresFunc returns candidate i's result files for the named data files,
+// in the order given. Cross-validation asks for the files of the other
+// categories while it chooses, and for the held-out category's only once
+// it has chosen.
+type ScoresFunc func(candidate int, names []string) ([]FileScores, error)
+
+// Fold is one held-out category under leave-one-category-out.
+type Fold struct {
+	// Held is the held-out category.
+	Held string
+	// Choice is the candidate chosen on the other categories: the one
+	// with the best normalised score under the first profile there (the
+	// lowest index on ties).
+	Choice int
+	// Train holds, per profile, the chosen candidate's result on the
+	// other categories with the threshold swept there, as NAB sweeps it.
+	Train []Result
+	// Test holds, per profile, the held-out category scored at that
+	// profile's threshold from Train, normalised over its own windows.
+	Test []Result
+	// Candidates holds every candidate's normalised score on the other
+	// categories under the first profile: what the choice was made on.
+	Candidates []float64
+}
+
+// CV is the outcome of CrossValidate.
+type CV struct {
+	Profiles []Profile
+	Folds    []Fold
+	// Mean is, per profile, the mean of the folds' held-out scores.
+	Mean []float64
+	// Pooled is, per profile, the held-out results summed over the folds
+	// and normalised over all their windows.
+	Pooled []float64
+}
+
+// CrossValidate holds out each category with windows in turn (see
+// FoldCategories). On the other categories — a category without windows
+// is always among them — it scores each of n candidates (configurations
+// of one detector, say) with NAB's threshold sweep, keeps the candidate
+// with the best score under the first profile, and takes each profile's
+// threshold from that candidate's sweep. Only then does it ask for the
+// held-out category's files, of the chosen candidate only, and score them
+// at those thresholds. What a fold reports was therefore decided without
+// its held-out category: the score of a way of choosing defaults on data
+// it was not tuned on.
+func CrossValidate(names []string, windows map[string][]Window, profiles []Profile, n int, scores ScoresFunc) (CV, error) {
+	if n < 1 {
+		return CV{}, fmt.Errorf("cross-validate: no candidates")
+	}
+	if len(profiles) == 0 {
+		return CV{}, fmt.Errorf("cross-validate: no profiles")
+	}
+	folds := FoldCategories(names, windows)
+	if len(folds) < 2 {
+		return CV{}, fmt.Errorf("cross-validate: %d categories with windows, need at least 2", len(folds))
+	}
+	cv := CV{Profiles: profiles, Mean: make([]float64, len(profiles)), Pooled: make([]float64, len(profiles))}
+	raw := make([]float64, len(profiles))
+	null := make([]float64, len(profiles))
+	perfect := make([]float64, len(profiles))
+	for _, held := range folds {
+		var train, test []string
+		for _, name := range names {
+			if Category(name) == held {
+				test = append(test, name)
+			} else {
+				train = append(train, name)
+			}
+		}
+		f := Fold{Held: held, Candidates: make([]float64, n)}
+		for i := 0; i < n; i++ {
+			files, err := scores(i, train)
+			if err != nil {
+				return CV{}, err
+			}
+			res, err := Score(files, windows, profiles)
+			if err != nil {
+				return CV{}, err
+			}
+			f.Candidates[i] = res[0].Normalized
+			if i == 0 || res[0].Normalized > f.Candidates[f.Choice] {
+				f.Choice, f.Train = i, res
+			}
+		}
+		files, err := scores(f.Choice, test)
+		if err != nil {
+			return CV{}, err
+		}
+		for p, prof := range profiles {
+			r, err := ScoreAt(files, windows, prof, f.Train[p].Threshold)
+			if err != nil {
+				return CV{}, err
+			}
+			f.Test = append(f.Test, r)
+			cv.Mean[p] += r.Normalized / float64(len(folds))
+			w := float64(r.TP + r.FN)
+			raw[p] += r.Raw
+			null[p] -= prof.Cost.FN * w
+			perfect[p] += prof.Cost.TP * w
+		}
+		cv.Folds = append(cv.Folds, f)
+	}
+	for p := range profiles {
+		cv.Pooled[p] = math.NaN()
+		if perfect[p] != null[p] {
+			cv.Pooled[p] = 100 * (raw[p] - null[p]) / (perfect[p] - null[p])
+		}
+	}
+	return cv, nil
+}
