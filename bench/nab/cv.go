@@ -44,9 +44,10 @@ type ScoresFunc func(candidate int, names []string) ([]FileScores, error)
 type Fold struct {
 	// Held is the held-out category.
 	Held string
-	// Choice is the candidate chosen on the other categories: the one
-	// with the best normalised score under the first profile there (the
-	// lowest index on ties).
+	// Choice is the candidate chosen on the other categories: candidate 0
+	// (the defaults) unless another beats it there, under the first
+	// profile, by more than the standard error of the difference over
+	// files (see CrossValidate); then the one that beats it by most.
 	Choice int
 	// Train holds, per profile, the chosen candidate's result on the
 	// other categories with the threshold swept there, as NAB sweeps it.
@@ -57,6 +58,11 @@ type Fold struct {
 	// Candidates holds every candidate's normalised score on the other
 	// categories under the first profile: what the choice was made on.
 	Candidates []float64
+	// Margin holds, per candidate, its score's lead over candidate 0's on
+	// the other categories, and StdErr the standard error of that lead
+	// over files. A candidate is preferred to the defaults only when its
+	// Margin exceeds its StdErr.
+	Margin, StdErr []float64
 }
 
 // CV is the outcome of CrossValidate.
@@ -73,13 +79,22 @@ type CV struct {
 // CrossValidate holds out each category with windows in turn (see
 // FoldCategories). On the other categories — a category without windows
 // is always among them — it scores each of n candidates (configurations
-// of one detector, say) with NAB's threshold sweep, keeps the candidate
-// with the best score under the first profile, and takes each profile's
-// threshold from that candidate's sweep. Only then does it ask for the
-// held-out category's files, of the chosen candidate only, and score them
-// at those thresholds. What a fold reports was therefore decided without
-// its held-out category: the score of a way of choosing defaults on data
-// it was not tuned on.
+// of one detector, say; candidate 0 its defaults) with NAB's threshold
+// sweep under the first profile, and chooses one; each profile's
+// threshold is then swept on the other categories for the chosen one.
+// Only then does it ask for the held-out category's files, of the chosen
+// candidate only, and score them at those thresholds. What a fold reports
+// was therefore decided without its held-out category: the score of a way
+// of choosing defaults on data it was not tuned on.
+//
+// The choice keeps the defaults unless the other categories show clearly
+// that another candidate is better: its lead must exceed one standard
+// error of the lead, estimated from the file-by-file differences (each
+// candidate scored at its own swept threshold; a file's share of a score
+// is what its rows add to the raw total). A lead smaller than that is
+// what one window more or less in one file makes, and choosing on it
+// fits the categories chosen on (the "one-standard-error rule" of model
+// selection, with the defaults as the model preferred a priori).
 func CrossValidate(names []string, windows map[string][]Window, profiles []Profile, n int, scores ScoresFunc) (CV, error) {
 	if n < 1 {
 		return CV{}, fmt.Errorf("cross-validate: no candidates")
@@ -104,7 +119,9 @@ func CrossValidate(names []string, windows map[string][]Window, profiles []Profi
 				train = append(train, name)
 			}
 		}
-		f := Fold{Held: held, Candidates: make([]float64, n)}
+		f := Fold{Held: held, Candidates: make([]float64, n), Margin: make([]float64, n), StdErr: make([]float64, n)}
+		var base []float64 // candidate 0's per-file raw scores
+		var span float64   // perfect - null on the other categories
 		for i := 0; i < n; i++ {
 			files, err := scores(i, train)
 			if err != nil {
@@ -114,8 +131,20 @@ func CrossValidate(names []string, windows map[string][]Window, profiles []Profi
 			if err != nil {
 				return CV{}, err
 			}
+			per, err := perFile(files, windows, profiles[0], res[0].Threshold)
+			if err != nil {
+				return CV{}, err
+			}
 			f.Candidates[i] = res[0].Normalized
-			if i == 0 || res[0].Normalized > f.Candidates[f.Choice] {
+			if i == 0 {
+				f.Choice, f.Train, base = 0, res, per
+				p := preparedWindows(files, windows)
+				span = (profiles[0].Cost.TP + profiles[0].Cost.FN) * float64(p)
+				continue
+			}
+			f.Margin[i] = res[0].Normalized - f.Candidates[0]
+			f.StdErr[i] = 100 * pairedStdErr(per, base) / span
+			if f.Margin[i] > f.StdErr[i] && f.Margin[i] > f.Margin[f.Choice] {
 				f.Choice, f.Train = i, res
 			}
 		}
@@ -144,4 +173,49 @@ func CrossValidate(names []string, windows map[string][]Window, profiles []Profi
 		}
 	}
 	return cv, nil
+}
+
+// perFile returns what each file's rows add to the raw score at threshold.
+func perFile(files []FileScores, windows map[string][]Window, prof Profile, threshold float64) ([]float64, error) {
+	out := make([]float64, len(files))
+	for i, f := range files {
+		r, err := ScoreAt([]FileScores{f}, windows, prof, threshold)
+		if err != nil {
+			return nil, err
+		}
+		// ScoreAt starts from the null score of the file's windows; its
+		// share of the corpus's raw score is what it adds to that.
+		out[i] = r.Raw + prof.Cost.FN*float64(r.TP+r.FN)
+	}
+	return out, nil
+}
+
+// preparedWindows counts the windows of files.
+func preparedWindows(files []FileScores, windows map[string][]Window) int {
+	n := 0
+	for _, f := range files {
+		n += len(windows[f.Name])
+	}
+	return n
+}
+
+// pairedStdErr is the standard error of sum(a) - sum(b) estimated from the
+// spread of the pairwise differences a[i] - b[i]: sqrt(n) times their
+// sample standard deviation.
+func pairedStdErr(a, b []float64) float64 {
+	n := len(a)
+	if n < 2 {
+		return math.Inf(1)
+	}
+	var mean float64
+	for i := range a {
+		mean += a[i] - b[i]
+	}
+	mean /= float64(n)
+	var ss float64
+	for i := range a {
+		d := a[i] - b[i] - mean
+		ss += d * d
+	}
+	return math.Sqrt(float64(n) * ss / float64(n-1))
 }

@@ -28,9 +28,22 @@ type gridDim struct {
 // detectorGrid is the search space of --cv: what each fold chooses the
 // detector's defaults from, on the categories it does not hold out. It is
 // deliberately small and coarse (docs/ANALYZER.md, "Cross-validation"):
-// the settings whose right value depends on the data rather than on a
-// reason, each over its default and a step either way.
-var detectorGrid = []gridDim{}
+// the three settings whose right value depends most on the data rather
+// than on a reason, each at its default and a factor of two either way —
+// how much of the past is "normal" (window), how alike two excursions must
+// be to count as the same place (near), and how long one event keeps later
+// points from being reported (hold, as a fraction of the window).
+var detectorGrid = []gridDim{
+	{"window", []string{"576", "288", "1152"}, func(c *detect.Config, i int) { c.Window = []int{576, 288, 1152}[i] }},
+	{"near", []string{"1/4", "1/8", "1/2"}, func(c *detect.Config, i int) { c.NearFraction = []float64{0.25, 0.125, 0.5}[i] }},
+	{"hold", []string{"window/8", "window/16", "window/4"}, func(c *detect.Config, i int) {
+		w := c.Window
+		if w == 0 {
+			w = 576
+		}
+		c.HoldHalfLife = w / []int{8, 16, 4}[i]
+	}},
+}
 
 // gridCandidate is one point of the grid.
 type gridCandidate struct {
@@ -120,19 +133,23 @@ func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []str
 
 	// The folds of this detector: what was chosen and what it earned.
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "cv fold\tchosen\ttrain\tthreshold")
+	fmt.Fprintf(tw, "cv fold\tchosen\ttrain\tbest other (lead ± s.e.)\tthreshold")
 	for _, p := range profiles {
 		fmt.Fprintf(tw, "\t%s", p.Name)
 	}
 	fmt.Fprintf(tw, "\ttp\tfp\tfn\n")
 	for _, f := range cv.Folds {
-		fmt.Fprintf(tw, "cv %s\t%s\t%.2f\t%.6f", f.Held, cands[f.Choice].name, f.Train[0].Normalized, f.Train[0].Threshold)
+		other := "-"
+		if alt := bestOther(f); alt > 0 {
+			other = fmt.Sprintf("%s %+.2f ± %.2f", cands[alt].name, f.Margin[alt], f.StdErr[alt])
+		}
+		fmt.Fprintf(tw, "cv %s\t%s\t%.2f\t%s\t%.6f", f.Held, cands[f.Choice].name, f.Train[0].Normalized, other, f.Train[0].Threshold)
 		for _, r := range f.Test {
 			fmt.Fprintf(tw, "\t%.2f", r.Normalized)
 		}
 		fmt.Fprintf(tw, "\t%d\t%d\t%d\n", f.Test[0].TP, f.Test[0].FP, f.Test[0].FN)
 	}
-	fmt.Fprintf(tw, "cv mean\t\t\t")
+	fmt.Fprintf(tw, "cv mean\t\t\t\t")
 	for _, m := range cv.Mean {
 		fmt.Fprintf(tw, "\t%.2f", m)
 	}
@@ -183,6 +200,18 @@ func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []str
 		fmt.Fprintf(w, "CV %s %s folds=%s\n", col.name, strings.Join(parts, " "), strings.Join(folds, ","))
 	}
 	return nil
+}
+
+// bestOther returns the candidate other than the defaults with the largest
+// lead on the fold's training categories (0 when there is none).
+func bestOther(f nab.Fold) int {
+	best := 0
+	for i := 1; i < len(f.Margin); i++ {
+		if best == 0 || f.Margin[i] > f.Margin[best] {
+			best = i
+		}
+	}
+	return best
 }
 
 // lookup serves a ScoresFunc from result files computed beforehand, one
