@@ -144,7 +144,9 @@ func CrossValidate(names []string, windows map[string][]Window, profiles []Profi
 			}
 			f.Margin[i] = res[0].Normalized - f.Candidates[0]
 			f.StdErr[i] = 100 * pairedStdErr(per, base) / span
-			if f.Margin[i] > f.StdErr[i] && f.Margin[i] > f.Margin[f.Choice] {
+			// A lead carried by one file alone equals its standard
+			// error exactly; rounding must not make it "more".
+			if f.Margin[i] > f.StdErr[i]*(1+1e-9) && f.Margin[i] > f.Margin[f.Choice] {
 				f.Choice, f.Train = i, res
 			}
 		}

@@ -207,3 +207,60 @@ func TestCrossValidateNeedsFolds(t *testing.T) {
 		t.Error("no candidates: want an error")
 	}
 }
+
+// TestCrossValidateKeepsDefaultsUnlessClearlyBetter: a candidate that
+// detects every window earlier than the defaults is chosen; one that does
+// better on a single file only — a lead within the standard error over
+// files — is not, though it leads.
+func TestCrossValidateKeepsDefaultsUnlessClearlyBetter(t *testing.T) {
+	c := newCVCorpus()
+	score := func(cand int, name string, row int) float64 {
+		r := c.winRow[name]
+		if r < 0 {
+			return 0.05
+		}
+		late := r + 12 // the defaults fire late in every window
+		switch {
+		case cand == 1:
+			late = r // early everywhere
+		case cand == 2 && name == "alpha/f0.csv":
+			late = r + 10 // a little earlier, in one file
+		}
+		if row == late {
+			return 0.9
+		}
+		return 0.05
+	}
+	cv, err := CrossValidate(c.names, c.windows, Profiles, 3, func(cand int, names []string) ([]FileScores, error) {
+		return c.files(names, func(n string, r int) float64 { return score(cand, n, r) }), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range cv.Folds {
+		if f.Choice != 1 || !(f.Margin[1] > f.StdErr[1]) {
+			t.Errorf("fold %s: chose %d (lead %.2f ± %.2f), want 1", f.Held, f.Choice, f.Margin[1], f.StdErr[1])
+		}
+	}
+	two := func(cand int, name string, row int) float64 {
+		if cand == 1 {
+			cand = 0 // only the one-file improvement is on offer
+		}
+		return score(cand, name, row)
+	}
+	cv, err = CrossValidate(c.names, c.windows, Profiles, 3, func(cand int, names []string) ([]FileScores, error) {
+		return c.files(names, func(n string, r int) float64 { return two(cand, n, r) }), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range cv.Folds {
+		if f.Held == "alpha" {
+			continue // alpha/f0.csv is held out: nothing to choose on
+		}
+		// One file carries the whole lead: it equals its standard error.
+		if !(f.Margin[2] > 0) || math.Abs(f.Margin[2]-f.StdErr[2]) > 1e-9 || f.Choice != 0 {
+			t.Errorf("fold %s: candidate 2 leads by %.2f ± %.2f, chose %d, want a lead of one standard error and the defaults kept", f.Held, f.Margin[2], f.StdErr[2], f.Choice)
+		}
+	}
+}
