@@ -96,6 +96,26 @@ func TestNABOnAnyCorpus(t *testing.T) {
 		}
 	}
 
+	// Cross-validated, each category is a fold, chosen on the other.
+	stdout.Reset()
+	if code := run(context.Background(), []string{"nab", "--corpus", dir, "--out", out, "--cv"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("--cv: exit %d: %s", code, stderr.String())
+	}
+	if folds := cvFolds(t, stdout.String(), "this"); len(folds) != 2 || folds["catA"] < 90 || folds["catB"] < 90 {
+		t.Errorf("--cv folds %v, want catA and catB at 90 or more", folds)
+	}
+
+	// With one category's windows only there is nothing to hold out: an
+	// error naming the corpus, before any search.
+	one := strings.NewReplacer("catB/series_0.csv\": [[", "catB/series_0.csv\": [], \"x\": [[", "catB/series_1.csv\": [[", "catB/series_1.csv\": [], \"y\": [[").Replace(wj.String())
+	if err := os.WriteFile(filepath.Join(dir, "windows.json"), []byte(one), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	if code := run(context.Background(), []string{"nab", "--corpus", dir, "--out", out, "--cv"}, &stdout, &stderr); code == 0 || !strings.Contains(stderr.String(), "1 categories with windows in "+dir) {
+		t.Errorf("--cv with one category's windows: exit %d, %s", code, stderr.String())
+	}
+
 	// Without windows.json it scores nothing and says so.
 	os.Remove(filepath.Join(dir, "windows.json"))
 	stdout.Reset()

@@ -93,6 +93,9 @@ func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []str
 	}
 	var cols []column
 
+	if n := len(nab.FoldCategories(names, windows)); n < 2 {
+		return fmt.Errorf("cv: %d categories with windows in %s, need at least 2 to hold one out", n, c.corpus)
+	}
 	cands := []gridCandidate{{name: "as given"}}
 	byCand := [][]nab.FileScores{files}
 	if series != nil {
