@@ -37,6 +37,13 @@ type Config struct {
 	// WarmUp is how many points are observed before any is scored.
 	// Default 64.
 	WarmUp int
+	// NearFraction is how close an earlier value must be to count as a
+	// visit to the same place, as a fraction of the value's distance from
+	// the series' median (familiar.go). Default 0.25.
+	NearFraction float64
+	// HoldHalfLife is how many points the record of reported surprise
+	// takes to halve (one report per event). Default Window/8.
+	HoldHalfLife int
 }
 
 func (c Config) withDefaults() Config {
@@ -51,6 +58,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WarmUp <= 0 {
 		c.WarmUp = 64
+	}
+	if c.NearFraction <= 0 {
+		c.NearFraction = 0.25
+	}
+	if c.HoldHalfLife <= 0 {
+		c.HoldHalfLife = max(1, c.Window/8)
 	}
 	return c
 }
@@ -70,6 +83,10 @@ func (c Config) Validate(prefix string) error {
 		return fmt.Errorf("%speriod_hint: must be >= 0, got %v", prefix, c.PeriodHint)
 	case c.WarmUp < 0:
 		return fmt.Errorf("%swarm_up: must be >= 0, got %d", prefix, c.WarmUp)
+	case c.NearFraction < 0 || c.NearFraction >= 1 || math.IsNaN(c.NearFraction):
+		return fmt.Errorf("%snear_fraction: must be in [0, 1), got %v", prefix, c.NearFraction)
+	case c.HoldHalfLife < 0:
+		return fmt.Errorf("%shold_half_life: must be >= 0, got %d", prefix, c.HoldHalfLife)
 	}
 	return nil
 }
@@ -141,7 +158,8 @@ type Detector struct {
 	histLen  int
 
 	period        int
-	sinceSeasonal int
+	sinceSeasonal int // points since the period was last checked
+	sinceSearch   int // points since the last full period search
 
 	values    *rollingQuantiles // raw values
 	residuals *rollingQuantiles // value - prediction
@@ -153,6 +171,10 @@ type Detector struct {
 
 	rec *records     // how rarely the series reaches a new level
 	fam *familiarity // where the series has been, how rarely it goes somewhere new
+
+	// The familiarity bounds of the point being scored, linear and log
+	// (+Inf: none), which the tracks remember with its residual.
+	curCap, curLogCap float64
 
 	hold      float64 // decaying record surprise: an event is reported once
 	holdDecay float64
@@ -169,7 +191,7 @@ func New(cfg Config) *Detector {
 		values:    newRollingQuantiles(cfg.Window),
 		residuals: newRollingQuantiles(cfg.Window),
 		rec:       newRecords(cfg.History),
-		fam:       newFamiliarity(cfg.History),
+		fam:       newFamiliarity(cfg.History, cfg.NearFraction),
 
 		logResiduals: newRollingQuantiles(cfg.Window),
 	}
@@ -180,7 +202,8 @@ func New(cfg Config) *Detector {
 	if cfg.Period > 0 {
 		d.period = cfg.Period
 	}
-	d.holdDecay = math.Pow(0.5, 1/math.Max(1, float64(cfg.Window/8)))
+	d.holdDecay = math.Pow(0.5, 1/float64(cfg.HoldHalfLife))
+	d.curCap, d.curLogCap = math.Inf(1), math.Inf(1)
 	return d
 }
 
@@ -316,6 +339,7 @@ func (d *Detector) push(v float64) {
 		d.histLen++
 	}
 	d.sinceSeasonal++
+	d.sinceSearch++
 }
 
 // histAt returns the value k points before the newest one (k=0 newest).
@@ -419,15 +443,27 @@ func (d *Detector) score(v, pred, resid, pres float64, lg logView) Result {
 	res.Status = Scored
 	if !d.rec.set {
 		d.rec.setGrid(d.values)
+	} else {
+		d.rec.coarsen(d.values)
 	}
 	med := d.values.quantile(0.5)
 	near := d.fam.linearNear(v, med, math.Ldexp(1, d.rec.exp))
-	best := bestTrack(d.tracks, d.cfg.WarmUp, resid, pres, scale, d.fam.cap(near))
+	d.curCap = d.fam.cap(near)
+	if d.period > 0 && pointSurprising(d.tracks[0], d.cfg.WarmUp, pres, scale) {
+		lo, hi := d.fam.linearPlace(v, med, math.Ldexp(1, d.rec.exp))
+		d.curCap = d.phaseCap(lo, hi, near)
+	}
+	best := bestTrack(d.tracks, d.cfg.WarmUp, resid, pres, scale, d.curCap)
 	looks := len(d.tracks)
 	if lg.ok && d.logResiduals.len() >= d.cfg.WarmUp {
 		ls := robustScale(d.logResiduals, logScaleFloor)
-		lcap := d.fam.cap(d.fam.logNear(v, med, lg.off))
-		best = math.Max(best, bestTrack(d.logTracks, d.cfg.WarmUp, lg.resid, lg.pres, ls, lcap))
+		lnear := d.fam.logNear(v, med, lg.off)
+		d.curLogCap = d.fam.cap(lnear)
+		if d.period > 0 && pointSurprising(d.logTracks[0], d.cfg.WarmUp, lg.pres, ls) {
+			lo, hi := d.fam.logPlace(v, med, lg.off)
+			d.curLogCap = d.phaseCap(lo, hi, lnear)
+		}
+		best = math.Max(best, bestTrack(d.logTracks, d.cfg.WarmUp, lg.resid, lg.pres, ls, d.curLogCap))
 		looks += len(d.logTracks)
 	}
 	// Several spans (and scales) get several chances to look surprising;
@@ -452,10 +488,74 @@ func (d *Detector) score(v, pred, resid, pres float64, lg logView) Result {
 	return res
 }
 
+// phaseCap is the familiarity bound, for a seasonal series, of a value in
+// [lo, hi] that the whole history visits k times: its rate of visits at
+// about the next point's phase, counted among the values within reach
+// (phaseReach) of that phase in every cycle of the history. A value the
+// series reaches every day but never at about this time of day — the
+// daily peak's level at night — is no habit at this phase, and keeps its
+// surprise; a nightly job that starts an hour early or late still is.
+//
+// The count at the phase decides only when it can: when the place is
+// visited familiarMin times there, or when visits independent of the
+// phase would put familiarMin of them there (k times the share of the
+// history examined). Otherwise — a value the series visits rarely, or a
+// period with few cycles in the history (often one found by chance in a
+// spiky series, where a recurring spike would look new at every phase) —
+// the whole history's count bounds it. Work: twice the reach per cycle of
+// the history, at most a sixth of it.
+func (d *Detector) phaseCap(lo, hi float64, k int) float64 {
+	if k < familiarMin {
+		return math.Inf(1) // not familiar anywhere, so not here either
+	}
+	j := d.period / phaseReach
+	if d.step > 0 {
+		j = min(j, int(24*time.Hour/phaseReach/d.step))
+	}
+	j = max(1, j)
+	at, n := 0, 0
+	for c := 1; c*d.period-1-j < d.histLen; c++ {
+		for o := -j; o <= j; o++ {
+			x := d.histAt(c*d.period - 1 + o)
+			if math.IsNaN(x) {
+				continue
+			}
+			n++
+			if x >= lo && x <= hi {
+				at++
+			}
+		}
+	}
+	if at >= familiarMin || float64(k)*float64(n) >= familiarMin*float64(len(d.fam.sorted)) {
+		return visitCap(at, n)
+	}
+	return d.fam.cap(k)
+}
+
+// pointSurprising reports whether the point track finds pres surprising
+// at all. Only then can a bound on it matter, and the phase's count (a
+// pass over a sixth of the history) is worth making; an unsurprising
+// point keeps the whole history's bound, which is what the longer tracks
+// use should it turn out to be the most extreme point of their span.
+func pointSurprising(tr *track, warmUp int, pres, scale float64) bool {
+	return tr.win.len() >= warmUp && tailSurprise(tr.win, tr.peek(pres), scale) > 0
+}
+
+// phaseReach sets how far in phase a habit may wander and still be one: a
+// twelfth of the period either way, and never more than a twelfth of a
+// day — two hours, how far a nightly job's start wanders — so that a
+// weekly period's reach does not take in half of every day.
+const phaseReach = 12
+
 // bestTrack returns the largest tail surprise among the tracks for the
-// residual resid (the point track judges pres), the point track's bounded
-// by pointCap: a one-point excursion to a familiar place is no rarer than
-// the series' own rate of going there.
+// residual resid (the point track judges pres), each bounded by the
+// familiarity of what it is made of: the point track's by pointCap (a
+// one-point excursion to a familiar place is no rarer than the series'
+// own rate of going there), a longer track's by the bound of its most
+// extreme point, unless its span is surprising without that point too.
+// A spike to a familiar place otherwise comes back through the longer
+// tracks, whose mean it dominates for a whole span; a sustained excursion
+// is not explained by any one of its points, and keeps its surprise.
 func bestTrack(tracks []*track, warmUp int, resid, pres, scale, pointCap float64) float64 {
 	best := 0.0
 	for i, tr := range tracks {
@@ -466,9 +566,13 @@ func bestTrack(tracks []*track, warmUp int, resid, pres, scale, pointCap float64
 		if i == 0 {
 			r = pres
 		}
-		s := tailSurprise(tr.win, tr.peek(r), scale/math.Sqrt(float64(tr.span)))
+		sc := scale / math.Sqrt(float64(tr.span))
+		s := tailSurprise(tr.win, tr.peek(r), sc)
 		if i == 0 {
 			s = math.Min(s, pointCap)
+		} else if s > 0 {
+			rest, c := tr.peekTrimmed(r, pointCap)
+			s = math.Min(s, math.Max(tailSurprise(tr.win, rest, sc), c))
 		}
 		best = math.Max(best, s)
 	}
@@ -530,12 +634,14 @@ func tailSurprise(w *rollingQuantiles, r, scale float64) float64 {
 // learn adds the point to the windows. resid and pres are the residual
 // and point residual score computed before the point was known.
 func (d *Detector) learn(v, resid, pres float64, lg logView) {
+	c, lc := d.curCap, d.curLogCap
+	d.curCap, d.curLogCap = math.Inf(1), math.Inf(1)
 	if (d.values.len() >= 8 || d.period > 0) && !math.IsNaN(resid) {
 		d.residuals.add(resid)
-		addTracks(d.tracks, resid, pres)
+		addTracks(d.tracks, resid, pres, c)
 		if lg.ok {
 			d.logResiduals.add(lg.resid)
-			addTracks(d.logTracks, lg.resid, lg.pres)
+			addTracks(d.logTracks, lg.resid, lg.pres, lc)
 		}
 	}
 	d.values.add(v)
@@ -552,31 +658,85 @@ func (d *Detector) learn(v, resid, pres float64, lg logView) {
 	if d.cfg.Period == 0 && d.histLen >= 4*minPeriod {
 		// Keeping a period is checked often and cheaply; searching for
 		// one (an FFT over the history) less often.
+		search := d.sinceSearch >= max(searchEvery, d.histLen/searchRenewal)
 		switch {
 		case d.period > 0 && d.sinceSeasonal >= reseasonEvery:
 			d.sinceSeasonal = 0
 			h, med := d.history()
 			if !periodHolds(h, med, d.period, 0.2) {
-				d.period = detectPeriod(h, med, minPeriod, d.histLen/2, 0.3)
+				d.period = d.calendar(detectPeriod(h, med, minPeriod, d.histLen/2, 0.3))
+				d.sinceSearch = 0
+				break
 			}
-		case d.period == 0 && d.sinceSeasonal >= max(searchEvery, d.histLen/searchRenewal):
-			d.sinceSeasonal = 0
+			if search {
+				// A daily cycle is found within two days; a weekly one
+				// needs two weeks of history, and the days of a week are
+				// not alike. Once the history holds a longer cycle made
+				// of whole periods, clearly more alike than one period
+				// apart, it replaces the period. Other periods do not:
+				// switching among unrelated ones (on a spiky series
+				// whose autocorrelation has several weak peaks) would
+				// leave the residual windows describing another model.
+				d.sinceSearch = 0
+				if q, acf := searchPeriod(h, med, minPeriod, d.histLen/2, 0.3); q > d.period && isMultiple(q, d.period) && acfNear(acf, q) >= acfNear(acf, d.period)+minGain {
+					d.period = d.calendar(q)
+				}
+			}
+		case d.period == 0 && search:
+			d.sinceSeasonal, d.sinceSearch = 0, 0
 			h, med := d.history()
-			d.period = detectPeriod(h, med, minPeriod, d.histLen/2, 0.3)
+			d.period = d.calendar(detectPeriod(h, med, minPeriod, d.histLen/2, 0.3))
 		}
 	}
 }
 
+// calendar returns a day or a week in points when p is within a 48th of
+// it (the seasonal envelope's reach), else p. Operational series cycle
+// with the clock, while the autocorrelation's peak is flat enough at its
+// top that noise moves it by a lag or two, and each lag of error
+// misaligns the seasonal prediction by a point per cycle back: at an
+// abrupt daily change (a weekend ending at midnight) the prediction then
+// takes the wrong side of the change.
+func (d *Detector) calendar(p int) int {
+	if p <= 0 || d.step <= 0 {
+		return p
+	}
+	for _, c := range [...]time.Duration{24 * time.Hour, 7 * 24 * time.Hour} {
+		q := int(math.Round(float64(c) / float64(d.step)))
+		if abs(p-q) <= q/48 && q <= d.histLen/2 {
+			return q
+		}
+	}
+	return p
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
 const minPeriod = 12
 
+// isMultiple reports whether q is k ≥ 2 periods p, give or take a 48th of
+// a period per period (the seasonal envelope's reach): the period found
+// first is an autocorrelation peak's top, which noise moves by a lag or
+// two, and a week is seven of them.
+func isMultiple(q, p int) bool {
+	k := (q + p/2) / p
+	tol := k * max(1, p/48)
+	return k >= 2 && q-k*p <= tol && k*p-q <= tol
+}
+
 // addTracks adds a residual to the tracks, the point residual to the
-// point track.
-func addTracks(tracks []*track, resid, pres float64) {
+// point track, each with the point's familiarity bound c.
+func addTracks(tracks []*track, resid, pres, c float64) {
 	for i, tr := range tracks {
 		if i == 0 {
-			tr.add(pres)
+			tr.add(pres, c)
 		} else {
-			tr.add(resid)
+			tr.add(resid, c)
 		}
 	}
 }
@@ -591,6 +751,13 @@ func (d *Detector) finish(r *Result) {
 	prev := d.hold
 	d.hold = math.Max(s, prev*d.holdDecay)
 	switch {
+	case s >= maxSurprise && prev >= maxSurprise/2:
+		// At the cap surprises cannot be compared: a point there within
+		// a half-life of an event that reached the cap is that event
+		// going on (the onset of noise after a flat stretch, where the
+		// scale needs a few hours to learn the noise and every point
+		// far from the flat value is at the cap), not a larger one.
+		s = 0
 	case s <= prev:
 		// Not a new record: only what goes beyond the event already
 		// reported is news. Comparing with the record before its decay
@@ -707,13 +874,14 @@ var spans = [...]int{1, 4, 16}
 type track struct {
 	span int
 	ring []float64
+	caps []float64 // each residual's familiarity bound, beside it in ring
 	next int
 	n    int
 	win  *rollingQuantiles
 }
 
 func newTrack(span, window int) *track {
-	return &track{span: span, ring: make([]float64, span), win: newRollingQuantiles(window)}
+	return &track{span: span, ring: make([]float64, span), caps: make([]float64, span), win: newRollingQuantiles(window)}
 }
 
 // peek returns the mean over the span if r were the newest residual.
@@ -731,11 +899,36 @@ func (t *track) peek(r float64) float64 {
 	return (sum + r) / float64(n)
 }
 
-func (t *track) add(r float64) {
+// peekTrimmed returns, for r (with familiarity bound c) as the newest
+// residual, the mean over the span without its most extreme residual, and
+// that residual's bound.
+func (t *track) peekTrimmed(r, c float64) (mean, extCap float64) {
+	sum, n := r, 1
+	ext := r
+	extCap = c
+	for k := 0; k < t.n; k++ {
+		if t.n == t.span && k == 0 {
+			continue
+		}
+		i := (t.next - t.n + k + 2*t.span) % t.span
+		sum += t.ring[i]
+		n++
+		if math.Abs(t.ring[i]) > math.Abs(ext) {
+			ext, extCap = t.ring[i], t.caps[i]
+		}
+	}
+	if n < 2 {
+		return 0, extCap
+	}
+	return (sum - ext) / float64(n-1), extCap
+}
+
+func (t *track) add(r, c float64) {
 	m := t.peek(r)
 	if t.n < t.span {
 		t.n++
 	}
+	t.caps[t.next] = c
 	t.ring[t.next] = r
 	t.next = (t.next + 1) % t.span
 	if t.n == t.span {

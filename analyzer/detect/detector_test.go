@@ -185,9 +185,15 @@ func TestConfigValidate(t *testing.T) {
 	if err := (Config{}).Validate("analyzer.selectors[0]."); err != nil {
 		t.Fatalf("zero config: %v", err)
 	}
-	err := Config{Sensitivity: -1}.Validate("analyzer.selectors[0].")
-	if err == nil || err.Error() != "analyzer.selectors[0].sensitivity: must be > 0, got -1" {
-		t.Fatalf("got %v", err)
+	for cfg, want := range map[*Config]string{
+		{Sensitivity: -1}:    "analyzer.selectors[0].sensitivity: must be > 0, got -1",
+		{NearFraction: 1}:    "analyzer.selectors[0].near_fraction: must be in [0, 1), got 1",
+		{NearFraction: -0.1}: "analyzer.selectors[0].near_fraction: must be in [0, 1), got -0.1",
+		{HoldHalfLife: -3}:   "analyzer.selectors[0].hold_half_life: must be >= 0, got -3",
+	} {
+		if err := cfg.Validate("analyzer.selectors[0]."); err == nil || err.Error() != want {
+			t.Errorf("%+v: got %v, want %s", *cfg, err, want)
+		}
 	}
 }
 

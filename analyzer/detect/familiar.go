@@ -5,17 +5,17 @@ import (
 )
 
 // familiarity keeps the values of the seasonal history (the last `history`
-// points) in sorted order and answers two questions about a new value: has the series been
-// near it before (and how often), and how rare is it for this series to go
-// somewhere it has never been.
+// points) in sorted order and answers two questions about a new value:
+// has the series been near it before (and how often), and how rare is it
+// for this series to go somewhere it has never been.
 //
 // "Near" is relative to how far the value is from the series' median: a
-// value within nearFrac of its distance from the median (and at least one
-// new-level grid step) counts as the same place. Two nightly spikes to 1.40
-// and 1.53 over a baseline of 0.07 are the same kind of event; a value of
-// 0.6 between that baseline and those spikes is somewhere new, although it
-// lies inside the range the series has covered (which the new-level
-// evidence cannot see).
+// value within near (Config.NearFraction, a quarter by default) of its
+// distance from the median, and at least one new-level grid step, counts
+// as the same place. Two nightly spikes to 1.40 and 1.53 over a baseline
+// of 0.07 are the same kind of event; a value of 0.6 between that
+// baseline and those spikes is somewhere new, although it lies inside the
+// range the series has covered (which the new-level evidence cannot see).
 //
 // The counts answer both ways:
 //   - never near (k = 0): the value is novel, and its surprise is -log10 of
@@ -33,21 +33,13 @@ type familiarity struct {
 	sorted       []float64
 	count, total float64 // decayed numbers of novel values and of points
 	decay        float64
+	// near is the neighbourhood of a value as a fraction of its distance
+	// from the median (Config.NearFraction).
+	near float64
 }
 
-// nearFrac is the neighbourhood of a value as a fraction of its distance
-// from the median: a quarter, so that events of the same kind differ in
-// size by less than a quarter of their height.
-const nearFrac = 0.25
-
-// familiarMin is how many earlier visits make a place familiar. One or two
-// earlier visits are as likely to be earlier anomalies as a habit; from
-// three on, the rate k/n starts to mean something (its relative error is
-// below 1/√3).
-const familiarMin = 3
-
-func newFamiliarity(history int) *familiarity {
-	return &familiarity{sorted: make([]float64, 0, history), decay: math.Pow(0.5, 1/float64(history))}
+func newFamiliarity(history int, near float64) *familiarity {
+	return &familiarity{sorted: make([]float64, 0, history), decay: math.Pow(0.5, 1/float64(history)), near: near}
 }
 
 // replace removes old (when not NaN; it must be present) and inserts v
@@ -90,37 +82,60 @@ func (f *familiarity) replace(old, v float64) {
 // reset forgets every value (the seasonal history restarted).
 func (f *familiarity) reset() { f.sorted = f.sorted[:0] }
 
-// near counts the remembered values in [lo, hi].
-func (f *familiarity) near(lo, hi float64) int {
+// visits counts the remembered values in [lo, hi].
+func (f *familiarity) visits(lo, hi float64) int {
 	a := lowerBound(f.sorted, lo)
 	return upperBound(f.sorted[a:], hi)
 }
 
 // linearNear counts the values near v on the linear scale.
 func (f *familiarity) linearNear(v, med, step float64) int {
-	w := math.Max(step, nearFrac*math.Abs(v-med))
-	return f.near(v-w, v+w)
+	lo, hi := f.linearPlace(v, med, step)
+	return f.visits(lo, hi)
+}
+
+// linearPlace is the neighbourhood of v on the linear scale.
+func (f *familiarity) linearPlace(v, med, step float64) (lo, hi float64) {
+	w := math.Max(step, f.near*math.Abs(v-med))
+	return v - w, v + w
 }
 
 // logNear counts the values near v on the log scale (v+off and med+off
-// positive): within nearFrac of its log-distance from the median, so that
+// positive): within near of its log-distance from the median, so that
 // a drop to a hundredth of the usual level is not "near" the values at a
 // twentieth.
 func (f *familiarity) logNear(v, med, off float64) int {
-	w := nearFrac * math.Abs(math.Log((v+off)/(med+off)))
-	return f.near((v+off)*math.Exp(-w)-off, (v+off)*math.Exp(w)-off)
+	lo, hi := f.logPlace(v, med, off)
+	return f.visits(lo, hi)
+}
+
+// logPlace is the neighbourhood of v on the log scale.
+func (f *familiarity) logPlace(v, med, off float64) (lo, hi float64) {
+	w := f.near * math.Abs(math.Log((v+off)/(med+off)))
+	return (v+off)*math.Exp(-w) - off, (v+off)*math.Exp(w) - off
 }
 
 // cap bounds the surprise of a one-point excursion to a place visited k
-// times: -log10 of its empirical rate, (k + ½)/(n + 1). Below familiarMin
-// visits there is no bound.
+// times among the remembered values (see visitCap).
 func (f *familiarity) cap(k int) float64 {
+	return visitCap(k, len(f.sorted))
+}
+
+// visitCap bounds the surprise of a one-point excursion to a place visited
+// k times in n points: -log10 of its empirical rate, (k + ½)/(n + 1).
+// Below familiarMin visits there is no bound.
+func visitCap(k, n int) float64 {
 	if k < familiarMin {
 		return math.Inf(1)
 	}
-	n := float64(len(f.sorted))
-	return math.Max(0, -math.Log10((float64(k)+0.5)/(n+1)))
+	return math.Max(0, -math.Log10((float64(k)+0.5)/(float64(n)+1)))
 }
+
+// familiarMin is how many earlier visits make a place familiar. One or two
+// earlier visits are as likely to be earlier anomalies as a habit; from
+// three on, the rate k/n starts to mean something (its relative error is
+// below 1/√3).
+const familiarMin = 3
 
 // novelty returns the surprise of a value with k neighbours (0 unless
 // k = 0) and counts the point in the rate of novel values.

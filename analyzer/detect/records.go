@@ -62,11 +62,44 @@ func (rc *records) setGrid(values *rollingQuantiles) {
 	if !(rng > 0) || math.IsInf(rng, 0) {
 		rng = 1
 	}
-	e := int(math.Ceil(math.Log2(rng / recordLevels)))
-	// Keep 2^e and v/2^e representable for any finite v.
-	rc.exp = max(min(e, 1000), -1000)
+	rc.exp = gridExp(rng)
 	rc.set = true
 	rc.lo, rc.hi = rc.level(values.quantile(0)), rc.level(values.quantile(1))
+}
+
+// gridExp is the exponent of the power of two at or above rng/recordLevels,
+// kept such that 2^e and v/2^e are representable for any finite v.
+func gridExp(rng float64) int {
+	e := int(math.Ceil(math.Log2(rng / recordLevels)))
+	return max(min(e, 1000), -1000)
+}
+
+// coarsenAfter is how many powers of two finer than its design the grid
+// may become before it is coarsened: 3, so the normal range spans more
+// than 8 × recordLevels levels, an order of magnitude more than meant.
+const coarsenAfter = 3
+
+// coarsen widens the grid once the normal range of the values window has
+// outgrown it by coarsenAfter powers of two. The grid is fixed when warm-up
+// ends so that levels keep their meaning, but a warm-up over a flat
+// stretch (a series idle at zero, a gauge not yet moving) fixes a grid far
+// finer than the series' later range, and every new maximum, however
+// slight, is then a new level. Levels already reached map exactly onto
+// the coarser grid (a shift), so the record stays a record; a range that
+// grows by less than that keeps its grid, and its levels their meaning.
+func (rc *records) coarsen(values *rollingQuantiles) {
+	rng := values.quantile(0.99) - values.quantile(0.01)
+	if !(rng > 0) || math.IsInf(rng, 0) {
+		return
+	}
+	e := gridExp(rng)
+	if e < rc.exp+coarsenAfter {
+		return
+	}
+	d := uint(min(e-rc.exp, 62))
+	rc.lo >>= d
+	rc.hi >>= d
+	rc.exp = e
 }
 
 // level quantises v onto the grid; levels too far out for an int64

@@ -17,6 +17,14 @@ import (
 // looking seasonal; taking the first strong peak rather than the highest
 // keeps multiples of the period (2 days for a daily pattern) from winning.
 func detectPeriod(xs []float64, med float64, minLag, maxLag int, minACF float64) int {
+	p, _ := searchPeriod(xs, med, minLag, maxLag, minACF)
+	return p
+}
+
+// searchPeriod is detectPeriod that also returns the autocorrelation
+// (nil when it could not be computed), so that a caller can compare the
+// period found with one it has.
+func searchPeriod(xs []float64, med float64, minLag, maxLag int, minACF float64) (int, []float64) {
 	n := len(xs)
 	if maxLag > n/2-1 {
 		maxLag = n/2 - 1
@@ -25,11 +33,11 @@ func detectPeriod(xs []float64, med float64, minLag, maxLag int, minACF float64)
 		minLag = 2
 	}
 	if maxLag <= minLag+2 {
-		return 0
+		return 0, nil
 	}
 	acf := autocorrelation(xs, med)
 	if acf == nil {
-		return 0
+		return 0, nil
 	}
 	best, bestLag := math.Inf(-1), 0
 	for lag := minLag; lag < maxLag; lag++ {
@@ -50,11 +58,28 @@ func detectPeriod(xs []float64, med float64, minLag, maxLag int, minACF float64)
 		if a-trough < minSwing {
 			continue
 		}
-		if bestLag == 0 || a > best+0.1 {
+		if bestLag == 0 || a > best+minGain {
 			best, bestLag = a, lag
 		}
 	}
-	return bestLag
+	return bestLag, acf
+}
+
+// minGain is how much more alike a longer period must make the series
+// (in autocorrelation) to be preferred to a shorter one: two days must not
+// win over one, a week that is clearly more regular than its days does.
+const minGain = 0.1
+
+// acfNear is the largest autocorrelation within a lag of p (-Inf when
+// none is known).
+func acfNear(acf []float64, p int) float64 {
+	best := math.Inf(-1)
+	for lag := p - 1; lag <= p+1; lag++ {
+		if lag >= 0 && lag < len(acf) {
+			best = math.Max(best, acf[lag])
+		}
+	}
+	return best
 }
 
 // minSwing is how far the autocorrelation must fall between half a period

@@ -9,11 +9,18 @@ import (
 )
 
 // stateVersion changes whenever the snapshot layout or the meaning of the
-// state changes; an older snapshot is then refused rather than misread.
-const stateVersion = 3
+// state changes. Restore migrates the versions it knows (see migrate) and
+// refuses others rather than misread them.
+const stateVersion = 4
+
+// oldestState is the oldest snapshot version Restore migrates.
+const oldestState = 3
 
 type trackState struct {
 	Ring []float64 // oldest first
+	// Caps holds each residual's familiarity bound, beside Ring (+Inf:
+	// none). Version 4.
+	Caps []float64
 	Win  []float64
 }
 
@@ -37,6 +44,7 @@ type state struct {
 	LogTracks     []trackState
 	NovelCount    float64
 	NovelTotal    float64
+	SinceSearch   int // version 4
 }
 
 type recordsState struct {
@@ -56,7 +64,7 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 		Residuals: d.residuals.values(), Hold: d.hold, Run: d.run,
 		Records:      recordsState{Set: d.rec.set, Exp: d.rec.exp, Lo: d.rec.lo, Hi: d.rec.hi, Count: d.rec.count, Total: d.rec.total},
 		LogResiduals: d.logResiduals.values(), Tracks: trackStates(d.tracks), LogTracks: trackStates(d.logTracks),
-		NovelCount: d.fam.count, NovelTotal: d.fam.total,
+		NovelCount: d.fam.count, NovelTotal: d.fam.total, SinceSearch: d.sinceSearch,
 	}
 	if d.n > 0 {
 		st.LastT = d.lastT.UnixNano()
@@ -74,9 +82,10 @@ func Restore(b []byte) (*Detector, error) {
 	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&st); err != nil {
 		return nil, fmt.Errorf("restore detector: %w", err)
 	}
-	if st.Version != stateVersion {
-		return nil, fmt.Errorf("restore detector: snapshot version %d, want %d", st.Version, stateVersion)
+	if st.Version < oldestState || st.Version > stateVersion {
+		return nil, fmt.Errorf("restore detector: snapshot version %d, want %d to %d", st.Version, oldestState, stateVersion)
 	}
+	migrate(&st)
 	d := New(st.Config)
 	if len(st.Tracks) != len(d.tracks) || len(st.LogTracks) != len(d.logTracks) || len(st.Hist) > len(d.hist) {
 		return nil, fmt.Errorf("restore detector: snapshot does not fit the configuration")
@@ -95,7 +104,7 @@ func Restore(b []byte) (*Detector, error) {
 		d.histLen++
 		d.fam.replace(math.NaN(), v)
 	}
-	d.period, d.sinceSeasonal, d.hold, d.run = st.Period, st.SinceSeasonal, st.Hold, st.Run
+	d.period, d.sinceSeasonal, d.sinceSearch, d.hold, d.run = st.Period, st.SinceSeasonal, st.SinceSearch, st.Hold, st.Run
 	d.fam.count, d.fam.total = st.NovelCount, st.NovelTotal
 	for _, v := range st.LogResiduals {
 		d.logResiduals.add(v)
@@ -117,12 +126,38 @@ func Restore(b []byte) (*Detector, error) {
 	return d, nil
 }
 
+// migrate brings an older snapshot to the current layout.
+//
+// Version 3 → 4: the tracks remember each residual's familiarity bound,
+// which version 3 did not keep. The residuals in a track's span (at most
+// sixteen points) get no bound (+Inf): for those points the longer
+// tracks judge a spike as version 3 did, and from the next span on as
+// version 4 does. The period search counter starts at zero: the next
+// search for a longer period is a search interval away. Everything else
+// means what it meant.
+func migrate(st *state) {
+	if st.Version == 3 {
+		for _, tracks := range [][]trackState{st.Tracks, st.LogTracks} {
+			for i := range tracks {
+				tracks[i].Caps = make([]float64, len(tracks[i].Ring))
+				for j := range tracks[i].Caps {
+					tracks[i].Caps[j] = math.Inf(1)
+				}
+			}
+		}
+		st.SinceSearch = 0
+		st.Version = 4
+	}
+}
+
 func trackStates(tracks []*track) []trackState {
 	var out []trackState
 	for _, t := range tracks {
 		ts := trackState{Win: t.win.values()}
 		for i := 0; i < t.n; i++ {
-			ts.Ring = append(ts.Ring, t.ring[(t.next-t.n+i+2*t.span)%t.span])
+			k := (t.next - t.n + i + 2*t.span) % t.span
+			ts.Ring = append(ts.Ring, t.ring[k])
+			ts.Caps = append(ts.Caps, t.caps[k])
 		}
 		out = append(out, ts)
 	}
@@ -132,10 +167,11 @@ func trackStates(tracks []*track) []trackState {
 func restoreTracks(tracks []*track, states []trackState) error {
 	for i, ts := range states {
 		t := tracks[i]
-		if len(ts.Ring) > t.span || len(ts.Win) > len(t.win.ring) {
-			return fmt.Errorf("restore detector: track %d holds %d values and a window of %d, span is %d", i, len(ts.Ring), len(ts.Win), t.span)
+		if len(ts.Ring) > t.span || len(ts.Win) > len(t.win.ring) || len(ts.Caps) != len(ts.Ring) {
+			return fmt.Errorf("restore detector: track %d holds %d values, %d bounds and a window of %d, span is %d", i, len(ts.Ring), len(ts.Caps), len(ts.Win), t.span)
 		}
-		for _, v := range ts.Ring {
+		for j, v := range ts.Ring {
+			t.caps[t.next] = ts.Caps[j]
 			t.ring[t.next] = v
 			t.next = (t.next + 1) % t.span
 			t.n++

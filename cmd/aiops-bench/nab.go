@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,13 +18,12 @@ import (
 )
 
 type nabCommand struct {
-	cmd      *kingpin.CmdClause
-	corpus   string
-	out      string
-	verbose  bool
-	scores   string
-	loco     bool
-	variants []string
+	cmd     *kingpin.CmdClause
+	corpus  string
+	out     string
+	verbose bool
+	scores  string
+	cv      bool
 }
 
 func newNABCommand(app *kingpin.Application) *nabCommand {
@@ -35,8 +33,7 @@ func newNABCommand(app *kingpin.Application) *nabCommand {
 	c.cmd.Flag("out", "Directory for <category>/<name>.csv result files (required unless --scores).").StringVar(&c.out)
 	c.cmd.Flag("verbose", "Print per-file detections and misses.").BoolVar(&c.verbose)
 	c.cmd.Flag("scores", "Score existing result files from this directory (<category>/<name>.csv or NAB's <category>/<detector>_<name>.csv) instead of running the detector; --out is then not written.").StringVar(&c.scores)
-	c.cmd.Flag("loco", "Also report leave-one-category-out scores: each category scored at the threshold chosen on the other categories.").BoolVar(&c.loco)
-	c.cmd.Flag("loco-variant", "With --loco, a directory of another configuration's result files (repeatable): the configuration is then chosen on the other categories too.").StringsVar(&c.variants)
+	c.cmd.Flag("cv", "Also cross-validate, leaving one category out: for each category with windows, the detector's defaults (searched over a small grid) and the threshold are chosen on the other categories and the held-out one is scored with them; the reference detectors in CORPUS/results are scored the same way.").BoolVar(&c.cv)
 	return c
 }
 
@@ -52,6 +49,7 @@ func (c *nabCommand) run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	var (
 		files   []nab.FileScores
+		series  []nab.Series // the data, kept for --cv's search
 		points  int
 		elapsed time.Duration
 		cpu     time.Duration
@@ -82,6 +80,9 @@ func (c *nabCommand) run(ctx context.Context, stdout, stderr io.Writer) error {
 		elapsed += time.Since(start)
 		cpu += cpuTime() - cpuStart
 		points += len(s.Values)
+		if c.cv {
+			series = append(series, s)
+		}
 		if err := nab.WriteScores(filepath.Join(c.out, filepath.FromSlash(name)), s, scores); err != nil {
 			return err
 		}
@@ -121,20 +122,8 @@ func (c *nabCommand) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if c.verbose && len(results) > 0 {
 		nab.Explain(stdout, files, windows, profiles[0], results[0].Threshold)
 	}
-	if c.loco {
-		cands := []candidate{{name: "this", files: files}}
-		for _, dir := range c.variants {
-			var vf []nab.FileScores
-			for _, name := range names {
-				f, err := readResultFile(dir, name)
-				if err != nil {
-					return err
-				}
-				vf = append(vf, f)
-			}
-			cands = append(cands, candidate{name: filepath.Base(dir), files: vf})
-		}
-		if err := leaveOneCategoryOut(stdout, cands, windows, profiles); err != nil {
+	if c.cv {
+		if err := c.crossValidate(ctx, stdout, names, files, series, windows, profiles); err != nil {
 			return err
 		}
 	}
@@ -168,87 +157,4 @@ func readResultFile(dir, name string) (nab.FileScores, error) {
 		return nab.FileScores{}, err
 	}
 	return nab.FileScores{Name: name, Times: ts, Scores: sc}, nil
-}
-
-// candidate is one configuration's scores for the whole corpus.
-type candidate struct {
-	name  string
-	files []nab.FileScores
-}
-
-// leaveOneCategoryOut scores each category at the threshold chosen on the
-// other categories and pools the held-out results: does a score mean the
-// same in a kind of data the threshold was not chosen on? With more than
-// one candidate (other configurations' result files), a second line
-// chooses the configuration too on the other categories, which is what
-// tuning a configuration on a benchmark amounts to.
-func leaveOneCategoryOut(w io.Writer, cands []candidate, windows map[string][]nab.Window, profiles []nab.Profile) error {
-	var cats []string
-	seen := map[string]bool{}
-	for _, f := range cands[0].files {
-		cat, _, _ := strings.Cut(f.Name, "/")
-		if !seen[cat] {
-			seen[cat] = true
-			cats = append(cats, cat)
-		}
-	}
-	split := func(files []nab.FileScores, cat string) (in, rest []nab.FileScores) {
-		for _, f := range files {
-			if c, _, _ := strings.Cut(f.Name, "/"); c == cat {
-				in = append(in, f)
-			} else {
-				rest = append(rest, f)
-			}
-		}
-		return in, rest
-	}
-	pass := func(label string, pool []candidate) ([]string, error) {
-		var parts []string
-		for _, prof := range profiles {
-			var raw, null, perfect float64
-			var tp, fp, fn int
-			for _, cat := range cats {
-				// The candidate (and its threshold) doing best without cat.
-				best, bestAt, bestNorm := -1, 0.0, math.Inf(-1)
-				for i, c := range pool {
-					_, rest := split(c.files, cat)
-					res, err := nab.Score(rest, windows, []nab.Profile{prof})
-					if err != nil {
-						return nil, err
-					}
-					if res[0].Normalized > bestNorm {
-						best, bestAt, bestNorm = i, res[0].Threshold, res[0].Normalized
-					}
-				}
-				in, _ := split(pool[best].files, cat)
-				r, err := nab.ScoreAt(in, windows, prof, bestAt)
-				if err != nil {
-					return nil, err
-				}
-				n := float64(r.TP + r.FN)
-				raw += r.Raw
-				null -= prof.Cost.FN * n
-				perfect += prof.Cost.TP * n
-				tp, fp, fn = tp+r.TP, fp+r.FP, fn+r.FN
-				fmt.Fprintf(w, "%s %-20s %-22s %s threshold=%.6f raw=%8.4f tp=%d fp=%d fn=%d\n", label, prof.Name, cat, pool[best].name, bestAt, r.Raw, r.TP, r.FP, r.FN)
-			}
-			norm := 100 * (raw - null) / (perfect - null)
-			fmt.Fprintf(w, "%s %-20s pooled score=%8.4f raw=%9.4f tp=%d fp=%d fn=%d\n", label, prof.Name, norm, raw, tp, fp, fn)
-			parts = append(parts, fmt.Sprintf("%s=%.4f", prof.Name, norm))
-		}
-		return parts, nil
-	}
-	if len(cands) > 1 {
-		parts, err := pass("loco-variant", cands)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "LOCO-VARIANT %s\n", strings.Join(parts, " "))
-	}
-	parts, err := pass("loco", cands[:1])
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "LOCO %s\n", strings.Join(parts, " "))
-	return nil
 }
