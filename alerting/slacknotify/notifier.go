@@ -128,6 +128,15 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 			}, []string{"op"}),
 		},
 	}
+	// A notifier that never ran starts from now, rather than post every
+	// past incident; from New, not Run, so that nothing committed between
+	// the two is missed.
+	if _, ok := st.Cursor(); !ok {
+		if err := st.setCursor(deps.Head()); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
 	if deps.Registerer != nil {
 		for _, c := range []prometheus.Collector{n.m.calls, n.m.failed, n.m.retries, n.m.rateLimited} {
 			if err := deps.Registerer.Register(c); err != nil {
@@ -173,13 +182,7 @@ const feedBatch = 256
 // Run follows the feed until ctx is done.
 func (n *Notifier) Run(ctx context.Context) error {
 	defer n.state.close()
-	cursor, ok := n.state.Cursor()
-	if !ok {
-		cursor = n.deps.Head()
-		if err := n.state.setCursor(cursor); err != nil {
-			return err
-		}
-	}
+	cursor, _ := n.state.Cursor()
 	failures := 0
 	for {
 		evs, err := n.deps.Feed.Tail(ctx, cursor, feedBatch)
