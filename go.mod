@@ -80,7 +80,7 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
-require github.com/slack-go/slack v0.35.0 // indirect
+require github.com/slack-go/slack v0.35.0
 
 require (
 	cloud.google.com/go/auth v0.24.1-0.20261001053825-dbc26066f70a // indirect

@@ -24,10 +24,13 @@ import (
 
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/alerting/slacknotify"
 	"github.com/aiops-dev/aiops/analyzer"
 	"github.com/aiops-dev/aiops/analyzer/results/correlate"
+	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/api/incidents"
 	"github.com/aiops-dev/aiops/api/promapi"
+	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/collector"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
@@ -267,6 +270,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	comps = append(comps, col)
 
 	mux := http.NewServeMux()
+	var slackMux *http.ServeMux
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 
 	readyChecks := []func(context.Context) error{func(context.Context) error {
@@ -362,10 +366,11 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		mux.Handle("/api/v2/", al.APIHandler())
 		mux.Handle("/-/reload", al.ReloadHandler())
 
+		silencer := incident.NewSilencer(al.Alertmanager().Silences(), inc, nil)
 		incAPI, err := incidents.New(incidents.Options{
 			Incidents:    inc,
 			Alertmanager: al.Alertmanager(),
-			Silences:     incident.NewSilencer(al.Alertmanager().Silences(), inc, nil),
+			Silences:     silencer,
 			Events:       store,
 			Queryable:    store,
 			Logger:       logger.With("component", "incidents-api"),
@@ -375,9 +380,30 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		}
 		// Its patterns are more specific than the query API's "/api/v1/".
 		incAPI.Mount(mux)
+
+		if cfg.Slack.Enabled() {
+			notifier, slackApp, err := s.buildSlack(inc, silencer, store)
+			if err != nil {
+				return nil, nil, err
+			}
+			comps = append(comps, notifier)
+			if slackApp != nil {
+				closers = append(closers, slackApp.Close)
+				// Slack's requests carry Slack's signature, not an aiops
+				// token: the app checks them itself, outside the guard.
+				slackMux = http.NewServeMux()
+				slackApp.Mount(slackMux)
+			}
+		}
 	}
 
 	app := guard.Wrap(mux)
+	if slackMux != nil {
+		top := http.NewServeMux()
+		top.Handle("/slack/", slackMux)
+		top.Handle("/", app)
+		app = top
+	}
 	s.app.Store(&app)
 	ready := func(ctx context.Context) error {
 		for _, check := range readyChecks {
@@ -389,6 +415,44 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	}
 	s.ready.Store(&ready)
 	return comps, closeAll, nil
+}
+
+// buildSlack builds the Slack notifier and, when a signing secret is
+// configured, the app serving /slack/. Remediation is not wired to Slack
+// yet: approvals and runbook commands answer that it is not configured.
+func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore) (*slacknotify.Notifier, *slackapp.App, error) {
+	cfg, logger := s.cfg.Slack, s.logger.With("component", "slack")
+	token, err := slacknotify.ReadSecretFile(cfg.BotTokenFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("slack.bot_token_file: %w", err)
+	}
+	notifier, err := slacknotify.New(cfg.Config, slacknotify.Deps{
+		Incidents: inc, Feed: inc.Feed(incident.FeedOptions{Logger: logger}), Head: inc.FeedHead,
+		BotToken: token, Logger: logger, Registerer: s.reg,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.SigningSecretFile == "" {
+		logger.Warn("slack.signing_secret_file is not set: incidents are posted to Slack, but /slack/ (commands, buttons) is not served")
+		return notifier, nil, nil
+	}
+	secret, err := slacknotify.ReadSecretFile(cfg.SigningSecretFile)
+	if err != nil {
+		notifier.Close()
+		return nil, nil, fmt.Errorf("slack.signing_secret_file: %w", err)
+	}
+	app, err := slackapp.New(slackapp.Options{
+		Config: cfg, SigningSecret: secret, Incidents: inc, Silences: silencer,
+		Remediation: slackapp.NoRemediation{}, Slack: notifier.Client(),
+		Auditor: &auth.EventAuditor{Events: events, Logger: logger}, Logger: logger, Registerer: s.reg,
+	})
+	if err != nil {
+		notifier.Close()
+		return nil, nil, err
+	}
+	logger.Info("Slack app ready", "channel", cfg.Channel, "endpoints", []string{slackapp.PathCommands, slackapp.PathInteractions, slackapp.PathEvents})
+	return notifier, app, nil
 }
 
 // newQueryEngines returns the engine of the query API and the one rules
