@@ -128,6 +128,14 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 			}, []string{"op"}),
 		},
 	}
+	// Every series exists from the start, at 0, so that rates and alerts
+	// on them work before the first failure.
+	for _, op := range []string{opPost, opUpdate, opReply} {
+		n.m.calls.WithLabelValues(op)
+		n.m.failed.WithLabelValues(op)
+		n.m.retries.WithLabelValues(op)
+		n.m.rateLimited.WithLabelValues(op)
+	}
 	// A notifier that never ran starts from now, rather than post every
 	// past incident; from New, not Run, so that nothing committed between
 	// the two is missed.

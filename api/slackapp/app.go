@@ -250,6 +250,13 @@ func (a *App) serveInteraction(w http.ResponseWriter, r *http.Request, body []by
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	if len(cb.ActionCallback.BlockActions) == 0 {
+		// Slack names the block of every block action; without one,
+		// slack-go reads the actions as legacy attachment actions, which
+		// aiops never sends.
+		http.Error(w, "slack: a block_actions payload without block actions (each needs action_id and block_id)", http.StatusBadRequest)
+		return
+	}
 	p := a.ids.principal(r.Context(), cb.User.ID, cb.User.Name)
 	var answers []string
 	for _, act := range cb.ActionCallback.BlockActions {

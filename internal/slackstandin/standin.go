@@ -9,6 +9,7 @@ package slackstandin
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -68,6 +69,9 @@ func New(token string) *Server {
 		c.Handle("/chat.update", s.method("chat.update", s.update))
 		c.Handle("/chat.postEphemeral", s.method("chat.postEphemeral", s.postEphemeral))
 		c.Handle("/users.info", s.method("users.info", s.userInfo))
+		// For a person driving the stand-in from outside (cmd/slack-standin).
+		c.Handle("/_standin/fault", s.serveFault)
+		c.Handle("/_standin/messages", s.serveMessages)
 	})
 	s.Server.Start()
 	return s
@@ -295,4 +299,36 @@ func (s *Server) ClearFaults(method string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.faults, method)
+}
+
+// serveFault injects a fault: ?method=chat.postMessage&status=429&retry_after=3&times=2
+// (or slack_error=channel_not_found; times=-1 for every call; clear=1
+// removes the method's faults).
+func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	method := q.Get("method")
+	if method == "" {
+		http.Error(w, "method is required", http.StatusBadRequest)
+		return
+	}
+	if q.Get("clear") != "" {
+		s.ClearFaults(method)
+		return
+	}
+	atoi := func(k string, def int) int {
+		if v, err := strconv.Atoi(q.Get(k)); err == nil {
+			return v
+		}
+		return def
+	}
+	s.Inject(method, Fault{Status: atoi("status", 0), RetryAfter: atoi("retry_after", 0), SlackError: q.Get("slack_error"), Times: atoi("times", 1)})
+}
+
+// serveMessages lists the messages and calls as JSON.
+func (s *Server) serveMessages(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	calls := maps.Clone(s.calls)
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"messages": s.Messages(""), "ephemerals": s.Ephemerals(), "calls": calls})
 }
