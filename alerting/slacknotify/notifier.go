@@ -375,3 +375,59 @@ func (n *Notifier) channelOf(inc incident.Incident) string {
 	}
 	return n.cfg.Channel
 }
+
+// ApprovalRequest is a remediation execution waiting for people to
+// approve it.
+type ApprovalRequest struct {
+	// IncidentID is the incident the execution acts for; the request
+	// goes in its message's thread. Empty posts it in the default
+	// channel.
+	IncidentID  string
+	ExecutionID string
+	Runbook     string
+	Target      string
+	// Approvers are who may approve (the runbook's); others who press the
+	// button are told they may not.
+	Approvers []string
+	// Steps says what will run, secrets already masked.
+	Steps []string
+	// Deadline is when the request times out, if it does.
+	Deadline time.Time
+}
+
+// RequestApproval posts an approval request with Approve and Deny
+// buttons; what the remediation engine calls (through an interface of
+// its own) when a runbook needs a person. The buttons carry the
+// execution id to api/slackapp, which hands them to the engine.
+func (n *Notifier) RequestApproval(ctx context.Context, req ApprovalRequest) error {
+	if req.ExecutionID == "" {
+		return errors.New("slack: approval request without an execution id")
+	}
+	channel, thread := n.cfg.Channel, ""
+	if req.IncidentID != "" {
+		if msg, ok := n.state.message(req.IncidentID); ok {
+			channel, thread = msg.Channel, msg.TS
+		} else if inc, err := n.deps.Incidents.Get(req.IncidentID); err == nil {
+			channel = n.channelOf(inc)
+		}
+	}
+	text, blocks := renderApproval(req)
+	opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+	if thread != "" {
+		// Broadcast too: a decision someone must take belongs in the
+		// channel, not only in a thread they may not follow.
+		opts = append(opts, slack.MsgOptionTS(thread), slack.MsgOptionBroadcast())
+	}
+	err := n.do(ctx, opReply, func(ctx context.Context) error {
+		_, _, err := n.api.PostMessageContext(ctx, channel, opts...)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrUndeliverable) {
+			n.m.failed.WithLabelValues(opReply).Inc()
+		}
+		return fmt.Errorf("slack: approval request for %s: %w", req.ExecutionID, err)
+	}
+	n.m.calls.WithLabelValues(opReply).Inc()
+	return nil
+}

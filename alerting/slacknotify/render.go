@@ -352,3 +352,25 @@ func truncate(s string, n int) string {
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+func renderApproval(req ApprovalRequest) (string, []slack.Block) {
+	text := fmt.Sprintf("Runbook %s on %s is waiting for approval (execution %s)", req.Runbook, req.Target, req.ExecutionID)
+	var b strings.Builder
+	fmt.Fprintf(&b, "🛂 *Approval needed*: runbook *%s* on `%s` (execution `%s`)\n", esc(req.Runbook), esc(req.Target), esc(req.ExecutionID))
+	for i, s := range req.Steps[:min(len(req.Steps), 10)] {
+		fmt.Fprintf(&b, "%d. %s\n", i+1, esc(s))
+	}
+	if len(req.Approvers) > 0 {
+		fmt.Fprintf(&b, "Approvers: %s\n", esc(strings.Join(req.Approvers, ", ")))
+	}
+	if !req.Deadline.IsZero() {
+		fmt.Fprintf(&b, "Denied automatically at %s if nobody decides.\n", req.Deadline.UTC().Format(time.DateTime+" MST"))
+	}
+	blocks := []slack.Block{
+		slack.NewSectionBlock(mrkdwn(truncate(b.String(), maxSection)), nil, nil),
+		slack.NewActionBlock("approval:"+req.ExecutionID,
+			slack.NewButtonBlockElement(ActionApprove, req.ExecutionID, plain("Approve")).WithStyle(slack.StylePrimary),
+			slack.NewButtonBlockElement(ActionDeny, req.ExecutionID, plain("Deny")).WithStyle(slack.StyleDanger)),
+	}
+	return text, blocks
+}

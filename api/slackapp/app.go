@@ -55,6 +55,7 @@ type Silences interface {
 type Slack interface {
 	UserInfo
 	PostEphemeralContext(ctx context.Context, channelID, userID string, options ...slack.MsgOption) (string, error)
+	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slack.MsgOption) (string, string, string, error)
 }
 
 // Options are what the App runs on.
@@ -259,19 +260,33 @@ func (a *App) serveInteraction(w http.ResponseWriter, r *http.Request, body []by
 	}
 	p := a.ids.principal(r.Context(), cb.User.ID, cb.User.Name)
 	var answers []string
+	decided := ""
 	for _, act := range cb.ActionCallback.BlockActions {
-		answers = append(answers, a.runAction(r.Context(), p, act.ActionID, act.Value))
+		text, ok := a.runAction(r.Context(), p, act.ActionID, act.Value)
+		answers = append(answers, text)
+		if ok && (act.ActionID == slacknotify.ActionApprove || act.ActionID == slacknotify.ActionDeny) {
+			decided = text
+		}
 	}
 	w.WriteHeader(http.StatusOK)
-	if len(answers) == 0 || cb.Channel.ID == "" || cb.User.ID == "" {
+	if cb.Channel.ID == "" || cb.User.ID == "" {
 		return
 	}
-	// Answered to the user alone, after Slack has its 200.
+	// Answered after Slack has its 200: the user alone is told what
+	// happened; a decided approval request loses its buttons, so that
+	// nobody decides it twice.
 	a.background.Add(1)
 	go func() {
 		defer a.background.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 		defer cancel()
+		if decided != "" && cb.Container.MessageTs != "" {
+			if _, _, _, err := a.o.Slack.UpdateMessageContext(ctx, cb.Channel.ID, cb.Container.MessageTs,
+				slack.MsgOptionText(decided, false), slack.MsgOptionBlocks(slack.NewSectionBlock(
+					slack.NewTextBlockObject(slack.MarkdownType, decided, false, false), nil, nil))); err != nil {
+				a.logger.Warn("Updating a Slack approval request failed", "err", err)
+			}
+		}
 		for _, text := range answers {
 			if _, err := a.o.Slack.PostEphemeralContext(ctx, cb.Channel.ID, cb.User.ID, slack.MsgOptionText(text, false)); err != nil {
 				a.logger.Warn("Answering a Slack button failed", "user", cb.User.ID, "err", err)

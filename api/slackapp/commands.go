@@ -79,21 +79,24 @@ func (a *App) runCommand(ctx context.Context, p auth.Principal, text string) str
 			continue
 		}
 		if c.run == nil {
-			return a.perform(ctx, p, PathCommands, c.name, c.scope, func() (string, error) { return helpText(), nil })
+			out, _ := a.perform(ctx, p, PathCommands, c.name, c.scope, func() (string, error) { return helpText(), nil })
+			return out
 		}
-		return a.perform(ctx, p, PathCommands, c.name, c.scope, func() (string, error) { return c.run(a, ctx, p, args) })
+		out, _ := a.perform(ctx, p, PathCommands, c.name, c.scope, func() (string, error) { return c.run(a, ctx, p, args) })
+		return out
 	}
 	a.commands.WithLabelValues("unknown", "error").Inc()
 	return fmt.Sprintf("⚠️ Unknown command %q. `/aiops help` lists them.", esc(name))
 }
 
-// perform checks p's scope for an action, runs it, counts and audits it.
-func (a *App) perform(ctx context.Context, p auth.Principal, path, action string, need auth.Scope, run func() (string, error)) string {
+// perform checks p's scope for an action, runs it, counts and audits it,
+// and returns what to tell the user and whether it was done.
+func (a *App) perform(ctx context.Context, p auth.Principal, path, action string, need auth.Scope, run func() (string, error)) (string, bool) {
 	if !p.Has(need) {
 		a.commands.WithLabelValues(action, "forbidden").Inc()
 		a.audit(ctx, p, path, action, http.StatusForbidden, auth.ReasonForbidden)
 		a.logger.Warn("Slack user refused", "principal", p.ID, "action", action, "needs", need)
-		return fmt.Sprintf("⛔ You (%s) may not %s: it needs the %s scope. Ask an aiops admin to map your Slack user (slack.users).", esc(p.ID), action, need)
+		return fmt.Sprintf("⛔ You (%s) may not %s: it needs the %s scope. Ask an aiops admin to map your Slack user (slack.users).", esc(p.ID), action, need), false
 	}
 	out, err := run()
 	status := http.StatusOK
@@ -107,7 +110,7 @@ func (a *App) perform(ctx context.Context, p auth.Principal, path, action string
 	if need != auth.ScopeRead {
 		a.audit(ctx, p, path, action, status, "")
 	}
-	return out
+	return out, err == nil
 }
 
 func statusOf(err error) int {
@@ -369,8 +372,9 @@ func (a *App) cmdResume(ctx context.Context, p auth.Principal, args string) (str
 	return "▶️ Remediation is resumed.", nil
 }
 
-// runAction runs a button press and returns what to tell the user.
-func (a *App) runAction(ctx context.Context, p auth.Principal, actionID, value string) string {
+// runAction runs a button press and returns what to tell the user and
+// whether it was done.
+func (a *App) runAction(ctx context.Context, p auth.Principal, actionID, value string) (string, bool) {
 	switch actionID {
 	case slacknotify.ActionAcknowledge:
 		return a.perform(ctx, p, PathInteractions, "ack", auth.ScopeWrite, func() (string, error) { return a.cmdAck(ctx, p, value) })
@@ -384,7 +388,7 @@ func (a *App) runAction(ctx context.Context, p auth.Principal, actionID, value s
 		return a.perform(ctx, p, PathInteractions, "deny", auth.ScopeWrite, func() (string, error) { return a.cmdDeny(ctx, p, value+" denied from Slack") })
 	}
 	a.commands.WithLabelValues("unknown_button", "error").Inc()
-	return fmt.Sprintf("⚠️ This button (%s) is not one aiops knows.", esc(actionID))
+	return fmt.Sprintf("⚠️ This button (%s) is not one aiops knows.", esc(actionID)), false
 }
 
 // silenceHour is the Silence 1 h button. A second press while the

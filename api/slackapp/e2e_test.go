@@ -33,11 +33,10 @@ func buttons(m slackstandin.Message) map[string]string {
 	return out
 }
 
-// TestButtonOnPostedMessageUpdatesIt goes the whole way: an incident
-// opens, the notifier posts it, a user presses the message's own
-// Acknowledge button, and the message changes.
-func TestButtonOnPostedMessageUpdatesIt(t *testing.T) {
-	e := newEnv(t)
+// startNotifier runs the notifier on the env's incidents and stand-in,
+// posting to CINC.
+func (e *env) startNotifier() *slacknotify.Notifier {
+	t := e.t
 	dir := t.TempDir()
 	tokFile := filepath.Join(dir, "bot")
 	os.WriteFile(tokFile, []byte(botToken), 0o600)
@@ -54,6 +53,15 @@ func TestButtonOnPostedMessageUpdatesIt(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return n
+}
+
+// TestButtonOnPostedMessageUpdatesIt goes the whole way: an incident
+// opens, the notifier posts it, a user presses the message's own
+// Acknowledge button, and the message changes.
+func TestButtonOnPostedMessageUpdatesIt(t *testing.T) {
+	e := newEnv(t)
+	e.startNotifier()
 
 	inc := e.open("g1", "HighErrorRate")
 	tu.WaitFor(t, "incident posted", 5*time.Second, func() bool { return len(e.slack.TopLevel("CINC")) == 1 })
@@ -84,5 +92,53 @@ func TestButtonOnPostedMessageUpdatesIt(t *testing.T) {
 	})
 	if got := len(e.slack.TopLevel("")); got != 1 {
 		t.Fatalf("%d top-level messages, want 1", got)
+	}
+}
+
+// TestApprovalRequestDecidedFromSlack: remediation asks for approval in
+// the incident's thread; someone who is not an approver is told so, an
+// approver's press reaches the engine, and the request loses its
+// buttons.
+func TestApprovalRequestDecidedFromSlack(t *testing.T) {
+	e := newEnv(t)
+	n := e.startNotifier()
+	inc := e.open("g1", "DiskFull")
+	tu.WaitFor(t, "incident posted", 5*time.Second, func() bool { return len(e.slack.TopLevel("CINC")) == 1 })
+	top := e.slack.TopLevel("CINC")[0]
+
+	err := n.RequestApproval(context.Background(), slacknotify.ApprovalRequest{
+		IncidentID: inc.ID, ExecutionID: "exec-7", Runbook: "expand-volume", Target: "db-1",
+		Approvers: []string{"alice"}, Steps: []string{"expand volume data by 20 %"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req slackstandin.Message
+	for _, r := range e.slack.Replies("CINC", top.TS) {
+		if strings.Contains(r.Text, "exec-7") {
+			req = r
+		}
+	}
+	btn := buttons(req)
+	if btn[slacknotify.ActionApprove] != "exec-7" || btn[slacknotify.ActionDeny] != "exec-7" {
+		t.Fatalf("approval request buttons %v", btn)
+	}
+
+	e.clickOn("UCAROL", slacknotify.ActionApprove, "exec-7", req.TS)
+	e.ephemeralFor("UCAROL", "carol is not an approver")
+	e.clickOn("UALICE", slacknotify.ActionApprove, "exec-7", req.TS)
+	e.ephemeralFor("UALICE", "exec-7 approved by alice")
+	tu.WaitFor(t, "the request loses its buttons", 5*time.Second, func() bool {
+		for _, r := range e.slack.Replies("CINC", top.TS) {
+			if r.TS == req.TS {
+				return len(buttons(r)) == 0 && strings.Contains(r.Text, "approved by alice")
+			}
+		}
+		return false
+	})
+	e.rem.mu.Lock()
+	defer e.rem.mu.Unlock()
+	if e.rem.approved["exec-7"] != "alice" {
+		t.Fatalf("approvals %v", e.rem.approved)
 	}
 }

@@ -232,8 +232,12 @@ func (e *env) command(user, text string) string {
 	return r.Text
 }
 
-func clickBody(user, actionID, value string) []byte {
+func clickBody(user, actionID, value string) []byte { return clickBodyOn(user, actionID, value, "") }
+
+// clickBodyOn is a button press on the message ts.
+func clickBodyOn(user, actionID, value, ts string) []byte {
 	cb := map[string]any{
+		"container":  map[string]any{"type": "message", "message_ts": ts, "channel_id": "CINC"},
 		"type":       "block_actions",
 		"trigger_id": strconv.FormatInt(triggers.Add(1), 10) + ".1.abc",
 		"user":       map[string]any{"id": user, "name": strings.ToLower(user)},
@@ -248,6 +252,15 @@ func clickBody(user, actionID, value string) []byte {
 func (e *env) click(user, actionID, value string) {
 	e.t.Helper()
 	code, body := e.post(PathInteractions, formType, clickBody(user, actionID, value))
+	if code != http.StatusOK {
+		e.t.Fatalf("click %s: %d %s", actionID, code, body)
+	}
+}
+
+// clickOn presses a button of the message ts as user.
+func (e *env) clickOn(user, actionID, value, ts string) {
+	e.t.Helper()
+	code, body := e.post(PathInteractions, formType, clickBodyOn(user, actionID, value, ts))
 	if code != http.StatusOK {
 		e.t.Fatalf("click %s: %d %s", actionID, code, body)
 	}
