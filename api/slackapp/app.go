@@ -60,7 +60,9 @@ type Slack interface {
 
 // Options are what the App runs on.
 type Options struct {
-	Config        Config
+	Config Config
+	// SigningSecret verifies the HTTP endpoints' requests; Socket Mode
+	// alone runs without it.
 	SigningSecret slacknotify.Secret
 	Incidents     Incidents
 	Silences      Silences
@@ -99,9 +101,6 @@ type App struct {
 
 // New builds the App.
 func New(o Options) (*App, error) {
-	if o.SigningSecret == "" {
-		return nil, errors.New("slack app: no signing secret")
-	}
 	if o.Incidents == nil || o.Silences == nil || o.Slack == nil {
 		return nil, errors.New("slack app: Options.Incidents, Silences and Slack are required")
 	}
@@ -116,7 +115,6 @@ func New(o Options) (*App, error) {
 	}
 	a := &App{
 		o: o, rem: o.Remediation, logger: o.Logger, now: o.Now,
-		verify:     newVerifier(string(o.SigningSecret), time.Duration(o.Config.TimestampTolerance), o.Now),
 		ids:        newIdentities(o.Config, o.Slack, o.Now),
 		eventsSeen: map[string]time.Time{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -127,6 +125,9 @@ func New(o Options) (*App, error) {
 			Name: "aiops_slack_commands_total",
 			Help: "Slack commands and button actions, by action and outcome (ok, error, forbidden).",
 		}, []string{"action", "outcome"}),
+	}
+	if o.SigningSecret != "" {
+		a.verify = newVerifier(string(o.SigningSecret), time.Duration(o.Config.TimestampTolerance), o.Now)
 	}
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{a.refused, a.commands} {
@@ -145,11 +146,16 @@ const (
 	PathEvents       = "/slack/events"
 )
 
-// Mount adds the endpoints to mux.
-func (a *App) Mount(mux *http.ServeMux) {
+// Mount adds the endpoints to mux. It needs Options.SigningSecret:
+// without it nothing tells Slack's requests from anyone's.
+func (a *App) Mount(mux *http.ServeMux) error {
+	if a.verify == nil {
+		return errors.New("slack app: the /slack/ endpoints need a signing secret (slack.signing_secret_file)")
+	}
 	mux.Handle("POST "+PathCommands, a.verified(a.serveCommand))
 	mux.Handle("POST "+PathInteractions, a.verified(a.serveInteraction))
 	mux.Handle("POST "+PathEvents, a.verified(a.serveEvent))
+	return nil
 }
 
 // Close waits for the answers still being sent.
@@ -229,10 +235,18 @@ func (a *App) serveCommand(w http.ResponseWriter, r *http.Request, body []byte) 
 		http.Error(w, "slack: the command is not form-encoded", http.StatusBadRequest)
 		return
 	}
-	p := a.ids.principal(r.Context(), form.Get("user_id"), form.Get("user_name"))
-	text := a.runCommand(r.Context(), p, form.Get("text"))
+	sc := slack.SlashCommand{
+		Command: form.Get("command"), Text: form.Get("text"), UserID: form.Get("user_id"), UserName: form.Get("user_name"),
+		ChannelID: form.Get("channel_id"), TeamID: form.Get("team_id"), TriggerID: form.Get("trigger_id"),
+	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(slashReply{ResponseType: "ephemeral", Text: text})
+	json.NewEncoder(w).Encode(a.command(r.Context(), sc))
+}
+
+// command runs a slash command, from HTTP or Socket Mode.
+func (a *App) command(ctx context.Context, sc slack.SlashCommand) slashReply {
+	p := a.ids.principal(ctx, sc.UserID, sc.UserName)
+	return slashReply{ResponseType: "ephemeral", Text: a.runCommand(ctx, p, sc.Text)}
 }
 
 func (a *App) serveInteraction(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -246,39 +260,46 @@ func (a *App) serveInteraction(w http.ResponseWriter, r *http.Request, body []by
 		http.Error(w, "slack: the interaction payload is not JSON", http.StatusBadRequest)
 		return
 	}
+	if err := a.interaction(r.Context(), cb); err != nil {
+		http.Error(w, "slack: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// interaction runs the button presses of an interaction, from HTTP or
+// Socket Mode; the answers go out after it returns, so that Slack gets
+// its acknowledgement first.
+func (a *App) interaction(ctx context.Context, cb slack.InteractionCallback) error {
 	if cb.Type != slack.InteractionTypeBlockActions {
 		// Nothing else is offered; acknowledged so Slack does not retry.
-		w.WriteHeader(http.StatusOK)
-		return
+		return nil
 	}
 	if len(cb.ActionCallback.BlockActions) == 0 {
 		// Slack names the block of every block action; without one,
 		// slack-go reads the actions as legacy attachment actions, which
 		// aiops never sends.
-		http.Error(w, "slack: a block_actions payload without block actions (each needs action_id and block_id)", http.StatusBadRequest)
-		return
+		return errors.New("a block_actions payload without block actions (each needs action_id and block_id)")
 	}
-	p := a.ids.principal(r.Context(), cb.User.ID, cb.User.Name)
+	p := a.ids.principal(ctx, cb.User.ID, cb.User.Name)
 	var answers []string
 	decided := ""
 	for _, act := range cb.ActionCallback.BlockActions {
-		text, ok := a.runAction(r.Context(), p, act.ActionID, act.Value)
+		text, ok := a.runAction(ctx, p, act.ActionID, act.Value)
 		answers = append(answers, text)
 		if ok && (act.ActionID == slacknotify.ActionApprove || act.ActionID == slacknotify.ActionDeny) {
 			decided = text
 		}
 	}
-	w.WriteHeader(http.StatusOK)
 	if cb.Channel.ID == "" || cb.User.ID == "" {
-		return
+		return nil
 	}
-	// Answered after Slack has its 200: the user alone is told what
-	// happened; a decided approval request loses its buttons, so that
-	// nobody decides it twice.
+	// The user alone is told what happened; a decided approval request
+	// loses its buttons, so that nobody decides it twice.
 	a.background.Add(1)
 	go func() {
 		defer a.background.Done()
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if decided != "" && cb.Container.MessageTs != "" {
 			if _, _, _, err := a.o.Slack.UpdateMessageContext(ctx, cb.Channel.ID, cb.Container.MessageTs,
@@ -293,6 +314,7 @@ func (a *App) serveInteraction(w http.ResponseWriter, r *http.Request, body []by
 			}
 		}
 	}()
+	return nil
 }
 
 // eventEnvelope is the part of an Events API request the app reads.

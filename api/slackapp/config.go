@@ -21,6 +21,10 @@ type Config struct {
 	// under /slack/ are served only when it is set: without it nothing
 	// can tell Slack's requests from anyone's.
 	SigningSecretFile string `yaml:"signing_secret_file"`
+	// AppTokenFile holds an app-level token (xapp-…, scope
+	// connections:write): aiops then also takes commands and button
+	// presses over Socket Mode, for installations Slack cannot reach.
+	AppTokenFile string `yaml:"app_token_file"`
 	// TimestampTolerance is how far a request's timestamp may be from
 	// now; Slack's guidance, and the most allowed, is 5 minutes.
 	TimestampTolerance model.Duration `yaml:"timestamp_tolerance"`
@@ -55,7 +59,9 @@ func DefaultConfig() Config {
 }
 
 // Enabled reports whether the section turns the Slack app on.
-func (c Config) Enabled() bool { return c.BotTokenFile != "" || c.SigningSecretFile != "" }
+func (c Config) Enabled() bool {
+	return c.BotTokenFile != "" || c.SigningSecretFile != "" || c.AppTokenFile != ""
+}
 
 var slackUserID = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
 
@@ -73,6 +79,11 @@ func (c Config) Validate() error {
 	if c.SigningSecretFile != "" {
 		if _, err := slacknotify.ReadSecretFile(c.SigningSecretFile); err != nil {
 			return fmt.Errorf("slack.signing_secret_file: %w", err)
+		}
+	}
+	if c.AppTokenFile != "" {
+		if _, err := slacknotify.ReadSecretFile(c.AppTokenFile); err != nil {
+			return fmt.Errorf("slack.app_token_file: %w", err)
 		}
 	}
 	if t := time.Duration(c.TimestampTolerance); t <= 0 || t > 5*time.Minute {

@@ -145,7 +145,9 @@ func newEnv(t *testing.T) *env {
 	}
 	e.app = app
 	mux := http.NewServeMux()
-	app.Mount(mux)
+	if err := app.Mount(mux); err != nil {
+		t.Fatal(err)
+	}
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(func() { e.srv.Close(); app.Close() })
 	return e

@@ -251,7 +251,7 @@ func LoadConfig(path string) (Config, error) {
 	// Rule, Alertmanager and secret files are found next to the
 	// configuration file, as Prometheus finds rule_files.
 	cfg.Alerting.ResolvePaths(filepath.Dir(path))
-	for _, f := range []*string{&cfg.Slack.BotTokenFile, &cfg.Slack.SigningSecretFile} {
+	for _, f := range []*string{&cfg.Slack.BotTokenFile, &cfg.Slack.SigningSecretFile, &cfg.Slack.AppTokenFile} {
 		if *f != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(filepath.Dir(path), *f)
 		}

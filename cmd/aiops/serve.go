@@ -382,17 +382,21 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		incAPI.Mount(mux)
 
 		if cfg.Slack.Enabled() {
-			notifier, slackApp, err := s.buildSlack(inc, silencer, store)
+			slackComps, slackApp, err := s.buildSlack(inc, silencer, store)
 			if err != nil {
 				return nil, nil, err
 			}
-			comps = append(comps, notifier)
+			comps = append(comps, slackComps...)
 			if slackApp != nil {
 				closers = append(closers, slackApp.Close)
+			}
+			if slackApp != nil && cfg.Slack.SigningSecretFile != "" {
 				// Slack's requests carry Slack's signature, not an aiops
 				// token: the app checks them itself, outside the guard.
 				slackMux = http.NewServeMux()
-				slackApp.Mount(slackMux)
+				if err := slackApp.Mount(slackMux); err != nil {
+					return nil, nil, err
+				}
 			}
 		}
 	}
@@ -417,10 +421,12 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	return comps, closeAll, nil
 }
 
-// buildSlack builds the Slack notifier and, when a signing secret is
-// configured, the app serving /slack/. Remediation is not wired to Slack
-// yet: approvals and runbook commands answer that it is not configured.
-func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore) (*slacknotify.Notifier, *slackapp.App, error) {
+// buildSlack builds the Slack notifier and, when a signing secret or an
+// app-level token is configured, the app answering commands and buttons
+// (over /slack/, Socket Mode, or both). Remediation is not wired to
+// Slack yet: approvals and runbook commands answer that it is not
+// configured.
+func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore) ([]component, *slackapp.App, error) {
 	cfg, logger := s.cfg.Slack, s.logger.With("component", "slack")
 	token, err := slacknotify.ReadSecretFile(cfg.BotTokenFile)
 	if err != nil {
@@ -433,14 +439,20 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if cfg.SigningSecretFile == "" {
-		logger.Warn("slack.signing_secret_file is not set: incidents are posted to Slack, but /slack/ (commands, buttons) is not served")
-		return notifier, nil, nil
+	comps := []component{notifier}
+	if cfg.SigningSecretFile == "" && cfg.AppTokenFile == "" {
+		logger.Warn("Neither slack.signing_secret_file nor slack.app_token_file is set: incidents are posted to Slack, but commands and buttons are not answered")
+		return comps, nil, nil
 	}
-	secret, err := slacknotify.ReadSecretFile(cfg.SigningSecretFile)
-	if err != nil {
+	fail := func(err error) ([]component, *slackapp.App, error) {
 		notifier.Close()
-		return nil, nil, fmt.Errorf("slack.signing_secret_file: %w", err)
+		return nil, nil, err
+	}
+	var secret slacknotify.Secret
+	if cfg.SigningSecretFile != "" {
+		if secret, err = slacknotify.ReadSecretFile(cfg.SigningSecretFile); err != nil {
+			return fail(fmt.Errorf("slack.signing_secret_file: %w", err))
+		}
 	}
 	app, err := slackapp.New(slackapp.Options{
 		Config: cfg, SigningSecret: secret, Incidents: inc, Silences: silencer,
@@ -448,11 +460,21 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 		Auditor: &auth.EventAuditor{Events: events, Logger: logger}, Logger: logger, Registerer: s.reg,
 	})
 	if err != nil {
-		notifier.Close()
-		return nil, nil, err
+		return fail(err)
 	}
-	logger.Info("Slack app ready", "channel", cfg.Channel, "endpoints", []string{slackapp.PathCommands, slackapp.PathInteractions, slackapp.PathEvents})
-	return notifier, app, nil
+	if cfg.AppTokenFile != "" {
+		appToken, err := slacknotify.ReadSecretFile(cfg.AppTokenFile)
+		if err != nil {
+			return fail(fmt.Errorf("slack.app_token_file: %w", err))
+		}
+		sm, err := app.SocketMode(appToken)
+		if err != nil {
+			return fail(err)
+		}
+		comps = append(comps, sm)
+	}
+	logger.Info("Slack app ready", "channel", cfg.Channel, "http", cfg.SigningSecretFile != "", "socket_mode", cfg.AppTokenFile != "")
+	return comps, app, nil
 }
 
 // newQueryEngines returns the engine of the query API and the one rules

@@ -59,6 +59,7 @@ type Server struct {
 	faults     map[string][]*Fault
 	calls      map[string]int
 	users      map[string]slack.User
+	sock       socketState
 }
 
 // New starts a stand-in that accepts token; stop it with Stop.
@@ -69,6 +70,8 @@ func New(token string) *Server {
 		c.Handle("/chat.update", s.method("chat.update", s.update))
 		c.Handle("/chat.postEphemeral", s.method("chat.postEphemeral", s.postEphemeral))
 		c.Handle("/users.info", s.method("users.info", s.userInfo))
+		c.Handle("/apps.connections.open", s.serveConnectionsOpen)
+		c.Handle("/_standin/socket", s.serveSocket)
 		// For a person driving the stand-in from outside (cmd/slack-standin).
 		c.Handle("/_standin/fault", s.serveFault)
 		c.Handle("/_standin/messages", s.serveMessages)
