@@ -252,7 +252,11 @@ func (n *Notifier) handle(ctx context.Context, evs []incident.FeedEvent) (string
 // Slack failures are given up on, counted, logged and noted in the
 // incident's timeline.
 func (n *Notifier) tell(ctx context.Context, id string, evs []incident.Event) error {
-	inc, err := n.deps.Incidents.Get(id)
+	var want uint64
+	for _, e := range evs {
+		want = max(want, e.Seq)
+	}
+	inc, err := n.current(ctx, id, want)
 	if errors.Is(err, incident.ErrNotFound) {
 		return nil
 	}
@@ -329,6 +333,30 @@ func (n *Notifier) tell(ctx context.Context, id string, evs []incident.Event) er
 	n.m.calls.WithLabelValues(opUpdate).Inc()
 	msg.Version = inc.Version
 	return n.state.setMessage(id, msg)
+}
+
+// current returns the incident at version want or later. The feed can
+// hand over an event a moment before Get shows it (the Manager stores
+// events, then installs the state they fold into): rendering the state
+// before would leave the message one change behind until the next one.
+func (n *Notifier) current(ctx context.Context, id string, want uint64) (incident.Incident, error) {
+	const (
+		step  = 2 * time.Millisecond
+		limit = time.Second
+	)
+	for waited := time.Duration(0); ; waited += step {
+		inc, err := n.deps.Incidents.Get(id)
+		if err != nil || inc.Version >= want || waited >= limit {
+			return inc, err
+		}
+		t := time.NewTimer(step)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return inc, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // versionAtPost is the incident version the message was posted with when

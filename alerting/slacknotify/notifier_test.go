@@ -56,10 +56,21 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	sl := slackstandin.New(token)
 	t.Cleanup(sl.Stop)
+	e := newEnvOn(t, sl)
+	e.t = t
+	return e
+}
+
+// newEnvOn is the env over the stand-in sl; the incidents' clock is the
+// test's when it is a test, the wall clock for a benchmark.
+func newEnvOn(t testing.TB, sl *slackstandin.Server) *env {
+	t.Helper()
 	clock := tu.NewClock(tu.Epoch)
-	mg, err := incident.New(context.Background(), incident.DefaultConfig(), incident.Deps{
-		Events: storetest.Embedded(t), Logger: tu.Logger(t), Now: clock.Now,
-	})
+	deps := incident.Deps{Events: storetest.Embedded(t), Logger: tu.Logger(t), Now: clock.Now}
+	if _, bench := t.(*testing.B); bench {
+		deps.Now = nil
+	}
+	mg, err := incident.New(context.Background(), incident.DefaultConfig(), deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +86,7 @@ func newEnv(t *testing.T) *env {
 	cfg.Channels = map[string]string{"db-team": "C-DB"}
 	cfg.ExternalURL = "https://aiops.example.com"
 	cfg.StateDir = filepath.Join(dir, "state")
-	return &env{t: t, slack: sl, mg: mg, clock: clock, cfg: cfg, sleeps: &sleepLog{}}
+	return &env{slack: sl, mg: mg, clock: clock, cfg: cfg, sleeps: &sleepLog{}}
 }
 
 // start runs a notifier until the test ends or stop is called.
@@ -379,4 +390,53 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 	if s.String() != "<secret>" {
 		t.Fatalf("secret prints as %q", s.String())
 	}
+}
+
+// lagging is the incident service as the feed's reader may see it: an
+// event already in the feed, the state it folds into not yet shown.
+type lagging struct {
+	*incident.Manager
+	mu    sync.Mutex
+	stale map[string]incident.Incident
+}
+
+func (l *lagging) Get(id string) (incident.Incident, error) {
+	l.mu.Lock()
+	inc, ok := l.stale[id]
+	delete(l.stale, id)
+	l.mu.Unlock()
+	if ok {
+		return inc, nil
+	}
+	return l.Manager.Get(id)
+}
+
+func TestMessageCatchesUpWithStateShownAfterItsEvent(t *testing.T) {
+	e := newEnv(t)
+	lag := &lagging{Manager: e.mg, stale: map[string]incident.Incident{}}
+	n, err := New(e.cfg, Deps{
+		Incidents: lag, Feed: e.mg.Feed(incident.FeedOptions{PollInterval: 50 * time.Millisecond}), Head: e.mg.FeedHead,
+		BotToken: token, Logger: tu.Logger(t), Sleep: e.sleeps.sleep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	e.fire("oncall", "g1", "HighErrorRate")
+	inc := e.onlyIncident()
+	tu.WaitFor(t, "posted", 5*time.Second, func() bool { _, ok := n.MessageOf(inc.ID); return ok })
+	before, _ := e.mg.Get(inc.ID)
+	lag.mu.Lock()
+	lag.stale[inc.ID] = before
+	lag.mu.Unlock()
+	if _, err := e.mg.Acknowledge(context.Background(), inc.ID, incident.Action{Actor: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	tu.WaitFor(t, "message updated although the first read was stale", 5*time.Second, func() bool {
+		return strings.Contains(e.slack.TopLevel("C-DEFAULT")[0].Text, "acknowledged")
+	})
 }
