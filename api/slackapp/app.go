@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/slack-go/slack"
 
 	"github.com/aiops-dev/aiops/alerting/incident"
@@ -51,6 +52,9 @@ type Silences interface {
 	CreateSilence(ctx context.Context, spec incident.SilenceSpec, actor string) (incident.Silence, error)
 }
 
+// QueryFunc evaluates an instant PromQL query at a time.
+type QueryFunc func(ctx context.Context, expr string, at time.Time) (promql.Vector, error)
+
 // Slack is what the app calls of Slack's Web API (*slack.Client).
 type Slack interface {
 	UserInfo
@@ -68,7 +72,12 @@ type Options struct {
 	Silences      Silences
 	// Remediation is the remediation engine; nil means NoRemediation.
 	Remediation Remediation
-	Slack       Slack
+	// Query evaluates an instant PromQL query for /aiops query (as
+	// Prometheus's rules.EngineQueryFunc does); nil turns the command off.
+	Query QueryFunc
+	// QueryTimeout bounds one /aiops query; 0 means 30s.
+	QueryTimeout time.Duration
+	Slack        Slack
 	// Auditor records actions and refusals; may be nil.
 	Auditor    auth.Auditor
 	Logger     *slog.Logger
@@ -246,7 +255,43 @@ func (a *App) serveCommand(w http.ResponseWriter, r *http.Request, body []byte) 
 // command runs a slash command, from HTTP or Socket Mode.
 func (a *App) command(ctx context.Context, sc slack.SlashCommand) slashReply {
 	p := a.ids.principal(ctx, sc.UserID, sc.UserName)
+	ctx = withOrigin(ctx, origin{channel: sc.ChannelID, user: sc.UserID})
 	return slashReply{ResponseType: "ephemeral", Text: a.runCommand(ctx, p, sc.Text)}
+}
+
+// origin is where a command came from, for answers that follow later.
+type origin struct{ channel, user string }
+
+type originKey struct{}
+
+func withOrigin(ctx context.Context, o origin) context.Context {
+	return context.WithValue(ctx, originKey{}, o)
+}
+
+func originFrom(ctx context.Context) (origin, bool) {
+	o, ok := ctx.Value(originKey{}).(origin)
+	return o, ok && o.channel != "" && o.user != ""
+}
+
+// later runs slow work after the command has been answered (Slack wants
+// an answer within 3 s) and tells the user its result alone.
+func (a *App) later(ctx context.Context, work func(ctx context.Context) string) bool {
+	o, ok := originFrom(ctx)
+	if !ok {
+		return false
+	}
+	a.background.Add(1)
+	go func() {
+		defer a.background.Done()
+		ctx := context.WithoutCancel(ctx)
+		text := work(ctx)
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := a.o.Slack.PostEphemeralContext(ctx, o.channel, o.user, slack.MsgOptionText(text, false)); err != nil {
+			a.logger.Warn("Sending a Slack command's late answer failed", "user", o.user, "err", err)
+		}
+	}()
+	return true
 }
 
 func (a *App) serveInteraction(w http.ResponseWriter, r *http.Request, body []byte) {

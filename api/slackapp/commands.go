@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/aiops-dev/aiops/alerting/incident"
@@ -44,6 +46,7 @@ func commandTable() []command {
 		{"approve", "EXECUTION", "approve a remediation waiting for approval", auth.ScopeWrite, (*App).cmdApprove},
 		{"deny", "EXECUTION [REASON]", "deny it", auth.ScopeWrite, (*App).cmdDeny},
 		{"runbook", "run NAME TARGET", "start a runbook by hand", auth.ScopeWrite, (*App).cmdRunbook},
+		{"query", "PROMQL", "evaluate an instant query now", auth.ScopeRead, (*App).cmdQuery},
 		{"pause", "remediation", "stop all automatic remediation (kill switch)", auth.ScopeAdmin, (*App).cmdPause},
 		{"resume", "remediation", "let remediation act again", auth.ScopeAdmin, (*App).cmdResume},
 	}
@@ -411,4 +414,60 @@ func (a *App) silenceHour(ctx context.Context, p auth.Principal, id string) (str
 // @channel mentions).
 func esc(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// maxQueryRows bounds the series an /aiops query answer lists.
+const maxQueryRows = 20
+
+// cmdQuery checks the expression at once and evaluates it after
+// answering, telling the result to the user alone.
+func (a *App) cmdQuery(ctx context.Context, _ auth.Principal, args string) (string, error) {
+	if args == "" {
+		return "", usage("query")
+	}
+	if a.o.Query == nil {
+		return "", errors.New("queries from Slack are not configured on this aiops server")
+	}
+	if _, err := selectorParser.ParseExpr(args); err != nil {
+		return "", fmt.Errorf("%w: query: %v", incident.ErrInvalid, err)
+	}
+	timeout := a.o.QueryTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	at := a.now()
+	started := a.later(ctx, func(ctx context.Context) string {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		v, err := a.o.Query(ctx, args, at)
+		if err != nil {
+			return "⚠️ " + esc(args) + ": " + esc(err.Error())
+		}
+		return formatVector(args, v)
+	})
+	if !started {
+		return "", errors.New("query: no channel to answer in")
+	}
+	return "⏳ Evaluating `" + esc(args) + "`; the answer follows here.", nil
+}
+
+func formatVector(expr string, v promql.Vector) string {
+	if len(v) == 0 {
+		return "`" + esc(expr) + "`: no data"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "`%s`: %d series\n```\n", esc(expr), len(v))
+	for i, s := range v {
+		if i == maxQueryRows {
+			fmt.Fprintf(&b, "… %d more\n", len(v)-i)
+			break
+		}
+		val := strconv.FormatFloat(s.F, 'g', 6, 64)
+		if s.H != nil {
+			val = fmt.Sprintf("histogram (count %g)", s.H.Count)
+		}
+		fmt.Fprintf(&b, "%s %s\n", esc(s.Metric.String()), val)
+	}
+	b.WriteString("```")
+	return b.String()
 }

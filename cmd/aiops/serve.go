@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/rules"
 
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
@@ -382,7 +383,8 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		incAPI.Mount(mux)
 
 		if cfg.Slack.Enabled() {
-			slackComps, slackApp, err := s.buildSlack(inc, silencer, store)
+			query := slackapp.QueryFunc(rules.EngineQueryFunc(engine, store))
+			slackComps, slackApp, err := s.buildSlack(inc, silencer, store, query)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -426,7 +428,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 // (over /slack/, Socket Mode, or both). Remediation is not wired to
 // Slack yet: approvals and runbook commands answer that it is not
 // configured.
-func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore) ([]component, *slackapp.App, error) {
+func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore, query slackapp.QueryFunc) ([]component, *slackapp.App, error) {
 	cfg, logger := s.cfg.Slack, s.logger.With("component", "slack")
 	token, err := slacknotify.ReadSecretFile(cfg.BotTokenFile)
 	if err != nil {
@@ -457,6 +459,7 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 	app, err := slackapp.New(slackapp.Options{
 		Config: cfg, SigningSecret: secret, Incidents: inc, Silences: silencer,
 		Remediation: slackapp.NoRemediation{}, Slack: notifier.Client(),
+		Query: query, QueryTimeout: time.Duration(s.cfg.Query.Timeout),
 		Auditor: &auth.EventAuditor{Events: events, Logger: logger}, Logger: logger, Registerer: s.reg,
 	})
 	if err != nil {
