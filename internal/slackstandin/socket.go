@@ -124,3 +124,34 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		s.sock.mu.Unlock()
 	}
 }
+
+// serveEnvelope drives Socket Mode from outside: POST
+// ?type=slash_commands with the payload as the body sends an envelope and
+// answers its id; GET ?ack=ID answers the acknowledgement's payload (404
+// until it came).
+func (s *Server) serveEnvelope(w http.ResponseWriter, r *http.Request) {
+	if id := r.URL.Query().Get("ack"); id != "" {
+		p, ok := s.Ack(id)
+		if !ok {
+			http.Error(w, "not acknowledged", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if len(p) == 0 {
+			p = json.RawMessage("null")
+		}
+		w.Write(p)
+		return
+	}
+	var payload json.RawMessage
+	if err := json.NewDecoder(r.Body).Decode(&payload); err != nil {
+		http.Error(w, "the body must be the envelope's JSON payload", http.StatusBadRequest)
+		return
+	}
+	id, err := s.SendEnvelope(r.URL.Query().Get("type"), payload)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	fmt.Fprintln(w, id)
+}

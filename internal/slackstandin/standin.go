@@ -75,6 +75,7 @@ func New(token string) *Server {
 		// For a person driving the stand-in from outside (cmd/slack-standin).
 		c.Handle("/_standin/fault", s.serveFault)
 		c.Handle("/_standin/messages", s.serveMessages)
+		c.Handle("/_standin/envelope", s.serveEnvelope)
 	})
 	s.Server.Start()
 	return s
