@@ -56,6 +56,11 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Sleep waits between retries; nil means a timer.
 	Sleep Sleeper
+	// QueryRange, when set, draws a chart of the alert's expression into
+	// the thread of each incident posted.
+	QueryRange QueryRangeFunc
+	// Now is the clock charts end at; nil means time.Now.
+	Now func() time.Time
 }
 
 // Notifier posts and updates the incidents' Slack messages.
@@ -81,6 +86,7 @@ const (
 	opPost   = "post"
 	opUpdate = "update"
 	opReply  = "reply"
+	opChart  = "chart"
 )
 
 // New opens the notifier's state in cfg.StateDir.
@@ -102,6 +108,9 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 	}
 	if deps.Sleep == nil {
 		deps.Sleep = realSleep
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
 	}
 	if deps.HTTPClient == nil {
 		deps.HTTPClient = &http.Client{}
@@ -130,7 +139,7 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 	}
 	// Every series exists from the start, at 0, so that rates and alerts
 	// on them work before the first failure.
-	for _, op := range []string{opPost, opUpdate, opReply} {
+	for _, op := range []string{opPost, opUpdate, opReply, opChart} {
 		n.m.calls.WithLabelValues(op)
 		n.m.failed.WithLabelValues(op)
 		n.m.retries.WithLabelValues(op)
@@ -282,6 +291,13 @@ func (n *Notifier) tell(ctx context.Context, id string, evs []incident.Event) er
 			return err
 		}
 		n.logger.Debug("Posted incident to Slack", "incident", id, "channel", channel, "ts", ts)
+		if n.deps.QueryRange != nil {
+			view := incidentView{id: id, opened: inc.OpenedAt}
+			for _, l := range inc.Links {
+				view.links = append(view.links, l.Expr)
+			}
+			n.postChart(ctx, view, msg)
+		}
 	}
 
 	// The thread: each event the message alone does not tell, once.

@@ -49,7 +49,7 @@ func TestShippedManifestMatchesEndpoints(t *testing.T) {
 	if !m.Settings.Interactivity.IsEnabled || path(m.Settings.Interactivity.RequestURL) != PathInteractions {
 		t.Errorf("interactivity %+v, want %s", m.Settings.Interactivity, PathInteractions)
 	}
-	for _, s := range []string{"chat:write", "commands", "users:read", "users:read.email"} {
+	for _, s := range []string{"chat:write", "commands", "files:write", "users:read", "users:read.email"} {
 		if !slices.Contains(m.OAuthConfig.Scopes.Bot, s) {
 			t.Errorf("bot scopes %v lack %s", m.OAuthConfig.Scopes.Bot, s)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/rules"
+	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
@@ -384,7 +385,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 
 		if cfg.Slack.Enabled() {
 			query := slackapp.QueryFunc(rules.EngineQueryFunc(engine, store))
-			slackComps, slackApp, err := s.buildSlack(inc, silencer, store, query)
+			slackComps, slackApp, err := s.buildSlack(inc, silencer, store, query, rangeQueryFunc(engine, store))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -428,7 +429,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 // (over /slack/, Socket Mode, or both). Remediation is not wired to
 // Slack yet: approvals and runbook commands answer that it is not
 // configured.
-func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore, query slackapp.QueryFunc) ([]component, *slackapp.App, error) {
+func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore, query slackapp.QueryFunc, queryRange slacknotify.QueryRangeFunc) ([]component, *slackapp.App, error) {
 	cfg, logger := s.cfg.Slack, s.logger.With("component", "slack")
 	token, err := slacknotify.ReadSecretFile(cfg.BotTokenFile)
 	if err != nil {
@@ -436,7 +437,7 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 	}
 	notifier, err := slacknotify.New(cfg.Config, slacknotify.Deps{
 		Incidents: inc, Feed: inc.Feed(incident.FeedOptions{Logger: logger}), Head: inc.FeedHead,
-		BotToken: token, Logger: logger, Registerer: s.reg,
+		BotToken: token, Logger: logger, Registerer: s.reg, QueryRange: queryRange,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -478,6 +479,23 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 	}
 	logger.Info("Slack app ready", "channel", cfg.Channel, "http", cfg.SigningSecretFile != "", "socket_mode", cfg.AppTokenFile != "")
 	return comps, app, nil
+}
+
+// rangeQueryFunc evaluates range queries on the engine over q, for the
+// charts the Slack notifier draws.
+func rangeQueryFunc(engine *promql.Engine, q promstorage.Queryable) slacknotify.QueryRangeFunc {
+	return func(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+		qry, err := engine.NewRangeQuery(ctx, q, nil, expr, start, end, step)
+		if err != nil {
+			return nil, err
+		}
+		defer qry.Close()
+		res := qry.Exec(ctx)
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Matrix()
+	}
 }
 
 // newQueryEngines returns the engine of the query API and the one rules

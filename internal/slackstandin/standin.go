@@ -60,6 +60,8 @@ type Server struct {
 	calls      map[string]int
 	users      map[string]slack.User
 	sock       socketState
+	pending    map[string]*pendingFile
+	files      []File
 }
 
 // New starts a stand-in that accepts token; stop it with Stop.
@@ -71,6 +73,9 @@ func New(token string) *Server {
 		c.Handle("/chat.postEphemeral", s.method("chat.postEphemeral", s.postEphemeral))
 		c.Handle("/users.info", s.method("users.info", s.userInfo))
 		c.Handle("/apps.connections.open", s.serveConnectionsOpen)
+		c.Handle("/files.getUploadURLExternal", s.method("files.getUploadURLExternal", s.getUploadURL))
+		c.Handle("/files.completeUploadExternal", s.method("files.completeUploadExternal", s.completeUpload))
+		c.Handle("/_standin/upload/", s.serveUpload)
 		c.Handle("/_standin/socket", s.serveSocket)
 		// For a person driving the stand-in from outside (cmd/slack-standin).
 		c.Handle("/_standin/fault", s.serveFault)
