@@ -72,6 +72,13 @@ type Notifier struct {
 	logger *slog.Logger
 	sleep  Sleeper
 	m      metrics
+	charts chan chartJob
+}
+
+// chartJob is a chart to draw into a message's thread.
+type chartJob struct {
+	incidentView
+	msg Message
 }
 
 type metrics struct {
@@ -120,7 +127,7 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 		return nil, err
 	}
 	n := &Notifier{
-		cfg: cfg, deps: deps, state: st, logger: deps.Logger, sleep: deps.Sleep,
+		cfg: cfg, deps: deps, state: st, logger: deps.Logger, sleep: deps.Sleep, charts: make(chan chartJob, 16),
 		api: NewClient(cfg.APIURL, deps.BotToken, deps.HTTPClient),
 		m: metrics{
 			calls: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -199,6 +206,20 @@ const feedBatch = 256
 // Run follows the feed until ctx is done.
 func (n *Notifier) Run(ctx context.Context) error {
 	defer n.state.close()
+	ctx, cancel := context.WithCancel(ctx)
+	charts := make(chan struct{})
+	go func() {
+		defer close(charts)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case j := <-n.charts:
+				n.postChart(ctx, j.incidentView, j.msg)
+			}
+		}
+	}()
+	defer func() { cancel(); <-charts }()
 	cursor, _ := n.state.Cursor()
 	failures := 0
 	for {
@@ -292,11 +313,18 @@ func (n *Notifier) tell(ctx context.Context, id string, evs []incident.Event) er
 		}
 		n.logger.Debug("Posted incident to Slack", "incident", id, "channel", channel, "ts", ts)
 		if n.deps.QueryRange != nil {
-			view := incidentView{id: id, opened: inc.OpenedAt}
+			view := chartJob{incidentView: incidentView{id: id, opened: inc.OpenedAt}, msg: msg}
 			for _, l := range inc.Links {
 				view.links = append(view.links, l.Expr)
 			}
-			n.postChart(ctx, view, msg)
+			// Drawn beside the feed, so that a slow query never holds up
+			// the messages; a chart that finds the queue full is dropped.
+			select {
+			case n.charts <- view:
+			default:
+				n.m.failed.WithLabelValues(opChart).Inc()
+				n.logger.Warn("Chart dropped: too many waiting", "incident", id)
+			}
 		}
 	}
 
