@@ -114,4 +114,26 @@ func TestServeSlack(t *testing.T) {
 	if log := ts.stderr.String(); strings.Contains(log, botToken) || strings.Contains(log, signingSecret) {
 		t.Fatal("a Slack secret appears in the server log")
 	}
+
+	// A restart continues the same message: a note after it goes in the
+	// same thread, and nothing is posted again.
+	if code := ts.stop(); code != 0 {
+		t.Fatalf("serve exited with %d", code)
+	}
+	ts = startServe(t, filepath.Join(dir, "data"), "--config", cfg)
+	note := url.Values{"command": {"/aiops"}, "text": {"note " + id + " after the restart"}, "user_id": {"UALICE"}, "trigger_id": {"2"}}
+	if code, body := send(note, true, ""); code != http.StatusOK || !strings.Contains(body, "Noted") {
+		t.Fatalf("note after restart: %d %s", code, body)
+	}
+	testutil.WaitFor(t, "the note in the incident's thread", 30*time.Second, func() bool {
+		for _, r := range sl.Replies("C-ONCALL", msg.TS) {
+			if strings.Contains(r.Text, "after the restart") {
+				return true
+			}
+		}
+		return false
+	})
+	if got := len(sl.TopLevel("C-ONCALL")); got != 1 {
+		t.Fatalf("%d top-level messages after the restart, want 1", got)
+	}
 }
