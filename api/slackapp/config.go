@@ -63,7 +63,10 @@ func (c Config) Enabled() bool {
 	return c.BotTokenFile != "" || c.SigningSecretFile != "" || c.AppTokenFile != ""
 }
 
-var slackUserID = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
+var (
+	slackUserID  = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
+	emailAddress = regexp.MustCompile(`^[^@\s]+@[^@\s]+$`)
+)
 
 // Validate reports the first invalid key.
 func (c Config) Validate() error {
@@ -101,7 +104,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for email, u := range c.UsersByEmail {
-		if email == "" || !regexp.MustCompile(`^[^@\s]+@[^@\s]+$`).MatchString(email) {
+		if !emailAddress.MatchString(email) {
 			return fmt.Errorf("slack.users_by_email: %q is not an email address", email)
 		}
 		if err := u.validate("slack.users_by_email." + email); err != nil {
