@@ -90,7 +90,7 @@ type notApprover struct{ who string }
 func (e *notApprover) Error() string { return e.who + " is not an approver of this runbook" }
 
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	clock   *tu.Clock
 	store   *embedded.Store
 	mg      *incident.Manager
@@ -115,7 +115,7 @@ func testConfig() Config {
 	return cfg
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, clock: tu.NewClock(tu.Epoch), audit: &recordingAuditor{}, rem: &fakeRemediation{approver: "alice"}, reg: prometheus.NewRegistry(), cfg: testConfig()}
 	e.store = storetest.Embedded(t)
@@ -195,7 +195,7 @@ func (e *env) postSigned(path, contentType string, body []byte, ts int64, key st
 	return do(e.t, req)
 }
 
-func do(t *testing.T, req *http.Request) (int, string) {
+func do(t testing.TB, req *http.Request) (int, string) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
