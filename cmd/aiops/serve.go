@@ -60,7 +60,8 @@ func newServeCommand(app *kingpin.Application) *serveCommand {
 
 Roles: all-in-one (OTLP in, store, query API, analyzer, alerting), collector (OTLP in, Kafka out),
 ingester (Kafka in, ClickHouse out). Endpoints on --http-addr: the Prometheus-compatible query API
-under /api/v1/, the Alertmanager v2 API under /api/v2/, POST /-/reload, /metrics, /healthz
+under /api/v1/, the Alertmanager v2 API under /api/v2/, the Slack app under /slack/ (with the slack:
+section; Slack-signed, no token), POST /-/reload, /metrics, /healthz
 (liveness: the process is healthy) and /readyz (readiness: it can accept data and keep it; it
 says "degraded" while it does so without ClickHouse). All but the health probes need a
 bearer token (see aiops token --help). Flags override the config file; SIGHUP reloads rules and
