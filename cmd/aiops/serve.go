@@ -63,7 +63,7 @@ ingester (Kafka in, ClickHouse out). Endpoints on --http-addr: the Prometheus-co
 under /api/v1/, the Alertmanager v2 API under /api/v2/, the Slack app under /slack/ (with the slack:
 section; Slack-signed, no token), POST /-/reload, /metrics, /healthz
 (liveness: the process is healthy) and /readyz (readiness: it can accept data and keep it; it
-says "degraded" while it does so without ClickHouse). All but the health probes need a
+says "degraded" while it does so without ClickHouse). All but the health probes and /slack/ need a
 bearer token (see aiops token --help). Flags override the config file; SIGHUP reloads rules and
 the Alertmanager configuration.`).Default()
 	c.cmd.Flag("config", "YAML configuration file (see deploy/examples/). Without it, defaults apply.").PlaceHolder("FILE").StringVar(&c.configFile)
