@@ -7,10 +7,13 @@ import (
 	"image/color"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/slack-go/slack"
 	"gonum.org/v1/plot"
+
+	"github.com/aiops-dev/aiops/analyzer/results"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 )
@@ -67,6 +70,29 @@ func (n *Notifier) chart(ctx context.Context, expr string, opened, now time.Time
 		p.Add(line)
 		p.Legend.Add(truncate(s.Metric.String(), 80), line)
 		entries++
+	}
+	// A capacity forecast is drawn with its bounds.
+	for i, bound := range forecastBounds(series) {
+		bm, err := n.deps.QueryRange(ctx, bound, start, now, step)
+		if err != nil || len(bm) == 0 {
+			continue
+		}
+		for _, s := range bm[:min(len(bm), chartSeries)] {
+			pts := make(plotter.XYs, 0, len(s.Floats))
+			for _, f := range s.Floats {
+				pts = append(pts, plotter.XY{X: float64(f.T) / 1000, Y: f.F})
+			}
+			line, err := plotter.NewLine(pts)
+			if err != nil || len(pts) == 0 {
+				continue
+			}
+			line.Color, line.Dashes = color.RGBA{R: 127, G: 127, B: 127, A: 255}, []vg.Length{vg.Points(2), vg.Points(2)}
+			p.Add(line)
+			if s.Metric.Hash() == bm[0].Metric.Hash() {
+				p.Legend.Add([]string{"forecast lower bound", "forecast upper bound"}[i], line)
+				entries++
+			}
+		}
 	}
 	if hasThreshold {
 		t := plotter.NewFunction(func(float64) float64 { return threshold })
@@ -172,4 +198,31 @@ func splitThreshold(expr string) (series string, threshold float64, ok bool) {
 		return b.RHS.String(), n.Val, true
 	}
 	return expr, 0, false
+}
+
+// forecastBounds returns the selectors of a capacity forecast's lower and
+// upper bounds when expr selects the forecast itself, else nil.
+func forecastBounds(expr string) []string {
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
+	if err != nil {
+		return nil
+	}
+	vs, ok := e.(*parser.VectorSelector)
+	if !ok || vs.Name != results.ExhaustionMetric {
+		return nil
+	}
+	var out []string
+	for _, name := range []string{results.ExhaustionLowerMetric, results.ExhaustionUpperMetric} {
+		b := *vs
+		b.Name = name
+		b.LabelMatchers = nil
+		for _, m := range vs.LabelMatchers {
+			if m.Name == labels.MetricName {
+				m = labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name)
+			}
+			b.LabelMatchers = append(b.LabelMatchers, m)
+		}
+		out = append(out, b.String())
+	}
+	return out
 }

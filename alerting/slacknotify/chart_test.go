@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,25 +41,9 @@ func TestChartOfTheAlertInTheThread(t *testing.T) {
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	engine := promql.NewEngine(promapi.EngineOpts(promapi.DefaultConfig(), tu.Logger(t), nil))
-	t.Cleanup(func() { engine.Close() })
 	var mu sync.Mutex
 	var asked []string
-	queryRange := func(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
-		mu.Lock()
-		asked = append(asked, expr)
-		mu.Unlock()
-		q, err := engine.NewRangeQuery(ctx, storage.Queryable(store), nil, expr, start, end, step)
-		if err != nil {
-			return nil, err
-		}
-		defer q.Close()
-		res := q.Exec(ctx)
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Matrix()
-	}
+	queryRange := engineRange(t, store, &mu, &asked)
 
 	n, err := New(e.cfg, Deps{
 		Incidents: e.mg, Feed: e.mg.Feed(incident.FeedOptions{PollInterval: 50 * time.Millisecond}), Head: e.mg.FeedHead,
@@ -97,5 +82,76 @@ func TestChartOfTheAlertInTheThread(t *testing.T) {
 		if got, _, _ := splitThreshold(expr); got != want {
 			t.Errorf("splitThreshold(%q) = %q, want %q", expr, got, want)
 		}
+	}
+}
+
+func TestForecastBounds(t *testing.T) {
+	got := forecastBounds(`aiops_capacity_exhaustion_seconds{service="db", volume="data"}`)
+	want := []string{
+		`aiops_capacity_exhaustion_seconds_lower{service="db",volume="data"}`,
+		`aiops_capacity_exhaustion_seconds_upper{service="db",volume="data"}`,
+	}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("forecastBounds = %q, want %q", got, want)
+	}
+	if got := forecastBounds(`rate(x[5m])`); got != nil {
+		t.Fatalf("bounds of a non-forecast: %q", got)
+	}
+	if s, th, ok := splitThreshold(`aiops_capacity_exhaustion_seconds{service="db"} < 14400`); !ok || th != 14400 || forecastBounds(s) == nil {
+		t.Fatalf("a capacity alert's chart: series %q threshold %v %v", s, th, ok)
+	}
+}
+
+// engineRange evaluates range queries with the PromQL engine over q,
+// recording the expressions asked.
+func engineRange(t *testing.T, q storage.Queryable, mu *sync.Mutex, asked *[]string) QueryRangeFunc {
+	engine := promql.NewEngine(promapi.EngineOpts(promapi.DefaultConfig(), tu.Logger(t), nil))
+	t.Cleanup(func() { engine.Close() })
+	return func(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+		mu.Lock()
+		*asked = append(*asked, expr)
+		mu.Unlock()
+		qry, err := engine.NewRangeQuery(ctx, q, nil, expr, start, end, step)
+		if err != nil {
+			return nil, err
+		}
+		defer qry.Close()
+		res := qry.Exec(ctx)
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Matrix()
+	}
+}
+
+func TestForecastChartHasItsBounds(t *testing.T) {
+	store := storetest.Embedded(t)
+	app := store.Appender(context.Background())
+	now := tu.Epoch
+	for i := range 60 {
+		ts := now.Add(-time.Hour).Add(time.Duration(i) * time.Minute).UnixMilli()
+		left := float64(6*3600 - i*60)
+		for name, v := range map[string]float64{"": left, "_lower": left * 0.8, "_upper": left * 1.2} {
+			if _, err := app.Append(0, labels.FromStrings("__name__", "aiops_capacity_exhaustion_seconds"+name, "volume", "data"), ts, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var asked []string
+	n := &Notifier{deps: Deps{QueryRange: engineRange(t, store, &mu, &asked)}}
+	png, err := n.chart(context.Background(), `aiops_capacity_exhaustion_seconds{volume="data"} < 14400`, now, now)
+	if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("chart: %v (%d bytes)", err, len(png))
+	}
+	if p := os.Getenv("AIOPS_SLACK_FORECAST_CHART_OUT"); p != "" {
+		os.WriteFile(p, png, 0o644)
+	}
+	want := []string{`aiops_capacity_exhaustion_seconds{volume="data"}`, `aiops_capacity_exhaustion_seconds_lower{volume="data"}`, `aiops_capacity_exhaustion_seconds_upper{volume="data"}`}
+	if strings.Join(asked, " ") != strings.Join(want, " ") {
+		t.Fatalf("asked %q, want %q", asked, want)
 	}
 }
