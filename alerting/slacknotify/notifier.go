@@ -383,17 +383,36 @@ func (n *Notifier) tell(ctx context.Context, id string, evs []incident.Event) er
 // hand over an event a moment before Get shows it (the Manager stores
 // events, then installs the state they fold into): rendering the state
 // before would leave the message one change behind until the next one.
+// An incident Get does not know at all, although the feed just read its
+// event from the store, is one the Manager has not loaded yet (the store
+// was down when it started): it is waited for, up to notFoundWait, rather
+// than skipped.
 func (n *Notifier) current(ctx context.Context, id string, want uint64) (incident.Incident, error) {
 	const (
-		step  = 2 * time.Millisecond
-		limit = time.Second
+		step     = 2 * time.Millisecond
+		maxStep  = time.Second
+		behind   = time.Second
+		notFound = 2 * time.Minute
 	)
-	for waited := time.Duration(0); ; waited += step {
+	wait := step
+	warned := false
+	for waited := time.Duration(0); ; waited += wait {
 		inc, err := n.deps.Incidents.Get(id)
-		if err != nil || inc.Version >= want || waited >= limit {
+		switch {
+		case errors.Is(err, incident.ErrNotFound):
+			if waited >= notFound {
+				n.logger.Warn("Incident in the feed but unknown to the incident service; not told to Slack", "incident", id)
+				return inc, err
+			}
+			if !warned && waited >= behind {
+				n.logger.Warn("Waiting for the incident service to know an incident of the feed", "incident", id)
+				warned = true
+			}
+			wait = min(2*wait, maxStep)
+		case err != nil || inc.Version >= want || waited >= behind:
 			return inc, err
 		}
-		t := time.NewTimer(step)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -3,6 +3,7 @@ package slacknotify
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -398,10 +399,17 @@ type lagging struct {
 	*incident.Manager
 	mu    sync.Mutex
 	stale map[string]incident.Incident
+	// unknown is how many more Gets answer ErrNotFound (not loaded yet).
+	unknown int
 }
 
 func (l *lagging) Get(id string) (incident.Incident, error) {
 	l.mu.Lock()
+	if l.unknown > 0 {
+		l.unknown--
+		l.mu.Unlock()
+		return incident.Incident{}, fmt.Errorf("%w: %s", incident.ErrNotFound, id)
+	}
 	inc, ok := l.stale[id]
 	delete(l.stale, id)
 	l.mu.Unlock()
@@ -413,7 +421,8 @@ func (l *lagging) Get(id string) (incident.Incident, error) {
 
 func TestMessageCatchesUpWithStateShownAfterItsEvent(t *testing.T) {
 	e := newEnv(t)
-	lag := &lagging{Manager: e.mg, stale: map[string]incident.Incident{}}
+	// The first reads find nothing, as while the incident service loads.
+	lag := &lagging{Manager: e.mg, stale: map[string]incident.Incident{}, unknown: 5}
 	n, err := New(e.cfg, Deps{
 		Incidents: lag, Feed: e.mg.Feed(incident.FeedOptions{PollInterval: 50 * time.Millisecond}), Head: e.mg.FeedHead,
 		BotToken: token, Logger: tu.Logger(t), Sleep: e.sleeps.sleep,
