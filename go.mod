@@ -80,7 +80,10 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
-require github.com/slack-go/slack v0.35.0
+require (
+	github.com/slack-go/slack v0.35.0
+	gonum.org/v1/plot v0.17.0
+)
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
@@ -90,7 +93,6 @@ require (
 	github.com/ajstarks/svgo v0.0.0-20211024235047-1546f124cd8b // indirect
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
 	golang.org/x/image v0.30.0 // indirect
-	gonum.org/v1/plot v0.17.0 // indirect
 )
 
 require (
