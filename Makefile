@@ -60,6 +60,8 @@ FUZZ_TARGETS += ./api/promapi:FuzzParseExpr
 FUZZ_TARGETS += ./api/auth:FuzzAuthenticate
 FUZZ_TARGETS += ./cmd/aiops:FuzzDecodeConfig
 FUZZ_TARGETS += ./alerting/ruler:FuzzCheckFiles
+FUZZ_TARGETS += ./api/slackapp:FuzzVerify
+FUZZ_TARGETS += ./api/slackapp:FuzzCommand
 
 ## fuzz: run every fuzz target for FUZZTIME (default 30s), one after another
 fuzz:

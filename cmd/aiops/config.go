@@ -19,6 +19,7 @@ import (
 	"github.com/aiops-dev/aiops/analyzer"
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/api/promapi"
+	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/collector"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
@@ -47,6 +48,8 @@ type Config struct {
 	Analyzer  analyzer.Config  `yaml:"analyzer"`
 	Alerting  alerting.Config  `yaml:"alerting"`
 	Incidents incident.Config  `yaml:"incidents"`
+	// Slack is the Slack app: incident messages, /aiops, buttons.
+	Slack slackapp.Config `yaml:"slack"`
 }
 
 // ServerConfig configures the main HTTP listener.
@@ -155,6 +158,7 @@ func DefaultConfig() Config {
 		Analyzer:  analyzer.DefaultConfig(),
 		Alerting:  alerting.DefaultConfig(),
 		Incidents: incident.DefaultConfig(),
+		Slack:     slackapp.DefaultConfig(),
 	}
 }
 
@@ -194,7 +198,10 @@ func (c Config) Validate() error {
 	if err := c.Alerting.Validate(); err != nil {
 		return err
 	}
-	return c.Incidents.Validate()
+	if err := c.Incidents.Validate(); err != nil {
+		return err
+	}
+	return c.Slack.Validate()
 }
 
 // analyzerEnabled reports whether the file selects anything to analyse;
@@ -221,6 +228,9 @@ func (c *Config) resolvePaths() {
 		(w.Mode == clickhouse.WALOn || w.Mode == clickhouse.WALAuto && c.Role == RoleAllInOne) {
 		w.Dir = filepath.Join(dir, "clickhouse-wal")
 	}
+	if c.Slack.StateDir == "" {
+		c.Slack.StateDir = filepath.Join(dir, "slack")
+	}
 	if c.Server.AdminTokenFile == "" {
 		c.Server.AdminTokenFile = filepath.Join(dir, "admin.token")
 		c.Server.createAdminToken = true
@@ -238,9 +248,14 @@ func LoadConfig(path string) (Config, error) {
 	if err := decodeConfig(bytes.NewReader(b), &cfg); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", filepath.Clean(path), err)
 	}
-	// Rule and Alertmanager files are found next to the configuration
-	// file, as Prometheus finds rule_files.
+	// Rule, Alertmanager and secret files are found next to the
+	// configuration file, as Prometheus finds rule_files.
 	cfg.Alerting.ResolvePaths(filepath.Dir(path))
+	for _, f := range []*string{&cfg.Slack.BotTokenFile, &cfg.Slack.SigningSecretFile, &cfg.Slack.AppTokenFile} {
+		if *f != "" && !filepath.IsAbs(*f) {
+			*f = filepath.Join(filepath.Dir(path), *f)
+		}
+	}
 	return cfg, nil
 }
 

@@ -18,6 +18,7 @@ var harnessPackages = []string{
 	module + "internal/clitest",
 	module + "internal/freeport",
 	module + "internal/nabdata",
+	module + "internal/slackstandin",
 	module + "bench",
 	module + "cmd/aiops-bench",
 }

@@ -17,7 +17,7 @@ import (
 // left in them narrowed to 0700 (directories) and 0600 (files).
 func privateState(cfg Config, logger *slog.Logger) error {
 	restrictUmask()
-	dirs := []string{cfg.Storage.Embedded.DataDir, cfg.Collector.Queue.Dir, cfg.Analyzer.StateDir, cfg.Alerting.DataDir}
+	dirs := []string{cfg.Storage.Embedded.DataDir, cfg.Collector.Queue.Dir, cfg.Analyzer.StateDir, cfg.Alerting.DataDir, cfg.Slack.StateDir}
 	if cfg.Storage.ClickHouse.WAL.Dir != "" {
 		dirs = append(dirs, cfg.Storage.ClickHouse.WAL.Dir)
 	}

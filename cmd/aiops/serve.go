@@ -21,13 +21,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/rules"
+	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/alerting/slacknotify"
 	"github.com/aiops-dev/aiops/analyzer"
 	"github.com/aiops-dev/aiops/analyzer/results/correlate"
+	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/api/incidents"
 	"github.com/aiops-dev/aiops/api/promapi"
+	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/collector"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
@@ -55,9 +60,10 @@ func newServeCommand(app *kingpin.Application) *serveCommand {
 
 Roles: all-in-one (OTLP in, store, query API, analyzer, alerting), collector (OTLP in, Kafka out),
 ingester (Kafka in, ClickHouse out). Endpoints on --http-addr: the Prometheus-compatible query API
-under /api/v1/, the Alertmanager v2 API under /api/v2/, POST /-/reload, /metrics, /healthz
+under /api/v1/, the Alertmanager v2 API under /api/v2/, the Slack app under /slack/ (with the slack:
+section; Slack-signed, no token), POST /-/reload, /metrics, /healthz
 (liveness: the process is healthy) and /readyz (readiness: it can accept data and keep it; it
-says "degraded" while it does so without ClickHouse). All but the health probes need a
+says "degraded" while it does so without ClickHouse). All but the health probes and /slack/ need a
 bearer token (see aiops token --help). Flags override the config file; SIGHUP reloads rules and
 the Alertmanager configuration.`).Default()
 	c.cmd.Flag("config", "YAML configuration file (see deploy/examples/). Without it, defaults apply.").PlaceHolder("FILE").StringVar(&c.configFile)
@@ -267,6 +273,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	comps = append(comps, col)
 
 	mux := http.NewServeMux()
+	var slackMux *http.ServeMux
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 
 	readyChecks := []func(context.Context) error{func(context.Context) error {
@@ -362,10 +369,11 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		mux.Handle("/api/v2/", al.APIHandler())
 		mux.Handle("/-/reload", al.ReloadHandler())
 
+		silencer := incident.NewSilencer(al.Alertmanager().Silences(), inc, nil)
 		incAPI, err := incidents.New(incidents.Options{
 			Incidents:    inc,
 			Alertmanager: al.Alertmanager(),
-			Silences:     incident.NewSilencer(al.Alertmanager().Silences(), inc, nil),
+			Silences:     silencer,
 			Events:       store,
 			Queryable:    store,
 			Logger:       logger.With("component", "incidents-api"),
@@ -375,9 +383,35 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		}
 		// Its patterns are more specific than the query API's "/api/v1/".
 		incAPI.Mount(mux)
+
+		if cfg.Slack.Enabled() {
+			query := slackapp.QueryFunc(rules.EngineQueryFunc(engine, store))
+			slackComps, slackApp, err := s.buildSlack(inc, silencer, store, query, rangeQueryFunc(engine, store))
+			if err != nil {
+				return nil, nil, err
+			}
+			comps = append(comps, slackComps...)
+			if slackApp != nil {
+				closers = append(closers, slackApp.Close)
+			}
+			if slackApp != nil && cfg.Slack.SigningSecretFile != "" {
+				// Slack's requests carry Slack's signature, not an aiops
+				// token: the app checks them itself, outside the guard.
+				slackMux = http.NewServeMux()
+				if err := slackApp.Mount(slackMux); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
 	}
 
 	app := guard.Wrap(mux)
+	if slackMux != nil {
+		top := http.NewServeMux()
+		top.Handle("/slack/", slackMux)
+		top.Handle("/", app)
+		app = top
+	}
 	s.app.Store(&app)
 	ready := func(ctx context.Context) error {
 		for _, check := range readyChecks {
@@ -389,6 +423,80 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	}
 	s.ready.Store(&ready)
 	return comps, closeAll, nil
+}
+
+// buildSlack builds the Slack notifier and, when a signing secret or an
+// app-level token is configured, the app answering commands and buttons
+// (over /slack/, Socket Mode, or both). Remediation is not wired to
+// Slack yet: approvals and runbook commands answer that it is not
+// configured.
+func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore, query slackapp.QueryFunc, queryRange slacknotify.QueryRangeFunc) ([]component, *slackapp.App, error) {
+	cfg, logger := s.cfg.Slack, s.logger.With("component", "slack")
+	token, err := slacknotify.ReadSecretFile(cfg.BotTokenFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("slack.bot_token_file: %w", err)
+	}
+	notifier, err := slacknotify.New(cfg.Config, slacknotify.Deps{
+		Incidents: inc, Feed: inc.Feed(incident.FeedOptions{Logger: logger}), Head: inc.FeedHead,
+		BotToken: token, Logger: logger, Registerer: s.reg, QueryRange: queryRange,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	comps := []component{notifier}
+	if cfg.SigningSecretFile == "" && cfg.AppTokenFile == "" {
+		logger.Warn("Neither slack.signing_secret_file nor slack.app_token_file is set: incidents are posted to Slack, but commands and buttons are not answered")
+		return comps, nil, nil
+	}
+	fail := func(err error) ([]component, *slackapp.App, error) {
+		notifier.Close()
+		return nil, nil, err
+	}
+	var secret slacknotify.Secret
+	if cfg.SigningSecretFile != "" {
+		if secret, err = slacknotify.ReadSecretFile(cfg.SigningSecretFile); err != nil {
+			return fail(fmt.Errorf("slack.signing_secret_file: %w", err))
+		}
+	}
+	app, err := slackapp.New(slackapp.Options{
+		Config: cfg, SigningSecret: secret, Incidents: inc, Silences: silencer,
+		Remediation: slackapp.NoRemediation{}, Slack: notifier.Client(),
+		Query: query, QueryTimeout: time.Duration(s.cfg.Query.Timeout),
+		Auditor: &auth.EventAuditor{Events: events, Logger: logger}, Logger: logger, Registerer: s.reg,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if cfg.AppTokenFile != "" {
+		appToken, err := slacknotify.ReadSecretFile(cfg.AppTokenFile)
+		if err != nil {
+			return fail(fmt.Errorf("slack.app_token_file: %w", err))
+		}
+		sm, err := app.SocketMode(appToken)
+		if err != nil {
+			return fail(err)
+		}
+		comps = append(comps, sm)
+	}
+	logger.Info("Slack app ready", "channel", cfg.Channel, "http", cfg.SigningSecretFile != "", "socket_mode", cfg.AppTokenFile != "")
+	return comps, app, nil
+}
+
+// rangeQueryFunc evaluates range queries on the engine over q, for the
+// charts the Slack notifier draws.
+func rangeQueryFunc(engine *promql.Engine, q promstorage.Queryable) slacknotify.QueryRangeFunc {
+	return func(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+		qry, err := engine.NewRangeQuery(ctx, q, nil, expr, start, end, step)
+		if err != nil {
+			return nil, err
+		}
+		defer qry.Close()
+		res := qry.Exec(ctx)
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Matrix()
+	}
 }
 
 // newQueryEngines returns the engine of the query API and the one rules

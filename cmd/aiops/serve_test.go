@@ -252,6 +252,18 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		"bad analyzer":     {yaml: "analyzer:\n  selectors:\n    - selector: 'up{'\n", want: []string{"analyzer.selectors[0]"}},
 		"bad query":        {yaml: "query:\n  max_samples: -1\n", want: []string{"query.max_samples: must be > 0"}},
 		"not yaml":         {yaml: "role: [\n", want: []string{"config"}},
+		"slack without a channel": {
+			yaml:  "slack:\n  bot_token_file: bot.token\n",
+			files: map[string]string{"bot.token": "xoxb-never-shown"},
+			want:  []string{"slack.channel: must name a channel"},
+		},
+		"slack token file missing": {yaml: "slack:\n  bot_token_file: nope.token\n  channel: C1\n", want: []string{"slack.bot_token_file: read", "nope.token"}},
+		"slack key misspelt":       {yaml: "slack:\n  bot_token: xoxb-1\n", want: []string{"line 2", "bot_token"}},
+		"slack user not an id": {
+			yaml:  "slack:\n  bot_token_file: bot.token\n  channel: C1\n  users:\n    alice: {principal: alice, scopes: [write]}\n",
+			files: map[string]string{"bot.token": "xoxb-never-shown"},
+			want:  []string{"slack.users.alice: not a Slack user id"},
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -269,6 +281,9 @@ func TestServeRefusesBadConfig(t *testing.T) {
 				if !strings.Contains(stderr.String(), w) {
 					t.Errorf("error %q does not mention %q", stderr.String(), w)
 				}
+			}
+			if strings.Contains(stderr.String(), "xoxb-never-shown") {
+				t.Errorf("error shows a secret: %q", stderr.String())
 			}
 		})
 	}

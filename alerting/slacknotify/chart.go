@@ -1,0 +1,228 @@
+package slacknotify
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image/color"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/slack-go/slack"
+	"gonum.org/v1/plot"
+
+	"github.com/aiops-dev/aiops/analyzer/results"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// QueryRangeFunc evaluates a PromQL range query.
+type QueryRangeFunc func(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error)
+
+// Chart window and size.
+const (
+	chartBefore = time.Hour
+	chartPoints = 120
+	chartSeries = 8
+)
+
+// chart draws the series of an alert's expression over the hour before
+// the incident opened until now, as a PNG; nil when there is nothing to
+// draw.
+func (n *Notifier) chart(ctx context.Context, expr string, opened, now time.Time) ([]byte, error) {
+	start := opened.Add(-chartBefore)
+	if !now.After(start) {
+		return nil, nil
+	}
+	step := max(now.Sub(start)/chartPoints, time.Second)
+	// A threshold alert (errors > 0.1) is drawn as its series and the
+	// threshold: the filtered expression alone shows only where it fires.
+	series, threshold, hasThreshold := splitThreshold(expr)
+	m, err := n.deps.QueryRange(ctx, series, start, now, step)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", expr, err)
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	p := plot.New()
+	p.Title.Text = truncate(expr, 90)
+	p.X.Tick.Marker = plot.TimeTicks{Format: "15:04", Time: func(t float64) time.Time { return time.Unix(int64(t), 0).UTC() }}
+	p.X.Label.Text = "UTC"
+	p.Add(plotter.NewGrid())
+	entries := 0
+	for i, s := range m[:min(len(m), chartSeries)] {
+		pts := make(plotter.XYs, 0, len(s.Floats))
+		for _, f := range s.Floats {
+			pts = append(pts, plotter.XY{X: float64(f.T) / 1000, Y: f.F})
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		line, err := plotter.NewLine(pts)
+		if err != nil {
+			continue // NaN or Inf: nothing a line can show
+		}
+		line.Color = palette[i%len(palette)]
+		line.Width = vg.Points(1.5)
+		p.Add(line)
+		p.Legend.Add(truncate(s.Metric.String(), 80), line)
+		entries++
+	}
+	// A capacity forecast is drawn with its bounds.
+	for i, bound := range forecastBounds(series) {
+		bm, err := n.deps.QueryRange(ctx, bound, start, now, step)
+		if err != nil || len(bm) == 0 {
+			continue
+		}
+		for _, s := range bm[:min(len(bm), chartSeries)] {
+			pts := make(plotter.XYs, 0, len(s.Floats))
+			for _, f := range s.Floats {
+				pts = append(pts, plotter.XY{X: float64(f.T) / 1000, Y: f.F})
+			}
+			line, err := plotter.NewLine(pts)
+			if err != nil || len(pts) == 0 {
+				continue
+			}
+			line.Color, line.Dashes = color.RGBA{R: 127, G: 127, B: 127, A: 255}, []vg.Length{vg.Points(2), vg.Points(2)}
+			p.Add(line)
+			if s.Metric.Hash() == bm[0].Metric.Hash() {
+				p.Legend.Add([]string{"forecast lower bound", "forecast upper bound"}[i], line)
+				entries++
+			}
+		}
+	}
+	if hasThreshold {
+		t := plotter.NewFunction(func(float64) float64 { return threshold })
+		t.Color, t.Dashes = color.RGBA{R: 214, G: 39, B: 40, A: 255}, []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(t)
+		p.Legend.Add(fmt.Sprintf("threshold %g", threshold), t)
+		entries++
+		p.Y.Min, p.Y.Max = min(p.Y.Min, threshold), max(p.Y.Max, threshold)
+	}
+	// Room above the lines for the legend.
+	p.Y.Max += (p.Y.Max - p.Y.Min) * 0.1 * float64(entries+1)
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Legend.YOffs = -vg.Points(2)
+	w, err := p.WriterTo(9*vg.Inch, 4*vg.Inch, "png")
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+var palette = []color.Color{
+	color.RGBA{R: 31, G: 119, B: 180, A: 255}, color.RGBA{R: 255, G: 127, B: 14, A: 255},
+	color.RGBA{R: 44, G: 160, B: 44, A: 255}, color.RGBA{R: 148, G: 103, B: 189, A: 255},
+	color.RGBA{R: 140, G: 86, B: 75, A: 255}, color.RGBA{R: 227, G: 119, B: 194, A: 255},
+	color.RGBA{R: 127, G: 127, B: 127, A: 255}, color.RGBA{R: 23, G: 190, B: 207, A: 255},
+}
+
+// postChart puts the chart of the incident's first alert expression in
+// its thread. A picture is a help, not the notification: a failure is
+// counted and logged, and not retried beyond the usual delivery.
+func (n *Notifier) postChart(ctx context.Context, inc incidentView, msg Message) {
+	expr := ""
+	for _, l := range inc.links {
+		if l != "" {
+			expr = l
+			break
+		}
+	}
+	if expr == "" {
+		return
+	}
+	qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	png, err := n.chart(qctx, expr, inc.opened, n.deps.Now())
+	cancel()
+	if err != nil || png == nil {
+		if err != nil {
+			n.m.failed.WithLabelValues(opChart).Inc()
+			n.logger.Warn("No chart for the incident", "incident", inc.id, "err", err)
+		}
+		return
+	}
+	err = n.do(ctx, opChart, func(ctx context.Context) error {
+		_, err := n.api.UploadFileContext(ctx, slack.UploadFileParameters{
+			Reader: bytes.NewReader(png), FileSize: len(png), Filename: inc.id + ".png",
+			Title: truncate(expr, 200), AltTxt: "chart of " + truncate(expr, 900),
+			Channel: msg.Channel, ThreadTimestamp: msg.TS,
+		})
+		return err
+	})
+	if err != nil {
+		n.m.failed.WithLabelValues(opChart).Inc()
+		n.logger.Warn("Uploading the incident's chart failed", "incident", inc.id, "err", err)
+		return
+	}
+	n.m.calls.WithLabelValues(opChart).Inc()
+}
+
+// incidentView is what a chart needs of an incident.
+type incidentView struct {
+	id     string
+	opened time.Time
+	links  []string
+}
+
+// splitThreshold returns the series side and the threshold of a
+// comparison of a vector with a number ("rate(x[5m]) > 0.1"), else expr
+// itself.
+func splitThreshold(expr string) (series string, threshold float64, ok bool) {
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
+	if err != nil {
+		return expr, 0, false
+	}
+	for {
+		pe, isParen := e.(*parser.ParenExpr)
+		if !isParen {
+			break
+		}
+		e = pe.Expr
+	}
+	b, isBin := e.(*parser.BinaryExpr)
+	if !isBin || !b.Op.IsComparisonOperator() || b.ReturnBool {
+		return expr, 0, false
+	}
+	if n, isNum := b.RHS.(*parser.NumberLiteral); isNum && b.LHS.Type() == parser.ValueTypeVector {
+		return b.LHS.String(), n.Val, true
+	}
+	if n, isNum := b.LHS.(*parser.NumberLiteral); isNum && b.RHS.Type() == parser.ValueTypeVector {
+		return b.RHS.String(), n.Val, true
+	}
+	return expr, 0, false
+}
+
+// forecastBounds returns the selectors of a capacity forecast's lower and
+// upper bounds when expr selects the forecast itself, else nil.
+func forecastBounds(expr string) []string {
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
+	if err != nil {
+		return nil
+	}
+	vs, ok := e.(*parser.VectorSelector)
+	if !ok || vs.Name != results.ExhaustionMetric {
+		return nil
+	}
+	var out []string
+	for _, name := range []string{results.ExhaustionLowerMetric, results.ExhaustionUpperMetric} {
+		b := *vs
+		b.Name = name
+		b.LabelMatchers = nil
+		for _, m := range vs.LabelMatchers {
+			if m.Name == labels.MetricName {
+				m = labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name)
+			}
+			b.LabelMatchers = append(b.LabelMatchers, m)
+		}
+		out = append(out, b.String())
+	}
+	return out
+}

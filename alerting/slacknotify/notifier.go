@@ -1,0 +1,524 @@
+// Package slacknotify keeps one Slack message per incident.
+//
+// The Notifier follows the incident feed (alerting/incident) from a
+// cursor it persists. An incident's first event posts its message (Block
+// Kit: summary, firing alerts, probable causes, runbooks, links,
+// buttons) to the channel of its receiver; every later event updates that
+// message in place (chat.update) and is told in its thread. The message
+// of each incident and the feed position are journaled on disk before
+// the next step, so a restart neither posts a duplicate nor skips a
+// change: the feed is the outbox, and an event counts as handled only
+// once Slack took what it says or the notifier gave up on it, which it
+// records in the incident's timeline.
+package slacknotify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slack-go/slack"
+
+	"github.com/aiops-dev/aiops/alerting/incident"
+)
+
+// Actor is who the notifier's own timeline notes are from; its notes are
+// not told back into Slack.
+const Actor = "slack-notifier"
+
+// Incidents is what the notifier reads and records through: the
+// incident service (*incident.Manager).
+type Incidents interface {
+	Get(id string) (incident.Incident, error)
+	AddNote(ctx context.Context, id, text string, a incident.Action) (incident.Incident, error)
+}
+
+// Feed is the incident event feed (*incident.Feed).
+type Feed interface {
+	Tail(ctx context.Context, cursor string, limit int) ([]incident.FeedEvent, error)
+}
+
+// Deps are what the Notifier runs on.
+type Deps struct {
+	Incidents Incidents
+	Feed      Feed
+	// Head is the feed cursor of "now" (Manager.FeedHead): a notifier
+	// without state starts there rather than post every past incident.
+	Head func() string
+	// BotToken is the token read from Config.BotTokenFile.
+	BotToken   Secret
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Sleep waits between retries; nil means a timer.
+	Sleep Sleeper
+	// QueryRange, when set, draws a chart of the alert's expression into
+	// the thread of each incident posted.
+	QueryRange QueryRangeFunc
+	// Now is the clock charts end at; nil means time.Now.
+	Now func() time.Time
+}
+
+// Notifier posts and updates the incidents' Slack messages.
+type Notifier struct {
+	cfg    Config
+	deps   Deps
+	api    *slack.Client
+	state  *journal
+	logger *slog.Logger
+	sleep  Sleeper
+	m      metrics
+	charts chan chartJob
+}
+
+// chartJob is a chart to draw into a message's thread.
+type chartJob struct {
+	incidentView
+	msg Message
+}
+
+type metrics struct {
+	calls       *prometheus.CounterVec
+	failed      *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	rateLimited *prometheus.CounterVec
+}
+
+// Slack operations as the metrics name them.
+const (
+	opPost   = "post"
+	opUpdate = "update"
+	opReply  = "reply"
+	opChart  = "chart"
+)
+
+// New opens the notifier's state in cfg.StateDir.
+func New(cfg Config, deps Deps) (*Notifier, error) {
+	if err := cfg.Validate("slack"); err != nil {
+		return nil, err
+	}
+	if deps.Incidents == nil || deps.Feed == nil || deps.Head == nil {
+		return nil, errors.New("slack notifier: Deps.Incidents, Feed and Head are required")
+	}
+	if deps.BotToken == "" {
+		return nil, errors.New("slack notifier: no bot token")
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("slack.state_dir: must be set")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Sleep == nil {
+		deps.Sleep = realSleep
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.HTTPClient == nil {
+		deps.HTTPClient = &http.Client{}
+	}
+	st, err := openJournal(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Notifier{
+		cfg: cfg, deps: deps, state: st, logger: deps.Logger, sleep: deps.Sleep, charts: make(chan chartJob, 16),
+		api: NewClient(cfg.APIURL, deps.BotToken, deps.HTTPClient),
+		m: metrics{
+			calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "aiops_slack_messages_total", Help: "Slack messages posted, updated and replied in threads, by operation.",
+			}, []string{"op"}),
+			failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "aiops_slack_delivery_failures_total", Help: "Slack calls given up on (refused for good or out of attempts), by operation.",
+			}, []string{"op"}),
+			retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "aiops_slack_retries_total", Help: "Slack calls tried again after a transient error, by operation.",
+			}, []string{"op"}),
+			rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "aiops_slack_rate_limited_total", Help: "Slack calls answered 429, waited for as Retry-After asked, by operation.",
+			}, []string{"op"}),
+		},
+	}
+	// Every series exists from the start, at 0, so that rates and alerts
+	// on them work before the first failure.
+	for _, op := range []string{opPost, opUpdate, opReply, opChart} {
+		n.m.calls.WithLabelValues(op)
+		n.m.failed.WithLabelValues(op)
+		n.m.retries.WithLabelValues(op)
+		n.m.rateLimited.WithLabelValues(op)
+	}
+	// A notifier that never ran starts from now, rather than post every
+	// past incident; from New, not Run, so that nothing committed between
+	// the two is missed.
+	if _, ok := st.Cursor(); !ok {
+		if err := st.setCursor(deps.Head()); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
+	if deps.Registerer != nil {
+		for _, c := range []prometheus.Collector{n.m.calls, n.m.failed, n.m.retries, n.m.rateLimited} {
+			if err := deps.Registerer.Register(c); err != nil {
+				st.close()
+				return nil, fmt.Errorf("slack notifier: register metrics: %w", err)
+			}
+		}
+	}
+	return n, nil
+}
+
+// NewClient is a Slack Web API client for apiURL. Its own retries are
+// off: the callers retry, and know what may be repeated.
+func NewClient(apiURL string, token Secret, hc *http.Client) *slack.Client {
+	if apiURL == "" {
+		apiURL = DefaultAPIURL
+	}
+	if apiURL[len(apiURL)-1] != '/' {
+		apiURL += "/"
+	}
+	return slack.New(string(token), slack.OptionAPIURL(apiURL), slack.OptionHTTPClient(hc))
+}
+
+// Client is the Web API client the notifier posts with; the interactive
+// endpoints answer through it too.
+func (n *Notifier) Client() *slack.Client { return n.api }
+
+// MessageOf returns the message of an incident, if it has one.
+func (n *Notifier) MessageOf(id string) (Message, bool) { return n.state.message(id) }
+
+// IncidentOf returns the incident whose message is ts in channel.
+func (n *Notifier) IncidentOf(channel, ts string) (string, bool) {
+	return n.state.incidentOf(channel, ts)
+}
+
+// Close releases the state file.
+func (n *Notifier) Close() error { return n.state.close() }
+
+// feedBatch bounds how many events are handled between two reads of the
+// feed.
+const feedBatch = 256
+
+// Run follows the feed until ctx is done.
+func (n *Notifier) Run(ctx context.Context) error {
+	defer n.state.close()
+	ctx, cancel := context.WithCancel(ctx)
+	charts := make(chan struct{})
+	go func() {
+		defer close(charts)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case j := <-n.charts:
+				n.postChart(ctx, j.incidentView, j.msg)
+			}
+		}
+	}()
+	defer func() { cancel(); <-charts }()
+	cursor, _ := n.state.Cursor()
+	failures := 0
+	for {
+		evs, err := n.deps.Feed.Tail(ctx, cursor, feedBatch)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			failures++
+			wait := min(time.Duration(failures)*time.Second, 30*time.Second)
+			n.logger.Warn("Reading the incident feed failed; retrying", "in", wait, "err", err)
+			if n.sleep(ctx, wait) != nil {
+				return nil
+			}
+			continue
+		}
+		failures = 0
+		next, err := n.handle(ctx, evs)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			// The state file cannot be written: going on would post what a
+			// restart posts again.
+			return fmt.Errorf("slack notifier: %w", err)
+		}
+		cursor = next
+	}
+}
+
+// handle tells Slack what a batch of feed events changed, incident by
+// incident in the order they first appear, and returns the cursor after
+// the batch, persisted. An incident's message is updated once per batch,
+// however many of its events the batch holds.
+func (n *Notifier) handle(ctx context.Context, evs []incident.FeedEvent) (string, error) {
+	var order []string
+	byInc := map[string][]incident.Event{}
+	for _, fe := range evs {
+		if fe.Type == incident.EventNote && fe.Actor == Actor {
+			// The notifier's own note that Slack was not told: telling it
+			// to Slack would fail the same way, and note again.
+			continue
+		}
+		if _, ok := byInc[fe.IncidentID]; !ok {
+			order = append(order, fe.IncidentID)
+		}
+		byInc[fe.IncidentID] = append(byInc[fe.IncidentID], fe.Event)
+	}
+	for _, id := range order {
+		if err := n.tell(ctx, id, byInc[id]); err != nil {
+			return "", err
+		}
+	}
+	cursor := evs[len(evs)-1].Cursor
+	return cursor, n.state.setCursor(cursor)
+}
+
+// tell brings one incident's message up to date with its events. It
+// returns an error only when the state cannot be saved or ctx ended;
+// Slack failures are given up on, counted, logged and noted in the
+// incident's timeline.
+func (n *Notifier) tell(ctx context.Context, id string, evs []incident.Event) error {
+	var want uint64
+	for _, e := range evs {
+		want = max(want, e.Seq)
+	}
+	inc, err := n.current(ctx, id, want)
+	if errors.Is(err, incident.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	channel := n.channelOf(inc)
+	msg, ok := n.state.message(id)
+	text, blocks := n.render(inc)
+	if !ok {
+		var ts string
+		err := n.do(ctx, opPost, func(ctx context.Context) error {
+			var err error
+			_, ts, err = n.api.PostMessageContext(ctx, channel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+			return err
+		})
+		if err != nil {
+			return n.giveUp(ctx, id, opPost, err)
+		}
+		n.m.calls.WithLabelValues(opPost).Inc()
+		msg = Message{Channel: channel, TS: ts, Version: inc.Version}
+		if err := n.state.setMessage(id, msg); err != nil {
+			return err
+		}
+		n.logger.Debug("Posted incident to Slack", "incident", id, "channel", channel, "ts", ts)
+		if n.deps.QueryRange != nil {
+			view := chartJob{incidentView: incidentView{id: id, opened: inc.OpenedAt}, msg: msg}
+			for _, l := range inc.Links {
+				view.links = append(view.links, l.Expr)
+			}
+			// Drawn beside the feed, so that a slow query never holds up
+			// the messages; a chart that finds the queue full is dropped.
+			select {
+			case n.charts <- view:
+			default:
+				n.m.failed.WithLabelValues(opChart).Inc()
+				n.logger.Warn("Chart dropped: too many waiting", "incident", id)
+			}
+		}
+	}
+
+	// The thread: each event the message alone does not tell, once.
+	var alerts []incident.Event
+	lastSeq := msg.ThreadSeq
+	for _, e := range evs {
+		if e.Seq <= msg.ThreadSeq {
+			continue
+		}
+		lastSeq = max(lastSeq, e.Seq)
+		switch {
+		case e.Type == incident.EventAlertFiring || e.Type == incident.EventAlertResolved:
+			// The alerts the message was posted with are not repeated.
+			if e.Seq > versionAtPost(msg, ok) {
+				alerts = append(alerts, e)
+			}
+			continue
+		case e.Type == incident.EventNote && e.Actor == Actor:
+			continue
+		}
+		if line := threadLine(e); line != "" {
+			if err := n.reply(ctx, id, msg, line); err != nil {
+				return err
+			}
+		}
+	}
+	if line := alertsLine(alerts); line != "" {
+		if err := n.reply(ctx, id, msg, line); err != nil {
+			return err
+		}
+	}
+	if lastSeq > msg.ThreadSeq {
+		msg.ThreadSeq = lastSeq
+		if err := n.state.setMessage(id, msg); err != nil {
+			return err
+		}
+	}
+
+	if msg.Version >= inc.Version {
+		return nil
+	}
+	err = n.do(ctx, opUpdate, func(ctx context.Context) error {
+		_, _, _, err := n.api.UpdateMessageContext(ctx, msg.Channel, msg.TS, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+		return err
+	})
+	if err != nil {
+		return n.giveUp(ctx, id, opUpdate, err)
+	}
+	n.m.calls.WithLabelValues(opUpdate).Inc()
+	msg.Version = inc.Version
+	return n.state.setMessage(id, msg)
+}
+
+// current returns the incident at version want or later. The feed can
+// hand over an event a moment before Get shows it (the Manager stores
+// events, then installs the state they fold into): rendering the state
+// before would leave the message one change behind until the next one.
+// An incident Get does not know at all, although the feed just read its
+// event from the store, is one the Manager has not loaded yet (the store
+// was down when it started): it is waited for, up to notFoundWait, rather
+// than skipped.
+func (n *Notifier) current(ctx context.Context, id string, want uint64) (incident.Incident, error) {
+	const (
+		step     = 2 * time.Millisecond
+		maxStep  = time.Second
+		behind   = time.Second
+		notFound = 2 * time.Minute
+	)
+	wait := step
+	warned := false
+	for waited := time.Duration(0); ; waited += wait {
+		inc, err := n.deps.Incidents.Get(id)
+		switch {
+		case errors.Is(err, incident.ErrNotFound):
+			if waited >= notFound {
+				n.logger.Warn("Incident in the feed but unknown to the incident service; not told to Slack", "incident", id)
+				return inc, err
+			}
+			if !warned && waited >= behind {
+				n.logger.Warn("Waiting for the incident service to know an incident of the feed", "incident", id)
+				warned = true
+			}
+			wait = min(2*wait, maxStep)
+		case err != nil || inc.Version >= want || waited >= behind:
+			return inc, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return inc, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// versionAtPost is the incident version the message was posted with when
+// it was posted just now (its alerts are in it), else 0.
+func versionAtPost(msg Message, existed bool) uint64 {
+	if existed {
+		return 0
+	}
+	return msg.Version
+}
+
+func (n *Notifier) reply(ctx context.Context, id string, msg Message, line string) error {
+	err := n.do(ctx, opReply, func(ctx context.Context) error {
+		_, _, err := n.api.PostMessageContext(ctx, msg.Channel, slack.MsgOptionTS(msg.TS), slack.MsgOptionText(line, false))
+		return err
+	})
+	if err != nil {
+		return n.giveUp(ctx, id, opReply, err)
+	}
+	n.m.calls.WithLabelValues(opReply).Inc()
+	return nil
+}
+
+// giveUp records a Slack call the notifier stops trying: counted, logged
+// and noted in the incident's timeline, so that nobody believes Slack
+// was told. A call cut short by ctx is not given up: the event is
+// handled again after a restart.
+func (n *Notifier) giveUp(ctx context.Context, id, op string, err error) error {
+	if !errors.Is(err, ErrUndeliverable) {
+		return err
+	}
+	n.m.failed.WithLabelValues(op).Inc()
+	n.logger.Error("Slack message not delivered", "incident", id, "op", op, "err", err)
+	note := fmt.Sprintf("Slack was not told of this change (%s): %v", op, err)
+	if _, nerr := n.deps.Incidents.AddNote(ctx, id, note, incident.Action{Actor: Actor}); nerr != nil {
+		n.logger.Error("Recording an undelivered Slack message in the incident failed", "incident", id, "err", nerr)
+	}
+	return nil
+}
+
+func (n *Notifier) channelOf(inc incident.Incident) string {
+	if ch, ok := n.cfg.Channels[inc.Receiver]; ok {
+		return ch
+	}
+	return n.cfg.Channel
+}
+
+// ApprovalRequest is a remediation execution waiting for people to
+// approve it.
+type ApprovalRequest struct {
+	// IncidentID is the incident the execution acts for; the request
+	// goes in its message's thread. Empty posts it in the default
+	// channel.
+	IncidentID  string
+	ExecutionID string
+	Runbook     string
+	Target      string
+	// Approvers are who may approve (the runbook's); others who press the
+	// button are told they may not.
+	Approvers []string
+	// Steps says what will run, secrets already masked.
+	Steps []string
+	// Deadline is when the request times out, if it does.
+	Deadline time.Time
+}
+
+// RequestApproval posts an approval request with Approve and Deny
+// buttons; what the remediation engine calls (through an interface of
+// its own) when a runbook needs a person. The buttons carry the
+// execution id to api/slackapp, which hands them to the engine.
+func (n *Notifier) RequestApproval(ctx context.Context, req ApprovalRequest) error {
+	if req.ExecutionID == "" {
+		return errors.New("slack: approval request without an execution id")
+	}
+	channel, thread := n.cfg.Channel, ""
+	if req.IncidentID != "" {
+		if msg, ok := n.state.message(req.IncidentID); ok {
+			channel, thread = msg.Channel, msg.TS
+		} else if inc, err := n.deps.Incidents.Get(req.IncidentID); err == nil {
+			channel = n.channelOf(inc)
+		}
+	}
+	text, blocks := renderApproval(req)
+	opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+	if thread != "" {
+		// Broadcast too: a decision someone must take belongs in the
+		// channel, not only in a thread they may not follow.
+		opts = append(opts, slack.MsgOptionTS(thread), slack.MsgOptionBroadcast())
+	}
+	err := n.do(ctx, opReply, func(ctx context.Context) error {
+		_, _, err := n.api.PostMessageContext(ctx, channel, opts...)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrUndeliverable) {
+			n.m.failed.WithLabelValues(opReply).Inc()
+		}
+		return fmt.Errorf("slack: approval request for %s: %w", req.ExecutionID, err)
+	}
+	n.m.calls.WithLabelValues(opReply).Inc()
+	return nil
+}

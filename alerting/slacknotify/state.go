@@ -1,0 +1,215 @@
+package slacknotify
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// Message is the Slack message that stands for one incident.
+type Message struct {
+	Channel string `json:"channel"`
+	TS      string `json:"ts"`
+	// Version is the incident version the message last showed, and
+	// ThreadSeq the incident event last told in its thread: replaying the
+	// feed after a crash skips what was already said.
+	Version   uint64 `json:"version,omitempty"`
+	ThreadSeq uint64 `json:"thread_seq,omitempty"`
+}
+
+// journal is the notifier's durable state: the feed cursor it has handled
+// up to and each incident's message. Every change is one appended,
+// synced JSON line, so a message posted is remembered before anything
+// else happens and a restart never posts it twice; the file is rewritten
+// compactly when it has grown to several times its content.
+type journal struct {
+	path string
+
+	mu     sync.Mutex
+	f      *os.File
+	lines  int
+	cursor string
+	// started says a cursor was saved: "" is then the feed's start, not
+	// "never ran".
+	started  bool
+	messages map[string]Message
+}
+
+type journalLine struct {
+	Cursor   *string  `json:"cursor,omitempty"`
+	Incident string   `json:"incident,omitempty"`
+	Message  *Message `json:"message,omitempty"`
+}
+
+const journalName = "notifier.journal"
+
+func openJournal(dir string) (*journal, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("slack state: %w", err)
+	}
+	j := &journal{path: filepath.Join(dir, journalName), messages: map[string]Message{}}
+	if err := j.load(); err != nil {
+		return nil, err
+	}
+	if err := j.compact(); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// load replays the file. A torn last line (a crash mid-write) is ignored:
+// what it said had not been acted on as durable.
+func (j *journal) load() error {
+	f, err := os.Open(j.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("slack state: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		var l journalLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			continue
+		}
+		j.apply(l)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("slack state: read %s: %w", j.path, err)
+	}
+	return nil
+}
+
+func (j *journal) apply(l journalLine) {
+	if l.Cursor != nil {
+		j.cursor, j.started = *l.Cursor, true
+	}
+	if l.Incident != "" && l.Message != nil {
+		j.messages[l.Incident] = *l.Message
+	}
+}
+
+// compact rewrites the file with the current state alone.
+func (j *journal) compact() error {
+	if j.f != nil {
+		j.f.Close()
+		j.f = nil
+	}
+	tmp := j.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("slack state: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	if j.started {
+		cur := j.cursor
+		enc.Encode(journalLine{Cursor: &cur})
+	}
+	for id, m := range j.messages {
+		enc.Encode(journalLine{Incident: id, Message: &m})
+	}
+	err = w.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, j.path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(j.path))
+	}
+	if err != nil {
+		return fmt.Errorf("slack state: compact: %w", err)
+	}
+	j.lines = 1 + len(j.messages)
+	j.f, err = os.OpenFile(j.path, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("slack state: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (j *journal) write(l journalLine) error {
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, err := j.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("slack state: append: %w", err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("slack state: sync: %w", err)
+	}
+	j.apply(l)
+	j.lines++
+	if j.lines > 1000 && j.lines > 4*(1+len(j.messages)) {
+		return j.compact()
+	}
+	return nil
+}
+
+func (j *journal) setCursor(c string) error { return j.write(journalLine{Cursor: &c}) }
+
+func (j *journal) setMessage(id string, m Message) error {
+	return j.write(journalLine{Incident: id, Message: &m})
+}
+
+// Cursor is the saved cursor; ok is false when none was ever saved.
+func (j *journal) Cursor() (cursor string, ok bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.cursor, j.started
+}
+
+func (j *journal) message(id string) (Message, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	m, ok := j.messages[id]
+	return m, ok
+}
+
+// incidentOf finds the incident whose message is ts in channel.
+func (j *journal) incidentOf(channel, ts string) (string, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for id, m := range j.messages {
+		if m.TS == ts && (channel == "" || m.Channel == channel) {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+func (j *journal) close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
+	return err
+}

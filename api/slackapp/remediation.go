@@ -1,0 +1,38 @@
+package slackapp
+
+import (
+	"context"
+	"errors"
+
+	"github.com/aiops-dev/aiops/api/auth"
+)
+
+// Remediation is what the Slack app asks of the remediation engine:
+// approving or denying an execution waiting for approval, starting a
+// runbook by hand, and the global kill switch. The engine decides who
+// may approve (the runbook's approvers); an error it returns is shown to
+// the user as it is.
+type Remediation interface {
+	Approve(ctx context.Context, executionID string, by auth.Principal) error
+	Deny(ctx context.Context, executionID string, by auth.Principal, reason string) error
+	Run(ctx context.Context, runbook, target string, by auth.Principal) (executionID string, err error)
+	Pause(ctx context.Context, by auth.Principal) error
+	Resume(ctx context.Context, by auth.Principal) error
+}
+
+// ErrNoRemediation is returned by NoRemediation.
+var ErrNoRemediation = errors.New("remediation is not configured on this aiops server")
+
+// NoRemediation answers every remediation request with ErrNoRemediation:
+// what a server without the remediation engine wires in.
+type NoRemediation struct{}
+
+func (NoRemediation) Approve(context.Context, string, auth.Principal) error { return ErrNoRemediation }
+func (NoRemediation) Deny(context.Context, string, auth.Principal, string) error {
+	return ErrNoRemediation
+}
+func (NoRemediation) Run(context.Context, string, string, auth.Principal) (string, error) {
+	return "", ErrNoRemediation
+}
+func (NoRemediation) Pause(context.Context, auth.Principal) error  { return ErrNoRemediation }
+func (NoRemediation) Resume(context.Context, auth.Principal) error { return ErrNoRemediation }
