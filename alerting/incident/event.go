@@ -70,7 +70,8 @@ type Event struct {
 	Assignee *string `json:"assignee,omitempty"`
 	// Level is set on "escalated".
 	Level int `json:"level,omitempty"`
-	// Runbook is set on "runbook_started" and "runbook_finished".
+	// Runbook is set on "runbook_started" and "runbook_finished", and on
+	// "resolved" when a runbook's fix resolved the incident.
 	Runbook *RunbookEvent `json:"runbook,omitempty"`
 	// RootCauses is set on "root_causes" (and may be on "opened").
 	RootCauses *RootCauses `json:"root_causes,omitempty"`

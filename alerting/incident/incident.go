@@ -109,6 +109,15 @@ type Incident struct {
 	Links        []Link       `json:"links"`
 	RootCauses   *RootCauses  `json:"root_causes,omitempty"`
 	Runbooks     []RunbookRun `json:"runbooks"`
+	// FixedBy names the runbook run whose fix resolved the incident
+	// (ResolveByRunbook); nil otherwise, and again once it reopens.
+	FixedBy *FixedBy `json:"fixed_by,omitempty"`
+}
+
+// FixedBy is the runbook run that fixed an incident.
+type FixedBy struct {
+	RunID   string `json:"run_id"`
+	Runbook string `json:"runbook"`
 }
 
 // state is an incident being folded: the exported view plus what makes
@@ -168,9 +177,13 @@ func (s *state) apply(e Event) {
 		t := e.Time
 		inc.Status = StatusResolved
 		inc.ResolvedAt, inc.ResolvedBy = &t, e.Actor
+		if rb := e.Runbook; rb != nil {
+			inc.FixedBy = &FixedBy{RunID: rb.RunID, Runbook: rb.Runbook}
+		}
 	case EventReopened:
 		inc.Status = StatusOpen
 		inc.ResolvedAt, inc.ResolvedBy = nil, ""
+		inc.FixedBy = nil
 		inc.AcknowledgedAt, inc.AcknowledgedBy = nil, ""
 		inc.Reopens++
 	case EventRootCauses:

@@ -16,7 +16,7 @@
 // docs/API.md for the rules in full.
 //
 // The Manager's actions (Acknowledge, Resolve, Assign, AddNote, Escalate,
-// RecordRunbook, RefreshRootCauses) and the Silencer's are the service
+// RecordRunbook, ResolveByRunbook, RefreshRootCauses) and the Silencer's are the service
 // the REST API, the Slack app and remediation all call; what is valid and
 // what gets recorded is decided here. Feed reads every incident's events
 // in the order they were committed, after a cursor that survives
@@ -59,6 +59,9 @@ var (
 	ErrStale = errors.New("incident has changed")
 	// ErrInvalid marks an action with invalid arguments.
 	ErrInvalid = errors.New("invalid")
+	// ErrFiring refuses to resolve an incident as fixed while some of its
+	// alerts still fire (ResolveByRunbook).
+	ErrFiring = errors.New("incident has firing alerts")
 	// ErrNoRootCauser refuses a root-cause refresh when the Manager has
 	// no RootCauser.
 	ErrNoRootCauser = errors.New("incident: no root-cause ranking configured")
@@ -874,6 +877,31 @@ func (mg *Manager) RecordRunbook(ctx context.Context, id string, phase RunbookPh
 		}
 		ev := rb
 		t.add(Event{Type: typ, Actor: a.Actor, Comment: a.Comment, Runbook: &ev})
+		return nil
+	})
+}
+
+// ResolveByRunbook resolves an incident that a runbook run fixed: its
+// verification held and all of the incident's alerts have resolved. The
+// incident records the run as what fixed it (Incident.FixedBy). An
+// incident with a firing alert is refused with ErrFiring: the fix has not
+// shown in the alerts yet, or something else is wrong too. A resolved
+// incident changes nothing, so remediation may call it again safely.
+func (mg *Manager) ResolveByRunbook(ctx context.Context, id string, rb RunbookEvent, a Action) (Incident, error) {
+	if rb.RunID == "" || rb.Runbook == "" {
+		return Incident{}, fmt.Errorf("%w: runbook: run_id and runbook must not be empty", ErrInvalid)
+	}
+	return mg.change(ctx, id, a, func(t *tx) error {
+		inc := &t.st.inc
+		switch {
+		case inc.Status == StatusResolved:
+			return nil
+		case inc.FiringAlerts > 0:
+			return fmt.Errorf("%w: %s has %d", ErrFiring, id, inc.FiringAlerts)
+		}
+		ev := RunbookEvent{RunID: rb.RunID, Runbook: rb.Runbook, Outcome: rb.Outcome, Message: rb.Message}
+		t.add(Event{Type: EventResolved, Actor: a.Actor, Comment: a.Comment, Runbook: &ev,
+			Reason: fmt.Sprintf("auto-resolved: runbook %s (run %s) fixed it and all alerts resolved", rb.Runbook, rb.RunID)})
 		return nil
 	})
 }
