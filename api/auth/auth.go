@@ -4,7 +4,10 @@
 // token created with `aiops token create` (stored hashed), the bootstrap
 // admin token read from a file, or, when configured, an OIDC/JWT bearer
 // token. A credential carries scopes: read < write < admin, each implying
-// the ones before it.
+// the ones before it, and beside them execute and approve, which let a
+// credential run runbooks and approve their runs: each implies read, only
+// admin implies them, and write does not — changing incidents is not
+// acting on production.
 package auth
 
 import (
@@ -25,7 +28,22 @@ const (
 	ScopeAdmin Scope = "admin"
 )
 
+// Scopes beside the ranked ones: each implies read, and admin implies
+// them; nothing else does.
+const (
+	// ScopeExecute runs runbooks, cancels their runs and engages the
+	// remediation kill switch.
+	ScopeExecute Scope = "execute"
+	// ScopeApprove approves or denies runbook runs that wait for a person.
+	ScopeApprove Scope = "approve"
+)
+
 var scopeRank = map[Scope]int{ScopeRead: 1, ScopeWrite: 2, ScopeAdmin: 3}
+
+var sideScopes = map[Scope]bool{ScopeExecute: true, ScopeApprove: true}
+
+// known reports whether s is a scope.
+func known(s Scope) bool { return scopeRank[s] > 0 || sideScopes[s] }
 
 // ParseScopes parses a comma-separated list such as "read,write".
 func ParseScopes(s string) ([]Scope, error) {
@@ -35,15 +53,15 @@ func ParseScopes(s string) ([]Scope, error) {
 		if sc == "" {
 			continue
 		}
-		if _, ok := scopeRank[sc]; !ok {
-			return nil, fmt.Errorf("unknown scope %q: want read, write or admin", sc)
+		if !known(sc) {
+			return nil, fmt.Errorf("unknown scope %q: want read, write, admin, execute or approve", sc)
 		}
 		if !slices.Contains(out, sc) {
 			out = append(out, sc)
 		}
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no scope given: want read, write or admin")
+		return nil, errors.New("no scope given: want read, write, admin, execute or approve")
 	}
 	return out, nil
 }
@@ -60,10 +78,20 @@ type Principal struct {
 	Scopes []Scope
 }
 
-// Has reports whether the principal holds scope s or a higher one.
+// Has reports whether the principal holds scope s or one that implies it.
 func (p Principal) Has(s Scope) bool {
 	for _, have := range p.Scopes {
-		if scopeRank[have] >= scopeRank[s] {
+		switch {
+		case have == s && known(s):
+			return true
+		case have == ScopeAdmin:
+			return known(s)
+		case sideScopes[s]:
+		case sideScopes[have]:
+			if s == ScopeRead {
+				return true
+			}
+		case scopeRank[have] >= scopeRank[s] && scopeRank[s] > 0:
 			return true
 		}
 	}

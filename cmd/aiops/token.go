@@ -32,7 +32,7 @@ func newTokenCommands(app *kingpin.Application) []command {
 	tok := app.Command("token", "Manage API tokens.")
 	c.create = tok.Command("create", "Create an API token and print it. The token is shown once; only its hash is stored.")
 	c.create.Flag("name", "Who or what the token is for, e.g. grafana.").Required().StringVar(&c.name)
-	c.create.Flag("scopes", "Comma-separated scopes: read, write, admin (each implies the ones before it).").Default("read").StringVar(&c.scopes)
+	c.create.Flag("scopes", "Comma-separated scopes: read, write, admin (each implies the ones before it); execute (run runbooks, cancel runs, engage the kill switch) and approve (approve or deny runs), which imply read and are implied by admin only.").Default("read").StringVar(&c.scopes)
 	c.create.Flag("ttl", "Lifetime, e.g. 90d; 0 never expires.").Default("0s").SetValue(&c.ttl)
 	c.list = tok.Command("list", "List API tokens (never their secrets).")
 	c.revoke = tok.Command("revoke", "Revoke an API token by id.")
