@@ -126,6 +126,8 @@ type state struct {
 	inc           Incident
 	alerts        map[string]*Alert
 	serviceLabels []string
+	// steps holds the runbook steps recorded, by run id and step key.
+	steps map[string]bool
 }
 
 func newState(id string, serviceLabels []string) *state {
@@ -173,6 +175,13 @@ func (s *state) apply(e Event) {
 		if e.Runbook != nil {
 			s.applyRunbook(e)
 		}
+	case EventRunbookStep:
+		if rb := e.Runbook; rb != nil && rb.Step != nil {
+			if s.steps == nil {
+				s.steps = map[string]bool{}
+			}
+			s.steps[rb.RunID+"\x00"+rb.Step.Key] = true
+		}
 	case EventResolved:
 		t := e.Time
 		inc.Status = StatusResolved
@@ -212,8 +221,12 @@ func (s *state) applyRunbook(e Event) {
 	}
 }
 
-// runbookSeen reports whether the run already has an event of this phase.
-func (s *state) runbookSeen(runID string, t EventType) bool {
+// runbookSeen reports whether the run already has an event of this phase
+// (of this step, for steps).
+func (s *state) runbookSeen(runID string, t EventType, step *RunbookStep) bool {
+	if t == EventRunbookStep {
+		return step != nil && s.steps[runID+"\x00"+step.Key]
+	}
 	for _, r := range s.inc.Runbooks {
 		if r.RunID == runID {
 			return t == EventRunbookStarted && r.StartedAt != nil || t == EventRunbookFinished && r.FinishedAt != nil

@@ -314,7 +314,7 @@ func (mg *Manager) eventTime(now time.Time) time.Time {
 
 // copyState returns a deep enough copy of st for a tx to fold into.
 func copyState(st *state) *state {
-	c := &state{inc: st.inc, alerts: make(map[string]*Alert, len(st.alerts)), serviceLabels: st.serviceLabels}
+	c := &state{inc: st.inc, alerts: make(map[string]*Alert, len(st.alerts)), serviceLabels: st.serviceLabels, steps: maps.Clone(st.steps)}
 	for k, a := range st.alerts {
 		a2 := *a
 		c.alerts[k] = &a2
@@ -852,12 +852,15 @@ type RunbookPhase string
 const (
 	RunbookStarted  RunbookPhase = "started"
 	RunbookFinished RunbookPhase = "finished"
+	// RunbookStepDone records one attempt of one action (rb.Step).
+	RunbookStepDone RunbookPhase = "step"
 )
 
-// RecordRunbook appends a runbook_started or runbook_finished event; it is
-// what remediation calls. A run's phase recorded before (same RunID) is
-// not recorded again, so retries are safe. It is allowed in every status:
-// a verification may finish after the incident resolved.
+// RecordRunbook appends a runbook_started, runbook_finished or
+// runbook_step event; it is what remediation calls. A run's phase (or
+// step key) recorded before is not recorded again, so retries are safe.
+// It is allowed in every status: a verification may finish after the
+// incident resolved.
 func (mg *Manager) RecordRunbook(ctx context.Context, id string, phase RunbookPhase, rb RunbookEvent, a Action) (Incident, error) {
 	var typ EventType
 	switch phase {
@@ -865,17 +868,30 @@ func (mg *Manager) RecordRunbook(ctx context.Context, id string, phase RunbookPh
 		typ = EventRunbookStarted
 	case RunbookFinished:
 		typ = EventRunbookFinished
+	case RunbookStepDone:
+		typ = EventRunbookStep
+		if rb.Step == nil || rb.Step.Key == "" || rb.Step.Action == "" {
+			return Incident{}, fmt.Errorf("%w: step: a step event needs the step's key and action", ErrInvalid)
+		}
 	default:
-		return Incident{}, fmt.Errorf("%w: phase: must be %q or %q, got %q", ErrInvalid, RunbookStarted, RunbookFinished, phase)
+		return Incident{}, fmt.Errorf("%w: phase: must be %q, %q or %q, got %q", ErrInvalid, RunbookStarted, RunbookFinished, RunbookStepDone, phase)
 	}
 	if rb.RunID == "" {
 		return Incident{}, fmt.Errorf("%w: run_id: must not be empty", ErrInvalid)
 	}
+	if typ != EventRunbookStep {
+		rb.Step = nil
+	}
 	return mg.change(ctx, id, a, func(t *tx) error {
-		if t.st.runbookSeen(rb.RunID, typ) {
+		if t.st.runbookSeen(rb.RunID, typ, rb.Step) {
 			return nil
 		}
 		ev := rb
+		if rb.Step != nil {
+			st := *rb.Step
+			st.Params = maps.Clone(st.Params)
+			ev.Step = &st
+		}
 		t.add(Event{Type: typ, Actor: a.Actor, Comment: a.Comment, Runbook: &ev})
 		return nil
 	})

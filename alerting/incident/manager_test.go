@@ -268,6 +268,32 @@ func TestRunbookEvents(t *testing.T) {
 	if _, err := m.RecordRunbook(ctx, id, "halfway", rb, Action{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad phase: %v", err)
 	}
+
+	// Steps: one event per key, the params as given (masked by the
+	// caller), kept in the timeline and after a restart.
+	step := rb
+	step.Step = &RunbookStep{Key: "steps[0]#1", Name: "restart", Action: "workflow.restart_service",
+		Params: map[string]string{"service": "api"}, Result: "started"}
+	for range 2 {
+		if _, err := m.RecordRunbook(ctx, id, RunbookStepDone, step, Action{Actor: "remediation"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.RecordRunbook(ctx, id, RunbookStepDone, rb, Action{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("step without a step: %v", err)
+	}
+	evs := mustTimeline(t, m, id)
+	last := evs[len(evs)-1]
+	if last.Type != EventRunbookStep || last.Runbook.Step == nil || last.Runbook.Step.Params["service"] != "api" || evs[len(evs)-2].Type == EventRunbookStep {
+		t.Fatalf("timeline %v, last %+v", types(evs), last.Runbook)
+	}
+	m2 := newManager(t, m.events, testConfig(), nil)
+	if _, err := m2.RecordRunbook(ctx, id, RunbookStepDone, step, Action{Actor: "remediation"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(mustTimeline(t, m2, id)); n != len(evs) {
+		t.Fatalf("a step recorded again after a restart: %d events, was %d", n, len(evs))
+	}
 }
 
 func TestNotifyContextAndReceivers(t *testing.T) {
