@@ -72,8 +72,10 @@ func (p ParamSpec) CheckValue(v string) error {
 	return nil
 }
 
-func str(name, doc string) ParamSpec { return ParamSpec{Name: name, Type: TypeString, Required: true, Doc: doc} }
-func opt(p ParamSpec) ParamSpec      { p.Required = false; return p }
+func str(name, doc string) ParamSpec {
+	return ParamSpec{Name: name, Type: TypeString, Required: true, Doc: doc}
+}
+func opt(p ParamSpec) ParamSpec { p.Required = false; return p }
 func typed(p ParamSpec, t string) ParamSpec {
 	p.Type = t
 	return p
