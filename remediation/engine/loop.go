@@ -1,0 +1,286 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/remediation/match"
+	"github.com/aiops-dev/aiops/remediation/runbook"
+)
+
+func (e *Engine) actionOf() incident.Action { return incident.Action{Actor: e.cfg.Actor} }
+
+// Run resumes the executions in progress, looks at the incidents open
+// now, then follows the incident feed and evaluates condition triggers
+// until ctx is done. It returns once every runner has stopped (an action
+// in flight finishes first, within its timeout).
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	e.ctx = ctx
+	var resume []string
+	for id, x := range e.execs {
+		if !x.State.Terminal() {
+			resume = append(resume, id)
+		}
+	}
+	e.mu.Unlock()
+	slices.Sort(resume)
+	for _, id := range resume {
+		e.logger.Info("Resuming execution", "execution", id)
+		e.launch(id)
+	}
+	defer e.wg.Wait()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.followIncidents(ctx)
+	}()
+	if e.hasConditions() {
+		go e.pollConditions(ctx)
+	}
+	<-done
+	return nil
+}
+
+// followIncidents reads the feed from its current end after looking at
+// every open incident's firing alerts: what fired while the engine was
+// down is seen, and what it had seen is recognised by its execution id.
+func (e *Engine) followIncidents(ctx context.Context) {
+	if e.deps.Incidents == nil || e.deps.Feed == nil {
+		<-ctx.Done()
+		return
+	}
+	cursor := ""
+	if e.deps.FeedHead != nil {
+		cursor = e.deps.FeedHead()
+	}
+	e.catchUp(ctx)
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	for ctx.Err() == nil {
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		evs, err := e.deps.Feed.Tail(tctx, cursor, 200)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && !errors.Is(err, context.DeadlineExceeded):
+			e.logger.Warn("Incident feed not read; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+		for _, fe := range evs {
+			e.handle(ctx, fe)
+			cursor = fe.Cursor
+		}
+		select {
+		case <-sweep.C:
+			e.sweepResolutions(ctx)
+		default:
+		}
+	}
+}
+
+// catchUp treats every firing alert of every unresolved incident as if it
+// had just fired, and resolves incidents that runs fixed.
+func (e *Engine) catchUp(ctx context.Context) {
+	var after *incident.Cursor
+	for {
+		incs, next := e.deps.Incidents.List(incident.Query{Statuses: []incident.Status{incident.StatusOpen, incident.StatusAcknowledged}, Limit: 500, After: after})
+		for _, inc := range incs {
+			for _, a := range inc.Alerts {
+				if a.Status == incident.AlertFiring {
+					e.onAlert(ctx, inc.ID, a)
+				}
+			}
+		}
+		if next == nil {
+			break
+		}
+		after = next
+	}
+	e.sweepResolutions(ctx)
+}
+
+// handle reacts to one incident event.
+func (e *Engine) handle(ctx context.Context, fe incident.FeedEvent) {
+	switch fe.Type {
+	case incident.EventAlertFiring:
+		if fe.Alert == nil {
+			return
+		}
+		// Act on what fires now, not on a feed replayed after a long
+		// stop: the incident must still have the alert firing.
+		inc, err := e.deps.Incidents.Get(fe.IncidentID)
+		if err != nil || inc.Status == incident.StatusResolved {
+			return
+		}
+		for _, a := range inc.Alerts {
+			if a.Fingerprint == fe.Alert.Fingerprint && a.Status == incident.AlertFiring && a.StartsAt.Equal(fe.Alert.StartsAt) {
+				e.onAlert(ctx, inc.ID, a)
+			}
+		}
+	case incident.EventOpened:
+		inc, err := e.deps.Incidents.Get(fe.IncidentID)
+		if err != nil || inc.Status == incident.StatusResolved {
+			return
+		}
+		labels := maps.Clone(inc.GroupLabels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		if inc.Service != "" && labels["service"] == "" {
+			labels["service"] = inc.Service
+		}
+		labels["severity"] = inc.Severity
+		trig := Trigger{Kind: runbook.TriggerIncident, IncidentID: inc.ID, Labels: labels}
+		e.consider(ctx, signal{match: match.Signal{Kind: runbook.TriggerIncident, Labels: labels, Severity: inc.Severity}, trigger: trig, key: "incident/" + inc.ID})
+	case incident.EventAlertResolved, incident.EventResolved:
+		e.tryResolve(ctx, fe.IncidentID)
+	}
+}
+
+func (e *Engine) onAlert(ctx context.Context, incidentID string, a incident.Alert) {
+	name := a.Labels["alertname"]
+	trig := Trigger{Kind: runbook.TriggerAlert, Alertname: name, Fingerprint: a.Fingerprint, StartsAt: a.StartsAt,
+		IncidentID: incidentID, Labels: maps.Clone(a.Labels), Annotations: maps.Clone(a.Annotations)}
+	e.consider(ctx, signal{
+		match:   match.Signal{Kind: runbook.TriggerAlert, Name: name, Labels: a.Labels},
+		trigger: trig,
+		key:     "alert/" + a.Fingerprint + "/" + strconv.FormatInt(a.StartsAt.UnixNano(), 10),
+	})
+}
+
+// tryResolve resolves an incident that a run fixed once all its alerts
+// have resolved.
+func (e *Engine) tryResolve(ctx context.Context, incidentID string) {
+	if e.deps.Incidents == nil || incidentID == "" {
+		return
+	}
+	e.mu.RLock()
+	var fixed *Execution
+	for _, x := range e.execs {
+		if x.Trigger.IncidentID == incidentID && x.State == StateSucceeded && (fixed == nil || x.EndedAt.After(*fixed.EndedAt)) {
+			fixed = x
+		}
+	}
+	done := e.resolved[incidentID]
+	e.mu.RUnlock()
+	if fixed == nil || done {
+		return
+	}
+	inc, err := e.deps.Incidents.Get(incidentID)
+	if err != nil {
+		return
+	}
+	if inc.Status == incident.StatusResolved || inc.FiringAlerts > 0 {
+		if inc.Status == incident.StatusResolved {
+			e.markResolved(incidentID)
+		}
+		return
+	}
+	_, err = e.deps.Incidents.ResolveByRunbook(ctx, incidentID, incident.RunbookEvent{RunID: fixed.ID, Runbook: fixed.Runbook,
+		Outcome: string(StateSucceeded), Message: fmt.Sprintf("verified after %.0fs", fixed.RecoverSeconds)}, e.actionOf())
+	switch {
+	case err == nil:
+		e.markResolved(incidentID)
+		e.logger.Info("Incident auto-resolved by a runbook", "incident", incidentID, "runbook", fixed.Runbook, "execution", fixed.ID)
+	case errors.Is(err, incident.ErrFiring):
+	default:
+		e.logger.Warn("Incident not resolved", "incident", incidentID, "err", err)
+	}
+}
+
+func (e *Engine) markResolved(id string) {
+	e.mu.Lock()
+	e.resolved[id] = true
+	e.mu.Unlock()
+}
+
+// sweepResolutions tries every incident with a successful run that is
+// not known resolved.
+func (e *Engine) sweepResolutions(ctx context.Context) {
+	e.mu.RLock()
+	ids := map[string]bool{}
+	for _, x := range e.execs {
+		if id := x.Trigger.IncidentID; id != "" && x.State == StateSucceeded && !e.resolved[id] {
+			ids[id] = true
+		}
+	}
+	e.mu.RUnlock()
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		e.tryResolve(ctx, id)
+	}
+}
+
+func (e *Engine) hasConditions() bool {
+	for _, rb := range e.order {
+		if rb.Trigger.Kind() == runbook.TriggerCondition {
+			return true
+		}
+	}
+	return false
+}
+
+// pollConditions evaluates the condition triggers every
+// ConditionInterval. A series that has held for the trigger's `for` is a
+// signal; its episode (and so its execution id) lasts until the series
+// disappears.
+func (e *Engine) pollConditions(ctx context.Context) {
+	since := map[string]time.Time{} // runbook + series → first seen
+	for {
+		now := e.clock.Now()
+		seen := map[string]bool{}
+		for _, rb := range e.order {
+			if rb.Trigger.Kind() != runbook.TriggerCondition {
+				continue
+			}
+			expr, hold := rb.Trigger.ConditionExpr()
+			qctx, cancel := context.WithTimeout(ctx, guardTimeout)
+			v, err := e.deps.Query.Query(qctx, expr, now)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				e.logger.Warn("Condition not evaluated", "runbook", rb.Name, "err", err)
+				continue
+			}
+			for _, s := range v {
+				ls := s.Metric.Map()
+				key := rb.Name + "\x00" + s.Metric.String()
+				seen[key] = true
+				first, ok := since[key]
+				if !ok {
+					since[key], first = now, now
+				}
+				if now.Sub(first) < hold {
+					continue
+				}
+				trig := Trigger{Kind: runbook.TriggerCondition, Labels: ls, Value: s.F, StartsAt: first}
+				e.consider(ctx, signal{match: match.Signal{Kind: runbook.TriggerCondition, Name: rb.Name, Labels: ls}, trigger: trig,
+					key: "condition/" + s.Metric.String() + "/" + strconv.FormatInt(first.UnixNano(), 10)})
+			}
+		}
+		for k := range since {
+			if !seen[k] {
+				delete(since, k)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.clock.After(e.cfg.ConditionInterval):
+		}
+	}
+}
