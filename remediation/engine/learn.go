@@ -107,9 +107,9 @@ type RecordOf struct {
 	Successes int    `json:"successes"`
 	// SuccessRatio is successes / attempts; Score the ratio with one
 	// success and one failure assumed, which ranks runbooks.
-	SuccessRatio          float64 `json:"success_ratio"`
-	Score                 float64 `json:"score"`
-	MedianRecoverSeconds  float64 `json:"median_recover_seconds"`
+	SuccessRatio          float64   `json:"success_ratio"`
+	Score                 float64   `json:"score"`
+	MedianRecoverSeconds  float64   `json:"median_recover_seconds"`
 	LastRecoveriesSeconds []float64 `json:"last_recoveries_seconds"`
 }
 

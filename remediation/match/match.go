@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	amlabels "github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/alertmanager/matcher/parse"
+	amlabels "github.com/prometheus/alertmanager/pkg/labels"
 
 	"github.com/aiops-dev/aiops/remediation/runbook"
 )
