@@ -15,6 +15,7 @@
 package runbook
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -25,45 +26,45 @@ import (
 
 // File is one runbook file.
 type File struct {
-	Runbooks []Runbook `yaml:"runbooks"`
+	Runbooks []Runbook `yaml:"runbooks" json:"runbooks,omitempty"`
 }
 
 // Runbook is one runbook.
 type Runbook struct {
-	Name        string `yaml:"name"`
-	Description string `yaml:"description"`
+	Name        string `yaml:"name" json:"name"`
+	Description string `yaml:"description" json:"description,omitempty"`
 	// Trigger says when the runbook applies.
-	Trigger Trigger `yaml:"trigger"`
+	Trigger Trigger `yaml:"trigger" json:"trigger,omitempty"`
 	// Target is what the runbook acts on: label names and templates over
 	// the trigger's labels. A rendered target with no labels or an empty
 	// value is refused.
-	Target map[string]string `yaml:"target"`
+	Target map[string]string `yaml:"target" json:"target,omitempty"`
 	// Preconditions must all hold (a non-empty PromQL result) before the
 	// first step; when one does not, the runbook does not apply.
-	Preconditions []Guard `yaml:"preconditions"`
+	Preconditions []Guard `yaml:"preconditions" json:"preconditions,omitempty"`
 	// Steps are tried in order: a step whose verification holds ends the
 	// run as succeeded; a step that fails goes on as its OnFailure says.
-	Steps []Step `yaml:"steps"`
+	Steps []Step `yaml:"steps" json:"steps,omitempty"`
 	// Rollback runs, in order, when a step fails with on_failure:
 	// rollback; the run then ends rolled back and escalates.
-	Rollback []Step `yaml:"rollback"`
+	Rollback []Step `yaml:"rollback" json:"rollback,omitempty"`
 	// Escalate is what people are told when the run does not fix it.
-	Escalate Escalation `yaml:"escalate"`
-	Safety   Safety     `yaml:"safety"`
+	Escalate Escalation `yaml:"escalate" json:"escalate,omitempty"`
+	Safety   Safety     `yaml:"safety" json:"safety,omitempty"`
 	// Secrets are named references to secret values (an environment
 	// variable or a file) that templates read with {{ secret "name" }}.
 	// Values are read when a run starts and never written anywhere.
-	Secrets map[string]SecretRef `yaml:"secrets"`
+	Secrets map[string]SecretRef `yaml:"secrets" json:"secrets,omitempty"`
 
 	// Source is where the runbook was loaded from.
-	Source Source `yaml:"-"`
+	Source Source `yaml:"-" json:"source"`
 }
 
 // Source locates a runbook: its file and the position of its name.
 type Source struct {
-	File   string
-	Line   int
-	Column int
+	File   string `json:"file"`
+	Line   int    `json:"line"`
+	Column int    `json:"column"`
 	// positions maps a field's path within the runbook ("steps[0].verify.expr")
 	// to where its value starts.
 	positions map[string]Position
@@ -107,49 +108,49 @@ const (
 type Trigger struct {
 	// Alert is an alert name: the runbook applies to each firing alert of
 	// that name whose labels match Matchers.
-	Alert string `yaml:"alert"`
+	Alert string `yaml:"alert" json:"alert,omitempty"`
 	// Matchers are Alertmanager matchers (`job="api"`, `severity=~"crit.*"`)
 	// over the alert's labels, the condition's series labels, or the
 	// incident's group labels; all must match.
-	Matchers []string `yaml:"matchers"`
+	Matchers []string `yaml:"matchers" json:"matchers,omitempty"`
 	// Condition is a PromQL expression evaluated periodically: each series
 	// it returns for For is a trigger with that series' labels.
-	Condition *Condition `yaml:"condition"`
+	Condition *Condition `yaml:"condition" json:"condition,omitempty"`
 	// Anomaly is a condition on the analyzer's anomaly score of a metric.
-	Anomaly *AnomalyTrigger `yaml:"anomaly"`
+	Anomaly *AnomalyTrigger `yaml:"anomaly" json:"anomaly,omitempty"`
 	// Forecast is a condition on the analyzer's capacity forecast.
-	Forecast *ForecastTrigger `yaml:"forecast"`
+	Forecast *ForecastTrigger `yaml:"forecast" json:"forecast,omitempty"`
 	// Incident applies the runbook when an incident of one of these
 	// severities opens.
-	Incident *IncidentTrigger `yaml:"incident"`
+	Incident *IncidentTrigger `yaml:"incident" json:"incident,omitempty"`
 	// Manual runbooks run only when someone runs them (API, CLI).
-	Manual bool `yaml:"manual"`
+	Manual bool `yaml:"manual" json:"manual,omitempty"`
 }
 
 // Condition is a PromQL condition trigger.
 type Condition struct {
-	Expr string         `yaml:"expr"`
-	For  model.Duration `yaml:"for"`
+	Expr string         `yaml:"expr" json:"expr,omitempty"`
+	For  model.Duration `yaml:"for" json:"for,omitempty"`
 }
 
 // AnomalyTrigger fires on aiops_anomaly_score{aiops_metric=Metric} >= Score.
 type AnomalyTrigger struct {
-	Metric string         `yaml:"metric"`
-	Score  float64        `yaml:"score"`
-	For    model.Duration `yaml:"for"`
+	Metric string         `yaml:"metric" json:"metric,omitempty"`
+	Score  float64        `yaml:"score" json:"score,omitempty"`
+	For    model.Duration `yaml:"for" json:"for,omitempty"`
 }
 
 // ForecastTrigger fires when aiops_capacity_exhaustion_seconds{aiops_metric=Metric}
 // says the resource runs out within Within.
 type ForecastTrigger struct {
-	Metric string         `yaml:"metric"`
-	Within model.Duration `yaml:"within"`
-	For    model.Duration `yaml:"for"`
+	Metric string         `yaml:"metric" json:"metric,omitempty"`
+	Within model.Duration `yaml:"within" json:"within,omitempty"`
+	For    model.Duration `yaml:"for" json:"for,omitempty"`
 }
 
 // IncidentTrigger applies a runbook to incidents as they open.
 type IncidentTrigger struct {
-	Severities []string `yaml:"severities"`
+	Severities []string `yaml:"severities" json:"severities,omitempty"`
 }
 
 // Kind returns which trigger is set, or "" when none or several are.
@@ -194,8 +195,8 @@ func (t Trigger) ConditionExpr() (expr string, hold time.Duration) {
 // Guard is a named PromQL condition: it holds when the expression
 // returns at least one series (or a scalar other than 0).
 type Guard struct {
-	Name string `yaml:"name"`
-	Expr string `yaml:"expr"`
+	Name string `yaml:"name" json:"name,omitempty"`
+	Expr string `yaml:"expr" json:"expr,omitempty"`
 }
 
 // What a step does when its action or its verification fails.
@@ -207,43 +208,43 @@ const (
 
 // Step is one action of the ladder, and how to tell it worked.
 type Step struct {
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"name,omitempty"`
 	// Action names a driver's action ("workflow.restart_instance").
-	Action string `yaml:"action"`
+	Action string `yaml:"action" json:"action,omitempty"`
 	// Params are the action's parameters: strings (templates), lists of
 	// strings or maps of strings.
-	Params map[string]Param `yaml:"params"`
+	Params map[string]Param `yaml:"params" json:"params,omitempty"`
 	// Timeout bounds one attempt of the action.
-	Timeout model.Duration `yaml:"timeout"`
+	Timeout model.Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// Retries is how many more attempts a failed action gets (with
 	// exponential backoff); a refusal (4xx) is not retried.
-	Retries int `yaml:"retries"`
+	Retries int `yaml:"retries" json:"retries,omitempty"`
 	// Idempotent declares that running the step twice does no more than
 	// running it once: a step interrupted by a crash is run again rather
 	// than escalated.
-	Idempotent bool `yaml:"idempotent"`
+	Idempotent bool `yaml:"idempotent" json:"idempotent,omitempty"`
 	// Verify must hold after the action for the step to count as a fix.
-	Verify *Verify `yaml:"verify"`
+	Verify *Verify `yaml:"verify" json:"verify,omitempty"`
 	// OnFailure is next (the default but for the last step), rollback or
 	// escalate (the default for the last step).
-	OnFailure string `yaml:"on_failure"`
+	OnFailure string `yaml:"on_failure" json:"on_failure,omitempty"`
 }
 
 // Verify is a PromQL condition that must hold continuously for For,
 // reached before Within has passed since the action.
 type Verify struct {
-	Expr     string         `yaml:"expr"`
-	For      model.Duration `yaml:"for"`
-	Within   model.Duration `yaml:"within"`
-	Interval model.Duration `yaml:"interval"`
+	Expr     string         `yaml:"expr" json:"expr,omitempty"`
+	For      model.Duration `yaml:"for" json:"for,omitempty"`
+	Within   model.Duration `yaml:"within" json:"within,omitempty"`
+	Interval model.Duration `yaml:"interval" json:"interval,omitempty"`
 }
 
 // Escalation is what a run does when it does not fix the problem: the
 // incident is escalated (when there is one), Message is added to its
 // timeline and sent to the Notify channels.
 type Escalation struct {
-	Message string   `yaml:"message"`
-	Notify  []string `yaml:"notify"`
+	Message string   `yaml:"message" json:"message,omitempty"`
+	Notify  []string `yaml:"notify" json:"notify,omitempty"`
 }
 
 // Run modes.
@@ -255,71 +256,71 @@ const (
 // Safety are a runbook's rails; see docs/RUNBOOKS.md for each.
 type Safety struct {
 	// Mode is live (the default) or shadow: decide, record, do not act.
-	Mode     string   `yaml:"mode"`
-	Approval Approval `yaml:"approval"`
+	Mode     string   `yaml:"mode" json:"mode,omitempty"`
+	Approval Approval `yaml:"approval" json:"approval,omitempty"`
 	// Cooldown is the least time between two runs on the same target.
-	Cooldown model.Duration `yaml:"cooldown"`
-	MaxRuns  MaxRuns        `yaml:"max_runs"`
+	Cooldown model.Duration `yaml:"cooldown" json:"cooldown,omitempty"`
+	MaxRuns  MaxRuns        `yaml:"max_runs" json:"max_runs,omitempty"`
 	// LeaseTTL is how long a run holds its target without renewing: a
 	// run that stops renewing (a crashed or stuck process) loses the
 	// target after it, never holding it for ever.
-	LeaseTTL    model.Duration `yaml:"lease_ttl"`
-	BlastRadius BlastRadius    `yaml:"blast_radius"`
+	LeaseTTL    model.Duration `yaml:"lease_ttl" json:"lease_ttl,omitempty"`
+	BlastRadius BlastRadius    `yaml:"blast_radius" json:"blast_radius,omitempty"`
 	// MaintenanceWindows are times the runbook does not act in.
-	MaintenanceWindows []Window `yaml:"maintenance_windows"`
+	MaintenanceWindows []Window `yaml:"maintenance_windows" json:"maintenance_windows,omitempty"`
 }
 
 // Approval makes runs wait for a person.
 type Approval struct {
-	Required bool `yaml:"required"`
+	Required bool `yaml:"required" json:"required,omitempty"`
 	// Approvers may approve (principal ids or names); empty means anyone
 	// with the approve scope.
-	Approvers []string `yaml:"approvers"`
+	Approvers []string `yaml:"approvers" json:"approvers,omitempty"`
 	// Timeout denies a run nobody approved in time, and escalates.
-	Timeout model.Duration `yaml:"timeout"`
+	Timeout model.Duration `yaml:"timeout" json:"timeout,omitempty"`
 }
 
 // MaxRuns bounds how many runs of the runbook start within Window, over
 // all targets.
 type MaxRuns struct {
-	Count  int            `yaml:"count"`
-	Window model.Duration `yaml:"window"`
+	Count  int            `yaml:"count" json:"count,omitempty"`
+	Window model.Duration `yaml:"window" json:"window,omitempty"`
 }
 
 // BlastRadius bounds how much of a fleet the runbook may touch at once.
 type BlastRadius struct {
 	// MaxTargets bounds the targets with a run in progress at once.
-	MaxTargets int `yaml:"max_targets"`
+	MaxTargets int `yaml:"max_targets" json:"max_targets,omitempty"`
 	// MaxFraction bounds the share of Population those targets may be.
-	MaxFraction float64 `yaml:"max_fraction"`
+	MaxFraction float64 `yaml:"max_fraction" json:"max_fraction,omitempty"`
 	// Population is a PromQL expression (templated with the target)
 	// counting the fleet the target belongs to; required with
 	// MaxFraction. A run that would touch the whole population is refused.
-	Population string `yaml:"population"`
+	Population string `yaml:"population" json:"population,omitempty"`
 	// MinHealthy is a PromQL guard (templated with the target) that must
 	// hold before every step: enough of the fleet stays healthy.
-	MinHealthy string `yaml:"min_healthy"`
+	MinHealthy string `yaml:"min_healthy" json:"min_healthy,omitempty"`
 }
 
 // Window is a maintenance window: either once, from Start to End, or
 // every week on Days from the time of day Start for Duration, in TimeZone.
 type Window struct {
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"name,omitempty"`
 	// Start and End are RFC 3339 times for a one-off window; for a weekly
 	// window Start is a time of day ("02:00").
-	Start string `yaml:"start"`
-	End   string `yaml:"end"`
+	Start string `yaml:"start" json:"start,omitempty"`
+	End   string `yaml:"end" json:"end,omitempty"`
 	// Days are weekdays (mon, tue, …) of a weekly window.
-	Days     []string       `yaml:"days"`
-	Duration model.Duration `yaml:"duration"`
-	TimeZone string         `yaml:"time_zone"`
+	Days     []string       `yaml:"days" json:"days,omitempty"`
+	Duration model.Duration `yaml:"duration" json:"duration,omitempty"`
+	TimeZone string         `yaml:"time_zone" json:"time_zone,omitempty"`
 }
 
 // SecretRef names where a secret's value is: an environment variable or
 // a file (trailing newline removed). Exactly one is set.
 type SecretRef struct {
-	Env  string `yaml:"env"`
-	File string `yaml:"file"`
+	Env  string `yaml:"env" json:"env,omitempty"`
+	File string `yaml:"file" json:"file,omitempty"`
 }
 
 // Param is an action parameter: a string, a list of strings or a map of
@@ -354,6 +355,12 @@ func (p *Param) UnmarshalYAML(n *yaml.Node) error {
 		return n.Decode(&p.Map)
 	}
 	return fmt.Errorf("line %d: a parameter is a string, a list of strings or a map of strings", n.Line)
+}
+
+// MarshalJSON writes the parameter in its own shape.
+func (p Param) MarshalJSON() ([]byte, error) {
+	v, _ := p.MarshalYAML()
+	return json.Marshal(v)
 }
 
 // MarshalYAML writes the parameter back in its own shape.
