@@ -64,6 +64,14 @@ func Permanent(err error) error {
 	return fmt.Errorf("%w: %w", ErrPermanent, err)
 }
 
+// Secret reads a driver's secret (a token, a webhook URL) when it is
+// needed, so that a rotated secret is picked up and a missing one fails
+// the call that needs it rather than the start of aiops.
+type Secret func() (string, error)
+
+// Static is a Secret with a fixed value.
+func Static(v string) Secret { return func() (string, error) { return v, nil } }
+
 // Params are an action's rendered parameters.
 type Params map[string]Value
 

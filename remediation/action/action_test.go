@@ -58,7 +58,7 @@ func simulator(t *testing.T) (*engine.Engine, string) {
 // permanent, a wrong token too; scaling is clamped to its bounds.
 func TestWorkflowDriver(t *testing.T) {
 	e, url := simulator(t)
-	w, err := NewWorkflow(WorkflowConfig{URL: url, Token: "sim-token"})
+	w, err := NewWorkflow(WorkflowConfig{URL: url, Token: Static("sim-token")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,12 +112,12 @@ func TestWorkflowDriver(t *testing.T) {
 			t.Errorf("%s %v: %v, want a permanent error", c.Action, c.Params, err)
 		}
 	}
-	bad, _ := NewWorkflow(WorkflowConfig{URL: url, Token: "wrong-token"})
+	bad, _ := NewWorkflow(WorkflowConfig{URL: url, Token: Static("wrong-token")})
 	_, err = bad.Do(ctx, Call{Action: "workflow.restart_service", Params: params("service", "api")})
 	if !errors.Is(err, ErrPermanent) || strings.Contains(err.Error(), "wrong-token") {
 		t.Errorf("wrong token: %v", err)
 	}
-	if _, err := NewWorkflow(WorkflowConfig{URL: "localhost:8088", Token: "x"}); err == nil {
+	if _, err := NewWorkflow(WorkflowConfig{URL: "localhost:8088", Token: Static("x")}); err == nil {
 		t.Error("a URL without a scheme is accepted")
 	}
 }
@@ -348,7 +348,7 @@ func TestNotifyAndWait(t *testing.T) {
 		got = append(got, r.Header.Get("Authorization")+" "+string(b))
 	}))
 	defer srv.Close()
-	n, err := NewNotify(NotifyConfig{Channels: map[string]Channel{"oncall": {URL: srv.URL, Token: "t"}}})
+	n, err := NewNotify(NotifyConfig{Channels: map[string]Channel{"oncall": {URL: Static(srv.URL), Token: Static("t")}}})
 	if err != nil {
 		t.Fatal(err)
 	}

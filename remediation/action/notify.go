@@ -19,8 +19,9 @@ import (
 // {"text": "…"} (a Slack incoming webhook, a chat bridge, a pager's
 // webhook), with an optional bearer token.
 type Channel struct {
-	URL   string
-	Token string
+	URL Secret
+	// Token may be nil: no Authorization header.
+	Token Secret
 }
 
 // NotifyConfig configures the notify driver.
@@ -39,8 +40,8 @@ type Notify struct {
 // NewNotify returns the notify driver.
 func NewNotify(c NotifyConfig) (*Notify, error) {
 	for name, ch := range c.Channels {
-		if u, err := url.Parse(ch.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("channels.%s.url: must be an http(s) URL", name)
+		if ch.URL == nil {
+			return nil, fmt.Errorf("channels.%s.url: required", name)
 		}
 	}
 	if c.Client == nil {
@@ -91,14 +92,27 @@ func (n *Notify) Do(ctx context.Context, c Call) (Result, error) {
 }
 
 func (n *Notify) send(ctx context.Context, ch Channel, msg string) error {
-	b, _ := json.Marshal(map[string]string{"text": msg})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ch.URL, bytes.NewReader(b))
+	raw, err := ch.URL()
 	if err != nil {
-		return Permanent(err)
+		return Permanent(fmt.Errorf("url: %w", err))
+	}
+	if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Permanent(errors.New("url: not an http(s) URL")) // never echo it: it is a secret
+	}
+	b, _ := json.Marshal(map[string]string{"text": msg})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, raw, bytes.NewReader(b))
+	if err != nil {
+		return Permanent(errors.New("url: not a valid request URL"))
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if ch.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+ch.Token)
+	if ch.Token != nil {
+		tok, err := ch.Token()
+		if err != nil {
+			return Permanent(fmt.Errorf("token: %w", err))
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
 	}
 	resp, err := n.cfg.Client.Do(req)
 	if err != nil {

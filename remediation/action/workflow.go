@@ -19,8 +19,8 @@ import (
 type WorkflowConfig struct {
 	// URL is the control API's base URL, e.g. http://127.0.0.1:8088.
 	URL string
-	// Token is the control API's bearer token.
-	Token string
+	// Token reads the control API's bearer token.
+	Token Secret
 	// Client makes the requests; nil means a client with Timeout.
 	Client *http.Client
 	// Timeout bounds one request when the step's own timeout is longer.
@@ -30,7 +30,7 @@ type WorkflowConfig struct {
 // Workflow acts on the workflow engine through its control API.
 type Workflow struct {
 	base   *url.URL
-	token  string
+	token  Secret
 	client *http.Client
 }
 
@@ -40,7 +40,7 @@ func NewWorkflow(c WorkflowConfig) (*Workflow, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("url: must be an http(s) URL, got %q", c.URL)
 	}
-	if strings.TrimSpace(c.Token) == "" {
+	if c.Token == nil {
 		return nil, errors.New("token: required: the control API's bearer token")
 	}
 	client := c.Client
@@ -183,7 +183,11 @@ func (w *Workflow) call(ctx context.Context, method, path string, body any) (Res
 	if err != nil {
 		return Result{}, Permanent(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+w.token)
+	tok, err := w.token()
+	if err != nil {
+		return Result{}, Permanent(fmt.Errorf("the control API's token: %w", err))
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
