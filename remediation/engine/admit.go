@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/prometheus/promql/parser"
+
 	"github.com/aiops-dev/aiops/remediation/match"
 	"github.com/aiops-dev/aiops/remediation/runbook"
 	"github.com/aiops-dev/aiops/storage"
@@ -61,9 +63,11 @@ type signal struct {
 }
 
 // consider tries the runbooks that match a signal, the better record
-// first, until one starts. A rail that concerns the target (kill switch,
-// maintenance, lease) stops the search; one that concerns a runbook
-// (cooldown, run limits, blast radius, a guard) moves on to the next.
+// first, until one starts. A rail that concerns the signal as a whole
+// (kill switch, maintenance, a lease on the target: another run handles
+// it) stops the search; one that concerns a runbook (its target does not
+// render, a guard, cooldown, run limits, blast radius) moves on to the
+// next.
 func (e *Engine) consider(ctx context.Context, sig signal) {
 	cands := e.set.Match(sig.match)
 	if len(cands) == 0 {
@@ -81,7 +85,7 @@ func (e *Engine) consider(ctx context.Context, sig signal) {
 			return
 		case errors.As(err, &re):
 			switch re.Rail {
-			case RailKillSwitch, RailMaintenance, RailLease, RailTarget:
+			case RailKillSwitch, RailMaintenance, RailLease:
 				return
 			}
 		case errors.Is(err, errExists):
@@ -226,21 +230,25 @@ func windowName(w runbook.Window) string {
 }
 
 // checkHistory applies the rails that look at other executions: the
-// lease (one execution per target), the cooldown per target, and the run
-// limits. Callers hold admitMu.
+// lease (one execution per target), the cooldown per target (after any
+// runbook's run that acted on it: two runbooks do not take turns on one
+// target), and the run limits. Callers hold admitMu.
 func (e *Engine) checkHistory(rb *runbook.Runbook, target map[string]string, now time.Time) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	cooldown := time.Duration(rb.Safety.Cooldown)
-	var lastEnd time.Time
-	runs, all := 0, 0
+	var (
+		lastEnd   time.Time
+		lastBy    string
+		runs, all int
+	)
 	for _, x := range e.execs {
 		if x.holdsLease(now) && runbook.Overlaps(x.Target, target) {
 			return &RefusedError{RailLease, fmt.Sprintf("execution %s of %s holds %s until it ends (lease until %s)",
 				x.ID, x.Runbook, runbook.TargetKey(x.Target), x.LeaseExpires.UTC().Format(time.RFC3339))}
 		}
-		if x.Runbook == rb.Name && x.EndedAt != nil && runbook.TargetKey(x.Target) == runbook.TargetKey(target) && x.EndedAt.After(lastEnd) {
-			lastEnd = *x.EndedAt
+		if x.EndedAt != nil && x.acted() && runbook.Overlaps(x.Target, target) && x.EndedAt.After(lastEnd) {
+			lastEnd, lastBy = *x.EndedAt, x.Runbook
 		}
 		if w := rb.Safety.MaxRuns.Window; x.Runbook == rb.Name && w > 0 && now.Sub(x.CreatedAt) < time.Duration(w) {
 			runs++
@@ -250,8 +258,8 @@ func (e *Engine) checkHistory(rb *runbook.Runbook, target map[string]string, now
 		}
 	}
 	if cooldown > 0 && !lastEnd.IsZero() && now.Sub(lastEnd) < cooldown {
-		return &RefusedError{RailCooldown, fmt.Sprintf("%s ran on %s until %s; cooldown %s",
-			rb.Name, runbook.TargetKey(target), lastEnd.UTC().Format(time.RFC3339), rb.Safety.Cooldown)}
+		return &RefusedError{RailCooldown, fmt.Sprintf("%s acted on %s until %s; cooldown %s",
+			lastBy, runbook.TargetKey(target), lastEnd.UTC().Format(time.RFC3339), rb.Safety.Cooldown)}
 	}
 	if n := rb.Safety.MaxRuns.Count; n > 0 && runs >= n {
 		return &RefusedError{RailMaxRuns, fmt.Sprintf("%s started %d times within %s (max_runs %d)", rb.Name, runs, rb.Safety.MaxRuns.Window, n)}
@@ -324,10 +332,13 @@ func (e *Engine) holds(ctx context.Context, expr string, at time.Time) (bool, st
 	if len(v) == 0 {
 		return false, "no result", nil
 	}
-	if len(v) == 1 && v[0].Metric.IsEmpty() && v[0].F == 0 {
-		return false, "0", nil
+	value := strconv.FormatFloat(v[0].F, 'g', 4, 64)
+	// A scalar (`x > bool 1`) holds when it is not 0; a vector when it
+	// has a series, whatever its value (`ratio < 0.01` may keep a 0).
+	if x, err := e.parser.ParseExpr(expr); err == nil && x.Type() == parser.ValueTypeScalar && v[0].F == 0 {
+		return false, value, nil
 	}
-	return true, strconv.FormatFloat(v[0].F, 'g', 4, 64), nil
+	return true, value, nil
 }
 
 // renderPlan renders every step and rollback step with secrets masked.

@@ -22,10 +22,15 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/prometheus/alertmanager/matcher/parse"
+	amlabels "github.com/prometheus/alertmanager/pkg/labels"
 
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/remediation/action"
@@ -84,9 +89,30 @@ type Config struct {
 	History time.Duration
 	// Actor names the engine in incident timelines.
 	Actor string
+	// EscalateUnhandled escalates incidents whose alerts no runbook
+	// handles: see UnhandledPolicy.
+	EscalateUnhandled UnhandledPolicy
 	// ExternalURL is what templates' externalURL returns.
 	ExternalURL *url.URL
 }
+
+// UnhandledPolicy escalates the incident of a firing alert that matches
+// one of Alerts when, After its start, it still fires and no run has
+// started since shortly before it (relatedWindow): no runbook applies, or
+// the rails refused them all. A fault without a fix reaches people this
+// way within After, without a runbook of its own. After 0 turns it off.
+type UnhandledPolicy struct {
+	After time.Duration
+	// Alerts are Alertmanager matcher groups (`{severity="critical"}`);
+	// an alert is covered when it matches every matcher of one of them.
+	// Empty covers every alert.
+	Alerts []string
+}
+
+// relatedWindow is how long before an alert a run may have started and
+// still count as handling it: the alert may be a symptom of what an
+// earlier alert's run is fixing.
+const relatedWindow = 15 * time.Minute
 
 // Deps are what the engine runs on.
 type Deps struct {
@@ -101,6 +127,9 @@ type Deps struct {
 	Feed      Feed
 	// FeedHead returns the feed's current end.
 	FeedHead func() string
+	// Parser parses conditions to tell scalars from vectors; nil uses
+	// Prometheus's default options.
+	Parser parser.Parser
 	// Secrets reads runbooks' secret references.
 	Secrets runbook.SecretSource
 	// Redact removes the drivers' own secrets from what is recorded; nil
@@ -131,6 +160,7 @@ type Engine struct {
 	order    []*runbook.Runbook
 	set      *match.Set
 	render   *runbook.Renderer
+	parser   parser.Parser
 	m        metrics
 
 	// admitMu serializes decisions to start executions, so that two
@@ -152,9 +182,60 @@ type Engine struct {
 	refused map[string]time.Time
 	// resolved holds the incidents a run resolved or found resolved.
 	resolved map[string]bool
+	// unhandled are alerts to escalate unless handled, by incident and
+	// fingerprint.
+	unhandled    map[string]pendingEscalation
+	unhandledMat []amlabels.Matchers
 	// ctx is Run's context; nil before Run. wg counts the runners.
 	ctx context.Context
 	wg  sync.WaitGroup
+
+	// busy counts goroutines at work (runners, the feed, the condition
+	// poller), sleeping those waiting on the clock; handled is the feed
+	// cursor handled last. See Activity.
+	busy, sleeping atomic.Int64
+	handled        atomic.Pointer[string]
+}
+
+// Activity says what the engine is doing, for harnesses that move its
+// clock by hand (a simulation's time): Busy goroutines are at work
+// (deciding, acting, querying, writing), Sleeping ones wait on the clock,
+// and FeedBehind says incident events wait to be handled. The engine has
+// settled when nothing is busy, the feed is handled, and the clock has as
+// many pending timers as there are sleepers.
+type Activity struct {
+	Busy, Sleeping int
+	FeedBehind     bool
+}
+
+// Activity returns what the engine is doing now.
+func (e *Engine) Activity() Activity {
+	a := Activity{Busy: int(e.busy.Load()), Sleeping: int(e.sleeping.Load())}
+	if e.deps.Feed != nil && e.deps.FeedHead != nil {
+		h := e.handled.Load()
+		a.FeedBehind = h == nil || *h != e.deps.FeedHead()
+	}
+	return a
+}
+
+// sleep waits d on the clock, or until wake or ctx fires, accounted for
+// in Activity. It reports whether the time passed.
+func (e *Engine) sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	ch := e.clock.After(d)
+	e.sleeping.Add(1)
+	e.busy.Add(-1)
+	defer func() {
+		e.busy.Add(1)
+		e.sleeping.Add(-1)
+	}()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+		return false
+	case <-ch:
+		return true
+	}
 }
 
 type runner struct {
@@ -191,6 +272,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Engine, error) {
 		cfg: cfg, deps: deps, logger: deps.Logger, clock: deps.Clock,
 		runbooks: map[string]*runbook.Runbook{}, execs: map[string]*Execution{}, runners: map[string]*runner{},
 		refused: map[string]time.Time{}, resolved: map[string]bool{}, stats: newLearning(),
+		unhandled: map[string]pendingEscalation{},
+	}
+	for i, m := range cfg.EscalateUnhandled.Alerts {
+		ms, err := parse.Matchers(m)
+		if err != nil {
+			return nil, fmt.Errorf("escalate_unhandled.alerts[%d]: %w", i, err)
+		}
+		e.unhandledMat = append(e.unhandledMat, ms)
 	}
 	for i := range cfg.Runbooks {
 		rb := &cfg.Runbooks[i]
@@ -206,6 +295,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Engine, error) {
 	}
 	e.set = set
 	e.render = &runbook.Renderer{Query: deps.Query.Query, ExternalURL: cfg.ExternalURL}
+	e.parser = deps.Parser
+	if e.parser == nil {
+		e.parser = parser.NewParser(parser.Options{EnableExperimentalFunctions: true})
+	}
 	e.m = newMetrics(e)
 	if deps.Registerer != nil {
 		if err := e.m.register(deps.Registerer); err != nil {

@@ -711,3 +711,51 @@ func TestSecretsNeverShown(t *testing.T) {
 		t.Fatalf("only %d events stored", len(evs))
 	}
 }
+
+// TestEscalateUnhandled: an alert the policy covers that no runbook
+// handles is escalated once its time is up; one a run handles, or one the
+// policy does not cover, is not.
+func TestEscalateUnhandled(t *testing.T) {
+	yaml := strings.Replace(restartInstance, "    steps:\n", "    preconditions:\n      - {name: never, expr: 'deploys_in_progress == 1'}\n    steps:\n", 1)
+	h := newHarness(t, yaml, withConfig(func(c *engine.Config) {
+		c.EscalateUnhandled = engine.UnhandledPolicy{After: 2 * time.Minute, Alerts: []string{`{severity="critical"}`}}
+	}))
+	h.fire("g1", errorAlert("api-1"), t0)
+	warn := model.LabelSet{"alertname": "HostHighMemoryUsage", "job": "node", "severity": "warning"}
+	h.fire("g2", warn, t0)
+	h.waitRefusal(engine.RailPrecondition)
+	incs, _ := h.inc.List(incident.Query{})
+	byName := func(name string) incident.Incident {
+		for _, i := range incs {
+			if strings.Contains(i.Title, name) {
+				got, _ := h.inc.Get(i.ID)
+				return got
+			}
+		}
+		t.Fatalf("no incident %s", name)
+		return incident.Incident{}
+	}
+	tu.Eventually(t, 20*time.Second, "the critical alert escalated", func() (bool, string) {
+		h.clock.Add(10 * time.Second)
+		i := byName("HighErrorRate")
+		return i.EscalationLevel == 1 && i.Notes == 1, fmt.Sprintf("level %d at %s", i.EscalationLevel, h.clock.Now())
+	})
+	if !h.clock.Now().After(t0.Add(2 * time.Minute)) {
+		t.Errorf("escalated before its time: %s", h.clock.Now())
+	}
+	if i := byName("HostHighMemoryUsage"); i.EscalationLevel != 0 {
+		t.Errorf("a warning the policy does not cover was escalated")
+	}
+
+	// A run handles the alert: no escalation.
+	h2 := newHarness(t, restartInstance, withConfig(func(c *engine.Config) {
+		c.EscalateUnhandled = engine.UnhandledPolicy{After: 2 * time.Minute}
+	}))
+	h2.fire("g1", errorAlert("api-1"), t0)
+	x := h2.waitState(h2.waitExecutions(1)[0].ID, engine.StateVerifying, 0)
+	h2.advance(3*time.Minute, 10*time.Second)
+	x, _, _ = h2.eng.Get(context.Background(), x.ID)
+	if i := h2.incident(); i.EscalationLevel != 0 || x.State != engine.StateVerifying {
+		t.Fatalf("escalated (level %d) while a run (%s) handles it", i.EscalationLevel, x.State)
+	}
+}

@@ -310,6 +310,19 @@ func parseSeries(sel string) (labels.Labels, error) {
 	return b.Labels(), nil
 }
 
+// advance moves the clock by d in steps, letting the engine settle after
+// each.
+func (h *harness) advance(d, step time.Duration) {
+	h.t.Helper()
+	for end := h.clock.Now().Add(d); h.clock.Now().Before(end); {
+		h.clock.Add(step)
+		testutil.Eventually(h.t, 20*time.Second, "the engine settles", func() (bool, string) {
+			a := h.eng.Activity()
+			return a.Busy == 0 && !a.FeedBehind && h.clock.Waiters() == a.Sleeping, fmt.Sprintf("%+v, %d timers", a, h.clock.Waiters())
+		})
+	}
+}
+
 // executions lists the engine's executions.
 func (h *harness) executions(f engine.Filter) []engine.Execution { return h.eng.List(f) }
 

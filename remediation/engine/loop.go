@@ -45,6 +45,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	if e.hasConditions() {
 		go e.pollConditions(ctx)
 	}
+	if e.cfg.EscalateUnhandled.After > 0 && e.deps.Incidents != nil {
+		go e.escalateUnhandled(ctx)
+	}
 	<-done
 	return nil
 }
@@ -61,12 +64,18 @@ func (e *Engine) followIncidents(ctx context.Context) {
 	if e.deps.FeedHead != nil {
 		cursor = e.deps.FeedHead()
 	}
+	e.busy.Add(1)
+	defer e.busy.Add(-1)
 	e.catchUp(ctx)
+	handled := cursor
+	e.handled.Store(&handled)
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
 	for ctx.Err() == nil {
 		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		e.busy.Add(-1) // waiting for events is not work
 		evs, err := e.deps.Feed.Tail(tctx, cursor, 200)
+		e.busy.Add(1)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -83,6 +92,8 @@ func (e *Engine) followIncidents(ctx context.Context) {
 			e.handle(ctx, fe)
 			cursor = fe.Cursor
 		}
+		handled := cursor
+		e.handled.Store(&handled)
 		select {
 		case <-sweep.C:
 			e.sweepResolutions(ctx)
@@ -121,7 +132,7 @@ func (e *Engine) handle(ctx context.Context, fe incident.FeedEvent) {
 		}
 		// Act on what fires now, not on a feed replayed after a long
 		// stop: the incident must still have the alert firing.
-		inc, err := e.deps.Incidents.Get(fe.IncidentID)
+		inc, err := e.incidentAt(ctx, fe)
 		if err != nil || inc.Status == incident.StatusResolved {
 			return
 		}
@@ -131,7 +142,7 @@ func (e *Engine) handle(ctx context.Context, fe incident.FeedEvent) {
 			}
 		}
 	case incident.EventOpened:
-		inc, err := e.deps.Incidents.Get(fe.IncidentID)
+		inc, err := e.incidentAt(ctx, fe)
 		if err != nil || inc.Status == incident.StatusResolved {
 			return
 		}
@@ -146,11 +157,40 @@ func (e *Engine) handle(ctx context.Context, fe incident.FeedEvent) {
 		trig := Trigger{Kind: runbook.TriggerIncident, IncidentID: inc.ID, Labels: labels}
 		e.consider(ctx, signal{match: match.Signal{Kind: runbook.TriggerIncident, Labels: labels, Severity: inc.Severity}, trigger: trig, key: "incident/" + inc.ID})
 	case incident.EventAlertResolved, incident.EventResolved:
+		// Wait until the incident shows the event: a run that succeeds
+		// meanwhile finds the alert still firing, and this would find the
+		// run not yet succeeded; the two would miss each other.
+		if _, err := e.incidentAt(ctx, fe); err != nil {
+			return
+		}
 		e.tryResolve(ctx, fe.IncidentID)
 	}
 }
 
+// incidentAt returns the incident as of the feed event at least: the
+// feed may hand out an event the store has before the incident manager
+// has made it part of the incident's state.
+func (e *Engine) incidentAt(ctx context.Context, fe incident.FeedEvent) (incident.Incident, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		inc, err := e.deps.Incidents.Get(fe.IncidentID)
+		if err == nil && inc.Version >= fe.Event.Seq {
+			return inc, nil
+		}
+		if err != nil && !errors.Is(err, incident.ErrNotFound) || time.Now().After(deadline) {
+			e.logger.Warn("Incident event not reflected in its incident; skipped", "incident", fe.IncidentID, "seq", fe.Event.Seq, "err", err)
+			return inc, fmt.Errorf("incident %s: event %d not in its state", fe.IncidentID, fe.Event.Seq)
+		}
+		select {
+		case <-ctx.Done():
+			return inc, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 func (e *Engine) onAlert(ctx context.Context, incidentID string, a incident.Alert) {
+	e.watchUnhandled(incidentID, a)
 	name := a.Labels["alertname"]
 	trig := Trigger{Kind: runbook.TriggerAlert, Alertname: name, Fingerprint: a.Fingerprint, StartsAt: a.StartsAt,
 		IncidentID: incidentID, Labels: maps.Clone(a.Labels), Annotations: maps.Clone(a.Annotations)}
@@ -237,6 +277,8 @@ func (e *Engine) hasConditions() bool {
 // signal; its episode (and so its execution id) lasts until the series
 // disappears.
 func (e *Engine) pollConditions(ctx context.Context) {
+	e.busy.Add(1)
+	defer e.busy.Add(-1)
 	since := map[string]time.Time{} // runbook + series → first seen
 	for {
 		now := e.clock.Now()
@@ -277,10 +319,106 @@ func (e *Engine) pollConditions(ctx context.Context) {
 				delete(since, k)
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if !e.sleep(ctx, e.cfg.ConditionInterval, nil) && ctx.Err() != nil {
 			return
-		case <-e.clock.After(e.cfg.ConditionInterval):
 		}
 	}
+}
+
+// pendingEscalation is an alert that is escalated at deadline unless a
+// run handles it or it resolves.
+type pendingEscalation struct {
+	incidentID, fingerprint, alertname string
+	startsAt, deadline                 time.Time
+}
+
+// watchUnhandled remembers an alert the unhandled policy covers.
+func (e *Engine) watchUnhandled(incidentID string, a incident.Alert) {
+	p := e.cfg.EscalateUnhandled
+	if p.After <= 0 {
+		return
+	}
+	covered := len(e.unhandledMat) == 0
+	for _, ms := range e.unhandledMat {
+		all := true
+		for _, m := range ms {
+			all = all && m.Matches(a.Labels[m.Name])
+		}
+		covered = covered || all
+	}
+	if !covered {
+		return
+	}
+	key := incidentID + "/" + a.Fingerprint
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.unhandled[key]; !ok {
+		e.unhandled[key] = pendingEscalation{incidentID: incidentID, fingerprint: a.Fingerprint, alertname: a.Labels["alertname"],
+			startsAt: a.StartsAt, deadline: a.StartsAt.Add(p.After)}
+	}
+}
+
+// escalateUnhandled checks the pending escalations every few seconds of
+// the clock.
+func (e *Engine) escalateUnhandled(ctx context.Context) {
+	e.busy.Add(1)
+	defer e.busy.Add(-1)
+	every := min(max(e.cfg.EscalateUnhandled.After/4, time.Second), 10*time.Second)
+	for {
+		now := e.clock.Now()
+		e.mu.Lock()
+		var due []pendingEscalation
+		for k, p := range e.unhandled {
+			if !now.Before(p.deadline) {
+				due = append(due, p)
+				delete(e.unhandled, k)
+			}
+		}
+		e.mu.Unlock()
+		slices.SortFunc(due, func(a, b pendingEscalation) int { return a.deadline.Compare(b.deadline) })
+		for _, p := range due {
+			e.escalateIfUnhandled(ctx, p)
+		}
+		if !e.sleep(ctx, every, nil) && ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (e *Engine) escalateIfUnhandled(ctx context.Context, p pendingEscalation) {
+	inc, err := e.deps.Incidents.Get(p.incidentID)
+	if err != nil || inc.Status == incident.StatusResolved || inc.EscalationLevel > 0 {
+		return
+	}
+	firing := false
+	for _, a := range inc.Alerts {
+		firing = firing || a.Fingerprint == p.fingerprint && a.Status == incident.AlertFiring && a.StartsAt.Equal(p.startsAt)
+	}
+	if !firing {
+		return
+	}
+	e.mu.RLock()
+	var related string
+	for _, x := range e.execs {
+		if x.Mode == runbook.ModeLive && !x.CreatedAt.Before(p.startsAt.Add(-relatedWindow)) {
+			related = x.ID
+			break
+		}
+	}
+	e.mu.RUnlock()
+	if related != "" {
+		return
+	}
+	text := fmt.Sprintf("No runbook handles %s: none matches, none applies, or the safety rails refused them (see /api/v1/remediation/refusals); over to people.", p.alertname)
+	act := e.actionOf()
+	if _, err := e.deps.Incidents.AddNote(ctx, p.incidentID, text, act); err != nil {
+		e.logger.Warn("Incident not noted", "incident", p.incidentID, "err", err)
+	}
+	act.Comment = "no runbook handles " + p.alertname
+	if _, err := e.deps.Incidents.Escalate(ctx, p.incidentID, act); err != nil && !errors.Is(err, incident.ErrResolved) {
+		e.logger.Warn("Incident not escalated", "incident", p.incidentID, "err", err)
+		return
+	}
+	e.m.escalations.WithLabelValues("").Inc()
+	e.logger.Info("Escalated an alert no runbook handles", "incident", p.incidentID, "alert", p.alertname)
 }

@@ -31,8 +31,10 @@ func (e *Engine) launch(id string) {
 	r := &runner{cancel: cancel, wake: make(chan struct{}, 1)}
 	e.runners[id] = r
 	e.wg.Add(1)
+	e.busy.Add(1)
 	go func() {
 		defer e.wg.Done()
+		defer e.busy.Add(-1)
 		defer func() {
 			e.mu.Lock()
 			delete(e.runners, id)
@@ -160,14 +162,7 @@ func (rn *execRun) renewLease(ctx context.Context, x Execution) error {
 // sleep waits d on the engine's clock, or until woken (an approval, a
 // cancellation) or ctx ends. It reports whether the full time passed.
 func (rn *execRun) sleep(ctx context.Context, d time.Duration) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case <-rn.r.wake:
-		return false
-	case <-rn.e.clock.After(d):
-		return true
-	}
+	return rn.e.sleep(ctx, d, rn.r.wake)
 }
 
 // waitFor is the longest a runner sleeps at once: it renews its lease in
