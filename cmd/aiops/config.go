@@ -18,6 +18,7 @@ import (
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/collector"
+	"github.com/aiops-dev/aiops/remediation"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
@@ -45,6 +46,8 @@ type Config struct {
 	Analyzer  analyzer.Config  `yaml:"analyzer"`
 	Alerting  alerting.Config  `yaml:"alerting"`
 	Incidents incident.Config  `yaml:"incidents"`
+	// Remediation runs runbooks; off without runbook files.
+	Remediation remediation.Config `yaml:"remediation"`
 }
 
 // ServerConfig configures the main HTTP listener.
@@ -124,6 +127,8 @@ func DefaultConfig() Config {
 		Analyzer:  analyzer.DefaultConfig(),
 		Alerting:  alerting.DefaultConfig(),
 		Incidents: incident.DefaultConfig(),
+
+		Remediation: remediation.DefaultConfig(),
 	}
 }
 
@@ -160,7 +165,13 @@ func (c Config) Validate() error {
 	if err := c.Alerting.Validate(); err != nil {
 		return err
 	}
-	return c.Incidents.Validate()
+	if err := c.Incidents.Validate(); err != nil {
+		return err
+	}
+	if c.Remediation.Enabled() {
+		return c.Remediation.Validate()
+	}
+	return nil
 }
 
 // analyzerEnabled reports whether the file selects anything to analyse;
@@ -207,6 +218,8 @@ func LoadConfig(path string) (Config, error) {
 	// Rule and Alertmanager files are found next to the configuration
 	// file, as Prometheus finds rule_files.
 	cfg.Alerting.ResolvePaths(filepath.Dir(path))
+	// Runbook files, kubeconfig and secret files too.
+	cfg.Remediation.ResolvePaths(filepath.Dir(path))
 	return cfg, nil
 }
 

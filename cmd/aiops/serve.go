@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sync"
@@ -23,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/aiops-dev/aiops/api/auth"
+
 	"github.com/aiops-dev/aiops/alerting"
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/analyzer"
@@ -30,6 +33,7 @@ import (
 	"github.com/aiops-dev/aiops/api/incidents"
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/collector"
+	"github.com/aiops-dev/aiops/remediation"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
@@ -221,6 +225,9 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 			closers[i]()
 		}
 	}
+	// scopes says which scope a component's own routes need, before
+	// accessPolicy's general rule.
+	var scopes []func(*http.Request) (auth.Scope, bool)
 	// Error returns set closeAll to nil, so the cleanup keeps its own copy.
 	cleanup := closeAll
 	defer func() {
@@ -336,6 +343,27 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		}
 		// Its patterns are more specific than the query API's "/api/v1/".
 		incAPI.Mount(mux)
+
+		if cfg.Remediation.Enabled() {
+			extURL, err := url.Parse(cfg.Alerting.ExternalURL)
+			if err != nil {
+				return nil, nil, fmt.Errorf("alerting.external_url: %w", err)
+			}
+			rem, err := remediation.New(ctx, cfg.Remediation, remediation.Deps{
+				Events: store, Queryable: store, Engine: engine,
+				Parser:    parser.NewParser(promapi.ParserOptions(cfg.Query)),
+				Incidents: inc, Feed: inc.Feed(incident.FeedOptions{Logger: logger}), FeedHead: inc.FeedHead,
+				ExternalURL: extURL,
+				Logger:      logger.With("component", "remediation"),
+				Registerer:  s.reg,
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			comps = append(comps, rem)
+			rem.Mount(mux)
+			scopes = append(scopes, rem.Scope)
+		}
 	}
 
 	var events storage.EventStore
@@ -346,6 +374,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	if err != nil {
 		return nil, nil, err
 	}
+	guard.Policy = withScopes(scopes, guard.Policy)
 	app := guard.Wrap(mux)
 	s.app.Store(&app)
 	ready := func(ctx context.Context) error {

@@ -209,6 +209,9 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 }
 
+// shippedRunbooks are the runbooks in deploy/runbooks.
+var shippedRunbooks, _ = filepath.Abs("../../deploy/runbooks/workflow-engine.yml")
+
 // TestServeRefusesBadConfig checks that an invalid configuration stops the
 // binary at start with the key and the reason.
 func TestServeRefusesBadConfig(t *testing.T) {
@@ -223,6 +226,9 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		"bad analyzer":     {"analyzer:\n  selectors:\n    - selector: 'up{'\n", []string{"analyzer.selectors[0]"}},
 		"bad query":        {"query:\n  max_samples: -1\n", []string{"query.max_samples: must be > 0"}},
 		"not yaml":         {"role: [\n", []string{"config"}},
+		"bad remediation":  {"remediation:\n  runbook_files: [rb.yml]\n  max_runs: {count: 3}\n", []string{"remediation.max_runs.window: required"}},
+		"runbook without its driver": {"remediation:\n  runbook_files: [" + shippedRunbooks + "]\n",
+			[]string{"workflow-engine.yml", "remediation.drivers.workflow is not configured"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "aiops.yaml")
