@@ -97,10 +97,13 @@ type Config struct {
 }
 
 // UnhandledPolicy escalates the incident of a firing alert that matches
-// one of Alerts when, After its start, it still fires and no run has
-// started since shortly before it (relatedWindow): no runbook applies, or
-// the rails refused them all. A fault without a fix reaches people this
-// way within After, without a runbook of its own. After 0 turns it off.
+// one of Alerts when, After the engine saw it fire, it still fires and no
+// run handles it: no runbook applies, or the rails refused them all. A
+// live run started since shortly before the alert (relatedWindow) may be
+// fixing its cause: the escalation waits while one is in progress and
+// for After once the last one ended, so an alert that outlives the fixes
+// still reaches people. A fault without a fix reaches people this way
+// without a runbook of its own. After 0 turns it off.
 type UnhandledPolicy struct {
 	After time.Duration
 	// Alerts are Alertmanager matcher groups (`{severity="critical"}`);

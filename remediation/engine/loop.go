@@ -353,8 +353,10 @@ func (e *Engine) watchUnhandled(incidentID string, a incident.Alert) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.unhandled[key]; !ok {
+		// From now, not from the alert's start: a rule's start is when it
+		// went pending, maybe long before it fired.
 		e.unhandled[key] = pendingEscalation{incidentID: incidentID, fingerprint: a.Fingerprint, alertname: a.Labels["alertname"],
-			startsAt: a.StartsAt, deadline: a.StartsAt.Add(p.After)}
+			startsAt: a.StartsAt, deadline: e.clock.Now().Add(p.After)}
 	}
 }
 
@@ -377,7 +379,12 @@ func (e *Engine) escalateUnhandled(ctx context.Context) {
 		e.mu.Unlock()
 		slices.SortFunc(due, func(a, b pendingEscalation) int { return a.deadline.Compare(b.deadline) })
 		for _, p := range due {
-			e.escalateIfUnhandled(ctx, p)
+			if later, wait := e.escalateIfUnhandled(ctx, p, now); wait {
+				p.deadline = later
+				e.mu.Lock()
+				e.unhandled[p.incidentID+"/"+p.fingerprint] = p
+				e.mu.Unlock()
+			}
 		}
 		if !e.sleep(ctx, every, nil) && ctx.Err() != nil {
 			return
@@ -385,29 +392,44 @@ func (e *Engine) escalateUnhandled(ctx context.Context) {
 	}
 }
 
-func (e *Engine) escalateIfUnhandled(ctx context.Context, p pendingEscalation) {
+// escalateIfUnhandled escalates p's incident if its alert still fires
+// and no run handles it. A live run started since shortly before the
+// alert may be fixing what the alert is a symptom of: while one is in
+// progress, and for the policy's delay after the last one ended, the
+// escalation waits (wait true, until later); an alert that outlives the
+// runs goes to people.
+func (e *Engine) escalateIfUnhandled(ctx context.Context, p pendingEscalation, now time.Time) (later time.Time, wait bool) {
 	inc, err := e.deps.Incidents.Get(p.incidentID)
 	if err != nil || inc.Status == incident.StatusResolved || inc.EscalationLevel > 0 {
-		return
+		return time.Time{}, false
 	}
 	firing := false
 	for _, a := range inc.Alerts {
 		firing = firing || a.Fingerprint == p.fingerprint && a.Status == incident.AlertFiring && a.StartsAt.Equal(p.startsAt)
 	}
 	if !firing {
-		return
+		return time.Time{}, false
 	}
 	e.mu.RLock()
-	var related string
+	var lastEnd time.Time
+	running := false
 	for _, x := range e.execs {
-		if x.Mode == runbook.ModeLive && !x.CreatedAt.Before(p.startsAt.Add(-relatedWindow)) {
-			related = x.ID
-			break
+		if x.Mode != runbook.ModeLive || x.CreatedAt.Before(p.startsAt.Add(-relatedWindow)) {
+			continue
+		}
+		switch {
+		case x.EndedAt == nil:
+			running = true
+		case x.EndedAt.After(lastEnd):
+			lastEnd = *x.EndedAt
 		}
 	}
 	e.mu.RUnlock()
-	if related != "" {
-		return
+	switch after := e.cfg.EscalateUnhandled.After; {
+	case running:
+		return now.Add(min(after, time.Minute)), true
+	case !lastEnd.IsZero() && now.Before(lastEnd.Add(after)):
+		return lastEnd.Add(after), true
 	}
 	text := fmt.Sprintf("No runbook handles %s: none matches, none applies, or the safety rails refused them (see /api/v1/remediation/refusals); over to people.", p.alertname)
 	act := e.actionOf()
@@ -417,8 +439,9 @@ func (e *Engine) escalateIfUnhandled(ctx context.Context, p pendingEscalation) {
 	act.Comment = "no runbook handles " + p.alertname
 	if _, err := e.deps.Incidents.Escalate(ctx, p.incidentID, act); err != nil && !errors.Is(err, incident.ErrResolved) {
 		e.logger.Warn("Incident not escalated", "incident", p.incidentID, "err", err)
-		return
+		return time.Time{}, false
 	}
 	e.m.escalations.WithLabelValues("").Inc()
 	e.logger.Info("Escalated an alert no runbook handles", "incident", p.incidentID, "alert", p.alertname)
+	return time.Time{}, false
 }
