@@ -42,8 +42,8 @@ type Config struct {
 
 // UnhandledConfig escalates an alert matching one of Alerts (matcher
 // groups, `{severity="critical"}`; empty: every alert) that still fires
-// After its start with no run started since shortly before it. After 0
-// turns it off.
+// After remediation saw it fire, with no run handling it (see
+// engine.UnhandledPolicy). After 0 turns it off.
 type UnhandledConfig struct {
 	After  model.Duration `yaml:"after"`
 	Alerts []string       `yaml:"alerts"`

@@ -180,10 +180,15 @@ type Result struct {
 	DetectSeconds      *float64 `json:"detect_seconds"`
 	FirstActionSeconds *float64 `json:"first_action_seconds"`
 	RecoverSeconds     *float64 `json:"recover_seconds"`
-	EscalateSeconds    *float64 `json:"escalate_seconds,omitempty"`
-	Actions            int      `json:"actions"`
-	ActionList         []string `json:"action_list,omitempty"`
-	Note               string   `json:"note,omitempty"`
+	// UnhealthySeconds is how long the simulator judged itself unhealthy
+	// (its service levels broken) between the injection and the
+	// recovery, or the scenario's end: what users felt. Slow faults (a
+	// leak, a filling disk) are fixed before they hurt.
+	UnhealthySeconds float64  `json:"unhealthy_seconds"`
+	EscalateSeconds  *float64 `json:"escalate_seconds,omitempty"`
+	Actions          int      `json:"actions"`
+	ActionList       []string `json:"action_list,omitempty"`
+	Note             string   `json:"note,omitempty"`
 	// Wall is how long the scenario took to simulate.
 	WallSeconds float64 `json:"wall_seconds"`
 	// Series are what the timeline picture draws, one point a step.
@@ -372,6 +377,11 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 	}
 	if !fixedAt.IsZero() {
 		res.RecoverSeconds = secs(recoveredAt(l.sim.Timeline(), injected, fixedAt).Sub(injected))
+	}
+	for _, p := range res.Series {
+		if !p.Healthy && (fixedAt.IsZero() || p.Seconds <= fixedAt.Sub(injected).Seconds()) {
+			res.UnhealthySeconds += cfg.Step.Seconds()
+		}
 	}
 	switch {
 	case res.Fixable && wrong, !res.Fixable && res.Actions > 1:

@@ -34,6 +34,9 @@ type Summary struct {
 	MedianRecoverSeconds     float64 `json:"median_recover_seconds"`
 	P90RecoverSeconds        float64 `json:"p90_recover_seconds"`
 	MaxRecoverSeconds        float64 `json:"max_recover_seconds"`
+	// MedianUnhealthySeconds is over the auto-resolved scenarios: how
+	// long users felt a fault that was healed.
+	MedianUnhealthySeconds float64 `json:"median_unhealthy_seconds"`
 }
 
 func quantile(xs []float64, q float64) float64 {
@@ -61,7 +64,7 @@ func median(xs []float64) float64 {
 
 func summarize(rep *Report) Summary {
 	var s Summary
-	var detect, first, recover []float64
+	var detect, first, recover, unhealthy []float64
 	for _, r := range rep.Scenarios {
 		s.Scenarios++
 		if r.Fixable {
@@ -75,6 +78,7 @@ func summarize(rep *Report) Summary {
 			if r.RecoverSeconds != nil {
 				recover = append(recover, *r.RecoverSeconds)
 			}
+			unhealthy = append(unhealthy, r.UnhealthySeconds)
 		case WrongAction:
 			s.WrongAction++
 		case Missed:
@@ -100,6 +104,7 @@ func summarize(rep *Report) Summary {
 	s.MedianFirstActionSeconds = median(first)
 	s.MedianRecoverSeconds = median(recover)
 	s.P90RecoverSeconds = quantile(recover, 0.9)
+	s.MedianUnhealthySeconds = median(unhealthy)
 	if len(recover) > 0 {
 		s.MaxRecoverSeconds = slices.Max(recover)
 	}
@@ -148,16 +153,17 @@ func (rep *Report) Markdown(w io.Writer, command string) {
 	fmt.Fprintf(w, "| manual (escalated, missed or wrong action) | %.0f %% of scenarios |\n", 100*s.ManualShare)
 	fmt.Fprintf(w, "| wrong action / missed | %d / %d |\n", s.WrongAction, s.Missed)
 	fmt.Fprintf(w, "| time to recover (auto-resolved): median / p90 / max | %.0f s / %.0f s / %.0f s |\n", s.MedianRecoverSeconds, s.P90RecoverSeconds, s.MaxRecoverSeconds)
+	fmt.Fprintf(w, "| time the simulator was unhealthy (auto-resolved), median | %.0f s |\n", s.MedianUnhealthySeconds)
 	fmt.Fprintf(w, "| time to detect, median | %.0f s |\n", s.MedianDetectSeconds)
 	fmt.Fprintf(w, "| time to first action, median | %.0f s |\n", s.MedianFirstActionSeconds)
 	if b := rep.Baseline; b != nil {
 		fmt.Fprintf(w, "| healthy baseline | %.0f min, %d actions, alerts %v |\n", b.Seconds/60, b.Actions, b.Alerts)
 	}
 	fmt.Fprintf(w, "\nSeconds from the first fault's injection, by the simulator's clock and ground truth.\n\n")
-	fmt.Fprintf(w, "| scenario | fix known | outcome | correct | detect | first action | recovered | escalated | actions |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(w, "| scenario | fix known | outcome | correct | detect | first action | recovered | escalated | unhealthy | actions |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rep.Scenarios {
-		fmt.Fprintf(w, "| %s | %v | %s | %v | %s | %s | %s | %s | %s |\n", r.Name, r.Fixable, r.Outcome, r.Correct,
-			opt(r.DetectSeconds), opt(r.FirstActionSeconds), opt(r.RecoverSeconds), opt(r.EscalateSeconds), strings.Join(r.ActionList, "; "))
+		fmt.Fprintf(w, "| %s | %v | %s | %v | %s | %s | %s | %s | %.0f | %s |\n", r.Name, r.Fixable, r.Outcome, r.Correct,
+			opt(r.DetectSeconds), opt(r.FirstActionSeconds), opt(r.RecoverSeconds), opt(r.EscalateSeconds), r.UnhealthySeconds, strings.Join(r.ActionList, "; "))
 	}
 	fmt.Fprintf(w, "\nTimelines: ")
 	for i, r := range rep.Scenarios {
