@@ -37,6 +37,10 @@ type Summary struct {
 	// MedianUnhealthySeconds is over the auto-resolved scenarios: how
 	// long users felt a fault that was healed.
 	MedianUnhealthySeconds float64 `json:"median_unhealthy_seconds"`
+	// MedianDetectToRecoverSeconds is over the auto-resolved scenarios:
+	// from the first alert to the simulator's recovery, what remediation
+	// itself takes.
+	MedianDetectToRecoverSeconds float64 `json:"median_detect_to_recover_seconds"`
 }
 
 func quantile(xs []float64, q float64) float64 {
@@ -64,7 +68,7 @@ func median(xs []float64) float64 {
 
 func summarize(rep *Report) Summary {
 	var s Summary
-	var detect, first, recover, unhealthy []float64
+	var detect, first, recover, unhealthy, detectToRecover []float64
 	for _, r := range rep.Scenarios {
 		s.Scenarios++
 		if r.Fixable {
@@ -79,6 +83,9 @@ func summarize(rep *Report) Summary {
 				recover = append(recover, *r.RecoverSeconds)
 			}
 			unhealthy = append(unhealthy, r.UnhealthySeconds)
+			if r.RecoverSeconds != nil && r.DetectSeconds != nil {
+				detectToRecover = append(detectToRecover, *r.RecoverSeconds-*r.DetectSeconds)
+			}
 		case WrongAction:
 			s.WrongAction++
 		case Missed:
@@ -105,6 +112,7 @@ func summarize(rep *Report) Summary {
 	s.MedianRecoverSeconds = median(recover)
 	s.P90RecoverSeconds = quantile(recover, 0.9)
 	s.MedianUnhealthySeconds = median(unhealthy)
+	s.MedianDetectToRecoverSeconds = median(detectToRecover)
 	if len(recover) > 0 {
 		s.MaxRecoverSeconds = slices.Max(recover)
 	}
@@ -153,6 +161,7 @@ func (rep *Report) Markdown(w io.Writer, command string) {
 	fmt.Fprintf(w, "| manual (escalated, missed or wrong action) | %.0f %% of scenarios |\n", 100*s.ManualShare)
 	fmt.Fprintf(w, "| wrong action / missed | %d / %d |\n", s.WrongAction, s.Missed)
 	fmt.Fprintf(w, "| time to recover (auto-resolved): median / p90 / max | %.0f s / %.0f s / %.0f s |\n", s.MedianRecoverSeconds, s.P90RecoverSeconds, s.MaxRecoverSeconds)
+	fmt.Fprintf(w, "| from the first alert to recovery (auto-resolved), median | %.0f s |\n", s.MedianDetectToRecoverSeconds)
 	fmt.Fprintf(w, "| time the simulator was unhealthy (auto-resolved), median | %.0f s |\n", s.MedianUnhealthySeconds)
 	fmt.Fprintf(w, "| time to detect, median | %.0f s |\n", s.MedianDetectSeconds)
 	fmt.Fprintf(w, "| time to first action, median | %.0f s |\n", s.MedianFirstActionSeconds)

@@ -81,8 +81,8 @@ func (c *chaosCommand) run(ctx context.Context, stdout, stderr io.Writer) error 
 		return err
 	}
 	s := rep.Summary
-	fmt.Fprintf(stdout, "auto-resolved %d/%d fixable (%.0f %%), correctly escalated %d/%d, manual %.0f %%, time to recover median %.0fs p90 %.0fs, unhealthy median %.0fs",
-		s.AutoResolved, s.Fixable, 100*s.AutoResolvedShare, s.CorrectlyEscalated, s.Unfixable, 100*s.ManualShare, s.MedianRecoverSeconds, s.P90RecoverSeconds, s.MedianUnhealthySeconds)
+	fmt.Fprintf(stdout, "auto-resolved %d/%d fixable (%.0f %%), correctly escalated %d/%d, manual %.0f %%, time to recover median %.0fs p90 %.0fs (from the first alert %.0fs), unhealthy median %.0fs",
+		s.AutoResolved, s.Fixable, 100*s.AutoResolvedShare, s.CorrectlyEscalated, s.Unfixable, 100*s.ManualShare, s.MedianRecoverSeconds, s.P90RecoverSeconds, s.MedianDetectToRecoverSeconds, s.MedianUnhealthySeconds)
 	if b := rep.Baseline; b != nil {
 		fmt.Fprintf(stdout, ", baseline %d actions", b.Actions)
 	}
