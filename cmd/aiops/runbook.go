@@ -346,7 +346,10 @@ func (f *serverFlags) call(ctx context.Context, method, path string, body, out a
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// The server answers within its record timeout; a server that does
+	// not answer at all must not hang the command.
+	client := &http.Client{Timeout: time.Minute}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

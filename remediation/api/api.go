@@ -61,6 +61,11 @@ type Options struct {
 	Validate runbook.ValidateOptions
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// RecordTimeout bounds how long a request that changes something
+	// (a run, an approval, the kill switch) waits for the store to
+	// record it; the engine keeps retrying a failing store, and a caller
+	// must not hang on a full disk. 0 means 30s.
+	RecordTimeout time.Duration
 }
 
 // API is the handler.
@@ -266,10 +271,24 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusBadRequest, "invalid", "", err.Error())
 	case errors.Is(err, context.Canceled):
 		writeError(w, 499, "canceled", "", err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		// The store did not take the record in time: nothing was done.
+		a.logger.Warn("Remediation request not recorded in time", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "the store did not record the request in time (a run never starts unrecorded); retry later: "+err.Error())
 	default:
 		a.logger.Error("Remediation API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "", err.Error())
 	}
+}
+
+// recording is the context of a request that changes something: the
+// request's, bounded by Options.RecordTimeout.
+func (a *API) recording(r *http.Request) (context.Context, context.CancelFunc) {
+	d := a.opts.RecordTimeout
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	return context.WithTimeout(r.Context(), d)
 }
 
 // maxBody bounds a request body; a runbook file is the largest.
@@ -397,7 +416,9 @@ func (a *API) run(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principal(r)
-	x, err := a.opts.Engine.RunManual(r.Context(), name, req.Target, p.String())
+	ctx, cancel := a.recording(r)
+	defer cancel()
+	x, err := a.opts.Engine.RunManual(ctx, name, req.Target, p.String())
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -474,7 +495,9 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, f func(context.Cont
 		a.fail(w, r, err)
 		return
 	}
-	x, err := f(r.Context(), r.PathValue("id"), principal(r), d)
+	ctx, cancel := a.recording(r)
+	defer cancel()
+	x, err := f(ctx, r.PathValue("id"), principal(r), d)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -496,7 +519,9 @@ func (a *API) engage(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, badField("reason", "required: say why remediation stops"))
 		return
 	}
-	k, err := a.opts.Engine.Engage(r.Context(), principal(r), d.Reason)
+	ctx, cancel := a.recording(r)
+	defer cancel()
+	k, err := a.opts.Engine.Engage(ctx, principal(r), d.Reason)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -510,7 +535,9 @@ func (a *API) release(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	k, err := a.opts.Engine.Release(r.Context(), principal(r), d.Reason)
+	ctx, cancel := a.recording(r)
+	defer cancel()
+	k, err := a.opts.Engine.Release(ctx, principal(r), d.Reason)
 	if err != nil {
 		a.fail(w, r, err)
 		return
