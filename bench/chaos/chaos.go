@@ -186,9 +186,13 @@ type Result struct {
 	// leak, a filling disk) are fixed before they hurt.
 	UnhealthySeconds float64  `json:"unhealthy_seconds"`
 	EscalateSeconds  *float64 `json:"escalate_seconds,omitempty"`
-	Actions          int      `json:"actions"`
-	ActionList       []string `json:"action_list,omitempty"`
-	Note             string   `json:"note,omitempty"`
+	// ResolvedByRunbook: an incident resolved itself as fixed by the run
+	// (its alerts cleared after the fix), at ResolvedSeconds.
+	ResolvedByRunbook bool     `json:"resolved_by_runbook"`
+	ResolvedSeconds   *float64 `json:"resolved_seconds,omitempty"`
+	Actions           int      `json:"actions"`
+	ActionList        []string `json:"action_list,omitempty"`
+	Note              string   `json:"note,omitempty"`
 	// Wall is how long the scenario took to simulate.
 	WallSeconds float64 `json:"wall_seconds"`
 	// Series are what the timeline picture draws, one point a step.
@@ -361,7 +365,26 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 			break
 		}
 	}
+	if !fixedAt.IsZero() {
+		// The incident resolves itself as fixed by the run once its alerts
+		// clear; anything else done meanwhile counts too.
+		for end := l.sim.Now().Add(20 * time.Minute); l.sim.Now().Before(end); {
+			if l.resolvedByRunbook() {
+				res.ResolvedByRunbook = true
+				res.ResolvedSeconds = secs(l.sim.Now().Sub(injected))
+				break
+			}
+			if err := l.tick(ctx); err != nil {
+				return res, err
+			}
+		}
+	}
 	acts := l.actions(injected)
+	for _, ev := range acts {
+		if !fix[ev.Action.Action.Action+" "+ev.Action.Target] {
+			wrong = true
+		}
+	}
 	res.Actions = len(acts)
 	for _, ev := range acts {
 		res.ActionList = append(res.ActionList, fmt.Sprintf("%s %s at %.0fs: %s", ev.Action.Action.Action, ev.Action.Target, ev.Time.Sub(injected).Seconds(), ev.Action.Outcome))

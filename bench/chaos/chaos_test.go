@@ -111,3 +111,41 @@ func TestLoadScenarios(t *testing.T) {
 		t.Errorf("unknown --faults: %v", err)
 	}
 }
+
+// TestCatalogue runs every scenario of the catalogue through the closed
+// loop with the shipped rules and runbooks. A fault with a fix must be
+// fixed by a runbook taking only the fix's actions, health must come
+// back, and an incident must resolve itself as fixed by the run. A fault
+// without a fix must be escalated, with at most one action; one alone
+// within two minutes of its first alert.
+func TestCatalogue(t *testing.T) {
+	for _, sc := range Catalogue() {
+		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
+			cfg := shipped(t)
+			cfg.Scenarios = []Scenario{sc}
+			cfg.Baseline = 0
+			rep, err := Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rep.Scenarios[0]
+			switch {
+			case r.Fixable:
+				if r.Outcome != AutoResolved || !r.ResolvedByRunbook {
+					t.Errorf("outcome %s, resolved by the runbook %v; actions %v", r.Outcome, r.ResolvedByRunbook, r.ActionList)
+				}
+			case len(sc.Faults) == 1:
+				if r.Outcome != Escalated || !r.Correct || r.Actions > 1 {
+					t.Errorf("outcome %s (correct %v), %d actions %v; detected %s, escalated %s", r.Outcome, r.Correct, r.Actions, r.ActionList, opt(r.DetectSeconds), opt(r.EscalateSeconds))
+				}
+			default:
+				if r.Outcome != Escalated || r.Actions > 1 {
+					t.Errorf("outcome %s, %d actions %v", r.Outcome, r.Actions, r.ActionList)
+				}
+			}
+			t.Logf("%s: %s, detected %s, first action %s, recovered %s, resolved %s, escalated %s; %v", r.Name, r.Outcome,
+				opt(r.DetectSeconds), opt(r.FirstActionSeconds), opt(r.RecoverSeconds), opt(r.ResolvedSeconds), opt(r.EscalateSeconds), r.ActionList)
+		})
+	}
+}

@@ -278,3 +278,15 @@ func (l *loop) escalated() bool {
 	}
 	return false
 }
+
+// resolvedByRunbook reports whether some incident resolved as fixed by
+// a run.
+func (l *loop) resolvedByRunbook() bool {
+	incs, _ := l.inc.List(incident.Query{})
+	for _, i := range incs {
+		if i.FixedBy != nil && i.Status == incident.StatusResolved {
+			return true
+		}
+	}
+	return false
+}

@@ -17,6 +17,9 @@ type Summary struct {
 	// AutoResolved counts fixable scenarios healed with no person.
 	AutoResolved      int     `json:"auto_resolved"`
 	AutoResolvedShare float64 `json:"auto_resolved_share"`
+	// ResolvedByRunbook counts incidents that resolved themselves as
+	// fixed by the run.
+	ResolvedByRunbook int `json:"resolved_by_runbook"`
 	// Unfixable counts scenarios with a fault without a fix;
 	// CorrectlyEscalated those escalated within 2 minutes of detection
 	// with at most one action.
@@ -79,6 +82,9 @@ func summarize(rep *Report) Summary {
 		switch r.Outcome {
 		case AutoResolved:
 			s.AutoResolved++
+			if r.ResolvedByRunbook {
+				s.ResolvedByRunbook++
+			}
 			if r.RecoverSeconds != nil {
 				recover = append(recover, *r.RecoverSeconds)
 			}
@@ -157,6 +163,7 @@ func (rep *Report) Markdown(w io.Writer, command string) {
 	fmt.Fprintf(w, "| figure | value |\n| --- | --- |\n")
 	fmt.Fprintf(w, "| scenarios | %d (%d with a fix, %d without) |\n", s.Scenarios, s.Fixable, s.Unfixable)
 	fmt.Fprintf(w, "| auto-resolved (of those with a fix) | %d / %d = %.0f %% |\n", s.AutoResolved, s.Fixable, 100*s.AutoResolvedShare)
+	fmt.Fprintf(w, "| incidents resolved as fixed by the run (of the auto-resolved) | %d / %d |\n", s.ResolvedByRunbook, s.AutoResolved)
 	fmt.Fprintf(w, "| correctly escalated (of those without) | %d / %d |\n", s.CorrectlyEscalated, s.Unfixable)
 	fmt.Fprintf(w, "| manual (escalated, missed or wrong action) | %.0f %% of scenarios |\n", 100*s.ManualShare)
 	fmt.Fprintf(w, "| wrong action / missed | %d / %d |\n", s.WrongAction, s.Missed)
@@ -169,10 +176,10 @@ func (rep *Report) Markdown(w io.Writer, command string) {
 		fmt.Fprintf(w, "| healthy baseline | %.0f min, %d actions, alerts %v |\n", b.Seconds/60, b.Actions, b.Alerts)
 	}
 	fmt.Fprintf(w, "\nSeconds from the first fault's injection, by the simulator's clock and ground truth.\n\n")
-	fmt.Fprintf(w, "| scenario | fix known | outcome | correct | detect | first action | recovered | escalated | unhealthy | actions |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(w, "| scenario | fix known | outcome | correct | detect | first action | recovered | incident resolved by the run | escalated | unhealthy | actions |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rep.Scenarios {
-		fmt.Fprintf(w, "| %s | %v | %s | %v | %s | %s | %s | %s | %.0f | %s |\n", r.Name, r.Fixable, r.Outcome, r.Correct,
-			opt(r.DetectSeconds), opt(r.FirstActionSeconds), opt(r.RecoverSeconds), opt(r.EscalateSeconds), r.UnhealthySeconds, strings.Join(r.ActionList, "; "))
+		fmt.Fprintf(w, "| %s | %v | %s | %v | %s | %s | %s | %s | %s | %.0f | %s |\n", r.Name, r.Fixable, r.Outcome, r.Correct,
+			opt(r.DetectSeconds), opt(r.FirstActionSeconds), opt(r.RecoverSeconds), opt(r.ResolvedSeconds), opt(r.EscalateSeconds), r.UnhealthySeconds, strings.Join(r.ActionList, "; "))
 	}
 	fmt.Fprintf(w, "\nTimelines: ")
 	for i, r := range rep.Scenarios {

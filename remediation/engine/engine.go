@@ -100,9 +100,10 @@ type Config struct {
 // one of Alerts when, After the engine saw it fire, it still fires and no
 // run handles it: no runbook applies, or the rails refused them all. A
 // live run started since shortly before the alert (relatedWindow) may be
-// fixing its cause: the escalation waits while one is in progress and
-// for After once the last one ended, so an alert that outlives the fixes
-// still reaches people. A fault without a fix reaches people this way
+// fixing its cause: the escalation waits while one is in progress and,
+// once the last one ended, for After (at least settleAfterFix when it
+// verified its fix), so an alert that outlives the fixes still reaches
+// people. A fault without a fix reaches people this way
 // without a runbook of its own. After 0 turns it off.
 type UnhandledPolicy struct {
 	After time.Duration

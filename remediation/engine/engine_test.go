@@ -759,15 +759,19 @@ func TestEscalateUnhandled(t *testing.T) {
 		t.Fatalf("escalated (level %d) while a run (%s) handles it", i.EscalationLevel, x.State)
 	}
 	// The run's check holds and it ends, but the alert fires on: it goes
-	// to people once it has outlived the run by the policy's delay.
+	// to people once it has outlived the fix by the time alerts take to
+	// clear (5m).
 	h2.series(map[string]float64{`fixed{instance="api-1"}`: 1})
 	x = h2.waitState(x.ID, engine.StateSucceeded, 10*time.Second)
-	h2.advance(time.Minute, 10*time.Second)
+	h2.advance(4*time.Minute, 10*time.Second)
 	if i := h2.incident(); i.EscalationLevel != 0 {
-		t.Fatalf("escalated %s after the run ended; the policy waits 2m", h2.clock.Now().Sub(*x.EndedAt))
+		t.Fatalf("escalated %s after the fix; the policy waits 5m", h2.clock.Now().Sub(*x.EndedAt))
 	}
-	tu.Eventually(t, 20*time.Second, "the alert that outlived the run escalated", func() (bool, string) {
+	tu.Eventually(t, 20*time.Second, "the alert that outlived the fix escalated", func() (bool, string) {
 		h2.clock.Add(10 * time.Second)
 		return h2.incident().EscalationLevel == 1, fmt.Sprintf("at %s", h2.clock.Now().Sub(*x.EndedAt))
 	})
+	if took := h2.clock.Now().Sub(*x.EndedAt); took < 5*time.Minute || took > 6*time.Minute {
+		t.Errorf("escalated %s after the fix, want 5m", took)
+	}
 }

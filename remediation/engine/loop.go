@@ -392,6 +392,12 @@ func (e *Engine) escalateUnhandled(ctx context.Context) {
 	}
 }
 
+// settleAfterFix is how long an alert may outlive a run that verified
+// its fix before it is taken as unhandled: symptoms downstream (a queue
+// backlog) take a while to drain, and alerts over 5-minute rates take up
+// to that long to clear.
+const settleAfterFix = 5 * time.Minute
+
 // escalateIfUnhandled escalates p's incident if its alert still fires
 // and no run handles it. A live run started since shortly before the
 // alert may be fixing what the alert is a symptom of: while one is in
@@ -412,7 +418,7 @@ func (e *Engine) escalateIfUnhandled(ctx context.Context, p pendingEscalation, n
 	}
 	e.mu.RLock()
 	var lastEnd time.Time
-	running := false
+	running, fixed := false, false
 	for _, x := range e.execs {
 		if x.Mode != runbook.ModeLive || x.CreatedAt.Before(p.startsAt.Add(-relatedWindow)) {
 			continue
@@ -421,15 +427,19 @@ func (e *Engine) escalateIfUnhandled(ctx context.Context, p pendingEscalation, n
 		case x.EndedAt == nil:
 			running = true
 		case x.EndedAt.After(lastEnd):
-			lastEnd = *x.EndedAt
+			lastEnd, fixed = *x.EndedAt, x.State == StateSucceeded
 		}
 	}
 	e.mu.RUnlock()
-	switch after := e.cfg.EscalateUnhandled.After; {
+	grace := e.cfg.EscalateUnhandled.After
+	if fixed {
+		grace = max(grace, settleAfterFix)
+	}
+	switch {
 	case running:
-		return now.Add(min(after, time.Minute)), true
-	case !lastEnd.IsZero() && now.Before(lastEnd.Add(after)):
-		return lastEnd.Add(after), true
+		return now.Add(min(grace, time.Minute)), true
+	case !lastEnd.IsZero() && now.Before(lastEnd.Add(grace)):
+		return lastEnd.Add(grace), true
 	}
 	text := fmt.Sprintf("No runbook handles %s: none matches, none applies, or the safety rails refused them (see /api/v1/remediation/refusals); over to people.", p.alertname)
 	act := e.actionOf()
