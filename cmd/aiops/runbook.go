@@ -184,7 +184,9 @@ func (c *runbookCommands) runTest(ctx context.Context, stdout io.Writer, query b
 			return fmt.Errorf("--at: %w", err)
 		}
 	}
-	r := &runbook.Renderer{}
+	r := &runbook.Renderer{Query: func(context.Context, string, time.Time) (promql.Vector, error) {
+		return nil, errors.New("this template queries aiops: add --query (and --url, --token-file)")
+	}}
 	if query {
 		q, err := c.remoteQuery()
 		if err != nil {

@@ -46,6 +46,8 @@ func TestRunbookLintAndTest(t *testing.T) {
 		"target: service=api",
 		`step 1 "roll back": workflow.rollback map[service:api]`,
 		"verify for 1m within 8m",
+		"runbook restart-failing-instance",
+		"this template queries aiops: add --query",
 	} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("runbook test: exit %d, want %q in\n%s", code, want, out)
