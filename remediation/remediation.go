@@ -8,7 +8,7 @@
 //
 // Packages: runbook (the language), match (which runbooks apply), action
 // (drivers), engine (executions and rails), api (REST). See
-// docs/RUNBOOKS.md.
+// docs/RUNBOOKS.md and docs/REMEDIATION.md.
 package remediation
 
 import (

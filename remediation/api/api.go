@@ -2,7 +2,7 @@
 // (list, get, validate, run), executions (list, get, approve, deny,
 // cancel), the kill switch, refusals and the learning record, with its
 // OpenAPI 3 document at /api/v1/remediation/openapi.json. See
-// docs/RUNBOOKS.md.
+// docs/REMEDIATION.md.
 //
 // Reading, executing and approving are separate scopes (api/auth): Scope
 // says which one a request needs, and the integrator's access policy asks

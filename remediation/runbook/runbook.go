@@ -253,7 +253,7 @@ const (
 	ModeShadow = "shadow"
 )
 
-// Safety are a runbook's rails; see docs/RUNBOOKS.md for each.
+// Safety are a runbook's rails; see docs/REMEDIATION.md for each.
 type Safety struct {
 	// Mode is live (the default) or shadow: decide, record, do not act.
 	Mode     string   `yaml:"mode" json:"mode,omitempty"`
