@@ -2,7 +2,9 @@ package remediation_test
 
 import (
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/common/model"
@@ -53,5 +55,24 @@ func TestShippedRunbooksLint(t *testing.T) {
 	}
 	if byAlert == 0 {
 		t.Error("no shipped runbook is triggered by an alert")
+	}
+}
+
+// TestDocExampleLints: the example in docs/RUNBOOKS.md is a valid
+// runbook, so the reference does not teach what lint refuses.
+func TestDocExampleLints(t *testing.T) {
+	b, err := os.ReadFile("../docs/RUNBOOKS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/RUNBOOKS.md has no yaml example")
+	}
+	rbs, probs := runbook.Parse("RUNBOOKS.md", []byte(example))
+	probs = append(probs, runbook.Validate(rbs, runbook.ValidateOptions{})...)
+	if len(rbs) != 1 || len(probs) > 0 {
+		t.Errorf("%d runbooks, problems:\n%v", len(rbs), probs)
 	}
 }
