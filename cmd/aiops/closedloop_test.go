@@ -88,9 +88,9 @@ func startSim(t *testing.T, otlpAddr string, ln net.Listener, token string, hist
 // its own judgement, and the incident resolves as fixed by the run. Then
 // the rails on the live server: the same run again is refused by the
 // cooldown, a dry run plans and does nothing, the kill switch refuses
-// runs until an admin releases it, and a read token may not run at all.
-// (Approval, run limits and the other rails are covered case by case in
-// remediation/engine.)
+// runs until an admin releases it, a read token may not run at all, a run
+// needing approval waits for its approver, and the run limit refuses.
+// (Every rail is covered case by case in remediation/engine.)
 func TestClosedLoop(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -107,6 +107,22 @@ func TestClosedLoop(t *testing.T) {
 	simURL := "http://" + ln.Addr().String()
 	amConf := filepath.Join(dir, "alertmanager.yml")
 	os.WriteFile(amConf, []byte("route:\n  receiver: oncall\n  group_by: [alertname, job]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: oncall\n"), 0o600)
+	// A runbook of the test's own, for the approval and run-limit rails.
+	extra := filepath.Join(dir, "extra.yml")
+	os.WriteFile(extra, []byte(`runbooks:
+  - name: flag-with-approval
+    description: Degrade a feature once a person approves.
+    trigger: {manual: true}
+    target: {flag: '{{ $labels.flag }}'}
+    steps:
+      - action: workflow.set_flag
+        params: {flag: '{{ $target.flag }}', enabled: 'true'}
+        verify: {expr: vector(1), within: 1m}
+    safety:
+      approval: {required: true, approvers: [loop-approver], timeout: 10m}
+      cooldown: 1h
+      max_runs: {count: 1, window: 1h}
+`), 0o600)
 	cfg := filepath.Join(dir, "aiops.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`alerting:
   rule_files: [%q]
@@ -117,13 +133,13 @@ incidents:
   auto_resolve_after: 5m
   service_labels: [service, service_name, job]
 remediation:
-  runbook_files: [%q]
+  runbook_files: [%q, %q]
   condition_interval: 5s
   drivers:
     workflow:
       url: %s
       token: {file: %q}
-`, filepath.Join(root, "deploy/rules/*.yml"), amConf, filepath.Join(root, "deploy/runbooks/*.yml"), simURL, tokenFile)), 0o600)
+`, filepath.Join(root, "deploy/rules/*.yml"), amConf, filepath.Join(root, "deploy/runbooks/*.yml"), extra, simURL, tokenFile)), 0o600)
 	dataDir := filepath.Join(dir, "data")
 	ts := startServe(t, dataDir, "--config", cfg)
 	sim := startSim(t, ts.grpc, ln, simToken, 10*time.Minute)
@@ -234,15 +250,19 @@ remediation:
 	})
 
 	// The rails on the live server.
-	var tokens [2]string
-	for i, scopes := range []string{"read", "execute"} {
+	var tokens [3]string
+	for i, scopes := range []string{"read", "execute", "approve"} {
 		var out strings.Builder
-		if code := run(context.Background(), []string{"token", "create", "--data-dir", dataDir, "--name", "loop-" + scopes, "--scopes", scopes}, &out, io.Discard); code != 0 {
+		name := "loop-" + scopes
+		if scopes == "approve" {
+			name = "loop-approver"
+		}
+		if code := run(context.Background(), []string{"token", "create", "--data-dir", dataDir, "--name", name, "--scopes", scopes}, &out, io.Discard); code != 0 {
 			t.Fatalf("token create: exit %d", code)
 		}
 		tokens[i] = strings.SplitN(out.String(), "\n", 2)[0]
 	}
-	reader, executor := tokens[0], tokens[1]
+	reader, executor, approver := tokens[0], tokens[1], tokens[2]
 	refused := func(code int, body []byte, rail string) {
 		t.Helper()
 		var e struct{ Rail string }
@@ -272,6 +292,35 @@ remediation:
 	}
 	if n := len(actions()); n != 1 {
 		t.Errorf("the simulator received %d actions, want the one fix: %+v", n, actions())
+	}
+
+	// Approval: the run waits for the approver; nobody else may approve.
+	code, body = api(http.MethodPost, "/api/v1/runbooks/flag-with-approval/run", executor, `{"target": {"flag": "degrade_document_processing"}}`)
+	var pending execution
+	if json.Unmarshal(body, &pending); code != http.StatusCreated || pending.State != "pending_approval" {
+		t.Fatalf("a run needing approval: %d %s", code, body)
+	}
+	if n := len(actions()); n != 1 {
+		t.Errorf("the simulator was acted on before the approval: %+v", actions())
+	}
+	if code, body := api(http.MethodPost, "/api/v1/executions/"+pending.ID+"/approve", executor, `{}`); code != http.StatusForbidden {
+		t.Errorf("an execute token approved: %d %s", code, body)
+	}
+	if code, body := api(http.MethodPost, "/api/v1/executions/"+pending.ID+"/approve", approver, `{"comment": "go"}`); code != http.StatusOK {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	testutil.Eventually(t, time.Minute, "the approved run done", func() (bool, string) {
+		_, body := api(http.MethodGet, "/api/v1/executions/"+pending.ID, reader, "")
+		return strings.Contains(string(body), `"state":"succeeded"`) && len(actions()) == 2, string(body)
+	})
+	if a := actions()[1]; a.Action.Action.Action != "set_flag" {
+		t.Errorf("the approved run did %+v", a.Action)
+	}
+	// The run limit (one an hour) refuses another target; nothing acts.
+	code, body = api(http.MethodPost, "/api/v1/runbooks/flag-with-approval/run", executor, `{"target": {"flag": "another_flag"}}`)
+	refused(code, body, "max_runs")
+	if n := len(actions()); n != 2 {
+		t.Errorf("the simulator received %d actions, want 2: %+v", n, actions())
 	}
 	if strings.Contains(ts.stderr.String(), simToken) {
 		t.Error("the simulator's token is in the server log")
