@@ -16,6 +16,8 @@ import (
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/analyzer"
 	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/api/jaeger"
+	"github.com/aiops-dev/aiops/api/logs"
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/collector"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
@@ -45,6 +47,8 @@ type Config struct {
 	Analyzer  analyzer.Config  `yaml:"analyzer"`
 	Alerting  alerting.Config  `yaml:"alerting"`
 	Incidents incident.Config  `yaml:"incidents"`
+	Traces    jaeger.Config    `yaml:"traces"`
+	Logs      logs.Config      `yaml:"logs"`
 }
 
 // ServerConfig configures the main HTTP listener.
@@ -124,6 +128,8 @@ func DefaultConfig() Config {
 		Analyzer:  analyzer.DefaultConfig(),
 		Alerting:  alerting.DefaultConfig(),
 		Incidents: incident.DefaultConfig(),
+		Traces:    jaeger.DefaultConfig(),
+		Logs:      logs.DefaultConfig(),
 	}
 }
 
@@ -158,6 +164,12 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Alerting.Validate(); err != nil {
+		return err
+	}
+	if err := c.Traces.Validate(); err != nil {
+		return err
+	}
+	if err := c.Logs.Validate(); err != nil {
 		return err
 	}
 	return c.Incidents.Validate()
