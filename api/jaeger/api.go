@@ -163,7 +163,8 @@ func (a *API) operationNames(ctx context.Context, r *http.Request) (*response, e
 	if err != nil {
 		return nil, err
 	}
-	names := []string{}
+	// Jaeger answers null, not [], for a service without operations.
+	var names []string
 	for _, op := range ops {
 		names = append(names, op.Name)
 	}

@@ -356,6 +356,10 @@ func toTrace(spans []*storage.Span, truncated string) Trace {
 		t.Warnings = []string{truncated}
 	}
 	ids := map[string]string{}
+	present := make(map[string]bool, len(spans))
+	for _, sp := range spans {
+		present[sp.SpanID] = true
+	}
 	for _, sp := range spans {
 		tags := spanTags(sp)
 		var moved []KeyValue
@@ -379,6 +383,10 @@ func toTrace(spans []*storage.Span, truncated string) Trace {
 			t.Processes[pid] = p
 		}
 		refs, warnings := references(sp)
+		if parent := parentOf(refs, t.TraceID); parent != "" && !present[parent] {
+			// Jaeger's clock skew adjuster cannot place the span.
+			warnings = append([]string{fmt.Sprintf("invalid parent span IDs=%s; skipping clock skew adjustment", parent)}, warnings...)
+		}
 		t.Spans = append(t.Spans, Span{
 			TraceID:       jaegerTraceID(sp.TraceID),
 			SpanID:        sp.SpanID,
@@ -393,4 +401,23 @@ func toTrace(spans []*storage.Span, truncated string) Trace {
 		})
 	}
 	return t
+}
+
+// parentOf is the span a span's references make its parent, as Jaeger's
+// model reads them: the first CHILD_OF within the trace, else the first
+// FOLLOWS_FROM within it.
+func parentOf(refs []Reference, trace string) string {
+	follows := ""
+	for _, r := range refs {
+		if r.TraceID != trace {
+			continue
+		}
+		if r.RefType == "CHILD_OF" {
+			return r.SpanID
+		}
+		if follows == "" {
+			follows = r.SpanID
+		}
+	}
+	return follows
 }
