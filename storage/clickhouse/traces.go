@@ -95,6 +95,10 @@ func dayOfNs(ns int64) int32 { return int32(ns / nsPerDay) }
 // service are merged into one.
 const maxRangeTerms = 256
 
+// mergeWindow is how close in time the traces of one service must be for
+// their look-up to read the service's spans in one range.
+const mergeWindow = time.Hour
+
 // traceRanges looks the traces up in the trace index and renders the
 // condition that reads their spans by primary key: for each trace and
 // service, the service's spans in the time range its index rows give.
@@ -131,19 +135,27 @@ WHERE trace_id IN %s GROUP BY trace_id, service_name ORDER BY service_name, trac
 	if len(terms) == 0 {
 		return "", nil
 	}
-	if len(terms) > maxRangeTerms {
-		// One term per service (terms are sorted by service).
-		var merged []term
-		for _, t := range terms {
-			if n := len(merged); n > 0 && merged[n-1].service == t.service {
-				merged[n-1].lo, merged[n-1].hi = min(merged[n-1].lo, t.lo), max(merged[n-1].hi, t.hi)
-				continue
-			}
-			t.trace = ""
-			merged = append(merged, t)
+	// One term per service where the service's ranges lie within
+	// mergeWindow of each other (a search's traces, close in time): a
+	// few wide ranges of the primary key read little more than many
+	// narrow ones and are analysed much faster; and per service anyway
+	// past maxRangeTerms (terms are sorted by service).
+	var merged []term
+	for i := 0; i < len(terms); {
+		j := i
+		lo, hi := terms[i].lo, terms[i].hi
+		for j < len(terms) && terms[j].service == terms[i].service {
+			lo, hi = min(lo, terms[j].lo), max(hi, terms[j].hi)
+			j++
 		}
-		terms = merged
+		if hi-lo <= int64(mergeWindow) || len(terms) > maxRangeTerms {
+			merged = append(merged, term{service: terms[i].service, lo: lo, hi: hi})
+		} else {
+			merged = append(merged, terms[i:j]...)
+		}
+		i = j
 	}
+	terms = merged
 	parts := make([]string, len(terms))
 	for i, t := range terms {
 		c := fmt.Sprintf("service_name = %s AND start_time >= %d AND start_time <= %d", quote(t.service), t.lo, t.hi)
