@@ -39,7 +39,9 @@ func DefaultDataset(end time.Time) Dataset {
 func (d Dataset) Traces() int { return d.Spans / d.SpansPerTrace }
 
 // TraceID is the id of trace i.
-func (d Dataset) TraceID(i int) string { return fmt.Sprintf("%016x%016x", uint64(i)*0x9e3779b97f4a7c15, uint64(i)) }
+func (d Dataset) TraceID(i int) string {
+	return fmt.Sprintf("%016x%016x", uint64(i)*0x9e3779b97f4a7c15, uint64(i))
+}
 
 func (d Dataset) start(i int) time.Time {
 	return d.End.Add(-d.Span).Add(time.Duration(int64(d.Span) / int64(d.Traces()) * int64(i)))
