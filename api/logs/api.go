@@ -3,7 +3,7 @@
 // expression, trace id and attribute equality, newest first, with a
 // cursor. Each record that carries a trace id links to the trace in the
 // Jaeger-compatible API. The OpenAPI 3 document is at
-// /api/v1/logs/openapi.json; docs/API.md describes the API for users.
+// /api/v1/logs/openapi.json; docs/TRACES.md describes the API for users.
 package logs
 
 import (
