@@ -214,23 +214,13 @@ func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
 // in the trace index first and reads only the services and time ranges
 // it names.
 func (s *Store) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storage.Span, error) {
-	w := spanWhere(q)
-	if ids := q.TraceIDs; len(ids) > 0 || q.TraceID != "" {
-		if q.TraceID != "" {
-			ids = append(slices.Clip(ids), q.TraceID)
-		}
-		cond, err := s.traceRanges(ctx, ids)
-		if err != nil {
-			return nil, err
-		}
-		if cond == "" {
-			return nil, nil
-		}
-		w = append(w, cond)
+	w, pre, err := s.spanConditions(ctx, q)
+	if err != nil || w == nil {
+		return nil, err
 	}
 	sql := fmt.Sprintf(`SELECT trace_id, span_id, parent_span_id, name, kind, service_name, scope_name, start_time, end_time,
-status_code, status_message, attr_keys, attr_values, resource_keys, resource_values, details FROM %s%s
-ORDER BY start_time, trace_id, span_id LIMIT 1 BY trace_id, span_id LIMIT %d`, s.t.spans, w.sql(), storage.QueryLimit(q.Limit))
+status_code, status_message, attr_keys, attr_values, resource_keys, resource_values, details FROM %s%s%s
+ORDER BY start_time, trace_id, span_id LIMIT 1 BY trace_id, span_id LIMIT %d`, s.t.spans, pre, w.sql(), storage.QueryLimit(q.Limit))
 	rows, err := s.conn.Query(ctx, sql)
 	if err != nil {
 		return nil, s.wrap("query spans", err)

@@ -39,6 +39,25 @@ func spanWhere(q storage.SpanQuery) where {
 	return w
 }
 
+// spanConditions renders a span query: the WHERE conditions and, for
+// trace ids, a PREWHERE. It returns nil conditions when the trace index
+// knows none of the query's traces (nothing matches).
+func (s *Store) spanConditions(ctx context.Context, q storage.SpanQuery) (w where, prewhere string, err error) {
+	w = append(spanWhere(q), "1")
+	ids := q.TraceIDs
+	if q.TraceID != "" {
+		ids = append(slices.Clip(ids), q.TraceID)
+	}
+	if len(ids) == 0 {
+		return w, "", nil
+	}
+	in, cond, err := s.traceRanges(ctx, ids)
+	if err != nil || cond == "" {
+		return nil, "", err
+	}
+	return append(w, cond), " PREWHERE " + in, nil
+}
+
 // indexSpans writes the trace index rows and the operations of a batch.
 func (s *Store) indexSpans(ctx context.Context, spans []storage.Span) error {
 	type key struct{ trace, service string }
@@ -102,19 +121,22 @@ const mergeWindow = time.Hour
 // traceRanges looks the traces up in the trace index and renders the
 // condition that reads their spans by primary key: for each trace and
 // service, the service's spans in the time range its index rows give.
-// It returns "" when the index knows none of the traces.
-func (s *Store) traceRanges(ctx context.Context, ids []string) (string, error) {
+// It returns the trace id condition apart, for PREWHERE: ClickHouse reads
+// the trace_id column of the ranges first and the other columns of the
+// matching rows only. It returns "" when the index knows none of the
+// traces.
+func (s *Store) traceRanges(ctx context.Context, ids []string) (in, cond string, err error) {
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	quoted := make([]string, len(ids))
 	for i, id := range ids {
 		quoted[i] = quote(id)
 	}
-	in := "(" + strings.Join(quoted, ", ") + ")"
+	in = "trace_id IN (" + strings.Join(quoted, ", ") + ")"
 	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT trace_id, service_name, min(start_min), max(start_max) FROM %s
-WHERE trace_id IN %s GROUP BY trace_id, service_name ORDER BY service_name, trace_id`, s.t.traceIndex, in))
+WHERE %s GROUP BY trace_id, service_name ORDER BY service_name, trace_id`, s.t.traceIndex, in))
 	if err != nil {
-		return "", s.wrap("look up traces", err)
+		return "", "", s.wrap("look up traces", err)
 	}
 	defer rows.Close()
 	type term struct {
@@ -125,15 +147,15 @@ WHERE trace_id IN %s GROUP BY trace_id, service_name ORDER BY service_name, trac
 	for rows.Next() {
 		var t term
 		if err := rows.Scan(&t.trace, &t.service, &t.lo, &t.hi); err != nil {
-			return "", s.wrap("look up traces", err)
+			return "", "", s.wrap("look up traces", err)
 		}
 		terms = append(terms, t)
 	}
 	if err := rows.Err(); err != nil {
-		return "", s.wrap("look up traces", err)
+		return "", "", s.wrap("look up traces", err)
 	}
 	if len(terms) == 0 {
-		return "", nil
+		return "", "", nil
 	}
 	// One term per service where the service's ranges lie within
 	// mergeWindow of each other (a search's traces, close in time): a
@@ -164,25 +186,18 @@ WHERE trace_id IN %s GROUP BY trace_id, service_name ORDER BY service_name, trac
 		}
 		parts[i] = "(" + c + ")"
 	}
-	return "trace_id IN " + in + " AND (" + strings.Join(parts, " OR ") + ")", nil
+	return in, "(" + strings.Join(parts, " OR ") + ")", nil
 }
 
 // TraceIDs returns the traces with a matching span, the one whose latest
 // matching span started last first (ties by trace id).
 func (s *Store) TraceIDs(ctx context.Context, q storage.SpanQuery) ([]string, error) {
-	w := spanWhere(q)
-	if ids := q.TraceIDs; len(ids) > 0 || q.TraceID != "" {
-		if q.TraceID != "" {
-			ids = append(slices.Clip(ids), q.TraceID)
-		}
-		cond, err := s.traceRanges(ctx, ids)
-		if err != nil || cond == "" {
-			return nil, err
-		}
-		w = append(w, cond)
+	w, pre, err := s.spanConditions(ctx, q)
+	if err != nil || w == nil {
+		return nil, err
 	}
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT trace_id, max(start_time) AS last FROM %s%s
-GROUP BY trace_id ORDER BY last DESC, trace_id LIMIT %d`, s.t.spans, w.sql(), storage.QueryLimit(q.Limit)))
+	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT trace_id, max(start_time) AS last FROM %s%s%s
+GROUP BY trace_id ORDER BY last DESC, trace_id LIMIT %d`, s.t.spans, pre, w.sql(), storage.QueryLimit(q.Limit)))
 	if err != nil {
 		return nil, s.wrap("find traces", err)
 	}
