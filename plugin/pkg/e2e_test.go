@@ -421,4 +421,3 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
