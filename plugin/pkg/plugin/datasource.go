@@ -94,11 +94,11 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 	case err == nil:
 		return &backend.CheckHealthResult{Status: backend.HealthStatusOk, Message: "aiops answers at " + d.settings.URL.String()}, nil
 	case d.settings.Token == "" && isStatus(err, http.StatusUnauthorized):
-		return fail("aiops asks for a token: set one (aiops token create --scope read) in the data source's Token field")
+		return fail("aiops asks for a token: set one (aiops token create --name grafana --scopes read) in the data source's Token field")
 	case isStatus(err, http.StatusUnauthorized):
 		return fail("aiops refused the token (401): it is unknown, revoked or expired")
 	case isStatus(err, http.StatusForbidden):
-		return fail("the token lacks the read scope (403): create one with aiops token create --scope read")
+		return fail("the token lacks the read scope (403): create one with aiops token create --name grafana --scopes read")
 	case errors.As(err, &se):
 		return fail(fmt.Sprintf("aiops answered %d to %s: %s", se.Status, se.Path, se.Msg))
 	case errors.As(err, &oe), errors.As(err, &ne):
