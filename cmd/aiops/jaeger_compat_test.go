@@ -110,6 +110,9 @@ func TestJaegerCompatibility(t *testing.T) {
 		"/api/operations?service=nobody",
 		"/api/traces/0123456789abcdef0123456789abcdef",
 		"/api/traces?service=api&limit=100" + rng,
+		// The spans are sent in time order, so Jaeger's last stored traces
+		// are aiops's newest.
+		"/api/traces?service=api&limit=5" + rng,
 		"/api/traces?service=db&limit=100" + rng,
 		"/api/traces?service=api&operation=" + url.QueryEscape("POST /v1/documents") + "&limit=100" + rng,
 		"/api/traces?service=api&minDuration=300ms&maxDuration=1500ms&limit=100" + rng,
