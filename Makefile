@@ -12,8 +12,11 @@ TESTFLAGS ?=
 # Real clients the integration tests drive (pinned as tools in go.mod).
 export PROMTOOL := $(BIN)/promtool
 export AMTOOL   := $(BIN)/amtool
+# Real Jaeger for the trace API's differential test; tools/jaeger is a
+# module of its own, so its dependencies stay out of go.mod.
+export JAEGER   := $(BIN)/jaeger
 
-.PHONY: all build run demo test bench chaos fuzz tools test-deps vet fmt clean
+.PHONY: all build run demo test bench chaos fuzz tools test-deps vet fmt clean plugin
 
 all: build
 
@@ -32,6 +35,7 @@ demo: build
 
 tools:
 	$(GO) build -o $(BIN)/ github.com/prometheus/prometheus/cmd/promtool github.com/prometheus/alertmanager/cmd/amtool
+	cd tools/jaeger && $(GO) build -o $(BIN)/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
 
 ## test-deps: install what the tests need (Debian's clickhouse-server)
 test-deps:
@@ -41,10 +45,23 @@ test-deps:
 # ClickHouse querier implements, has a Seek(int64) that is not io.Seeker.
 vet:
 	$(GO) vet -stdmethods=false $(PKGS)
+	cd plugin && $(GO) vet ./...
 
 ## test: the whole suite, against real servers the tests start themselves
 test: test-deps tools vet
 	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) $(PKGS)
+	cd plugin && $(GO) test -count=1 -timeout 10m $(TESTFLAGS) ./...
+
+## plugin: the Grafana plugin's release archive (backend for linux/amd64 and linux/arm64, plugin.json, provisioning)
+PLUGIN_DIST := $(BIN)/plugin/aiops-aiops-datasource
+plugin:
+	rm -rf $(BIN)/plugin && mkdir -p $(PLUGIN_DIST)
+	cd plugin && GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -o $(PLUGIN_DIST)/gpx_aiops_linux_amd64 ./pkg
+	cd plugin && GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $(PLUGIN_DIST)/gpx_aiops_linux_arm64 ./pkg
+	sed -e 's/%VERSION%/$(VERSION)/' -e "s/%TODAY%/$$(date -u +%Y-%m-%d)/" plugin/src/plugin.json > $(PLUGIN_DIST)/plugin.json
+	cp -r plugin/provisioning $(PLUGIN_DIST)/provisioning
+	cp plugin/README.md $(PLUGIN_DIST)/README.md
+	tar -C $(BIN)/plugin -czf $(BIN)/aiops-aiops-datasource-$(VERSION).tar.gz aiops-aiops-datasource
 
 ## bench: the benchmarks behind docs/BENCHMARKS.md (aiops-bench, a separate program)
 bench: test-deps build

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/aiops-dev/aiops/bench/alerting"
 	"github.com/aiops-dev/aiops/bench/ingest"
 	"github.com/aiops-dev/aiops/bench/query"
+	"github.com/aiops-dev/aiops/bench/traces"
 	"github.com/aiops-dev/aiops/internal/chserver"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
@@ -36,6 +38,8 @@ const (
 // installed) and stop it afterwards.
 type benchCommands struct {
 	ingest, query, alerting *kingpin.CmdClause
+	traces                  *kingpin.CmdClause
+	spans, traceReads       int
 	merge                   bool // bench query: merge ClickHouse parts first
 
 	stores         []string
@@ -68,7 +72,11 @@ func newBenchCommands(app *kingpin.Application) []command {
 	c.alerting = app.Command("alerting", "One evaluation round of 1,000 alert rules over 100,000 series, and threshold-to-webhook latency.")
 	c.alerting.Flag("rules", "Alert rules.").Default("1000").IntVar(&c.rules)
 	c.alerting.Flag("series", "Series the rules select.").Default("100000").IntVar(&c.alertSeries)
-	for _, cmd := range []*kingpin.CmdClause{c.ingest, c.query, c.alerting} {
+	c.traces = app.Command("traces", "Trace reads of the Jaeger-compatible API over 1,000,000 stored spans: a trace by id, and a search by service and one hour that reads the 20 traces found.")
+	c.traces.Flag("spans", "Spans stored (traces of 10 spans over 20 services during a day).").Default("1000000").IntVar(&c.spans)
+	c.traces.Flag("merge", "Before reading ClickHouse, merge the parts the load made (OPTIMIZE … FINAL).").Default("true").BoolVar(&c.merge)
+	c.traces.Flag("reads", "Reads of each kind per run.").Default("50").IntVar(&c.traceReads)
+	for _, cmd := range []*kingpin.CmdClause{c.ingest, c.query, c.alerting, c.traces} {
 		cmd.Flag("store", "Store to measure; repeat for several.").Default(storeEmbedded, storeClickHouse).EnumsVar(&c.stores, storeEmbedded, storeClickHouse)
 		cmd.Flag("clickhouse-addr", "Use this ClickHouse server (a fresh database in it) instead of starting a private one.").PlaceHolder("HOST:PORT").StringVar(&c.clickhouseAddr)
 		cmd.Flag("runs", "Measured runs.").Default("3").IntVar(&c.runs)
@@ -80,6 +88,7 @@ func newBenchCommands(app *kingpin.Application) []command {
 		commandFunc{c.ingest, c.runIngest},
 		commandFunc{c.query, c.runQuery},
 		commandFunc{c.alerting, c.runAlerting},
+		commandFunc{c.traces, c.runTraces},
 	}
 }
 
@@ -321,4 +330,58 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func (c *benchCommands) runTraces(ctx context.Context, stdout, _ io.Writer) error {
+	e, err := c.env()
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	ds := traces.DefaultDataset(time.Now())
+	ds.Spans = c.spans
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STORE\tRUN\tREAD\tMEDIAN\tP90\tSPANS")
+	medians := map[string]map[string][]time.Duration{}
+	for _, kind := range c.stores {
+		store, _, err := e.open(ctx, kind)
+		if err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		loadStart := time.Now()
+		if err := ds.Load(ctx, store); err != nil {
+			store.Close()
+			return fmt.Errorf("%s: load: %w", kind, err)
+		}
+		fmt.Fprintf(stdout, "%s: loaded %d spans in %s\n", kind, ds.Spans, time.Since(loadStart).Round(time.Millisecond))
+		if m, ok := store.(interface{ Merge(context.Context) error }); ok && c.merge {
+			if err := m.Merge(ctx); err != nil {
+				store.Close()
+				return fmt.Errorf("%s: %w", kind, err)
+			}
+		}
+		medians[kind] = map[string][]time.Duration{}
+		for run := 1; run <= c.runs; run++ {
+			results, err := ds.Run(ctx, store, c.traceReads)
+			if err != nil {
+				store.Close()
+				return fmt.Errorf("%s: %w", kind, err)
+			}
+			for _, r := range results {
+				d := slices.Clone(r.Durations)
+				slices.Sort(d)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\n", kind, run, r.Name, r.Median().Round(time.Microsecond), d[len(d)*9/10].Round(time.Microsecond), r.Spans)
+				medians[kind][r.Name] = append(medians[kind][r.Name], r.Median())
+			}
+		}
+		store.Close()
+	}
+	for _, kind := range c.stores {
+		for _, name := range slices.Sorted(maps.Keys(medians[kind])) {
+			d := slices.Clone(medians[kind][name])
+			slices.Sort(d)
+			fmt.Fprintf(tw, "%s\tmedian\t%s\t%s\t\t\n", kind, name, d[len(d)/2].Round(time.Microsecond))
+		}
+	}
+	return tw.Flush()
 }

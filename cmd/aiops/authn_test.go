@@ -25,6 +25,11 @@ func TestAccessPolicy(t *testing.T) {
 		// Remote read is a query in a protobuf body.
 		{http.MethodPost, "/api/v1/read", auth.ScopeRead, false},
 		{http.MethodPost, "/api/v1/write", auth.ScopeWrite, false},
+		// The trace and log reads.
+		{http.MethodGet, "/api/traces/0af7651916cd43dd8448eb211c80319c", auth.ScopeRead, false},
+		{http.MethodGet, "/api/services", auth.ScopeRead, false},
+		{http.MethodGet, "/api/dependencies", auth.ScopeRead, false},
+		{http.MethodGet, "/api/v1/logs", auth.ScopeRead, false},
 		{http.MethodPost, "/api/v1/otlp/v1/metrics", auth.ScopeWrite, false},
 		{http.MethodPost, "/api/v1/incidents/x/acknowledge", auth.ScopeWrite, false},
 		{http.MethodDelete, "/api/v2/silence/x", auth.ScopeWrite, false},

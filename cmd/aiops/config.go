@@ -18,6 +18,8 @@ import (
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/analyzer"
 	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/api/jaeger"
+	"github.com/aiops-dev/aiops/api/logs"
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/collector"
@@ -49,6 +51,8 @@ type Config struct {
 	Analyzer  analyzer.Config  `yaml:"analyzer"`
 	Alerting  alerting.Config  `yaml:"alerting"`
 	Incidents incident.Config  `yaml:"incidents"`
+	Traces    jaeger.Config    `yaml:"traces"`
+	Logs      logs.Config      `yaml:"logs"`
 	// Slack is the Slack app: incident messages, /aiops, buttons.
 	Slack slackapp.Config `yaml:"slack"`
 	// Remediation runs runbooks; off without runbook files.
@@ -156,13 +160,14 @@ func DefaultConfig() Config {
 			Embedded:   embedded.DefaultConfig(),
 			ClickHouse: clickhouse.DefaultConfig(),
 		},
-		Collector: collector.DefaultConfig(),
-		Query:     promapi.DefaultConfig(),
-		Analyzer:  analyzer.DefaultConfig(),
-		Alerting:  alerting.DefaultConfig(),
-		Incidents: incident.DefaultConfig(),
-		Slack:     slackapp.DefaultConfig(),
-
+		Collector:   collector.DefaultConfig(),
+		Query:       promapi.DefaultConfig(),
+		Analyzer:    analyzer.DefaultConfig(),
+		Alerting:    alerting.DefaultConfig(),
+		Incidents:   incident.DefaultConfig(),
+		Traces:      jaeger.DefaultConfig(),
+		Logs:        logs.DefaultConfig(),
+		Slack:       slackapp.DefaultConfig(),
 		Remediation: remediation.DefaultConfig(),
 	}
 }
@@ -201,6 +206,12 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Alerting.Validate(); err != nil {
+		return err
+	}
+	if err := c.Traces.Validate(); err != nil {
+		return err
+	}
+	if err := c.Logs.Validate(); err != nil {
 		return err
 	}
 	if err := c.Incidents.Validate(); err != nil {

@@ -32,6 +32,8 @@ import (
 	"github.com/aiops-dev/aiops/analyzer/results/correlate"
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/api/incidents"
+	"github.com/aiops-dev/aiops/api/jaeger"
+	"github.com/aiops-dev/aiops/api/logs"
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/collector"
@@ -388,6 +390,17 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		}
 		// Its patterns are more specific than the query API's "/api/v1/".
 		incAPI.Mount(mux)
+
+		traceAPI, err := jaeger.New(jaeger.Options{Config: cfg.Traces, Spans: store, Logger: logger.With("component", "trace-api")})
+		if err != nil {
+			return nil, nil, err
+		}
+		traceAPI.Mount(mux)
+		logAPI, err := logs.New(logs.Options{Config: cfg.Logs, Records: store, Logger: logger.With("component", "logs-api")})
+		if err != nil {
+			return nil, nil, err
+		}
+		logAPI.Mount(mux)
 
 		if cfg.Slack.Enabled() {
 			query := slackapp.QueryFunc(rules.EngineQueryFunc(engine, store))

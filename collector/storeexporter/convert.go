@@ -61,28 +61,35 @@ func Spans(td ptrace.Traces) []storage.Span {
 	for i := range rss.Len() {
 		rs := rss.At(i)
 		resAttrs := attributes(rs.Resource().Attributes())
+		resTypes := attributeTypes(rs.Resource().Attributes())
 		service := resAttrs[serviceNameKey]
 		sss := rs.ScopeSpans()
 		for j := range sss.Len() {
 			ss := sss.At(j)
-			scope := ss.Scope().Name()
+			scope := ss.Scope()
 			spans := ss.Spans()
 			for k := range spans.Len() {
 				s := spans.At(k)
 				out = append(out, storage.Span{
-					TraceID:            traceID(s.TraceID()),
-					SpanID:             spanID(s.SpanID()),
-					ParentSpanID:       spanID(s.ParentSpanID()),
-					Name:               s.Name(),
-					Kind:               s.Kind().String(),
-					ServiceName:        service,
-					ScopeName:          scope,
-					StartTime:          timeOf(s.StartTimestamp()),
-					EndTime:            timeOf(s.EndTimestamp()),
-					StatusCode:         s.Status().Code().String(),
-					StatusMessage:      s.Status().Message(),
-					Attributes:         attributes(s.Attributes()),
-					ResourceAttributes: resAttrs,
+					TraceID:                traceID(s.TraceID()),
+					SpanID:                 spanID(s.SpanID()),
+					ParentSpanID:           spanID(s.ParentSpanID()),
+					Name:                   s.Name(),
+					Kind:                   s.Kind().String(),
+					ServiceName:            service,
+					ScopeName:              scope.Name(),
+					ScopeVersion:           scope.Version(),
+					StartTime:              timeOf(s.StartTimestamp()),
+					EndTime:                timeOf(s.EndTimestamp()),
+					StatusCode:             s.Status().Code().String(),
+					StatusMessage:          s.Status().Message(),
+					TraceState:             s.TraceState().AsRaw(),
+					Attributes:             attributes(s.Attributes()),
+					AttributeTypes:         attributeTypes(s.Attributes()),
+					ResourceAttributes:     resAttrs,
+					ResourceAttributeTypes: resTypes,
+					Events:                 events(s.Events()),
+					Links:                  links(s.Links()),
 				})
 			}
 		}
@@ -101,6 +108,72 @@ func attributes(m pcommon.Map) map[string]string {
 		out[k] = v.AsString()
 		return true
 	})
+	return out
+}
+
+// attributeTypes names the type of each attribute whose value is not a
+// string, nil when all are strings.
+func attributeTypes(m pcommon.Map) map[string]storage.ValueType {
+	var out map[string]storage.ValueType
+	m.Range(func(k string, v pcommon.Value) bool {
+		var t storage.ValueType
+		switch v.Type() {
+		case pcommon.ValueTypeBool:
+			t = storage.TypeBool
+		case pcommon.ValueTypeInt:
+			t = storage.TypeInt
+		case pcommon.ValueTypeDouble:
+			t = storage.TypeDouble
+		case pcommon.ValueTypeBytes:
+			t = storage.TypeBytes
+		case pcommon.ValueTypeMap:
+			t = storage.TypeMap
+		case pcommon.ValueTypeSlice:
+			t = storage.TypeSlice
+		default:
+			return true
+		}
+		if out == nil {
+			out = map[string]storage.ValueType{}
+		}
+		out[k] = t
+		return true
+	})
+	return out
+}
+
+func events(es ptrace.SpanEventSlice) []storage.SpanEvent {
+	if es.Len() == 0 {
+		return nil
+	}
+	out := make([]storage.SpanEvent, es.Len())
+	for i := range es.Len() {
+		e := es.At(i)
+		out[i] = storage.SpanEvent{
+			Time:           timeOf(e.Timestamp()),
+			Name:           e.Name(),
+			Attributes:     attributes(e.Attributes()),
+			AttributeTypes: attributeTypes(e.Attributes()),
+		}
+	}
+	return out
+}
+
+func links(ls ptrace.SpanLinkSlice) []storage.SpanLink {
+	if ls.Len() == 0 {
+		return nil
+	}
+	out := make([]storage.SpanLink, ls.Len())
+	for i := range ls.Len() {
+		l := ls.At(i)
+		out[i] = storage.SpanLink{
+			TraceID:        traceID(l.TraceID()),
+			SpanID:         spanID(l.SpanID()),
+			TraceState:     l.TraceState().AsRaw(),
+			Attributes:     attributes(l.Attributes()),
+			AttributeTypes: attributeTypes(l.Attributes()),
+		}
+	}
 	return out
 }
 

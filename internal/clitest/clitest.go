@@ -1,8 +1,11 @@
 // Package clitest provides the real Prometheus and Alertmanager command
-// line clients (promtool, amtool) to tests, at the versions go.mod pins.
+// line clients (promtool, amtool) to tests, at the versions go.mod pins,
+// and the real Jaeger that the trace API is compared with.
 package clitest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,16 +35,73 @@ func tool(t testing.TB, env, pkg string) string {
 		}
 		return p
 	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
+	root := moduleRoot(t)
 	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s (set %s to use a prebuilt one): %v\n%s", pkg, env, err, out)
+	}
+	return bin
+}
+
+func moduleRoot(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+// Jaeger returns a Jaeger v2 binary: $JAEGER when set (make tools builds
+// one), otherwise one built from the tools/jaeger module, a module of its
+// own so that Jaeger's dependencies stay out of aiops's go.mod.
+//
+// Jaeger is a large program: a cold build takes minutes. The binary is
+// kept in the user's cache directory under the hash of tools/jaeger's
+// go.sum, so it is built once per Jaeger version and machine.
+func Jaeger(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("JAEGER"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("JAEGER=%s: %v", p, err)
+		}
+		return p
+	}
+	dir := filepath.Join(moduleRoot(t), "tools", "jaeger")
+	sum, err := os.ReadFile(filepath.Join(dir, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(sum)
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	bin := filepath.Join(cache, "aiops-test", "jaeger-"+hex.EncodeToString(h[:8]))
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Built under a temporary name and renamed, so that packages testing
+	// at once never run a half-written binary.
+	tmp, err := os.CreateTemp(filepath.Dir(bin), "jaeger-build-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	t.Logf("building Jaeger into %s (once per version; set JAEGER to use a prebuilt one)", bin)
+	cmd := exec.Command("go", "build", "-o", tmp.Name(), "github.com/jaegertracing/jaeger/cmd/jaeger")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build Jaeger in %s: %v\n%s", dir, err, out)
+	}
+	if err := os.Rename(tmp.Name(), bin); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

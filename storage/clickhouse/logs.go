@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -121,6 +122,23 @@ func (s *Store) QueryLogs(ctx context.Context, q storage.LogQuery) ([]storage.Lo
 	if q.MinSeverity > 0 {
 		w.add("severity_number >= %d", q.MinSeverity)
 	}
+	if q.BodyContains != "" {
+		w.add("position(body, %s) > 0", quote(q.BodyContains))
+	}
+	if q.BodyRegexp != "" {
+		if _, err := regexp.Compile(q.BodyRegexp); err != nil {
+			return nil, fmt.Errorf("query logs: body regexp: %w", err)
+		}
+		w.add("match(body, %s)", quote(q.BodyRegexp))
+	}
+	for _, k := range slices.Sorted(maps.Keys(q.Attributes)) {
+		w.add("(%s OR %s)", pairExists("attr_keys", "attr_values", k, q.Attributes[k]),
+			pairExists("resource_keys", "resource_values", k, q.Attributes[k]))
+	}
+	if !q.BeforeTime.IsZero() {
+		t := storage.UnixNano(q.BeforeTime)
+		w.add("(timestamp < %d OR (timestamp = %d AND id > %s))", t, t, quote(q.BeforeID))
+	}
 	sql := fmt.Sprintf(`SELECT timestamp, observed_timestamp, trace_id, span_id, severity_text, severity_number, body,
 service_name, scope_name, attr_keys, attr_values, resource_keys, resource_values FROM %s%s
 ORDER BY timestamp DESC, id LIMIT 1 BY id LIMIT %d`, s.t.logs, w.sql(), storage.QueryLimit(q.Limit))
@@ -151,7 +169,9 @@ ORDER BY timestamp DESC, id LIMIT 1 BY id LIMIT %d`, s.t.logs, w.sql(), storage.
 }
 
 // AppendSpans stores spans. A span stored before (same trace and span id)
-// is not returned twice.
+// is not returned twice. The trace index and the operations are written
+// first: an index row whose spans failed to arrive finds nothing, while
+// spans without their index row could not be found by trace id.
 func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
 	if err := s.whenConnected(); err != nil {
 		return err
@@ -166,6 +186,8 @@ func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
 		starts, ends                         = make([]int64, n), make([]int64, n)
 		codes, messages                      = make([]string, n), make([]string, n)
 		attrKeys, attrVals, resKeys, resVals = make([][]string, n), make([][]string, n), make([][]string, n), make([][]string, n)
+		details                              = make([]string, n)
+		eventKeys, eventVals                 = make([][]string, n), make([][]string, n)
 	)
 	for i := range spans {
 		sp := &spans[i]
@@ -178,11 +200,17 @@ func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
 		codes[i], messages[i] = sp.StatusCode, sp.StatusMessage
 		attrKeys[i], attrVals[i] = splitMap(sp.Attributes)
 		resKeys[i], resVals[i] = splitMap(sp.ResourceAttributes)
+		details[i] = storage.EncodeSpanDetails(sp)
+		eventKeys[i], eventVals[i] = sp.EventAttributes()
 	}
-	err := s.insertChunks(ctx, s.t.spans, "trace_id, span_id, parent_span_id, name, kind, service_name, scope_name, start_time, end_time, status_code, status_message, attr_keys, attr_values, resource_keys, resource_values", n,
+	if err := s.indexSpans(ctx, spans); err != nil {
+		return fmt.Errorf("append %d spans: %w", n, err)
+	}
+	err := s.insertChunks(ctx, s.t.spans, "trace_id, span_id, parent_span_id, name, kind, service_name, scope_name, start_time, end_time, status_code, status_message, attr_keys, attr_values, resource_keys, resource_values, details, event_keys, event_values", n,
 		func(lo, hi int) []any {
 			return []any{traceIDs[lo:hi], spanIDs[lo:hi], parents[lo:hi], names[lo:hi], kinds[lo:hi], services[lo:hi], scopes[lo:hi],
-				starts[lo:hi], ends[lo:hi], codes[lo:hi], messages[lo:hi], attrKeys[lo:hi], attrVals[lo:hi], resKeys[lo:hi], resVals[lo:hi]}
+				starts[lo:hi], ends[lo:hi], codes[lo:hi], messages[lo:hi], attrKeys[lo:hi], attrVals[lo:hi], resKeys[lo:hi], resVals[lo:hi],
+				details[lo:hi], eventKeys[lo:hi], eventVals[lo:hi]}
 		})
 	if err != nil {
 		return fmt.Errorf("append %d spans: %w", n, err)
@@ -191,18 +219,20 @@ func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
 }
 
 // QuerySpans returns matching spans ordered by start time, then trace and
-// span id, as the embedded store does.
+// span id, as the embedded store does. A query for trace ids looks them up
+// in the trace index first and reads only the services and time ranges
+// it names.
 func (s *Store) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storage.Span, error) {
 	if err := s.whenConnected(); err != nil {
 		return nil, err
 	}
-	var w where
-	w.timeRange("start_time", q.Start, q.End)
-	w.eq("service_name", q.ServiceName)
-	w.eq("trace_id", q.TraceID)
+	w, pre, err := s.spanConditions(ctx, q)
+	if err != nil || w == nil {
+		return nil, err
+	}
 	sql := fmt.Sprintf(`SELECT trace_id, span_id, parent_span_id, name, kind, service_name, scope_name, start_time, end_time,
-status_code, status_message, attr_keys, attr_values, resource_keys, resource_values FROM %s%s
-ORDER BY start_time, trace_id, span_id LIMIT 1 BY trace_id, span_id LIMIT %d`, s.t.spans, w.sql(), storage.QueryLimit(q.Limit))
+status_code, status_message, attr_keys, attr_values, resource_keys, resource_values, details FROM %s%s%s
+ORDER BY start_time, trace_id, span_id LIMIT 1 BY trace_id, span_id LIMIT %d`, s.t.spans, pre, w.sql(), storage.QueryLimit(q.Limit))
 	rows, err := s.conn.Query(ctx, sql)
 	if err != nil {
 		return nil, s.wrap("query spans", err)
@@ -214,13 +244,17 @@ ORDER BY start_time, trace_id, span_id LIMIT 1 BY trace_id, span_id LIMIT %d`, s
 			sp                                   storage.Span
 			start, end                           int64
 			attrKeys, attrVals, resKeys, resVals []string
+			details                              string
 		)
 		if err := rows.Scan(&sp.TraceID, &sp.SpanID, &sp.ParentSpanID, &sp.Name, &sp.Kind, &sp.ServiceName, &sp.ScopeName,
-			&start, &end, &sp.StatusCode, &sp.StatusMessage, &attrKeys, &attrVals, &resKeys, &resVals); err != nil {
+			&start, &end, &sp.StatusCode, &sp.StatusMessage, &attrKeys, &attrVals, &resKeys, &resVals, &details); err != nil {
 			return nil, s.wrap("query spans", err)
 		}
 		sp.StartTime, sp.EndTime = storage.FromUnixNano(start), storage.FromUnixNano(end)
 		sp.Attributes, sp.ResourceAttributes = joinMap(attrKeys, attrVals), joinMap(resKeys, resVals)
+		if err := storage.DecodeSpanDetails(details, &sp); err != nil {
+			return nil, fmt.Errorf("query spans: %w", err)
+		}
 		out = append(out, sp)
 	}
 	if err := rows.Err(); err != nil {

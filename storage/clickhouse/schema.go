@@ -97,6 +97,9 @@ const samplesTable = "metric_samples"
 // tables holds the fully qualified table names of one database.
 type tables struct {
 	db, migrations, series, samples, histograms, metadata, logs, spans, events string
+	traceIndex, operations                                                     string
+	// dbName is the unquoted database name, for system tables.
+	dbName string
 }
 
 func newTables(db string) tables {
@@ -111,6 +114,9 @@ func newTables(db string) tables {
 		logs:       q("logs"),
 		spans:      q("spans"),
 		events:     q("events"),
+		traceIndex: q("trace_index"),
+		operations: q("span_operations"),
+		dbName:     db,
 	}
 }
 
@@ -119,14 +125,23 @@ func newTables(db string) tables {
 // system.columns), because two processes may open the same database at
 // once and both run it.
 type migration struct {
-	version    uint32
-	name       string
+	version uint32
+	name    string
+	// columns are added first, each only where system.columns lacks it
+	// (18.16 has no ADD COLUMN IF NOT EXISTS).
+	columns    func(t tables, f features) []addColumn
 	statements func(t tables, f features) []string
 }
 
+// addColumn is a column a migration adds to a table.
+type addColumn struct {
+	table, name, definition string
+}
+
 var migrations = []migration{
-	{1, "base schema", baseSchema},
-	{2, "mark series with float start timestamps", markStartTimestamps},
+	{1, "base schema", nil, baseSchema},
+	{2, "mark series with float start timestamps", nil, markStartTimestamps},
+	{3, "span details, trace index and operations", spanDetailColumns, traceTables},
 }
 
 // col renders a column definition, adding the codec only where the server
@@ -263,6 +278,13 @@ func (s *Store) migrate(ctx context.Context) error {
 		if slices.Contains(applied, m.version) {
 			continue
 		}
+		if m.columns != nil {
+			for _, c := range m.columns(s.t, f) {
+				if err := s.addColumn(ctx, c); err != nil {
+					return s.wrap(fmt.Sprintf("migration %d (%s)", m.version, m.name), err)
+				}
+			}
+		}
 		for _, stmt := range m.statements(s.t, f) {
 			if err := s.conn.Exec(ctx, stmt); err != nil {
 				return s.wrap(fmt.Sprintf("migration %d (%s)", m.version, m.name), fmt.Errorf("%w\n%s", err, stmt))
@@ -275,6 +297,32 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("record migration %d: %w", m.version, err)
 		}
 		s.logger.Info("clickhouse schema migrated", "version", m.version, "name", m.name, "features", fmt.Sprintf("%+v", f))
+	}
+	return nil
+}
+
+// addColumn adds a column unless the table has it. Another process may
+// add it between the look and the ALTER; then the ALTER fails and a
+// second look finds the column.
+func (s *Store) addColumn(ctx context.Context, c addColumn) error {
+	has := func() (bool, error) {
+		var n uint64
+		row := s.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM system.columns WHERE database = %s AND table = %s AND name = %s",
+			quote(s.t.dbName), quote(unquoteIdent(strings.TrimPrefix(c.table, s.t.db+"."))), quote(c.name)))
+		if err := row.Scan(&n); err != nil {
+			return false, fmt.Errorf("look for column %s of %s: %w", c.name, c.table, err)
+		}
+		return n > 0, nil
+	}
+	if ok, err := has(); err != nil || ok {
+		return err
+	}
+	stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s", c.table, c.definition)
+	if err := s.conn.Exec(ctx, stmt); err != nil {
+		if ok, herr := has(); herr == nil && ok {
+			return nil
+		}
+		return fmt.Errorf("%w\n%s", err, stmt)
 	}
 	return nil
 }
@@ -326,6 +374,8 @@ func (s *Store) retentionTables() []partitioned {
 		{table: s.t.histograms, unit: msPerDay},
 		{table: s.t.logs, unit: nsPerDay},
 		{table: s.t.spans, unit: nsPerDay},
+		{table: s.t.traceIndex, unit: nsPerDay},
+		{table: s.t.operations, unit: 1}, // partitioned by day number
 		{table: s.t.events, unit: eventsPartition, events: true},
 	}
 }
@@ -418,4 +468,54 @@ SELECT day, fingerprint, %[3]d, any(metric_name), any(label_names), any(label_va
 WHERE bitAnd(kinds, %[4]d) != 0 AND (day, fingerprint) IN (
 	SELECT toInt32(intDiv(timestamp, %[5]d)) AS d, fingerprint FROM %[2]s WHERE start_timestamp != 0 GROUP BY d, fingerprint)
 GROUP BY day, fingerprint`, t.series, t.samples, kindFloat|kindFloatST, kindFloat, msPerDay)}
+}
+
+// spanDetailColumns adds to spans what the trace APIs return beyond the
+// base columns (storage.EncodeSpanDetails: scope version, trace state,
+// events, links, attribute types) and the attributes of the span's events
+// flattened into parallel arrays, which tag searches look into.
+func spanDetailColumns(t tables, f features) []addColumn {
+	return []addColumn{
+		{t.spans, "details", col(f, "details", "String", "ZSTD(1)")},
+		{t.spans, "event_keys", col(f, "event_keys", "Array(String)", "ZSTD(1)")},
+		{t.spans, "event_values", col(f, "event_values", "Array(String)", "ZSTD(1)")},
+	}
+}
+
+// traceTables creates the trace index and the operations table and fills
+// them from the spans already stored.
+//
+// spans is sorted by (service_name, start_time, ...), which serves the
+// search by service and time but not a look-up by trace id. trace_index
+// holds one row per trace, service and insert (the first and last start
+// of the trace's spans of that service in the insert), sorted by trace
+// id: a look-up reads a granule or so per daily partition, and then the
+// spans of each service in the time range found, by primary key. Rows of
+// several inserts of one trace are combined by the reader (min, max).
+//
+// span_operations holds the distinct (service, name, kind) of each day,
+// so that listing services and operations reads a few rows.
+func traceTables(t tables, f features) []string {
+	lc := str(f)
+	const dayNs = "86400000000000"
+	return []string{
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	trace_id String,
+	service_name %s,
+	start_min Int64,
+	start_max Int64
+) ENGINE = ReplacingMergeTree() PARTITION BY intDiv(start_min, %s) ORDER BY (trace_id, service_name, start_min, start_max) SETTINGS index_granularity = 1024`,
+			t.traceIndex, lc, dayNs),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	day Int32,
+	service_name %s,
+	name String,
+	kind %s
+) ENGINE = ReplacingMergeTree() PARTITION BY day ORDER BY (service_name, name, kind)`, t.operations, lc, lc),
+		fmt.Sprintf(`INSERT INTO %s (trace_id, service_name, start_min, start_max)
+SELECT trace_id, service_name, min(start_time), max(start_time) FROM %s GROUP BY trace_id, service_name`, t.traceIndex, t.spans),
+		fmt.Sprintf(`INSERT INTO %s (day, service_name, name, kind)
+SELECT toInt32(intDiv(start_time, %s)) AS d, service_name, name, kind FROM %s WHERE service_name != '' GROUP BY d, service_name, name, kind`,
+			t.operations, dayNs, t.spans),
+	}
 }

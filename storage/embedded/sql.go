@@ -74,6 +74,20 @@ var migrations = []string{
 		help TEXT NOT NULL,
 		unit TEXT NOT NULL
 	);`,
+	// 3: what the trace APIs read: span details (scope version, trace
+	// state, events, links, attribute types), the operations of each
+	// service, and logs in their newest-first order for cursors.
+	`ALTER TABLE spans ADD COLUMN details TEXT NOT NULL DEFAULT '{}';
+	CREATE INDEX spans_name_start ON spans (service_name, name, start_ts);
+	CREATE TABLE span_operations (
+		service_name TEXT NOT NULL,
+		name TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		last_seen INTEGER NOT NULL,
+		PRIMARY KEY (service_name, name, kind)
+	) WITHOUT ROWID;
+	INSERT INTO span_operations (service_name, name, kind, last_seen)
+		SELECT service_name, name, kind, max(start_ts) FROM spans WHERE service_name != '' GROUP BY service_name, name, kind;`,
 }
 
 // Records holds logs, spans and events in SQLite. A Store embeds one; a
@@ -209,114 +223,6 @@ func (s *Records) AppendLogs(ctx context.Context, records []storage.LogRecord) e
 	return nil
 }
 
-// QueryLogs returns matching records, newest first.
-func (s *Records) QueryLogs(ctx context.Context, q storage.LogQuery) ([]storage.LogRecord, error) {
-	var w where
-	w.timeRange("ts", q.Start, q.End)
-	w.eq("service_name", q.ServiceName)
-	w.eq("trace_id", q.TraceID)
-	if q.MinSeverity > 0 {
-		w.add("severity_number >= ?", q.MinSeverity)
-	}
-	rows, err := s.db.QueryContext(ctx, `SELECT ts, observed_ts, trace_id, span_id, severity_text, severity_number, body,
-		service_name, scope_name, attributes, resource_attributes FROM logs`+w.sql()+` ORDER BY ts DESC, id LIMIT ?`,
-		append(w.args, storage.QueryLimit(q.Limit))...)
-	if err != nil {
-		return nil, fmt.Errorf("query logs: %w", err)
-	}
-	defer rows.Close()
-	var out []storage.LogRecord
-	for rows.Next() {
-		var (
-			r              storage.LogRecord
-			ts, observed   int64
-			attrs, resAttr string
-		)
-		if err := rows.Scan(&ts, &observed, &r.TraceID, &r.SpanID, &r.SeverityText, &r.SeverityNumber, &r.Body,
-			&r.ServiceName, &r.ScopeName, &attrs, &resAttr); err != nil {
-			return nil, fmt.Errorf("query logs: %w", err)
-		}
-		r.Timestamp, r.ObservedTimestamp = storage.FromUnixNano(ts), storage.FromUnixNano(observed)
-		if r.Attributes, err = decodeMap(attrs); err != nil {
-			return nil, fmt.Errorf("query logs: attributes: %w", err)
-		}
-		if r.ResourceAttributes, err = decodeMap(resAttr); err != nil {
-			return nil, fmt.Errorf("query logs: resource attributes: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query logs: %w", err)
-	}
-	return out, nil
-}
-
-// AppendSpans stores spans; a span stored before (same trace and span id)
-// is skipped.
-func (s *Records) AppendSpans(ctx context.Context, spans []storage.Span) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO spans
-			(trace_id, span_id, parent_span_id, name, kind, service_name, scope_name, start_ts, end_ts, status_code, status_message, attributes, resource_attributes)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for i := range spans {
-			sp := &spans[i]
-			if _, err := stmt.ExecContext(ctx, sp.TraceID, sp.SpanID, sp.ParentSpanID, sp.Name, sp.Kind, sp.ServiceName, sp.ScopeName,
-				storage.UnixNano(sp.StartTime), storage.UnixNano(sp.EndTime), sp.StatusCode, sp.StatusMessage,
-				encodeMap(sp.Attributes), encodeMap(sp.ResourceAttributes)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("append %d spans: %w", len(spans), err)
-	}
-	return nil
-}
-
-// QuerySpans returns matching spans ordered by start time.
-func (s *Records) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storage.Span, error) {
-	var w where
-	w.timeRange("start_ts", q.Start, q.End)
-	w.eq("service_name", q.ServiceName)
-	w.eq("trace_id", q.TraceID)
-	rows, err := s.db.QueryContext(ctx, `SELECT trace_id, span_id, parent_span_id, name, kind, service_name, scope_name,
-		start_ts, end_ts, status_code, status_message, attributes, resource_attributes FROM spans`+w.sql()+
-		` ORDER BY start_ts, trace_id, span_id LIMIT ?`, append(w.args, storage.QueryLimit(q.Limit))...)
-	if err != nil {
-		return nil, fmt.Errorf("query spans: %w", err)
-	}
-	defer rows.Close()
-	var out []storage.Span
-	for rows.Next() {
-		var (
-			sp             storage.Span
-			start, end     int64
-			attrs, resAttr string
-		)
-		if err := rows.Scan(&sp.TraceID, &sp.SpanID, &sp.ParentSpanID, &sp.Name, &sp.Kind, &sp.ServiceName, &sp.ScopeName,
-			&start, &end, &sp.StatusCode, &sp.StatusMessage, &attrs, &resAttr); err != nil {
-			return nil, fmt.Errorf("query spans: %w", err)
-		}
-		sp.StartTime, sp.EndTime = storage.FromUnixNano(start), storage.FromUnixNano(end)
-		if sp.Attributes, err = decodeMap(attrs); err != nil {
-			return nil, fmt.Errorf("query spans: attributes: %w", err)
-		}
-		if sp.ResourceAttributes, err = decodeMap(resAttr); err != nil {
-			return nil, fmt.Errorf("query spans: resource attributes: %w", err)
-		}
-		out = append(out, sp)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query spans: %w", err)
-	}
-	return out, nil
-}
-
 // AppendEvents stores events; an event stored before (same ID) is skipped.
 func (s *Records) AppendEvents(ctx context.Context, events []storage.Event) error {
 	for i := range events {
@@ -395,6 +301,9 @@ func (s *Records) enforceRetention(ctx context.Context, now time.Time) error {
 	}
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM spans WHERE start_ts < ?`, cutoff); err != nil {
 		return fmt.Errorf("spans: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM span_operations WHERE last_seen < ?`, cutoff); err != nil {
+		return fmt.Errorf("span operations: %w", err)
 	}
 	if s.cfg.EventRetention > 0 {
 		cutoff := storage.UnixNano(now.Add(-time.Duration(s.cfg.EventRetention)))
