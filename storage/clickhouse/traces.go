@@ -192,6 +192,9 @@ WHERE %s GROUP BY trace_id, service_name ORDER BY service_name, trace_id`, s.t.t
 // TraceIDs returns the traces with a matching span, the one whose latest
 // matching span started last first (ties by trace id).
 func (s *Store) TraceIDs(ctx context.Context, q storage.SpanQuery) ([]string, error) {
+	if err := s.whenConnected(); err != nil {
+		return nil, err
+	}
 	w, pre, err := s.spanConditions(ctx, q)
 	if err != nil || w == nil {
 		return nil, err
@@ -221,6 +224,9 @@ GROUP BY trace_id ORDER BY last DESC, trace_id LIMIT %d`, s.t.spans, pre, w.sql(
 
 // Services returns the services of the stored spans, sorted.
 func (s *Store) Services(ctx context.Context) ([]string, error) {
+	if err := s.whenConnected(); err != nil {
+		return nil, err
+	}
 	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT DISTINCT service_name FROM %s ORDER BY service_name`, s.t.operations))
 	if err != nil {
 		return nil, s.wrap("list services", err)
@@ -242,6 +248,9 @@ func (s *Store) Services(ctx context.Context) ([]string, error) {
 
 // Operations returns the span names and kinds of a service.
 func (s *Store) Operations(ctx context.Context, service string) ([]storage.Operation, error) {
+	if err := s.whenConnected(); err != nil {
+		return nil, err
+	}
 	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT DISTINCT name, kind FROM %s WHERE service_name = %s ORDER BY name, kind`,
 		s.t.operations, quote(service)))
 	if err != nil {
@@ -266,6 +275,9 @@ func (s *Store) Operations(ctx context.Context, service string) ([]storage.Opera
 // in [start, end] whose parent also started in it. Each span counts once,
 // merged or not.
 func (s *Store) Dependencies(ctx context.Context, start, end time.Time) ([]storage.Dependency, error) {
+	if err := s.whenConnected(); err != nil {
+		return nil, err
+	}
 	a, b := storage.UnixNano(start), storage.UnixNano(end)
 	sql := fmt.Sprintf(`SELECT parent_service, service, count() FROM
 (SELECT trace_id, span_id, parent_span_id AS pid, service_name AS service FROM %[1]s
