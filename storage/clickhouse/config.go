@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,6 +22,10 @@ type Config struct {
 	Database string `yaml:"database"`
 	Username string `yaml:"username"`
 	Password Secret `yaml:"password"`
+	// PasswordFile holds the password instead (a mounted Kubernetes
+	// Secret, a compose secret), read when the store opens; one trailing
+	// newline is ignored.
+	PasswordFile string `yaml:"password_file"`
 
 	DialTimeout model.Duration `yaml:"dial_timeout"`
 	// ReadTimeout bounds the wait for each answer from the server, so a
@@ -146,6 +151,9 @@ func (c Config) Validate() error {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			return fmt.Errorf("clickhouse.addresses[%d]: %q is not host:port", i, a)
 		}
+	}
+	if c.Password != "" && c.PasswordFile != "" {
+		return errors.New("clickhouse.password_file: set either password or password_file, not both")
 	}
 	if !validIdentifier(c.Database) {
 		return fmt.Errorf("clickhouse.database: %q must be letters, digits and underscores, not starting with a digit", c.Database)

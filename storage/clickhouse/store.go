@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,6 +135,13 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Optio
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse.password_file: %w", err)
+		}
+		cfg.Password = Secret(strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"))
 	}
 	conn, err := ch.Open(connOptions(cfg))
 	if err != nil {
