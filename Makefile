@@ -9,9 +9,11 @@ DATA    ?= $(CURDIR)/data
 PKGS    ?= ./...
 TESTFLAGS ?=
 
-# Real clients the integration tests drive (pinned as tools in go.mod).
+# Real clients the integration tests drive (pinned as tools in go.mod;
+# helm in tools/helm, whose dependencies stay out of go.mod).
 export PROMTOOL := $(BIN)/promtool
 export AMTOOL   := $(BIN)/amtool
+export HELM     := $(BIN)/helm
 
 .PHONY: all build run demo test bench fuzz tools test-deps vet fmt clean
 
@@ -32,6 +34,7 @@ demo: build
 
 tools:
 	$(GO) build -o $(BIN)/ github.com/prometheus/prometheus/cmd/promtool github.com/prometheus/alertmanager/cmd/amtool
+	cd tools/helm && $(GO) build -o $(BIN)/helm helm.sh/helm/v4/cmd/helm
 
 ## test-deps: install what the tests need (Debian's clickhouse-server)
 test-deps:
