@@ -15,7 +15,7 @@ export PROMTOOL := $(BIN)/promtool
 export AMTOOL   := $(BIN)/amtool
 export HELM     := $(BIN)/helm
 
-.PHONY: all build run demo test bench fuzz tools test-deps vet fmt clean
+.PHONY: all build run demo test bench fuzz tools test-deps vet fmt clean image image-test
 
 all: build
 
@@ -39,6 +39,18 @@ tools:
 ## test-deps: install what the tests need (Debian's clickhouse-server)
 test-deps:
 	./scripts/install-test-deps.sh
+
+## image: the container image (deploy/Containerfile) with podman, as $(IMAGE)
+IMAGE ?= aiops:dev
+image:
+	./scripts/install-test-deps.sh podman
+	VERSION=$(VERSION) ./scripts/build-image.sh $(IMAGE)
+
+## image-test: build the image and start it as a container would (as root;
+## not part of `make test`: the static build is a cold build of everything)
+image-test:
+	./scripts/install-test-deps.sh podman
+	$(GO) test -tags image -count=1 -run '^TestImage$$' -v ./deploy/
 
 # stdmethods is off because Prometheus's chunkenc.Iterator, which the
 # ClickHouse querier implements, has a Seek(int64) that is not io.Seeker.
