@@ -20,6 +20,11 @@ type Config struct {
 	Addresses []string `yaml:"addresses"`
 	// Database holds every table of the store; Open creates it.
 	Database string `yaml:"database"`
+	// Cluster is the name of a cluster in the servers' remote_servers
+	// to shard the data over (Distributed tables over a local table on
+	// each server, sharded by series); empty keeps everything on the
+	// server at Addresses. See docs/SCALING.md.
+	Cluster  string `yaml:"cluster"`
 	Username string `yaml:"username"`
 	Password Secret `yaml:"password"`
 	// PasswordFile holds the password instead (a mounted Kubernetes
@@ -151,6 +156,9 @@ func (c Config) Validate() error {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			return fmt.Errorf("clickhouse.addresses[%d]: %q is not host:port", i, a)
 		}
+	}
+	if c.Cluster != "" && !validIdentifier(c.Cluster) {
+		return fmt.Errorf("clickhouse.cluster: %q must be letters, digits and underscores, not starting with a digit", c.Cluster)
 	}
 	if c.Password != "" && c.PasswordFile != "" {
 		return errors.New("clickhouse.password_file: set either password or password_file, not both")

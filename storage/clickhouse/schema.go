@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // The schema.
@@ -244,18 +246,33 @@ func baseSchema(t tables, f features) []string {
 	}
 }
 
-// migrate creates the database and applies the migrations it has not seen.
+// migrate creates the database and applies the migrations it has not
+// seen, on the one server or on each server of the cluster.
 func (s *Store) migrate(ctx context.Context) error {
+	if s.cluster == nil {
+		return s.migrateServer(ctx, s.conn, s.t, nil)
+	}
+	for _, sh := range s.shardsOf() {
+		if err := s.migrateServer(ctx, sh.conn, sh.t, distributedSchema(s.t, sh.t, s.cfg.Cluster)); err != nil {
+			return fmt.Errorf("server %s of cluster %s: %w", sh.addr, s.cfg.Cluster, err)
+		}
+	}
+	return nil
+}
+
+// migrateServer migrates the tables t of one server; the statements of
+// after run with the base schema, once the tables they refer to exist.
+func (s *Store) migrateServer(ctx context.Context, conn driver.Conn, t tables, after []string) error {
 	f := featuresFor(s.version)
-	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.t.db); err != nil {
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+t.db); err != nil {
 		return s.wrap("create database", err)
 	}
-	if err := s.conn.Exec(ctx, fmt.Sprintf(
+	if err := conn.Exec(ctx, fmt.Sprintf(
 		"CREATE TABLE IF NOT EXISTS %s (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version",
-		s.t.migrations)); err != nil {
+		t.migrations)); err != nil {
 		return s.wrap("create schema_migrations", err)
 	}
-	applied, err := s.appliedMigrations(ctx)
+	applied, err := s.appliedMigrations(ctx, conn, t)
 	if err != nil {
 		return err
 	}
@@ -263,24 +280,28 @@ func (s *Store) migrate(ctx context.Context) error {
 		if slices.Contains(applied, m.version) {
 			continue
 		}
-		for _, stmt := range m.statements(s.t, f) {
-			if err := s.conn.Exec(ctx, stmt); err != nil {
+		stmts := m.statements(t, f)
+		if m.version == 1 {
+			stmts = append(stmts, after...)
+		}
+		for _, stmt := range stmts {
+			if err := conn.Exec(ctx, stmt); err != nil {
 				return s.wrap(fmt.Sprintf("migration %d (%s)", m.version, m.name), fmt.Errorf("%w\n%s", err, stmt))
 			}
 		}
 		// A batch, not Exec with VALUES: 18.16 answers an INSERT by
 		// waiting for data blocks, which Exec never sends.
-		if err := s.insert(ctx, s.t.migrations, "version, name, applied_at",
+		if err := insertInto(ctx, conn, t.migrations, "version, name, applied_at",
 			[]any{[]uint32{m.version}, []string{m.name}, []time.Time{time.Now()}}); err != nil {
-			return fmt.Errorf("record migration %d: %w", m.version, err)
+			return fmt.Errorf("record migration %d: %w", m.version, s.wrap("insert", err))
 		}
 		s.logger.Info("clickhouse schema migrated", "version", m.version, "name", m.name, "features", fmt.Sprintf("%+v", f))
 	}
 	return nil
 }
 
-func (s *Store) appliedMigrations(ctx context.Context) ([]uint32, error) {
-	rows, err := s.conn.Query(ctx, "SELECT DISTINCT version FROM "+s.t.migrations)
+func (s *Store) appliedMigrations(ctx context.Context, conn driver.Conn, t tables) ([]uint32, error) {
+	rows, err := conn.Query(ctx, "SELECT DISTINCT version FROM "+t.migrations)
 	if err != nil {
 		return nil, s.wrap("read schema_migrations", err)
 	}
@@ -304,7 +325,10 @@ func (s *Store) SchemaVersion(ctx context.Context) (uint32, error) {
 	if err := s.whenConnected(); err != nil {
 		return 0, err
 	}
-	applied, err := s.appliedMigrations(ctx)
+	// Every server of a cluster is migrated before the store connects;
+	// the first one answers for all.
+	sh := s.shardsOf()[0]
+	applied, err := s.appliedMigrations(ctx, sh.conn, sh.t)
 	if err != nil || len(applied) == 0 {
 		return 0, err
 	}
@@ -366,8 +390,12 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time) (int, error) 
 			if (part+1)*p.unit > limit {
 				break
 			}
-			if err := s.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %d", p.table, part)); err != nil {
-				return dropped, s.wrap("drop partition "+strconv.FormatInt(part, 10)+" of "+p.table, err)
+			for _, sh := range s.shardsOf() {
+				// A shard without the partition drops nothing.
+				table := s.localOf(p.table, sh.t)
+				if err := sh.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %d", table, part)); err != nil {
+					return dropped, s.wrap("drop partition "+strconv.FormatInt(part, 10)+" of "+table+" on "+sh.addr, err)
+				}
 			}
 			dropped++
 		}

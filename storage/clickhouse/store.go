@@ -19,6 +19,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,9 @@ type Store struct {
 	logger  *slog.Logger
 	conn    driver.Conn
 	version serverVersion
+	// cluster holds a connection to each server of clickhouse.cluster;
+	// nil on a single server.
+	cluster *clusterState
 	t       tables
 	// now is the clock: which hour is open, what retention drops.
 	now func() time.Time
@@ -167,6 +171,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Optio
 	for _, o := range options {
 		o(s)
 	}
+	if cfg.Cluster != "" {
+		s.cluster = &clusterState{}
+		// Both follow one server's table parts; a shard's parts are
+		// another server's.
+		if cfg.SeriesIndex || cfg.SampleCacheMiB > 0 {
+			logger.Info("clickhouse cluster mode: the series index and the sample cache are off", "cluster", cfg.Cluster)
+		}
+		cfg.SeriesIndex, cfg.SampleCacheMiB = false, 0
+		s.cfg = cfg
+	}
 	if cfg.SeriesIndex {
 		s.index = newSeriesIndex(time.Duration(cfg.SeriesIndexRefresh))
 	}
@@ -267,6 +281,9 @@ func connOptions(cfg Config) *ch.Options {
 			{Name: "aiops", Version: "1"},
 		}},
 	}
+	if cfg.Cluster != "" {
+		opts.Settings = distributedSettings
+	}
 	switch cfg.wireCompression() {
 	case "lz4":
 		opts.Compression = &ch.Compression{Method: ch.CompressionLZ4}
@@ -286,6 +303,11 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("clickhouse: %w", err)
 	}
 	s.version = ver
+	if s.cluster != nil {
+		if err := s.connectShards(ctx); err != nil {
+			return err
+		}
+	}
 	if err := s.migrate(ctx); err != nil {
 		return err
 	}
@@ -374,7 +396,7 @@ func (s *Store) Close() error {
 		if s.wal != nil {
 			errs = append(errs, s.wal.Close())
 		}
-		s.closeErr = errors.Join(append(errs, s.conn.Close())...)
+		s.closeErr = errors.Join(append(errs, s.cluster.close(), s.conn.Close())...)
 	})
 	return s.closeErr
 }
@@ -510,8 +532,22 @@ func dayOf(ms int64) int32 {
 // partitions lists the partition values of a table's active parts,
 // ascending. Every table is partitioned by an integer expression.
 func (s *Store) partitions(ctx context.Context, table string) ([]int64, error) {
+	var out []int64
+	for _, sh := range s.shardsOf() {
+		ps, err := s.shardPartitions(ctx, sh.conn, s.localOf(table, sh.t))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	sortInt64s(out)
+	return slices.Compact(out), nil
+}
+
+// shardPartitions lists the partitions of one server's table.
+func (s *Store) shardPartitions(ctx context.Context, conn driver.Conn, table string) ([]int64, error) {
 	db, name, _ := strings.Cut(table, ".")
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(
+	rows, err := conn.Query(ctx, fmt.Sprintf(
 		"SELECT DISTINCT partition FROM system.parts WHERE database = %s AND table = %s AND active",
 		quote(unquoteIdent(db)), quote(unquoteIdent(name))))
 	if err != nil {
