@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,9 +14,14 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
 	"github.com/aiops-dev/aiops/collector/internal/kafkaotlp"
+	"github.com/aiops-dev/aiops/internal/chtest"
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 )
+
+// envClickHouseCluster names the cluster (clickhouse.cluster) the
+// ingester children write to.
+const envClickHouseCluster = "AIOPS_TEST_CLICKHOUSE_CLUSTER"
 
 // groupAssignment returns the metrics partitions each member of a stable
 // group holds, or why the group is not stable.
@@ -51,11 +57,37 @@ func groupAssignment(ctx context.Context, brokers []string, group string) (map[s
 // not committed is lost, and what it wrote but had not committed, which
 // the survivor reads again, is not counted twice.
 func TestIngesterGroupTakeover(t *testing.T) {
-	ctx := context.Background()
 	srv := sharedClickHouse(t)
-	db := srv.NewDatabase(t)
+	cfg := chConfig(srv, srv.NewDatabase(t))
+	runGroupTakeover(t, cfg)
+}
+
+// TestIngesterGroupTakeoverCluster is TestIngesterGroupTakeover with the
+// ingesters writing to a ClickHouse cluster of two shards.
+func TestIngesterGroupTakeoverCluster(t *testing.T) {
+	const cluster = "ingest"
+	servers := chtest.StartCluster(t, cluster, 2)
+	cfg := chConfig(servers[0], "ingest_test")
+	cfg.Cluster = cluster
+	// The children open the store from the environment.
+	t.Setenv(envClickHouseCluster, cluster)
+	runGroupTakeover(t, cfg)
+	// Both shards took a share.
+	for i, srv := range servers {
+		out, err := srv.Query(context.Background(), "SELECT uniqExact(fingerprint) FROM ingest_test.metric_samples_local")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.TrimSpace(out); n == "0" {
+			t.Errorf("shard %d holds no series", i)
+		}
+	}
+}
+
+func runGroupTakeover(t *testing.T, chCfg clickhouse.Config) {
+	ctx := context.Background()
 	brokers := startKafka(t)
-	storeSpec := "clickhouse:" + srv.NativeAddr() + "/" + db
+	storeSpec := "clickhouse:" + chCfg.Addresses[0] + "/" + chCfg.Database
 	coll := start(t, collectorRoleConfig(t, brokers), Deps{})
 	snd := newSender(t, coll.grpc)
 
@@ -94,7 +126,7 @@ func TestIngesterGroupTakeover(t *testing.T) {
 	// written: once the store has part of it.
 	sent.Add(1)
 	go sendRounds(0, rounds/2)
-	store, err := clickhouse.Open(ctx, chConfig(srv, db), nil)
+	store, err := clickhouse.Open(ctx, chCfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +148,14 @@ func TestIngesterGroupTakeover(t *testing.T) {
 	sent.Add(1)
 	go sendRounds(rounds/2, rounds)
 	sent.Wait()
+	// An export returns once the collector has queued it; wait until the
+	// collector has written everything to Kafka before asking whether the
+	// ingester has read it all.
+	points := float64(instances * rounds * (series + 2))
+	testutil.Eventually(t, 60*time.Second, "everything in Kafka", func() (bool, string) {
+		got := metricValue(t, coll.reg, "aiops_collector_stored_items_total", map[string]string{"signal": "metrics"})
+		return got == points, fmt.Sprintf("%v of %v points", got, points)
+	})
 	testutil.Eventually(t, 90*time.Second, "the survivor caught up", func() (bool, string) {
 		return groupCaughtUp(ctx, brokers, "kill-test")
 	})
