@@ -17,6 +17,7 @@ import (
 
 	"github.com/aiops-dev/aiops/internal/chserver"
 	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
 const testCluster = "aiops_test"
@@ -191,4 +192,30 @@ func TestClusterPromQLConformance(t *testing.T) {
 	})
 }
 
-var _ = chtest.StartCluster // the cluster of these tests is shared, not per test
+// TestClusterReadiness: a store on a cluster is ready only while every
+// shard answers, since every commit needs them all.
+func TestClusterReadiness(t *testing.T) {
+	servers := chtest.StartCluster(t, "ready", 2)
+	cfg := DefaultConfig()
+	cfg.Addresses = []string{servers[0].NativeAddr()}
+	cfg.Cluster = "ready"
+	cfg.Database = "ready_test"
+	cfg.Compression = "none"
+	cfg.DialTimeout = model.Duration(2 * time.Second)
+	s := openWith(t, cfg)
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("ready with both shards: %v", err)
+	}
+	if err := servers[1].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Ready(ctx)
+	if err == nil || !strings.Contains(err.Error(), servers[1].NativeAddr()) {
+		t.Fatalf("ready with a shard down: %v, want an error naming %s", err, servers[1].NativeAddr())
+	}
+	servers[1].Restart(t)
+	testutil.Eventually(t, 30*time.Second, "ready again", func() (bool, string) {
+		err := s.Ready(ctx)
+		return err == nil, fmt.Sprint(err)
+	})
+}

@@ -348,10 +348,7 @@ func (s *Store) Ready(ctx context.Context) error {
 		if err := s.whenConnected(); err != nil {
 			return err
 		}
-		if err := s.conn.Ping(ctx); err != nil {
-			return s.wrap("ping", err)
-		}
-		return nil
+		return s.ping(ctx)
 	}
 	if max := int64(s.cfg.WAL.MaxSizeMiB) << 20; s.wal.State().Pending >= max {
 		return fmt.Errorf("clickhouse: write-ahead log full: %d MiB not yet in ClickHouse (clickhouse.wal.max_size_mib): %w",
@@ -377,8 +374,25 @@ func (s *Store) Degraded(ctx context.Context) error {
 	if err := s.whenConnected(); err != nil {
 		return err
 	}
+	if err := s.ping(ctx); err != nil {
+		return fmt.Errorf("%w; commits wait in the write-ahead log (%d bytes)", err, s.wal.State().Pending)
+	}
+	return nil
+}
+
+// ping asks the server, and in cluster mode every shard's server: an
+// insert needs them all.
+func (s *Store) ping(ctx context.Context) error {
 	if err := s.conn.Ping(ctx); err != nil {
-		return fmt.Errorf("%w; commits wait in the write-ahead log (%d bytes)", s.wrap("ping", err), s.wal.State().Pending)
+		return s.wrap("ping", err)
+	}
+	if s.cluster == nil {
+		return nil
+	}
+	for _, sh := range s.shardsOf() {
+		if err := sh.conn.Ping(ctx); err != nil {
+			return s.wrap("ping "+sh.addr+" of cluster "+s.cfg.Cluster, err)
+		}
 	}
 	return nil
 }
