@@ -57,6 +57,9 @@ its values, then .Values.config, then the role's own config over it.
 {{- if $v.clickhouse.passwordSecret.name -}}
 {{- $_ := set $ch "password_file" "/etc/aiops/secrets/clickhouse/password" -}}
 {{- end -}}
+{{- if $v.clickhouse.cluster -}}
+{{- $_ := set $ch "cluster" $v.clickhouse.cluster -}}
+{{- end -}}
 {{- $alerting := dict "rule_files" (list "/etc/aiops/rules/*.yml") "alertmanager_config_file" "/etc/aiops/alertmanager/alertmanager.yml" "external_url" $v.externalURL -}}
 {{- $otlp := dict "grpc_endpoint" ":4317" "http_endpoint" ":4318" "auth" "token" -}}
 {{- if eq .component "all-in-one" -}}
