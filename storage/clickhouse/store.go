@@ -173,13 +173,6 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Optio
 	}
 	if cfg.Cluster != "" {
 		s.cluster = &clusterState{}
-		// Both follow one server's table parts; a shard's parts are
-		// another server's.
-		if cfg.SeriesIndex || cfg.SampleCacheMiB > 0 {
-			logger.Info("clickhouse cluster mode: the series index and the sample cache are off", "cluster", cfg.Cluster)
-		}
-		cfg.SeriesIndex, cfg.SampleCacheMiB = false, 0
-		s.cfg = cfg
 	}
 	if cfg.SeriesIndex {
 		s.index = newSeriesIndex(time.Duration(cfg.SeriesIndexRefresh))
