@@ -9,14 +9,16 @@ DATA    ?= $(CURDIR)/data
 PKGS    ?= ./...
 TESTFLAGS ?=
 
-# Real clients the integration tests drive (pinned as tools in go.mod).
+# Real clients the integration tests drive (pinned as tools in go.mod;
+# helm in tools/helm, whose dependencies stay out of go.mod).
 export PROMTOOL := $(BIN)/promtool
 export AMTOOL   := $(BIN)/amtool
 # Real Jaeger for the trace API's differential test; tools/jaeger is a
 # module of its own, so its dependencies stay out of go.mod.
 export JAEGER   := $(BIN)/jaeger
+export HELM     := $(BIN)/helm
 
-.PHONY: all build run demo test bench chaos fuzz tools test-deps vet fmt clean plugin
+.PHONY: all build run demo test bench chaos fuzz tools test-deps vet fmt clean plugin image image-test
 
 all: build
 
@@ -36,10 +38,23 @@ demo: build
 tools:
 	$(GO) build -o $(BIN)/ github.com/prometheus/prometheus/cmd/promtool github.com/prometheus/alertmanager/cmd/amtool
 	cd tools/jaeger && $(GO) build -o $(BIN)/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+	cd tools/helm && $(GO) build -o $(BIN)/helm helm.sh/helm/v4/cmd/helm
 
 ## test-deps: install what the tests need (Debian's clickhouse-server)
 test-deps:
 	./scripts/install-test-deps.sh
+
+## image: the container image (deploy/Containerfile) with podman, as $(IMAGE)
+IMAGE ?= aiops:dev
+image:
+	./scripts/install-test-deps.sh podman
+	VERSION=$(VERSION) ./scripts/build-image.sh $(IMAGE)
+
+## image-test: build the image and start it as a container would (as root;
+## not part of `make test`: the static build is a cold build of everything)
+image-test:
+	./scripts/install-test-deps.sh podman
+	$(GO) test -tags image -count=1 -run '^TestImage$$' -v ./deploy/
 
 # stdmethods is off because Prometheus's chunkenc.Iterator, which the
 # ClickHouse querier implements, has a Seek(int64) that is not io.Seeker.

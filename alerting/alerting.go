@@ -125,8 +125,14 @@ func New(cfg Config, deps Deps) (*Alerting, error) {
 		ExternalURL:         extURL,
 		GroupSinks:          deps.GroupSinks,
 		Integrations:        deps.Integrations,
-		Logger:              logger.With("component", "alertmanager"),
-		Registerer:          deps.Registerer,
+		Cluster: alertmanager.ClusterOptions{
+			ListenAddress:    cfg.Cluster.ListenAddress,
+			AdvertiseAddress: cfg.Cluster.AdvertiseAddress,
+			Peers:            cfg.Cluster.Peers,
+			PeerTimeout:      time.Duration(cfg.Cluster.PeerTimeout),
+		},
+		Logger:     logger.With("component", "alertmanager"),
+		Registerer: deps.Registerer,
 	})
 	if err != nil {
 		var se *alertmanager.StateError

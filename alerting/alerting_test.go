@@ -235,6 +235,10 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Retention = 0 }, "alerting.retention"},
 		{func(c *Config) { c.MaxSilences = -1 }, "alerting.max_silences"},
 		{func(c *Config) { c.MaxSilenceSizeBytes = 5 << 20 }, "alerting.max_silence_size_bytes"},
+		{func(c *Config) { c.Cluster.Peers = []string{"b:9094"} }, "alerting.cluster.listen_address: must be set"},
+		{func(c *Config) { c.Cluster.ListenAddress = "9094" }, "alerting.cluster.listen_address"},
+		{func(c *Config) { c.Cluster = ClusterConfig{ListenAddress: ":9094", Peers: []string{"b"}} }, "alerting.cluster.peers[0]"},
+		{func(c *Config) { c.Cluster = ClusterConfig{ListenAddress: ":9094", PeerTimeout: -1} }, "alerting.cluster.peer_timeout"},
 	}
 	for _, c := range cases {
 		cfg := DefaultConfig()

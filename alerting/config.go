@@ -3,6 +3,7 @@ package alerting
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
 	"time"
@@ -60,6 +61,25 @@ type Config struct {
 	// comment, author), on every API (Alertmanager's
 	// --silences.max-silence-size-bytes).
 	MaxSilenceSizeBytes int `yaml:"max_silence_size_bytes"`
+	// Cluster makes the alerting of several replicas notify once
+	// between them (Alertmanager's gossip cluster): every replica
+	// evaluates the rules, and they share notification logs and
+	// silences. Empty listen_address runs alone.
+	Cluster ClusterConfig `yaml:"cluster"`
+}
+
+// ClusterConfig is Alertmanager's --cluster.* flags.
+type ClusterConfig struct {
+	// ListenAddress is host:port of the gossip, TCP and UDP.
+	ListenAddress string `yaml:"listen_address"`
+	// AdvertiseAddress is where peers reach this replica, when not
+	// listen_address (e.g. behind NAT, or listening on 0.0.0.0).
+	AdvertiseAddress string `yaml:"advertise_address"`
+	// Peers are host:port of the other replicas' listen addresses.
+	Peers []string `yaml:"peers"`
+	// PeerTimeout is how long each replica waits for the one before it
+	// to notify; 0 means 15s.
+	PeerTimeout model.Duration `yaml:"peer_timeout"`
 }
 
 // DefaultConfig returns Prometheus's and Alertmanager's defaults.
@@ -117,6 +137,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("alerting.external_url: must be an absolute http(s) URL, got %q", c.ExternalURL)
 		}
 	}
+	if err := c.Cluster.validate(); err != nil {
+		return err
+	}
 	for name, value := range c.ExternalLabels {
 		if !model.LabelName(name).IsValid() {
 			return fmt.Errorf("alerting.external_labels: invalid label name %q", name)
@@ -140,4 +163,30 @@ func (c *Config) ResolvePaths(dir string) {
 	if p := c.AlertmanagerConfigFile; p != "" && !filepath.IsAbs(p) {
 		c.AlertmanagerConfigFile = filepath.Join(dir, p)
 	}
+}
+
+func (c ClusterConfig) validate() error {
+	if c.ListenAddress == "" {
+		if len(c.Peers) > 0 || c.AdvertiseAddress != "" {
+			return errors.New("alerting.cluster.listen_address: must be set when peers or advertise_address are")
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
+		return fmt.Errorf("alerting.cluster.listen_address: %q is not host:port", c.ListenAddress)
+	}
+	if c.AdvertiseAddress != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddress); err != nil {
+			return fmt.Errorf("alerting.cluster.advertise_address: %q is not host:port", c.AdvertiseAddress)
+		}
+	}
+	for i, p := range c.Peers {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return fmt.Errorf("alerting.cluster.peers[%d]: %q is not host:port", i, p)
+		}
+	}
+	if c.PeerTimeout < 0 {
+		return fmt.Errorf("alerting.cluster.peer_timeout: must be >= 0, got %s", c.PeerTimeout)
+	}
+	return nil
 }

@@ -66,6 +66,7 @@ func openChildClickHouse(spec string) (storage.Store, func(), error) {
 	cfg.Addresses = []string{addr}
 	cfg.Database = db
 	cfg.Compression = "none"
+	cfg.Cluster = os.Getenv(envClickHouseCluster)
 	if dir := os.Getenv(envClickHouseWAL); dir != "" {
 		// Drained only by the first round and the next store: the kill
 		// must find the log holding what was acknowledged.

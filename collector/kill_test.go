@@ -255,6 +255,14 @@ func runKillScenario(t *testing.T, brokers []string, storeSpec string, openStore
 		c.kill(t)
 	}
 	wg.Wait()
+	// Exports return once queued in the collector: wait until it has
+	// written everything to Kafka, or "caught up" below could come before
+	// the last messages and the check after it miss them.
+	points := float64(instances * rounds * (series + 2))
+	testutil.Eventually(t, 60*time.Second, "everything in Kafka", func() (bool, string) {
+		got := metricValue(t, coll.reg, "aiops_collector_stored_items_total", map[string]string{"signal": "metrics"})
+		return got == points, fmt.Sprintf("%v of %v points", got, points)
+	})
 	c := startChild(t, brokers, storeSpec)
 	testutil.Eventually(t, 60*time.Second, "last child joined the group", func() (bool, string) {
 		return groupJoined(ctx, brokers, "kill-test", seen)

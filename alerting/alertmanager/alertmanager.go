@@ -48,6 +48,7 @@ import (
 
 	"github.com/prometheus/alertmanager/alert"
 	amapi "github.com/prometheus/alertmanager/api"
+	"github.com/prometheus/alertmanager/cluster"
 	"github.com/prometheus/alertmanager/config"
 	"github.com/prometheus/alertmanager/config/receiver"
 	"github.com/prometheus/alertmanager/dispatch"
@@ -145,6 +146,10 @@ type Options struct {
 	// aiops's webhook notifier; a nil factory restores Alertmanager's own
 	// integration.
 	Integrations map[string]IntegrationFactory
+
+	// Cluster makes this Alertmanager one of several replicas that
+	// notify once between them; the zero value runs alone.
+	Cluster ClusterOptions
 
 	Logger *slog.Logger
 	// Registerer receives Alertmanager's metrics, prefixed "aiops_" (so
@@ -248,7 +253,9 @@ type Alertmanager struct {
 	pipelineBuilder   *notify.PipelineBuilder
 	dispatcherMetrics *dispatch.DispatcherMetrics
 	recorder          eventrecorder.Recorder
-	startTime         time.Time
+	// peer is this replica in the cluster; nil without one.
+	peer      *cluster.Peer
+	startTime time.Time
 
 	stopc chan struct{}
 	wg    sync.WaitGroup
@@ -347,6 +354,14 @@ func New(opts Options) (*Alertmanager, error) {
 		})
 	})
 
+	if opts.Cluster.Enabled() {
+		opts.Cluster.defaults()
+		am.opts.Cluster = opts.Cluster
+		if am.peer, err = joinCluster(opts.Cluster, nl, sils, logger, reg); err != nil {
+			am.stopMaintenance()
+			return nil, err
+		}
+	}
 	am.silencer = silence.NewSilencer(sils, logger, am.recorder)
 	am.alerts, err = mem.NewAlerts(context.Background(), opts.AlertGCInterval, 0, am.silencer, logger, am.recorder, reg, flags)
 	if err != nil {
@@ -486,7 +501,14 @@ func (am *Alertmanager) Apply(conf *config.Config) error {
 		old.Stop()
 	}
 	inhibitor := inhibit.NewInhibitor(am.alerts, conf.InhibitRules, am.logger, am.recorder)
-	pipeline := am.pipelineBuilder.New(receivers, func() time.Duration { return 0 }, inhibitor, am.silencer, intervener, am.nflog, nil)
+	wait, peer := func() time.Duration { return 0 }, notify.Peer(nil)
+	if am.peer != nil {
+		// The replica at position n waits n peer timeouts, so the one
+		// before it has notified and gossiped that it has.
+		wait = func() time.Duration { return time.Duration(am.peer.Position()) * am.opts.Cluster.PeerTimeout }
+		peer = am.peer
+	}
+	pipeline := am.pipelineBuilder.New(receivers, wait, inhibitor, am.silencer, intervener, am.nflog, peer)
 	am.api.Update(conf, func(ctx context.Context, ls labelset.LabelSet) {
 		am.inhibitor.Load().Mutes(ctx, ls)
 		am.silencer.Mutes(ctx, ls)
@@ -609,6 +631,11 @@ func (am *Alertmanager) Close() error {
 		d.Stop()
 	}
 	am.api.Shutdown()
+	if am.peer != nil {
+		if err := am.peer.Leave(10 * time.Second); err != nil {
+			am.logger.Warn("Alertmanager cluster: leaving failed", "err", err)
+		}
+	}
 	am.closeStores()
 	return nil
 }

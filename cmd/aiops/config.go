@@ -226,6 +226,15 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// finish derives what the file leaves implicit (the collector's role,
+// state directories under the data dir) and validates the result, as
+// serve does before it starts anything.
+func (c *Config) finish() error {
+	c.Collector.Role = string(c.Role)
+	c.resolvePaths()
+	return c.Validate()
+}
+
 // analyzerEnabled reports whether the file selects anything to analyse;
 // without selectors the analyzer does not run.
 func (c *Config) analyzerEnabled() bool {

@@ -46,6 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmds := []command{newServeCommand(app)}
 	cmds = append(cmds, newTokenCommands(app)...)
 	cmds = append(cmds, newRunbookCommands(app)...)
+	cmds = append(cmds, newCheckCommands(app)...)
 
 	selected, err := app.Parse(args)
 	if terminated {

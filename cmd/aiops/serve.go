@@ -112,9 +112,7 @@ func (c *serveCommand) config() (Config, error) {
 	if c.clickhouseAddr != "" {
 		cfg.Storage.ClickHouse.Addresses = []string{c.clickhouseAddr}
 	}
-	cfg.Collector.Role = string(cfg.Role)
-	cfg.resolvePaths()
-	return cfg, cfg.Validate()
+	return cfg, cfg.finish()
 }
 
 func (c *serveCommand) run(ctx context.Context, _, stderr io.Writer) error {

@@ -2,6 +2,7 @@ package chserver
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -152,5 +153,40 @@ func TestStaleDirectoriesRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(s.Dir()); err != nil {
 		t.Errorf("own directory: %v", err)
+	}
+}
+
+func TestStartCluster(t *testing.T) {
+	servers, err := StartCluster("pair", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	ctx := context.Background()
+	// A Distributed table over a table on each server: a row inserted on
+	// each is read back through either.
+	for i, s := range servers {
+		if err := s.Exec(ctx, "CREATE TABLE default.l (x UInt32) ENGINE = MergeTree() ORDER BY x"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Exec(ctx, "CREATE TABLE default.d AS default.l ENGINE = Distributed(pair, default, l, x)"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Exec(ctx, fmt.Sprintf("INSERT INTO default.l VALUES (%d)", i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range servers {
+		out, err := s.Query(ctx, "SELECT sum(x), count() FROM default.d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(out); got != "3\t2" {
+			t.Errorf("%s: sum and count through the cluster = %q, want 3 and 2", s.NativeAddr(), got)
+		}
 	}
 }

@@ -125,3 +125,19 @@ func (l *Lazy) Stop() {
 		l.srv.Close()
 	}
 }
+
+// StartCluster starts n servers that form the cluster name, one shard
+// each (chserver.StartCluster), and closes them when the test ends.
+func StartCluster(tb testing.TB, name string, n int) []*Server {
+	tb.Helper()
+	ss, err := chserver.StartCluster(name, n)
+	if err != nil {
+		tb.Fatalf("chtest: %v", err)
+	}
+	out := make([]*Server, len(ss))
+	for i, s := range ss {
+		tb.Cleanup(s.Close)
+		out[i] = &Server{s}
+	}
+	return out
+}

@@ -1,6 +1,7 @@
-// Package clitest provides the real Prometheus and Alertmanager command
-// line clients (promtool, amtool) to tests, at the versions go.mod pins,
-// and the real Jaeger that the trace API is compared with.
+// Package clitest provides command line programs to tests: the real
+// Prometheus, Alertmanager and Helm clients (promtool, amtool, helm) at
+// the versions the modules pin, the real Jaeger that the trace API is
+// compared with, and aiops itself.
 package clitest
 
 import (
@@ -25,9 +26,28 @@ func Amtool(t testing.TB) string {
 	return tool(t, "AMTOOL", "github.com/prometheus/alertmanager/cmd/amtool")
 }
 
+// Helm returns a helm binary: $HELM when set, otherwise one built from
+// the tools/helm module, which keeps Helm's dependencies out of go.mod.
+func Helm(t testing.TB) string {
+	return toolIn(t, "HELM", "tools/helm", "helm.sh/helm/v4/cmd/helm")
+}
+
+// Aiops returns the aiops binary: $AIOPS_BIN when set, otherwise one
+// built from ./cmd/aiops.
+func Aiops(t testing.TB) string {
+	return tool(t, "AIOPS_BIN", "github.com/aiops-dev/aiops/cmd/aiops")
+}
+
 // tool builds pkg into the test's temporary directory; the Go build cache
 // makes every build after the first a link step.
 func tool(t testing.TB, env, pkg string) string {
+	t.Helper()
+	return toolIn(t, env, ".", pkg)
+}
+
+// toolIn builds pkg from the module in dir, relative to the repository's
+// root.
+func toolIn(t testing.TB, env, dir, pkg string) string {
 	t.Helper()
 	if p := os.Getenv(env); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -38,7 +58,7 @@ func tool(t testing.TB, env, pkg string) string {
 	root := moduleRoot(t)
 	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	cmd.Dir = root
+	cmd.Dir = filepath.Join(root, dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s (set %s to use a prebuilt one): %v\n%s", pkg, env, err, out)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -385,21 +386,38 @@ func (s *Store) insertChunks(ctx context.Context, table, columns string, n int, 
 }
 
 func (s *Store) insert(ctx context.Context, table, columns string, data []any) error {
-	op := "insert into " + table
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+columns+")")
+	if err := insertInto(ctx, s.conn, table, columns, data); err != nil {
+		var ce columnError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("clickhouse: insert into %s, %w", table, err)
+		}
+		return s.wrapWrite("insert into "+table, err)
+	}
+	return nil
+}
+
+// columnError is a value that does not fit its column.
+type columnError struct {
+	column int
+	err    error
+}
+
+func (e columnError) Error() string { return fmt.Sprintf("column %d: %v", e.column, e.err) }
+func (e columnError) Unwrap() error { return e.err }
+
+// insertInto sends one batch of columns to table over conn.
+func insertInto(ctx context.Context, conn driver.Conn, table, columns string, data []any) error {
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+columns+")")
 	if err != nil {
-		return s.wrapWrite(op, err)
+		return err
 	}
 	for i, d := range data {
 		if err := batch.Column(i).Append(d); err != nil {
 			_ = batch.Abort()
-			return fmt.Errorf("clickhouse: %s, column %d: %w", op, i, err)
+			return columnError{i, err}
 		}
 	}
-	if err := batch.Send(); err != nil {
-		return s.wrapWrite(op, err)
-	}
-	return nil
+	return batch.Send()
 }
 
 // wrapWrite is wrap for writes: anything but an exception from the

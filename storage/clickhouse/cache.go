@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/aiops-dev/aiops/storage"
 )
 
 // The sample cache.
@@ -107,7 +111,9 @@ type sampleCache struct {
 
 	// gate runs the syncs; read belongs to them.
 	gate syncGate
-	read blockRanges // block numbers seen; unique across the table
+	// read holds the block numbers seen, per shard (one on a single
+	// server): unique across a table of one server.
+	read map[int]*blockRanges
 }
 
 func newSampleCache(maxBytes int64, refresh time.Duration) *sampleCache {
@@ -118,6 +124,7 @@ func newSampleCache(maxBytes int64, refresh time.Duration) *sampleCache {
 		invalidWin: map[int64]uint64{},
 		invalidDay: map[int32]uint64{},
 		present:    map[int32]bool{},
+		read:       map[int]*blockRanges{},
 	}
 	c.head.prev, c.head.next = &c.head, &c.head
 	return c
@@ -387,7 +394,7 @@ func (s *Store) readSampleChanges(ctx context.Context, now time.Time) error {
 	var unread, scan []tablePart
 	for _, p := range parts {
 		days[p.day] = true
-		if c.read.covers(p.minBlock, p.maxBlock) {
+		if r := c.read[p.shard]; r != nil && r.covers(p.minBlock, p.maxBlock) {
 			continue
 		}
 		unread = append(unread, p)
@@ -418,22 +425,25 @@ func (s *Store) readSampleChanges(ctx context.Context, now time.Time) error {
 			}
 			headRead = make(map[string]bool, len(after))
 			for _, p := range after {
-				headRead[p.name] = true
+				headRead[p.key()] = true
 			}
 		}
 		for _, p := range unread {
-			if r, ok := ranges[p.name]; ok {
+			if r, ok := ranges[p.key()]; ok {
 				c.invalidateRange(r[0], r[1])
 			} else {
 				// Too large to scan, or merged away since the listing:
 				// where its new rows lie is unknown.
 				c.invalidateDay(p.day)
 			}
-			if headRead != nil && !headRead[p.name] {
+			if headRead != nil && !headRead[p.key()] {
 				complete = false
 				continue
 			}
-			c.read.add(p.minBlock, p.maxBlock)
+			if c.read[p.shard] == nil {
+				c.read[p.shard] = &blockRanges{}
+			}
+			c.read[p.shard].add(p.minBlock, p.maxBlock)
 		}
 	}
 	c.keepDays(days)
@@ -443,15 +453,36 @@ func (s *Store) readSampleChanges(ctx context.Context, now time.Time) error {
 
 // tablePart is one active part of metric_series or metric_samples.
 type tablePart struct {
-	name               string
-	day                int32 // its partition
+	shard              int    // index in shardsOf
+	name               string // unique within its shard's table
+	day                int32  // its partition
 	minBlock, maxBlock int64
 	rows               uint64
 }
 
-// listParts lists the active parts of a table of the store's database.
+// key names the part uniquely across shards.
+func (p tablePart) key() string { return strconv.Itoa(p.shard) + "/" + p.name }
+
+// listParts lists the active parts of a table of the store's database:
+// of its _local table on every shard in cluster mode.
 func (s *Store) listParts(ctx context.Context, table string) ([]tablePart, error) {
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(
+	var out []tablePart
+	for i, sh := range s.shardsOf() {
+		_, local, _ := strings.Cut(s.localOf(s.t.db+"."+quoteIdent(table), sh.t), ".")
+		ps, err := s.listShardParts(ctx, sh.conn, unquoteIdent(local))
+		if err != nil {
+			return nil, err
+		}
+		for j := range ps {
+			ps[j].shard = i
+		}
+		out = append(out, ps...)
+	}
+	return out, nil
+}
+
+func (s *Store) listShardParts(ctx context.Context, conn driver.Conn, table string) ([]tablePart, error) {
+	rows, err := conn.Query(ctx, fmt.Sprintf(
 		"SELECT partition, name, min_block_number, max_block_number, rows FROM system.parts WHERE database = %s AND table = %s AND active",
 		quote(s.cfg.Database), quote(table)))
 	if err != nil {
@@ -489,33 +520,53 @@ func partNames(parts []tablePart) string {
 	return strings.Join(names, ", ")
 }
 
+// byShard groups parts by the shard that holds them, and calls f with
+// that shard's connection and the name of its table for table (one of
+// s.t), until f fails.
+func (s *Store) byShard(parts []tablePart, table string, f func(conn driver.Conn, local string, parts []tablePart) error) error {
+	shards := s.shardsOf()
+	groups := map[int][]tablePart{}
+	for _, p := range parts {
+		groups[p.shard] = append(groups[p.shard], p)
+	}
+	for i, ps := range groups {
+		if i >= len(shards) {
+			return fmt.Errorf("clickhouse: part %s of shard %d, which the cluster no longer has: %w", ps[0].name, i, storage.ErrUnavailable)
+		}
+		if err := f(shards[i].conn, s.localOf(table, shards[i].t), ps); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // partTimeRanges reads the first and last timestamp of each part of
 // metric_samples named; parts merged away meanwhile are missing from the
 // answer.
 func (s *Store) partTimeRanges(ctx context.Context, parts []tablePart) (map[string][2]int64, error) {
 	out := map[string][2]int64{}
-	if len(parts) == 0 {
-		return out, nil
-	}
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(
-		"SELECT _part, min(timestamp), max(timestamp) FROM %s WHERE _part IN (%s) GROUP BY _part",
-		s.t.samples, partNames(parts)))
-	if err != nil {
-		return nil, s.wrap("read time ranges of new parts", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			name     string
-			min, max int64
-		)
-		if err := rows.Scan(&name, &min, &max); err != nil {
-			return nil, s.wrap("read time ranges of new parts", err)
+	err := s.byShard(parts, s.t.samples, func(conn driver.Conn, table string, parts []tablePart) error {
+		rows, err := conn.Query(ctx, fmt.Sprintf(
+			"SELECT _part, min(timestamp), max(timestamp) FROM %s WHERE _part IN (%s) GROUP BY _part",
+			table, partNames(parts)))
+		if err != nil {
+			return s.wrap("read time ranges of new parts", err)
 		}
-		out[name] = [2]int64{min, max}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("read time ranges of new parts", err)
-	}
-	return out, nil
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				name     string
+				min, max int64
+			)
+			if err := rows.Scan(&name, &min, &max); err != nil {
+				return s.wrap("read time ranges of new parts", err)
+			}
+			out[tablePart{shard: parts[0].shard, name: name}.key()] = [2]int64{min, max}
+		}
+		if err := rows.Err(); err != nil {
+			return s.wrap("read time ranges of new parts", err)
+		}
+		return nil
+	})
+	return out, err
 }

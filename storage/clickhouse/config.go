@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,8 +20,17 @@ type Config struct {
 	Addresses []string `yaml:"addresses"`
 	// Database holds every table of the store; Open creates it.
 	Database string `yaml:"database"`
+	// Cluster is the name of a cluster in the servers' remote_servers
+	// to shard the data over (Distributed tables over a local table on
+	// each server, sharded by series); empty keeps everything on the
+	// server at Addresses. See docs/SCALING.md.
+	Cluster  string `yaml:"cluster"`
 	Username string `yaml:"username"`
 	Password Secret `yaml:"password"`
+	// PasswordFile holds the password instead (a mounted Kubernetes
+	// Secret, a compose secret), read when the store opens; one trailing
+	// newline is ignored.
+	PasswordFile string `yaml:"password_file"`
 
 	DialTimeout model.Duration `yaml:"dial_timeout"`
 	// ReadTimeout bounds the wait for each answer from the server, so a
@@ -146,6 +156,12 @@ func (c Config) Validate() error {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			return fmt.Errorf("clickhouse.addresses[%d]: %q is not host:port", i, a)
 		}
+	}
+	if c.Cluster != "" && !validIdentifier(c.Cluster) {
+		return fmt.Errorf("clickhouse.cluster: %q must be letters, digits and underscores, not starting with a digit", c.Cluster)
+	}
+	if c.Password != "" && c.PasswordFile != "" {
+		return errors.New("clickhouse.password_file: set either password or password_file, not both")
 	}
 	if !validIdentifier(c.Database) {
 		return fmt.Errorf("clickhouse.database: %q must be letters, digits and underscores, not starting with a digit", c.Database)

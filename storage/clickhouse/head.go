@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // The head.
@@ -232,9 +234,16 @@ func (s *Store) followHead(ctx context.Context, parts []tablePart) error {
 	h.mu.RLock()
 	start := h.start
 	h.mu.RUnlock()
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(
+	return s.byShard(parts, s.t.samples, func(conn driver.Conn, table string, parts []tablePart) error {
+		return s.followHeadParts(ctx, conn, table, parts, start)
+	})
+}
+
+func (s *Store) followHeadParts(ctx context.Context, conn driver.Conn, table string, parts []tablePart, start int64) error {
+	h := s.head
+	rows, err := conn.Query(ctx, fmt.Sprintf(
 		"SELECT fingerprint, timestamp, value, start_timestamp FROM %s WHERE _part IN (%s) AND timestamp >= %d",
-		s.t.samples, partNames(parts), start))
+		table, partNames(parts), start))
 	if err != nil {
 		return s.wrap("read new samples", err)
 	}

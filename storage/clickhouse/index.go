@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -75,7 +76,7 @@ type seriesIndex struct {
 
 	// gate runs the syncs; read belongs to them.
 	gate syncGate
-	read map[int32]*blockRanges // partition (day) → block numbers read
+	read map[shardDay]*blockRanges // partition (day) of a shard → block numbers read
 }
 
 func newSeriesIndex(refresh time.Duration) *seriesIndex {
@@ -83,7 +84,7 @@ func newSeriesIndex(refresh time.Duration) *seriesIndex {
 		gate:     syncGate{refresh: refresh},
 		byFP:     map[uint64]*indexEntry{},
 		postings: map[string]map[string][]*indexEntry{},
-		read:     map[int32]*blockRanges{},
+		read:     map[shardDay]*blockRanges{},
 	}
 }
 
@@ -334,10 +335,13 @@ func (s *Store) readSeriesChanges(ctx context.Context) error {
 		return err
 	}
 	days := map[int32]bool{}
+	shardDays := map[shardDay]bool{}
 	var unread []tablePart
 	for _, p := range parts {
 		days[p.day] = true
-		if r := ix.read[p.day]; r == nil || !r.covers(p.minBlock, p.maxBlock) {
+		sd := shardDay{p.shard, p.day}
+		shardDays[sd] = true
+		if r := ix.read[sd]; r == nil || !r.covers(p.minBlock, p.maxBlock) {
 			unread = append(unread, p)
 		}
 	}
@@ -353,24 +357,25 @@ func (s *Store) readSeriesChanges(ctx context.Context) error {
 		}
 		active := make(map[string]bool, len(after))
 		for _, p := range after {
-			active[p.name] = true
+			active[p.key()] = true
 		}
 		for _, p := range unread {
-			if !active[p.name] {
+			if !active[p.key()] {
 				continue
 			}
-			r := ix.read[p.day]
+			sd := shardDay{p.shard, p.day}
+			r := ix.read[sd]
 			if r == nil {
 				r = &blockRanges{}
-				ix.read[p.day] = r
+				ix.read[sd] = r
 			}
 			r.add(p.minBlock, p.maxBlock)
 		}
 	}
 	dropped := false
-	for d := range ix.read {
-		if !days[d] {
-			delete(ix.read, d)
+	for sd := range ix.read {
+		if !shardDays[sd] {
+			delete(ix.read, sd)
 			dropped = true
 		}
 	}
@@ -380,11 +385,23 @@ func (s *Store) readSeriesChanges(ctx context.Context) error {
 	return nil
 }
 
+// shardDay is a daily partition of one shard's table.
+type shardDay struct {
+	shard int
+	day   int32
+}
+
 // readSeriesParts adds the rows of the given parts to the index.
 func (s *Store) readSeriesParts(ctx context.Context, parts []tablePart) error {
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(
+	return s.byShard(parts, s.t.series, func(conn driver.Conn, table string, parts []tablePart) error {
+		return s.readSeriesPartsOf(ctx, conn, table, parts)
+	})
+}
+
+func (s *Store) readSeriesPartsOf(ctx context.Context, conn driver.Conn, table string, parts []tablePart) error {
+	rows, err := conn.Query(ctx, fmt.Sprintf(
 		"SELECT fingerprint, day, kinds, metric_name, label_names, label_values FROM %s WHERE _part IN (%s)",
-		s.t.series, partNames(parts)))
+		table, partNames(parts)))
 	if err != nil {
 		return s.wrap("read series", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // codeCannotAssignOptimize is the server's answer when OPTIMIZE has
@@ -24,22 +25,25 @@ func (s *Store) Merge(ctx context.Context) error {
 	}
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"optimize_throw_if_noop": 1}))
 	for _, t := range []string{s.t.series, s.t.samples, s.t.histograms} {
-		parts, err := s.partitions(ctx, t)
-		if err != nil {
-			return err
-		}
-		for _, p := range parts {
-			if err := s.mergePartition(ctx, t, p); err != nil {
+		for _, sh := range s.shardsOf() {
+			table := s.localOf(t, sh.t)
+			parts, err := s.shardPartitions(ctx, sh.conn, table)
+			if err != nil {
 				return err
+			}
+			for _, p := range parts {
+				if err := s.mergePartition(ctx, sh.conn, table, p); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
 }
 
-func (s *Store) mergePartition(ctx context.Context, table string, partition int64) error {
+func (s *Store) mergePartition(ctx context.Context, conn driver.Conn, table string, partition int64) error {
 	for {
-		err := s.conn.Exec(ctx, fmt.Sprintf("OPTIMIZE TABLE %s PARTITION %d FINAL", table, partition))
+		err := conn.Exec(ctx, fmt.Sprintf("OPTIMIZE TABLE %s PARTITION %d FINAL", table, partition))
 		if err == nil || !isException(err, codeCannotAssignOptimize) {
 			return s.wrap(fmt.Sprintf("merge %s partition %d", table, partition), err)
 		}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // The schema.
@@ -259,18 +261,34 @@ func baseSchema(t tables, f features) []string {
 	}
 }
 
-// migrate creates the database and applies the migrations it has not seen.
+// migrate creates the database and applies the migrations it has not
+// seen, on the one server or on each server of the cluster.
 func (s *Store) migrate(ctx context.Context) error {
+	if s.cluster == nil {
+		return s.migrateServer(ctx, s.conn, s.t, nil)
+	}
+	for _, sh := range s.shardsOf() {
+		if err := s.migrateServer(ctx, sh.conn, sh.t, distributedSchema(s.t, sh.t, s.cfg.Cluster)); err != nil {
+			return fmt.Errorf("server %s of cluster %s: %w", sh.addr, s.cfg.Cluster, err)
+		}
+	}
+	return nil
+}
+
+// migrateServer migrates the tables t of one server; the statements of
+// after[v] run at the end of migration v, once the tables they refer to
+// exist.
+func (s *Store) migrateServer(ctx context.Context, conn driver.Conn, t tables, after map[uint32][]string) error {
 	f := featuresFor(s.version)
-	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.t.db); err != nil {
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+t.db); err != nil {
 		return s.wrap("create database", err)
 	}
-	if err := s.conn.Exec(ctx, fmt.Sprintf(
+	if err := conn.Exec(ctx, fmt.Sprintf(
 		"CREATE TABLE IF NOT EXISTS %s (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version",
-		s.t.migrations)); err != nil {
+		t.migrations)); err != nil {
 		return s.wrap("create schema_migrations", err)
 	}
-	applied, err := s.appliedMigrations(ctx)
+	applied, err := s.appliedMigrations(ctx, conn, t)
 	if err != nil {
 		return err
 	}
@@ -278,23 +296,32 @@ func (s *Store) migrate(ctx context.Context) error {
 		if slices.Contains(applied, m.version) {
 			continue
 		}
+		// In cluster mode a column goes to the shard's table and to the
+		// Distributed table over it, which has its own column list.
 		if m.columns != nil {
-			for _, c := range m.columns(s.t, f) {
-				if err := s.addColumn(ctx, c); err != nil {
-					return s.wrap(fmt.Sprintf("migration %d (%s)", m.version, m.name), err)
+			targets := []tables{t}
+			if s.cluster != nil {
+				targets = append(targets, s.t)
+			}
+			for _, tt := range targets {
+				for _, c := range m.columns(tt, f) {
+					if err := s.addColumn(ctx, conn, c); err != nil {
+						return s.wrap(fmt.Sprintf("migration %d (%s)", m.version, m.name), err)
+					}
 				}
 			}
 		}
-		for _, stmt := range m.statements(s.t, f) {
-			if err := s.conn.Exec(ctx, stmt); err != nil {
+		stmts := append(m.statements(t, f), after[m.version]...)
+		for _, stmt := range stmts {
+			if err := conn.Exec(ctx, stmt); err != nil {
 				return s.wrap(fmt.Sprintf("migration %d (%s)", m.version, m.name), fmt.Errorf("%w\n%s", err, stmt))
 			}
 		}
 		// A batch, not Exec with VALUES: 18.16 answers an INSERT by
 		// waiting for data blocks, which Exec never sends.
-		if err := s.insert(ctx, s.t.migrations, "version, name, applied_at",
+		if err := insertInto(ctx, conn, t.migrations, "version, name, applied_at",
 			[]any{[]uint32{m.version}, []string{m.name}, []time.Time{time.Now()}}); err != nil {
-			return fmt.Errorf("record migration %d: %w", m.version, err)
+			return fmt.Errorf("record migration %d: %w", m.version, s.wrap("insert", err))
 		}
 		s.logger.Info("clickhouse schema migrated", "version", m.version, "name", m.name, "features", fmt.Sprintf("%+v", f))
 	}
@@ -304,10 +331,10 @@ func (s *Store) migrate(ctx context.Context) error {
 // addColumn adds a column unless the table has it. Another process may
 // add it between the look and the ALTER; then the ALTER fails and a
 // second look finds the column.
-func (s *Store) addColumn(ctx context.Context, c addColumn) error {
+func (s *Store) addColumn(ctx context.Context, conn driver.Conn, c addColumn) error {
 	has := func() (bool, error) {
 		var n uint64
-		row := s.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM system.columns WHERE database = %s AND table = %s AND name = %s",
+		row := conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM system.columns WHERE database = %s AND table = %s AND name = %s",
 			quote(s.t.dbName), quote(unquoteIdent(strings.TrimPrefix(c.table, s.t.db+"."))), quote(c.name)))
 		if err := row.Scan(&n); err != nil {
 			return false, fmt.Errorf("look for column %s of %s: %w", c.name, c.table, err)
@@ -318,7 +345,7 @@ func (s *Store) addColumn(ctx context.Context, c addColumn) error {
 		return err
 	}
 	stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s", c.table, c.definition)
-	if err := s.conn.Exec(ctx, stmt); err != nil {
+	if err := conn.Exec(ctx, stmt); err != nil {
 		if ok, herr := has(); herr == nil && ok {
 			return nil
 		}
@@ -327,8 +354,8 @@ func (s *Store) addColumn(ctx context.Context, c addColumn) error {
 	return nil
 }
 
-func (s *Store) appliedMigrations(ctx context.Context) ([]uint32, error) {
-	rows, err := s.conn.Query(ctx, "SELECT DISTINCT version FROM "+s.t.migrations)
+func (s *Store) appliedMigrations(ctx context.Context, conn driver.Conn, t tables) ([]uint32, error) {
+	rows, err := conn.Query(ctx, "SELECT DISTINCT version FROM "+t.migrations)
 	if err != nil {
 		return nil, s.wrap("read schema_migrations", err)
 	}
@@ -352,7 +379,10 @@ func (s *Store) SchemaVersion(ctx context.Context) (uint32, error) {
 	if err := s.whenConnected(); err != nil {
 		return 0, err
 	}
-	applied, err := s.appliedMigrations(ctx)
+	// Every server of a cluster is migrated before the store connects;
+	// the first one answers for all.
+	sh := s.shardsOf()[0]
+	applied, err := s.appliedMigrations(ctx, sh.conn, sh.t)
 	if err != nil || len(applied) == 0 {
 		return 0, err
 	}
@@ -416,8 +446,12 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time) (int, error) 
 			if (part+1)*p.unit > limit {
 				break
 			}
-			if err := s.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %d", p.table, part)); err != nil {
-				return dropped, s.wrap("drop partition "+strconv.FormatInt(part, 10)+" of "+p.table, err)
+			for _, sh := range s.shardsOf() {
+				// A shard without the partition drops nothing.
+				table := s.localOf(p.table, sh.t)
+				if err := sh.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %d", table, part)); err != nil {
+					return dropped, s.wrap("drop partition "+strconv.FormatInt(part, 10)+" of "+table+" on "+sh.addr, err)
+				}
 			}
 			dropped++
 		}

@@ -18,6 +18,8 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +46,9 @@ type Store struct {
 	logger  *slog.Logger
 	conn    driver.Conn
 	version serverVersion
+	// cluster holds a connection to each server of clickhouse.cluster;
+	// nil on a single server.
+	cluster *clusterState
 	t       tables
 	// now is the clock: which hour is open, what retention drops.
 	now func() time.Time
@@ -135,6 +140,13 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Optio
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse.password_file: %w", err)
+		}
+		cfg.Password = Secret(strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"))
+	}
 	conn, err := ch.Open(connOptions(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
@@ -158,6 +170,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Optio
 	}
 	for _, o := range options {
 		o(s)
+	}
+	if cfg.Cluster != "" {
+		s.cluster = &clusterState{}
 	}
 	if cfg.SeriesIndex {
 		s.index = newSeriesIndex(time.Duration(cfg.SeriesIndexRefresh))
@@ -259,6 +274,9 @@ func connOptions(cfg Config) *ch.Options {
 			{Name: "aiops", Version: "1"},
 		}},
 	}
+	if cfg.Cluster != "" {
+		opts.Settings = distributedSettings
+	}
 	switch cfg.wireCompression() {
 	case "lz4":
 		opts.Compression = &ch.Compression{Method: ch.CompressionLZ4}
@@ -278,6 +296,11 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("clickhouse: %w", err)
 	}
 	s.version = ver
+	if s.cluster != nil {
+		if err := s.connectShards(ctx); err != nil {
+			return err
+		}
+	}
 	if err := s.migrate(ctx); err != nil {
 		return err
 	}
@@ -318,10 +341,7 @@ func (s *Store) Ready(ctx context.Context) error {
 		if err := s.whenConnected(); err != nil {
 			return err
 		}
-		if err := s.conn.Ping(ctx); err != nil {
-			return s.wrap("ping", err)
-		}
-		return nil
+		return s.ping(ctx)
 	}
 	if max := int64(s.cfg.WAL.MaxSizeMiB) << 20; s.wal.State().Pending >= max {
 		return fmt.Errorf("clickhouse: write-ahead log full: %d MiB not yet in ClickHouse (clickhouse.wal.max_size_mib): %w",
@@ -347,8 +367,25 @@ func (s *Store) Degraded(ctx context.Context) error {
 	if err := s.whenConnected(); err != nil {
 		return err
 	}
+	if err := s.ping(ctx); err != nil {
+		return fmt.Errorf("%w; commits wait in the write-ahead log (%d bytes)", err, s.wal.State().Pending)
+	}
+	return nil
+}
+
+// ping asks the server, and in cluster mode every shard's server: an
+// insert needs them all.
+func (s *Store) ping(ctx context.Context) error {
 	if err := s.conn.Ping(ctx); err != nil {
-		return fmt.Errorf("%w; commits wait in the write-ahead log (%d bytes)", s.wrap("ping", err), s.wal.State().Pending)
+		return s.wrap("ping", err)
+	}
+	if s.cluster == nil {
+		return nil
+	}
+	for _, sh := range s.shardsOf() {
+		if err := sh.conn.Ping(ctx); err != nil {
+			return s.wrap("ping "+sh.addr+" of cluster "+s.cfg.Cluster, err)
+		}
 	}
 	return nil
 }
@@ -366,7 +403,7 @@ func (s *Store) Close() error {
 		if s.wal != nil {
 			errs = append(errs, s.wal.Close())
 		}
-		s.closeErr = errors.Join(append(errs, s.conn.Close())...)
+		s.closeErr = errors.Join(append(errs, s.cluster.close(), s.conn.Close())...)
 	})
 	return s.closeErr
 }
@@ -502,8 +539,22 @@ func dayOf(ms int64) int32 {
 // partitions lists the partition values of a table's active parts,
 // ascending. Every table is partitioned by an integer expression.
 func (s *Store) partitions(ctx context.Context, table string) ([]int64, error) {
+	var out []int64
+	for _, sh := range s.shardsOf() {
+		ps, err := s.shardPartitions(ctx, sh.conn, s.localOf(table, sh.t))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	sortInt64s(out)
+	return slices.Compact(out), nil
+}
+
+// shardPartitions lists the partitions of one server's table.
+func (s *Store) shardPartitions(ctx context.Context, conn driver.Conn, table string) ([]int64, error) {
 	db, name, _ := strings.Cut(table, ".")
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(
+	rows, err := conn.Query(ctx, fmt.Sprintf(
 		"SELECT DISTINCT partition FROM system.parts WHERE database = %s AND table = %s AND active",
 		quote(unquoteIdent(db)), quote(unquoteIdent(name))))
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -927,5 +929,44 @@ func TestStartTimestampsOfOldData(t *testing.T) {
 				t.Errorf("%s: got %+v, want %+v", k, gs, ws)
 			}
 		}
+	}
+}
+
+// TestPasswordFile: the password is read from password_file when the
+// store opens. The test server's default user has no password, so an
+// empty file (a newline) connects and a wrong password is refused.
+func TestPasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	wrong := filepath.Join(dir, "wrong")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wrong, []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.PasswordFile = empty
+	s, err := Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("open with an empty password file: %v", err)
+	}
+	s.Close()
+
+	cfg.PasswordFile = wrong
+	if s, err := Open(ctx, cfg, nil); err == nil {
+		s.Close()
+		t.Fatal("opened with the wrong password from password_file")
+	} else if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error shows the password: %v", err)
+	}
+
+	cfg.PasswordFile = filepath.Join(dir, "missing")
+	if _, err := Open(ctx, cfg, nil); err == nil || !strings.Contains(err.Error(), "clickhouse.password_file") {
+		t.Fatalf("missing file: %v, want an error naming clickhouse.password_file", err)
+	}
+	cfg.PasswordFile, cfg.Password = empty, "x"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "clickhouse.password_file") {
+		t.Fatalf("password and password_file: %v", err)
 	}
 }
