@@ -1,6 +1,8 @@
 package clickhouse
 
 import (
+	"github.com/aiops-dev/aiops/internal/testutil/storetest"
+
 	"context"
 	"fmt"
 	"strings"
@@ -235,4 +237,13 @@ func TestClusterReadiness(t *testing.T) {
 		err := s.Ready(ctx)
 		return err == nil, fmt.Sprint(err)
 	})
+}
+
+// TestClusterTraceQueries runs the trace and log reads through the
+// Distributed tables: the trace index and operations have per-shard
+// tables too, and the span detail columns reach both kinds of table.
+func TestClusterTraceQueries(t *testing.T) {
+	s := openWith(t, clusterConfig(t))
+	storetest.CheckTraceQueries(t, s)
+	storetest.CheckLogQueries(t, openWith(t, clusterConfig(t)))
 }
