@@ -13,7 +13,7 @@ TESTFLAGS ?=
 export PROMTOOL := $(BIN)/promtool
 export AMTOOL   := $(BIN)/amtool
 
-.PHONY: all build run demo test bench fuzz tools test-deps vet fmt clean
+.PHONY: all build run demo test bench chaos fuzz tools test-deps vet fmt clean
 
 all: build
 
@@ -69,6 +69,11 @@ fuzz:
 		echo "== $$t"; \
 		$(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
+
+## chaos: the closed loop measured (docs/BENCHMARKS.md): the simulator's faults healed by the shipped rules and runbooks
+CHAOSFLAGS ?=
+chaos: build
+	$(BIN)/aiops-bench chaos run --out $(CURDIR)/chaos-report $(CHAOSFLAGS)
 
 fmt:
 	gofmt -l -w .

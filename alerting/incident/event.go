@@ -28,6 +28,7 @@ const (
 	EventEscalated       EventType = "escalated"
 	EventRunbookStarted  EventType = "runbook_started"
 	EventRunbookFinished EventType = "runbook_finished"
+	EventRunbookStep     EventType = "runbook_step"
 	EventResolved        EventType = "resolved"
 	EventReopened        EventType = "reopened"
 	EventRootCauses      EventType = "root_causes"
@@ -40,7 +41,7 @@ const (
 var eventTypes = map[EventType]bool{
 	EventOpened: true, EventAlertFiring: true, EventAlertResolved: true, EventAcknowledged: true,
 	EventAssigned: true, EventNote: true, EventEscalated: true, EventRunbookStarted: true,
-	EventRunbookFinished: true, EventResolved: true, EventReopened: true, EventRootCauses: true,
+	EventRunbookFinished: true, EventRunbookStep: true, EventResolved: true, EventReopened: true, EventRootCauses: true,
 	EventSilenced: true, EventAlertsOverLimit: true,
 }
 
@@ -73,7 +74,8 @@ type Event struct {
 	Assignee *string `json:"assignee,omitempty"`
 	// Level is set on "escalated".
 	Level int `json:"level,omitempty"`
-	// Runbook is set on "runbook_started" and "runbook_finished".
+	// Runbook is set on "runbook_started" and "runbook_finished", and on
+	// "resolved" when a runbook's fix resolved the incident.
 	Runbook *RunbookEvent `json:"runbook,omitempty"`
 	// RootCauses is set on "root_causes" (and may be on "opened").
 	RootCauses *RootCauses `json:"root_causes,omitempty"`
@@ -118,6 +120,22 @@ type RunbookEvent struct {
 	// ... (remediation's words).
 	Outcome string `json:"outcome,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Step is set on "runbook_step": one action of the run and its result.
+	Step *RunbookStep `json:"step,omitempty"`
+}
+
+// RunbookStep is one attempt of one action of a runbook run, as the
+// timeline shows it. Params are rendered with secrets masked: remediation
+// never hands a secret's value to the incident.
+type RunbookStep struct {
+	// Key identifies the attempt within the run ("steps[0]#1"); a second
+	// event with the same key is ignored.
+	Key    string            `json:"key"`
+	Name   string            `json:"name,omitempty"`
+	Action string            `json:"action"`
+	Params map[string]string `json:"params,omitempty"`
+	Result string            `json:"result,omitempty"`
+	Error  string            `json:"error,omitempty"`
 }
 
 // eventID is deterministic: an incident's n-th event always has the same

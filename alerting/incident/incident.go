@@ -113,6 +113,15 @@ type Incident struct {
 	Links           []Link       `json:"links"`
 	RootCauses      *RootCauses  `json:"root_causes,omitempty"`
 	Runbooks        []RunbookRun `json:"runbooks"`
+	// FixedBy names the runbook run whose fix resolved the incident
+	// (ResolveByRunbook); nil otherwise, and again once it reopens.
+	FixedBy *FixedBy `json:"fixed_by,omitempty"`
+}
+
+// FixedBy is the runbook run that fixed an incident.
+type FixedBy struct {
+	RunID   string `json:"run_id"`
+	Runbook string `json:"runbook"`
 }
 
 // state is an incident being folded: the exported view plus what makes
@@ -133,6 +142,8 @@ type state struct {
 	// (OverLimit.LatestStart): an alert the incident does not record
 	// that started no later was one of them, and is not new.
 	overLimitStart time.Time
+	// steps holds the runbook steps recorded, by run id and step key.
+	steps map[string]bool
 }
 
 func newState(id string, serviceLabels []string) *state {
@@ -199,13 +210,24 @@ func (s *state) apply(e Event) {
 		if e.Runbook != nil {
 			s.applyRunbook(e)
 		}
+	case EventRunbookStep:
+		if rb := e.Runbook; rb != nil && rb.Step != nil {
+			if s.steps == nil {
+				s.steps = map[string]bool{}
+			}
+			s.steps[rb.RunID+"\x00"+rb.Step.Key] = true
+		}
 	case EventResolved:
 		t := e.Time
 		inc.Status = StatusResolved
 		inc.ResolvedAt, inc.ResolvedBy = &t, e.Actor
+		if rb := e.Runbook; rb != nil {
+			inc.FixedBy = &FixedBy{RunID: rb.RunID, Runbook: rb.Runbook}
+		}
 	case EventReopened:
 		inc.Status = StatusOpen
 		inc.ResolvedAt, inc.ResolvedBy = nil, ""
+		inc.FixedBy = nil
 		inc.AcknowledgedAt, inc.AcknowledgedBy = nil, ""
 		inc.Reopens++
 	case EventRootCauses:
@@ -234,8 +256,12 @@ func (s *state) applyRunbook(e Event) {
 	}
 }
 
-// runbookSeen reports whether the run already has an event of this phase.
-func (s *state) runbookSeen(runID string, t EventType) bool {
+// runbookSeen reports whether the run already has an event of this phase
+// (of this step, for steps).
+func (s *state) runbookSeen(runID string, t EventType, step *RunbookStep) bool {
+	if t == EventRunbookStep {
+		return step != nil && s.steps[runID+"\x00"+step.Key]
+	}
 	for _, r := range s.inc.Runbooks {
 		if r.RunID == runID {
 			return t == EventRunbookStarted && r.StartedAt != nil || t == EventRunbookFinished && r.FinishedAt != nil

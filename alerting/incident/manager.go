@@ -16,7 +16,7 @@
 // docs/API.md for the rules in full.
 //
 // The Manager's actions (Acknowledge, Resolve, Assign, AddNote, Escalate,
-// RecordRunbook, RefreshRootCauses) and the Silencer's are the service
+// RecordRunbook, ResolveByRunbook, RefreshRootCauses) and the Silencer's are the service
 // the REST API, the Slack app and remediation all call; what is valid and
 // what gets recorded is decided here. Feed reads every incident's events
 // in the order they were committed, after a cursor that survives
@@ -61,6 +61,9 @@ var (
 	ErrStale = errors.New("incident has changed")
 	// ErrInvalid marks an action with invalid arguments.
 	ErrInvalid = errors.New("invalid")
+	// ErrFiring refuses to resolve an incident as fixed while some of its
+	// alerts still fire (ResolveByRunbook).
+	ErrFiring = errors.New("incident has firing alerts")
 	// ErrNoRootCauser refuses a root-cause refresh when the Manager has
 	// no RootCauser.
 	ErrNoRootCauser = errors.New("incident: no root-cause ranking configured")
@@ -358,7 +361,7 @@ func (mg *Manager) eventTime(now time.Time) time.Time {
 // copyState returns a deep enough copy of st for a tx to fold into.
 func copyState(st *state) *state {
 	c := &state{inc: st.inc, alerts: make(map[string]*Alert, len(st.alerts)), serviceLabels: st.serviceLabels,
-		stale: st.stale, overLimitStart: st.overLimitStart}
+		stale: st.stale, overLimitStart: st.overLimitStart, steps: maps.Clone(st.steps)}
 	for k, a := range st.alerts {
 		a2 := *a
 		c.alerts[k] = &a2
@@ -1011,12 +1014,15 @@ type RunbookPhase string
 const (
 	RunbookStarted  RunbookPhase = "started"
 	RunbookFinished RunbookPhase = "finished"
+	// RunbookStepDone records one attempt of one action (rb.Step).
+	RunbookStepDone RunbookPhase = "step"
 )
 
-// RecordRunbook appends a runbook_started or runbook_finished event; it is
-// what remediation calls. A run's phase recorded before (same RunID) is
-// not recorded again, so retries are safe. It is allowed in every status:
-// a verification may finish after the incident resolved.
+// RecordRunbook appends a runbook_started, runbook_finished or
+// runbook_step event; it is what remediation calls. A run's phase (or
+// step key) recorded before is not recorded again, so retries are safe.
+// It is allowed in every status: a verification may finish after the
+// incident resolved.
 func (mg *Manager) RecordRunbook(ctx context.Context, id string, phase RunbookPhase, rb RunbookEvent, a Action) (Incident, error) {
 	var typ EventType
 	switch phase {
@@ -1024,18 +1030,56 @@ func (mg *Manager) RecordRunbook(ctx context.Context, id string, phase RunbookPh
 		typ = EventRunbookStarted
 	case RunbookFinished:
 		typ = EventRunbookFinished
+	case RunbookStepDone:
+		typ = EventRunbookStep
+		if rb.Step == nil || rb.Step.Key == "" || rb.Step.Action == "" {
+			return Incident{}, fmt.Errorf("%w: step: a step event needs the step's key and action", ErrInvalid)
+		}
 	default:
-		return Incident{}, fmt.Errorf("%w: phase: must be %q or %q, got %q", ErrInvalid, RunbookStarted, RunbookFinished, phase)
+		return Incident{}, fmt.Errorf("%w: phase: must be %q, %q or %q, got %q", ErrInvalid, RunbookStarted, RunbookFinished, RunbookStepDone, phase)
 	}
 	if rb.RunID == "" {
 		return Incident{}, fmt.Errorf("%w: run_id: must not be empty", ErrInvalid)
 	}
+	if typ != EventRunbookStep {
+		rb.Step = nil
+	}
 	return mg.change(ctx, id, a, func(t *tx) error {
-		if t.st.runbookSeen(rb.RunID, typ) {
+		if t.st.runbookSeen(rb.RunID, typ, rb.Step) {
 			return nil
 		}
 		ev := rb
+		if rb.Step != nil {
+			st := *rb.Step
+			st.Params = maps.Clone(st.Params)
+			ev.Step = &st
+		}
 		t.add(Event{Type: typ, Actor: a.Actor, Comment: a.Comment, Runbook: &ev})
+		return nil
+	})
+}
+
+// ResolveByRunbook resolves an incident that a runbook run fixed: its
+// verification held and all of the incident's alerts have resolved. The
+// incident records the run as what fixed it (Incident.FixedBy). An
+// incident with a firing alert is refused with ErrFiring: the fix has not
+// shown in the alerts yet, or something else is wrong too. A resolved
+// incident changes nothing, so remediation may call it again safely.
+func (mg *Manager) ResolveByRunbook(ctx context.Context, id string, rb RunbookEvent, a Action) (Incident, error) {
+	if rb.RunID == "" || rb.Runbook == "" {
+		return Incident{}, fmt.Errorf("%w: runbook: run_id and runbook must not be empty", ErrInvalid)
+	}
+	return mg.change(ctx, id, a, func(t *tx) error {
+		inc := &t.st.inc
+		switch {
+		case inc.Status == StatusResolved:
+			return nil
+		case inc.FiringAlerts > 0:
+			return fmt.Errorf("%w: %s has %d", ErrFiring, id, inc.FiringAlerts)
+		}
+		ev := RunbookEvent{RunID: rb.RunID, Runbook: rb.Runbook, Outcome: rb.Outcome, Message: rb.Message}
+		t.add(Event{Type: EventResolved, Actor: a.Actor, Comment: a.Comment, Runbook: &ev,
+			Reason: fmt.Sprintf("auto-resolved: runbook %s (run %s) fixed it and all alerts resolved", rb.Runbook, rb.RunID)})
 		return nil
 	})
 }

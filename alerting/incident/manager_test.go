@@ -268,6 +268,32 @@ func TestRunbookEvents(t *testing.T) {
 	if _, err := m.RecordRunbook(ctx, id, "halfway", rb, Action{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad phase: %v", err)
 	}
+
+	// Steps: one event per key, the params as given (masked by the
+	// caller), kept in the timeline and after a restart.
+	step := rb
+	step.Step = &RunbookStep{Key: "steps[0]#1", Name: "restart", Action: "workflow.restart_service",
+		Params: map[string]string{"service": "api"}, Result: "started"}
+	for range 2 {
+		if _, err := m.RecordRunbook(ctx, id, RunbookStepDone, step, Action{Actor: "remediation"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.RecordRunbook(ctx, id, RunbookStepDone, rb, Action{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("step without a step: %v", err)
+	}
+	evs := mustTimeline(t, m, id)
+	last := evs[len(evs)-1]
+	if last.Type != EventRunbookStep || last.Runbook.Step == nil || last.Runbook.Step.Params["service"] != "api" || evs[len(evs)-2].Type == EventRunbookStep {
+		t.Fatalf("timeline %v, last %+v", types(evs), last.Runbook)
+	}
+	m2 := newManager(t, m.events, testConfig(), nil)
+	if _, err := m2.RecordRunbook(ctx, id, RunbookStepDone, step, Action{Actor: "remediation"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(mustTimeline(t, m2, id)); n != len(evs) {
+		t.Fatalf("a step recorded again after a restart: %d events, was %d", n, len(evs))
+	}
 }
 
 func TestNotifyContextAndReceivers(t *testing.T) {
@@ -352,5 +378,55 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := New(context.Background(), Config{}, Deps{}); err == nil {
 		t.Error("New accepted a zero config")
+	}
+}
+
+// TestResolveByRunbook: a runbook's fix resolves the incident only once
+// its alerts have resolved, records the run as what fixed it, changes
+// nothing when repeated, and forgets it when the incident reopens.
+func TestResolveByRunbook(t *testing.T) {
+	c := newClock()
+	m := newManager(t, openEmbedded(t, t.TempDir()), testConfig(), c)
+	ctx := context.Background()
+	a := mkAlert(pool, t0, time.Time{})
+	send(t, m, "k", a)
+	id := only(t, m).ID
+	rb := RunbookEvent{RunID: "run-1", Runbook: "restart-pool", Outcome: "succeeded"}
+	act := Action{Actor: "remediation"}
+	if _, err := m.ResolveByRunbook(ctx, id, rb, act); !errors.Is(err, ErrFiring) {
+		t.Fatalf("resolve with a firing alert: %v, want ErrFiring", err)
+	}
+	if _, err := m.ResolveByRunbook(ctx, id, RunbookEvent{RunID: "run-1"}, act); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("resolve without a runbook name: %v, want ErrInvalid", err)
+	}
+	c.Add(time.Minute)
+	send(t, m, "k", mkAlert(pool, t0, c.Now()))
+	inc, err := m.ResolveByRunbook(ctx, id, rb, act)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inc.Status != StatusResolved || inc.FixedBy == nil || *inc.FixedBy != (FixedBy{RunID: "run-1", Runbook: "restart-pool"}) || inc.ResolvedBy != "remediation" {
+		t.Fatalf("after the fix: status %s fixed_by %+v resolved_by %q", inc.Status, inc.FixedBy, inc.ResolvedBy)
+	}
+	if _, err := m.ResolveByRunbook(ctx, id, rb, act); err != nil {
+		t.Fatalf("again: %v", err)
+	}
+	evs := mustTimeline(t, m, id)
+	last := evs[len(evs)-1]
+	if want := []EventType{EventOpened, EventAlertFiring, EventAlertResolved, EventResolved}; !slices.Equal(types(evs), want) {
+		t.Fatalf("timeline %v, want %v", types(evs), want)
+	}
+	if last.Runbook == nil || last.Runbook.RunID != "run-1" || !strings.Contains(last.Reason, "auto-resolved") {
+		t.Fatalf("resolution event %+v", last)
+	}
+	// Folded again from the store, the incident still says what fixed it.
+	m2 := newManager(t, m.events, testConfig(), c)
+	if got, _ := m2.Get(id); got.FixedBy == nil || got.FixedBy.Runbook != "restart-pool" {
+		t.Fatalf("after a restart: fixed_by %+v", got.FixedBy)
+	}
+	c.Add(time.Minute)
+	send(t, m, "k", mkAlert(pool, c.Now(), time.Time{}))
+	if inc, _ := m.Get(id); inc.Status != StatusOpen || inc.FixedBy != nil {
+		t.Fatalf("reopened: status %s fixed_by %+v", inc.Status, inc.FixedBy)
 	}
 }

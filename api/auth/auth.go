@@ -4,8 +4,11 @@
 // token created with `aiops token create` (stored hashed), the bootstrap
 // admin token read from a file, or, when configured, an OIDC/JWT bearer
 // token. A credential carries scopes: read < write < admin, each implying
-// the ones before it, and ingest, which only admin implies: the right to
-// send OTLP data, and nothing else.
+// the ones before it; beside them stand ingest, the right to send OTLP
+// data and nothing else, and execute and approve, which let a credential
+// run runbooks and approve their runs and imply read. Only admin implies
+// those three, and write implies neither execute nor approve: changing
+// incidents is not acting on production.
 package auth
 
 import (
@@ -32,8 +35,34 @@ const (
 // neither read data nor change anything.
 const ScopeIngest Scope = "ingest"
 
-// scopeRank orders the API scopes; ScopeIngest is known but unranked.
-var scopeRank = map[Scope]int{ScopeIngest: 0, ScopeRead: 1, ScopeWrite: 2, ScopeAdmin: 3}
+// Scopes beside the ranked ones: each implies read, and admin implies
+// them; nothing else does.
+const (
+	// ScopeExecute runs runbooks, cancels their runs and engages the
+	// remediation kill switch.
+	ScopeExecute Scope = "execute"
+	// ScopeApprove approves or denies runbook runs that wait for a person.
+	ScopeApprove Scope = "approve"
+)
+
+// scopeRank orders the API scopes.
+var scopeRank = map[Scope]int{ScopeRead: 1, ScopeWrite: 2, ScopeAdmin: 3}
+
+// sideScopes are the scopes beside the ranked ones, which only admin
+// implies; the value says whether the scope implies read.
+var sideScopes = map[Scope]bool{ScopeIngest: false, ScopeExecute: true, ScopeApprove: true}
+
+// known reports whether s is a scope.
+func known(s Scope) bool {
+	_, side := sideScopes[s]
+	return scopeRank[s] > 0 || side
+}
+
+// side reports whether s is one of the scopes beside the ranked ones.
+func side(s Scope) bool {
+	_, ok := sideScopes[s]
+	return ok
+}
 
 // ParseScopes parses a comma-separated list such as "read,write".
 func ParseScopes(s string) ([]Scope, error) {
@@ -43,15 +72,15 @@ func ParseScopes(s string) ([]Scope, error) {
 		if sc == "" {
 			continue
 		}
-		if _, ok := scopeRank[sc]; !ok {
-			return nil, fmt.Errorf("unknown scope %q: want read, write, admin or ingest", sc)
+		if !known(sc) {
+			return nil, fmt.Errorf("unknown scope %q: want read, write, admin, ingest, execute or approve", sc)
 		}
 		if !slices.Contains(out, sc) {
 			out = append(out, sc)
 		}
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no scope given: want read, write, admin or ingest")
+		return nil, errors.New("no scope given: want read, write, admin, ingest, execute or approve")
 	}
 	return out, nil
 }
@@ -71,13 +100,21 @@ type Principal struct {
 	Tenant string
 }
 
-// Has reports whether the principal holds scope s or one implying it.
+// Has reports whether the principal holds scope s or one that implies it.
 func (p Principal) Has(s Scope) bool {
+	if !known(s) {
+		return false
+	}
 	for _, have := range p.Scopes {
 		switch {
 		case have == s || have == ScopeAdmin:
 			return true
-		case s != ScopeIngest && have != ScopeIngest && scopeRank[have] >= scopeRank[s]:
+		case side(s) || !known(have):
+		case side(have):
+			if s == ScopeRead && sideScopes[have] {
+				return true
+			}
+		case scopeRank[have] >= scopeRank[s]:
 			return true
 		}
 	}

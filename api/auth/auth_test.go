@@ -95,6 +95,43 @@ func TestIngestScope(t *testing.T) {
 	}
 }
 
+// TestSideScopes: execute and approve are separate from the ranked
+// scopes and from each other; each implies read, admin implies both.
+func TestSideScopes(t *testing.T) {
+	for _, c := range []struct {
+		have []Scope
+		need Scope
+		want bool
+	}{
+		{[]Scope{ScopeExecute}, ScopeExecute, true},
+		{[]Scope{ScopeExecute}, ScopeRead, true},
+		{[]Scope{ScopeExecute}, ScopeWrite, false},
+		{[]Scope{ScopeExecute}, ScopeApprove, false},
+		{[]Scope{ScopeApprove}, ScopeApprove, true},
+		{[]Scope{ScopeApprove}, ScopeExecute, false},
+		{[]Scope{ScopeApprove}, ScopeAdmin, false},
+		{[]Scope{ScopeWrite}, ScopeExecute, false},
+		{[]Scope{ScopeWrite}, ScopeApprove, false},
+		{[]Scope{ScopeRead}, ScopeExecute, false},
+		{[]Scope{ScopeAdmin}, ScopeExecute, true},
+		{[]Scope{ScopeAdmin}, ScopeApprove, true},
+		{[]Scope{ScopeRead, ScopeApprove}, ScopeApprove, true},
+		{[]Scope{ScopeAdmin}, Scope("root"), false},
+		{[]Scope{Scope("root")}, ScopeRead, false},
+	} {
+		if got := (Principal{Scopes: c.have}).Has(c.need); got != c.want {
+			t.Errorf("%v has %s = %v, want %v", c.have, c.need, got, c.want)
+		}
+	}
+	got, err := ParseScopes("read,execute,approve")
+	if err != nil || len(got) != 3 {
+		t.Errorf("ParseScopes(read,execute,approve) = %v, %v", got, err)
+	}
+	if got := scopesFromClaim("read approve bogus"); len(got) != 2 || got[1] != ScopeApprove {
+		t.Errorf("scopes from a JWT claim: %v", got)
+	}
+}
+
 func TestTokenLifecycle(t *testing.T) {
 	ctx := context.Background()
 	events := newEvents(t)

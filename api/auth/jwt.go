@@ -168,7 +168,7 @@ func scopesFromClaim(c any) []Scope {
 	}
 	var out []Scope
 	for _, s := range raw {
-		if _, ok := scopeRank[Scope(s)]; ok {
+		if known(Scope(s)) {
 			out = append(out, Scope(s))
 		}
 	}

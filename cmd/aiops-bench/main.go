@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app.Version("aiops-bench " + version)
 
 	cmds := newBenchCommands(app)
-	cmds = append(cmds, newNABCommand(app), newBacktestCommand(app))
+	cmds = append(cmds, newNABCommand(app), newBacktestCommand(app), newChaosCommand(app))
 
 	selected, err := app.Parse(args)
 	if terminated {

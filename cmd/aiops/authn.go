@@ -105,3 +105,19 @@ func accessPolicy(r *http.Request) (auth.Scope, bool) {
 	}
 	return auth.ScopeWrite, false
 }
+
+// withScopes asks each component's scope rule first (the remediation
+// API's execute and approve routes), then the general policy.
+func withScopes(scopes []func(*http.Request) (auth.Scope, bool), general auth.Policy) auth.Policy {
+	if len(scopes) == 0 {
+		return general
+	}
+	return func(r *http.Request) (auth.Scope, bool) {
+		for _, scope := range scopes {
+			if need, ok := scope(r); ok {
+				return need, false
+			}
+		}
+		return general(r)
+	}
+}

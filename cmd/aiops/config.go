@@ -21,6 +21,7 @@ import (
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/collector"
+	"github.com/aiops-dev/aiops/remediation"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
@@ -50,6 +51,8 @@ type Config struct {
 	Incidents incident.Config  `yaml:"incidents"`
 	// Slack is the Slack app: incident messages, /aiops, buttons.
 	Slack slackapp.Config `yaml:"slack"`
+	// Remediation runs runbooks; off without runbook files.
+	Remediation remediation.Config `yaml:"remediation"`
 }
 
 // ServerConfig configures the main HTTP listener.
@@ -159,6 +162,8 @@ func DefaultConfig() Config {
 		Alerting:  alerting.DefaultConfig(),
 		Incidents: incident.DefaultConfig(),
 		Slack:     slackapp.DefaultConfig(),
+
+		Remediation: remediation.DefaultConfig(),
 	}
 }
 
@@ -201,7 +206,13 @@ func (c Config) Validate() error {
 	if err := c.Incidents.Validate(); err != nil {
 		return err
 	}
-	return c.Slack.Validate()
+	if err := c.Slack.Validate(); err != nil {
+		return err
+	}
+	if c.Remediation.Enabled() {
+		return c.Remediation.Validate()
+	}
+	return nil
 }
 
 // analyzerEnabled reports whether the file selects anything to analyse;
@@ -256,6 +267,8 @@ func LoadConfig(path string) (Config, error) {
 			*f = filepath.Join(filepath.Dir(path), *f)
 		}
 	}
+	// Runbook files, kubeconfig and secret files too.
+	cfg.Remediation.ResolvePaths(filepath.Dir(path))
 	return cfg, nil
 }
 

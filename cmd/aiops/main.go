@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -44,6 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	cmds := []command{newServeCommand(app)}
 	cmds = append(cmds, newTokenCommands(app)...)
+	cmds = append(cmds, newRunbookCommands(app)...)
 
 	selected, err := app.Parse(args)
 	if terminated {
@@ -56,7 +58,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, c := range cmds {
 		if c.fullCommand() == selected {
 			if err := c.run(ctx, stdout, stderr); err != nil {
-				fmt.Fprintf(stderr, "aiops %s: %v\n", selected, err)
+				if !errors.Is(err, errLint) {
+					fmt.Fprintf(stderr, "aiops %s: %v\n", selected, err)
+				}
 				return 1
 			}
 			return 0

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sync"
@@ -34,6 +35,7 @@ import (
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/collector"
+	"github.com/aiops-dev/aiops/remediation"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
@@ -246,6 +248,9 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 			closers[i]()
 		}
 	}
+	// scopes says which scope a component's own routes need, before
+	// accessPolicy's general rule.
+	var scopes []func(*http.Request) (auth.Scope, bool)
 	// Error returns set closeAll to nil, so the cleanup keeps its own copy.
 	cleanup := closeAll
 	defer func() {
@@ -403,8 +408,30 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 				}
 			}
 		}
+
+		if cfg.Remediation.Enabled() {
+			extURL, err := url.Parse(cfg.Alerting.ExternalURL)
+			if err != nil {
+				return nil, nil, fmt.Errorf("alerting.external_url: %w", err)
+			}
+			rem, err := remediation.New(ctx, cfg.Remediation, remediation.Deps{
+				Events: store, Queryable: store, Engine: ruleEngine,
+				Parser:    promapi.NewParser(cfg.Query),
+				Incidents: inc, Feed: inc.Feed(incident.FeedOptions{Logger: logger}), FeedHead: inc.FeedHead,
+				ExternalURL: extURL,
+				Logger:      logger.With("component", "remediation"),
+				Registerer:  s.reg,
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			comps = append(comps, rem)
+			rem.Mount(mux)
+			scopes = append(scopes, rem.Scope)
+		}
 	}
 
+	guard.Policy = withScopes(scopes, guard.Policy)
 	app := guard.Wrap(mux)
 	if slackMux != nil {
 		top := http.NewServeMux()

@@ -215,6 +215,9 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 }
 
+// shippedRunbooks are the runbooks in deploy/runbooks.
+var shippedRunbooks, _ = filepath.Abs("../../deploy/runbooks/workflow-engine.yml")
+
 // TestServeRefusesBadConfig checks that an invalid configuration stops the
 // binary at start with the key and the reason.
 func TestServeRefusesBadConfig(t *testing.T) {
@@ -264,6 +267,9 @@ func TestServeRefusesBadConfig(t *testing.T) {
 			files: map[string]string{"bot.token": "xoxb-never-shown"},
 			want:  []string{"slack.users.alice: not a Slack user id"},
 		},
+		"bad remediation": {yaml: "remediation:\n  runbook_files: [rb.yml]\n  max_runs: {count: 3}\n", want: []string{"remediation.max_runs.window: required"}},
+		"runbook without its driver": {yaml: "remediation:\n  runbook_files: [" + shippedRunbooks + "]\n",
+			want: []string{"workflow-engine.yml", "remediation.drivers.workflow is not configured"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -33,7 +33,7 @@ func newTokenCommands(app *kingpin.Application) []command {
 	tok := app.Command("token", "Manage API tokens.")
 	c.create = tok.Command("create", "Create an API token and print it. The token is shown once; only its hash is stored.")
 	c.create.Flag("name", "Who or what the token is for, e.g. grafana.").Required().StringVar(&c.name)
-	c.create.Flag("scopes", "Comma-separated scopes: read, write, admin (each implies the ones before it), or ingest (send OTLP data only; admin implies it).").Default("read").StringVar(&c.scopes)
+	c.create.Flag("scopes", "Comma-separated scopes: read, write, admin (each implies the ones before it); execute (run runbooks, cancel runs, engage the kill switch) and approve (approve or deny runs), which imply read; ingest (send OTLP data only). Admin implies every scope.").Default("read").StringVar(&c.scopes)
 	c.create.Flag("tenant", "Tenant of an ingest token: set as the tenant label on everything it sends, counted against collector.limits.max_series_per_tenant.").StringVar(&c.tenant)
 	c.create.Flag("ttl", "Lifetime, e.g. 90d; 0 never expires.").Default("0s").SetValue(&c.ttl)
 	c.list = tok.Command("list", "List API tokens (never their secrets).")

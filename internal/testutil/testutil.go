@@ -57,10 +57,17 @@ func Logger(t testing.TB) *slog.Logger {
 func Discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // Clock is a clock the test sets and moves; its Now can be handed to
-// every component that takes a clock. It is safe for concurrent use.
+// every component that takes a clock, and its After to those that wait
+// on one. It is safe for concurrent use.
 type Clock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu      sync.Mutex
+	now     time.Time
+	waiters []clockWaiter
+}
+
+type clockWaiter struct {
+	at time.Time
+	ch chan time.Time
 }
 
 // NewClock returns a clock standing at t.
@@ -76,8 +83,9 @@ func (c *Clock) Now() time.Time {
 // Set moves the clock to t, backwards too.
 func (c *Clock) Set(t time.Time) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.now = t
-	c.mu.Unlock()
+	c.fire()
 }
 
 // Add moves the clock by d and returns the new time.
@@ -85,7 +93,42 @@ func (c *Clock) Add(d time.Duration) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+	c.fire()
 	return c.now
+}
+
+// After is time.After on this clock: the channel receives the clock's
+// time once the clock has been moved d past now. d <= 0 fires at once.
+func (c *Clock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, clockWaiter{at: c.now.Add(d), ch: ch})
+	return ch
+}
+
+// Waiters is how many After channels have not fired yet.
+func (c *Clock) Waiters() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiters)
+}
+
+// fire delivers to the waiters that are due. Callers hold mu.
+func (c *Clock) fire() {
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if !w.at.After(c.now) {
+			w.ch <- c.now
+			continue
+		}
+		kept = append(kept, w)
+	}
+	c.waiters = kept
 }
 
 // Epoch is the fixed instant tests lay their fixtures out from when the

@@ -155,3 +155,26 @@ func (r *Rules) Range(expr string, from, to time.Time, step time.Duration) promq
 	}
 	return out
 }
+
+// Storage is the TSDB the metrics are written to, for components under
+// test that query it themselves.
+func (r *Rules) Storage() *teststorage.TestStorage { return r.store }
+
+// Engine is the PromQL engine the rules are evaluated with.
+func (r *Rules) Engine() *promql.Engine { return r.engine }
+
+// Active returns a copy of every alert in the firing state, with its
+// labels (the rule's included) and when it fired.
+func (r *Rules) Active() []rules.Alert {
+	var out []rules.Alert
+	for _, g := range r.groups {
+		for _, rule := range g.AlertingRules() {
+			for _, a := range rule.ActiveAlerts() {
+				if a.State == rules.StateFiring {
+					out = append(out, *a)
+				}
+			}
+		}
+	}
+	return out
+}
