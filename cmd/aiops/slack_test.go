@@ -207,7 +207,7 @@ func TestServeSlackApprovals(t *testing.T) {
 		"remediation:\n  runbook_files: ["+runbooks+"]\n  drivers:\n    webhook: {allowed_url_prefixes: ['"+hook.URL+"/']}\n"+
 		"slack:\n  bot_token_file: "+write("bot.token", botToken)+"\n  signing_secret_file: "+write("signing.secret", signingSecret)+
 		"\n  api_url: "+sl.URL()+"\n  channel: C-ONCALL\n"+
-		"  users:\n    UALICE: {principal: alice, scopes: [write, approve]}\n    UBOB: {principal: bob, scopes: [write]}\n    UROOT: {principal: root, scopes: [admin]}\n")
+		"  users:\n    UALICE: {principal: alice, scopes: [write, approve]}\n    UBOB: {principal: bob, scopes: [write]}\n    UCAROL: {principal: carol, scopes: [approve]}\n    UROOT: {principal: root, scopes: [admin]}\n")
 	data := filepath.Join(dir, "data")
 	ts := startServe(t, data, "--config", cfg)
 
@@ -330,6 +330,30 @@ func TestServeSlackApprovals(t *testing.T) {
 		t.Error("bob's refusal is not counted")
 	}
 
+	// Errors come back as answers that say what was wrong.
+	command := func(user, text string) string {
+		t.Helper()
+		code, body := post(slackapp.PathCommands, url.Values{"command": {"/aiops"}, "text": {text}, "user_id": {user}, "trigger_id": {"7"}})
+		var answer struct{ Text string }
+		if json.Unmarshal([]byte(body), &answer); code != http.StatusOK {
+			t.Fatalf("/aiops %s: %d %s", text, code, body)
+		}
+		return answer.Text
+	}
+	for _, c := range []struct{ user, text, want string }{
+		{"UALICE", "approve ex-nope", "not found: execution ex-nope"},
+		{"UALICE", "approve " + exec, ", not waiting for approval"},
+		{"UROOT", "runbook run restart-checkout nothing", `target: "nothing" is not label=value`},
+		{"UROOT", "runbook run no-such-runbook service=x", `not found: runbook "no-such-runbook"`},
+		{"UROOT", "pause remediation", "Remediation is paused"},
+		{"UROOT", "runbook run restart-checkout service=cart", "refused by kill_switch"},
+		{"UROOT", "resume remediation", "Remediation is resumed"},
+	} {
+		if got := command(c.user, c.text); !strings.Contains(got, c.want) {
+			t.Errorf("/aiops %s: %q, want it to contain %q", c.text, got, c.want)
+		}
+	}
+
 	// A run from Slack (no incident: the request goes to the channel),
 	// denied from Slack: it never acts.
 	run := func(service string) string {
@@ -353,6 +377,11 @@ func TestServeSlackApprovals(t *testing.T) {
 		return m
 	}
 	denied := run("payments")
+	// carol may approve, but not this runbook; root asked for the run.
+	press("UCAROL", slacknotify.ActionApprove, waitRequest(denied))
+	told("UCAROL", "carol is not an approver of restart-checkout (approvers: alice, bootstrap-admin)")
+	press("UROOT", slacknotify.ActionApprove, waitRequest(denied))
+	told("UROOT", "root asked for this run and cannot also approve it")
 	press("UALICE", slacknotify.ActionDeny, waitRequest(denied))
 	told("UALICE", "denied by alice")
 	testutil.WaitFor(t, denied+" denied", 20*time.Second, func() bool { return state(denied) == "denied" })

@@ -82,7 +82,18 @@ func parseTarget(s string) (map[string]string, error) {
 // answers it with, which the Slack app audits.
 type engineError struct{ err error }
 
-func (e engineError) Error() string { return e.err.Error() }
+// Error is the engine's message without the words of its sentinels that
+// read as jargon in a chat ("conflict: ", "forbidden: "): what follows
+// says it better.
+func (e engineError) Error() string {
+	msg := e.err.Error()
+	for _, s := range []error{engine.ErrConflict, engine.ErrForbidden} {
+		if errors.Is(e.err, s) {
+			msg = strings.TrimPrefix(msg, s.Error()+": ")
+		}
+	}
+	return msg
+}
 func (e engineError) Unwrap() error { return e.err }
 
 func (e engineError) HTTPStatus() int {
