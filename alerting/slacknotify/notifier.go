@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,6 +74,9 @@ type Notifier struct {
 	sleep  Sleeper
 	m      metrics
 	charts chan chartJob
+	// approvalMu makes posting an approval request and recording it one
+	// step, so that it is posted once.
+	approvalMu sync.Mutex
 }
 
 // chartJob is a chart to draw into a message's thread.
@@ -489,10 +493,17 @@ type ApprovalRequest struct {
 // RequestApproval posts an approval request with Approve and Deny
 // buttons; what the remediation engine calls (through an interface of
 // its own) when a runbook needs a person. The buttons carry the
-// execution id to api/slackapp, which hands them to the engine.
+// execution id to api/slackapp, which hands them to the engine. A
+// request already posted for the execution, before a restart too, is
+// not posted again; ApprovalDecided takes its buttons away.
 func (n *Notifier) RequestApproval(ctx context.Context, req ApprovalRequest) error {
 	if req.ExecutionID == "" {
 		return errors.New("slack: approval request without an execution id")
+	}
+	n.approvalMu.Lock()
+	defer n.approvalMu.Unlock()
+	if _, ok := n.state.approval(req.ExecutionID); ok {
+		return nil
 	}
 	channel, thread := n.cfg.Channel, ""
 	if req.IncidentID != "" {
@@ -509,8 +520,10 @@ func (n *Notifier) RequestApproval(ctx context.Context, req ApprovalRequest) err
 		// channel, not only in a thread they may not follow.
 		opts = append(opts, slack.MsgOptionTS(thread), slack.MsgOptionBroadcast())
 	}
+	var posted Message
 	err := n.do(ctx, opReply, func(ctx context.Context) error {
-		_, _, err := n.api.PostMessageContext(ctx, channel, opts...)
+		ch, ts, err := n.api.PostMessageContext(ctx, channel, opts...)
+		posted = Message{Channel: ch, TS: ts}
 		return err
 	})
 	if err != nil {
@@ -520,5 +533,43 @@ func (n *Notifier) RequestApproval(ctx context.Context, req ApprovalRequest) err
 		return fmt.Errorf("slack: approval request for %s: %w", req.ExecutionID, err)
 	}
 	n.m.calls.WithLabelValues(opReply).Inc()
-	return nil
+	if posted.Channel == "" {
+		posted.Channel = channel
+	}
+	return n.state.setApproval(req.ExecutionID, posted)
+}
+
+// PendingApprovals are the executions whose approval requests are posted
+// and not yet decided (ApprovalDecided).
+func (n *Notifier) PendingApprovals() []string { return n.state.pendingApprovals() }
+
+// ApprovalDecided replaces the approval request of an execution, buttons
+// and all, with outcome (who approved or denied it, or that it timed
+// out), whether it was decided in Slack, through the API or by the
+// clock. An execution without a request posted is left alone.
+func (n *Notifier) ApprovalDecided(ctx context.Context, executionID, outcome string) error {
+	n.approvalMu.Lock()
+	defer n.approvalMu.Unlock()
+	msg, ok := n.state.approval(executionID)
+	if !ok {
+		return nil
+	}
+	text := esc(outcome)
+	err := n.do(ctx, opUpdate, func(ctx context.Context) error {
+		_, _, _, err := n.api.UpdateMessageContext(ctx, msg.Channel, msg.TS, slack.MsgOptionText(outcome, false),
+			slack.MsgOptionBlocks(slack.NewSectionBlock(mrkdwn(truncate(text, maxSection)), nil, nil)))
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrUndeliverable) {
+		return fmt.Errorf("slack: approval request for %s: %w", executionID, err)
+	}
+	if err != nil {
+		// Given up on: the buttons stay, and the engine refuses a late
+		// press as not waiting for approval.
+		n.m.failed.WithLabelValues(opUpdate).Inc()
+		n.logger.Error("A decided approval request could not be updated in Slack", "execution", executionID, "err", err)
+	} else {
+		n.m.calls.WithLabelValues(opUpdate).Inc()
+	}
+	return n.state.forgetApproval(executionID)
 }

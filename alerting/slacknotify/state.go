@@ -38,12 +38,19 @@ type journal struct {
 	// "never ran".
 	started  bool
 	messages map[string]Message
+	// approvals are the approval requests posted and not decided yet,
+	// by execution id: one is never posted twice, and its buttons go
+	// once it is decided, wherever it was decided.
+	approvals map[string]Message
 }
 
 type journalLine struct {
 	Cursor   *string  `json:"cursor,omitempty"`
 	Incident string   `json:"incident,omitempty"`
 	Message  *Message `json:"message,omitempty"`
+	// Approval is an execution id; with Message its request was posted,
+	// without it the request was decided (and is forgotten).
+	Approval string `json:"approval,omitempty"`
 }
 
 const journalName = "notifier.journal"
@@ -52,7 +59,7 @@ func openJournal(dir string) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("slack state: %w", err)
 	}
-	j := &journal{path: filepath.Join(dir, journalName), messages: map[string]Message{}}
+	j := &journal{path: filepath.Join(dir, journalName), messages: map[string]Message{}, approvals: map[string]Message{}}
 	if err := j.load(); err != nil {
 		return nil, err
 	}
@@ -95,6 +102,13 @@ func (j *journal) apply(l journalLine) {
 	if l.Incident != "" && l.Message != nil {
 		j.messages[l.Incident] = *l.Message
 	}
+	if l.Approval != "" {
+		if l.Message != nil {
+			j.approvals[l.Approval] = *l.Message
+		} else {
+			delete(j.approvals, l.Approval)
+		}
+	}
 }
 
 // compact rewrites the file with the current state alone.
@@ -117,6 +131,9 @@ func (j *journal) compact() error {
 	for id, m := range j.messages {
 		enc.Encode(journalLine{Incident: id, Message: &m})
 	}
+	for id, m := range j.approvals {
+		enc.Encode(journalLine{Approval: id, Message: &m})
+	}
 	err = w.Flush()
 	if err == nil {
 		err = f.Sync()
@@ -133,7 +150,7 @@ func (j *journal) compact() error {
 	if err != nil {
 		return fmt.Errorf("slack state: compact: %w", err)
 	}
-	j.lines = 1 + len(j.messages)
+	j.lines = 1 + len(j.messages) + len(j.approvals)
 	j.f, err = os.OpenFile(j.path, os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("slack state: %w", err)
@@ -165,7 +182,7 @@ func (j *journal) write(l journalLine) error {
 	}
 	j.apply(l)
 	j.lines++
-	if j.lines > 1000 && j.lines > 4*(1+len(j.messages)) {
+	if j.lines > 1000 && j.lines > 4*(1+len(j.messages)+len(j.approvals)) {
 		return j.compact()
 	}
 	return nil
@@ -175,6 +192,33 @@ func (j *journal) setCursor(c string) error { return j.write(journalLine{Cursor:
 
 func (j *journal) setMessage(id string, m Message) error {
 	return j.write(journalLine{Incident: id, Message: &m})
+}
+
+func (j *journal) setApproval(execID string, m Message) error {
+	return j.write(journalLine{Approval: execID, Message: &m})
+}
+
+func (j *journal) forgetApproval(execID string) error {
+	return j.write(journalLine{Approval: execID})
+}
+
+func (j *journal) approval(execID string) (Message, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	m, ok := j.approvals[execID]
+	return m, ok
+}
+
+// pendingApprovals are the execution ids whose requests are posted and
+// not yet decided.
+func (j *journal) pendingApprovals() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	ids := make([]string, 0, len(j.approvals))
+	for id := range j.approvals {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // Cursor is the saved cursor; ok is false when none was ever saved.

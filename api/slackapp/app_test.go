@@ -207,8 +207,12 @@ func TestUserWithoutScopeIsRefusedAndAudited(t *testing.T) {
 	if got := e.command("UREADER", "resolve "+inc.ID); !strings.Contains(got, "needs the write scope") {
 		t.Fatalf("reader: %s", got)
 	}
-	if got := e.command("UALICE", "pause remediation"); !strings.Contains(got, "needs the admin scope") {
+	if got := e.command("UALICE", "pause remediation"); !strings.Contains(got, "needs the execute scope") {
 		t.Fatalf("writer pausing: %s", got)
+	}
+	// Remediation's scopes are the REST API's: write does not approve.
+	if got := e.command("UREADER", "approve exec-1"); !strings.Contains(got, "needs the approve scope") {
+		t.Fatalf("reader approving: %s", got)
 	}
 	if g, _ := e.mg.Get(inc.ID); g.Status != incident.StatusOpen {
 		t.Fatalf("a refused command changed the incident: %s", g.Status)
@@ -229,8 +233,8 @@ func TestUserWithoutScopeIsRefusedAndAudited(t *testing.T) {
 			forbidden++
 		}
 	}
-	if forbidden != 5 {
-		t.Fatalf("%d refusals audited, want 5: %+v", forbidden, e.audit.all())
+	if forbidden != 6 {
+		t.Fatalf("%d refusals audited, want 6: %+v", forbidden, e.audit.all())
 	}
 	if got := testutil.ToFloat64(e.app.commands.WithLabelValues("ack", "forbidden")); got != 2 {
 		t.Fatalf("commands{ack,forbidden} = %v, want 2", got)
@@ -287,7 +291,7 @@ func TestWithoutRemediationEngine(t *testing.T) {
 	if got := e.command("UADMIN", "pause remediation"); !strings.Contains(got, "remediation is not configured") {
 		t.Fatalf("pause: %s", got)
 	}
-	if got := e.command("UALICE", "runbook run restart-api api-1"); !strings.Contains(got, "remediation is not configured") {
+	if got := e.command("UADMIN", "runbook run restart-api api-1"); !strings.Contains(got, "remediation is not configured") {
 		t.Fatalf("runbook run: %s", got)
 	}
 }

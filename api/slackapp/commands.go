@@ -43,11 +43,11 @@ func commandTable() []command {
 		{"note", "ID TEXT", "add a note to the timeline", auth.ScopeWrite, (*App).cmdNote},
 		{"escalate", "ID [COMMENT]", "escalate one level", auth.ScopeWrite, (*App).cmdEscalate},
 		{"silence", "ID|{MATCHERS} DURATION [COMMENT]", "silence an incident's alerts, or the alerts a selector matches", auth.ScopeWrite, (*App).cmdSilence},
-		{"approve", "EXECUTION", "approve a remediation waiting for approval", auth.ScopeWrite, (*App).cmdApprove},
-		{"deny", "EXECUTION [REASON]", "deny it", auth.ScopeWrite, (*App).cmdDeny},
-		{"runbook", "run NAME TARGET", "start a runbook by hand", auth.ScopeWrite, (*App).cmdRunbook},
+		{"approve", "EXECUTION", "approve a remediation waiting for approval", auth.ScopeApprove, (*App).cmdApprove},
+		{"deny", "EXECUTION [REASON]", "deny it", auth.ScopeApprove, (*App).cmdDeny},
+		{"runbook", "run NAME TARGET", "start a runbook by hand", auth.ScopeExecute, (*App).cmdRunbook},
 		{"query", "PROMQL", "evaluate an instant query now", auth.ScopeRead, (*App).cmdQuery},
-		{"pause", "remediation", "stop all automatic remediation (kill switch)", auth.ScopeAdmin, (*App).cmdPause},
+		{"pause", "remediation", "stop all automatic remediation (kill switch)", auth.ScopeExecute, (*App).cmdPause},
 		{"resume", "remediation", "let remediation act again", auth.ScopeAdmin, (*App).cmdResume},
 	}
 }
@@ -126,6 +126,10 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ErrNoRemediation):
 		return http.StatusNotImplemented
+	}
+	var se interface{ HTTPStatus() int }
+	if errors.As(err, &se) {
+		return se.HTTPStatus()
 	}
 	return http.StatusInternalServerError
 }
@@ -386,9 +390,9 @@ func (a *App) runAction(ctx context.Context, p auth.Principal, actionID, value s
 	case slacknotify.ActionSilence:
 		return a.perform(ctx, p, PathInteractions, "silence", auth.ScopeWrite, func() (string, error) { return a.silenceHour(ctx, p, value) })
 	case slacknotify.ActionApprove:
-		return a.perform(ctx, p, PathInteractions, "approve", auth.ScopeWrite, func() (string, error) { return a.cmdApprove(ctx, p, value) })
+		return a.perform(ctx, p, PathInteractions, "approve", auth.ScopeApprove, func() (string, error) { return a.cmdApprove(ctx, p, value) })
 	case slacknotify.ActionDeny:
-		return a.perform(ctx, p, PathInteractions, "deny", auth.ScopeWrite, func() (string, error) { return a.cmdDeny(ctx, p, value+" denied from Slack") })
+		return a.perform(ctx, p, PathInteractions, "deny", auth.ScopeApprove, func() (string, error) { return a.cmdDeny(ctx, p, value+" denied from Slack") })
 	}
 	a.commands.WithLabelValues("unknown_button", "error").Inc()
 	return fmt.Sprintf("⚠️ This button (%s) is not one aiops knows.", esc(actionID)), false

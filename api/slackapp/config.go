@@ -122,7 +122,7 @@ func (u User) validate(key string) error {
 		return fmt.Errorf("%s.principal: required", key)
 	}
 	if len(u.Scopes) == 0 {
-		return fmt.Errorf("%s.scopes: required: read, write or admin", key)
+		return fmt.Errorf("%s.scopes: required: read, write, execute, approve or admin", key)
 	}
 	return validScopes(key+".scopes", u.Scopes)
 }
@@ -130,9 +130,10 @@ func (u User) validate(key string) error {
 func validScopes(key string, scopes []auth.Scope) error {
 	for _, s := range scopes {
 		switch s {
-		case auth.ScopeRead, auth.ScopeWrite, auth.ScopeAdmin:
+		// execute and approve are remediation's, as in the REST API.
+		case auth.ScopeRead, auth.ScopeWrite, auth.ScopeExecute, auth.ScopeApprove, auth.ScopeAdmin:
 		default:
-			return fmt.Errorf("%s: unknown scope %q: want read, write or admin", key, s)
+			return fmt.Errorf("%s: unknown scope %q: want read, write, execute, approve or admin", key, s)
 		}
 	}
 	return nil

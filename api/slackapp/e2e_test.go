@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -113,11 +114,20 @@ func TestApprovalRequestDecidedFromSlack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Asked again (the engine's watcher after a restart): not posted twice.
+	if err := n.RequestApproval(context.Background(), slacknotify.ApprovalRequest{IncidentID: inc.ID, ExecutionID: "exec-7"}); err != nil {
+		t.Fatal(err)
+	}
 	var req slackstandin.Message
+	requests := 0
 	for _, r := range e.slack.Replies("CINC", top.TS) {
 		if strings.Contains(r.Text, "exec-7") {
 			req = r
+			requests++
 		}
+	}
+	if requests != 1 || !slices.Equal(n.PendingApprovals(), []string{"exec-7"}) {
+		t.Fatalf("%d approval requests posted, pending %v; want 1, [exec-7]", requests, n.PendingApprovals())
 	}
 	btn := buttons(req)
 	if btn[slacknotify.ActionApprove] != "exec-7" || btn[slacknotify.ActionDeny] != "exec-7" {
@@ -137,8 +147,22 @@ func TestApprovalRequestDecidedFromSlack(t *testing.T) {
 		return false
 	})
 	e.rem.mu.Lock()
-	defer e.rem.mu.Unlock()
 	if e.rem.approved["exec-7"] != "alice" {
 		t.Fatalf("approvals %v", e.rem.approved)
+	}
+	e.rem.mu.Unlock()
+
+	// The engine's word on it replaces the request once more, and it is
+	// no longer pending.
+	if err := n.ApprovalDecided(context.Background(), "exec-7", "Approved by alice: running"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range e.slack.Replies("CINC", top.TS) {
+		if r.TS == req.TS && (r.Text != "Approved by alice: running" || len(buttons(r)) != 0) {
+			t.Fatalf("decided request %q, buttons %v", r.Text, buttons(r))
+		}
+	}
+	if p := n.PendingApprovals(); len(p) != 0 {
+		t.Fatalf("pending approvals %v after the decision", p)
 	}
 }

@@ -107,11 +107,11 @@ type env struct {
 func testConfig() Config {
 	cfg := DefaultConfig()
 	cfg.Users = map[string]User{
-		"UALICE":  {Principal: "alice", Scopes: []auth.Scope{auth.ScopeWrite}},
+		"UALICE":  {Principal: "alice", Scopes: []auth.Scope{auth.ScopeWrite, auth.ScopeApprove}},
 		"UREADER": {Principal: "rita", Scopes: []auth.Scope{auth.ScopeRead}},
 		"UADMIN":  {Principal: "root", Scopes: []auth.Scope{auth.ScopeAdmin}},
 	}
-	cfg.UsersByEmail = map[string]User{"Carol@Example.com": {Principal: "carol", Scopes: []auth.Scope{auth.ScopeWrite}}}
+	cfg.UsersByEmail = map[string]User{"Carol@Example.com": {Principal: "carol", Scopes: []auth.Scope{auth.ScopeWrite, auth.ScopeApprove}}}
 	return cfg
 }
 

@@ -11,7 +11,11 @@ import (
 // approving or denying an execution waiting for approval, starting a
 // runbook by hand, and the global kill switch. The engine decides who
 // may approve (the runbook's approvers); an error it returns is shown to
-// the user as it is.
+// the user as it is, and audited with the status its HTTPStatus() int
+// method gives, if it has one (as the REST API would answer).
+//
+// The scopes are the REST API's: approve and deny need approve, a manual
+// run and pausing need execute, resuming needs admin.
 type Remediation interface {
 	Approve(ctx context.Context, executionID string, by auth.Principal) error
 	Deny(ctx context.Context, executionID string, by auth.Principal, reason string) error

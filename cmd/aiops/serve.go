@@ -400,9 +400,33 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		}
 		logAPI.Mount(mux)
 
+		// Remediation comes before Slack, which approves and runs runbooks
+		// through it.
+		var rem *remediation.Remediation
+		if cfg.Remediation.Enabled() {
+			extURL, err := url.Parse(cfg.Alerting.ExternalURL)
+			if err != nil {
+				return nil, nil, fmt.Errorf("alerting.external_url: %w", err)
+			}
+			rem, err = remediation.New(ctx, cfg.Remediation, remediation.Deps{
+				Events: store, Queryable: store, Engine: ruleEngine,
+				Parser:    promapi.NewParser(cfg.Query),
+				Incidents: inc, Feed: inc.Feed(incident.FeedOptions{Logger: logger}), FeedHead: inc.FeedHead,
+				ExternalURL: extURL,
+				Logger:      logger.With("component", "remediation"),
+				Registerer:  s.reg,
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			comps = append(comps, rem)
+			rem.Mount(mux)
+			scopes = append(scopes, rem.Scope)
+		}
+
 		if cfg.Slack.Enabled() {
 			query := slackapp.QueryFunc(rules.EngineQueryFunc(engine, store))
-			slackComps, slackApp, err := s.buildSlack(inc, silencer, store, query, rangeQueryFunc(engine, store))
+			slackComps, slackApp, err := s.buildSlack(inc, silencer, store, rem, query, rangeQueryFunc(engine, store))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -418,27 +442,6 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 					return nil, nil, err
 				}
 			}
-		}
-
-		if cfg.Remediation.Enabled() {
-			extURL, err := url.Parse(cfg.Alerting.ExternalURL)
-			if err != nil {
-				return nil, nil, fmt.Errorf("alerting.external_url: %w", err)
-			}
-			rem, err := remediation.New(ctx, cfg.Remediation, remediation.Deps{
-				Events: store, Queryable: store, Engine: ruleEngine,
-				Parser:    promapi.NewParser(cfg.Query),
-				Incidents: inc, Feed: inc.Feed(incident.FeedOptions{Logger: logger}), FeedHead: inc.FeedHead,
-				ExternalURL: extURL,
-				Logger:      logger.With("component", "remediation"),
-				Registerer:  s.reg,
-			})
-			if err != nil {
-				return nil, nil, err
-			}
-			comps = append(comps, rem)
-			rem.Mount(mux)
-			scopes = append(scopes, rem.Scope)
 		}
 	}
 
@@ -465,10 +468,11 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 
 // buildSlack builds the Slack notifier and, when a signing secret or an
 // app-level token is configured, the app answering commands and buttons
-// (over /slack/, Socket Mode, or both). Remediation is not wired to
-// Slack yet: approvals and runbook commands answer that it is not
-// configured.
-func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore, query slackapp.QueryFunc, queryRange slacknotify.QueryRangeFunc) ([]component, *slackapp.App, error) {
+// (over /slack/, Socket Mode, or both). With remediation (rem not nil),
+// the app approves, denies and runs runbooks through its engine, and
+// executions waiting for approval are asked about in their incidents'
+// threads; without it, those commands answer that it is not configured.
+func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore, rem *remediation.Remediation, query slackapp.QueryFunc, queryRange slacknotify.QueryRangeFunc) ([]component, *slackapp.App, error) {
 	cfg, logger := s.cfg.Slack, s.logger.With("component", "slack")
 	token, err := slacknotify.ReadSecretFile(cfg.BotTokenFile)
 	if err != nil {
@@ -496,9 +500,15 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 			return fail(fmt.Errorf("slack.signing_secret_file: %w", err))
 		}
 	}
+	var remedy slackapp.Remediation = slackapp.NoRemediation{}
+	if rem != nil {
+		remedy = slackRemediation{rem.Engine()}
+		// Asked only where someone can press the buttons.
+		comps = append(comps, newApprovalWatcher(notifier, rem.Engine(), logger.With("component", "slack-approvals")))
+	}
 	app, err := slackapp.New(slackapp.Options{
 		Config: cfg, SigningSecret: secret, Incidents: inc, Silences: silencer,
-		Remediation: slackapp.NoRemediation{}, Slack: notifier.Client(),
+		Remediation: remedy, Slack: notifier.Client(),
 		Query: query, QueryTimeout: time.Duration(s.cfg.Query.Timeout),
 		Auditor: &auth.EventAuditor{Events: events, Logger: logger}, Logger: logger, Registerer: s.reg,
 	})
@@ -516,7 +526,7 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 		}
 		comps = append(comps, sm)
 	}
-	logger.Info("Slack app ready", "channel", cfg.Channel, "http", cfg.SigningSecretFile != "", "socket_mode", cfg.AppTokenFile != "")
+	logger.Info("Slack app ready", "channel", cfg.Channel, "http", cfg.SigningSecretFile != "", "socket_mode", cfg.AppTokenFile != "", "remediation", rem != nil)
 	return comps, app, nil
 }
 
