@@ -2,6 +2,7 @@ package otlpserver
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -107,12 +108,22 @@ func looksBinary(b []byte) bool {
 	return false
 }
 
-func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+// exportMessage is an OTLP export request or response in either
+// encoding: pmetricotlp, plogotlp and ptraceotlp share these methods.
+type exportMessage interface {
+	UnmarshalJSON([]byte) error
+	UnmarshalProto([]byte) error
+	MarshalJSON() ([]byte, error)
+	MarshalProto() ([]byte, error)
+}
+
+// handleExport decodes an export request of any signal, hands it to
+// export and writes the response in the request's encoding.
+func handleExport[Req, Resp exportMessage](w http.ResponseWriter, r *http.Request, req Req, export func(ctx context.Context, format string, req Req) (Resp, error)) {
 	enc, body, ok := request(w, r)
 	if !ok {
 		return
 	}
-	req := pmetricotlp.NewExportRequest()
 	var err error
 	if enc == encJSON {
 		err = req.UnmarshalJSON(body)
@@ -123,7 +134,7 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, enc, 0, decodeError(enc, body, err))
 		return
 	}
-	resp, err := s.exportMetrics(r.Context(), s.obsHTTP, enc.String(), req.Metrics())
+	resp, err := export(r.Context(), enc.String(), req)
 	if err != nil {
 		writeStatus(w, enc, 0, status.Convert(err))
 		return
@@ -135,66 +146,24 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		out, err = resp.MarshalProto()
 	}
 	writeBody(w, enc, out, err)
+}
+
+func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	handleExport(w, r, pmetricotlp.NewExportRequest(), func(ctx context.Context, format string, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+		return s.exportMetrics(ctx, s.obsHTTP, format, req.Metrics())
+	})
 }
 
 func (s *server) handleLogs(w http.ResponseWriter, r *http.Request) {
-	enc, body, ok := request(w, r)
-	if !ok {
-		return
-	}
-	req := plogotlp.NewExportRequest()
-	var err error
-	if enc == encJSON {
-		err = req.UnmarshalJSON(body)
-	} else {
-		err = req.UnmarshalProto(body)
-	}
-	if err != nil {
-		writeStatus(w, enc, 0, decodeError(enc, body, err))
-		return
-	}
-	resp, err := s.exportLogs(r.Context(), s.obsHTTP, enc.String(), req.Logs())
-	if err != nil {
-		writeStatus(w, enc, 0, status.Convert(err))
-		return
-	}
-	var out []byte
-	if enc == encJSON {
-		out, err = resp.MarshalJSON()
-	} else {
-		out, err = resp.MarshalProto()
-	}
-	writeBody(w, enc, out, err)
+	handleExport(w, r, plogotlp.NewExportRequest(), func(ctx context.Context, format string, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+		return s.exportLogs(ctx, s.obsHTTP, format, req.Logs())
+	})
 }
 
 func (s *server) handleTraces(w http.ResponseWriter, r *http.Request) {
-	enc, body, ok := request(w, r)
-	if !ok {
-		return
-	}
-	req := ptraceotlp.NewExportRequest()
-	var err error
-	if enc == encJSON {
-		err = req.UnmarshalJSON(body)
-	} else {
-		err = req.UnmarshalProto(body)
-	}
-	if err != nil {
-		writeStatus(w, enc, 0, decodeError(enc, body, err))
-		return
-	}
-	resp, err := s.exportTraces(r.Context(), s.obsHTTP, enc.String(), req.Traces())
-	if err != nil {
-		writeStatus(w, enc, 0, status.Convert(err))
-		return
-	}
-	var out []byte
-	if enc == encJSON {
-		out, err = resp.MarshalJSON()
-	} else {
-		out, err = resp.MarshalProto()
-	}
-	writeBody(w, enc, out, err)
+	handleExport(w, r, ptraceotlp.NewExportRequest(), func(ctx context.Context, format string, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+		return s.exportTraces(ctx, s.obsHTTP, format, req.Traces())
+	})
 }
 
 func writeBody(w http.ResponseWriter, enc encoding, body []byte, err error) {
