@@ -76,37 +76,28 @@ type clusterState struct {
 	shards []shard
 }
 
+// dataTables lists the tables that hold rows: in cluster mode each has
+// a _local table per shard and a Distributed table over them.
+func (t *tables) dataTables() []*string {
+	return []*string{&t.series, &t.samples, &t.histograms, &t.metadata, &t.logs, &t.spans, &t.events, &t.traceIndex, &t.operations}
+}
+
 // localTables names the per-shard tables of db.
 func localTables(db string) tables {
 	t := newTables(db)
-	l := func(q string) string { return q[:len(q)-1] + localSuffix + "`" }
-	t.series, t.samples, t.histograms = l(t.series), l(t.samples), l(t.histograms)
-	t.metadata, t.logs, t.spans, t.events = l(t.metadata), l(t.logs), l(t.spans), l(t.events)
-	t.traceIndex, t.operations = l(t.traceIndex), l(t.operations)
+	for _, q := range t.dataTables() {
+		*q = (*q)[:len(*q)-1] + localSuffix + "`"
+	}
 	return t
 }
 
 // localOf maps a table of s.t to the table that holds one shard's rows.
 func (s *Store) localOf(table string, lt tables) string {
-	switch table {
-	case s.t.series:
-		return lt.series
-	case s.t.samples:
-		return lt.samples
-	case s.t.histograms:
-		return lt.histograms
-	case s.t.metadata:
-		return lt.metadata
-	case s.t.logs:
-		return lt.logs
-	case s.t.spans:
-		return lt.spans
-	case s.t.events:
-		return lt.events
-	case s.t.traceIndex:
-		return lt.traceIndex
-	case s.t.operations:
-		return lt.operations
+	local := lt.dataTables()
+	for i, q := range s.t.dataTables() {
+		if *q == table {
+			return *local[i]
+		}
 	}
 	return table
 }
