@@ -12,6 +12,7 @@ import (
 
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
 	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/internal/restapi"
 )
 
 // currentAlert is an alert the Alertmanager holds now.
@@ -78,7 +79,7 @@ func (a *API) currentAlerts(w http.ResponseWriter, r *http.Request) {
 			GeneratorURL: ai.GeneratorURL, alertStatus: *statusOf(ai), IncidentID: firingIn[fp],
 		})
 	}
-	writeJSON(w, http.StatusOK, out)
+	restapi.WriteJSON(w, http.StatusOK, out)
 }
 
 // firingIncidents maps the fingerprint of every alert firing in an
@@ -143,7 +144,7 @@ func (a *API) listSilences(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
+	restapi.WriteJSON(w, http.StatusOK, struct {
 		Silences []incident.Silence `json:"silences"`
 	}{Silences: found})
 }
@@ -159,7 +160,7 @@ func (a *API) getSilence(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sil)
+	restapi.WriteJSON(w, http.StatusOK, sil)
 }
 
 type silenceBody struct {
@@ -192,7 +193,7 @@ func (a *API) createSilence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", Prefix+"/silences/"+sil.ID)
-	writeJSON(w, http.StatusCreated, sil)
+	restapi.WriteJSON(w, http.StatusCreated, sil)
 }
 
 // silenceSpec parses a silence body; what is valid is the service's to
@@ -239,5 +240,5 @@ func (a *API) expireSilence(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sil)
+	restapi.WriteJSON(w, http.StatusOK, sil)
 }

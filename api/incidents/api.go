@@ -30,6 +30,7 @@ import (
 
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
 	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/internal/restapi"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -150,40 +151,14 @@ func New(o Options) (*API, error) {
 		a.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
 			var allow []string
 			for _, rt := range a.routes() {
-				if pathMatches(rt.path, r.URL.Path) {
+				if restapi.PathMatches(rt.path, r.URL.Path) {
 					allow = append(allow, rt.method)
 				}
 			}
-			if len(allow) > 0 {
-				w.Header().Set("Allow", strings.Join(allow, ", "))
-				writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "",
-					fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
-				return
-			}
-			writeError(w, http.StatusNotFound, "not_found", "", "no such endpoint: "+r.URL.Path)
+			restapi.Unrouted(w, r, allow)
 		})
 	}
 	return a, nil
-}
-
-// pathMatches reports whether path fits the route pattern's segments.
-func pathMatches(pattern, path string) bool {
-	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
-	if len(ps) != len(xs) {
-		return false
-	}
-	for i := range ps {
-		if strings.HasPrefix(ps[i], "{") {
-			if xs[i] == "" {
-				return false
-			}
-			continue
-		}
-		if ps[i] != xs[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Handler serves every route of the API.
@@ -223,22 +198,6 @@ func (a *API) serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Write(a.openapi)
 }
 
-// apiError is the error body: the shape of Prometheus's API errors (which
-// the auth middleware's 401/403 answers share), plus the offending field.
-type apiError struct {
-	Status    string `json:"status"`
-	ErrorType string `json:"errorType"`
-	Error     string `json:"error"`
-	Field     string `json:"field,omitempty"`
-}
-
-func writeError(w http.ResponseWriter, status int, code, field, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(apiError{Status: "error", ErrorType: code, Error: msg, Field: field})
-}
-
 // fieldError is a 400 naming the parameter, header or body field at fault.
 type fieldError struct {
 	field, msg string
@@ -255,35 +214,28 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var fe *fieldError
 	switch {
 	case errors.As(err, &fe):
-		writeError(w, http.StatusBadRequest, "invalid", fe.field, fe.Error())
+		restapi.WriteError(w, http.StatusBadRequest, "invalid", fe.field, fe.Error())
 	case errors.Is(err, incident.ErrInvalid):
 		field, _, _ := strings.Cut(strings.TrimPrefix(err.Error(), incident.ErrInvalid.Error()+": "), ":")
-		writeError(w, http.StatusBadRequest, "invalid", field, err.Error())
+		restapi.WriteError(w, http.StatusBadRequest, "invalid", field, err.Error())
 	case errors.Is(err, incident.ErrNotFound), errors.Is(err, silence.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", "", err.Error())
+		restapi.WriteError(w, http.StatusNotFound, "not_found", "", err.Error())
 	case errors.Is(err, incident.ErrStale):
-		writeError(w, http.StatusConflict, "stale", "If-Match", err.Error())
+		restapi.WriteError(w, http.StatusConflict, "stale", "If-Match", err.Error())
 	case errors.Is(err, incident.ErrResolved):
-		writeError(w, http.StatusConflict, "conflict", "", err.Error())
+		restapi.WriteError(w, http.StatusConflict, "conflict", "", err.Error())
 	case errors.Is(err, errUnavailable), errors.Is(err, storage.ErrUnavailable), errors.Is(err, incident.ErrNoRootCauser):
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "", err.Error())
+		restapi.WriteError(w, http.StatusServiceUnavailable, "unavailable", "", err.Error())
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer.
-		writeError(w, 499, "canceled", "", err.Error())
+		restapi.WriteError(w, 499, "canceled", "", err.Error())
 	default:
 		a.logger.Error("Incidents API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "", err.Error())
+		restapi.WriteError(w, http.StatusInternalServerError, "internal", "", err.Error())
 	}
 }
 
 var errUnavailable = errors.New("not available in this process")
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
 
 // maxBody bounds a request body; a note is the largest thing sent.
 const maxBody = 64 << 10

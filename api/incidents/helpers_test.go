@@ -25,6 +25,7 @@ import (
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/analyzer/results/correlate"
 	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/internal/restapi"
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage/embedded"
@@ -141,7 +142,7 @@ var validatorMu sync.Mutex
 
 func (e *env) documented(method, path string) bool {
 	for _, rt := range e.api.routes() {
-		if rt.method == method && pathMatches(rt.path, path) {
+		if rt.method == method && restapi.PathMatches(rt.path, path) {
 			return true
 		}
 	}
@@ -240,7 +241,7 @@ func (r resp) decode(t *testing.T, v any) {
 // field named.
 func (r resp) wantError(t *testing.T, status int, code, field string) {
 	t.Helper()
-	var e apiError
+	var e restapi.Error
 	if err := json.Unmarshal(r.body, &e); err != nil {
 		t.Fatalf("error body %q: %v", r.body, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/aiops-dev/aiops/alerting/alertmanager"
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/internal/restapi"
 )
 
 type incidentList struct {
@@ -29,7 +30,7 @@ func (a *API) listIncidents(w http.ResponseWriter, r *http.Request) {
 	if next != nil {
 		out.NextCursor = encodeCursor("inc", next.OpenedAt, next.ID)
 	}
-	writeJSON(w, http.StatusOK, out)
+	restapi.WriteJSON(w, http.StatusOK, out)
 }
 
 func incidentQuery(r *http.Request) (incident.Query, error) {
@@ -75,7 +76,7 @@ func (a *API) getIncident(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", etag(inc.Version))
-	writeJSON(w, http.StatusOK, inc)
+	restapi.WriteJSON(w, http.StatusOK, inc)
 }
 
 type timeline struct {
@@ -98,7 +99,7 @@ func (a *API) timeline(w http.ResponseWriter, r *http.Request) {
 	if n := len(evs); n > 0 {
 		out.Version = evs[n-1].Seq
 	}
-	writeJSON(w, http.StatusOK, out)
+	restapi.WriteJSON(w, http.StatusOK, out)
 }
 
 // incidentAlert is an alert of an incident with what the Alertmanager
@@ -157,7 +158,7 @@ func (a *API) incidentAlerts(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Alerts = append(out.Alerts, ia)
 	}
-	writeJSON(w, http.StatusOK, out)
+	restapi.WriteJSON(w, http.StatusOK, out)
 }
 
 // actor is who is acting: the credential the auth middleware accepted.
@@ -189,7 +190,7 @@ func (a *API) act(w http.ResponseWriter, r *http.Request, comment string, do fun
 		return
 	}
 	w.Header().Set("ETag", etag(inc.Version))
-	writeJSON(w, http.StatusOK, inc)
+	restapi.WriteJSON(w, http.StatusOK, inc)
 }
 
 func (a *API) commentAction(do func(ctx context.Context, id string, act incident.Action) (incident.Incident, error)) http.HandlerFunc {

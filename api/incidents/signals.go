@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/aiops-dev/aiops/analyzer/results"
+	"github.com/aiops-dev/aiops/internal/restapi"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -125,7 +126,7 @@ scan:
 		resp.NextCursor = encodeCursor("anm", last.Time, last.ID)
 	}
 	resp.Anomalies = append(resp.Anomalies, out...)
-	writeJSON(w, http.StatusOK, resp)
+	restapi.WriteJSON(w, http.StatusOK, resp)
 }
 
 func contains(xs []string, s string) bool {
@@ -221,7 +222,7 @@ func (a *API) listForecasts(w http.ResponseWriter, r *http.Request) {
 	// Soonest exhaustion first; those not exhausting last; ties keep
 	// ReadForecasts' order, by labels.
 	sort.SliceStable(out, func(i, j int) bool { return secondsOrInf(out[i].Seconds) < secondsOrInf(out[j].Seconds) })
-	writeJSON(w, http.StatusOK, struct {
+	restapi.WriteJSON(w, http.StatusOK, struct {
 		Time      time.Time      `json:"time"`
 		Forecasts []forecastView `json:"forecasts"`
 	}{Time: at.UTC(), Forecasts: out})

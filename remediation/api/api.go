@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/internal/restapi"
 	"github.com/aiops-dev/aiops/remediation/action"
 	"github.com/aiops-dev/aiops/remediation/engine"
 	"github.com/aiops-dev/aiops/remediation/runbook"
@@ -129,17 +130,11 @@ func New(o Options) (*API, error) {
 		a.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
 			var allow []string
 			for _, rt := range a.routes() {
-				if pathMatches(rt.path, r.URL.Path) {
+				if restapi.PathMatches(rt.path, r.URL.Path) {
 					allow = append(allow, rt.method)
 				}
 			}
-			if len(allow) > 0 {
-				w.Header().Set("Allow", strings.Join(allow, ", "))
-				writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "",
-					fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
-				return
-			}
-			writeError(w, http.StatusNotFound, "not_found", "", "no such endpoint: "+r.URL.Path)
+			restapi.Unrouted(w, r, allow)
 		})
 	}
 	return a, nil
@@ -151,7 +146,7 @@ func New(o Options) (*API, error) {
 func (a *API) Scope(r *http.Request) (need auth.Scope, ok bool) {
 	mine := false
 	for _, rt := range a.routes() {
-		if !pathMatches(rt.path, r.URL.Path) {
+		if !restapi.PathMatches(rt.path, r.URL.Path) {
 			continue
 		}
 		mine = true
@@ -168,25 +163,6 @@ func (a *API) Scope(r *http.Request) (need auth.Scope, ok bool) {
 		}
 	}
 	return "", false
-}
-
-func pathMatches(pattern, path string) bool {
-	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
-	if len(ps) != len(xs) {
-		return false
-	}
-	for i := range ps {
-		if strings.HasPrefix(ps[i], "{") {
-			if xs[i] == "" {
-				return false
-			}
-			continue
-		}
-		if ps[i] != xs[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Patterns are the ServeMux patterns to mount Handler at: more specific
@@ -233,14 +209,7 @@ type apiError struct {
 }
 
 func writeError(w http.ResponseWriter, status int, code, field, msg string) {
-	writeJSON(w, status, apiError{Status: "error", ErrorType: code, Error: msg, Field: field})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	restapi.WriteJSON(w, status, apiError{Status: "error", ErrorType: code, Error: msg, Field: field})
 }
 
 type fieldError struct{ field, msg string }
@@ -260,7 +229,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &fe):
 		writeError(w, http.StatusBadRequest, "invalid", fe.field, fe.Error())
 	case errors.As(err, &re):
-		writeJSON(w, http.StatusConflict, apiError{Status: "error", ErrorType: "refused", Error: err.Error(), Rail: re.Rail})
+		restapi.WriteJSON(w, http.StatusConflict, apiError{Status: "error", ErrorType: "refused", Error: err.Error(), Rail: re.Rail})
 	case errors.Is(err, engine.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "", err.Error())
 	case errors.Is(err, engine.ErrConflict):
@@ -352,7 +321,7 @@ func (a *API) listRunbooks(w http.ResponseWriter, _ *http.Request) {
 	for _, rb := range a.opts.Engine.Runbooks() {
 		out = append(out, a.view(rb))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"runbooks": out})
+	restapi.WriteJSON(w, http.StatusOK, map[string]any{"runbooks": out})
 }
 
 func (a *API) getRunbook(w http.ResponseWriter, r *http.Request) {
@@ -361,7 +330,7 @@ func (a *API) getRunbook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "", "no runbook "+strconv.Quote(r.PathValue("name")))
 		return
 	}
-	writeJSON(w, http.StatusOK, a.view(rb))
+	restapi.WriteJSON(w, http.StatusOK, a.view(rb))
 }
 
 // validate checks a runbook file sent as the body (YAML; JSON is YAML
@@ -387,7 +356,7 @@ func (a *API) validate(w http.ResponseWriter, r *http.Request) {
 	for _, rb := range rbs {
 		names = append(names, rb.Name)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"valid": len(probs) == 0, "runbooks": names, "problems": probs})
+	restapi.WriteJSON(w, http.StatusOK, map[string]any{"valid": len(probs) == 0, "runbooks": names, "problems": probs})
 }
 
 type runRequest struct {
@@ -412,7 +381,7 @@ func (a *API) run(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"dry_run": true, "plan": plan})
+		restapi.WriteJSON(w, http.StatusOK, map[string]any{"dry_run": true, "plan": plan})
 		return
 	}
 	p := principal(r)
@@ -423,7 +392,7 @@ func (a *API) run(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, x)
+	restapi.WriteJSON(w, http.StatusCreated, x)
 }
 
 func (a *API) listExecutions(w http.ResponseWriter, r *http.Request) {
@@ -451,7 +420,7 @@ func (a *API) listExecutions(w http.ResponseWriter, r *http.Request) {
 	if xs == nil {
 		xs = []engine.Execution{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"executions": xs})
+	restapi.WriteJSON(w, http.StatusOK, map[string]any{"executions": xs})
 }
 
 var states = []engine.State{engine.StatePendingApproval, engine.StateRunning, engine.StateVerifying, engine.StateRollingBack,
@@ -463,7 +432,7 @@ func (a *API) getExecution(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"execution": x, "events": evs})
+	restapi.WriteJSON(w, http.StatusOK, map[string]any{"execution": x, "events": evs})
 }
 
 type decision struct {
@@ -502,11 +471,11 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, f func(context.Cont
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, x)
+	restapi.WriteJSON(w, http.StatusOK, x)
 }
 
 func (a *API) getKill(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, a.opts.Engine.KillSwitch())
+	restapi.WriteJSON(w, http.StatusOK, a.opts.Engine.KillSwitch())
 }
 
 func (a *API) engage(w http.ResponseWriter, r *http.Request) {
@@ -526,7 +495,7 @@ func (a *API) engage(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, k)
+	restapi.WriteJSON(w, http.StatusOK, k)
 }
 
 func (a *API) release(w http.ResponseWriter, r *http.Request) {
@@ -542,7 +511,7 @@ func (a *API) release(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, k)
+	restapi.WriteJSON(w, http.StatusOK, k)
 }
 
 func (a *API) refusals(w http.ResponseWriter, r *http.Request) {
@@ -573,7 +542,7 @@ func (a *API) refusals(w http.ResponseWriter, r *http.Request) {
 	if rs == nil {
 		rs = []engine.Refusal{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"refusals": rs})
+	restapi.WriteJSON(w, http.StatusOK, map[string]any{"refusals": rs})
 }
 
 func (a *API) records(w http.ResponseWriter, _ *http.Request) {
@@ -581,7 +550,7 @@ func (a *API) records(w http.ResponseWriter, _ *http.Request) {
 	if recs == nil {
 		recs = []engine.RecordOf{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"records": recs})
+	restapi.WriteJSON(w, http.StatusOK, map[string]any{"records": recs})
 }
 
 func (a *API) actions(w http.ResponseWriter, _ *http.Request) {
@@ -589,5 +558,5 @@ func (a *API) actions(w http.ResponseWriter, _ *http.Request) {
 	for _, n := range action.Names() {
 		out = append(out, action.Catalogue()[n])
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"actions": out})
+	restapi.WriteJSON(w, http.StatusOK, map[string]any{"actions": out})
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/api/promapi"
+	"github.com/aiops-dev/aiops/internal/restapi"
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/remediation/action"
@@ -169,7 +170,7 @@ func (e *env) do(method, path, who string, body any) resp {
 	out, _ := io.ReadAll(res.Body)
 	documented := false
 	for _, rt := range e.api.routes() {
-		documented = documented || rt.method == method && pathMatches(rt.path, req.URL.Path)
+		documented = documented || rt.method == method && restapi.PathMatches(rt.path, req.URL.Path)
 	}
 	if documented && res.StatusCode != http.StatusUnauthorized && res.StatusCode != http.StatusForbidden {
 		u, _ := url.Parse(req.URL.String())
