@@ -32,15 +32,23 @@ const (
 // the incident opened until now, as a PNG; nil when there is nothing to
 // draw.
 func (n *Notifier) chart(ctx context.Context, expr string, opened, now time.Time) ([]byte, error) {
-	start := opened.Add(-chartBefore)
-	if !now.After(start) {
+	return Chart(ctx, n.deps.QueryRange, expr, opened.Add(-chartBefore), now)
+}
+
+// Chart draws expr from start to end as a PNG, with query evaluating
+// it; nil when there is nothing to draw. A comparison with a number
+// (rate(errors[5m]) > 0.1) is drawn as its series and the threshold as
+// a dashed line, since the filtered expression alone shows only where it
+// holds; a capacity forecast (aiops_capacity_exhaustion_seconds) is
+// drawn with its bounds. The error of a query that fails wraps the
+// query engine's.
+func Chart(ctx context.Context, query QueryRangeFunc, expr string, start, end time.Time) ([]byte, error) {
+	if !end.After(start) {
 		return nil, nil
 	}
-	step := max(now.Sub(start)/chartPoints, time.Second)
-	// A threshold alert (errors > 0.1) is drawn as its series and the
-	// threshold: the filtered expression alone shows only where it fires.
+	step := max(end.Sub(start)/chartPoints, time.Second)
 	series, threshold, hasThreshold := splitThreshold(expr)
-	m, err := n.deps.QueryRange(ctx, series, start, now, step)
+	m, err := query(ctx, series, start, end, step)
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", expr, err)
 	}
@@ -73,7 +81,7 @@ func (n *Notifier) chart(ctx context.Context, expr string, opened, now time.Time
 	}
 	// A capacity forecast is drawn with its bounds.
 	for i, bound := range forecastBounds(series) {
-		bm, err := n.deps.QueryRange(ctx, bound, start, now, step)
+		bm, err := query(ctx, bound, start, end, step)
 		if err != nil || len(bm) == 0 {
 			continue
 		}
@@ -150,11 +158,7 @@ func (n *Notifier) postChart(ctx context.Context, inc incidentView, msg Message)
 		return
 	}
 	err = n.do(ctx, opChart, func(ctx context.Context) error {
-		_, err := n.api.UploadFileContext(ctx, slack.UploadFileParameters{
-			Reader: bytes.NewReader(png), FileSize: len(png), Filename: inc.id + ".png",
-			Title: truncate(expr, 200), AltTxt: "chart of " + truncate(expr, 900),
-			Channel: msg.Channel, ThreadTimestamp: msg.TS,
-		})
+		_, err := UploadChart(ctx, n.api, png, inc.id+".png", expr, msg.Channel, msg.TS)
 		return err
 	})
 	if err != nil {
@@ -164,6 +168,27 @@ func (n *Notifier) postChart(ctx context.Context, inc incidentView, msg Message)
 	}
 	n.m.calls.WithLabelValues(opChart).Inc()
 }
+
+// Uploader is Slack's files API (*slack.Client).
+type Uploader interface {
+	UploadFileContext(ctx context.Context, params slack.UploadFileParameters) (*slack.FileSummary, error)
+}
+
+// UploadChart uploads a chart of expr through Slack's files API
+// (files.getUploadURLExternal, the upload, files.completeUploadExternal)
+// into channel, in the thread of threadTS when set. An empty channel
+// shares it nowhere: the file is the uploader's alone until a message
+// shows it (an image block naming its id).
+func UploadChart(ctx context.Context, api Uploader, png []byte, filename, expr, channel, threadTS string) (*slack.FileSummary, error) {
+	return api.UploadFileContext(ctx, slack.UploadFileParameters{
+		Reader: bytes.NewReader(png), FileSize: len(png), Filename: filename,
+		Title: truncate(expr, 200), AltTxt: ChartAltText(expr),
+		Channel: channel, ThreadTimestamp: threadTS,
+	})
+}
+
+// ChartAltText is the alternative text of a chart of expr.
+func ChartAltText(expr string) string { return "chart of " + truncate(expr, 900) }
 
 // incidentView is what a chart needs of an incident.
 type incidentView struct {

@@ -33,6 +33,11 @@ type Config struct {
 	// the notifier has handled, so that a restart neither posts a
 	// duplicate nor loses a change. Default <data dir>/slack.
 	StateDir string `yaml:"state_dir"`
+	// MessageRetention is how long the message of a resolved incident
+	// is remembered: an incident that reopens within it continues its
+	// message, one that reopens later gets a new one. It bounds the
+	// state (StateDir), which otherwise grows with every incident.
+	MessageRetention model.Duration `yaml:"message_retention"`
 	// Delivery bounds the retries of one Slack call.
 	Delivery DeliveryConfig `yaml:"delivery"`
 }
@@ -52,7 +57,8 @@ type DeliveryConfig struct {
 // DefaultConfig is the notifier switched off, with its defaults.
 func DefaultConfig() Config {
 	return Config{
-		APIURL: DefaultAPIURL,
+		APIURL:           DefaultAPIURL,
+		MessageRetention: model.Duration(30 * 24 * time.Hour),
 		Delivery: DeliveryConfig{
 			MaxAttempts: 8,
 			MinBackoff:  model.Duration(time.Second),
@@ -93,6 +99,9 @@ func (c Config) Validate(prefix string) error {
 		if err := checkChannel(ch); err != nil {
 			return fmt.Errorf("%s: %w", key("channels."+recv), err)
 		}
+	}
+	if c.MessageRetention < model.Duration(time.Hour) {
+		return fmt.Errorf("%s: must be at least 1h (an incident resolved and reopened within it continues its message), got %s", key("message_retention"), c.MessageRetention)
 	}
 	d := c.Delivery
 	switch {

@@ -74,6 +74,8 @@ type Notifier struct {
 	sleep  Sleeper
 	m      metrics
 	charts chan chartJob
+	// lastPrune is when prune last ran (Run's goroutine alone).
+	lastPrune time.Time
 	// approvalMu makes posting an approval request and recording it one
 	// step, so that it is posted once.
 	approvalMu sync.Mutex
@@ -165,6 +167,10 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 			return nil, err
 		}
 	}
+	if err := n.prune(); err != nil {
+		st.close()
+		return nil, err
+	}
 	if deps.Registerer != nil {
 		for _, c := range []prometheus.Collector{n.m.calls, n.m.failed, n.m.retries, n.m.rateLimited} {
 			if err := deps.Registerer.Register(c); err != nil {
@@ -251,6 +257,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 			return fmt.Errorf("slack notifier: %w", err)
 		}
 		cursor = next
+		if err := n.prune(); err != nil {
+			return fmt.Errorf("slack notifier: %w", err)
+		}
 	}
 }
 
@@ -298,6 +307,7 @@ func (n *Notifier) tell(ctx context.Context, id string, evs []incident.Event) er
 		return err
 	}
 	channel := n.channelOf(inc)
+	resolved := n.resolvedAt(inc)
 	msg, ok := n.state.message(id)
 	text, blocks := n.render(inc)
 	if !ok {
@@ -311,7 +321,7 @@ func (n *Notifier) tell(ctx context.Context, id string, evs []incident.Event) er
 			return n.giveUp(ctx, id, opPost, err)
 		}
 		n.m.calls.WithLabelValues(opPost).Inc()
-		msg = Message{Channel: channel, TS: ts, Version: inc.Version}
+		msg = Message{Channel: channel, TS: ts, Version: inc.Version, ResolvedAt: resolved}
 		if err := n.state.setMessage(id, msg); err != nil {
 			return err
 		}
@@ -361,8 +371,8 @@ func (n *Notifier) tell(ctx context.Context, id string, evs []incident.Event) er
 			return err
 		}
 	}
-	if lastSeq > msg.ThreadSeq {
-		msg.ThreadSeq = lastSeq
+	if lastSeq > msg.ThreadSeq || msg.ResolvedAt != resolved {
+		msg.ThreadSeq, msg.ResolvedAt = max(msg.ThreadSeq, lastSeq), resolved
 		if err := n.state.setMessage(id, msg); err != nil {
 			return err
 		}
@@ -381,6 +391,40 @@ func (n *Notifier) tell(ctx context.Context, id string, evs []incident.Event) er
 	n.m.calls.WithLabelValues(opUpdate).Inc()
 	msg.Version = inc.Version
 	return n.state.setMessage(id, msg)
+}
+
+// resolvedAt is when inc was resolved, in Unix seconds, or 0 while it is
+// not: what the retention of its message counts from.
+func (n *Notifier) resolvedAt(inc incident.Incident) int64 {
+	if inc.Status != incident.StatusResolved {
+		return 0
+	}
+	if inc.ResolvedAt != nil {
+		return inc.ResolvedAt.Unix()
+	}
+	return n.deps.Now().Unix()
+}
+
+// pruneEvery is how often the messages of incidents resolved longer ago
+// than the retention are forgotten.
+const pruneEvery = time.Hour
+
+// prune forgets the messages of incidents resolved longer ago than
+// cfg.MessageRetention, at most once every pruneEvery.
+func (n *Notifier) prune() error {
+	now := n.deps.Now()
+	if !n.lastPrune.IsZero() && now.Sub(n.lastPrune) < pruneEvery {
+		return nil
+	}
+	n.lastPrune = now
+	forgot, err := n.state.prune(now.Add(-time.Duration(n.cfg.MessageRetention)))
+	if err != nil {
+		return err
+	}
+	if forgot > 0 {
+		n.logger.Info("Forgot the Slack messages of incidents resolved before the retention", "messages", forgot, "retention", n.cfg.MessageRetention)
+	}
+	return nil
 }
 
 // current returns the incident at version want or later. The feed can

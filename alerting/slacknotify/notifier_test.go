@@ -95,7 +95,7 @@ func (e *env) start(reg prometheus.Registerer) (n *Notifier, stop func()) {
 	e.t.Helper()
 	n, err := New(e.cfg, Deps{
 		Incidents: e.mg, Feed: e.mg.Feed(incident.FeedOptions{PollInterval: 50 * time.Millisecond}), Head: e.mg.FeedHead,
-		BotToken: token, Logger: tu.Logger(e.t), Registerer: reg, Sleep: e.sleeps.sleep,
+		BotToken: token, Logger: tu.Logger(e.t), Registerer: reg, Sleep: e.sleeps.sleep, Now: e.clock.Now,
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -368,6 +368,7 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		{"bad route channel", func(c *Config) { c.Channels = map[string]string{"db": "a b"} }, "slack.channels.db"},
 		{"attempts", func(c *Config) { c.Delivery.MaxAttempts = 0 }, "slack.delivery.max_attempts"},
 		{"backoff", func(c *Config) { c.Delivery.MaxBackoff = model.Duration(time.Millisecond) }, "slack.delivery.max_backoff"},
+		{"retention", func(c *Config) { c.MessageRetention = 0 }, "slack.message_retention: must be at least 1h"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base
@@ -448,4 +449,79 @@ func TestMessageCatchesUpWithStateShownAfterItsEvent(t *testing.T) {
 	tu.WaitFor(t, "message updated although the first read was stale", 5*time.Second, func() bool {
 		return strings.Contains(e.slack.TopLevel("C-DEFAULT")[0].Text, "acknowledged")
 	})
+}
+
+// The messages of incidents resolved longer ago than the retention are
+// forgotten, so that the state does not grow with every incident ever
+// posted; one reopened within the retention keeps its message.
+func TestResolvedMessagesForgottenAfterRetention(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.MessageRetention = model.Duration(48 * time.Hour)
+	ctx := context.Background()
+	n, stop := e.start(nil)
+
+	e.fire("oncall", "g1", "HighErrorRate")
+	e.fire("oncall", "g2", "DiskFull")
+	incs, _ := e.mg.List(incident.Query{})
+	if len(incs) != 2 {
+		t.Fatalf("%d incidents, want 2", len(incs))
+	}
+	for _, inc := range incs {
+		if _, err := e.mg.Resolve(ctx, inc.ID, incident.Action{Actor: "bob"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tu.WaitFor(t, "both messages recorded as resolved", 5*time.Second, func() bool {
+		for _, inc := range incs {
+			if m, ok := n.MessageOf(inc.ID); !ok || m.ResolvedAt != e.clock.Now().Unix() {
+				return false
+			}
+		}
+		return true
+	})
+	stop()
+	top := e.slack.TopLevel("C-DEFAULT")
+
+	// g1 fires again within the reopen window: it continues its message,
+	// which is no longer resolved.
+	e.clock.Add(30 * time.Minute)
+	e.fire("oncall", "g1", "HighErrorRate")
+	reopened := ""
+	for _, inc := range incs {
+		if got, _ := e.mg.Get(inc.ID); got.Status != incident.StatusResolved {
+			reopened = inc.ID
+		}
+	}
+	if reopened == "" {
+		t.Fatal("g1 did not reopen its incident")
+	}
+	n, stop = e.start(nil)
+	tu.WaitFor(t, "reopened message no longer resolved", 5*time.Second, func() bool {
+		m, ok := n.MessageOf(reopened)
+		return ok && m.ResolvedAt == 0 && strings.Contains(e.slack.TopLevel("C-DEFAULT")[0].Text+e.slack.TopLevel("C-DEFAULT")[1].Text, "— open")
+	})
+	stop()
+
+	// Past the retention: the resolved one is forgotten, on disk too; the
+	// open one is kept.
+	e.clock.Add(49 * time.Hour)
+	n, stop = e.start(nil)
+	for _, inc := range incs {
+		_, ok := n.MessageOf(inc.ID)
+		if want := inc.ID == reopened; ok != want {
+			t.Errorf("message of %s (reopened %v) remembered = %v", inc.ID, inc.ID == reopened, ok)
+		}
+	}
+	stop()
+	j, err := openJournal(e.cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if len(j.messages) != 1 || j.messages[reopened].TS == "" {
+		t.Fatalf("journal holds %v, want the reopened incident's message alone", j.messages)
+	}
+	if got := e.slack.TopLevel(""); len(got) != len(top) {
+		t.Fatalf("%d top-level messages, want %d: nothing posted again", len(got), len(top))
+	}
 }

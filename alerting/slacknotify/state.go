@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // Message is the Slack message that stands for one incident.
@@ -20,6 +21,10 @@ type Message struct {
 	// feed after a crash skips what was already said.
 	Version   uint64 `json:"version,omitempty"`
 	ThreadSeq uint64 `json:"thread_seq,omitempty"`
+	// ResolvedAt is when the incident was resolved, as its message last
+	// showed it (Unix seconds; 0 while it is not): the message is
+	// forgotten once that is longer ago than the retention.
+	ResolvedAt int64 `json:"resolved_at,omitempty"`
 }
 
 // journal is the notifier's durable state: the feed cursor it has handled
@@ -48,6 +53,9 @@ type journalLine struct {
 	Cursor   *string  `json:"cursor,omitempty"`
 	Incident string   `json:"incident,omitempty"`
 	Message  *Message `json:"message,omitempty"`
+	// Forget, with Incident, drops the incident's message: resolved
+	// longer ago than the retention.
+	Forget bool `json:"forget,omitempty"`
 	// Approval is an execution id; with Message its request was posted,
 	// without it the request was decided (and is forgotten).
 	Approval string `json:"approval,omitempty"`
@@ -101,6 +109,9 @@ func (j *journal) apply(l journalLine) {
 	}
 	if l.Incident != "" && l.Message != nil {
 		j.messages[l.Incident] = *l.Message
+	}
+	if l.Incident != "" && l.Forget {
+		delete(j.messages, l.Incident)
 	}
 	if l.Approval != "" {
 		if l.Message != nil {
@@ -192,6 +203,26 @@ func (j *journal) setCursor(c string) error { return j.write(journalLine{Cursor:
 
 func (j *journal) setMessage(id string, m Message) error {
 	return j.write(journalLine{Incident: id, Message: &m})
+}
+
+// prune forgets the messages of incidents resolved before cutoff, so
+// that the state holds the incidents of the retention alone, however
+// long aiops runs. It returns how many it forgot.
+func (j *journal) prune(cutoff time.Time) (int, error) {
+	j.mu.Lock()
+	var old []string
+	for id, m := range j.messages {
+		if m.ResolvedAt != 0 && m.ResolvedAt < cutoff.Unix() {
+			old = append(old, id)
+		}
+	}
+	j.mu.Unlock()
+	for _, id := range old {
+		if err := j.write(journalLine{Incident: id, Forget: true}); err != nil {
+			return 0, err
+		}
+	}
+	return len(old), nil
 }
 
 func (j *journal) setApproval(execID string, m Message) error {
