@@ -60,8 +60,13 @@ type Deps struct {
 	// QueryRange, when set, draws a chart of the alert's expression into
 	// the thread of each incident posted.
 	QueryRange QueryRangeFunc
-	// Now is the clock charts end at; nil means time.Now.
+	// Now is the clock charts end at and the retention of resolved
+	// incidents' messages counts on; nil means time.Now.
 	Now func() time.Time
+	// OfferRunbooks puts a "Run runbook…" button on the messages: the
+	// interactive endpoints (api/slackapp) answer it with the runbooks
+	// that match, when the remediation engine is there to say which.
+	OfferRunbooks bool
 }
 
 // Notifier posts and updates the incidents' Slack messages.

@@ -22,6 +22,9 @@ const (
 	ActionSilence     = "incident_silence_1h"
 	ActionApprove     = "remediation_approve"
 	ActionDeny        = "remediation_deny"
+	// ActionRunRunbook offers the runbooks that match the incident's
+	// alerts (Deps.OfferRunbooks).
+	ActionRunRunbook = "incident_run_runbook"
 )
 
 // Limits Slack puts on blocks (a longer text makes the call fail with
@@ -87,6 +90,9 @@ func (n *Notifier) render(inc incident.Incident) (text string, blocks []slack.Bl
 		buttons = append(buttons,
 			slack.NewButtonBlockElement(ActionResolve, inc.ID, plain("Resolve")),
 			slack.NewButtonBlockElement(ActionSilence, inc.ID, plain("Silence 1 h")).WithStyle(slack.StyleDanger))
+		if n.deps.OfferRunbooks {
+			buttons = append(buttons, slack.NewButtonBlockElement(ActionRunRunbook, inc.ID, plain("Run runbook…")))
+		}
 		blocks = append(blocks, slack.NewActionBlock("incident:"+inc.ID, buttons...))
 	}
 	return text, blocks

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +59,8 @@ type QueryFunc func(ctx context.Context, expr string, at time.Time) (promql.Vect
 // Slack is what the app calls of Slack's Web API (*slack.Client).
 type Slack interface {
 	UserInfo
+	// Uploader uploads the charts of /aiops query.
+	slacknotify.Uploader
 	PostEphemeralContext(ctx context.Context, channelID, userID string, options ...slack.MsgOption) (string, error)
 	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slack.MsgOption) (string, string, string, error)
 }
@@ -75,9 +78,16 @@ type Options struct {
 	// Query evaluates an instant PromQL query for /aiops query (as
 	// Prometheus's rules.EngineQueryFunc does); nil turns the command off.
 	Query QueryFunc
+	// QueryRange evaluates a range query for the chart of /aiops query
+	// (as the query API does); nil answers with the values alone.
+	QueryRange slacknotify.QueryRangeFunc
 	// QueryTimeout bounds one /aiops query; 0 means 30s.
 	QueryTimeout time.Duration
-	Slack        Slack
+	// AckWithin is how long a command may take to be answered in its
+	// acknowledgement; one that takes longer is answered through its
+	// response_url. 0 means 2s: Slack waits 3 s, the network included.
+	AckWithin time.Duration
+	Slack     Slack
 	// Auditor records actions and refusals; may be nil.
 	Auditor    auth.Auditor
 	Logger     *slog.Logger
@@ -94,6 +104,9 @@ type App struct {
 	rem    Remediation
 	logger *slog.Logger
 	now    func() time.Time
+	// hc posts answers to response URLs.
+	hc        *http.Client
+	ackWithin time.Duration
 
 	refused  *prometheus.CounterVec
 	commands *prometheus.CounterVec
@@ -122,8 +135,11 @@ func New(o Options) (*App, error) {
 	if o.Remediation == nil {
 		o.Remediation = NoRemediation{}
 	}
+	if o.AckWithin <= 0 {
+		o.AckWithin = 2 * time.Second
+	}
 	a := &App{
-		o: o, rem: o.Remediation, logger: o.Logger, now: o.Now,
+		o: o, rem: o.Remediation, logger: o.Logger, now: o.Now, hc: newResponseClient(), ackWithin: o.AckWithin,
 		ids:        newIdentities(o.Config, o.Slack, o.Now),
 		eventsSeen: map[string]time.Time{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -247,49 +263,64 @@ func (a *App) serveCommand(w http.ResponseWriter, r *http.Request, body []byte) 
 	sc := slack.SlashCommand{
 		Command: form.Get("command"), Text: form.Get("text"), UserID: form.Get("user_id"), UserName: form.Get("user_name"),
 		ChannelID: form.Get("channel_id"), TeamID: form.Get("team_id"), TriggerID: form.Get("trigger_id"),
+		ResponseURL: form.Get("response_url"),
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(a.command(r.Context(), sc))
 }
 
-// command runs a slash command, from HTTP or Socket Mode.
+// commandTimeout bounds the work of one command answered later.
+const commandTimeout = 2 * time.Minute
+
+// command runs a slash command, from HTTP or Socket Mode. Slack wants
+// its answer within 3 s: a command done within Options.AckWithin is
+// answered in the acknowledgement; one that takes longer is acknowledged
+// with a word that the answer follows, and answered through the
+// command's response_url once done (deliver).
 func (a *App) command(ctx context.Context, sc slack.SlashCommand) slashReply {
 	p := a.ids.principal(ctx, sc.UserID, sc.UserName)
-	ctx = withOrigin(ctx, origin{channel: sc.ChannelID, user: sc.UserID})
-	return slashReply{ResponseType: "ephemeral", Text: a.runCommand(ctx, p, sc.Text)}
-}
-
-// origin is where a command came from, for answers that follow later.
-type origin struct{ channel, user string }
-
-type originKey struct{}
-
-func withOrigin(ctx context.Context, o origin) context.Context {
-	return context.WithValue(ctx, originKey{}, o)
-}
-
-func originFrom(ctx context.Context) (origin, bool) {
-	o, ok := ctx.Value(originKey{}).(origin)
-	return o, ok && o.channel != "" && o.user != ""
-}
-
-// later runs slow work after the command has been answered (Slack wants
-// an answer within 3 s) and tells the user its result alone.
-func (a *App) later(ctx context.Context, work func(ctx context.Context) string) bool {
-	o, ok := originFrom(ctx)
-	if !ok {
-		return false
+	o := a.originOf(sc.ChannelID, sc.UserID, sc.ResponseURL)
+	// The request's context ends with the acknowledgement; the command
+	// may outlive it.
+	ctx, cancel := context.WithTimeout(withOrigin(context.WithoutCancel(ctx), o), commandTimeout)
+	done := make(chan string, 1)
+	go func() {
+		defer cancel()
+		done <- a.runCommand(ctx, p, sc.Text)
+	}()
+	t := time.NewTimer(a.ackWithin)
+	defer t.Stop()
+	select {
+	case text := <-done:
+		return slashReply{ResponseType: slack.ResponseTypeEphemeral, Text: text}
+	case <-t.C:
+	}
+	if _, ok := originFrom(ctx); !ok {
+		// Nowhere to answer later: the acknowledgement waits.
+		return slashReply{ResponseType: slack.ResponseTypeEphemeral, Text: <-done}
 	}
 	a.background.Add(1)
 	go func() {
 		defer a.background.Done()
-		ctx := context.WithoutCancel(ctx)
-		text := work(ctx)
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if _, err := a.o.Slack.PostEphemeralContext(ctx, o.channel, o.user, slack.MsgOptionText(text, false)); err != nil {
-			a.logger.Warn("Sending a Slack command's late answer failed", "user", o.user, "err", err)
-		}
+		a.deliver(context.WithoutCancel(ctx), o, answer{text: <-done})
+	}()
+	name, _, _ := strings.Cut(strings.TrimSpace(sc.Text), " ")
+	return slashReply{ResponseType: slack.ResponseTypeEphemeral, Text: "⏳ `/aiops " + esc(strings.ToLower(name)) + "` is taking a while; the answer follows here."}
+}
+
+// later runs slow work after the command has been answered (Slack wants
+// an answer within 3 s) and tells the user its result alone, through the
+// command's response_url (deliver).
+func (a *App) later(ctx context.Context, work func(ctx context.Context) answer) bool {
+	o, ok := originFrom(ctx)
+	if !ok {
+		return false
+	}
+	ctx = context.WithoutCancel(ctx)
+	a.background.Add(1)
+	go func() {
+		defer a.background.Done()
+		a.deliver(ctx, o, work(ctx))
 	}()
 	return true
 }
@@ -327,13 +358,17 @@ func (a *App) interaction(ctx context.Context, cb slack.InteractionCallback) err
 		return errors.New("a block_actions payload without block actions (each needs action_id and block_id)")
 	}
 	p := a.ids.principal(ctx, cb.User.ID, cb.User.Name)
-	var answers []string
+	var answers []answer
 	decided := ""
 	for _, act := range cb.ActionCallback.BlockActions {
-		text, ok := a.runAction(ctx, p, act.ActionID, act.Value)
-		answers = append(answers, text)
+		value := act.Value
+		if act.Type == slack.ActionType(slack.OptTypeStatic) {
+			value = act.SelectedOption.Value
+		}
+		ans, ok := a.runAction(ctx, p, act.ActionID, value)
+		answers = append(answers, ans)
 		if ok && (act.ActionID == slacknotify.ActionApprove || act.ActionID == slacknotify.ActionDeny) {
-			decided = text
+			decided = ans.text
 		}
 	}
 	if cb.Channel.ID == "" || cb.User.ID == "" {
@@ -353,10 +388,8 @@ func (a *App) interaction(ctx context.Context, cb slack.InteractionCallback) err
 				a.logger.Warn("Updating a Slack approval request failed", "err", err)
 			}
 		}
-		for _, text := range answers {
-			if _, err := a.o.Slack.PostEphemeralContext(ctx, cb.Channel.ID, cb.User.ID, slack.MsgOptionText(text, false)); err != nil {
-				a.logger.Warn("Answering a Slack button failed", "user", cb.User.ID, "err", err)
-			}
+		for _, ans := range answers {
+			a.deliver(ctx, origin{channel: cb.Channel.ID, user: cb.User.ID}, ans)
 		}
 	}()
 	return nil

@@ -20,7 +20,7 @@ import (
 func TestForgedExpiredReplayedRequestsDoNothing(t *testing.T) {
 	e := newEnv(t)
 	inc := e.open("g1", "HighErrorRate")
-	body := commandBody("UALICE", "ack "+inc.ID)
+	body := commandBody("UALICE", "ack "+inc.ID, "")
 	now := e.clock.Now().Unix()
 
 	for _, tc := range []struct {
@@ -35,7 +35,7 @@ func TestForgedExpiredReplayedRequestsDoNothing(t *testing.T) {
 		{"wrong secret", func() *http.Request { return e.request(body, now, "not-the-secret") }, reasonForged},
 		{"body changed after signing", func() *http.Request {
 			r := e.request(body, now, secret)
-			r.Body = readCloser(commandBody("UADMIN", "ack "+inc.ID))
+			r.Body = readCloser(commandBody("UADMIN", "ack "+inc.ID, ""))
 			r.ContentLength = -1
 			return r
 		}, reasonForged},

@@ -8,10 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/slack-go/slack"
 
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/alerting/slacknotify"
@@ -46,7 +48,7 @@ func commandTable() []command {
 		{"approve", "EXECUTION", "approve a remediation waiting for approval", auth.ScopeApprove, (*App).cmdApprove},
 		{"deny", "EXECUTION [REASON]", "deny it", auth.ScopeApprove, (*App).cmdDeny},
 		{"runbook", "run NAME TARGET", "start a runbook by hand", auth.ScopeExecute, (*App).cmdRunbook},
-		{"query", "PROMQL", "evaluate an instant query now", auth.ScopeRead, (*App).cmdQuery},
+		{"query", "PROMQL [RANGE]", "evaluate a query now, with a chart of the last RANGE (1h)", auth.ScopeRead, (*App).cmdQuery},
 		{"pause", "remediation", "stop all automatic remediation (kill switch)", auth.ScopeExecute, (*App).cmdPause},
 		{"resume", "remediation", "let remediation act again", auth.ScopeAdmin, (*App).cmdResume},
 	}
@@ -379,23 +381,35 @@ func (a *App) cmdResume(ctx context.Context, p auth.Principal, args string) (str
 	return "▶️ Remediation is resumed.", nil
 }
 
-// runAction runs a button press and returns what to tell the user and
-// whether it was done.
-func (a *App) runAction(ctx context.Context, p auth.Principal, actionID, value string) (string, bool) {
+// runAction runs a button press or a choice and returns what to tell
+// the user and whether it was done.
+func (a *App) runAction(ctx context.Context, p auth.Principal, actionID, value string) (answer, bool) {
+	text := func(s string, ok bool) (answer, bool) { return answer{text: s}, ok }
 	switch actionID {
 	case slacknotify.ActionAcknowledge:
-		return a.perform(ctx, p, PathInteractions, "ack", auth.ScopeWrite, func() (string, error) { return a.cmdAck(ctx, p, value) })
+		return text(a.perform(ctx, p, PathInteractions, "ack", auth.ScopeWrite, func() (string, error) { return a.cmdAck(ctx, p, value) }))
 	case slacknotify.ActionResolve:
-		return a.perform(ctx, p, PathInteractions, "resolve", auth.ScopeWrite, func() (string, error) { return a.cmdResolve(ctx, p, value) })
+		return text(a.perform(ctx, p, PathInteractions, "resolve", auth.ScopeWrite, func() (string, error) { return a.cmdResolve(ctx, p, value) }))
 	case slacknotify.ActionSilence:
-		return a.perform(ctx, p, PathInteractions, "silence", auth.ScopeWrite, func() (string, error) { return a.silenceHour(ctx, p, value) })
+		return text(a.perform(ctx, p, PathInteractions, "silence", auth.ScopeWrite, func() (string, error) { return a.silenceHour(ctx, p, value) }))
 	case slacknotify.ActionApprove:
-		return a.perform(ctx, p, PathInteractions, "approve", auth.ScopeApprove, func() (string, error) { return a.cmdApprove(ctx, p, value) })
+		return text(a.perform(ctx, p, PathInteractions, "approve", auth.ScopeApprove, func() (string, error) { return a.cmdApprove(ctx, p, value) }))
 	case slacknotify.ActionDeny:
-		return a.perform(ctx, p, PathInteractions, "deny", auth.ScopeApprove, func() (string, error) { return a.cmdDeny(ctx, p, value+" denied from Slack") })
+		return text(a.perform(ctx, p, PathInteractions, "deny", auth.ScopeApprove, func() (string, error) { return a.cmdDeny(ctx, p, value+" denied from Slack") }))
+	case slacknotify.ActionRunRunbook:
+		var blocks []slack.Block
+		out, ok := a.perform(ctx, p, PathInteractions, "runbook_menu", auth.ScopeExecute, func() (string, error) {
+			t, b, err := a.runbookMenu(ctx, value)
+			blocks = b
+			return t, err
+		})
+		return answer{text: out, blocks: blocks}, ok
+	case ActionRunbookChoice:
+		// The same action, scope and audit as /aiops runbook run.
+		return text(a.perform(ctx, p, PathInteractions, "runbook", auth.ScopeExecute, func() (string, error) { return a.runChosen(ctx, p, value) }))
 	}
 	a.commands.WithLabelValues("unknown_button", "error").Inc()
-	return fmt.Sprintf("⚠️ This button (%s) is not one aiops knows.", esc(actionID)), false
+	return text(fmt.Sprintf("⚠️ This button (%s) is not one aiops knows.", esc(actionID)), false)
 }
 
 // silenceHour is the Silence 1 h button. A second press while the
@@ -423,8 +437,37 @@ func esc(s string) string {
 // maxQueryRows bounds the series an /aiops query answer lists.
 const maxQueryRows = 20
 
-// cmdQuery checks the expression at once and evaluates it after
-// answering, telling the result to the user alone.
+// Query charts: the range drawn when none is given, and the longest.
+const (
+	defaultQueryRange = time.Hour
+	maxQueryRange     = 7 * 24 * time.Hour
+)
+
+// splitRange reads "PROMQL [RANGE]": a last word that is a duration
+// (1h, 30m) is the range when what comes before it is PromQL on its own.
+func splitRange(args string) (expr string, rng time.Duration, err error) {
+	expr, rng = args, defaultQueryRange
+	if i := strings.LastIndexAny(args, " \t"); i > 0 {
+		if d, derr := model.ParseDuration(args[i+1:]); derr == nil {
+			if _, perr := selectorParser.ParseExpr(strings.TrimSpace(args[:i])); perr == nil {
+				expr, rng = strings.TrimSpace(args[:i]), time.Duration(d)
+			}
+		}
+	}
+	if _, err := selectorParser.ParseExpr(expr); err != nil {
+		return "", 0, fmt.Errorf("%w: query: %v", incident.ErrInvalid, err)
+	}
+	if rng <= 0 || rng > maxQueryRange {
+		return "", 0, fmt.Errorf("%w: range: %s is not between 0 and %s", incident.ErrInvalid, model.Duration(rng), model.Duration(maxQueryRange))
+	}
+	return expr, rng, nil
+}
+
+// cmdQuery checks the expression at once and, after answering, evaluates
+// it now and over the range, telling the user alone (through the
+// command's response_url) the values and a chart: a PNG drawn as the
+// incident charts are, uploaded through the files API and shown in the
+// answer.
 func (a *App) cmdQuery(ctx context.Context, _ auth.Principal, args string) (string, error) {
 	if args == "" {
 		return "", usage("query")
@@ -432,27 +475,65 @@ func (a *App) cmdQuery(ctx context.Context, _ auth.Principal, args string) (stri
 	if a.o.Query == nil {
 		return "", errors.New("queries from Slack are not configured on this aiops server")
 	}
-	if _, err := selectorParser.ParseExpr(args); err != nil {
-		return "", fmt.Errorf("%w: query: %v", incident.ErrInvalid, err)
+	expr, rng, err := splitRange(args)
+	if err != nil {
+		return "", err
 	}
 	timeout := a.o.QueryTimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
 	at := a.now()
-	started := a.later(ctx, func(ctx context.Context) string {
+	started := a.later(ctx, func(ctx context.Context) answer {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		v, err := a.o.Query(ctx, args, at)
+		v, err := a.o.Query(ctx, expr, at)
 		if err != nil {
-			return "⚠️ " + esc(args) + ": " + esc(err.Error())
+			return answer{text: "⚠️ " + esc(expr) + ": " + esc(err.Error())}
 		}
-		return formatVector(args, v)
+		ans := answer{text: formatVector(expr, v)}
+		if a.o.QueryRange == nil {
+			return ans
+		}
+		png, err := slacknotify.Chart(ctx, a.o.QueryRange, expr, at.Add(-rng), at)
+		switch {
+		case err != nil:
+			ans.text += "\n⚠️ No chart: " + esc(err.Error())
+			return ans
+		case png == nil:
+			ans.text += fmt.Sprintf("\nNo data over the last %s to draw.", model.Duration(rng))
+			return ans
+		}
+		// Shared with nobody: the answer alone shows it, to the user alone.
+		f, err := slacknotify.UploadChart(ctx, a.o.Slack, png, "query.png", expr, "", "")
+		if err != nil {
+			a.logger.Warn("Uploading the chart of a Slack query failed", "err", err)
+			ans.text += "\n⚠️ The chart could not be uploaded to Slack: " + esc(err.Error())
+			return ans
+		}
+		title := fmt.Sprintf("%s — last %s", expr, model.Duration(rng))
+		ans.blocks = []slack.Block{
+			slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, clip(ans.text, 2900), false, false), nil, nil),
+			slack.NewImageBlockSlackFile(&slack.SlackFileObject{ID: f.ID}, slacknotify.ChartAltText(expr), "chart",
+				slack.NewTextBlockObject(slack.PlainTextType, clip(title, 1900), false, false)),
+		}
+		return ans
 	})
 	if !started {
 		return "", errors.New("query: no channel to answer in")
 	}
-	return "⏳ Evaluating `" + esc(args) + "`; the answer follows here.", nil
+	return fmt.Sprintf("⏳ Evaluating `%s` (chart of the last %s); the answer follows here.", esc(expr), model.Duration(rng)), nil
+}
+
+// clip cuts s to at most n bytes on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func formatVector(expr string, v promql.Vector) string {

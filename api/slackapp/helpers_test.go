@@ -60,6 +60,37 @@ type fakeRemediation struct {
 	mu       sync.Mutex
 	approved map[string]string
 	denied   map[string]string
+	// runGate, when set, holds Run until it is closed.
+	runGate <-chan struct{}
+	runs    []string
+	// matches are what Runbooks answers.
+	matches []RunbookMatch
+}
+
+func (f *fakeRemediation) Run(ctx context.Context, name, target string, by auth.Principal) (string, error) {
+	if f.runGate != nil {
+		select {
+		case <-f.runGate:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runs = append(f.runs, by.ID+" "+name+" "+target)
+	return "ex-" + strconv.Itoa(len(f.runs)), nil
+}
+
+func (f *fakeRemediation) Runbooks(context.Context, incident.Incident) ([]RunbookMatch, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]RunbookMatch(nil), f.matches...), nil
+}
+
+func (f *fakeRemediation) ranRuns() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.runs...)
 }
 
 func (f *fakeRemediation) Approve(_ context.Context, id string, by auth.Principal) error {
@@ -133,6 +164,8 @@ func newEnv(t testing.TB) *env {
 	e.silence = incident.NewSilencer(am.Silences(), mg, nil)
 	e.slack = slackstandin.New(botToken)
 	t.Cleanup(e.slack.Stop)
+	// The stand-in's response URLs are on api_url's host: followed.
+	e.cfg.APIURL = e.slack.URL()
 	e.slack.AddUser(slack.User{ID: "UCAROL", Name: "carol", Profile: slack.UserProfile{Email: "carol@example.com"}})
 	e.slack.AddUser(slack.User{ID: "UGUEST", Name: "guest", IsRestricted: true, Profile: slack.UserProfile{Email: "carol@example.com"}})
 	app, err := New(Options{
@@ -212,18 +245,24 @@ const formType = "application/x-www-form-urlencoded"
 // Slack's requests have the same body.
 var triggers atomic.Int64
 
-func commandBody(user, text string) []byte {
-	return []byte(url.Values{
+// commandBody is a slash command as Slack sends it, answering to
+// responseURL (none when empty).
+func commandBody(user, text, responseURL string) []byte {
+	v := url.Values{
 		"trigger_id": {strconv.FormatInt(triggers.Add(1), 10) + ".1.abc"},
 		"command":    {"/aiops"}, "text": {text}, "user_id": {user}, "user_name": {strings.ToLower(user)},
-		"channel_id": {"CINC"}, "team_id": {"T1"}, "response_url": {"https://hooks.slack.com/commands/1/2/3"},
-	}.Encode())
+		"channel_id": {"CINC"}, "team_id": {"T1"},
+	}
+	if responseURL != "" {
+		v.Set("response_url", responseURL)
+	}
+	return []byte(v.Encode())
 }
 
 // command runs /aiops text as user and returns Slack's view of the answer.
 func (e *env) command(user, text string) string {
 	e.t.Helper()
-	code, body := e.post(PathCommands, formType, commandBody(user, text))
+	code, body := e.post(PathCommands, formType, commandBody(user, text, e.slack.ResponseURL(user)))
 	if code != http.StatusOK {
 		e.t.Fatalf("/aiops %s: %d %s", text, code, body)
 	}
@@ -281,4 +320,25 @@ func (e *env) ephemeralFor(user, want string) {
 		}
 		return false, strings.Join(seen, " | ")
 	})
+}
+
+// responseFor waits for an answer sent to user's response URL (the
+// stand-in's, named after the user) containing want in its text or
+// blocks, and returns it.
+func (e *env) responseFor(user, want string) slackstandin.Response {
+	e.t.Helper()
+	var found slackstandin.Response
+	tu.Eventually(e.t, 10*time.Second, "answer through the response_url of "+user, func() (bool, string) {
+		var seen []string
+		for _, r := range e.slack.Responses() {
+			b, _ := json.Marshal(r.Message.Blocks)
+			if r.Name == user && strings.Contains(r.Message.Text+string(b), want) {
+				found = r
+				return true, ""
+			}
+			seen = append(seen, r.Name+": "+r.Message.Text)
+		}
+		return false, strings.Join(seen, " | ")
+	})
+	return found
 }

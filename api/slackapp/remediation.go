@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/api/auth"
 )
 
@@ -22,6 +23,9 @@ type Remediation interface {
 	Run(ctx context.Context, runbook, target string, by auth.Principal) (executionID string, err error)
 	Pause(ctx context.Context, by auth.Principal) error
 	Resume(ctx context.Context, by auth.Principal) error
+	// Runbooks are the runbooks that match inc's alerts, with the targets
+	// they would act on (the "Run runbook…" button); it only reads.
+	Runbooks(ctx context.Context, inc incident.Incident) ([]RunbookMatch, error)
 }
 
 // ErrNoRemediation is returned by NoRemediation.
@@ -40,3 +44,6 @@ func (NoRemediation) Run(context.Context, string, string, auth.Principal) (strin
 }
 func (NoRemediation) Pause(context.Context, auth.Principal) error  { return ErrNoRemediation }
 func (NoRemediation) Resume(context.Context, auth.Principal) error { return ErrNoRemediation }
+func (NoRemediation) Runbooks(context.Context, incident.Incident) ([]RunbookMatch, error) {
+	return nil, ErrNoRemediation
+}

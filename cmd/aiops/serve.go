@@ -481,6 +481,8 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 	notifier, err := slacknotify.New(cfg.Config, slacknotify.Deps{
 		Incidents: inc, Feed: inc.Feed(incident.FeedOptions{Logger: logger}), Head: inc.FeedHead,
 		BotToken: token, Logger: logger, Registerer: s.reg, QueryRange: queryRange,
+		// The button is answered by the app, with the engine's runbooks.
+		OfferRunbooks: rem != nil && (cfg.SigningSecretFile != "" || cfg.AppTokenFile != ""),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -509,7 +511,7 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 	app, err := slackapp.New(slackapp.Options{
 		Config: cfg, SigningSecret: secret, Incidents: inc, Silences: silencer,
 		Remediation: remedy, Slack: notifier.Client(),
-		Query: query, QueryTimeout: time.Duration(s.cfg.Query.Timeout),
+		Query: query, QueryRange: queryRange, QueryTimeout: time.Duration(s.cfg.Query.Timeout),
 		Auditor: &auth.EventAuditor{Events: events, Logger: logger}, Logger: logger, Registerer: s.reg,
 	})
 	if err != nil {
@@ -531,7 +533,7 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 }
 
 // rangeQueryFunc evaluates range queries on the engine over q, for the
-// charts the Slack notifier draws.
+// charts the Slack notifier and /aiops query draw.
 func rangeQueryFunc(engine *promql.Engine, q promstorage.Queryable) slacknotify.QueryRangeFunc {
 	return func(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
 		qry, err := engine.NewRangeQuery(ctx, q, nil, expr, start, end, step)

@@ -9,8 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/alerting/slacknotify"
 	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/remediation/engine"
 	"github.com/aiops-dev/aiops/remediation/runbook"
 )
@@ -58,11 +63,42 @@ func (r slackRemediation) Resume(ctx context.Context, by auth.Principal) error {
 	return remediationErr(err)
 }
 
+func (r slackRemediation) Runbooks(ctx context.Context, inc incident.Incident) ([]slackapp.RunbookMatch, error) {
+	var out []slackapp.RunbookMatch
+	for _, a := range r.eng.Applicable(ctx, inc) {
+		m := slackapp.RunbookMatch{Runbook: a.Runbook, Trigger: a.Trigger, Problem: a.Problem}
+		if a.Target != nil {
+			// The selector form: a value with a comma or a space survives.
+			m.Target = labels.FromMap(a.Target).String()
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+var targetParser = parser.NewParser(parser.Options{})
+
 // parseTarget reads a target as `aiops runbook run --target` takes it:
-// labels, "service=api,instance=api-0" (commas or spaces between them,
-// braces and quotes allowed).
+// labels, "service=api,instance=api-0" (commas or spaces between them),
+// or a selector of equality matchers, {service="api", instance="api-0"},
+// whose quoted values may hold anything.
 func parseTarget(s string) (map[string]string, error) {
-	s = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(s), "{"), "}")
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "{") && strings.Contains(s, `"`) {
+		ms, err := targetParser.ParseMetricSelector(s)
+		if err != nil {
+			return nil, fmt.Errorf("target: %v", err)
+		}
+		t := map[string]string{}
+		for _, m := range ms {
+			if m.Type != labels.MatchEqual || m.Name == labels.MetricName {
+				return nil, fmt.Errorf("target: %s: a target names labels with =, not a metric or a pattern", m)
+			}
+			t[m.Name] = m.Value
+		}
+		return t, nil
+	}
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}")
 	t := map[string]string{}
 	for _, kv := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
 		k, v, ok := strings.Cut(kv, "=")

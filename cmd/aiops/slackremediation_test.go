@@ -31,6 +31,10 @@ func TestParseTarget(t *testing.T) {
 		"":                                  nil,
 		"{}":                                nil,
 		"=api":                              nil,
+		`{path="/a b,c", host="x"}`:         {"path": "/a b,c", "host": "x"},
+		`{service=~"api.*"}`:                nil,
+		`{__name__="up"}`:                   nil,
+		`{service="api"`:                    nil,
 	} {
 		got, err := parseTarget(in)
 		if want == nil {

@@ -34,6 +34,7 @@ type Message struct {
 // Ephemeral is a message only one user sees.
 type Ephemeral struct {
 	Channel, User, Text string
+	Blocks              slack.Blocks
 }
 
 // Fault is what the next calls of a method get instead of an answer.
@@ -62,6 +63,7 @@ type Server struct {
 	sock       socketState
 	pending    map[string]*pendingFile
 	files      []File
+	responses  []Response
 }
 
 // New starts a stand-in that accepts token; stop it with Stop.
@@ -76,6 +78,7 @@ func New(token string) *Server {
 		c.Handle("/files.getUploadURLExternal", s.method("files.getUploadURLExternal", s.getUploadURL))
 		c.Handle("/files.completeUploadExternal", s.method("files.completeUploadExternal", s.completeUpload))
 		c.Handle("/_standin/upload/", s.serveUpload)
+		c.Handle("/_standin/response/", s.serveResponse)
 		c.Handle("/_standin/socket", s.serveSocket)
 		// For a person driving the stand-in from outside (cmd/slack-standin).
 		c.Handle("/_standin/fault", s.serveFault)
@@ -287,9 +290,13 @@ func (s *Server) postEphemeral(v url.Values) (any, string) {
 	if v.Get("user") == "" {
 		return nil, "user_not_in_channel"
 	}
+	blocks, e := decodeBlocks(v)
+	if e != "" {
+		return nil, e
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ephemerals = append(s.ephemerals, Ephemeral{Channel: v.Get("channel"), User: v.Get("user"), Text: v.Get("text")})
+	s.ephemerals = append(s.ephemerals, Ephemeral{Channel: v.Get("channel"), User: v.Get("user"), Text: v.Get("text"), Blocks: blocks})
 	return map[string]any{"ok": true, "message_ts": s.nextTS()}, ""
 }
 
@@ -339,5 +346,13 @@ func (s *Server) serveMessages(w http.ResponseWriter, _ *http.Request) {
 	calls := maps.Clone(s.calls)
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"messages": s.Messages(""), "ephemerals": s.Ephemerals(), "calls": calls})
+	type file struct {
+		ID, Title, Channel, ThreadTS, Name string
+		Bytes                              int
+	}
+	var files []file
+	for _, f := range s.Files() {
+		files = append(files, file{f.ID, f.Title, f.Channel, f.ThreadTS, f.Name, len(f.Content)})
+	}
+	json.NewEncoder(w).Encode(map[string]any{"messages": s.Messages(""), "ephemerals": s.Ephemerals(), "responses": s.Responses(), "files": files, "calls": calls})
 }
