@@ -33,6 +33,8 @@ type env struct {
 	clock  *tu.Clock
 	cfg    Config
 	sleeps *sleepLog
+	// offerRunbooks is Deps.OfferRunbooks of the notifiers started.
+	offerRunbooks bool
 }
 
 type sleepLog struct {
@@ -96,6 +98,7 @@ func (e *env) start(reg prometheus.Registerer) (n *Notifier, stop func()) {
 	n, err := New(e.cfg, Deps{
 		Incidents: e.mg, Feed: e.mg.Feed(incident.FeedOptions{PollInterval: 50 * time.Millisecond}), Head: e.mg.FeedHead,
 		BotToken: token, Logger: tu.Logger(e.t), Registerer: reg, Sleep: e.sleeps.sleep, Now: e.clock.Now,
+		OfferRunbooks: e.offerRunbooks,
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -523,5 +526,31 @@ func TestResolvedMessagesForgottenAfterRetention(t *testing.T) {
 	}
 	if got := e.slack.TopLevel(""); len(got) != len(top) {
 		t.Fatalf("%d top-level messages, want %d: nothing posted again", len(got), len(top))
+	}
+}
+
+// TestRunRunbookButtonOffered: the "Run runbook…" button is on the
+// message when the notifier is told the app can answer it, and goes with
+// the other buttons once the incident is resolved.
+func TestRunRunbookButtonOffered(t *testing.T) {
+	for _, offer := range []bool{false, true} {
+		t.Run(fmt.Sprint(offer), func(t *testing.T) {
+			e := newEnv(t)
+			e.offerRunbooks = offer
+			e.start(nil)
+			e.fire("oncall", "g1", "HighErrorRate")
+			tu.WaitFor(t, "incident posted", 5*time.Second, func() bool { return len(e.slack.TopLevel("C-DEFAULT")) == 1 })
+			js := renderJSON(t, e.slack.TopLevel("C-DEFAULT")[0])
+			if got := strings.Contains(js, `"action_id":"`+ActionRunRunbook+`"`); got != offer {
+				t.Fatalf("button shown = %v, want %v: %s", got, offer, js)
+			}
+			if _, err := e.mg.Resolve(context.Background(), e.onlyIncident().ID, incident.Action{Actor: "bob"}); err != nil {
+				t.Fatal(err)
+			}
+			tu.WaitFor(t, "message resolved without buttons", 5*time.Second, func() bool {
+				js := renderJSON(t, e.slack.TopLevel("C-DEFAULT")[0])
+				return strings.Contains(js, "resolved") && !strings.Contains(js, ActionRunRunbook) && !strings.Contains(js, ActionResolve)
+			})
+		})
 	}
 }
