@@ -409,6 +409,55 @@ func TestServeSlackApprovals(t *testing.T) {
 	if calls("payments") != 0 || calls("search") != 0 {
 		t.Fatalf("denied runs acted: payments %d, search %d", calls("payments"), calls("search"))
 	}
+
+	// Run runbook… on the incident's message offers the runbooks the
+	// engine says match its alerts; the choice goes through the engine's
+	// rails as /aiops runbook run does.
+	top = sl.TopLevel("C-ONCALL")[0]
+	if buttonsOf(top)[slacknotify.ActionRunRunbook] != list.Incidents[0].ID {
+		t.Fatalf("the incident's message has no Run runbook… button: %v", buttonsOf(top))
+	}
+	press("UBOB", slacknotify.ActionRunRunbook, top)
+	told("UBOB", "needs the execute scope")
+	press("UROOT", slacknotify.ActionRunRunbook, top)
+	var choice string
+	testutil.WaitFor(t, "the runbook menu", 10*time.Second, func() bool {
+		for _, e := range sl.Ephemerals() {
+			for _, b := range e.Blocks.BlockSet {
+				if ab, ok := b.(*slack.ActionBlock); ok && e.User == "UROOT" {
+					for _, el := range ab.Elements.ElementSet {
+						if sel, ok := el.(*slack.SelectBlockElement); ok && len(sel.Options) == 1 &&
+							sel.Options[0].Text.Text == `restart-checkout on {service="checkout"}` {
+							choice = sel.Options[0].Value
+						}
+					}
+				}
+			}
+		}
+		return choice != ""
+	})
+	payload, _ := json.Marshal(map[string]any{
+		"type": "block_actions", "trigger_id": "1.2.4",
+		"container": map[string]any{"type": "message", "channel_id": top.Channel, "is_ephemeral": true},
+		"user":      map[string]any{"id": "UROOT", "name": "root"},
+		"channel":   map[string]any{"id": top.Channel},
+		"actions": []map[string]any{{"action_id": slackapp.ActionRunbookChoice, "block_id": "runbooks", "type": "static_select",
+			"selected_option": map[string]any{"text": map[string]any{"type": "plain_text", "text": "x"}, "value": choice}}},
+	})
+	if code, body := post(slackapp.PathInteractions, url.Values{"payload": {string(payload)}}); code != http.StatusOK {
+		t.Fatalf("choose: %d %s", code, body)
+	}
+	// The run checked by the rails: started (waiting for approval), or
+	// refused by the cooldown of the run alice approved.
+	testutil.WaitFor(t, "the chosen runbook run", 10*time.Second, func() bool {
+		for _, e := range sl.Ephemerals() {
+			if e.User == "UROOT" && (strings.Contains(e.Text, `Runbook restart-checkout started on {service="checkout"}`) ||
+				strings.Contains(e.Text, "refused by cooldown")) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // buttonsOf returns a message's buttons: action id → value.
