@@ -440,7 +440,7 @@ const maxQueryRows = 20
 // Query charts: the range drawn when none is given, and the longest.
 const (
 	defaultQueryRange = time.Hour
-	maxQueryRange     = 7 * 24 * time.Hour
+	maxQueryRange     = 7 * 24 * time.Hour // errors say 7d
 )
 
 // splitRange reads "PROMQL [RANGE]": a last word that is a duration
@@ -458,7 +458,7 @@ func splitRange(args string) (expr string, rng time.Duration, err error) {
 		return "", 0, fmt.Errorf("%w: query: %v", incident.ErrInvalid, err)
 	}
 	if rng <= 0 || rng > maxQueryRange {
-		return "", 0, fmt.Errorf("%w: range: %s is not between 0 and %s", incident.ErrInvalid, model.Duration(rng), model.Duration(maxQueryRange))
+		return "", 0, fmt.Errorf("%w: range: %s must be more than 0s and at most 7d", incident.ErrInvalid, model.Duration(rng))
 	}
 	return expr, rng, nil
 }

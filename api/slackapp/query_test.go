@@ -97,7 +97,7 @@ func TestQueryAnsweredWithAChart(t *testing.T) {
 
 	for text, want := range map[string]string{
 		`query up{`:             "invalid: query:",
-		`query up 30d`:          "invalid: range: 30d is not between 0 and 1w",
+		`query up 30d`:          "invalid: range: 30d must be more than 0s and at most 7d",
 		`query up{job="api"} x`: "invalid: query:",
 		`query rate(up)`:        "expected type range vector",
 	} {
