@@ -441,6 +441,8 @@ const maxQueryRows = 20
 const (
 	defaultQueryRange = time.Hour
 	maxQueryRange     = 7 * 24 * time.Hour // errors say 7d
+	// uploadTimeout bounds the chart's upload, after the query's time.
+	uploadTimeout = 30 * time.Second
 )
 
 // splitRange reads "PROMQL [RANGE]": a last word that is a duration
@@ -485,9 +487,9 @@ func (a *App) cmdQuery(ctx context.Context, _ auth.Principal, args string) (stri
 	}
 	at := a.now()
 	started := a.later(ctx, func(ctx context.Context) answer {
-		ctx, cancel := context.WithTimeout(ctx, timeout)
+		qctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		v, err := a.o.Query(ctx, expr, at)
+		v, err := a.o.Query(qctx, expr, at)
 		if err != nil {
 			return answer{text: "⚠️ " + esc(expr) + ": " + esc(err.Error())}
 		}
@@ -495,7 +497,7 @@ func (a *App) cmdQuery(ctx context.Context, _ auth.Principal, args string) (stri
 		if a.o.QueryRange == nil {
 			return ans
 		}
-		png, err := slacknotify.Chart(ctx, a.o.QueryRange, expr, at.Add(-rng), at)
+		png, err := slacknotify.Chart(qctx, a.o.QueryRange, expr, at.Add(-rng), at)
 		switch {
 		case err != nil:
 			ans.text += "\n⚠️ No chart: " + esc(err.Error())
@@ -505,7 +507,9 @@ func (a *App) cmdQuery(ctx context.Context, _ auth.Principal, args string) (stri
 			return ans
 		}
 		// Shared with nobody: the answer alone shows it, to the user alone.
-		f, err := slacknotify.UploadChart(ctx, a.o.Slack, png, "query.png", expr, "", "")
+		uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
+		defer cancel()
+		f, err := slacknotify.UploadChart(uctx, a.o.Slack, png, "query.png", expr, "", "")
 		if err != nil {
 			a.logger.Warn("Uploading the chart of a Slack query failed", "err", err)
 			ans.text += "\n⚠️ The chart could not be uploaded to Slack: " + esc(err.Error())
