@@ -2,9 +2,10 @@
 // tests: it prints its API URL (for slack.api_url) and serves until
 // interrupted. GET /_standin/messages lists what was posted;
 // /_standin/fault?method=…&status=429&retry_after=3&times=2 injects
-// faults; POST /_standin/response/NAME is a response_url (what a
-// command's response_url may point at: the api_url's host); POST /_standin/envelope?type=slash_commands sends a Socket Mode
-// envelope, GET /_standin/envelope?ack=ID shows its acknowledgement.
+// faults; POST /_standin/response/NAME is a response_url (on the
+// api_url's host, so aiops follows it); POST
+// /_standin/envelope?type=slash_commands sends a Socket Mode envelope,
+// GET /_standin/envelope?ack=ID shows its acknowledgement.
 package main
 
 import (
