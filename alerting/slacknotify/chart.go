@@ -14,6 +14,7 @@ import (
 	"gonum.org/v1/plot"
 
 	"github.com/aiops-dev/aiops/analyzer/results"
+	"github.com/aiops-dev/aiops/storage"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 )
@@ -32,7 +33,20 @@ const (
 // the incident opened until now, as a PNG; nil when there is nothing to
 // draw.
 func (n *Notifier) chart(ctx context.Context, expr string, opened, now time.Time) ([]byte, error) {
-	return Chart(ctx, n.deps.QueryRange, expr, opened.Add(-chartBefore), now)
+	return Chart(ctx, ChartSource{QueryRange: n.deps.QueryRange, Events: n.deps.Events}, expr, opened.Add(-chartBefore), now)
+}
+
+// ChartSource is what charts are drawn from.
+type ChartSource struct {
+	QueryRange QueryRangeFunc
+	// Events, when set, gives the chart of an anomaly score the range
+	// the detector considered normal at each anomaly it recorded.
+	Events EventQuerier
+}
+
+// EventQuerier reads stored events (storage.Store).
+type EventQuerier interface {
+	QueryEvents(ctx context.Context, q storage.EventQuery) ([]storage.Event, error)
 }
 
 // Chart draws expr from start to end as a PNG, with query evaluating
@@ -40,48 +54,32 @@ func (n *Notifier) chart(ctx context.Context, expr string, opened, now time.Time
 // (rate(errors[5m]) > 0.1) is drawn as its series and the threshold as
 // a dashed line, since the filtered expression alone shows only where it
 // holds; a capacity forecast (aiops_capacity_exhaustion_seconds) is
-// drawn with its bounds. The error of a query that fails wraps the
-// query engine's.
-func Chart(ctx context.Context, query QueryRangeFunc, expr string, start, end time.Time) ([]byte, error) {
+// drawn with its bounds. An anomaly score (aiops_anomaly_score{
+// aiops_metric="m", …}, alone or inside an aggregation) is drawn as the
+// analysed series m itself, which a reader can judge, with each recorded
+// anomaly marked and the range the detector considered normal there.
+// The error of a query that fails wraps the query engine's.
+func Chart(ctx context.Context, src ChartSource, expr string, start, end time.Time) ([]byte, error) {
 	if !end.After(start) {
 		return nil, nil
 	}
 	step := max(end.Sub(start)/chartPoints, time.Second)
 	series, threshold, hasThreshold := splitThreshold(expr)
-	m, err := query(ctx, series, start, end, step)
+	if analysed, ok := analysedSeries(series); ok {
+		return anomalyChart(ctx, src, expr, analysed, start, end, step)
+	}
+	m, err := src.QueryRange(ctx, series, start, end, step)
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", expr, err)
 	}
 	if len(m) == 0 {
 		return nil, nil
 	}
-	p := plot.New()
-	p.Title.Text = truncate(expr, 90)
-	p.X.Tick.Marker = plot.TimeTicks{Format: "15:04", Time: func(t float64) time.Time { return time.Unix(int64(t), 0).UTC() }}
-	p.X.Label.Text = "UTC"
-	p.Add(plotter.NewGrid())
-	entries := 0
-	for i, s := range m[:min(len(m), chartSeries)] {
-		pts := make(plotter.XYs, 0, len(s.Floats))
-		for _, f := range s.Floats {
-			pts = append(pts, plotter.XY{X: float64(f.T) / 1000, Y: f.F})
-		}
-		if len(pts) == 0 {
-			continue
-		}
-		line, err := plotter.NewLine(pts)
-		if err != nil {
-			continue // NaN or Inf: nothing a line can show
-		}
-		line.Color = palette[i%len(palette)]
-		line.Width = vg.Points(1.5)
-		p.Add(line)
-		p.Legend.Add(truncate(s.Metric.String(), 80), line)
-		entries++
-	}
+	p := newChart(expr)
+	entries := addLines(p, m)
 	// A capacity forecast is drawn with its bounds.
 	for i, bound := range forecastBounds(series) {
-		bm, err := query(ctx, bound, start, end, step)
+		bm, err := src.QueryRange(ctx, bound, start, end, step)
 		if err != nil || len(bm) == 0 {
 			continue
 		}
@@ -110,7 +108,47 @@ func Chart(ctx context.Context, query QueryRangeFunc, expr string, start, end ti
 		entries++
 		p.Y.Min, p.Y.Max = min(p.Y.Min, threshold), max(p.Y.Max, threshold)
 	}
-	// Room above the lines for the legend.
+	return render(p, entries)
+}
+
+// newChart is an empty chart of expr over UTC time.
+func newChart(expr string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = truncate(expr, 90)
+	p.X.Tick.Marker = plot.TimeTicks{Format: "15:04", Time: func(t float64) time.Time { return time.Unix(int64(t), 0).UTC() }}
+	p.X.Label.Text = "UTC"
+	p.Add(plotter.NewGrid())
+	return p
+}
+
+// addLines draws the first chartSeries series of m, each with its
+// legend entry, and returns how many entries it added.
+func addLines(p *plot.Plot, m promql.Matrix) int {
+	entries := 0
+	for i, s := range m[:min(len(m), chartSeries)] {
+		pts := make(plotter.XYs, 0, len(s.Floats))
+		for _, f := range s.Floats {
+			pts = append(pts, plotter.XY{X: float64(f.T) / 1000, Y: f.F})
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		line, err := plotter.NewLine(pts)
+		if err != nil {
+			continue // NaN or Inf: nothing a line can show
+		}
+		line.Color = palette[i%len(palette)]
+		line.Width = vg.Points(1.5)
+		p.Add(line)
+		p.Legend.Add(truncate(s.Metric.String(), 80), line)
+		entries++
+	}
+	return entries
+}
+
+// render writes p as a PNG, with room above the lines for its legend
+// of entries lines.
+func render(p *plot.Plot, entries int) ([]byte, error) {
 	p.Y.Max += (p.Y.Max - p.Y.Min) * 0.1 * float64(entries+1)
 	p.Legend.Top = true
 	p.Legend.Left = true

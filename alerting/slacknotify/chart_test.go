@@ -3,6 +3,7 @@ package slacknotify
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/analyzer/results"
+	aiopsstorage "github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/api/promapi"
 	tu "github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
@@ -153,5 +156,89 @@ func TestForecastChartHasItsBounds(t *testing.T) {
 	want := []string{`aiops_capacity_exhaustion_seconds{volume="data"}`, `aiops_capacity_exhaustion_seconds_lower{volume="data"}`, `aiops_capacity_exhaustion_seconds_upper{volume="data"}`}
 	if strings.Join(asked, " ") != strings.Join(want, " ") {
 		t.Fatalf("asked %q, want %q", asked, want)
+	}
+}
+
+// eventRecorder records the event queries a chart makes.
+type eventRecorder struct {
+	EventQuerier
+	mu    sync.Mutex
+	asked []aiopsstorage.EventQuery
+}
+
+func (r *eventRecorder) QueryEvents(ctx context.Context, q aiopsstorage.EventQuery) ([]aiopsstorage.Event, error) {
+	r.mu.Lock()
+	r.asked = append(r.asked, q)
+	r.mu.Unlock()
+	return r.EventQuerier.QueryEvents(ctx, q)
+}
+
+// TestAnomalyChartDrawsTheAnalysedSeries: the chart of an anomaly alert
+// (an aggregation over aiops_anomaly_score) draws the series the score
+// was computed on, not the score, and reads that series' anomaly events
+// for the normal range the detector expected.
+func TestAnomalyChartDrawsTheAnalysedSeries(t *testing.T) {
+	store := storetest.Embedded(t)
+	ctx := context.Background()
+	now := tu.Epoch
+	latency := labels.FromStrings("__name__", "latency_seconds", "job", "api")
+	app := store.Appender(ctx)
+	for i := range 60 {
+		ts := now.Add(-time.Hour).Add(time.Duration(i) * time.Minute)
+		v := 0.1
+		if i >= 50 {
+			v = 2
+		}
+		if _, err := app.Append(0, latency, ts.UnixMilli(), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var evs []aiopsstorage.Event
+	for i := 50; i < 60; i++ {
+		lo, exp, hi := 0.05, 0.1, 0.15
+		ev, err := results.EncodeAnomaly(results.Anomaly{Series: latency.Map(), Time: now.Add(-time.Hour).Add(time.Duration(i) * time.Minute),
+			Score: 0.99, Value: 2, Expected: &exp, Lower: &lo, Upper: &hi})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	if err := store.AppendEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var asked []string
+	rec := &eventRecorder{EventQuerier: store}
+	src := ChartSource{QueryRange: engineRange(t, store, &mu, &asked), Events: rec}
+	expr := `max by (job) (max_over_time(aiops_anomaly_score{aiops_metric="latency_seconds",job="api"}[2m])) >= 0.8`
+	png, err := Chart(ctx, src, expr, now.Add(-time.Hour), now)
+	if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("chart: %v (%d bytes)", err, len(png))
+	}
+	if p := os.Getenv("AIOPS_SLACK_ANOMALY_CHART_OUT"); p != "" {
+		os.WriteFile(p, png, 0o644)
+	}
+	if want := `latency_seconds{job="api"}`; strings.Join(asked, " ") != want {
+		t.Fatalf("queried %q, want only the analysed series %q", asked, want)
+	}
+	if len(rec.asked) != 1 || rec.asked[0].Subject != fmt.Sprintf("%016x", latency.Hash()) {
+		t.Fatalf("event queries %+v, want one for the analysed series' subject %016x", rec.asked, latency.Hash())
+	}
+	// Without the events it is the same series, without the marks.
+	asked = nil
+	png2, err := Chart(ctx, ChartSource{QueryRange: src.QueryRange}, expr, now.Add(-time.Hour), now)
+	if err != nil || len(png2) == 0 || bytes.Equal(png, png2) {
+		t.Fatalf("chart without events: %v (%d bytes, same as with them: %v)", err, len(png2), bytes.Equal(png, png2))
+	}
+	// A score selected by a pattern names no one series: the score is drawn.
+	asked = nil
+	if _, err := Chart(ctx, src, `aiops_anomaly_score{aiops_metric=~"lat.*"} > 0.8`, now.Add(-time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	if want := `aiops_anomaly_score{aiops_metric=~"lat.*"}`; strings.Join(asked, " ") != want {
+		t.Fatalf("queried %q, want %q", asked, want)
 	}
 }

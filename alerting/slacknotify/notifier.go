@@ -60,6 +60,9 @@ type Deps struct {
 	// QueryRange, when set, draws a chart of the alert's expression into
 	// the thread of each incident posted.
 	QueryRange QueryRangeFunc
+	// Events, when set, puts the detector's normal range on the chart of
+	// an anomaly alert (storage.Store).
+	Events EventQuerier
 	// Now is the clock charts end at and the retention of resolved
 	// incidents' messages counts on; nil means time.Now.
 	Now func() time.Time

@@ -81,6 +81,9 @@ type Options struct {
 	// QueryRange evaluates a range query for the chart of /aiops query
 	// (as the query API does); nil answers with the values alone.
 	QueryRange slacknotify.QueryRangeFunc
+	// Events, when set, puts the detector's normal range on the chart of
+	// an anomaly score (storage.Store).
+	Events slacknotify.EventQuerier
 	// QueryTimeout bounds one /aiops query; 0 means 30s.
 	QueryTimeout time.Duration
 	// AckWithin is how long a command may take to be answered in its

@@ -497,7 +497,7 @@ func (a *App) cmdQuery(ctx context.Context, _ auth.Principal, args string) (stri
 		if a.o.QueryRange == nil {
 			return ans
 		}
-		png, err := slacknotify.Chart(qctx, a.o.QueryRange, expr, at.Add(-rng), at)
+		png, err := slacknotify.Chart(qctx, slacknotify.ChartSource{QueryRange: a.o.QueryRange, Events: a.o.Events}, expr, at.Add(-rng), at)
 		switch {
 		case err != nil:
 			ans.text += "\n⚠️ No chart: " + esc(err.Error())

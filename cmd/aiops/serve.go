@@ -480,7 +480,7 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 	}
 	notifier, err := slacknotify.New(cfg.Config, slacknotify.Deps{
 		Incidents: inc, Feed: inc.Feed(incident.FeedOptions{Logger: logger}), Head: inc.FeedHead,
-		BotToken: token, Logger: logger, Registerer: s.reg, QueryRange: queryRange,
+		BotToken: token, Logger: logger, Registerer: s.reg, QueryRange: queryRange, Events: events,
 		// The button is answered by the app, with the engine's runbooks.
 		OfferRunbooks: rem != nil && (cfg.SigningSecretFile != "" || cfg.AppTokenFile != ""),
 	})
@@ -511,7 +511,7 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 	app, err := slackapp.New(slackapp.Options{
 		Config: cfg, SigningSecret: secret, Incidents: inc, Silences: silencer,
 		Remediation: remedy, Slack: notifier.Client(),
-		Query: query, QueryRange: queryRange, QueryTimeout: time.Duration(s.cfg.Query.Timeout),
+		Query: query, QueryRange: queryRange, Events: events, QueryTimeout: time.Duration(s.cfg.Query.Timeout),
 		Auditor: &auth.EventAuditor{Events: events, Logger: logger}, Logger: logger, Registerer: s.reg,
 	})
 	if err != nil {
