@@ -349,12 +349,18 @@ func (a *App) cmdDeny(ctx context.Context, p auth.Principal, args string) (strin
 }
 
 func (a *App) cmdRunbook(ctx context.Context, p auth.Principal, args string) (string, error) {
+	return a.runRunbook(ctx, p, args, "")
+}
+
+// runRunbook is /aiops runbook run, for incidentID when chosen on an
+// incident's message.
+func (a *App) runRunbook(ctx context.Context, p auth.Principal, args, incidentID string) (string, error) {
 	sub, rest := idAndRest(args)
 	name, target := idAndRest(rest)
 	if sub != "run" || name == "" || target == "" {
 		return "", usage("runbook")
 	}
-	exec, err := a.rem.Run(ctx, name, target, p)
+	exec, err := a.rem.Run(ctx, name, target, incidentID, p)
 	if err != nil {
 		return "", err
 	}

@@ -67,7 +67,7 @@ type fakeRemediation struct {
 	matches []RunbookMatch
 }
 
-func (f *fakeRemediation) Run(ctx context.Context, name, target string, by auth.Principal) (string, error) {
+func (f *fakeRemediation) Run(ctx context.Context, name, target, incidentID string, by auth.Principal) (string, error) {
 	if f.runGate != nil {
 		select {
 		case <-f.runGate:
@@ -77,7 +77,11 @@ func (f *fakeRemediation) Run(ctx context.Context, name, target string, by auth.
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.runs = append(f.runs, by.ID+" "+name+" "+target)
+	run := by.ID + " " + name + " " + target
+	if incidentID != "" {
+		run += " for " + incidentID
+	}
+	f.runs = append(f.runs, run)
 	return "ex-" + strconv.Itoa(len(f.runs)), nil
 }
 

@@ -20,7 +20,9 @@ import (
 type Remediation interface {
 	Approve(ctx context.Context, executionID string, by auth.Principal) error
 	Deny(ctx context.Context, executionID string, by auth.Principal, reason string) error
-	Run(ctx context.Context, runbook, target string, by auth.Principal) (executionID string, err error)
+	// Run runs a runbook by hand on a target, for incidentID when the
+	// run was chosen on an incident's message ("" for none).
+	Run(ctx context.Context, runbook, target, incidentID string, by auth.Principal) (executionID string, err error)
 	Pause(ctx context.Context, by auth.Principal) error
 	Resume(ctx context.Context, by auth.Principal) error
 	// Runbooks are the runbooks that match inc's alerts, with the targets
@@ -39,7 +41,7 @@ func (NoRemediation) Approve(context.Context, string, auth.Principal) error { re
 func (NoRemediation) Deny(context.Context, string, auth.Principal, string) error {
 	return ErrNoRemediation
 }
-func (NoRemediation) Run(context.Context, string, string, auth.Principal) (string, error) {
+func (NoRemediation) Run(context.Context, string, string, string, auth.Principal) (string, error) {
 	return "", ErrNoRemediation
 }
 func (NoRemediation) Pause(context.Context, auth.Principal) error  { return ErrNoRemediation }

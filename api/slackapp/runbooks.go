@@ -109,7 +109,7 @@ func (a *App) runChosen(ctx context.Context, p auth.Principal, value string) (st
 	}
 	for _, m := range ms {
 		if m.Target != "" && choiceKey(m) == key {
-			return a.cmdRunbook(ctx, p, "run "+m.Runbook+" "+m.Target)
+			return a.runRunbook(ctx, p, "run "+m.Runbook+" "+m.Target, inc.ID)
 		}
 	}
 	return "", fmt.Errorf("%w: the runbook chosen no longer matches the alerts of %s; press Run runbook… again", incident.ErrStale, inc.ID)

@@ -97,7 +97,8 @@ func TestRunRunbookButton(t *testing.T) {
 	e.ephemeralFor("UREADER", "may not runbook: it needs the execute scope")
 	e.choose("UADMIN", inc.ID, opts[0].Value)
 	e.ephemeralFor("UADMIN", `Runbook restart-api started on {instance="api-1", service="checkout"} (execution ex-1)`)
-	if runs := e.rem.ranRuns(); len(runs) != 1 || runs[0] != `root restart-api {instance="api-1", service="checkout"}` {
+	// The run is the incident's: its steps go in the incident's timeline.
+	if runs := e.rem.ranRuns(); len(runs) != 1 || runs[0] != `root restart-api {instance="api-1", service="checkout"} for `+inc.ID {
 		t.Fatalf("runs %q", runs)
 	}
 	// A value made up, or one that no longer matches, runs nothing.

@@ -41,12 +41,12 @@ func (r slackRemediation) Deny(ctx context.Context, id string, by auth.Principal
 	return remediationErr(err)
 }
 
-func (r slackRemediation) Run(ctx context.Context, name, target string, by auth.Principal) (string, error) {
+func (r slackRemediation) Run(ctx context.Context, name, target, incidentID string, by auth.Principal) (string, error) {
 	t, err := parseTarget(target)
 	if err != nil {
 		return "", remediationErr(fmt.Errorf("%w: %w", engine.ErrInvalid, err))
 	}
-	x, err := r.eng.RunManual(ctx, name, t, by.ID)
+	x, err := r.eng.RunManualFor(ctx, incidentID, name, t, by.ID)
 	if err != nil {
 		return "", remediationErr(err)
 	}

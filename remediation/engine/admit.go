@@ -451,6 +451,15 @@ func (e *Engine) DryRun(ctx context.Context, name string, target map[string]stri
 // RunManual runs a runbook by hand on a target. The rails apply as to
 // automatic runs; approval too.
 func (e *Engine) RunManual(ctx context.Context, name string, target map[string]string, by string) (Execution, error) {
+	return e.RunManualFor(ctx, "", name, target, by)
+}
+
+// RunManualFor runs a runbook by hand on a target for an incident (the
+// incident message's "Run runbook…" button): its steps land in the
+// incident's timeline and, when it succeeds, the incident resolves as
+// fixed by it, as for a run an alert started. An empty incidentID is
+// RunManual.
+func (e *Engine) RunManualFor(ctx context.Context, incidentID, name string, target map[string]string, by string) (Execution, error) {
 	rb, ok := e.runbooks[name]
 	if !ok {
 		return Execution{}, fmt.Errorf("%w: runbook %q", ErrNotFound, name)
@@ -458,5 +467,5 @@ func (e *Engine) RunManual(ctx context.Context, name string, target map[string]s
 	if by == "" {
 		return Execution{}, fmt.Errorf("%w: a manual run needs who asks for it", ErrInvalid)
 	}
-	return e.start(ctx, rb, Trigger{Kind: "manual", RequestedBy: by, Labels: maps.Clone(target)}, target, "")
+	return e.start(ctx, rb, Trigger{Kind: "manual", RequestedBy: by, IncidentID: incidentID, Labels: maps.Clone(target)}, target, "")
 }

@@ -284,6 +284,37 @@ func TestApproval(t *testing.T) {
 	}
 }
 
+// TestManualRunForIncident: a run chosen on an incident's message is the
+// incident's: listed under it, as a run its alert started would be.
+func TestManualRunForIncident(t *testing.T) {
+	h := newHarness(t, strings.Replace(approval, "approvers: [alice]", "approvers: [alice, bob]", 1))
+	h.fire("g1", errorAlert("api-1"), t0)
+	inc := h.incident()
+	ctx := context.Background()
+	m, err := h.eng.RunManualFor(ctx, inc.ID, "rollback-api", map[string]string{"service": "auth"}, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Trigger.Kind != "manual" || m.Trigger.IncidentID != inc.ID || m.Trigger.RequestedBy != "alice" {
+		t.Fatalf("trigger %+v", m.Trigger)
+	}
+	found := false
+	for _, x := range h.eng.List(engine.Filter{IncidentID: inc.ID}) {
+		found = found || x.ID == m.ID
+	}
+	if !found {
+		t.Fatalf("run %s not listed under incident %s", m.ID, inc.ID)
+	}
+	// Without an incident, it is nobody's.
+	other, err := h.eng.RunManual(ctx, "rollback-api", map[string]string{"service": "billing"}, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Trigger.IncidentID != "" {
+		t.Fatalf("a plain manual run belongs to incident %q", other.Trigger.IncidentID)
+	}
+}
+
 // TestApprovalTimeout: nobody approves in time: the run is denied, the
 // incident escalated and noted, nothing acted.
 func TestApprovalTimeout(t *testing.T) {
