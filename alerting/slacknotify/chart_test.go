@@ -16,10 +16,10 @@ import (
 
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/analyzer/results"
-	aiopsstorage "github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/api/promapi"
 	tu "github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
+	aiopsstorage "github.com/aiops-dev/aiops/storage"
 )
 
 // TestChartOfTheAlertInTheThread: a posted incident gets a PNG chart of
