@@ -75,8 +75,9 @@ func gridCandidates(dims []gridDim) []gridCandidate {
 // beside it, for every reference detector under CORPUS/results.
 func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []string, files []nab.FileScores, series []nab.Series, windows map[string][]nab.Window, profiles []nab.Profile) error {
 	type column struct {
-		name string
-		cv   nab.CV
+		name  string
+		cv    nab.CV
+		files [][]nab.FileScores // per candidate, in names' order
 	}
 	var cols []column
 
@@ -98,7 +99,7 @@ func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []str
 	if err != nil {
 		return err
 	}
-	cols = append(cols, column{"this", cv})
+	cols = append(cols, column{"this", cv, byCand})
 
 	refs, _ := filepath.Glob(filepath.Join(c.corpus, "results", "*"))
 	sort.Strings(refs)
@@ -118,7 +119,7 @@ func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []str
 		if err != nil {
 			return err
 		}
-		cols = append(cols, column{filepath.Base(dir), rcv})
+		cols = append(cols, column{filepath.Base(dir), rcv, [][]nab.FileScores{rf}})
 	}
 
 	// The folds of this detector: what was chosen and what it earned.
@@ -190,6 +191,39 @@ func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []str
 			return err
 		}
 	}
+	// How far each fold's lead over each reference detector is from
+	// noise: a category holds a few dozen windows, and one window more or
+	// less moves its score by several points.
+	heldFiles := func(col column, fold int) []nab.FileScores {
+		var out []nab.FileScores
+		for i, n := range names {
+			if nab.Category(n) == col.cv.Folds[fold].Held {
+				out = append(out, col.files[col.cv.Folds[fold].Choice][i])
+			}
+		}
+		return out
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "cv %s lead of this over", profiles[0].Name)
+	for _, col := range cols[1:] {
+		fmt.Fprintf(tw, "\t%s", col.name)
+	}
+	fmt.Fprintf(tw, "\n")
+	for i, f := range cv.Folds {
+		fmt.Fprintf(tw, "cv %s", f.Held)
+		for _, col := range cols[1:] {
+			lead, se, err := nab.Lead(heldFiles(cols[0], i), heldFiles(col, i), windows, profiles[0], f.Train[0].Threshold, col.cv.Folds[i].Train[0].Threshold)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(tw, "\t%+.2f ± %.2f", lead, se)
+		}
+		fmt.Fprintf(tw, "\n")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
 	// One summary line per detector, for scripts and tests.
 	for _, col := range cols {
 		var parts []string
