@@ -664,50 +664,77 @@ func (d *Detector) learn(v, resid, pres float64, lg logView) {
 			d.sinceSeasonal = 0
 			h, med := d.history()
 			if !periodHolds(h, med, d.period, 0.2) {
-				d.period = d.calendar(detectPeriod(h, med, minPeriod, d.histLen/2, 0.3))
+				d.period = d.calendar(searchPeriod(h, med, minPeriod, d.histLen/2, 0.3))
 				d.sinceSearch = 0
 				break
 			}
 			if search {
 				// A daily cycle is found within two days; a weekly one
 				// needs two weeks of history, and the days of a week are
-				// not alike. Once the history holds a longer cycle made
-				// of whole periods, clearly more alike than one period
+				// not alike. Once the history holds a week, made of
+				// whole periods and clearly more alike than one period
 				// apart, it replaces the period. Other periods do not:
 				// switching among unrelated ones (on a spiky series
 				// whose autocorrelation has several weak peaks) would
-				// leave the residual windows describing another model.
+				// leave the residual windows describing another model,
+				// and on a bursty or wandering series the
+				// autocorrelation at two to five days is noisy enough
+				// to beat a day's by chance.
+				//
+				// A period found early, from less than two cycles or on
+				// a noisy series, can be off the day by a tenth (247 or
+				// 312 points for 288); it is put to the calendar again
+				// as the history grows, or it would be kept for good.
 				d.sinceSearch = 0
-				if q, acf := searchPeriod(h, med, minPeriod, d.histLen/2, 0.3); q > d.period && isMultiple(q, d.period) && acfNear(acf, q) >= acfNear(acf, d.period)+minGain {
-					d.period = d.calendar(q)
+				_, acf := searchPeriod(h, med, minPeriod, d.histLen/2, 0.3)
+				if w := d.points(7 * 24 * time.Hour); w > d.period && w <= d.histLen/2 && isMultiple(w, d.period) && acfNear(acf, w) >= acfNear(acf, d.period)+minGain {
+					d.period = w
+				} else {
+					d.period = d.calendar(d.period, acf)
 				}
 			}
 		case d.period == 0 && search:
 			d.sinceSeasonal, d.sinceSearch = 0, 0
 			h, med := d.history()
-			d.period = d.calendar(detectPeriod(h, med, minPeriod, d.histLen/2, 0.3))
+			d.period = d.calendar(searchPeriod(h, med, minPeriod, d.histLen/2, 0.3))
 		}
 	}
 }
 
-// calendar returns a day or a week in points when p is within a 48th of
-// it (the seasonal envelope's reach), else p. Operational series cycle
-// with the clock, while the autocorrelation's peak is flat enough at its
-// top that noise moves it by a lag or two, and each lag of error
-// misaligns the seasonal prediction by a point per cycle back: at an
-// abrupt daily change (a weekend ending at midnight) the prediction then
-// takes the wrong side of the change.
-func (d *Detector) calendar(p int) int {
+// calendar returns a day or a week in points when p is within a quarter
+// period of it and the autocorrelation there is not clearly (minGain)
+// lower than at p, else p. Operational series cycle with the clock, while
+// the autocorrelation's top is flat and noisy: on a bursty or wandering
+// series the peak found can be a tenth off a day, and even on a clean one
+// noise moves it by a lag or two, each lag of error misaligning the
+// seasonal prediction by a point per cycle back (at an abrupt daily
+// change, a weekend ending at midnight, the prediction then takes the
+// wrong side of the change). Within a quarter period the cycle at the
+// calendar lag still correlates with itself (it is the same peak of the
+// autocorrelation), and minGain is the search's own margin for preferring
+// one peak to another.
+func (d *Detector) calendar(p int, acf []float64) int {
 	if p <= 0 || d.step <= 0 {
 		return p
 	}
 	for _, c := range [...]time.Duration{24 * time.Hour, 7 * 24 * time.Hour} {
-		q := int(math.Round(float64(c) / float64(d.step)))
-		if abs(p-q) <= q/48 && q <= d.histLen/2 {
+		q := d.points(c)
+		if q == p {
+			return p
+		}
+		if abs(p-q) <= p/4 && q <= d.histLen/2 && q+1 < len(acf) && p+1 < len(acf) && acfNear(acf, q) >= acfNear(acf, p)-minGain {
 			return q
 		}
 	}
 	return p
+}
+
+// points converts a duration to points at the median sample spacing.
+func (d *Detector) points(c time.Duration) int {
+	if d.step <= 0 {
+		return 0
+	}
+	return int(math.Round(float64(c) / float64(d.step)))
 }
 
 func abs(x int) int {

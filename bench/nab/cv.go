@@ -44,10 +44,9 @@ type ScoresFunc func(candidate int, names []string) ([]FileScores, error)
 type Fold struct {
 	// Held is the held-out category.
 	Held string
-	// Choice is the candidate chosen on the other categories: candidate 0
-	// (the defaults) unless another beats it there, under the first
-	// profile, by more than the standard error of the difference over
-	// files (see CrossValidate); then the one that beats it by most.
+	// Choice is the candidate chosen on the other categories: the one
+	// with the best score there under the first profile (ties: the
+	// earlier candidate).
 	Choice int
 	// Train holds, per profile, the chosen candidate's result on the
 	// other categories with the threshold swept there, as NAB sweeps it.
@@ -60,8 +59,7 @@ type Fold struct {
 	Candidates []float64
 	// Margin holds, per candidate, its score's lead over candidate 0's on
 	// the other categories, and StdErr the standard error of that lead
-	// over files. A candidate is preferred to the defaults only when its
-	// Margin exceeds its StdErr.
+	// over files: how clearly the choice was made, reported beside it.
 	Margin, StdErr []float64
 }
 
@@ -87,14 +85,13 @@ type CV struct {
 // was therefore decided without its held-out category: the score of a way
 // of choosing defaults on data it was not tuned on.
 //
-// The choice keeps the defaults unless the other categories show clearly
-// that another candidate is better: its lead must exceed one standard
-// error of the lead, estimated from the file-by-file differences (each
-// candidate scored at its own swept threshold; a file's share of a score
-// is what its rows add to the raw total). A lead smaller than that is
-// what one window more or less in one file makes, and choosing on it
-// fits the categories chosen on (the "one-standard-error rule" of model
-// selection, with the defaults as the model preferred a priori).
+// The choice is the candidate that scores best on the other categories
+// (ties keep the earlier one). It does not favour candidate 0: the
+// defaults were themselves settled while looking at every category, so
+// preferring them within noise would let the held-out category back into
+// the choice through the defaults. Margin and StdErr report how clear the
+// choice was: a lead within one standard error of the lead over files is
+// what one window more or less in one file makes.
 func CrossValidate(names []string, windows map[string][]Window, profiles []Profile, n int, scores ScoresFunc) (CV, error) {
 	if n < 1 {
 		return CV{}, fmt.Errorf("cross-validate: no candidates")
@@ -144,9 +141,7 @@ func CrossValidate(names []string, windows map[string][]Window, profiles []Profi
 			}
 			f.Margin[i] = res[0].Normalized - f.Candidates[0]
 			f.StdErr[i] = 100 * pairedStdErr(per, base) / span
-			// A lead carried by one file alone equals its standard
-			// error exactly; rounding must not make it "more".
-			if f.Margin[i] > f.StdErr[i]*(1+1e-9) && f.Margin[i] > f.Margin[f.Choice] {
+			if f.Candidates[i] > f.Candidates[f.Choice] {
 				f.Choice, f.Train = i, res
 			}
 		}
@@ -220,4 +215,34 @@ func pairedStdErr(a, b []float64) float64 {
 		ss += d * d
 	}
 	return math.Sqrt(float64(n) * ss / float64(n-1))
+}
+
+// Lead compares two detectors on the same files, each at its own
+// threshold, under prof: the normalised score of a minus that of b, and
+// the standard error of that lead estimated from the file-by-file
+// differences (each file's share of the raw score). NAB's categories hold
+// a few dozen windows, so one window more or less moves a category's
+// score by several points; the standard error says how many.
+func Lead(a, b []FileScores, windows map[string][]Window, prof Profile, ta, tb float64) (lead, stdErr float64, err error) {
+	if len(a) != len(b) {
+		return 0, 0, fmt.Errorf("lead: %d files against %d", len(a), len(b))
+	}
+	ra, err := ScoreAt(a, windows, prof, ta)
+	if err != nil {
+		return 0, 0, err
+	}
+	rb, err := ScoreAt(b, windows, prof, tb)
+	if err != nil {
+		return 0, 0, err
+	}
+	pa, err := perFile(a, windows, prof, ta)
+	if err != nil {
+		return 0, 0, err
+	}
+	pb, err := perFile(b, windows, prof, tb)
+	if err != nil {
+		return 0, 0, err
+	}
+	span := (prof.Cost.TP + prof.Cost.FN) * float64(preparedWindows(a, windows))
+	return ra.Normalized - rb.Normalized, 100 * pairedStdErr(pa, pb) / span, nil
 }

@@ -26,7 +26,7 @@ type gridDim struct {
 }
 
 // detectorGrid is the search space of --cv: what each fold chooses the
-// detector's defaults from, on the categories it does not hold out. It is
+// detector's settings from, on the categories it does not hold out. It is
 // deliberately small and coarse (docs/ANALYZER.md, "Cross-validation"):
 // the three settings whose right value depends most on the data rather
 // than on a reason, each at its default and a factor of two either way —
@@ -51,35 +51,22 @@ type gridCandidate struct {
 	cfg  detect.Config
 }
 
-// gridCandidates expands the grid, the defaults first so that a tie keeps
-// them.
+// gridCandidates returns the defaults first (so that a tie keeps them)
+// and then each setting moved on its own to each of its other values: 1 +
+// Σ(values−1) candidates rather than the full product. Every candidate is
+// one more chance for a fold to fit its other categories by luck, so the
+// set is kept to the moves one would try by hand.
 func gridCandidates(dims []gridDim) []gridCandidate {
 	out := []gridCandidate{{name: "defaults"}}
-	idx := make([]int, len(dims))
-	for {
-		// Advance the mixed-radix counter; stop when it wraps.
-		k := len(dims) - 1
-		for ; k >= 0; k-- {
-			idx[k]++
-			if idx[k] < len(dims[k].values) {
-				break
-			}
-			idx[k] = 0
+	for _, dim := range dims {
+		for i := 1; i < len(dim.values); i++ {
+			var c gridCandidate
+			dim.set(&c.cfg, i)
+			c.name = dim.name + "=" + dim.values[i]
+			out = append(out, c)
 		}
-		if k < 0 {
-			return out
-		}
-		var c gridCandidate
-		var parts []string
-		for d, dim := range dims {
-			dim.set(&c.cfg, idx[d])
-			if idx[d] != 0 {
-				parts = append(parts, dim.name+"="+dim.values[idx[d]])
-			}
-		}
-		c.name = strings.Join(parts, ",")
-		out = append(out, c)
 	}
+	return out
 }
 
 // crossValidate runs and prints the leave-one-category-out protocol of
@@ -88,8 +75,9 @@ func gridCandidates(dims []gridDim) []gridCandidate {
 // beside it, for every reference detector under CORPUS/results.
 func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []string, files []nab.FileScores, series []nab.Series, windows map[string][]nab.Window, profiles []nab.Profile) error {
 	type column struct {
-		name string
-		cv   nab.CV
+		name  string
+		cv    nab.CV
+		files [][]nab.FileScores // per candidate, in names' order
 	}
 	var cols []column
 
@@ -111,7 +99,7 @@ func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []str
 	if err != nil {
 		return err
 	}
-	cols = append(cols, column{"this", cv})
+	cols = append(cols, column{"this", cv, byCand})
 
 	refs, _ := filepath.Glob(filepath.Join(c.corpus, "results", "*"))
 	sort.Strings(refs)
@@ -131,19 +119,21 @@ func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []str
 		if err != nil {
 			return err
 		}
-		cols = append(cols, column{filepath.Base(dir), rcv})
+		cols = append(cols, column{filepath.Base(dir), rcv, [][]nab.FileScores{rf}})
 	}
 
 	// The folds of this detector: what was chosen and what it earned.
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "cv fold\tchosen\ttrain\tbest other (lead ± s.e.)\tthreshold")
+	fmt.Fprintf(tw, "cv fold\tchosen\ttrain\tlead over defaults ± s.e. (or best other's)\tthreshold")
 	for _, p := range profiles {
 		fmt.Fprintf(tw, "\t%s", p.Name)
 	}
 	fmt.Fprintf(tw, "\ttp\tfp\tfn\n")
 	for _, f := range cv.Folds {
 		other := "-"
-		if alt := bestOther(f); alt > 0 {
+		if alt := f.Choice; alt > 0 {
+			other = fmt.Sprintf("%+.2f ± %.2f", f.Margin[alt], f.StdErr[alt])
+		} else if alt := bestOther(f); alt > 0 {
 			other = fmt.Sprintf("%s %+.2f ± %.2f", cands[alt].name, f.Margin[alt], f.StdErr[alt])
 		}
 		fmt.Fprintf(tw, "cv %s\t%s\t%.2f\t%s\t%.6f", f.Held, cands[f.Choice].name, f.Train[0].Normalized, other, f.Train[0].Threshold)
@@ -159,6 +149,17 @@ func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []str
 	fmt.Fprintf(tw, "\n")
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	// What each fold chose from: every candidate's score on its other
+	// categories.
+	if len(cands) > 1 {
+		for _, f := range cv.Folds {
+			parts := make([]string, len(cands))
+			for i, c := range cands {
+				parts[i] = fmt.Sprintf("%s=%.2f", c.name, f.Candidates[i])
+			}
+			fmt.Fprintf(w, "cv candidates %s: %s\n", f.Held, strings.Join(parts, " "))
+		}
 	}
 
 	// Every detector by the same protocol, one table per profile.
@@ -190,6 +191,39 @@ func (c *nabCommand) crossValidate(ctx context.Context, w io.Writer, names []str
 			return err
 		}
 	}
+	// How far each fold's lead over each reference detector is from
+	// noise: a category holds a few dozen windows, and one window more or
+	// less moves its score by several points.
+	heldFiles := func(col column, fold int) []nab.FileScores {
+		var out []nab.FileScores
+		for i, n := range names {
+			if nab.Category(n) == col.cv.Folds[fold].Held {
+				out = append(out, col.files[col.cv.Folds[fold].Choice][i])
+			}
+		}
+		return out
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "cv %s lead of this over", profiles[0].Name)
+	for _, col := range cols[1:] {
+		fmt.Fprintf(tw, "\t%s", col.name)
+	}
+	fmt.Fprintf(tw, "\n")
+	for i, f := range cv.Folds {
+		fmt.Fprintf(tw, "cv %s", f.Held)
+		for _, col := range cols[1:] {
+			lead, se, err := nab.Lead(heldFiles(cols[0], i), heldFiles(col, i), windows, profiles[0], f.Train[0].Threshold, col.cv.Folds[i].Train[0].Threshold)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(tw, "\t%+.2f ± %.2f", lead, se)
+		}
+		fmt.Fprintf(tw, "\n")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
 	// One summary line per detector, for scripts and tests.
 	for _, col := range cols {
 		var parts []string
