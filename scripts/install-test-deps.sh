@@ -10,7 +10,7 @@
 set -euo pipefail
 
 # The plugin's frontend tools (eslint 10, webpack-cli 7, jest 30) need
-# Node.js 20.9 or later; Debian's own nodejs is older on bookworm, so a
+# Node.js 20.19 or later; Debian's own nodejs is older on bookworm, so a
 # machine without Node.js gets Debian's and is refused if that is too old.
 need_node() {
 	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -21,8 +21,8 @@ need_node() {
 		$sudo apt-get update -q
 		$sudo apt-get install -y -q --no-install-recommends nodejs npm
 	fi
-	if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=9)?0:1)'; then
-		echo "Node.js $(node --version) is too old for the plugin's frontend: it needs 20.9 or later" >&2
+	if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; then
+		echo "Node.js $(node --version) is too old for the plugin's frontend: it needs 20.19 or later" >&2
 		exit 1
 	fi
 }
