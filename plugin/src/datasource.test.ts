@@ -38,6 +38,29 @@ describe('DataSource', () => {
     expect(backend.requests.find((r) => r.url.endsWith('label-values'))?.params).toEqual({ label: 'aiops_metric' });
   });
 
+  it('answers variable queries from the look-ups', async () => {
+    backend.answers[resources + 'services'] = ['api', 'db'];
+    backend.answers[resources + 'runbooks'] = ['restart-api'];
+    backend.answers[resources + 'labels'] = ['aiops_metric'];
+    backend.answers[resources + 'label-values'] = ['cpu', 'memory'];
+
+    await expect(ds.metricFindQuery('services()')).resolves.toEqual([
+      { text: 'api', value: 'api' },
+      { text: 'db', value: 'db' },
+    ]);
+    await expect(ds.metricFindQuery(' runbooks( ) ')).resolves.toEqual([{ text: 'restart-api', value: 'restart-api' }]);
+    await expect(ds.metricFindQuery('labels()')).resolves.toEqual([{ text: 'aiops_metric', value: 'aiops_metric' }]);
+    await expect(ds.metricFindQuery('label_values(aiops_metric)')).resolves.toHaveLength(2);
+    expect(backend.requests.at(-1)?.params).toEqual({ label: 'aiops_metric' });
+
+    // Variables in the query are substituted first: $service is "api".
+    await ds.metricFindQuery('label_values($service)');
+    expect(backend.requests.at(-1)?.params).toEqual({ label: 'api' });
+
+    await expect(ds.metricFindQuery('services')).rejects.toThrow('unknown variable query "services"');
+    await expect(ds.metricFindQuery('label_values(a b)')).rejects.toThrow('label_values(LABEL)');
+  });
+
   it('answers an empty list for an answer that is not a list of strings', async () => {
     backend.answers[resources + 'services'] = { error: 'odd' };
     await expect(ds.services()).resolves.toEqual([]);

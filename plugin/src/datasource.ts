@@ -1,4 +1,4 @@
-import { CoreApp, DataSourceInstanceSettings, ScopedVars } from '@grafana/data';
+import { CoreApp, DataSourceInstanceSettings, LegacyMetricFindQueryOptions, MetricFindValue, ScopedVars } from '@grafana/data';
 import { DataSourceWithBackend, getTemplateSrv } from '@grafana/runtime';
 
 import { AiopsOptions, AiopsQuery, DEFAULT_QUERY, TEXT_FIELDS } from './types';
@@ -42,6 +42,29 @@ export class DataSource extends DataSourceWithBackend<AiopsQuery, AiopsOptions> 
       return Boolean(query.traceId?.trim());
     }
     return true;
+  }
+
+  /**
+   * The values of a template variable, from its query: services(),
+   * runbooks(), labels() or label_values(LABEL). Other variables in the
+   * query are substituted first.
+   */
+  async metricFindQuery(query: string, options?: LegacyMetricFindQueryOptions): Promise<MetricFindValue[]> {
+    const q = getTemplateSrv().replace((query ?? '').trim(), options?.scopedVars);
+    let values: string[];
+    let m: RegExpExecArray | null;
+    if (/^services\(\s*\)$/.test(q)) {
+      values = await this.services();
+    } else if (/^runbooks\(\s*\)$/.test(q)) {
+      values = await this.runbooks();
+    } else if (/^labels\(\s*\)$/.test(q)) {
+      values = await this.labels();
+    } else if ((m = /^label_values\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)$/.exec(q))) {
+      values = await this.labelValues(m[1]);
+    } else {
+      throw new Error(`unknown variable query ${JSON.stringify(query)}: want services(), runbooks(), labels() or label_values(LABEL)`);
+    }
+    return values.map((text) => ({ text, value: text }));
   }
 
   /** The services with spans. */
