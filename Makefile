@@ -18,7 +18,7 @@ export AMTOOL   := $(BIN)/amtool
 export JAEGER   := $(BIN)/jaeger
 export HELM     := $(BIN)/helm
 
-.PHONY: all build run demo test bench chaos fuzz tools test-deps vet fmt clean plugin image image-test
+.PHONY: all build run demo test bench chaos fuzz tools test-deps vet fmt clean plugin plugin-frontend plugin-frontend-test image image-test
 
 all: build
 
@@ -40,7 +40,7 @@ tools:
 	cd tools/jaeger && $(GO) build -o $(BIN)/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
 	cd tools/helm && $(GO) build -o $(BIN)/helm helm.sh/helm/v4/cmd/helm
 
-## test-deps: install what the tests need (Debian's clickhouse-server)
+## test-deps: install what the tests need (Debian's clickhouse-server; Node.js and npm for the plugin's frontend)
 test-deps:
 	./scripts/install-test-deps.sh
 
@@ -60,17 +60,35 @@ image-test:
 # ClickHouse querier implements, has a Seek(int64) that is not io.Seeker.
 vet:
 	$(GO) vet -stdmethods=false $(PKGS)
-	cd plugin && $(GO) vet ./...
+	cd plugin && $(GO) vet ./pkg/...
 
 ## test: the whole suite, against real servers the tests start themselves
-test: test-deps tools vet
+test: test-deps tools vet plugin-frontend-test
 	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) $(PKGS)
-	cd plugin && $(GO) test -count=1 -timeout 10m $(TESTFLAGS) ./...
+	cd plugin && $(GO) test -count=1 -timeout 10m $(TESTFLAGS) ./pkg/...
 
-## plugin: the Grafana plugin's release archive (backend for linux/amd64 and linux/arm64, plugin.json, provisioning)
+# The plugin's frontend (plugin/src, TypeScript) with Node.js and npm:
+# npm ci installs the committed package-lock.json exactly, running no
+# package's install scripts (none is needed: @swc/core's binary is a package
+# of its own).
+NPM_CI := npm ci --ignore-scripts --no-audit --no-fund
+
+## plugin-frontend-test: the plugin's frontend type-checked, linted, unit-tested (jest) and built
+plugin-frontend-test:
+	./scripts/install-test-deps.sh node
+	cd plugin && $(NPM_CI)
+	cd plugin && npm run typecheck && npm run lint && npm run test:ci && npm run build
+
+## plugin-frontend: the plugin's frontend built into plugin/dist
+plugin-frontend:
+	./scripts/install-test-deps.sh node
+	cd plugin && $(NPM_CI) && npm run build
+
+## plugin: the Grafana plugin's release archive (the built frontend, the backend for linux/amd64 and linux/arm64, plugin.json, provisioning)
 PLUGIN_DIST := $(BIN)/plugin/aiops-aiops-datasource
-plugin:
+plugin: plugin-frontend
 	rm -rf $(BIN)/plugin && mkdir -p $(PLUGIN_DIST)
+	cp -r plugin/dist/. $(PLUGIN_DIST)/
 	cd plugin && GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -o $(PLUGIN_DIST)/gpx_aiops_linux_amd64 ./pkg
 	cd plugin && GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $(PLUGIN_DIST)/gpx_aiops_linux_arm64 ./pkg
 	sed -e 's/%VERSION%/$(VERSION)/' -e "s/%TODAY%/$$(date -u +%Y-%m-%d)/" plugin/src/plugin.json > $(PLUGIN_DIST)/plugin.json

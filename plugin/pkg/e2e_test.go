@@ -182,8 +182,24 @@ func checkPlugin(t *testing.T, pluginBin string, srv aiops) {
 	if len(ann) != 1 || ann[0].Rows() != 1 || fieldNames(ann[0]) != "time:time.Time timeEnd:time.Time title:string text:string tags:string" {
 		t.Errorf("annotations: %v", ann)
 	}
-	if rb := query(plugin.QueryRunbooks, `{}`); len(rb) != 1 || len(rb[0].Fields) != 7 {
-		t.Errorf("runbook runs: %v", rb)
+	// The runbook the rule's alert triggers, its run listed by the
+	// runbooks query, kept by a filter naming it and left out by another.
+	runs := func(model string) int {
+		t.Helper()
+		rb := query(plugin.QueryRunbooks, model)
+		if len(rb) != 1 || fieldNames(rb[0]) != "incident:string run:string runbook:string started:*time.Time finished:*time.Time outcome:string message:string" {
+			t.Fatalf("runbook runs of %s: %v", model, rb)
+		}
+		return rb[0].Rows()
+	}
+	waitFor(t, "the runbook run to be served", func() bool { return runs(`{}`) == 1 })
+	if rb := query(plugin.QueryRunbooks, `{"runbook":"page-checkout"}`); rb[0].Rows() != 1 {
+		t.Errorf("runs of page-checkout: %v", rb)
+	} else if v, _ := rb[0].Fields[2].ConcreteAt(0); v != "page-checkout" {
+		t.Errorf("the run's runbook: %v", v)
+	}
+	if n := runs(`{"runbook":"restart-checkout"}`); n != 0 {
+		t.Errorf("runs of a runbook that did not run: %d rows", n)
 	}
 
 	// The log line, with its link to the trace.
@@ -297,6 +313,9 @@ func checkPlugin(t *testing.T, pluginBin string, srv aiops) {
 	if code, body := resource("label-values?label=job"); code != 200 || body != "[]" {
 		t.Errorf("label values: %d %s", code, body)
 	}
+	if code, body := resource("runbooks"); code != 200 || body != `["page-checkout"]` {
+		t.Errorf("runbooks: %d %s", code, body)
+	}
 	if code, _ := resource("label-values"); code != 400 {
 		t.Errorf("label values without a label: %d, want 400", code)
 	}
@@ -320,15 +339,18 @@ type aiops struct {
 
 // startAiops runs `aiops serve` (on the embedded store, or as the store
 // configuration says) with a rule that fires at once, so that an incident
-// opens.
+// opens, and a runbook that its alert runs.
 func startAiops(t *testing.T, bin, dir, store string) aiops {
 	t.Helper()
 	rules := filepath.Join(dir, "rules.yml")
 	write(t, rules, "groups:\n  - name: e2e\n    interval: 500ms\n    rules:\n      - alert: CheckoutDown\n        expr: vector(1)\n        labels: {severity: critical, service: checkout}\n        annotations: {summary: checkout is down}\n")
 	am := filepath.Join(dir, "alertmanager.yml")
 	write(t, am, "route:\n  receiver: oncall\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: oncall\n")
+	// A runbook the alert triggers; its one step waits and verifies at once.
+	runbooks := filepath.Join(dir, "runbooks.yml")
+	write(t, runbooks, "runbooks:\n  - name: page-checkout\n    trigger: {alert: CheckoutDown}\n    target: {service: checkout}\n    steps:\n      - action: wait\n        params: {duration: 10ms}\n        verify: {expr: vector(1), for: 0s, within: 10s}\n")
 	cfg := filepath.Join(dir, "aiops.yaml")
-	write(t, cfg, store+"alerting:\n  rule_files: ["+rules+"]\n  alertmanager_config_file: "+am+"\n  evaluation_interval: 500ms\n")
+	write(t, cfg, store+"alerting:\n  rule_files: ["+rules+"]\n  alertmanager_config_file: "+am+"\n  evaluation_interval: 500ms\nremediation:\n  runbook_files: ["+runbooks+"]\n")
 	data := filepath.Join(dir, "data")
 	a := aiops{http: freeAddr(t), otlp: freeAddr(t)}
 	cmd := exec.Command(bin, "serve", "--config", cfg, "--data-dir", data, "--http-addr", a.http,

@@ -41,6 +41,7 @@ type Query struct {
 	Service     string `json:"service"`
 	Status      string `json:"status"`   // incidents: open, acknowledged, resolved
 	Severity    string `json:"severity"` // incidents
+	Runbook     string `json:"runbook"`  // runbooks: only this runbook's runs
 	Selector    string `json:"selector"` // anomalies, forecasts: a series selector
 	MinScore    string `json:"minScore"` // anomalies
 	Contains    string `json:"contains"` // logs

@@ -111,7 +111,8 @@ func (d *Datasource) annotations(ctx context.Context, q Query, from, to time.Tim
 		data.NewField("title", nil, titles), data.NewField("text", nil, texts), data.NewField("tags", nil, tags))}, nil
 }
 
-// runbooks lists the runbook runs of the incidents opened in the range.
+// runbooks lists the runbook runs of the incidents opened in the range,
+// of one runbook when the query names it.
 func (d *Datasource) runbooks(ctx context.Context, q Query, from, to time.Time) (data.Frames, error) {
 	incs, err := d.listIncidents(ctx, q, from, to)
 	if err != nil {
@@ -123,6 +124,9 @@ func (d *Datasource) runbooks(ctx context.Context, q Query, from, to time.Time) 
 	)
 	for _, inc := range incs {
 		for _, r := range inc.Runbooks {
+			if q.Runbook != "" && r.Runbook != q.Runbook {
+				continue
+			}
 			incIDs, runIDs, books = append(incIDs, inc.ID), append(runIDs, r.RunID), append(books, r.Runbook)
 			outcomes, msgs = append(outcomes, r.Outcome), append(msgs, r.Message)
 			started, finished = append(started, r.StartedAt), append(finished, r.FinishedAt)

@@ -1,0 +1,2 @@
+// Style sheets that Grafana's components import; jsdom needs none of them.
+module.exports = {};
