@@ -118,13 +118,24 @@ func (r *Recorder) Run(ctx context.Context) error {
 	interval := time.Duration(r.cfg.Interval)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	failing := false
 	for {
 		wctx, cancel := context.WithTimeout(ctx, interval)
-		if _, err := r.Record(wctx); err != nil && ctx.Err() == nil {
-			r.failed.Inc()
-			r.deps.Logger.Warn("Writing aiops's own metrics failed", "err", err)
-		}
+		_, err := r.Record(wctx)
 		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.failed.Inc()
+			// Once per outage: a full disk would otherwise log every
+			// interval what /readyz already says.
+			if !failing {
+				r.deps.Logger.Warn("Writing aiops's own metrics failed; retrying every interval", "err", err)
+			}
+			failing = true
+		case err == nil && failing:
+			r.deps.Logger.Info("Writing aiops's own metrics again")
+			failing = false
+		}
 		select {
 		case <-ctx.Done():
 			return nil
