@@ -23,6 +23,7 @@ import (
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/collector"
+	"github.com/aiops-dev/aiops/internal/selfmon"
 	"github.com/aiops-dev/aiops/remediation"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
@@ -57,6 +58,8 @@ type Config struct {
 	Slack slackapp.Config `yaml:"slack"`
 	// Remediation runs runbooks; off without runbook files.
 	Remediation remediation.Config `yaml:"remediation"`
+	// SelfMonitoring writes aiops's own metrics into its store.
+	SelfMonitoring selfmon.Config `yaml:"self_monitoring"`
 }
 
 // ServerConfig configures the main HTTP listener.
@@ -169,6 +172,8 @@ func DefaultConfig() Config {
 		Logs:        logs.DefaultConfig(),
 		Slack:       slackapp.DefaultConfig(),
 		Remediation: remediation.DefaultConfig(),
+
+		SelfMonitoring: selfmon.DefaultConfig(),
 	}
 }
 
@@ -189,6 +194,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Collector.Validate(); err != nil {
+		return err
+	}
+	if err := c.SelfMonitoring.Validate(); err != nil {
 		return err
 	}
 	if c.Role != RoleAllInOne {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,6 +38,7 @@ import (
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/collector"
+	"github.com/aiops-dev/aiops/internal/selfmon"
 	"github.com/aiops-dev/aiops/remediation"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
@@ -301,6 +303,16 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		}
 	}
 	readyChecks = append(readyChecks, col.Ready)
+
+	// aiops's own metrics, into its own store (collector role: no store).
+	if store != nil && cfg.SelfMonitoring.Enabled() {
+		rec, err := selfmon.New(cfg.SelfMonitoring, selfmon.Deps{Gatherer: s.reg, Appendable: store,
+			Instance: selfInstance(cfg.Server.HTTPAddr), Logger: logger.With("component", "selfmon"), Registerer: s.reg})
+		if err != nil {
+			return nil, nil, err
+		}
+		comps = append(comps, rec)
+	}
 
 	if cfg.Role == RoleAllInOne {
 		engine, ruleEngine, err := newQueryEngines(cfg.Query, logger, s.reg)
@@ -674,6 +686,21 @@ func openStoreRetrying(ctx context.Context, cfg StorageConfig, logger *slog.Logg
 		return s, nil
 	}
 	return nil, fmt.Errorf("storage.backend: unknown backend %q", cfg.Backend)
+}
+
+// selfInstance is the instance label of aiops's own series: the host and
+// the port of the listener that serves /metrics, as a Prometheus
+// scraping this node would name it.
+func selfInstance(httpAddr string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	_, port, err := net.SplitHostPort(httpAddr)
+	if err != nil || port == "" {
+		return host
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

@@ -255,6 +255,10 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		"bad analyzer":     {yaml: "analyzer:\n  selectors:\n    - selector: 'up{'\n", want: []string{"analyzer.selectors[0]"}},
 		"bad query":        {yaml: "query:\n  max_samples: -1\n", want: []string{"query.max_samples: must be > 0"}},
 		"not yaml":         {yaml: "role: [\n", want: []string{"config"}},
+		"self-monitoring too often": {
+			yaml: "self_monitoring:\n  interval: 10ms\n",
+			want: []string{"self_monitoring.interval: must be 0 (off) or at least 1s, got 10ms"},
+		},
 		"slack without a channel": {
 			yaml:  "slack:\n  bot_token_file: bot.token\n",
 			files: map[string]string{"bot.token": "xoxb-never-shown"},

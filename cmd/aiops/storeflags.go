@@ -8,6 +8,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/aiops-dev/aiops/storage"
+	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
 )
 
@@ -47,8 +48,11 @@ func (f *storeFlags) config() (StorageConfig, error) {
 	return cfg.Storage, cfg.Storage.Validate()
 }
 
-// openEvents opens only the event store, which for the embedded backend
-// can be done while a server has the data dir open.
+// openEvents opens only the event store, which can be done while a
+// server runs on the same store: for the embedded backend its records
+// database, for ClickHouse a connection of its own without the
+// write-ahead log (the server's log is the server's; events are written
+// to ClickHouse directly in any case) and without the sample cache.
 func (f *storeFlags) openEvents(ctx context.Context) (storage.EventStore, func(), error) {
 	cfg, err := f.config()
 	if err != nil {
@@ -61,6 +65,15 @@ func (f *storeFlags) openEvents(ctx context.Context) (storage.EventStore, func()
 			return nil, nil, err
 		}
 		return r, func() { r.Close() }, nil
+	case BackendClickHouse:
+		chCfg := cfg.ClickHouse
+		chCfg.WAL.Mode, chCfg.WAL.Dir = clickhouse.WALOff, ""
+		chCfg.SampleCacheMiB = 0
+		s, err := clickhouse.Open(ctx, chCfg, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open clickhouse store: %w", err)
+		}
+		return s, func() { s.Close() }, nil
 	default:
 		return nil, nil, fmt.Errorf("storage.backend %q is not available yet", cfg.Backend)
 	}

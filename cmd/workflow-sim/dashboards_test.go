@@ -4,16 +4,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/aiops-dev/aiops/api/promapi"
+	"github.com/aiops-dev/aiops/internal/clitest"
+	"github.com/aiops-dev/aiops/internal/freeport"
 	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
@@ -64,9 +70,9 @@ var pluginQueryTypes = map[string]bool{"incidents": true, "annotations": true, "
 	"forecasts": true, "logs": true, "traces": true, "serviceGraph": true}
 
 // substitute replaces Grafana's variables the way Grafana would for the
-// test's range: every service, a one-minute rate interval.
+// test's range: every service and instance, a one-minute rate interval.
 func substitute(expr string) string {
-	return strings.NewReplacer("$__rate_interval", "1m", "$__interval", "15s", "$__range", "5m", "$service", ".+").Replace(expr)
+	return strings.NewReplacer("$__rate_interval", "1m", "$__interval", "15s", "$__range", "5m", "$service", ".+", "$instance", ".+").Replace(expr)
 }
 
 func loadDashboards(t *testing.T) map[string]dashboard {
@@ -94,14 +100,119 @@ func loadDashboards(t *testing.T) map[string]dashboard {
 	return out
 }
 
-// TestDashboards feeds aiops from the workflow-engine simulator (with
-// short faults, so that error series exist) and runs every PromQL query
-// of every provisioned dashboard, variables substituted, through aiops's
-// query engine: each parses and returns data. Queries for the aiops data
-// source name a query type the plugin answers.
+// serveAiops runs the aiops binary, `aiops serve` on an embedded store,
+// with the shipped rules and self-monitoring every second, so that the
+// dashboard of aiops itself has its series. It returns the HTTP and
+// OTLP/gRPC addresses and the admin token.
+func serveAiops(t *testing.T) (httpAddr, otlp, token string) {
+	t.Helper()
+	bin := clitest.Aiops(t)
+	dir := t.TempDir()
+	rules, err := filepath.Abs("../../deploy/rules/*.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath, dataDir := filepath.Join(dir, "aiops.yaml"), filepath.Join(dir, "data")
+	cfg := fmt.Sprintf("self_monitoring:\n  interval: 1s\nalerting:\n  rule_files: [%q]\n  evaluation_interval: 1s\ncollector:\n  batch:\n    flush_timeout: 50ms\n", rules)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr, otlp = freeport.Addr(t), freeport.Addr(t)
+	logFile, err := os.Create(filepath.Join(dir, "aiops.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgPath, "--data-dir", dataDir, "--http-addr", httpAddr,
+		"--otlp-grpc-addr", otlp, "--otlp-http-addr", freeport.Addr(t), "--log.level", "warn")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		logFile.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile.Name())
+			t.Logf("aiops log:\n%s", b)
+		}
+	})
+	testutil.WaitFor(t, "aiops to be ready", 120*time.Second, func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("aiops exited before it was ready")
+		default:
+		}
+		res, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	b, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return httpAddr, otlp, strings.TrimSpace(string(b))
+}
+
+// queryRange asks aiops's Prometheus-compatible API for expr over
+// [start, end] and says whether any series has a point.
+func queryRange(httpAddr, token, expr string, start, end time.Time) (bool, error) {
+	v := url.Values{"query": {expr}, "start": {strconv.FormatInt(start.Unix(), 10)},
+		"end": {strconv.FormatInt(end.Unix(), 10)}, "step": {"5"}}
+	req, err := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/api/v1/query_range?"+v.Encode(), nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer res.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Values     []json.RawMessage `json:"values"`
+				Histograms []json.RawMessage `json:"histograms"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		return false, fmt.Errorf("query_range: HTTP %d: %w", res.StatusCode, err)
+	}
+	if body.Status != "success" {
+		return false, fmt.Errorf("query_range: HTTP %d: %s", res.StatusCode, body.Error)
+	}
+	for _, r := range body.Data.Result {
+		if len(r.Values)+len(r.Histograms) > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// TestDashboards feeds `aiops serve` from the workflow-engine simulator
+// (with short faults, so that error series exist) and runs every PromQL
+// query of every provisioned dashboard, variables substituted, through
+// aiops's query API: each parses and returns data. aiops writes its own
+// metrics into its store (self_monitoring), which the dashboard of aiops
+// itself reads. Queries for the aiops data source name a query type the
+// plugin answers.
 func TestDashboards(t *testing.T) {
 	dashboards := loadDashboards(t)
-	store, endpoint := startAiops(t)
+	httpAddr, endpoint, token := serveAiops(t)
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
 	scenarioFile := filepath.Join(dir, "scenario.yaml")
@@ -122,35 +233,9 @@ faults:
 		t.Fatalf("workflow-sim exited with %d:\n%s", code, stderr.String())
 	}
 
-	cfg := promapi.DefaultConfig()
-	engine, err := promapi.NewEngine(cfg, testutil.Logger(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := parser.NewParser(promapi.ParserOptions(cfg))
-	// hasData runs expr over the test's range and says whether any series
-	// has a point.
+	p := parser.NewParser(promapi.ParserOptions(promapi.DefaultConfig()))
 	hasData := func(expr string) (bool, error) {
-		end := time.Now().Add(time.Minute)
-		q, err := engine.NewRangeQuery(context.Background(), store, nil, expr, begin, end, 5*time.Second)
-		if err != nil {
-			return false, err
-		}
-		defer q.Close()
-		res := q.Exec(context.Background())
-		if res.Err != nil {
-			return false, res.Err
-		}
-		m, err := res.Matrix()
-		if err != nil {
-			return false, err
-		}
-		for _, s := range m {
-			if len(s.Floats)+len(s.Histograms) > 0 {
-				return true, nil
-			}
-		}
-		return false, nil
+		return queryRange(httpAddr, token, expr, begin, time.Now().Add(time.Minute))
 	}
 
 	queries := 0

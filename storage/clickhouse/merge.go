@@ -13,7 +13,8 @@ import (
 // nothing it may do now (background merges hold the parts).
 const codeCannotAssignOptimize = 388
 
-// Merge merges the parts of every metric table into one per partition
+// Merge merges the parts of every metric table, the spans and their trace
+// index into one per partition
 // (OPTIMIZE … FINAL), the state ClickHouse's background merges work
 // towards. While background merges hold parts, OPTIMIZE would silently do
 // nothing; Merge waits for them and tries again until ctx is done. It
@@ -24,7 +25,7 @@ func (s *Store) Merge(ctx context.Context) error {
 		return err
 	}
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"optimize_throw_if_noop": 1}))
-	for _, t := range []string{s.t.series, s.t.samples, s.t.histograms} {
+	for _, t := range []string{s.t.series, s.t.samples, s.t.histograms, s.t.spans, s.t.traceIndex} {
 		for _, sh := range s.shardsOf() {
 			table := s.localOf(t, sh.t)
 			parts, err := s.shardPartitions(ctx, sh.conn, table)

@@ -231,6 +231,13 @@ func baseSchema(t tables, f features) []string {
 			col(f, "resource_values", "Array(String)", "ZSTD(1)"),
 		}, "ReplacingMergeTree() PARTITION BY intDiv(timestamp, "+dayNs+") ORDER BY (service_name, timestamp, id)"),
 
+		// A trace's spans lie in a few rows of each of its services; a
+		// read takes whole granules of every column of them. Granules of
+		// 1024 rows (instead of 8192) make a trace by id read 6,144 rows
+		// rather than 49,152 (aiops-bench traces, 1 M spans, 18.16:
+		// median 25.6 to 19.3 ms by id, 72 to 50 ms per search, the two
+		// tables read in turn). Tables made before keep their granules;
+		// ClickHouse cannot change them in place.
 		create(t.spans, []string{
 			"trace_id String",
 			"span_id String",
@@ -247,7 +254,7 @@ func baseSchema(t tables, f features) []string {
 			col(f, "attr_values", "Array(String)", "ZSTD(1)"),
 			"resource_keys Array(" + lc + ")",
 			col(f, "resource_values", "Array(String)", "ZSTD(1)"),
-		}, "ReplacingMergeTree() PARTITION BY intDiv(start_time, "+dayNs+") ORDER BY (service_name, start_time, trace_id, span_id)"),
+		}, "ReplacingMergeTree() PARTITION BY intDiv(start_time, "+dayNs+") ORDER BY (service_name, start_time, trace_id, span_id) SETTINGS index_granularity = 1024"),
 
 		create(t.events, []string{
 			"id String",

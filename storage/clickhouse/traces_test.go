@@ -2,9 +2,14 @@ package clickhouse
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/prometheus/common/model"
+
+	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
 )
@@ -71,5 +76,60 @@ func TestTraceIndexMigration(t *testing.T) {
 	ids, err := s.TraceIDs(ctx, storage.SpanQuery{ServiceName: "api", Limit: 1000})
 	if err != nil || len(ids) != 60 {
 		t.Errorf("traces of api after the migration: %d, %v", len(ids), err)
+	}
+}
+
+// TestTracesFarApartByID reads traces by id whose spans lie hours and
+// days apart, which the look-up reads as several time ranges, and more
+// traces than it reads range by range (maxRangeTerms): every span comes
+// back, and no other.
+func TestTracesFarApartByID(t *testing.T) {
+	ctx := context.Background()
+	// The traces take 25 days; retention keeps them all.
+	s := openAt(t, testConfig(t), testutil.NewClock(testutil.Epoch.Add(30*24*time.Hour)),
+		func(c *Config) { c.Retention = model.Duration(60 * 24 * time.Hour) })
+	const traces = maxRangeTerms + 44
+	var spans []storage.Span
+	for i := range traces {
+		start := testutil.Epoch.Add(time.Duration(i) * 2 * time.Hour)
+		id := fmt.Sprintf("%032x", 0xfa0000+i)
+		spans = append(spans,
+			storage.Span{TraceID: id, SpanID: fmt.Sprintf("%016x", 2*i+1), Name: "GET /", Kind: "Server", ServiceName: "api",
+				StartTime: start, EndTime: start.Add(time.Second), StatusCode: "Unset"},
+			// A child 40 minutes later in another service: a trace of its own
+			// is one term; traces two hours apart are not.
+			storage.Span{TraceID: id, SpanID: fmt.Sprintf("%016x", 2*i+2), ParentSpanID: fmt.Sprintf("%016x", 2*i+1), Name: "job", Kind: "Consumer",
+				ServiceName: fmt.Sprintf("worker-%d", i%3), StartTime: start.Add(40 * time.Minute), EndTime: start.Add(41 * time.Minute), StatusCode: "Unset"})
+	}
+	if err := s.AppendSpans(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	for _, pick := range [][]int{{0}, {0, 1, 13}, {5, 200}} {
+		var ids []string
+		want := map[string]bool{}
+		for _, i := range pick {
+			ids = append(ids, spans[2*i].TraceID)
+			want[spans[2*i].SpanID], want[spans[2*i+1].SpanID] = true, true
+		}
+		got, err := s.QuerySpans(ctx, storage.SpanQuery{TraceIDs: ids, Limit: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Errorf("traces %v: %d spans, want %d", pick, len(got), len(want))
+		}
+		for _, sp := range got {
+			if !want[sp.SpanID] {
+				t.Errorf("traces %v: span %s of trace %s", pick, sp.SpanID, sp.TraceID)
+			}
+		}
+	}
+	var all []string
+	for i := range traces {
+		all = append(all, spans[2*i].TraceID)
+	}
+	got, err := s.QuerySpans(ctx, storage.SpanQuery{TraceIDs: all, Limit: 10000})
+	if err != nil || len(got) != len(spans) {
+		t.Errorf("all %d traces: %d spans, %v; want %d", traces, len(got), err, len(spans))
 	}
 }
