@@ -373,8 +373,10 @@ ha:
 	})
 	took := time.Since(killed)
 	t.Logf("the survivor took the lease over %s after the leader was killed", took)
-	// TTL 3 s, the claim's settle time (a poll and 2 s), a poll or two.
-	if limit := 9 * time.Second; took > limit {
+	// TTL 3 s, three polls of 0.75 s, the settle's 2 s, 2 s of the store
+	// clock's resolution (lease.StoreElector), and room for a loaded
+	// machine.
+	if limit := 15 * time.Second; took > limit {
 		t.Errorf("took over after %s, want within %s", took, limit)
 	}
 
