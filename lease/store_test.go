@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -341,4 +342,70 @@ func TestStoreHolderKilled(t *testing.T) {
 		t.Errorf("took %s to replace the killed holder, want within %s", took, limit)
 	}
 	t.Logf("killed holder replaced after %s", took)
+}
+
+// TestJudge: the holder of the largest term is its earliest claimant
+// (then the lowest id), whether or not a later claimant is alive; a dead
+// or released earliest claimant leaves the term vacant rather than
+// passing it, epoch and all, to a later one.
+func TestJudge(t *testing.T) {
+	e, err := NewStore(StoreConfig{Name: "x", TTL: 3 * time.Second}, NewMemStore(nil), "me", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	rec := func(h string, term int64, first, last time.Duration) storage.LeaseRecord { // seconds ago
+		return storage.LeaseRecord{Holder: h, Term: term, First: ago(first * time.Second), Last: ago(last * time.Second)}
+	}
+	for _, c := range []struct {
+		name    string
+		recs    []storage.LeaseRecord
+		term    int64
+		holder  string
+		members []string
+	}{
+		{"nobody", nil, 0, "", nil},
+		{"followers only", []storage.LeaseRecord{rec("a", 0, 9, 0), rec("b", 0, 9, 0)}, 0, "", []string{"a", "b"}},
+		{"same second: lowest id", []storage.LeaseRecord{rec("b", 4, 5, 0), rec("a", 4, 5, 0)}, 4, "a", []string{"a", "b"}},
+		{"earliest claim beats a lower id", []storage.LeaseRecord{rec("a", 4, 4, 0), rec("b", 4, 5, 0)}, 4, "b", []string{"a", "b"}},
+		{"earliest claimant dead: vacant", []storage.LeaseRecord{rec("a", 4, 9, 4), rec("b", 4, 8, 0)}, 4, "", []string{"b"}},
+		{"older terms do not count", []storage.LeaseRecord{rec("a", 3, 20, 0), rec("b", 4, 8, 1)}, 4, "b", []string{"a", "b"}},
+	} {
+		v := e.judge(c.recs, now)
+		if v.term != c.term || v.holder != c.holder || !slices.Equal(v.members, c.members) {
+			t.Errorf("%s: term %d holder %q members %v, want %d %q %v", c.name, v.term, v.holder, v.members, c.term, c.holder, c.members)
+		}
+	}
+	released := rec("a", 4, 9, 0)
+	released.Released = true
+	if v := e.judge([]storage.LeaseRecord{released, rec("b", 0, 9, 0)}, now); v.holder != "" || !slices.Equal(v.members, []string{"b"}) {
+		t.Errorf("a released term: holder %q members %v", v.holder, v.members)
+	}
+}
+
+// TestRunMemberNeverLeads: a member that only beats counts among the
+// members and never takes the lease, even alone.
+func TestRunMemberNeverLeads(t *testing.T) {
+	st := NewMemStore(nil)
+	e, err := NewStore(StoreConfig{Name: "x", TTL: 2 * time.Second}, st, "m", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.RunMember(ctx) }()
+	testutil.WaitFor(t, "the member sees itself", 10*time.Second, func() bool { return e.Owns(42) })
+	// Longer than a claim would take to settle.
+	time.Sleep(3 * time.Second)
+	recs, _, _ := st.LeaseBeats(context.Background(), "x")
+	for _, r := range recs {
+		if r.Term != 0 {
+			t.Errorf("the member claimed term %d", r.Term)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
