@@ -82,6 +82,9 @@ type seriesState struct {
 	det       *detect.Detector
 	watermark int64 // ms of the last sample scored
 	selector  int
+	// resumed is set once the scores stored by other replicas have been
+	// looked at (Deps.Shard).
+	resumed bool
 }
 
 type metrics struct {
@@ -237,11 +240,13 @@ func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
 			}
 			out := results.SeriesLabels(results.ScoreMetric, lset)
 			var resumeAt int64 = math.MinInt64
-			if st.watermark == math.MinInt64 && a.deps.Shard != nil {
-				// New here, and series move between replicas: samples
-				// another replica already scored (it stored their
-				// scores) only train the detector.
+			if !st.resumed && a.deps.Shard != nil {
+				// New here (or restored from a snapshot), and series move
+				// between replicas: samples another replica scored
+				// meanwhile (it stored their scores) only train the
+				// detector.
 				resumeAt = lastScored(ctx, q, out, mint, maxt)
+				st.resumed = true
 			}
 			var ref promstorage.SeriesRef
 			it := s.Iterator(nil)
