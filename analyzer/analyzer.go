@@ -82,6 +82,9 @@ type seriesState struct {
 	det       *detect.Detector
 	watermark int64 // ms of the last sample scored
 	selector  int
+	// resumed is set once the scores stored by other replicas have been
+	// looked at (Deps.Shard).
+	resumed bool
 }
 
 type metrics struct {
@@ -225,6 +228,10 @@ func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
 			s := ss.At()
 			lset := s.Labels()
 			if !a.owns(lset) {
+				// Another replica scores it now; if it comes back here,
+				// it resumes from what that one stored, not from an old
+				// watermark.
+				a.forget(lset)
 				continue
 			}
 			st := a.state(lset, si)
@@ -232,6 +239,15 @@ func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
 				continue
 			}
 			out := results.SeriesLabels(results.ScoreMetric, lset)
+			var resumeAt int64 = math.MinInt64
+			if !st.resumed && a.deps.Shard != nil {
+				// New here (or restored from a snapshot), and series move
+				// between replicas: samples another replica scored
+				// meanwhile (it stored their scores) only train the
+				// detector.
+				resumeAt = lastScored(ctx, q, out, mint, maxt)
+				st.resumed = true
+			}
 			var ref promstorage.SeriesRef
 			it := s.Iterator(nil)
 			for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
@@ -244,6 +260,9 @@ func (a *Analyzer) scoreNew(ctx context.Context, now time.Time) error {
 				}
 				st.watermark = t
 				r := st.det.Observe(time.UnixMilli(t), v)
+				if t <= resumeAt {
+					continue
+				}
 				a.m.samples.Inc()
 				if r.Status == detect.OutOfOrder || r.Status == detect.Duplicate || r.Status == detect.Missing {
 					continue
@@ -315,6 +334,43 @@ func (a *Analyzer) state(lset labels.Labels, selector int) *seriesState {
 	a.count++
 	a.m.series.Set(float64(a.count))
 	return st
+}
+
+// forget drops the state of a series this replica no longer owns.
+func (a *Analyzer) forget(lset labels.Labels) {
+	h := lset.Hash()
+	sts := a.series[h]
+	for i, st := range sts {
+		if labels.Equal(st.lset, lset) {
+			sts = append(sts[:i], sts[i+1:]...)
+			a.count--
+			a.m.series.Set(float64(a.count))
+			break
+		}
+	}
+	if len(sts) == 0 {
+		delete(a.series, h)
+	} else {
+		a.series[h] = sts
+	}
+}
+
+// lastScored returns the time of the latest score stored for the score
+// series out, or MinInt64.
+func lastScored(ctx context.Context, q promstorage.Querier, out labels.Labels, mint, maxt int64) int64 {
+	var ms []*labels.Matcher
+	out.Range(func(l labels.Label) { ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, l.Name, l.Value)) })
+	last := int64(math.MinInt64)
+	ss := q.Select(ctx, false, &promstorage.SelectHints{Start: mint, End: maxt}, ms...)
+	for ss.Next() {
+		it := ss.At().Iterator(nil)
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			if t := it.AtT(); t > last {
+				last = t
+			}
+		}
+	}
+	return last
 }
 
 // evict drops series without samples for SeriesTTL.

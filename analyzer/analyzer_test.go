@@ -388,3 +388,56 @@ func TestConfigValidateNamesKey(t *testing.T) {
 		t.Errorf("New without deps: %v", err)
 	}
 }
+
+// TestSeriesMovesBetweenReplicas: two analyzers on one store, as the
+// replicas of an HA pair; the series moves from one to the other midway
+// (its owner left). Every sample is scored once in all, the new owner
+// trains on what the old one scored rather than score it again, still
+// finds the spike, and the old owner drops its state.
+func TestSeriesMovesBetweenReplicas(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.Embedded(t)
+	now := testutil.Epoch
+	f := fixture{start: now.Add(-72 * time.Hour), spike: now.Add(-10 * time.Hour), spikeValue: 2, rate: 1}
+	cfg := testConfig(t, "")
+	cfg.Capacities = nil
+	owner := "a"
+	mk := func(name string) *Analyzer {
+		a, err := New(cfg, Deps{Queryable: s, Appendable: s, Events: s, Shard: func(labels.Labels) bool { return owner == name }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a, b := mk("a"), mk("b")
+	writeFixture(t, s, f.start, f.start, f)
+	for ts := f.start.Add(30 * time.Minute); !ts.After(now); ts = ts.Add(30 * time.Minute) {
+		writeFixture(t, s, ts.Add(-30*time.Minute+step), ts, f)
+		if ts.Sub(f.start) >= 36*time.Hour {
+			owner = "b"
+		}
+		for _, x := range []*Analyzer{a, b} {
+			if err := x.Step(ctx, ts); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	points := int(72*time.Hour/step) + 1
+	scoredA, scoredB := promtest.ToFloat64(a.m.samples), promtest.ToFloat64(b.m.samples)
+	if int(scoredA+scoredB) != points || scoredA == 0 || scoredB == 0 {
+		t.Fatalf("scored %v by a and %v by b, want %d in all, by both", scoredA, scoredB, points)
+	}
+	vec := query(t, s, `count_over_time(aiops_anomaly_score{service_name="api"}[100h])`, now)
+	if len(vec) != 1 || int(vec[0].F) != points {
+		t.Fatalf("score series: %v", vec)
+	}
+	if vec := query(t, s, `aiops_anomaly_score{service_name="api"}`, f.spike); len(vec) != 1 || vec[0].F < 0.9 {
+		t.Fatalf("score at the spike, after the move: %v, want >= 0.9", vec)
+	}
+	if evs := anomalies(t, s); len(evs) != 1 {
+		t.Fatalf("want 1 anomaly event, got %d", len(evs))
+	}
+	if a.count != 0 {
+		t.Errorf("the old owner keeps %d series", a.count)
+	}
+}

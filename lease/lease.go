@@ -1,152 +1,122 @@
 // Package lease elects one holder among the replicas of a role, so that
 // what must have a single writer (incidents, remediation) has one while
-// several replicas run for availability. It uses what a scaled
-// deployment already has, Kafka: the replicas join one consumer group on
-// a topic of one partition, and the replica that the group assigns that
-// partition holds the lease. When the holder dies, the group's session
-// timeout passes, the group rebalances, and another replica is assigned
-// the partition: the lease moves within about the session timeout.
+// several replicas run for availability.
 //
-// A holder learns that it lost the lease when its generation of the
-// group ends (a rebalance, or heartbeats failing for the session
-// timeout). In between, e.g. across a network partition, a deposed holder
-// may still act for up to the session timeout; each term carries the
-// group's generation id as its epoch, increasing with every change, for
-// writers that can fence on it (an event log that refuses a term's
-// writes once a later epoch has written).
+// Two electors implement the same interface:
+//
+//   - StoreElector (the default of an HA pair) uses the store the replicas
+//     already share: each candidate writes heartbeats to one table, stamped
+//     with the store server's clock, and a term is claimed by writing the
+//     next term number once the holder's heartbeats have gone stale (see
+//     StoreElector). The same heartbeats tell who is alive (Members), for
+//     sharding work such as the analyzer's series.
+//   - KafkaElector uses a Kafka consumer group on a topic of one
+//     partition: the member the group assigns the partition holds the
+//     lease.
+//
+// Either way a holder that dies is replaced within about the TTL (the
+// group's session timeout), and a holder that stops cleanly hands over at
+// once. Each term carries an epoch that grows with every change of holder,
+// for writers that can fence on it.
 package lease
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
+	"hash/fnv"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 )
-
-// Config configures an Elector.
-type Config struct {
-	// Brokers are the Kafka bootstrap brokers.
-	Brokers []string `yaml:"brokers"`
-	// Topic has one partition (more are ignored); create it with one,
-	// or let the brokers create it on first use.
-	Topic string `yaml:"topic"`
-	// Group is the consumer group of the replicas that compete.
-	Group string `yaml:"group"`
-	// SessionTimeout is how long a silent holder keeps the lease: the
-	// upper bound of a dead holder's replacement, less the time to
-	// rebalance.
-	SessionTimeout time.Duration `yaml:"session_timeout"`
-}
-
-// Validate reports the first invalid key, under prefix (e.g.
-// "incidents.lease").
-func (c Config) Validate(prefix string) error {
-	switch {
-	case len(c.Brokers) == 0:
-		return fmt.Errorf("%s.brokers: must name at least one broker", prefix)
-	case c.Topic == "":
-		return fmt.Errorf("%s.topic: must not be empty", prefix)
-	case c.Group == "":
-		return fmt.Errorf("%s.group: must not be empty", prefix)
-	case c.SessionTimeout < time.Second:
-		return fmt.Errorf("%s.session_timeout: must be at least 1s, got %s", prefix, c.SessionTimeout)
-	}
-	return nil
-}
 
 // Term is one holding of the lease.
 type Term struct {
-	// Epoch is the consumer group's generation: larger for every later
-	// term, whoever holds it.
+	// Epoch is larger for every later term, whoever holds it: the store
+	// elector's term number, the consumer group's generation.
 	Epoch int64
-	// Holder is this replica's member id in the group.
+	// Holder is this replica's id in the election.
 	Holder string
 }
 
 // Elector takes part in the election for one replica.
-type Elector struct {
-	cfg    Config
-	logger *slog.Logger
+//
+// Run takes part until ctx is done. Whenever this replica is given the
+// lease it calls lead with a context that is cancelled when the term
+// ends, and waits for lead to return before it takes part again. lead
+// must run until its context is done and return promptly then. Run
+// returns nil when ctx is done, having given the lease up.
+type Elector interface {
+	Run(ctx context.Context, lead func(ctx context.Context, t Term)) error
 }
 
-// New returns an elector; Run takes part.
-func New(cfg Config, logger *slog.Logger) (*Elector, error) {
-	if err := cfg.Validate("lease"); err != nil {
-		return nil, err
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &Elector{cfg: cfg, logger: logger}, nil
+// Backends of Config.Backend.
+const (
+	BackendStore = "store"
+	BackendKafka = "kafka"
+)
+
+// Config chooses and configures an elector. YAML keys live under `ha`
+// in aiops serve's configuration.
+type Config struct {
+	// Backend is "store" (heartbeats in the shared store) or "kafka" (a
+	// consumer group).
+	Backend string `yaml:"lease"`
+	// Store configures the store elector; it also runs with the Kafka
+	// backend, without claiming, to tell which replicas are alive.
+	Store StoreConfig `yaml:"store"`
+	// Kafka configures the Kafka elector.
+	Kafka KafkaConfig `yaml:"kafka"`
 }
 
-// Run takes part in the election until ctx is done. Whenever this
-// replica is given the lease it calls lead with a context that is
-// cancelled when the term ends, and waits for lead to return before it
-// takes part again. lead must run until its context is done and return
-// promptly then: a lead that returns early leaves the lease held, and
-// unused, until the group next rebalances. Run returns nil when ctx is
-// done.
-func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, t Term)) error {
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                e.cfg.Group,
-		Brokers:           e.cfg.Brokers,
-		Topics:            []string{e.cfg.Topic},
-		SessionTimeout:    e.cfg.SessionTimeout,
-		RebalanceTimeout:  e.cfg.SessionTimeout,
-		HeartbeatInterval: max(e.cfg.SessionTimeout/6, 100*time.Millisecond),
-		JoinGroupBackoff:  max(e.cfg.SessionTimeout/6, 100*time.Millisecond),
-		// Every replica re-checks the topic's partitions on its own; one
-		// partition never changes.
-		WatchPartitionChanges: false,
-		Logger:                nil,
-		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { e.logger.Debug(fmt.Sprintf(msg, args...)) }),
-	})
-	if err != nil {
-		return fmt.Errorf("lease: join group %s: %w", e.cfg.Group, err)
-	}
-	defer group.Close()
-	// Closing the group ends the current generation, and with it a term
-	// in progress, and leaves the group, so that another replica takes
-	// the lease at once rather than after the session timeout.
-	stop := context.AfterFunc(ctx, func() { group.Close() })
-	defer stop()
-	for {
-		gen, err := group.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, kafka.ErrGroupClosed) {
-				return fmt.Errorf("lease: group %s closed", e.cfg.Group)
-			}
-			e.logger.Warn("Lease election: joining the group failed; retrying", "group", e.cfg.Group, "err", err)
-			continue
-		}
-		if !holds(gen, e.cfg.Topic) {
-			continue // a follower: wait for the next generation
-		}
-		term := Term{Epoch: int64(gen.ID), Holder: gen.MemberID}
-		e.logger.Info("Lease acquired", "group", e.cfg.Group, "epoch", term.Epoch)
-		done := make(chan struct{})
-		gen.Start(func(termCtx context.Context) {
-			defer close(done)
-			lead(termCtx, term)
-		})
-		<-done
-		e.logger.Info("Lease lost", "group", e.cfg.Group, "epoch", term.Epoch)
-	}
+// DefaultConfig is the store elector with the default TTL.
+func DefaultConfig() Config {
+	return Config{Backend: BackendStore, Store: DefaultStoreConfig(),
+		Kafka: KafkaConfig{Topic: "aiops-lease", Group: "aiops-leader", SessionTimeout: 6 * time.Second}}
 }
 
-// holds reports whether the generation assigns this member partition 0.
-func holds(gen *kafka.Generation, topic string) bool {
-	for _, p := range gen.Assignments[topic] {
-		if p.ID == 0 {
-			return true
+// Validate reports the first invalid key, under prefix (e.g. "ha").
+func (c Config) Validate(prefix string) error {
+	if err := c.Store.Validate(prefix + ".store"); err != nil {
+		return err
+	}
+	switch c.Backend {
+	case BackendStore:
+		return nil
+	case BackendKafka:
+		return c.Kafka.Validate(prefix + ".kafka")
+	}
+	return fmt.Errorf("%s.lease: must be %q or %q, got %q", prefix, BackendStore, BackendKafka, c.Backend)
+}
+
+// Rendezvous returns the member that owns key: the one with the highest
+// hash of (member, key), so that a key moves only when its owner leaves
+// or a member that outranks it joins. Empty without members.
+func Rendezvous(members []string, key uint64) string {
+	var (
+		best  string
+		bestW uint64
+	)
+	var kb [8]byte
+	for i := range kb {
+		kb[i] = byte(key >> (8 * i))
+	}
+	for _, m := range members {
+		h := fnv.New64a()
+		h.Write([]byte(m))
+		h.Write(kb[:])
+		w := mix(h.Sum64())
+		if best == "" || w > bestW || w == bestW && m < best {
+			best, bestW = m, w
 		}
 	}
-	return false
+	return best
+}
+
+// mix spreads FNV's output (splitmix64's finalizer): FNV of inputs that
+// differ only in their last bytes differs mostly in the low bits.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }

@@ -59,13 +59,17 @@ type Deps struct {
 	Clock      engine.Clock
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Standby makes this replica a follower that runs remediation only
+	// while Lead runs (the lease holder of an HA pair).
+	Standby bool
 }
 
 // Remediation is the running component.
 type Remediation struct {
-	eng    *engine.Engine
-	api    *api.API
-	logger *slog.Logger
+	standby bool
+	eng     *engine.Engine
+	api     *api.API
+	logger  *slog.Logger
 }
 
 // LoadRunbooks reads and validates runbook files; every problem is in
@@ -129,6 +133,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Remediation, error) {
 		Runbooks: rbs, Shadow: cfg.Shadow, MaintenanceWindows: cfg.MaintenanceWindows, MaxRuns: cfg.MaxRuns,
 		ConditionInterval: time.Duration(cfg.ConditionInterval), History: time.Duration(cfg.History), ExternalURL: deps.ExternalURL,
 		EscalateUnhandled: engine.UnhandledPolicy{After: time.Duration(cfg.EscalateUnhandled.After), Alerts: cfg.EscalateUnhandled.Alerts},
+		Standby:           deps.Standby,
 	}, engine.Deps{
 		Events: deps.Events, Query: engine.PromQuerier{Engine: deps.Engine, Queryable: deps.Queryable}, Actions: breakers,
 		Incidents: deps.Incidents, Feed: deps.Feed, FeedHead: deps.FeedHead, Parser: deps.Parser, Redact: redact,
@@ -146,7 +151,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Remediation, error) {
 		names[i] = rb.Name
 	}
 	deps.Logger.Info("Remediation ready", "runbooks", strings.Join(names, ","), "drivers", strings.Join(slices.Sorted(maps.Keys(drivers)), ","), "shadow", cfg.Shadow)
-	return &Remediation{eng: eng, api: a, logger: deps.Logger}, nil
+	return &Remediation{standby: deps.Standby, eng: eng, api: a, logger: deps.Logger}, nil
 }
 
 type realClock struct{}
@@ -257,8 +262,19 @@ func checkDrivers(rbs []runbook.Runbook, drivers map[string]action.Driver, cfg C
 	return errors.Join(errs...)
 }
 
-// Run runs the engine until ctx is done.
-func (r *Remediation) Run(ctx context.Context) error { return r.eng.Run(ctx) }
+// Run runs the engine until ctx is done; with Deps.Standby it does
+// nothing until Lead.
+func (r *Remediation) Run(ctx context.Context) error {
+	if !r.standby {
+		return r.eng.Run(ctx)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// Lead reloads the engine's state from the store and runs it until ctx
+// is done (Deps.Standby: this replica holds the lease).
+func (r *Remediation) Lead(ctx context.Context) error { return r.eng.Lead(ctx) }
 
 // Mount registers the REST API on mux.
 func (r *Remediation) Mount(mux *http.ServeMux) { r.api.Mount(mux) }

@@ -80,6 +80,9 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Standby starts the Manager as a follower of the replica holding
+	// the lease: it writes only while Lead runs (see ErrNotLeader).
+	Standby bool
 }
 
 // Manager keeps the incidents.
@@ -125,6 +128,9 @@ type Manager struct {
 	// loaded is set once every incident has been read from the store;
 	// until then changes fail retryably (see New).
 	loaded atomic.Bool
+	// standby is Deps.Standby; leading is set while Lead runs.
+	standby bool
+	leading atomic.Bool
 
 	// testHookPrepared, when set, runs in HandleGroup once the group is
 	// prepared, before the write lock is taken.
@@ -157,7 +163,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
 		deps.Now = time.Now
 	}
 	mg := &Manager{
-		cfg: cfg, events: deps.Events, rc: deps.RootCauses, logger: deps.Logger, now: deps.Now,
+		cfg: cfg, events: deps.Events, rc: deps.RootCauses, logger: deps.Logger, now: deps.Now, standby: deps.Standby,
 		dirty: map[string]bool{}, incidents: map[string]*state{}, byGroup: map[string]string{}, active: map[string]bool{},
 		changed: make(chan struct{}),
 		m: metrics{
@@ -186,13 +192,17 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
 	return mg, nil
 }
 
-// load reads the incidents after New could not, holding every lock, as
-// New's own reading is the only goroutine.
+// load reads the incidents after New could not, or again when this
+// replica takes the lease (Lead), holding every lock, as New's own
+// reading is the only goroutine.
 func (mg *Manager) load(ctx context.Context) error {
 	mg.writeMu.Lock()
 	defer mg.writeMu.Unlock()
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
+	mg.incidents, mg.byGroup, mg.active, mg.order = map[string]*state{}, map[string]string{}, map[string]bool{}, nil
+	mg.dirty, mg.feedDirty = map[string]bool{}, false
+	mg.m.incidents.Reset()
 	if err := mg.rebuild(ctx); err != nil {
 		return err
 	}
@@ -379,6 +389,10 @@ func (mg *Manager) commit(ctx context.Context, t *tx) error {
 	if len(t.evs) == 0 {
 		return nil
 	}
+	if mg.standby && !mg.leading.Load() {
+		// The term ended while the change was decided.
+		return ErrNotLeader
+	}
 	id := t.st.inc.ID
 	out := make([]storage.Event, len(t.evs))
 	for i, e := range t.evs {
@@ -541,7 +555,7 @@ func (mg *Manager) HandleGroup(ctx context.Context, g Group) error {
 	if len(mg.cfg.Receivers) > 0 && !slices.Contains(mg.cfg.Receivers, g.Receiver) {
 		return nil
 	}
-	if err := mg.checkLoaded(); err != nil {
+	if err := mg.checkWritable(); err != nil {
 		return err
 	}
 	p, err := prepareGroup(ctx, g, mg.now())
@@ -835,11 +849,26 @@ func (mg *Manager) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(time.Duration(mg.cfg.CheckInterval))
 	defer tick.Stop()
+	// A follower reads what the leader stores; never fires without
+	// Standby.
+	var follow <-chan time.Time
+	if mg.standby {
+		ft := time.NewTicker(followInterval)
+		defer ft.Stop()
+		follow = ft.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-follow:
+			if err := mg.follow(ctx); err != nil {
+				mg.logger.Warn("Incidents not brought up to date", "err", err)
+			}
 		case <-tick.C:
+			if !mg.Leading() {
+				continue
+			}
 			if err := mg.CheckDeadlines(ctx); err != nil {
 				mg.logger.Warn("Incident deadlines not checked", "err", err)
 			}
@@ -850,7 +879,7 @@ func (mg *Manager) Run(ctx context.Context) error {
 // CheckDeadlines resolves the incidents whose quiet period is over and
 // escalates those unacknowledged for EscalateAfter, once.
 func (mg *Manager) CheckDeadlines(ctx context.Context) error {
-	if err := mg.checkLoaded(); err != nil {
+	if err := mg.checkWritable(); err != nil {
 		return err
 	}
 	mg.writeMu.Lock()
@@ -901,7 +930,7 @@ func (mg *Manager) change(ctx context.Context, id string, a Action, decide func(
 	if len(a.Comment) > MaxCommentBytes {
 		return Incident{}, fmt.Errorf("%w: comment: longer than %d bytes", ErrInvalid, MaxCommentBytes)
 	}
-	if err := mg.checkLoaded(); err != nil {
+	if err := mg.checkWritable(); err != nil {
 		return Incident{}, err
 	}
 	mg.writeMu.Lock()

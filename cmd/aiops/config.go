@@ -24,6 +24,7 @@ import (
 	"github.com/aiops-dev/aiops/api/slackapp"
 	"github.com/aiops-dev/aiops/collector"
 	"github.com/aiops-dev/aiops/internal/selfmon"
+	"github.com/aiops-dev/aiops/lease"
 	"github.com/aiops-dev/aiops/remediation"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
@@ -60,6 +61,35 @@ type Config struct {
 	Remediation remediation.Config `yaml:"remediation"`
 	// SelfMonitoring writes aiops's own metrics into its store.
 	SelfMonitoring selfmon.Config `yaml:"self_monitoring"`
+	// HA makes this node one of several all-in-one replicas on one
+	// ClickHouse (docs/SCALING.md).
+	HA HAConfig `yaml:"ha"`
+}
+
+// HAConfig makes this node one replica of an HA pair (or more) of
+// all-in-one nodes on one ClickHouse. Every replica evaluates the rules,
+// answers queries and serves the APIs; the holder of a lease alone writes
+// incidents, runs remediation and posts to Slack, and every replica
+// analyzes its own share of the series (by rendezvous hashing over the
+// replicas alive). Empty lease: this node acts alone.
+type HAConfig struct {
+	// Lease is "" (off), "store" (heartbeats in ClickHouse) or "kafka" (a
+	// consumer group; the store's heartbeats then only tell who is
+	// alive, for the analyzer).
+	Lease string `yaml:"lease"`
+	// ID names this replica among the candidates; a process id and a
+	// random suffix are added, so that a restarted replica is a new
+	// candidate. Default: the host name.
+	ID    string            `yaml:"id"`
+	Store lease.StoreConfig `yaml:"store"`
+	Kafka lease.KafkaConfig `yaml:"kafka"`
+}
+
+// Enabled reports whether the node is a replica of an HA pair.
+func (c HAConfig) Enabled() bool { return c.Lease != "" }
+
+func (c HAConfig) lease() lease.Config {
+	return lease.Config{Backend: c.Lease, Store: c.Store, Kafka: c.Kafka}
 }
 
 // ServerConfig configures the main HTTP listener.
@@ -174,6 +204,10 @@ func DefaultConfig() Config {
 		Remediation: remediation.DefaultConfig(),
 
 		SelfMonitoring: selfmon.DefaultConfig(),
+		HA: HAConfig{
+			Store: lease.DefaultConfig().Store,
+			Kafka: lease.DefaultConfig().Kafka,
+		},
 	}
 }
 
@@ -227,6 +261,22 @@ func (c Config) Validate() error {
 	}
 	if err := c.Slack.Validate(); err != nil {
 		return err
+	}
+	if c.HA.Enabled() {
+		if err := c.HA.lease().Validate("ha"); err != nil {
+			return err
+		}
+		if c.Storage.Backend != BackendClickHouse {
+			return fmt.Errorf("ha.lease: the replicas of an HA pair share one ClickHouse; storage.backend is %q", c.Storage.Backend)
+		}
+		if c.Alerting.Cluster.ListenAddress == "" {
+			return errors.New("ha.lease: needs alerting.cluster, or every replica sends every notification")
+		}
+		if c.Slack.Enabled() {
+			// Its cursor and thread ids are in a file of the node that
+			// posted: a new leader would post again.
+			return errors.New("ha.lease: the Slack app keeps its threads in a local state file and cannot move between replicas yet; run Slack on a single node")
+		}
 	}
 	if c.Remediation.Enabled() {
 		return c.Remediation.Validate()

@@ -321,14 +321,28 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 		}
 		closers = append(closers, func() { engine.Close(); ruleEngine.Close() })
 
+		// In an HA pair, incidents and remediation start as followers and
+		// act while this replica holds the lease; the analyzer scores
+		// its share of the series.
+		var ha *haNode
+		if cfg.HA.Enabled() {
+			if ha, err = newHANode(cfg.HA, store, logger, s.reg); err != nil {
+				return nil, nil, err
+			}
+		}
+
 		if cfg.analyzerEnabled() {
-			an, err := analyzer.New(cfg.Analyzer, analyzer.Deps{
+			deps := analyzer.Deps{
 				Queryable:  store,
 				Appendable: store,
 				Events:     store,
 				Logger:     logger.With("component", "analyzer"),
 				Registerer: s.reg,
-			})
+			}
+			if ha != nil {
+				deps.Shard = ha.owns
+			}
+			an, err := analyzer.New(cfg.Analyzer, deps)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -342,11 +356,16 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 			RootCauses: correlate.StoreRanker{Events: store, Spans: store, Logger: logger.With("component", "root-causes")},
 			Logger:     logger.With("component", "incidents"),
 			Registerer: s.reg,
+			Standby:    ha != nil,
 		})
 		if err != nil {
 			return nil, nil, err
 		}
 		comps = append(comps, inc)
+		if ha != nil {
+			ha.inc = inc
+			comps = append(comps, ha)
+		}
 
 		al, err := alerting.New(cfg.Alerting, alerting.Deps{
 			Storage:    store,
@@ -427,11 +446,15 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 				ExternalURL: extURL,
 				Logger:      logger.With("component", "remediation"),
 				Registerer:  s.reg,
+				Standby:     ha != nil,
 			})
 			if err != nil {
 				return nil, nil, err
 			}
 			comps = append(comps, rem)
+			if ha != nil {
+				ha.rem = rem
+			}
 			rem.Mount(mux)
 			scopes = append(scopes, rem.Scope)
 		}

@@ -271,7 +271,12 @@ func TestServeRefusesBadConfig(t *testing.T) {
 			files: map[string]string{"bot.token": "xoxb-never-shown"},
 			want:  []string{"slack.users.alice: not a Slack user id"},
 		},
-		"bad remediation": {yaml: "remediation:\n  runbook_files: [rb.yml]\n  max_runs: {count: 3}\n", want: []string{"remediation.max_runs.window: required"}},
+		"bad remediation":          {yaml: "remediation:\n  runbook_files: [rb.yml]\n  max_runs: {count: 3}\n", want: []string{"remediation.max_runs.window: required"}},
+		"ha lease unknown":         {yaml: "ha:\n  lease: etcd\n", want: []string{`ha.lease: must be "store" or "kafka"`}},
+		"ha ttl too short":         {yaml: "ha:\n  lease: store\n  store: {ttl: 1s}\n", want: []string{"ha.store.ttl: must be at least 2s"}},
+		"ha on the embedded store": {yaml: "ha:\n  lease: store\n", want: []string{"ha.lease: the replicas of an HA pair share one ClickHouse"}},
+		"ha without the gossip":    {yaml: "storage: {backend: clickhouse}\nha:\n  lease: store\n", want: []string{"ha.lease: needs alerting.cluster"}},
+		"ha kafka without brokers": {yaml: "ha:\n  lease: kafka\n", want: []string{"ha.kafka.brokers"}},
 		"runbook without its driver": {yaml: "remediation:\n  runbook_files: [" + shippedRunbooks + "]\n",
 			want: []string{"workflow-engine.yml", "remediation.drivers.workflow is not configured"}},
 	} {

@@ -238,6 +238,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusForbidden, "forbidden", "", err.Error())
 	case errors.Is(err, engine.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", "", err.Error())
+	case errors.Is(err, engine.ErrNotLeader):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "", err.Error())
 	case errors.Is(err, context.Canceled):
 		writeError(w, 499, "canceled", "", err.Error())
 	case errors.Is(err, context.DeadlineExceeded):

@@ -404,6 +404,9 @@ func (e *Engine) refuse(ctx context.Context, rb *runbook.Runbook, target map[str
 	payload, _ := json.Marshal(r)
 	se := storage.Event{ID: fmt.Sprintf("refusal-%d-%s", now.UnixNano(), execID()[3:]), Time: r.Time, Kind: DecisionKind,
 		Subject: rb.Name, Labels: map[string]string{"rail": re.Rail}, Payload: payload}
+	if e.writable() != nil {
+		return
+	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := e.deps.Events.AppendEvents(wctx, []storage.Event{se}); err != nil {

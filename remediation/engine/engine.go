@@ -94,6 +94,9 @@ type Config struct {
 	EscalateUnhandled UnhandledPolicy
 	// ExternalURL is what templates' externalURL returns.
 	ExternalURL *url.URL
+	// Standby starts the engine as a follower of the replica holding the
+	// lease: it acts only while Lead runs (see ErrNotLeader).
+	Standby bool
 }
 
 // UnhandledPolicy escalates the incident of a firing alert that matches
@@ -199,6 +202,9 @@ type Engine struct {
 	// cursor handled last. See Activity.
 	busy, sleeping atomic.Int64
 	handled        atomic.Pointer[string]
+
+	// leading is set while Lead runs (Config.Standby).
+	leading atomic.Bool
 }
 
 // Activity says what the engine is doing, for harnesses that move its
@@ -438,6 +444,11 @@ func (e *Engine) appendEvent(ctx context.Context, id string, ev Event) (Executio
 func (e *Engine) store(ctx context.Context, evs []storage.Event) error {
 	wait := 100 * time.Millisecond
 	for {
+		// Checked before every attempt: a deposed leader stops writing
+		// at once, even while it retries.
+		if err := e.writable(); err != nil {
+			return err
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}

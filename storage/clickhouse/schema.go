@@ -100,6 +100,9 @@ const samplesTable = "metric_samples"
 type tables struct {
 	db, migrations, series, samples, histograms, metadata, logs, spans, events string
 	traceIndex, operations                                                     string
+	// leases holds the lease candidates' heartbeats (package lease); not a
+	// data table: in cluster mode only the first shard's server's is used.
+	leases string
 	// dbName is the unquoted database name, for system tables.
 	dbName string
 }
@@ -118,6 +121,7 @@ func newTables(db string) tables {
 		events:     q("events"),
 		traceIndex: q("trace_index"),
 		operations: q("span_operations"),
+		leases:     q("leases"),
 		dbName:     db,
 	}
 }
@@ -144,6 +148,7 @@ var migrations = []migration{
 	{1, "base schema", nil, baseSchema},
 	{2, "mark series with float start timestamps", nil, markStartTimestamps},
 	{3, "span details, trace index and operations", spanDetailColumns, traceTables},
+	{4, "lease heartbeats", nil, leaseTable},
 }
 
 // col renders a column definition, adding the codec only where the server

@@ -115,7 +115,7 @@ func TestOpenMigratesOnceAndDetectsVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "events\nlogs\nmetric_histograms\nmetric_metadata\nmetric_samples\nmetric_series\nschema_migrations\nspan_operations\nspans\ntrace_index\n"
+	want := "events\nleases\nlogs\nmetric_histograms\nmetric_metadata\nmetric_samples\nmetric_series\nschema_migrations\nspan_operations\nspans\ntrace_index\n"
 	if tablesOut != want {
 		t.Fatalf("tables:\n%s\nwant:\n%s", tablesOut, want)
 	}

@@ -52,7 +52,7 @@ func TestTraceIndexMigration(t *testing.T) {
 	}
 
 	s = openWith(t, cfg)
-	if v, err := s.SchemaVersion(ctx); err != nil || v != 3 {
+	if v, err := s.SchemaVersion(ctx); err != nil || v != migrations[len(migrations)-1].version {
 		t.Fatalf("schema version %d, %v", v, err)
 	}
 	id := spans[0].TraceID

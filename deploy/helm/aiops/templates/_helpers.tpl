@@ -78,6 +78,19 @@ its values, then .Values.config, then the role's own config over it.
 {{- else if eq .component "query" -}}
 {{- $_ := set $cfg "role" "all-in-one" -}}
 {{- $_ := set $cfg "storage" (dict "backend" "clickhouse" "embedded" (dict "data_dir" "/var/lib/aiops") "clickhouse" $ch) -}}
+{{- if gt (int $v.query.replicas) 1 -}}
+{{- /* An HA pair (docs/SCALING.md): the replicas notify once through
+       Alertmanager's gossip (every pod by its headless name, itself
+       included) and write incidents and run remediation on the holder
+       of the lease in ClickHouse. */ -}}
+{{- $name := include "aiops.name" . -}}
+{{- $peers := list -}}
+{{- range $i := until (int $v.query.replicas) -}}
+{{- $peers = append $peers (printf "%s-%d.%s-headless:9094" $name $i $name) -}}
+{{- end -}}
+{{- $_ := set $alerting "cluster" (dict "listen_address" "0.0.0.0:9094" "peers" $peers) -}}
+{{- $_ := set $cfg "ha" (dict "lease" "store") -}}
+{{- end -}}
 {{- $_ := set $cfg "alerting" $alerting -}}
 {{- end -}}
 {{- $roleValues := index $v (include "aiops.valuesKey" .component) -}}
@@ -120,6 +133,10 @@ spec:
         {{- if has .component (list "all-in-one" "collector") }}
         - {name: otlp-grpc, containerPort: 4317, protocol: TCP}
         - {name: otlp-http, containerPort: 4318, protocol: TCP}
+        {{- end }}
+        {{- if and (eq .component "query") (gt (int $v.query.replicas) 1) }}
+        - {name: gossip-tcp, containerPort: 9094, protocol: TCP}
+        - {name: gossip-udp, containerPort: 9094, protocol: UDP}
         {{- end }}
       livenessProbe:
         httpGet: {path: /healthz, port: http}

@@ -29,8 +29,8 @@ func startKafka(t *testing.T) []string {
 	return c.ListenAddrs()
 }
 
-func testConfig(brokers []string) Config {
-	return Config{Brokers: brokers, Topic: topic, Group: "aiops-incidents", SessionTimeout: 6 * time.Second}
+func testConfig(brokers []string) KafkaConfig {
+	return KafkaConfig{Brokers: brokers, Topic: topic, Group: "aiops-incidents", SessionTimeout: 6 * time.Second}
 }
 
 // holders tracks which of several in-process electors lead.
@@ -75,7 +75,7 @@ func TestOneHolder(t *testing.T) {
 	cancels := make([]context.CancelFunc, 3)
 	var wg sync.WaitGroup
 	for i := range cancels {
-		e, err := New(testConfig(brokers), testutil.Logger(t))
+		e, err := NewKafka(testConfig(brokers), testutil.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,13 +124,13 @@ func TestOneHolder(t *testing.T) {
 func TestValidate(t *testing.T) {
 	good := testConfig([]string{"k:9092"})
 	for _, c := range []struct {
-		mutate func(*Config)
+		mutate func(*KafkaConfig)
 		key    string
 	}{
-		{func(c *Config) { c.Brokers = nil }, "x.brokers"},
-		{func(c *Config) { c.Topic = "" }, "x.topic"},
-		{func(c *Config) { c.Group = "" }, "x.group"},
-		{func(c *Config) { c.SessionTimeout = time.Millisecond }, "x.session_timeout"},
+		{func(c *KafkaConfig) { c.Brokers = nil }, "x.brokers"},
+		{func(c *KafkaConfig) { c.Topic = "" }, "x.topic"},
+		{func(c *KafkaConfig) { c.Group = "" }, "x.group"},
+		{func(c *KafkaConfig) { c.SessionTimeout = time.Millisecond }, "x.session_timeout"},
 	} {
 		cfg := good
 		c.mutate(&cfg)
@@ -152,7 +152,7 @@ func TestLeaseChildProcess(t *testing.T) {
 	if os.Getenv(envChild) == "" {
 		return
 	}
-	e, err := New(testConfig(strings.Split(os.Getenv(envBrokers), ",")), nil)
+	e, err := NewKafka(testConfig(strings.Split(os.Getenv(envBrokers), ",")), nil)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(3)
@@ -198,14 +198,16 @@ func (r *replica) last() string {
 	return r.lines[len(r.lines)-1]
 }
 
-func startReplica(t *testing.T, brokers []string) *replica {
+// startReplica re-runs the test binary as a replica: the child test
+// named run, with env added.
+func startReplica(t *testing.T, run string, env ...string) *replica {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^TestLeaseChildProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envChild+"=1", envBrokers+"="+strings.Join(brokers, ","))
+	cmd := exec.Command(exe, "-test.run=^"+run+"$", "-test.count=1")
+	cmd.Env = append(append(os.Environ(), envChild+"=1"), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -246,7 +248,7 @@ func startReplica(t *testing.T, brokers []string) *replica {
 // within the session timeout and a rebalance, in a later epoch.
 func TestHolderKilled(t *testing.T) {
 	brokers := startKafka(t)
-	rs := []*replica{startReplica(t, brokers), startReplica(t, brokers)}
+	rs := []*replica{startReplica(t, "TestLeaseChildProcess", envBrokers+"="+strings.Join(brokers, ",")), startReplica(t, "TestLeaseChildProcess", envBrokers+"="+strings.Join(brokers, ","))}
 	var holder int
 	testutil.Eventually(t, 60*time.Second, "one replica holds the lease", func() (bool, string) {
 		var leading []int

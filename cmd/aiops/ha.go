@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/lease"
+	"github.com/aiops-dev/aiops/remediation"
+	"github.com/aiops-dev/aiops/storage"
+)
+
+// haNode is this replica's part in an HA pair (ha.lease): the election
+// of the replica that writes incidents and runs remediation, and the
+// heartbeats that tell which replicas are alive, over which the
+// analyzer's series are shared out.
+type haNode struct {
+	members *lease.StoreElector
+	elector lease.Elector
+	kafka   bool
+	logger  *slog.Logger
+	leader  prometheus.Gauge
+	term    prometheus.Gauge
+
+	// Set once built; they start as followers (Standby).
+	inc *incident.Manager
+	rem *remediation.Remediation
+}
+
+func newHANode(cfg HAConfig, store storage.Store, logger *slog.Logger, reg prometheus.Registerer) (*haNode, error) {
+	ls, ok := store.(lease.Store)
+	if !ok {
+		return nil, errors.New("ha.lease: the store keeps no lease heartbeats (storage.backend must be clickhouse)")
+	}
+	logger = logger.With("component", "ha")
+	id, err := replicaID(cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	se, err := lease.NewStore(cfg.Store, ls, id, logger)
+	if err != nil {
+		return nil, err
+	}
+	h := &haNode{members: se, elector: se, logger: logger,
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "aiops_ha_leader", Help: "1 while this replica holds the lease: it writes incidents and runs remediation."}),
+		term:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "aiops_ha_term", Help: "The term (epoch) of the lease this replica last held."}),
+	}
+	if cfg.Lease == lease.BackendKafka {
+		ke, err := lease.NewKafka(cfg.Kafka, logger)
+		if err != nil {
+			return nil, err
+		}
+		h.elector, h.kafka = ke, true
+	}
+	for _, c := range []prometheus.Collector{h.leader, h.term} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("ha: register metrics: %w", err)
+		}
+	}
+	logger.Info("Replica of an HA pair", "id", id, "lease", cfg.Lease)
+	return h, nil
+}
+
+// replicaID is the configured name (default the host name), this
+// process's id and a random suffix: a restarted replica is a new
+// candidate, whose old heartbeats are not taken for its own.
+func replicaID(name string) (string, error) {
+	if name == "" {
+		var err error
+		if name, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("ha.id: not set, and no host name: %w", err)
+		}
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s-%d-%s", name, os.Getpid(), hex.EncodeToString(b[:])), nil
+}
+
+// owns reports whether this replica analyzes the series.
+func (h *haNode) owns(ls labels.Labels) bool { return h.members.Owns(ls.Hash()) }
+
+// Run takes part in the election until ctx is done.
+func (h *haNode) Run(ctx context.Context) error {
+	if h.kafka {
+		go func() {
+			if err := h.members.RunMember(ctx); err != nil {
+				h.logger.Error("Heartbeats stopped", "err", err)
+			}
+		}()
+	}
+	return h.elector.Run(ctx, h.lead)
+}
+
+// lead runs for one term: incidents first (read again from the store),
+// then remediation, which follows them.
+func (h *haNode) lead(ctx context.Context, t lease.Term) {
+	h.leader.Set(1)
+	h.term.Set(float64(t.Epoch))
+	defer h.leader.Set(0)
+	h.logger.Info("This replica holds the lease: it writes incidents and runs remediation", "term", t.Epoch)
+	if err := h.inc.Lead(ctx); err != nil {
+		return
+	}
+	if h.rem != nil {
+		if err := h.rem.Lead(ctx); err != nil && ctx.Err() == nil {
+			h.logger.Error("Remediation stopped", "err", err)
+		}
+	}
+	<-ctx.Done()
+	h.logger.Info("The lease is gone: following", "term", t.Epoch)
+}

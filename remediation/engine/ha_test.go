@@ -1,0 +1,72 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/api/promapi"
+	"github.com/aiops-dev/aiops/internal/testutil"
+	"github.com/aiops-dev/aiops/remediation/engine"
+)
+
+// TestStandbyTakesOver: a standby engine beside the acting one refuses
+// to approve; when the acting one is gone and the standby leads, it has
+// the pending approval (its deadline too) from the store, runs it once
+// approved, and does not run the trigger again.
+func TestStandbyTakesOver(t *testing.T) {
+	h := newHarness(t, approval)
+	h.fire("g1", errorAlert("api-1"), t0)
+	x := h.waitState(h.waitExecutions(1)[0].ID, engine.StatePendingApproval, 0)
+
+	pe, err := promapi.NewEngine(promapi.DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pe.Close()
+	cfg := h.cfg
+	cfg.Standby = true
+	standby, err := engine.New(context.Background(), cfg, engine.Deps{
+		Events: h.events, Query: engine.PromQuerier{Engine: pe, Queryable: h.store}, Actions: h.drv,
+		Incidents: h.inc, Feed: h.inc.Feed(incident.FeedOptions{PollInterval: 20 * time.Millisecond}), FeedHead: h.inc.FeedHead,
+		Clock: h.clock, Logger: testutil.Logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := engine.Principal{ID: "alice"}
+	if _, err := standby.Approve(context.Background(), x.ID, alice, ""); !errors.Is(err, engine.ErrNotLeader) {
+		t.Fatalf("a standby approved: %v", err)
+	}
+
+	h.stop() // the acting replica is gone
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); standby.Lead(ctx) }()
+	defer func() { cancel(); <-done }()
+	testutil.WaitFor(t, "the standby leads", 10*time.Second, standby.Leading)
+	h.eng = standby
+	y := h.waitState(x.ID, engine.StatePendingApproval, 0)
+	if !y.Approval.Deadline.Equal(x.Approval.Deadline) {
+		t.Fatalf("deadline %s, was %s", y.Approval.Deadline, x.Approval.Deadline)
+	}
+	if _, err := standby.Approve(context.Background(), x.ID, alice, ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(x.ID, engine.StateSucceeded, 0)
+	if n := h.drv.count(); n != 1 {
+		t.Fatalf("%d actions, want the approved one", n)
+	}
+	if xs := standby.List(engine.Filter{}); len(xs) != 1 {
+		t.Fatalf("%d executions: the trigger ran again on taking over", len(xs))
+	}
+
+	// The term ends: writes stop at once.
+	cancel()
+	<-done
+	if _, err := standby.Engage(context.Background(), alice, "stop"); !errors.Is(err, engine.ErrNotLeader) {
+		t.Errorf("engaged the kill switch after the term: %v", err)
+	}
+}
