@@ -282,7 +282,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		defer l.close()
 		for run := 1; run <= max(cfg.Runs, 1); run++ {
 			for _, sc := range scenarios {
-				if err := l.reset(cfg.Seed); err != nil {
+				if err := l.reset(ctx, cfg.Seed); err != nil {
 					return nil, err
 				}
 				r, err := runScenario(ctx, cfg, l, sc)
@@ -476,7 +476,12 @@ func runScenario(ctx context.Context, cfg Config, l *loop, sc Scenario) (Result,
 	default:
 		res.Outcome = Missed
 	}
-	if unfixableDetected.IsZero() {
+	switch {
+	case !unfixableAt.After(injected):
+		// The fault without a fix came first: its detection is the
+		// first alert.
+		unfixableDetected = detected
+	case unfixableDetected.IsZero():
 		unfixableDetected = unfixableNew
 	}
 	if !unfixableDetected.IsZero() && unfixableDetected.After(detected) {

@@ -77,7 +77,7 @@ func newLoop(ctx context.Context, cfg Config, seed uint64, logger *slog.Logger) 
 			l.close()
 		}
 	}()
-	if err := l.reset(seed); err != nil {
+	if err := l.reset(ctx, seed); err != nil {
 		return nil, err
 	}
 	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*l.handler.Load()).ServeHTTP(w, r) }))
@@ -137,8 +137,21 @@ func newLoop(ctx context.Context, cfg Config, seed uint64, logger *slog.Logger) 
 }
 
 // reset starts a fresh simulator with seed, a day after the previous
-// one began, and points the control API at it.
-func (l *loop) reset(seed uint64) error {
+// one began, and points the control API at it. The on-call closes what
+// the last scenario left open (the escalated incidents), as people
+// would before the next day: else its alerts would join them.
+func (l *loop) reset(ctx context.Context, seed uint64) error {
+	if l.inc != nil {
+		incs, _ := l.inc.List(incident.Query{})
+		for _, i := range incs {
+			if i.Status == incident.StatusResolved {
+				continue
+			}
+			if _, err := l.inc.Resolve(ctx, i.ID, incident.Action{Actor: "chaos-oncall", Comment: "the scenario is over"}); err != nil {
+				return fmt.Errorf("resolve %s: %w", i.ID, err)
+			}
+		}
+	}
 	mc := simmodel.DefaultConfig()
 	mc.Start, mc.Seed = testutil.Epoch.AddDate(0, 0, l.day), seed
 	l.day++
