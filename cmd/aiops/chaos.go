@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 )
@@ -26,8 +27,8 @@ type chaosCommand struct {
 	scenarios string
 	out       string
 	faults    string
-	baseline  string
-	step      string
+	baseline  time.Duration
+	step      time.Duration
 	seed      uint64
 	runs      int
 	rules     string
@@ -42,8 +43,8 @@ func newChaosCommand(app *kingpin.Application) *chaosCommand {
 	c.cmd.Flag("scenarios", "Directory of scenario files (YAML) to run instead of the catalogue.").PlaceHolder("DIR").StringVar(&c.scenarios)
 	c.cmd.Flag("out", "Directory for the report.").Default("chaos-report").StringVar(&c.out)
 	c.cmd.Flag("faults", "Only the scenarios made of these faults, comma-separated.").PlaceHolder("a,b").StringVar(&c.faults)
-	c.cmd.Flag("baseline", "Healthy stretch in which no action may run (0 skips it).").Default("30m").StringVar(&c.baseline)
-	c.cmd.Flag("step", "Simulated interval: the simulator's step and the rules' evaluation interval.").Default("5s").StringVar(&c.step)
+	c.cmd.Flag("baseline", "Healthy stretch in which no action may run (0 skips it).").Default("30m").DurationVar(&c.baseline)
+	c.cmd.Flag("step", "Simulated interval: the simulator's step and the rules' evaluation interval.").Default("5s").DurationVar(&c.step)
 	c.cmd.Flag("seed", "The simulator's seed (the baseline's is one more).").Default("7").Uint64Var(&c.seed)
 	c.cmd.Flag("runs", "Runs of the scenarios against one aiops, its learning record carried over (0: the baseline alone).").Default("2").IntVar(&c.runs)
 	c.cmd.Flag("rules", "Rule files (glob).").Default("deploy/rules/*.yml").StringVar(&c.rules)
@@ -57,7 +58,7 @@ func (c *chaosCommand) fullCommand() string { return c.cmd.FullCommand() }
 
 // args are aiops-bench's arguments.
 func (c *chaosCommand) args() []string {
-	args := []string{"chaos", "run", "--out", c.out, "--baseline", c.baseline, "--step", c.step,
+	args := []string{"chaos", "run", "--out", c.out, "--baseline", c.baseline.String(), "--step", c.step.String(),
 		"--seed", strconv.FormatUint(c.seed, 10), "--runs", strconv.Itoa(c.runs), "--rules", c.rules, "--runbooks", c.runbooks}
 	if c.scenarios != "" {
 		args = append(args, "--scenarios", c.scenarios)
@@ -91,12 +92,19 @@ func (c *chaosCommand) benchPath() (string, error) {
 }
 
 func (c *chaosCommand) run(ctx context.Context, stdout, stderr io.Writer) error {
+	if c.runs < 0 {
+		return fmt.Errorf("--runs: must be >= 0, got %d", c.runs)
+	}
 	bin, err := c.benchPath()
 	if err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, bin, c.args()...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// Interrupted, the harness is interrupted in turn, so that it stops
+	// and removes its stores; killed only if it does not end in time.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %w", bin, err)
 	}
