@@ -123,7 +123,7 @@ fuzz:
 ## chaos: the closed loop measured (docs/BENCHMARKS.md): the simulator's faults healed by the shipped rules and runbooks
 CHAOSFLAGS ?=
 chaos: build
-	$(BIN)/aiops-bench chaos run --out $(CURDIR)/chaos-report $(CHAOSFLAGS)
+	$(BIN)/aiops chaos run --out $(CURDIR)/chaos-report $(CHAOSFLAGS)
 
 fmt:
 	gofmt -l -w .

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/aiops-dev/aiops/sim/chaos"
@@ -38,6 +39,10 @@ type Config struct {
 	Faults []string
 	// Scenarios replace the built-in scenarios (see LoadScenarios).
 	Scenarios []Scenario
+	// Runs is how many times the scenarios run in turn against one aiops,
+	// whose incidents, executions and learning record carry over from
+	// run to run (each scenario on a fresh simulator); 0 is 1.
+	Runs int
 	// Baseline is the healthy stretch in which no action may run; 0
 	// skips it.
 	Baseline time.Duration
@@ -56,8 +61,10 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Step: 5 * time.Second, Seed: 7, Baseline: 30 * time.Minute,
-		EscalateAfter:  2 * time.Minute,
+		Step: 5 * time.Second, Seed: 7, Baseline: 30 * time.Minute, Runs: 2,
+		// Within two minutes of the first alert: the critical alert the
+		// policy covers may follow a first warning by up to 30 s.
+		EscalateAfter:  90 * time.Second,
 		EscalateAlerts: []string{`{severity="critical"}`, `{alertname="CrashLooping"}`},
 	}
 }
@@ -170,7 +177,9 @@ const (
 // Result is one scenario's measurement; times are seconds from the first
 // fault's injection, nil when it did not happen.
 type Result struct {
-	Name   string   `json:"name"`
+	Name string `json:"name"`
+	// Run counts the runs of the scenarios against one aiops, from 1.
+	Run    int      `json:"run"`
 	Faults []string `json:"faults"`
 	// Fixable: the simulator knows a fix for every fault, which
 	// remediation may apply; otherwise the right outcome is escalation.
@@ -186,6 +195,10 @@ type Result struct {
 	// leak, a filling disk) are fixed before they hurt.
 	UnhealthySeconds float64  `json:"unhealthy_seconds"`
 	EscalateSeconds  *float64 `json:"escalate_seconds,omitempty"`
+	// UnfixableDetectSeconds is, when later than DetectSeconds, the
+	// first alert after the fault without a fix started: what its
+	// escalation is timed from.
+	UnfixableDetectSeconds *float64 `json:"unfixable_detect_seconds,omitempty"`
 	// ResolvedByRunbook: an incident resolved itself as fixed by the run
 	// (its alerts cleared after the fix), at ResolvedSeconds.
 	ResolvedByRunbook bool     `json:"resolved_by_runbook"`
@@ -217,15 +230,23 @@ type Baseline struct {
 
 // Report is a run's result.
 type Report struct {
+	// Scenarios are every run's, in order.
 	Scenarios []Result  `json:"scenarios"`
 	Baseline  *Baseline `json:"baseline,omitempty"`
-	Summary   Summary   `json:"summary"`
-	StepSec   float64   `json:"step_seconds"`
-	Seed      uint64    `json:"seed"`
+	// Summary is the first run's; Runs has one per run.
+	Summary Summary   `json:"summary"`
+	Runs    []Summary `json:"runs"`
+	// NoSlower: every run's median time to recover is no longer than the
+	// first's, nor is any scenario's time to recover (within a step).
+	NoSlower bool     `json:"later_runs_no_slower"`
+	Slower   []string `json:"slower,omitempty"`
+	StepSec  float64  `json:"step_seconds"`
+	Seed     uint64   `json:"seed"`
 }
 
-// Run runs the scenarios one at a time, each on a fresh simulator and a
-// fresh aiops, then the baseline.
+// Run runs the scenarios one at a time, each on a fresh simulator, cfg.Runs
+// times against one aiops, then the baseline on a fresh simulator and a
+// fresh aiops.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Step <= 0 || cfg.Step > time.Minute {
 		return nil, fmt.Errorf("step: must be in (0, 1m], got %s", cfg.Step)
@@ -253,14 +274,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		})
 	}
 	rep := &Report{StepSec: cfg.Step.Seconds(), Seed: cfg.Seed}
-	for _, sc := range scenarios {
-		r, err := runScenario(ctx, cfg, sc)
+	if len(scenarios) > 0 {
+		l, err := newLoop(ctx, cfg, cfg.Seed, cfg.Logger)
 		if err != nil {
-			return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+			return nil, err
 		}
-		rep.Scenarios = append(rep.Scenarios, r)
-		if cfg.Progress != nil {
-			cfg.Progress(r)
+		defer l.close()
+		for run := 1; run <= max(cfg.Runs, 1); run++ {
+			for _, sc := range scenarios {
+				if err := l.reset(ctx, cfg.Seed); err != nil {
+					return nil, err
+				}
+				r, err := runScenario(ctx, cfg, l, sc)
+				if err != nil {
+					return nil, fmt.Errorf("run %d: scenario %s: %w", run, sc.Name, err)
+				}
+				r.Run = run
+				rep.Scenarios = append(rep.Scenarios, r)
+				if cfg.Progress != nil {
+					cfg.Progress(r)
+				}
+			}
 		}
 	}
 	if cfg.Baseline > 0 {
@@ -270,20 +304,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Baseline = b
 	}
-	rep.Summary = summarize(rep)
+	rep.summarizeRuns(cfg.Step)
 	return rep, nil
 }
 
 func secs(d time.Duration) *float64 { v := d.Seconds(); return &v }
 
-func runScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
+func runScenario(ctx context.Context, cfg Config, l *loop, sc Scenario) (Result, error) {
 	wall := time.Now()
 	res := Result{Name: sc.Name}
-	l, err := newLoop(ctx, cfg, cfg.Seed, cfg.Logger.With("scenario", sc.Name))
-	if err != nil {
-		return res, err
-	}
-	defer l.close()
+	start := l.sim.Now()
 	warmup := sc.Warmup
 	if warmup == 0 {
 		warmup = 12 * time.Minute
@@ -297,12 +327,20 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 			return res, err
 		}
 	}
-	if !l.sim.Health().Healthy || len(l.active()) > 0 || len(l.actions(time.Time{})) > 0 {
+	if !l.sim.Health().Healthy || len(l.active()) > 0 || len(l.actions(start)) > 0 {
 		res.Note = "not quiet before the fault"
 	}
 	injected := l.sim.Now()
 	fix := map[string]bool{}
 	res.Fixable = true
+	// unfixableAt is when the first fault without a fix starts; the
+	// escalation it needs is timed from its own detection (a pair's other
+	// fault may have been detected long before): the first alert that
+	// was not firing then and names what the fault hits (its target as
+	// a label value, e.g. job="worker"), else the first that was not
+	// firing then.
+	var unfixableAt time.Time
+	unfixableTargets := map[string]bool{}
 	for _, spec := range sc.Faults {
 		spec.Duration = chaos.Duration(3 * time.Hour)
 		flt, err := l.sim.InjectFault(spec)
@@ -311,13 +349,18 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 		}
 		res.Faults = append(res.Faults, flt.Fault)
 		if flt.Fix.Escalate {
+			if at := injected.Add(time.Duration(spec.Start)); res.Fixable || at.Before(unfixableAt) {
+				unfixableAt = at
+			}
+			unfixableTargets[flt.Target] = true
 			res.Fixable = false
 		}
 		for _, a := range flt.Fix.Actions {
 			fix[a.Action+" "+a.Target] = true
 		}
 	}
-	var detected, escalated, fixedAt time.Time
+	var detected, escalated, fixedAt, unfixableDetected, unfixableNew time.Time
+	firingBefore := map[uint64]bool{}
 	wrong := false
 	for deadline := injected.Add(within); ; {
 		if err := l.tick(ctx); err != nil {
@@ -334,7 +377,24 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 		if detected.IsZero() && p.Firing > 0 {
 			detected = now
 		}
-		if escalated.IsZero() && l.escalated() {
+		if !res.Fixable && unfixableDetected.IsZero() {
+			for _, a := range l.active() {
+				switch h := a.Labels.Hash(); {
+				case now.Before(unfixableAt):
+					firingBefore[h] = true
+				case !firingBefore[h]:
+					if unfixableNew.IsZero() {
+						unfixableNew = now
+					}
+					a.Labels.Range(func(lb labels.Label) {
+						if unfixableTargets[lb.Value] && unfixableDetected.IsZero() {
+							unfixableDetected = now
+						}
+					})
+				}
+			}
+		}
+		if escalated.IsZero() && l.escalated(injected) {
 			escalated = now
 		}
 		got := map[string]bool{}
@@ -369,7 +429,7 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 		// The incident resolves itself as fixed by the run once its alerts
 		// clear; anything else done meanwhile counts too.
 		for end := l.sim.Now().Add(20 * time.Minute); l.sim.Now().Before(end); {
-			if l.resolvedByRunbook() {
+			if l.resolvedByRunbook(injected) {
 				res.ResolvedByRunbook = true
 				res.ResolvedSeconds = secs(l.sim.Now().Sub(injected))
 				break
@@ -416,8 +476,19 @@ func runScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 	default:
 		res.Outcome = Missed
 	}
+	switch {
+	case !unfixableAt.After(injected):
+		// The fault without a fix came first: its detection is the
+		// first alert.
+		unfixableDetected = detected
+	case unfixableDetected.IsZero():
+		unfixableDetected = unfixableNew
+	}
+	if !unfixableDetected.IsZero() && unfixableDetected.After(detected) {
+		res.UnfixableDetectSeconds = secs(unfixableDetected.Sub(injected))
+	}
 	res.Correct = res.Fixable && res.Outcome == AutoResolved ||
-		!res.Fixable && res.Outcome == Escalated && res.DetectSeconds != nil && escalated.Sub(detected) <= 2*time.Minute+cfg.Step
+		!res.Fixable && res.Outcome == Escalated && !unfixableDetected.IsZero() && escalated.Sub(unfixableDetected) <= 2*time.Minute+cfg.Step
 	res.WallSeconds = time.Since(wall).Seconds()
 	return res, nil
 }

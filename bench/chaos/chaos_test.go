@@ -22,22 +22,28 @@ func shipped(t *testing.T) Config {
 	}
 	cfg.DataDir = t.TempDir()
 	cfg.Step = 15 * time.Second
+	cfg.Runs = 1
 	return cfg
 }
 
 // TestRun: a fault with a fix is auto-resolved by exactly its fix, one
-// without is escalated within two minutes of its detection, a short
-// baseline takes no action; the report says so in JSON and markdown.
+// without is escalated within two minutes of its detection, the second
+// run against the same aiops recovers no slower, a short baseline takes
+// no action; the report says so in JSON and markdown.
 func TestRun(t *testing.T) {
 	cfg := shipped(t)
 	cfg.Faults = []string{"bad_config", "worker_crash_loop"}
 	cfg.Baseline = 15 * time.Minute
+	cfg.Runs = 2
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Scenarios) != 2 {
-		t.Fatalf("%d scenarios, want bad_config and worker_crash_loop", len(rep.Scenarios))
+	if len(rep.Scenarios) != 4 || rep.Scenarios[0].Run != 1 || rep.Scenarios[3].Run != 2 {
+		t.Fatalf("%d scenarios, want bad_config and worker_crash_loop twice", len(rep.Scenarios))
+	}
+	if len(rep.Runs) != 2 || !rep.NoSlower || rep.Runs[1].AutoResolved != 1 || rep.Runs[1].MedianRecoverSeconds > rep.Runs[0].MedianRecoverSeconds {
+		t.Errorf("runs %+v, no slower %v %v", rep.Runs, rep.NoSlower, rep.Slower)
 	}
 	for _, r := range rep.Scenarios {
 		switch r.Faults[0] {
@@ -81,11 +87,13 @@ func TestRun(t *testing.T) {
 	if _, ok := doc.Baseline["actions"]; !ok {
 		t.Error("report.json baseline lacks actions")
 	}
-	if fi, err := os.Stat(filepath.Join(dir, "timeline-bad_config_api-1.png")); err != nil || fi.Size() < 1000 {
-		t.Errorf("timeline picture: %v", err)
+	for _, name := range []string{"timeline-bad_config_api-1.png", "timeline-bad_config_api-1-run2.png"} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() < 1000 {
+			t.Errorf("timeline picture: %v", err)
+		}
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
-	if !strings.Contains(string(md), "| bad_config/api-1 | true | auto_resolved | true |") {
+	if !strings.Contains(string(md), "| 2 | bad_config/api-1 | true | auto_resolved | true |") || !strings.Contains(string(md), "recovered no slower than the first") {
 		t.Errorf("report.md:\n%s", md)
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/alertmanager/alert"
@@ -41,41 +43,44 @@ import (
 // simulator's control API over HTTP. Each step waits for the remediation
 // engine to settle, so the outcome does not depend on the machine's
 // speed.
+//
+// One aiops serves every scenario of a run (its store, incidents,
+// executions and learning record carry over); each scenario gets a fresh
+// simulator (reset), a day after the previous one, so the store's time
+// only moves forward and every scenario starts at the same hour.
 type loop struct {
-	sim    *simengine.Engine
-	srv    *httptest.Server
-	store  *embedded.Store
-	dir    string
-	engine *promql.Engine
-	groups []*rules.Group
-	conv   *prw.PrometheusConverter
-	prwSet prw.Settings
-	clock  *testutil.Clock
-	inc    *incident.Manager
-	rem    *remediation.Remediation
-	firing map[model.Fingerprint]*alert.Alert
-	stop   func()
+	sim *simengine.Engine
+	// handler is the current simulator's control API, behind srv.
+	handler atomic.Pointer[http.Handler]
+	srv     *httptest.Server
+	cfg     Config
+	day     int
+	store   *embedded.Store
+	dir     string
+	engine  *promql.Engine
+	groups  []*rules.Group
+	conv    *prw.PrometheusConverter
+	prwSet  prw.Settings
+	clock   *testutil.Clock
+	inc     *incident.Manager
+	rem     *remediation.Remediation
+	firing  map[model.Fingerprint]*alert.Alert
+	stop    func()
 }
 
+const controlToken = "chaos-bench-control-token"
+
 func newLoop(ctx context.Context, cfg Config, seed uint64, logger *slog.Logger) (_ *loop, err error) {
-	l := &loop{firing: map[model.Fingerprint]*alert.Alert{}}
+	l := &loop{firing: map[model.Fingerprint]*alert.Alert{}, cfg: cfg}
 	defer func() {
 		if err != nil {
 			l.close()
 		}
 	}()
-	mc := simmodel.DefaultConfig()
-	mc.Start, mc.Seed = testutil.Epoch, seed
-	opts := telemetry.DefaultOptions()
-	if l.sim, err = simengine.New(simengine.Config{Model: mc, Levels: truth.DefaultLevels(), Step: cfg.Step, Telemetry: &opts}); err != nil {
+	if err := l.reset(ctx, seed); err != nil {
 		return nil, err
 	}
-	const token = "chaos-bench-control-token"
-	h, err := control.NewHandler(l.sim, token, nil)
-	if err != nil {
-		return nil, err
-	}
-	l.srv = httptest.NewServer(h)
+	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*l.handler.Load()).ServeHTTP(w, r) }))
 
 	if l.dir, err = os.MkdirTemp(cfg.DataDir, "chaos-"); err != nil {
 		return nil, err
@@ -116,7 +121,7 @@ func newLoop(ctx context.Context, cfg Config, seed uint64, logger *slog.Logger) 
 	rcfg := remediation.DefaultConfig()
 	rcfg.RunbookFiles = cfg.RunbookFiles
 	rcfg.EscalateUnhandled = remediation.UnhandledConfig{After: model.Duration(cfg.EscalateAfter), Alerts: cfg.EscalateAlerts}
-	rcfg.Drivers.Workflow = &remediation.WorkflowConfig{URL: l.srv.URL, Token: remediation.Secret{Value: token}}
+	rcfg.Drivers.Workflow = &remediation.WorkflowConfig{URL: l.srv.URL, Token: remediation.Secret{Value: controlToken}}
 	if l.rem, err = remediation.New(ctx, rcfg, remediation.Deps{
 		Events: l.store, Queryable: l.store, Engine: l.engine, Parser: p,
 		Incidents: l.inc, Feed: l.inc.Feed(incident.FeedOptions{PollInterval: 20 * time.Millisecond}), FeedHead: l.inc.FeedHead,
@@ -129,6 +134,40 @@ func newLoop(ctx context.Context, cfg Config, seed uint64, logger *slog.Logger) 
 	go func() { defer close(done); l.rem.Run(rctx) }()
 	l.stop = func() { cancel(); <-done }
 	return l, nil
+}
+
+// reset starts a fresh simulator with seed, a day after the previous
+// one began, and points the control API at it. The on-call closes what
+// the last scenario left open (the escalated incidents), as people
+// would before the next day: else its alerts would join them.
+func (l *loop) reset(ctx context.Context, seed uint64) error {
+	if l.inc != nil {
+		incs, _ := l.inc.List(incident.Query{})
+		for _, i := range incs {
+			if i.Status == incident.StatusResolved {
+				continue
+			}
+			if _, err := l.inc.Resolve(ctx, i.ID, incident.Action{Actor: "chaos-oncall", Comment: "the scenario is over"}); err != nil {
+				return fmt.Errorf("resolve %s: %w", i.ID, err)
+			}
+		}
+	}
+	mc := simmodel.DefaultConfig()
+	mc.Start, mc.Seed = testutil.Epoch.AddDate(0, 0, l.day), seed
+	l.day++
+	opts := telemetry.DefaultOptions()
+	sim, err := simengine.New(simengine.Config{Model: mc, Levels: truth.DefaultLevels(), Step: l.cfg.Step, Telemetry: &opts})
+	if err != nil {
+		return err
+	}
+	h, err := control.NewHandler(sim, controlToken, nil)
+	if err != nil {
+		return err
+	}
+	var hh http.Handler = h
+	l.sim = sim
+	l.handler.Store(&hh)
+	return nil
 }
 
 func (l *loop) close() {
@@ -268,23 +307,24 @@ func (l *loop) actions(after time.Time) []truth.Event {
 	return out
 }
 
-// escalated reports whether some incident went to people.
-func (l *loop) escalated() bool {
+// escalated reports whether some incident opened since t went to
+// people.
+func (l *loop) escalated(since time.Time) bool {
 	incs, _ := l.inc.List(incident.Query{})
 	for _, i := range incs {
-		if i.EscalationLevel > 0 {
+		if i.EscalationLevel > 0 && !i.OpenedAt.Before(since) {
 			return true
 		}
 	}
 	return false
 }
 
-// resolvedByRunbook reports whether some incident resolved as fixed by
-// a run.
-func (l *loop) resolvedByRunbook() bool {
+// resolvedByRunbook reports whether some incident opened since t
+// resolved as fixed by a run.
+func (l *loop) resolvedByRunbook(since time.Time) bool {
 	incs, _ := l.inc.List(incident.Query{})
 	for _, i := range incs {
-		if i.FixedBy != nil && i.Status == incident.StatusResolved {
+		if i.FixedBy != nil && i.Status == incident.StatusResolved && !i.OpenedAt.Before(since) {
 			return true
 		}
 	}

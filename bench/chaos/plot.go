@@ -61,16 +61,21 @@ func (r Result) Picture(path string) error {
 	return p.Save(8*vg.Inch, 3*vg.Inch, path)
 }
 
-// pictureName is a scenario's PNG file name.
-func pictureName(name string) string {
+// pictureName is a scenario's PNG file name; the runs after the first
+// say which they are.
+func pictureName(res Result) string {
 	r := strings.NewReplacer("/", "_", "+", "_and_", " ", "_")
-	return "timeline-" + r.Replace(name) + ".png"
+	run := ""
+	if res.Run > 1 {
+		run = fmt.Sprintf("-run%d", res.Run)
+	}
+	return "timeline-" + r.Replace(res.Name) + run + ".png"
 }
 
 // writePictures writes one PNG per scenario into dir.
 func (rep *Report) writePictures(dir string) error {
 	for _, r := range rep.Scenarios {
-		if err := r.Picture(filepath.Join(dir, pictureName(r.Name))); err != nil {
+		if err := r.Picture(filepath.Join(dir, pictureName(r))); err != nil {
 			return fmt.Errorf("timeline of %s: %w", r.Name, err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Summary are the figures the issue's targets are stated in.
@@ -69,10 +70,51 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-func summarize(rep *Report) Summary {
+// summarizeRuns sets the report's summaries and compares the later runs
+// with the first.
+func (rep *Report) summarizeRuns(step time.Duration) {
+	byRun := map[int][]Result{}
+	n := 0
+	for _, r := range rep.Scenarios {
+		byRun[r.Run] = append(byRun[r.Run], r)
+		n = max(n, r.Run)
+	}
+	rep.Runs = nil
+	for run := 1; run <= n; run++ {
+		rep.Runs = append(rep.Runs, summarize(byRun[run]))
+	}
+	if len(rep.Runs) > 0 {
+		rep.Summary = rep.Runs[0]
+	}
+	rep.NoSlower, rep.Slower = true, nil
+	first := map[string]Result{}
+	for _, r := range byRun[1] {
+		first[r.Name] = r
+	}
+	for run := 2; run <= n; run++ {
+		if rep.Runs[run-1].MedianRecoverSeconds > rep.Summary.MedianRecoverSeconds {
+			rep.NoSlower = false
+			rep.Slower = append(rep.Slower, fmt.Sprintf("run %d: median time to recover %.0f s, first run %.0f s", run, rep.Runs[run-1].MedianRecoverSeconds, rep.Summary.MedianRecoverSeconds))
+		}
+		for _, r := range byRun[run] {
+			f, ok := first[r.Name]
+			switch {
+			case !ok:
+			case f.Outcome == AutoResolved && r.Outcome != AutoResolved:
+				rep.NoSlower = false
+				rep.Slower = append(rep.Slower, fmt.Sprintf("run %d: %s %s, first run auto_resolved", run, r.Name, r.Outcome))
+			case f.RecoverSeconds != nil && r.RecoverSeconds != nil && *r.RecoverSeconds > *f.RecoverSeconds+step.Seconds():
+				rep.NoSlower = false
+				rep.Slower = append(rep.Slower, fmt.Sprintf("run %d: %s recovered in %.0f s, first run %.0f s", run, r.Name, *r.RecoverSeconds, *f.RecoverSeconds))
+			}
+		}
+	}
+}
+
+func summarize(results []Result) Summary {
 	var s Summary
 	var detect, first, recover, unhealthy, detectToRecover []float64
-	for _, r := range rep.Scenarios {
+	for _, r := range results {
 		s.Scenarios++
 		if r.Fixable {
 			s.Fixable++
@@ -153,12 +195,34 @@ func opt(v *float64) string {
 	return fmt.Sprintf("%.0f", *v)
 }
 
+// escalatedCell is when the scenario was escalated and, for a fault
+// without a fix that started after another, when it was first seen.
+func escalatedCell(r Result) string {
+	if r.EscalateSeconds != nil && r.UnfixableDetectSeconds != nil {
+		return fmt.Sprintf("%s (its fault seen at %s)", opt(r.EscalateSeconds), opt(r.UnfixableDetectSeconds))
+	}
+	return opt(r.EscalateSeconds)
+}
+
 // Markdown writes the report as markdown.
 func (rep *Report) Markdown(w io.Writer, command string) {
 	s := rep.Summary
 	fmt.Fprintf(w, "# Closed-loop chaos benchmark\n\n")
 	if command != "" {
 		fmt.Fprintf(w, "`%s` (simulated time, %gs steps, seed %d)\n\n", command, rep.StepSec, rep.Seed)
+	}
+	if len(rep.Runs) > 1 {
+		fmt.Fprintf(w, "%d runs of the scenarios against one aiops (its learning record carried over); the figures below are the first run's.\n\n", len(rep.Runs))
+		fmt.Fprintf(w, "| run | auto-resolved | correctly escalated | wrong / missed | recover median / p90 | detect median | first action median |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+		for i, r := range rep.Runs {
+			fmt.Fprintf(w, "| %d | %d / %d | %d / %d | %d / %d | %.0f s / %.0f s | %.0f s | %.0f s |\n", i+1, r.AutoResolved, r.Fixable, r.CorrectlyEscalated, r.Unfixable,
+				r.WrongAction, r.Missed, r.MedianRecoverSeconds, r.P90RecoverSeconds, r.MedianDetectSeconds, r.MedianFirstActionSeconds)
+		}
+		if rep.NoSlower {
+			fmt.Fprintf(w, "\nThe later runs recovered no slower than the first.\n\n")
+		} else {
+			fmt.Fprintf(w, "\nSlower than the first run: %s.\n\n", strings.Join(rep.Slower, "; "))
+		}
 	}
 	fmt.Fprintf(w, "| figure | value |\n| --- | --- |\n")
 	fmt.Fprintf(w, "| scenarios | %d (%d with a fix, %d without) |\n", s.Scenarios, s.Fixable, s.Unfixable)
@@ -176,17 +240,21 @@ func (rep *Report) Markdown(w io.Writer, command string) {
 		fmt.Fprintf(w, "| healthy baseline | %.0f min, %d actions, alerts %v |\n", b.Seconds/60, b.Actions, b.Alerts)
 	}
 	fmt.Fprintf(w, "\nSeconds from the first fault's injection, by the simulator's clock and ground truth.\n\n")
-	fmt.Fprintf(w, "| scenario | fix known | outcome | correct | detect | first action | recovered | incident resolved by the run | escalated | unhealthy | actions |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(w, "| run | scenario | fix known | outcome | correct | detect | first action | recovered | incident resolved by the run | escalated | unhealthy | actions |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rep.Scenarios {
-		fmt.Fprintf(w, "| %s | %v | %s | %v | %s | %s | %s | %s | %s | %.0f | %s |\n", r.Name, r.Fixable, r.Outcome, r.Correct,
-			opt(r.DetectSeconds), opt(r.FirstActionSeconds), opt(r.RecoverSeconds), opt(r.ResolvedSeconds), opt(r.EscalateSeconds), r.UnhealthySeconds, strings.Join(r.ActionList, "; "))
+		fmt.Fprintf(w, "| %d | %s | %v | %s | %v | %s | %s | %s | %s | %s | %.0f | %s |\n", r.Run, r.Name, r.Fixable, r.Outcome, r.Correct,
+			opt(r.DetectSeconds), opt(r.FirstActionSeconds), opt(r.RecoverSeconds), opt(r.ResolvedSeconds), escalatedCell(r), r.UnhealthySeconds, strings.Join(r.ActionList, "; "))
 	}
 	fmt.Fprintf(w, "\nTimelines: ")
 	for i, r := range rep.Scenarios {
 		if i > 0 {
 			fmt.Fprint(w, ", ")
 		}
-		fmt.Fprintf(w, "[%s](%s)", r.Name, pictureName(r.Name))
+		name := r.Name
+		if r.Run > 1 {
+			name = fmt.Sprintf("%s (run %d)", r.Name, r.Run)
+		}
+		fmt.Fprintf(w, "[%s](%s)", name, pictureName(r))
 	}
 	fmt.Fprintln(w)
 }

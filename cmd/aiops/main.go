@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmds = append(cmds, newTokenCommands(app)...)
 	cmds = append(cmds, newRunbookCommands(app)...)
 	cmds = append(cmds, newCheckCommands(app)...)
+	cmds = append(cmds, newChaosCommand(app))
 
 	selected, err := app.Parse(args)
 	if terminated {

@@ -1,7 +1,7 @@
 // Package clitest provides command line programs to tests: the real
 // Prometheus, Alertmanager and Helm clients (promtool, amtool, helm) at
 // the versions the modules pin, the real Jaeger that the trace API is
-// compared with, and aiops itself.
+// compared with, and aiops and aiops-bench themselves.
 package clitest
 
 import (
@@ -36,6 +36,12 @@ func Helm(t testing.TB) string {
 // built from ./cmd/aiops.
 func Aiops(t testing.TB) string {
 	return tool(t, "AIOPS_BIN", "github.com/aiops-dev/aiops/cmd/aiops")
+}
+
+// AiopsBench returns the aiops-bench binary: $AIOPS_BENCH_BIN when set,
+// otherwise one built from ./cmd/aiops-bench.
+func AiopsBench(t testing.TB) string {
+	return tool(t, "AIOPS_BENCH_BIN", "github.com/aiops-dev/aiops/cmd/aiops-bench")
 }
 
 // tool builds pkg into the test's temporary directory; the Go build cache

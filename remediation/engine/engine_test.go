@@ -805,4 +805,35 @@ func TestEscalateUnhandled(t *testing.T) {
 	if took := h2.clock.Now().Sub(*x.EndedAt); took < 5*time.Minute || took > 6*time.Minute {
 		t.Errorf("escalated %s after the fix, want 5m", took)
 	}
+
+	// A run on the api does not hold back an alert of another service
+	// that no runbook handles: it goes to people on time.
+	h3 := newHarness(t, restartInstance, withConfig(func(c *engine.Config) {
+		c.EscalateUnhandled = engine.UnhandledPolicy{After: 2 * time.Minute}
+	}))
+	h3.fire("g1", errorAlert("api-1"), t0)
+	x = h3.waitState(h3.waitExecutions(1)[0].ID, engine.StateVerifying, 0)
+	crash := model.LabelSet{"alertname": "CrashLooping", "job": "worker", "instance": "worker-0", "severity": "warning"}
+	h3.fire("g2", crash, t0)
+	seen := h3.clock.Now()
+	incs, _ = h3.inc.List(incident.Query{})
+	var crashID, apiID string
+	for _, i := range incs {
+		if strings.Contains(i.Title, "CrashLooping") {
+			crashID = i.ID
+		} else {
+			apiID = i.ID
+		}
+	}
+	escalated := func() bool { i, _ := h3.inc.Get(crashID); return i.EscalationLevel == 1 }
+	for !escalated() && h3.clock.Now().Sub(seen) < 5*time.Minute {
+		h3.advance(10*time.Second, 10*time.Second)
+	}
+	if took := h3.clock.Now().Sub(seen); !escalated() || took < 2*time.Minute || took > 2*time.Minute+20*time.Second {
+		t.Errorf("escalated %v, %s after it fired; want 2m", escalated(), took)
+	}
+	x, _, _ = h3.eng.Get(context.Background(), x.ID)
+	if i, _ := h3.inc.Get(apiID); i.EscalationLevel != 0 || x.State != engine.StateVerifying {
+		t.Errorf("the api's alert escalated (level %d) while its run (%s) handles it", i.EscalationLevel, x.State)
+	}
 }

@@ -329,6 +329,7 @@ func (e *Engine) pollConditions(ctx context.Context) {
 // run handles it or it resolves.
 type pendingEscalation struct {
 	incidentID, fingerprint, alertname string
+	labels                             map[string]string
 	startsAt, deadline                 time.Time
 }
 
@@ -356,7 +357,7 @@ func (e *Engine) watchUnhandled(incidentID string, a incident.Alert) {
 		// From now, not from the alert's start: a rule's start is when it
 		// went pending, maybe long before it fired.
 		e.unhandled[key] = pendingEscalation{incidentID: incidentID, fingerprint: a.Fingerprint, alertname: a.Labels["alertname"],
-			startsAt: a.StartsAt, deadline: e.clock.Now().Add(p.After)}
+			labels: maps.Clone(a.Labels), startsAt: a.StartsAt, deadline: e.clock.Now().Add(p.After)}
 	}
 }
 
@@ -398,6 +399,34 @@ func (e *Engine) escalateUnhandled(ctx context.Context) {
 // to that long to clear.
 const settleAfterFix = 5 * time.Minute
 
+// mayConcern reports whether run x may be fixing what an alert with
+// labels ls is a symptom of. Not when both name a service (job or
+// service) and they differ, and no value of the run's target is among
+// the alert's labels: a worker crash-looping is no symptom of what a
+// rollback of the api fixes, and waiting for that run would keep it from
+// people. Otherwise it may: symptoms travel along dependencies the engine
+// does not know (a queue backs up behind a slow LLM).
+func mayConcern(x *Execution, ls map[string]string) bool {
+	svc := func(m map[string]string) string {
+		if v := m["job"]; v != "" {
+			return v
+		}
+		return m["service"]
+	}
+	alertSvc, runSvc := svc(ls), svc(x.Trigger.Labels)
+	if alertSvc == "" || runSvc == "" || alertSvc == runSvc {
+		return true
+	}
+	for _, v := range x.Target {
+		for _, lv := range ls {
+			if v != "" && v == lv {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // escalateIfUnhandled escalates p's incident if its alert still fires
 // and no run handles it. A live run started since shortly before the
 // alert may be fixing what the alert is a symptom of: while one is in
@@ -420,7 +449,7 @@ func (e *Engine) escalateIfUnhandled(ctx context.Context, p pendingEscalation, n
 	var lastEnd time.Time
 	running, fixed := false, false
 	for _, x := range e.execs {
-		if x.Mode != runbook.ModeLive || x.CreatedAt.Before(p.startsAt.Add(-relatedWindow)) {
+		if x.Mode != runbook.ModeLive || x.CreatedAt.Before(p.startsAt.Add(-relatedWindow)) || !mayConcern(x, p.labels) {
 			continue
 		}
 		switch {
