@@ -32,6 +32,78 @@ const loader =
 
 const asOption = (v?: string): ComboboxOption<string> | null => (v ? { label: v, value: v } : null);
 
+/** A field picked from a list: fixed, or looked up through the data source. */
+interface PickSpec {
+  kind: 'pick';
+  label: string;
+  width: number;
+  placeholder: string;
+  tooltip?: string;
+  /** custom allows a value the list does not have (typed, or a template variable). */
+  custom?: boolean;
+  options: (ds: DataSource) => Array<ComboboxOption<string>> | ((input: string) => Promise<Array<ComboboxOption<string>>>);
+}
+
+/** A field typed as text, run when it loses focus. */
+interface TextSpec {
+  kind: 'text';
+  label: string;
+  width: number;
+  placeholder?: string;
+  tooltip?: string;
+  valid?: (v?: string) => boolean;
+  error?: string;
+}
+
+/** How the editor shows each text field of a query (the selector has its own). */
+const FIELDS: Record<Exclude<TextField, 'selector'>, PickSpec | TextSpec> = {
+  service: {
+    kind: 'pick',
+    label: 'Service',
+    width: 32,
+    tooltip: 'The service.name of the resource',
+    custom: true,
+    placeholder: 'any service',
+    options: (ds) => loader(() => ds.services()),
+  },
+  status: { kind: 'pick', label: 'Status', width: 24, placeholder: 'any status', options: () => toOptions(STATUSES) },
+  severity: { kind: 'pick', label: 'Severity', width: 24, placeholder: 'any severity', options: () => toOptions(SEVERITIES) },
+  runbook: {
+    kind: 'pick',
+    label: 'Runbook',
+    width: 32,
+    tooltip: 'Only the runs of this runbook',
+    custom: true,
+    placeholder: 'any runbook',
+    options: (ds) => loader(() => ds.runbooks()),
+  },
+  minScore: {
+    kind: 'text',
+    label: 'Min score',
+    width: 16,
+    placeholder: 'e.g. 3',
+    tooltip: 'Only anomalies scoring at least this',
+  },
+  minSeverity: {
+    kind: 'pick',
+    label: 'Min severity',
+    width: 24,
+    custom: true,
+    placeholder: 'any severity',
+    options: () => toOptions(LOG_SEVERITIES),
+  },
+  contains: { kind: 'text', label: 'Contains', width: 40, tooltip: 'The body contains this text' },
+  regexp: { kind: 'text', label: 'Regexp', width: 40, tooltip: 'The body matches this RE2 expression' },
+  traceId: {
+    kind: 'text',
+    label: 'Trace ID',
+    width: 40,
+    tooltip: '1 to 32 hex digits',
+    valid: (v) => validTraceID(v),
+    error: 'A trace id is 1 to 32 hex digits',
+  },
+};
+
 /** The query editor: the query type, then the fields that type reads. */
 export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) {
   const queryType: QueryType = query.queryType ?? 'incidents';
@@ -48,184 +120,74 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
 
   const rows: React.ReactNode[] = [];
   for (const f of fields) {
-    switch (f) {
-      case 'service':
-        rows.push(
-          <InlineField key={f} label="Service" labelWidth={LABEL_WIDTH} tooltip="The service.name of the resource">
-            <Combobox
-              id="query-editor-service"
-              aria-label="Service"
-              width={32}
-              isClearable
-              createCustomValue
-              placeholder="any service"
-              value={asOption(query.service)}
-              options={loader(() => datasource.services())}
-              onChange={pick('service')}
-            />
-          </InlineField>
-        );
-        break;
-      case 'status':
-        rows.push(
-          <InlineField key={f} label="Status" labelWidth={LABEL_WIDTH}>
-            <Combobox
-              id="query-editor-status"
-              aria-label="Status"
-              width={24}
-              isClearable
-              placeholder="any status"
-              value={query.status || null}
-              options={toOptions(STATUSES)}
-              onChange={pick('status')}
-            />
-          </InlineField>
-        );
-        break;
-      case 'severity':
-        rows.push(
-          <InlineField key={f} label="Severity" labelWidth={LABEL_WIDTH}>
-            <Combobox
-              id="query-editor-severity"
-              aria-label="Severity"
-              width={24}
-              isClearable
-              placeholder="any severity"
-              value={query.severity || null}
-              options={toOptions(SEVERITIES)}
-              onChange={pick('severity')}
-            />
-          </InlineField>
-        );
-        break;
-      case 'runbook':
-        rows.push(
-          <InlineField key={f} label="Runbook" labelWidth={LABEL_WIDTH} tooltip="Only the runs of this runbook">
-            <Combobox
-              id="query-editor-runbook"
-              aria-label="Runbook"
-              width={32}
-              isClearable
-              createCustomValue
-              placeholder="any runbook"
-              value={asOption(query.runbook)}
-              options={loader(() => datasource.runbooks())}
-              onChange={pick('runbook')}
-            />
-          </InlineField>
-        );
-        break;
-      case 'selector':
-        rows.push(
-          <SelectorField
-            key={f}
-            datasource={datasource}
-            selector={query.selector ?? ''}
-            onChange={(selector, run) => set({ selector }, run)}
+    if (f === 'limit') {
+      rows.push(
+        <InlineField key={f} label="Limit" labelWidth={LABEL_WIDTH} tooltip="Most rows to read; empty for the default">
+          <Input
+            id="query-editor-limit"
+            aria-label="Limit"
+            type="number"
+            min={0}
+            width={16}
+            value={query.limit ?? ''}
+            onChange={(e: ChangeEvent<HTMLInputElement>) => {
+              const n = Number.parseInt(e.target.value, 10);
+              set({ limit: Number.isFinite(n) && n > 0 ? n : undefined });
+            }}
+            onBlur={onRunQuery}
           />
-        );
-        break;
-      case 'minScore':
-        rows.push(
-          <InlineField key={f} label="Min score" labelWidth={LABEL_WIDTH} tooltip="Only anomalies scoring at least this">
-            <Input
-              id="query-editor-min-score"
-              aria-label="Min score"
-              width={16}
-              placeholder="e.g. 3"
-              value={query.minScore ?? ''}
-              onChange={text('minScore')}
-              onBlur={onRunQuery}
-            />
-          </InlineField>
-        );
-        break;
-      case 'minSeverity':
-        rows.push(
-          <InlineField key={f} label="Min severity" labelWidth={LABEL_WIDTH}>
-            <Combobox
-              id="query-editor-min-severity"
-              aria-label="Min severity"
-              width={24}
-              isClearable
-              createCustomValue
-              placeholder="any severity"
-              value={query.minSeverity || null}
-              options={toOptions(LOG_SEVERITIES)}
-              onChange={pick('minSeverity')}
-            />
-          </InlineField>
-        );
-        break;
-      case 'contains':
-        rows.push(
-          <InlineField key={f} label="Contains" labelWidth={LABEL_WIDTH} tooltip="The body contains this text">
-            <Input
-              id="query-editor-contains"
-              aria-label="Contains"
-              width={40}
-              value={query.contains ?? ''}
-              onChange={text('contains')}
-              onBlur={onRunQuery}
-            />
-          </InlineField>
-        );
-        break;
-      case 'regexp':
-        rows.push(
-          <InlineField key={f} label="Regexp" labelWidth={LABEL_WIDTH} tooltip="The body matches this RE2 expression">
-            <Input
-              id="query-editor-regexp"
-              aria-label="Regexp"
-              width={40}
-              value={query.regexp ?? ''}
-              onChange={text('regexp')}
-              onBlur={onRunQuery}
-            />
-          </InlineField>
-        );
-        break;
-      case 'traceId':
-        rows.push(
-          <InlineField
-            key={f}
-            label="Trace ID"
-            labelWidth={LABEL_WIDTH}
-            tooltip="1 to 32 hex digits"
-            invalid={!validTraceID(query.traceId)}
-            error="A trace id is 1 to 32 hex digits"
-          >
-            <Input
-              id="query-editor-trace-id"
-              aria-label="Trace ID"
-              width={40}
-              value={query.traceId ?? ''}
-              onChange={text('traceId')}
-              onBlur={onRunQuery}
-            />
-          </InlineField>
-        );
-        break;
-      case 'limit':
-        rows.push(
-          <InlineField key={f} label="Limit" labelWidth={LABEL_WIDTH} tooltip="Most rows to read; empty for the default">
-            <Input
-              id="query-editor-limit"
-              aria-label="Limit"
-              type="number"
-              min={0}
-              width={16}
-              value={query.limit ?? ''}
-              onChange={(e: ChangeEvent<HTMLInputElement>) => {
-                const n = Number.parseInt(e.target.value, 10);
-                set({ limit: Number.isFinite(n) && n > 0 ? n : undefined });
-              }}
-              onBlur={onRunQuery}
-            />
-          </InlineField>
-        );
-        break;
+        </InlineField>
+      );
+      continue;
     }
+    if (f === 'selector') {
+      rows.push(
+        <SelectorField
+          key={f}
+          datasource={datasource}
+          selector={query.selector ?? ''}
+          onChange={(selector, run) => set({ selector }, run)}
+        />
+      );
+      continue;
+    }
+    const spec = FIELDS[f];
+    const id = 'query-editor-' + f.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+    const value = query[f];
+    rows.push(
+      <InlineField
+        key={f}
+        label={spec.label}
+        labelWidth={LABEL_WIDTH}
+        tooltip={spec.tooltip}
+        invalid={spec.kind === 'text' && spec.valid ? !spec.valid(value) : undefined}
+        error={spec.kind === 'text' ? spec.error : undefined}
+      >
+        {spec.kind === 'pick' ? (
+          <Combobox
+            id={id}
+            aria-label={spec.label}
+            width={spec.width}
+            isClearable
+            createCustomValue={spec.custom}
+            placeholder={spec.placeholder}
+            value={asOption(value)}
+            options={spec.options(datasource)}
+            onChange={pick(f)}
+          />
+        ) : (
+          <Input
+            id={id}
+            aria-label={spec.label}
+            width={spec.width}
+            placeholder={spec.placeholder}
+            value={value ?? ''}
+            onChange={text(f)}
+            onBlur={onRunQuery}
+          />
+        )}
+      </InlineField>
+    );
   }
 
   return (
