@@ -249,6 +249,24 @@ func startReplica(t *testing.T, run string, env ...string) *replica {
 func TestHolderKilled(t *testing.T) {
 	brokers := startKafka(t)
 	rs := []*replica{startReplica(t, "TestLeaseChildProcess", envBrokers+"="+strings.Join(brokers, ",")), startReplica(t, "TestLeaseChildProcess", envBrokers+"="+strings.Join(brokers, ","))}
+	epoch, next, took := killHolder(t, rs)
+	if next <= epoch {
+		t.Errorf("new term's epoch %d, the killed holder's %d: want it later", next, epoch)
+	}
+	// The session timeout (6 s) plus a rebalance; generous for a loaded
+	// machine, but it must not wait for anything open-ended.
+	if limit := 3 * testConfig(nil).SessionTimeout; took > limit {
+		t.Errorf("took %s to replace the killed holder, want within %s", took, limit)
+	}
+	t.Logf("killed holder replaced after %s", took)
+}
+
+// killHolder waits for one of two replicas to lead, SIGKILLs it (no
+// release, no goodbye) and waits for the other to lead. It returns the
+// killed holder's term, the new one's, and how long the lease was
+// vacant from the kill.
+func killHolder(t *testing.T, rs []*replica) (killedTerm, nextTerm int64, took time.Duration) {
+	t.Helper()
 	var holder int
 	testutil.Eventually(t, 60*time.Second, "one replica holds the lease", func() (bool, string) {
 		var leading []int
@@ -262,8 +280,7 @@ func TestHolderKilled(t *testing.T) {
 		}
 		return len(leading) == 1, fmt.Sprintf("%q %q", rs[0].last(), rs[1].last())
 	})
-	var epoch int64
-	fmt.Sscanf(rs[holder].last(), "lead %d", &epoch)
+	fmt.Sscanf(rs[holder].last(), "lead %d", &killedTerm)
 	rs[holder].cmd.Process.Signal(syscall.SIGKILL)
 	<-rs[holder].done
 	killed := time.Now()
@@ -272,16 +289,7 @@ func TestHolderKilled(t *testing.T) {
 	testutil.Eventually(t, 60*time.Second, "the other replica holds the lease", func() (bool, string) {
 		return strings.HasPrefix(other.last(), "lead "), other.last()
 	})
-	took := time.Since(killed)
-	var next int64
-	fmt.Sscanf(other.last(), "lead %d", &next)
-	if next <= epoch {
-		t.Errorf("new term's epoch %d, the killed holder's %d: want it later", next, epoch)
-	}
-	// The session timeout (6 s) plus a rebalance; generous for a loaded
-	// machine, but it must not wait for anything open-ended.
-	if limit := 3 * testConfig(nil).SessionTimeout; took > limit {
-		t.Errorf("took %s to replace the killed holder, want within %s", took, limit)
-	}
-	t.Logf("killed holder replaced after %s", took)
+	took = time.Since(killed)
+	fmt.Sscanf(other.last(), "lead %d", &nextTerm)
+	return killedTerm, nextTerm, took
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -309,32 +308,7 @@ func TestStoreHolderKilled(t *testing.T) {
 	_, addr, db := clickHouseLeases(t)
 	env := []string{envCHAddr + "=" + addr, envCHDB + "=" + db}
 	rs := []*replica{startReplica(t, "TestStoreLeaseChildProcess", env...), startReplica(t, "TestStoreLeaseChildProcess", env...)}
-	var holder int
-	testutil.Eventually(t, 60*time.Second, "one replica holds the lease", func() (bool, string) {
-		var leading []int
-		for i, r := range rs {
-			if strings.HasPrefix(r.last(), "lead ") {
-				leading = append(leading, i)
-			}
-		}
-		if len(leading) == 1 {
-			holder = leading[0]
-		}
-		return len(leading) == 1, fmt.Sprintf("%q %q", rs[0].last(), rs[1].last())
-	})
-	var term int64
-	fmt.Sscanf(rs[holder].last(), "lead %d", &term)
-	rs[holder].cmd.Process.Signal(syscall.SIGKILL)
-	<-rs[holder].done
-	killed := time.Now()
-
-	other := rs[1-holder]
-	testutil.Eventually(t, 60*time.Second, "the other replica holds the lease", func() (bool, string) {
-		return strings.HasPrefix(other.last(), "lead "), other.last()
-	})
-	took := time.Since(killed)
-	var next int64
-	fmt.Sscanf(other.last(), "lead %d", &next)
+	term, next, took := killHolder(t, rs)
 	if next <= term {
 		t.Errorf("new term %d, the killed holder's %d: want it later", next, term)
 	}
