@@ -60,14 +60,7 @@ func (e *Engine) Applicable(ctx context.Context, inc incident.Incident) []Applic
 			runbook.Data{Labels: maps.Clone(al.Labels), Annotations: maps.Clone(al.Annotations), IncidentID: inc.ID})
 	}
 	// As an opening incident is matched (handle).
-	labels := maps.Clone(inc.GroupLabels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	if inc.Service != "" && labels["service"] == "" {
-		labels["service"] = inc.Service
-	}
-	labels["severity"] = inc.Severity
+	labels := incidentLabels(inc)
 	add(match.Signal{Kind: runbook.TriggerIncident, Labels: labels, Severity: inc.Severity}, runbook.TriggerIncident,
 		runbook.Data{Labels: labels, IncidentID: inc.ID})
 	return out

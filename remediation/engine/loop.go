@@ -146,14 +146,7 @@ func (e *Engine) handle(ctx context.Context, fe incident.FeedEvent) {
 		if err != nil || inc.Status == incident.StatusResolved {
 			return
 		}
-		labels := maps.Clone(inc.GroupLabels)
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		if inc.Service != "" && labels["service"] == "" {
-			labels["service"] = inc.Service
-		}
-		labels["severity"] = inc.Severity
+		labels := incidentLabels(inc)
 		trig := Trigger{Kind: runbook.TriggerIncident, IncidentID: inc.ID, Labels: labels}
 		e.consider(ctx, signal{match: match.Signal{Kind: runbook.TriggerIncident, Labels: labels, Severity: inc.Severity}, trigger: trig, key: "incident/" + inc.ID})
 	case incident.EventAlertResolved, incident.EventResolved:
@@ -483,4 +476,19 @@ func (e *Engine) escalateIfUnhandled(ctx context.Context, p pendingEscalation, n
 	e.m.escalations.WithLabelValues("").Inc()
 	e.logger.Info("Escalated an alert no runbook handles", "incident", p.incidentID, "alert", p.alertname)
 	return time.Time{}, false
+}
+
+// incidentLabels are the labels an incident trigger matches on and
+// renders with: the incident's group labels, its service (when the group
+// has none) and its severity.
+func incidentLabels(inc incident.Incident) map[string]string {
+	labels := maps.Clone(inc.GroupLabels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if inc.Service != "" && labels["service"] == "" {
+		labels["service"] = inc.Service
+	}
+	labels["severity"] = inc.Severity
+	return labels
 }
