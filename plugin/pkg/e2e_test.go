@@ -307,9 +307,23 @@ func checkPlugin(t *testing.T, pluginBin string, srv aiops) {
 	if code, body := resource("operations?service=shop"); code != 200 || body != `["POST /orders"]` {
 		t.Errorf("operations: %d %s", code, body)
 	}
-	// No series are stored here: the look-up answers an empty list.
-	if code, body := resource("label-values?label=job"); code != 200 || body != "[]" {
-		t.Errorf("label values: %d %s", code, body)
+	// The only series stored are aiops's own (self-monitoring, every
+	// second here): the look-up answers their job once the first write
+	// has landed.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := resource("label-values?label=job")
+		if code == 200 && body == `["aiops"]` {
+			break
+		}
+		if time.Now().After(deadline) || code != 200 || body != "[]" {
+			t.Errorf("label values: %d %s, want [\"aiops\"]", code, body)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, body := resource("label-values?label=no_such_label"); code != 200 || body != "[]" {
+		t.Errorf("label values of a label nothing has: %d %s", code, body)
 	}
 	if code, body := resource("runbooks"); code != 200 || body != `["page-checkout"]` {
 		t.Errorf("runbooks: %d %s", code, body)
@@ -348,7 +362,7 @@ func startAiops(t *testing.T, bin, dir, store string) aiops {
 	runbooks := filepath.Join(dir, "runbooks.yml")
 	write(t, runbooks, "runbooks:\n  - name: page-checkout\n    trigger: {alert: CheckoutDown}\n    target: {service: checkout}\n    steps:\n      - action: wait\n        params: {duration: 10ms}\n        verify: {expr: vector(1), for: 0s, within: 10s}\n")
 	cfg := filepath.Join(dir, "aiops.yaml")
-	write(t, cfg, store+"alerting:\n  rule_files: ["+rules+"]\n  alertmanager_config_file: "+am+"\n  evaluation_interval: 500ms\nremediation:\n  runbook_files: ["+runbooks+"]\n")
+	write(t, cfg, store+"alerting:\n  rule_files: ["+rules+"]\n  alertmanager_config_file: "+am+"\n  evaluation_interval: 500ms\nremediation:\n  runbook_files: ["+runbooks+"]\nself_monitoring:\n  interval: 1s\n")
 	data := filepath.Join(dir, "data")
 	a := aiops{http: freeAddr(t), otlp: freeAddr(t)}
 	cmd := exec.Command(bin, "serve", "--config", cfg, "--data-dir", data, "--http-addr", a.http,
