@@ -90,6 +90,11 @@ type Notifier struct {
 	charts chan chartJob
 	// lastPrune is when prune last ran (Run's goroutine alone).
 	lastPrune time.Time
+	// startHead is where a notifier whose journal is in the store and
+	// empty starts: the feed's head when it was built, so that what the
+	// first holder of the lease commits before its notifier runs is
+	// posted too.
+	startHead string
 	// approvalMu makes posting an approval request and recording it one
 	// step, so that it is posted once.
 	approvalMu sync.Mutex
@@ -181,7 +186,9 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 	// In a file, from New, not Run, so that nothing committed between
 	// the two is missed; in the store, at each Run, where the replica
 	// holds the lease and reads what the last holder wrote.
-	if deps.Journal == nil {
+	if deps.Journal != nil {
+		n.startHead = deps.Head()
+	} else {
 		if err := n.begin(); err != nil {
 			st.close()
 			return nil, err
@@ -225,11 +232,33 @@ func (n *Notifier) IncidentOf(channel, ts string) (string, bool) {
 // Close releases the state file.
 func (n *Notifier) Close() error { return n.state.close() }
 
+// Reload reads the state again from the store (Deps.Journal): the
+// holder of an HA lease calls it at the start of its term, before Run
+// and before anything asks for an approval, so that it goes on from
+// what the last holder wrote. With a file it does nothing.
+func (n *Notifier) Reload() error {
+	if n.deps.Journal == nil {
+		return nil
+	}
+	if err := n.state.reload(); err != nil {
+		return fmt.Errorf("slack notifier: %w", err)
+	}
+	n.lastPrune = time.Time{}
+	if err := n.begin(); err != nil {
+		return fmt.Errorf("slack notifier: %w", err)
+	}
+	return nil
+}
+
 // begin makes a notifier that never ran start from now, rather than
 // post every past incident, and forgets old messages.
 func (n *Notifier) begin() error {
 	if _, ok := n.state.Cursor(); !ok {
-		if err := n.state.setCursor(n.deps.Head()); err != nil {
+		head := n.startHead
+		if n.deps.Journal == nil {
+			head = n.deps.Head()
+		}
+		if err := n.state.setCursor(head); err != nil {
 			return err
 		}
 	}
@@ -243,17 +272,9 @@ const feedBatch = 256
 // Run follows the feed until ctx is done.
 //
 // With Deps.Journal it may run again after it returned (once per term
-// of an HA lease); it reads its state from the store first.
+// of an HA lease), each time after Reload.
 func (n *Notifier) Run(ctx context.Context) error {
 	defer n.state.close()
-	if n.deps.Journal != nil {
-		if err := n.state.reload(); err != nil {
-			return fmt.Errorf("slack notifier: %w", err)
-		}
-		if err := n.begin(); err != nil {
-			return fmt.Errorf("slack notifier: %w", err)
-		}
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	charts := make(chan struct{})
 	go func() {
