@@ -99,12 +99,22 @@ func (ej *eventJournal) close() error { return nil }
 func (ej *eventJournal) load(apply func(journalLine)) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
+	// The latest snapshot is at most snapshotEvery old while a replica
+	// leads: it is looked for among the recent ones first, and in all of
+	// history (a snapshot an hour, kept for the event retention) only
+	// when the pair was down for longer.
 	var snap *storage.Event
-	if err := ej.scan(ctx, storage.EventQuery{KindPrefix: KindSnapshot}, func(ev storage.Event) error {
+	last := func(ev storage.Event) error {
 		snap = &ev
 		return nil
-	}); err != nil {
+	}
+	if err := ej.scan(ctx, storage.EventQuery{KindPrefix: KindSnapshot, Start: ej.now().Add(-2 * snapshotEvery)}, last); err != nil {
 		return 0, err
+	}
+	if snap == nil {
+		if err := ej.scan(ctx, storage.EventQuery{KindPrefix: KindSnapshot}, last); err != nil {
+			return 0, err
+		}
 	}
 	n := 0
 	q := storage.EventQuery{KindPrefix: KindJournal}
