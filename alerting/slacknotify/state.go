@@ -98,17 +98,17 @@ func newJournal(b journalBackend) *journal {
 	return &journal{backend: b, messages: map[string]Message{}, approvals: map[string]Message{}}
 }
 
-// reload forgets what the journal holds, reads its backend again and
-// compacts it.
+// reload replaces what the journal holds by what its backend reads, and
+// compacts it. On an error it keeps what it held: a state read halfway
+// would post again.
 func (j *journal) reload() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.cursor, j.started = "", false
-	clear(j.messages)
-	clear(j.approvals)
-	if _, err := j.backend.load(j.apply); err != nil {
+	fresh := newJournal(j.backend)
+	if _, err := j.backend.load(fresh.apply); err != nil {
 		return err
 	}
+	j.cursor, j.started, j.messages, j.approvals = fresh.cursor, fresh.started, fresh.messages, fresh.approvals
 	return j.compact()
 }
 
