@@ -130,9 +130,7 @@ func (h *haNode) lead(ctx context.Context, t lease.Term) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.Run(ctx); err != nil && ctx.Err() == nil {
-				h.logger.Error("Stopped until the next term", "component", fmt.Sprintf("%T", c), "err", err)
-			}
+			h.runTermed(ctx, c)
 		}()
 	}
 	if h.rem != nil {
@@ -145,6 +143,28 @@ func (h *haNode) lead(ctx context.Context, t lease.Term) {
 	h.logger.Info("The lease is gone: following", "term", t.Epoch)
 }
 
+// runTermed runs c for the term; one that fails (the store cannot take
+// the notifier's journal) starts again, from its state read anew, after
+// a pause.
+func (h *haNode) runTermed(ctx context.Context, c component) {
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		err := c.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		h.logger.Error("Stopped during the term; starting again", "component", fmt.Sprintf("%T", c), "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		// Never on a state read halfway: it would post again.
+		if !h.reloadOne(ctx, c) {
+			return
+		}
+	}
+}
+
 // reloader is a termed component that reads its state again at the
 // start of each term (*slacknotify.Notifier).
 type reloader interface{ Reload() error }
@@ -153,22 +173,28 @@ type reloader interface{ Reload() error }
 // fails, until ctx is done (false).
 func (h *haNode) reload(ctx context.Context) bool {
 	for _, c := range h.termed {
-		r, ok := c.(reloader)
-		if !ok {
-			continue
-		}
-		for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-			err := r.Reload()
-			if err == nil {
-				break
-			}
-			h.logger.Error("Reading the state of the term failed; retrying", "component", fmt.Sprintf("%T", c), "in", wait, "err", err)
-			select {
-			case <-ctx.Done():
-				return false
-			case <-time.After(wait):
-			}
+		if !h.reloadOne(ctx, c) {
+			return false
 		}
 	}
-	return ctx.Err() == nil
+	return true
+}
+
+func (h *haNode) reloadOne(ctx context.Context, c component) bool {
+	r, ok := c.(reloader)
+	if !ok {
+		return ctx.Err() == nil
+	}
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		err := r.Reload()
+		if err == nil {
+			return ctx.Err() == nil
+		}
+		h.logger.Error("Reading the state of the term failed; retrying", "component", fmt.Sprintf("%T", c), "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
 }
