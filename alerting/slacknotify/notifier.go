@@ -25,6 +25,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/aiops-dev/aiops/alerting/incident"
+	"github.com/aiops-dev/aiops/storage"
 )
 
 // Actor is who the notifier's own timeline notes are from; its notes are
@@ -70,6 +71,11 @@ type Deps struct {
 	// interactive endpoints (api/slackapp) answer it with the runbooks
 	// that match, when the remediation engine is there to say which.
 	OfferRunbooks bool
+	// Journal, when set, keeps the notifier's state in the store's
+	// events instead of a file in Config.StateDir: the notifier of an HA
+	// pair, which runs on whichever replica holds the lease and reads
+	// the state again at the start of each Run.
+	Journal storage.EventStore
 }
 
 // Notifier posts and updates the incidents' Slack messages.
@@ -84,6 +90,11 @@ type Notifier struct {
 	charts chan chartJob
 	// lastPrune is when prune last ran (Run's goroutine alone).
 	lastPrune time.Time
+	// startHead is where a notifier whose journal is in the store and
+	// empty starts: the feed's head when it was built, so that what the
+	// first holder of the lease commits before its notifier runs is
+	// posted too.
+	startHead string
 	// approvalMu makes posting an approval request and recording it one
 	// step, so that it is posted once.
 	approvalMu sync.Mutex
@@ -110,7 +121,8 @@ const (
 	opChart  = "chart"
 )
 
-// New opens the notifier's state in cfg.StateDir.
+// New opens the notifier's state in cfg.StateDir, or, with
+// Deps.Journal, prepares to read it from the store when it runs.
 func New(cfg Config, deps Deps) (*Notifier, error) {
 	if err := cfg.Validate("slack"); err != nil {
 		return nil, err
@@ -121,7 +133,7 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 	if deps.BotToken == "" {
 		return nil, errors.New("slack notifier: no bot token")
 	}
-	if cfg.StateDir == "" {
+	if cfg.StateDir == "" && deps.Journal == nil {
 		return nil, errors.New("slack.state_dir: must be set")
 	}
 	if deps.Logger == nil {
@@ -136,9 +148,14 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 	if deps.HTTPClient == nil {
 		deps.HTTPClient = &http.Client{}
 	}
-	st, err := openJournal(cfg.StateDir)
-	if err != nil {
-		return nil, err
+	var st *journal
+	if deps.Journal != nil {
+		st = newJournal(newEventJournal(deps.Journal, deps.Now))
+	} else {
+		var err error
+		if st, err = openJournal(cfg.StateDir); err != nil {
+			return nil, err
+		}
 	}
 	n := &Notifier{
 		cfg: cfg, deps: deps, state: st, logger: deps.Logger, sleep: deps.Sleep, charts: make(chan chartJob, 16),
@@ -166,18 +183,16 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 		n.m.retries.WithLabelValues(op)
 		n.m.rateLimited.WithLabelValues(op)
 	}
-	// A notifier that never ran starts from now, rather than post every
-	// past incident; from New, not Run, so that nothing committed between
-	// the two is missed.
-	if _, ok := st.Cursor(); !ok {
-		if err := st.setCursor(deps.Head()); err != nil {
+	// In a file, from New, not Run, so that nothing committed between
+	// the two is missed; in the store, at each Run, where the replica
+	// holds the lease and reads what the last holder wrote.
+	if deps.Journal != nil {
+		n.startHead = deps.Head()
+	} else {
+		if err := n.begin(); err != nil {
 			st.close()
 			return nil, err
 		}
-	}
-	if err := n.prune(); err != nil {
-		st.close()
-		return nil, err
 	}
 	if deps.Registerer != nil {
 		for _, c := range []prometheus.Collector{n.m.calls, n.m.failed, n.m.retries, n.m.rateLimited} {
@@ -217,11 +232,47 @@ func (n *Notifier) IncidentOf(channel, ts string) (string, bool) {
 // Close releases the state file.
 func (n *Notifier) Close() error { return n.state.close() }
 
+// Reload reads the state again from the store (Deps.Journal): the
+// holder of an HA lease calls it at the start of its term, before Run
+// and before anything asks for an approval, so that it goes on from
+// what the last holder wrote. With a file it does nothing.
+func (n *Notifier) Reload() error {
+	if n.deps.Journal == nil {
+		return nil
+	}
+	if err := n.state.reload(); err != nil {
+		return fmt.Errorf("slack notifier: %w", err)
+	}
+	n.lastPrune = time.Time{}
+	if err := n.begin(); err != nil {
+		return fmt.Errorf("slack notifier: %w", err)
+	}
+	return nil
+}
+
+// begin makes a notifier that never ran start from now, rather than
+// post every past incident, and forgets old messages.
+func (n *Notifier) begin() error {
+	if _, ok := n.state.Cursor(); !ok {
+		head := n.startHead
+		if n.deps.Journal == nil {
+			head = n.deps.Head()
+		}
+		if err := n.state.setCursor(head); err != nil {
+			return err
+		}
+	}
+	return n.prune()
+}
+
 // feedBatch bounds how many events are handled between two reads of the
 // feed.
 const feedBatch = 256
 
 // Run follows the feed until ctx is done.
+//
+// With Deps.Journal it may run again after it returned (once per term
+// of an HA lease), each time after Reload.
 func (n *Notifier) Run(ctx context.Context) error {
 	defer n.state.close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -241,9 +292,24 @@ func (n *Notifier) Run(ctx context.Context) error {
 	cursor, _ := n.state.Cursor()
 	failures := 0
 	for {
-		evs, err := n.deps.Feed.Tail(ctx, cursor, feedBatch)
+		// Tail waits for the next event; in the store, the journal is
+		// written again now and then even while nothing happens
+		// (maintain), so it is not waited for longer than that.
+		tctx, tcancel := ctx, context.CancelFunc(func() {})
+		if n.deps.Journal != nil {
+			tctx, tcancel = context.WithTimeout(ctx, snapshotEvery)
+		}
+		evs, err := n.deps.Feed.Tail(tctx, cursor, feedBatch)
+		quiet := tctx.Err() != nil
+		tcancel()
 		if ctx.Err() != nil {
 			return nil
+		}
+		if quiet {
+			if err := n.prune(); err != nil {
+				return fmt.Errorf("slack notifier: %w", err)
+			}
+			continue
 		}
 		if err != nil {
 			failures++
@@ -425,6 +491,9 @@ func (n *Notifier) prune() error {
 		return nil
 	}
 	n.lastPrune = now
+	if err := n.state.maintain(); err != nil {
+		return err
+	}
 	forgot, err := n.state.prune(now.Add(-time.Duration(n.cfg.MessageRetention)))
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"github.com/aiops-dev/aiops/internal/slackstandin"
 	tu "github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
+	"github.com/aiops-dev/aiops/storage"
 )
 
 const token = "xoxb-test-token"
@@ -35,6 +36,8 @@ type env struct {
 	sleeps *sleepLog
 	// offerRunbooks is Deps.OfferRunbooks of the notifiers started.
 	offerRunbooks bool
+	// journal is Deps.Journal of the notifiers started.
+	journal storage.EventStore
 }
 
 type sleepLog struct {
@@ -98,9 +101,12 @@ func (e *env) start(reg prometheus.Registerer) (n *Notifier, stop func()) {
 	n, err := New(e.cfg, Deps{
 		Incidents: e.mg, Feed: e.mg.Feed(incident.FeedOptions{PollInterval: 50 * time.Millisecond}), Head: e.mg.FeedHead,
 		BotToken: token, Logger: tu.Logger(e.t), Registerer: reg, Sleep: e.sleeps.sleep, Now: e.clock.Now,
-		OfferRunbooks: e.offerRunbooks,
+		OfferRunbooks: e.offerRunbooks, Journal: e.journal,
 	})
 	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := n.Reload(); err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -552,5 +558,40 @@ func TestRunRunbookButtonOffered(t *testing.T) {
 				return strings.Contains(js, "resolved") && !strings.Contains(js, ActionRunRunbook) && !strings.Contains(js, ActionResolve)
 			})
 		})
+	}
+}
+
+// TestStoreJournalHandsOver: two notifiers with their journal in the
+// store, one after the other as the terms of an HA lease pass: the
+// second updates the first one's message and replies in its thread.
+func TestStoreJournalHandsOver(t *testing.T) {
+	e := newEnv(t)
+	e.journal = storetest.Embedded(t)
+	e.cfg.StateDir = ""
+	ctx := context.Background()
+	_, stop := e.start(nil)
+	e.fire("oncall", "g1", "HighErrorRate")
+	inc := e.onlyIncident()
+	tu.WaitFor(t, "incident posted", 5*time.Second, func() bool { return len(e.slack.TopLevel("C-DEFAULT")) == 1 })
+	top := e.slack.TopLevel("C-DEFAULT")[0]
+	stop()
+
+	if _, err := e.mg.Acknowledge(ctx, inc.ID, incident.Action{Actor: "alice", Comment: "looking"}); err != nil {
+		t.Fatal(err)
+	}
+	e.start(nil)
+	tu.WaitFor(t, "the next holder updates the message", 5*time.Second, func() bool {
+		return strings.Contains(e.slack.TopLevel("C-DEFAULT")[0].Text, "acknowledged")
+	})
+	tu.WaitFor(t, "the acknowledgement in the same thread", 5*time.Second, func() bool {
+		for _, r := range e.slack.Replies("C-DEFAULT", top.TS) {
+			if strings.Contains(r.Text, "Acknowledged by alice") {
+				return true
+			}
+		}
+		return false
+	})
+	if got := e.slack.TopLevel(""); len(got) != 1 || got[0].TS != top.TS {
+		t.Fatalf("top-level messages %+v, want the first one alone", got)
 	}
 }

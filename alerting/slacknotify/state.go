@@ -28,17 +28,16 @@ type Message struct {
 }
 
 // journal is the notifier's durable state: the feed cursor it has handled
-// up to and each incident's message. Every change is one appended,
-// synced JSON line, so a message posted is remembered before anything
-// else happens and a restart never posts it twice; the file is rewritten
-// compactly when it has grown to several times its content.
+// up to and each incident's message. Every change is written through to
+// its backend before the next step, so a message posted is remembered
+// before anything else happens and a restart never posts it twice; the
+// backend is rewritten compactly when it has grown to several times its
+// content.
 type journal struct {
-	path string
-
-	mu     sync.Mutex
-	f      *os.File
-	lines  int
-	cursor string
+	mu      sync.Mutex
+	backend journalBackend
+	lines   int
+	cursor  string
 	// started says a cursor was saved: "" is then the feed's start, not
 	// "never ran".
 	started  bool
@@ -47,6 +46,26 @@ type journal struct {
 	// by execution id: one is never posted twice, and its buttons go
 	// once it is decided, wherever it was decided.
 	approvals map[string]Message
+}
+
+// journalBackend is where a journal persists: a local file (fileJournal)
+// or the store's events, which every replica of an HA pair reads
+// (eventJournal).
+type journalBackend interface {
+	// load calls apply for each line written since the last compaction,
+	// the compacted state first, in the order they were written; it
+	// returns how many there were.
+	load(apply func(journalLine)) (int, error)
+	// append persists one line durably.
+	append(l journalLine) error
+	// compact replaces everything with state, the lines of the current
+	// state alone.
+	compact(state []journalLine) error
+	// due reports whether the backend wants compacting even though it
+	// has not grown: the store's event retention would otherwise drop
+	// the state of incidents still open.
+	due() bool
+	close() error
 }
 
 type journalLine struct {
@@ -63,44 +82,34 @@ type journalLine struct {
 
 const journalName = "notifier.journal"
 
+// openJournal opens the journal kept in a file in dir.
 func openJournal(dir string) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("slack state: %w", err)
 	}
-	j := &journal{path: filepath.Join(dir, journalName), messages: map[string]Message{}, approvals: map[string]Message{}}
-	if err := j.load(); err != nil {
-		return nil, err
-	}
-	if err := j.compact(); err != nil {
+	j := newJournal(&fileJournal{path: filepath.Join(dir, journalName)})
+	if err := j.reload(); err != nil {
 		return nil, err
 	}
 	return j, nil
 }
 
-// load replays the file. A torn last line (a crash mid-write) is ignored:
-// what it said had not been acted on as durable.
-func (j *journal) load() error {
-	f, err := os.Open(j.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+func newJournal(b journalBackend) *journal {
+	return &journal{backend: b, messages: map[string]Message{}, approvals: map[string]Message{}}
+}
+
+// reload replaces what the journal holds by what its backend reads, and
+// compacts it. On an error it keeps what it held: a state read halfway
+// would post again.
+func (j *journal) reload() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	fresh := newJournal(j.backend)
+	if _, err := j.backend.load(fresh.apply); err != nil {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("slack state: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		var l journalLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			continue
-		}
-		j.apply(l)
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("slack state: read %s: %w", j.path, err)
-	}
-	return nil
+	j.cursor, j.started, j.messages, j.approvals = fresh.cursor, fresh.started, fresh.messages, fresh.approvals
+	return j.compact()
 }
 
 func (j *journal) apply(l journalLine) {
@@ -122,28 +131,105 @@ func (j *journal) apply(l journalLine) {
 	}
 }
 
-// compact rewrites the file with the current state alone.
-func (j *journal) compact() error {
-	if j.f != nil {
-		j.f.Close()
-		j.f = nil
+// state is the current state as lines (j.mu held).
+func (j *journal) state() []journalLine {
+	var ls []journalLine
+	if j.started {
+		cur := j.cursor
+		ls = append(ls, journalLine{Cursor: &cur})
 	}
-	tmp := j.path + ".tmp"
+	for id, m := range j.messages {
+		ls = append(ls, journalLine{Incident: id, Message: &m})
+	}
+	for id, m := range j.approvals {
+		ls = append(ls, journalLine{Approval: id, Message: &m})
+	}
+	return ls
+}
+
+// compact rewrites the backend with the current state alone (j.mu held).
+func (j *journal) compact() error {
+	st := j.state()
+	if err := j.backend.compact(st); err != nil {
+		return err
+	}
+	j.lines = len(st)
+	return nil
+}
+
+// maintain compacts the journal when its backend asks to.
+func (j *journal) maintain() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.backend.due() {
+		return nil
+	}
+	return j.compact()
+}
+
+func (j *journal) write(l journalLine) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.backend.append(l); err != nil {
+		return err
+	}
+	j.apply(l)
+	j.lines++
+	if (j.lines > 1000 && j.lines > 4*(1+len(j.messages)+len(j.approvals))) || j.backend.due() {
+		return j.compact()
+	}
+	return nil
+}
+
+// fileJournal keeps the journal in a local file: one appended, synced
+// JSON line per change.
+type fileJournal struct {
+	path string
+	f    *os.File
+}
+
+// load replays the file. A torn last line (a crash mid-write) is ignored:
+// what it said had not been acted on as durable.
+func (fj *fileJournal) load(apply func(journalLine)) (int, error) {
+	f, err := os.Open(fj.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("slack state: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	n := 0
+	for sc.Scan() {
+		var l journalLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			continue
+		}
+		apply(l)
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("slack state: read %s: %w", fj.path, err)
+	}
+	return n, nil
+}
+
+func (fj *fileJournal) compact(state []journalLine) error {
+	if fj.f != nil {
+		fj.f.Close()
+		fj.f = nil
+	}
+	tmp := fj.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("slack state: %w", err)
 	}
 	w := bufio.NewWriter(f)
 	enc := json.NewEncoder(w)
-	if j.started {
-		cur := j.cursor
-		enc.Encode(journalLine{Cursor: &cur})
-	}
-	for id, m := range j.messages {
-		enc.Encode(journalLine{Incident: id, Message: &m})
-	}
-	for id, m := range j.approvals {
-		enc.Encode(journalLine{Approval: id, Message: &m})
+	for _, l := range state {
+		enc.Encode(l)
 	}
 	err = w.Flush()
 	if err == nil {
@@ -153,16 +239,15 @@ func (j *journal) compact() error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, j.path)
+		err = os.Rename(tmp, fj.path)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(j.path))
+		err = syncDir(filepath.Dir(fj.path))
 	}
 	if err != nil {
 		return fmt.Errorf("slack state: compact: %w", err)
 	}
-	j.lines = 1 + len(j.messages) + len(j.approvals)
-	j.f, err = os.OpenFile(j.path, os.O_APPEND|os.O_WRONLY, 0o600)
+	fj.f, err = os.OpenFile(fj.path, os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("slack state: %w", err)
 	}
@@ -178,25 +263,32 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-func (j *journal) write(l journalLine) error {
+func (fj *fileJournal) append(l journalLine) error {
 	b, err := json.Marshal(l)
 	if err != nil {
 		return err
 	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if _, err := j.f.Write(append(b, '\n')); err != nil {
+	if fj.f == nil {
+		return errors.New("slack state: closed")
+	}
+	if _, err := fj.f.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("slack state: append: %w", err)
 	}
-	if err := j.f.Sync(); err != nil {
+	if err := fj.f.Sync(); err != nil {
 		return fmt.Errorf("slack state: sync: %w", err)
 	}
-	j.apply(l)
-	j.lines++
-	if j.lines > 1000 && j.lines > 4*(1+len(j.messages)+len(j.approvals)) {
-		return j.compact()
-	}
 	return nil
+}
+
+func (fj *fileJournal) due() bool { return false }
+
+func (fj *fileJournal) close() error {
+	if fj.f == nil {
+		return nil
+	}
+	err := fj.f.Close()
+	fj.f = nil
+	return err
 }
 
 func (j *journal) setCursor(c string) error { return j.write(journalLine{Cursor: &c}) }
@@ -281,10 +373,5 @@ func (j *journal) incidentOf(channel, ts string) (string, bool) {
 func (j *journal) close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
-		return nil
-	}
-	err := j.f.Close()
-	j.f = nil
-	return err
+	return j.backend.close()
 }

@@ -3,6 +3,7 @@ package slackapp
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/slack-go/slack"
 
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/alerting/slacknotify"
 	"github.com/aiops-dev/aiops/api/auth"
+	tu "github.com/aiops-dev/aiops/internal/testutil"
 )
 
 func TestForgedExpiredReplayedRequestsDoNothing(t *testing.T) {
@@ -351,4 +355,41 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	_ = time.Second
+}
+
+// TestFollowerSaysNotLeader: on the follower of an HA pair, a change is
+// refused with an answer that says why and what to do, and reads work.
+func TestFollowerSaysNotLeader(t *testing.T) {
+	e := newEnv(t)
+	inc := e.open("g1", "HighLatency")
+	follower, err := incident.New(context.Background(), incident.DefaultConfig(), incident.Deps{Events: e.store, Logger: tu.Logger(t), Now: e.clock.Now, Standby: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := New(Options{
+		Config: e.cfg, SigningSecret: secret, Incidents: follower, Silences: e.silence, Remediation: e.rem,
+		Slack:   slack.New(botToken, slack.OptionAPIURL(e.slack.URL())),
+		Auditor: e.audit, Logger: tu.Logger(t), Registerer: prometheus.NewRegistry(), Now: e.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	if err := app.Mount(mux); err != nil {
+		t.Fatal(err)
+	}
+	leader := e.srv
+	t.Cleanup(leader.Close)
+	e.srv = httptest.NewServer(mux)
+	t.Cleanup(app.Close)
+
+	if got := e.command("UALICE", "ack "+inc.ID); !strings.Contains(got, "not the leader") || !strings.Contains(got, "Try again") {
+		t.Fatalf("ack on the follower answered %q", got)
+	}
+	if got, _ := follower.Get(inc.ID); got.Status != incident.StatusOpen {
+		t.Fatalf("status %s after a refused ack", got.Status)
+	}
+	if got := e.command("UALICE", "incidents"); !strings.Contains(got, inc.ID) {
+		t.Fatalf("incidents on the follower answered %q", got)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/aiops-dev/aiops/alerting/incident"
 	"github.com/aiops-dev/aiops/alerting/slacknotify"
 	"github.com/aiops-dev/aiops/api/auth"
+	"github.com/aiops-dev/aiops/remediation/engine"
 )
 
 // command is one /aiops subcommand.
@@ -109,6 +110,9 @@ func (a *App) perform(ctx context.Context, p auth.Principal, path, action string
 		a.commands.WithLabelValues(action, "error").Inc()
 		status = statusOf(err)
 		out = "⚠️ " + esc(err.Error())
+		if notLeader(err) {
+			out = notLeaderText
+		}
 	} else {
 		a.commands.WithLabelValues(action, "ok").Inc()
 	}
@@ -116,6 +120,15 @@ func (a *App) perform(ctx context.Context, p auth.Principal, path, action string
 		a.audit(ctx, p, path, action, status, "")
 	}
 	return out, err == nil
+}
+
+// notLeaderText answers a change asked of the follower of an HA pair:
+// Slack sent it to this replica, but the other one holds the lease and
+// writes incidents and runs remediation. Reads answer on both.
+const notLeaderText = "⚠️ This aiops replica is not the leader of its HA pair right now (the other one writes incidents and runs remediation): nothing was changed. Try again in a few seconds."
+
+func notLeader(err error) bool {
+	return errors.Is(err, incident.ErrNotLeader) || errors.Is(err, engine.ErrNotLeader)
 }
 
 func statusOf(err error) int {

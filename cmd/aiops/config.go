@@ -272,11 +272,6 @@ func (c Config) Validate() error {
 		if c.Alerting.Cluster.ListenAddress == "" {
 			return errors.New("ha.lease: needs alerting.cluster, or every replica sends every notification")
 		}
-		if c.Slack.Enabled() {
-			// Its cursor and thread ids are in a file of the node that
-			// posted: a new leader would post again.
-			return errors.New("ha.lease: the Slack app keeps its threads in a local state file and cannot move between replicas yet; run Slack on a single node")
-		}
 	}
 	if c.Remediation.Enabled() {
 		return c.Remediation.Validate()

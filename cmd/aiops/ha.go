@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
@@ -33,6 +35,10 @@ type haNode struct {
 	// Set once built; they start as followers (Standby).
 	inc *incident.Manager
 	rem *remediation.Remediation
+	// termed run during each term alone, after incidents and remediation
+	// lead: the Slack notifier and the approval requests, which post
+	// what the lease holder writes, once.
+	termed []component
 }
 
 func newHANode(cfg HAConfig, store storage.Store, logger *slog.Logger, reg prometheus.Registerer) (*haNode, error) {
@@ -102,7 +108,8 @@ func (h *haNode) Run(ctx context.Context) error {
 }
 
 // lead runs for one term: incidents first (read again from the store),
-// then remediation, which follows them.
+// then, side by side for the term, remediation, which follows them, and
+// the Slack notifier and approval requests (termed).
 func (h *haNode) lead(ctx context.Context, t lease.Term) {
 	h.leader.Set(1)
 	h.term.Set(float64(t.Epoch))
@@ -111,11 +118,83 @@ func (h *haNode) lead(ctx context.Context, t lease.Term) {
 	if err := h.inc.Lead(ctx); err != nil {
 		return
 	}
+	// What the last holder wrote is read before any of them starts:
+	// the approval requests ask the notifier what was posted.
+	if !h.reload(ctx) {
+		return
+	}
+	// The next term's run starts only once these are done: the same
+	// notifier must not run twice at once.
+	var wg sync.WaitGroup
+	for _, c := range h.termed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.runTermed(ctx, c)
+		}()
+	}
 	if h.rem != nil {
 		if err := h.rem.Lead(ctx); err != nil && ctx.Err() == nil {
 			h.logger.Error("Remediation stopped", "err", err)
 		}
 	}
 	<-ctx.Done()
+	wg.Wait()
 	h.logger.Info("The lease is gone: following", "term", t.Epoch)
+}
+
+// runTermed runs c for the term; one that fails (the store cannot take
+// the notifier's journal) starts again, from its state read anew, after
+// a pause.
+func (h *haNode) runTermed(ctx context.Context, c component) {
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		err := c.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		h.logger.Error("Stopped during the term; starting again", "component", fmt.Sprintf("%T", c), "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		// Never on a state read halfway: it would post again.
+		if !h.reloadOne(ctx, c) {
+			return
+		}
+	}
+}
+
+// reloader is a termed component that reads its state again at the
+// start of each term (*slacknotify.Notifier).
+type reloader interface{ Reload() error }
+
+// reload reloads the termed components, retrying while the store
+// fails, until ctx is done (false).
+func (h *haNode) reload(ctx context.Context) bool {
+	for _, c := range h.termed {
+		if !h.reloadOne(ctx, c) {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *haNode) reloadOne(ctx context.Context, c component) bool {
+	r, ok := c.(reloader)
+	if !ok {
+		return ctx.Err() == nil
+	}
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		err := r.Reload()
+		if err == nil {
+			return ctx.Err() == nil
+		}
+		h.logger.Error("Reading the state of the term failed; retrying", "component", fmt.Sprintf("%T", c), "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
 }

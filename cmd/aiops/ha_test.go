@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/aiops-dev/aiops/internal/chtest"
+	"github.com/aiops-dev/aiops/internal/slackstandin"
 	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
@@ -197,7 +198,13 @@ func startHAReplica(t *testing.T, name, dir, config string) *haReplica {
 // the other takes the lease over within seconds and continues the same
 // incident, runs the runbook once for a new alert and not again for the
 // old one, and still has the approval pending; approved, it runs once.
+// Slack (the stand-in) gets one message for the incident, posted by the
+// first leader and updated by the survivor in place, its thread
+// continued, and one approval request.
 func TestHAPair(t *testing.T) {
+	const botToken = "xoxb-ha-test-token"
+	sl := slackstandin.New(botToken)
+	t.Cleanup(sl.Stop)
 	srv := chtest.Start(t)
 	db := srv.NewDatabase(t)
 	dir := t.TempDir()
@@ -262,6 +269,8 @@ receivers:
       cooldown: 1h
       max_runs: {count: 10, window: 1h}
 `, hookSrv.URL))
+	botFile := write("bot.token", botToken)
+	secretFile := write("signing.secret", "ha-test-signing-secret")
 	gossip := []string{freeAddr(t), freeAddr(t)}
 	config := func(i int) string {
 		return write(fmt.Sprintf("aiops-%d.yaml", i), fmt.Sprintf(`storage:
@@ -287,11 +296,16 @@ remediation:
   drivers:
     webhook:
       allowed_url_prefixes: [%q]
+slack:
+  bot_token_file: %q
+  signing_secret_file: %q
+  api_url: %q
+  channel: C-ONCALL
 ha:
   lease: store
   id: replica-%d
   store: {name: aiops, ttl: 3s}
-`, srv.NativeAddr(), db, rules, am, gossip[i], gossip[1-i], runbooks, hookSrv.URL+"/", i))
+`, srv.NativeAddr(), db, rules, am, gossip[i], gossip[1-i], runbooks, hookSrv.URL+"/", botFile, secretFile, sl.URL(), i))
 	}
 	rs := []*haReplica{startHAReplica(t, "replica-0", dir, config(0)), startHAReplica(t, "replica-1", dir, config(1))}
 
@@ -363,6 +377,19 @@ ha:
 		return len(incs) == 1 && incs[0].ID == incID, raw
 	})
 
+	// Slack: the incident's message, posted once, and the approval
+	// request in its thread.
+	var incMsg slackstandin.Message
+	testutil.Eventually(t, 60*time.Second, "the incident and its approval request in Slack", func() (bool, string) {
+		top := sl.TopLevel("C-ONCALL")
+		if len(top) != 1 {
+			return false, fmt.Sprintf("%d top-level messages", len(top))
+		}
+		incMsg = top[0]
+		return approvalMessages(sl, incMsg.TS) == 1, fmt.Sprintf("messages %+v", sl.Messages(""))
+	})
+	repliesBefore := len(sl.Replies("C-ONCALL", incMsg.TS))
+
 	// Mid-stream: the leader dies without a word.
 	rs[lead].cmd.Process.Signal(syscall.SIGKILL)
 	<-rs[lead].done
@@ -392,6 +419,17 @@ ha:
 			fmt.Sprintf("incidents %s; runbook calls %v", raw, rb)
 	})
 
+	// The survivor follows the same message: updated in place, told in
+	// its thread.
+	testutil.Eventually(t, 60*time.Second, "the survivor updates the same Slack message", func() (bool, string) {
+		top := sl.TopLevel("C-ONCALL")
+		if len(top) != 1 {
+			return false, fmt.Sprintf("%d top-level messages", len(top))
+		}
+		return top[0].Updates > incMsg.Updates && len(sl.Replies("C-ONCALL", incMsg.TS)) > repliesBefore,
+			fmt.Sprintf("updates %d (were %d), replies %d (were %d)", top[0].Updates, incMsg.Updates, len(sl.Replies("C-ONCALL", incMsg.TS)), repliesBefore)
+	})
+
 	// The approval asked for before the leader died is still pending.
 	var pending string
 	for _, x := range executions(survivor) {
@@ -408,6 +446,15 @@ ha:
 	testutil.Eventually(t, 60*time.Second, "the approved run acted once", func() (bool, string) {
 		_, rb := hk.snapshot()
 		return rb["/rb/failover site-s1"] == 1, fmt.Sprint(rb)
+	})
+	// The request the dead leader posted is the one the survivor closes.
+	testutil.Eventually(t, 30*time.Second, "the Slack approval request shows the approval", func() (bool, string) {
+		for _, m := range sl.Replies("C-ONCALL", incMsg.TS) {
+			if strings.Contains(m.Text, "Approved by") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("replies %+v", sl.Replies("C-ONCALL", incMsg.TS))
 	})
 
 	// Give a duplicate time to show, then count everything once more.
@@ -436,6 +483,22 @@ ha:
 	if len(incs) != 1 {
 		t.Errorf("incidents after the failover: %s", raw)
 	}
+	// One Slack message for the incident, every other one in its thread,
+	// and the approval asked for once, by whichever replica led.
+	if top := sl.TopLevel("C-ONCALL"); len(top) != 1 || top[0].TS != incMsg.TS {
+		t.Errorf("top-level Slack messages %+v, want the incident's one", top)
+	}
+	for _, m := range sl.Messages("") {
+		if m.ThreadTS != "" && m.ThreadTS != incMsg.TS {
+			t.Errorf("a reply outside the incident's thread: %+v", m)
+		}
+	}
+	if n := approvalMessages(sl, incMsg.TS); n != 1 {
+		t.Errorf("%d approval requests in Slack, want 1", n)
+	}
+	if n := sl.Calls("chat.postMessage"); n == 0 {
+		t.Error("nothing posted to Slack")
+	}
 	x := executions(survivor)
 	byRunbook := map[string]int{}
 	for _, e := range x {
@@ -444,4 +507,16 @@ ha:
 	if byRunbook["page"] != 2 || byRunbook["failover"] != 1 {
 		t.Errorf("executions %+v, want a page per HAOutage alert and one failover", x)
 	}
+}
+
+// approvalMessages counts the approval requests in the thread of ts,
+// as asked or as decided since.
+func approvalMessages(sl *slackstandin.Server, ts string) int {
+	n := 0
+	for _, m := range sl.Replies("C-ONCALL", ts) {
+		if strings.Contains(m.Text, "(execution ") {
+			n++
+		}
+	}
+	return n
 }

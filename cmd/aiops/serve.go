@@ -461,7 +461,7 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 
 		if cfg.Slack.Enabled() {
 			query := slackapp.QueryFunc(rules.EngineQueryFunc(engine, store))
-			slackComps, slackApp, err := s.buildSlack(inc, silencer, store, rem, query, rangeQueryFunc(engine, store))
+			slackComps, slackApp, err := s.buildSlack(inc, silencer, store, rem, query, rangeQueryFunc(engine, store), ha)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -507,7 +507,10 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 // the app approves, denies and runs runbooks through its engine, and
 // executions waiting for approval are asked about in their incidents'
 // threads; without it, those commands answer that it is not configured.
-func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore, rem *remediation.Remediation, query slackapp.QueryFunc, queryRange slacknotify.QueryRangeFunc) ([]component, *slackapp.App, error) {
+// In an HA pair (ha not nil) the notifier keeps its state in the store's
+// events and, with the approval requests, runs only while this replica
+// holds the lease; the app answers on every replica.
+func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, events storage.EventStore, rem *remediation.Remediation, query slackapp.QueryFunc, queryRange slacknotify.QueryRangeFunc, ha *haNode) ([]component, *slackapp.App, error) {
 	cfg, logger := s.cfg.Slack, s.logger.With("component", "slack")
 	token, err := slacknotify.ReadSecretFile(cfg.BotTokenFile)
 	if err != nil {
@@ -518,13 +521,31 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 		BotToken: token, Logger: logger, Registerer: s.reg, QueryRange: queryRange, Events: events,
 		// The button is answered by the app, with the engine's runbooks.
 		OfferRunbooks: rem != nil && (cfg.SigningSecretFile != "" || cfg.AppTokenFile != ""),
+		Journal:       journalOf(ha, events),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	comps := []component{notifier}
+	var comps, termed []component
+	// leaderOnly runs c during the terms of the lease in an HA pair,
+	// always otherwise.
+	leaderOnly := func(c component) {
+		if ha != nil {
+			termed = append(termed, c)
+		} else {
+			comps = append(comps, c)
+		}
+	}
+	// Given to the HA node once all is built: on an error nothing runs.
+	built := func() {
+		if ha != nil {
+			ha.termed = append(ha.termed, termed...)
+		}
+	}
+	leaderOnly(notifier)
 	if cfg.SigningSecretFile == "" && cfg.AppTokenFile == "" {
 		logger.Warn("Neither slack.signing_secret_file nor slack.app_token_file is set: incidents are posted to Slack, but commands and buttons are not answered")
+		built()
 		return comps, nil, nil
 	}
 	fail := func(err error) ([]component, *slackapp.App, error) {
@@ -541,7 +562,7 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 	if rem != nil {
 		remedy = slackRemediation{rem.Engine()}
 		// Asked only where someone can press the buttons.
-		comps = append(comps, newApprovalWatcher(notifier, rem.Engine(), logger.With("component", "slack-approvals")))
+		leaderOnly(newApprovalWatcher(notifier, rem.Engine(), logger.With("component", "slack-approvals")))
 	}
 	app, err := slackapp.New(slackapp.Options{
 		Config: cfg, SigningSecret: secret, Incidents: inc, Silences: silencer,
@@ -563,8 +584,19 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 		}
 		comps = append(comps, sm)
 	}
-	logger.Info("Slack app ready", "channel", cfg.Channel, "http", cfg.SigningSecretFile != "", "socket_mode", cfg.AppTokenFile != "", "remediation", rem != nil)
+	logger.Info("Slack app ready", "channel", cfg.Channel, "http", cfg.SigningSecretFile != "", "socket_mode", cfg.AppTokenFile != "", "remediation", rem != nil, "ha", ha != nil)
+	built()
 	return comps, app, nil
+}
+
+// journalOf is where the Slack notifier of an HA pair keeps its state:
+// the store, which the next holder of the lease reads; nil (a file) for
+// a node alone.
+func journalOf(ha *haNode, events storage.EventStore) storage.EventStore {
+	if ha == nil {
+		return nil
+	}
+	return events
 }
 
 // rangeQueryFunc evaluates range queries on the engine over q, for the
