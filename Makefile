@@ -50,8 +50,8 @@ image:
 	./scripts/install-test-deps.sh podman
 	VERSION=$(VERSION) ./scripts/build-image.sh $(IMAGE)
 
-## image-test: build the image and start it as a container would (as root;
-## not part of `make test`: the static build is a cold build of everything)
+## image-test: build the image with podman and start its binary from the
+## image's own filesystem as the image's user (as root); part of `make test`
 image-test:
 	./scripts/install-test-deps.sh podman
 	$(GO) test -tags image -count=1 -run '^TestImage$$' -v ./deploy/
@@ -66,6 +66,7 @@ vet:
 test: test-deps tools vet plugin-frontend-test
 	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) $(PKGS)
 	cd plugin && $(GO) test -count=1 -timeout 10m $(TESTFLAGS) ./pkg/...
+	$(MAKE) image-test
 
 # The plugin's frontend (plugin/src, TypeScript) with Node.js and npm:
 # npm ci installs the committed package-lock.json exactly, running no
