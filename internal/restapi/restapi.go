@@ -1,5 +1,6 @@
 // Package restapi holds what aiops's JSON APIs (incidents, remediation)
-// share: route matching and the error format of answers no route took.
+// share: route matching, the error format (of answers no route took too)
+// and their OpenAPI documents.
 package restapi
 
 import (
@@ -7,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"sigs.k8s.io/yaml"
 )
 
 // PathMatches reports whether path fits the route pattern's segments
@@ -65,4 +68,23 @@ func Unrouted(w http.ResponseWriter, r *http.Request, allow []string) {
 		return
 	}
 	WriteError(w, http.StatusNotFound, "not_found", "", "no such endpoint: "+r.URL.Path)
+}
+
+// OpenAPI is an API's OpenAPI document as JSON, as it is served.
+type OpenAPI []byte
+
+// NewOpenAPI converts an API's OpenAPI document from YAML, as it is
+// written and embedded, to JSON.
+func NewOpenAPI(doc []byte) (OpenAPI, error) {
+	j, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return nil, fmt.Errorf("openapi.yaml: %w", err)
+	}
+	return OpenAPI(j), nil
+}
+
+// ServeHTTP answers with the document.
+func (d OpenAPI) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(d)
 }

@@ -24,8 +24,6 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/internal/restapi"
 	"github.com/aiops-dev/aiops/remediation/action"
@@ -74,7 +72,7 @@ type API struct {
 	opts    Options
 	logger  *slog.Logger
 	mux     *http.ServeMux
-	openapi []byte
+	openapi restapi.OpenAPI
 }
 
 type route struct {
@@ -100,7 +98,7 @@ func (a *API) routes() []route {
 		{http.MethodGet, "/api/v1/remediation/refusals", auth.ScopeRead, a.refusals},
 		{http.MethodGet, "/api/v1/remediation/records", auth.ScopeRead, a.records},
 		{http.MethodGet, "/api/v1/remediation/actions", auth.ScopeRead, a.actions},
-		{http.MethodGet, "/api/v1/remediation/openapi.json", auth.ScopeRead, a.serveOpenAPI},
+		{http.MethodGet, "/api/v1/remediation/openapi.json", auth.ScopeRead, a.openapi.ServeHTTP},
 	}
 }
 
@@ -118,9 +116,9 @@ func New(o Options) (*API, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	doc, err := yaml.YAMLToJSON(openapiYAML)
+	doc, err := restapi.NewOpenAPI(openapiYAML)
 	if err != nil {
-		return nil, fmt.Errorf("remediation api: openapi.yaml: %w", err)
+		return nil, fmt.Errorf("remediation api: %w", err)
 	}
 	a := &API{opts: o, logger: o.Logger, mux: http.NewServeMux(), openapi: doc}
 	for _, rt := range a.routes() {
@@ -190,26 +188,14 @@ func (a *API) Mount(mux *http.ServeMux) {
 func (a *API) Handler() http.Handler { return a.mux }
 
 // OpenAPI returns the OpenAPI 3 document as JSON.
-func (a *API) OpenAPI() []byte { return slices.Clone(a.openapi) }
+func (a *API) OpenAPI() []byte { return slices.Clone([]byte(a.openapi)) }
 
-func (a *API) serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(a.openapi)
-}
-
-// apiError has the shape of Prometheus's API errors, as every /api/v1/
-// route of aiops answers.
+// apiError is the error answer of a refused run: aiops's error format
+// and the safety rail that refused it.
 type apiError struct {
-	Status    string `json:"status"`
-	ErrorType string `json:"errorType"`
-	Error     string `json:"error"`
-	Field     string `json:"field,omitempty"`
+	restapi.Error
 	// Rail names the safety rail that refused a run.
 	Rail string `json:"rail,omitempty"`
-}
-
-func writeError(w http.ResponseWriter, status int, code, field, msg string) {
-	restapi.WriteJSON(w, status, apiError{Status: "error", ErrorType: code, Error: msg, Field: field})
 }
 
 type fieldError struct{ field, msg string }
@@ -227,28 +213,28 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	)
 	switch {
 	case errors.As(err, &fe):
-		writeError(w, http.StatusBadRequest, "invalid", fe.field, fe.Error())
+		restapi.WriteError(w, http.StatusBadRequest, "invalid", fe.field, fe.Error())
 	case errors.As(err, &re):
-		restapi.WriteJSON(w, http.StatusConflict, apiError{Status: "error", ErrorType: "refused", Error: err.Error(), Rail: re.Rail})
+		restapi.WriteJSON(w, http.StatusConflict, apiError{Error: restapi.Error{Status: "error", ErrorType: "refused", Error: err.Error()}, Rail: re.Rail})
 	case errors.Is(err, engine.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", "", err.Error())
+		restapi.WriteError(w, http.StatusNotFound, "not_found", "", err.Error())
 	case errors.Is(err, engine.ErrConflict):
-		writeError(w, http.StatusConflict, "conflict", "", err.Error())
+		restapi.WriteError(w, http.StatusConflict, "conflict", "", err.Error())
 	case errors.Is(err, engine.ErrForbidden):
-		writeError(w, http.StatusForbidden, "forbidden", "", err.Error())
+		restapi.WriteError(w, http.StatusForbidden, "forbidden", "", err.Error())
 	case errors.Is(err, engine.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid", "", err.Error())
+		restapi.WriteError(w, http.StatusBadRequest, "invalid", "", err.Error())
 	case errors.Is(err, engine.ErrNotLeader):
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "", err.Error())
+		restapi.WriteError(w, http.StatusServiceUnavailable, "unavailable", "", err.Error())
 	case errors.Is(err, context.Canceled):
-		writeError(w, 499, "canceled", "", err.Error())
+		restapi.WriteError(w, 499, "canceled", "", err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		// The store did not take the record in time: nothing was done.
 		a.logger.Warn("Remediation request not recorded in time", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "", "the store did not record the request in time (a run never starts unrecorded); retry later: "+err.Error())
+		restapi.WriteError(w, http.StatusServiceUnavailable, "unavailable", "", "the store did not record the request in time (a run never starts unrecorded); retry later: "+err.Error())
 	default:
 		a.logger.Error("Remediation API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "", err.Error())
+		restapi.WriteError(w, http.StatusInternalServerError, "internal", "", err.Error())
 	}
 }
 
@@ -329,7 +315,7 @@ func (a *API) listRunbooks(w http.ResponseWriter, _ *http.Request) {
 func (a *API) getRunbook(w http.ResponseWriter, r *http.Request) {
 	rb, ok := a.opts.Engine.Runbook(r.PathValue("name"))
 	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", "", "no runbook "+strconv.Quote(r.PathValue("name")))
+		restapi.WriteError(w, http.StatusNotFound, "not_found", "", "no runbook "+strconv.Quote(r.PathValue("name")))
 		return
 	}
 	restapi.WriteJSON(w, http.StatusOK, a.view(rb))
