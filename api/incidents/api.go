@@ -24,7 +24,6 @@ import (
 	"time"
 
 	promstorage "github.com/prometheus/prometheus/storage"
-	"sigs.k8s.io/yaml"
 
 	"github.com/prometheus/alertmanager/silence"
 
@@ -90,7 +89,7 @@ type API struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	mux     *http.ServeMux
-	openapi []byte
+	openapi restapi.OpenAPI
 }
 
 // route is one endpoint; routes() is the one list that both registers the
@@ -119,7 +118,7 @@ func (a *API) routes() []route {
 		{http.MethodPost, "/api/v1/silences/{id}/expire", a.expireSilence},
 		{http.MethodGet, "/api/v1/anomalies", a.listAnomalies},
 		{http.MethodGet, "/api/v1/forecasts", a.listForecasts},
-		{http.MethodGet, "/api/v1/openapi.json", a.serveOpenAPI},
+		{http.MethodGet, "/api/v1/openapi.json", a.openapi.ServeHTTP},
 	}
 }
 
@@ -137,9 +136,9 @@ func New(o Options) (*API, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	doc, err := yaml.YAMLToJSON(openapiYAML)
+	doc, err := restapi.NewOpenAPI(openapiYAML)
 	if err != nil {
-		return nil, fmt.Errorf("incidents api: openapi.yaml: %w", err)
+		return nil, fmt.Errorf("incidents api: %w", err)
 	}
 	a := &API{opts: o, logger: o.Logger, now: o.Now, mux: http.NewServeMux(), openapi: doc}
 	for _, rt := range a.routes() {
@@ -191,12 +190,7 @@ func (a *API) Mount(mux *http.ServeMux) {
 }
 
 // OpenAPI returns the OpenAPI 3 document as JSON.
-func (a *API) OpenAPI() []byte { return slices.Clone(a.openapi) }
-
-func (a *API) serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(a.openapi)
-}
+func (a *API) OpenAPI() []byte { return slices.Clone([]byte(a.openapi)) }
 
 // fieldError is a 400 naming the parameter, header or body field at fault.
 type fieldError struct {

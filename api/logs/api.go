@@ -22,8 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
+	"github.com/aiops-dev/aiops/internal/restapi"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -48,7 +47,7 @@ type API struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	slots   chan struct{}
-	openapi []byte
+	openapi restapi.OpenAPI
 }
 
 //go:embed openapi.yaml
@@ -74,9 +73,9 @@ func New(o Options) (*API, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	doc, err := yaml.YAMLToJSON(openapiYAML)
+	doc, err := restapi.NewOpenAPI(openapiYAML)
 	if err != nil {
-		return nil, fmt.Errorf("logs api: openapi.yaml: %w", err)
+		return nil, fmt.Errorf("logs api: %w", err)
 	}
 	return &API{cfg: o.Config, records: o.Records, logger: o.Logger, now: o.Now,
 		slots: make(chan struct{}, o.Config.MaxConcurrency), openapi: doc}, nil
@@ -91,16 +90,15 @@ func (a *API) Mount(mux *http.ServeMux) {
 			methodNotAllowed(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(a.openapi)
+		a.openapi.ServeHTTP(w, r)
 	})
 	mux.HandleFunc("/api/v1/logs/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "", "no such endpoint: "+r.URL.Path)
+		restapi.WriteError(w, http.StatusNotFound, "not_found", "", "no such endpoint: "+r.URL.Path)
 	})
 }
 
 // OpenAPI returns the OpenAPI 3 document as JSON.
-func (a *API) OpenAPI() []byte { return slices.Clone(a.openapi) }
+func (a *API) OpenAPI() []byte { return slices.Clone([]byte(a.openapi)) }
 
 // View is one record in the API's JSON.
 type View struct {
@@ -128,23 +126,9 @@ type Page struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-type errorBody struct {
-	Status    string `json:"status"`
-	ErrorType string `json:"errorType"`
-	Error     string `json:"error"`
-	Field     string `json:"field,omitempty"`
-}
-
-func writeError(w http.ResponseWriter, status int, code, field, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(errorBody{Status: "error", ErrorType: code, Error: msg, Field: field})
-}
-
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", "GET, HEAD")
-	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "",
+	restapi.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "",
 		fmt.Sprintf("%s is not allowed on %s; allowed: GET", r.Method, r.URL.Path))
 }
 
@@ -312,16 +296,16 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var fe *fieldError
 	switch {
 	case errors.As(err, &fe):
-		writeError(w, http.StatusBadRequest, "invalid", fe.field, fe.Error())
+		restapi.WriteError(w, http.StatusBadRequest, "invalid", fe.field, fe.Error())
 	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
-		writeError(w, http.StatusServiceUnavailable, "timeout", "", fmt.Sprintf("query timed out after %s (logs.timeout)", a.cfg.Timeout))
+		restapi.WriteError(w, http.StatusServiceUnavailable, "timeout", "", fmt.Sprintf("query timed out after %s (logs.timeout)", a.cfg.Timeout))
 	case errors.Is(err, storage.ErrUnavailable):
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "", err.Error())
+		restapi.WriteError(w, http.StatusServiceUnavailable, "unavailable", "", err.Error())
 	case errors.Is(err, context.Canceled):
-		writeError(w, 499, "canceled", "", err.Error())
+		restapi.WriteError(w, 499, "canceled", "", err.Error())
 	default:
 		a.logger.Error("Logs API request failed", "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "", err.Error())
+		restapi.WriteError(w, http.StatusInternalServerError, "internal", "", err.Error())
 	}
 }
 

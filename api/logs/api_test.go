@@ -17,6 +17,7 @@ import (
 	validator "github.com/pb33f/libopenapi-validator"
 	"github.com/pb33f/libopenapi-validator/config"
 
+	"github.com/aiops-dev/aiops/internal/restapi"
 	"github.com/aiops-dev/aiops/internal/testutil"
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 	"github.com/aiops-dev/aiops/storage"
@@ -199,7 +200,7 @@ func TestBadRequestsNameTheParameter(t *testing.T) {
 		{"cursor=bm90IGEgY3Vyc29y", "cursor"},
 	} {
 		status, body := e.get("/api/v1/logs?" + c.query)
-		var eb errorBody
+		var eb restapi.Error
 		json.Unmarshal(body, &eb)
 		if status != http.StatusBadRequest || eb.ErrorType != "invalid" || eb.Field != c.field {
 			t.Errorf("%s: got %d %s, want 400 naming %s", c.query, status, body, c.field)
