@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -142,24 +141,6 @@ func postMetrics(t testing.TB, addr string, md pmetric.Metrics, token string) ht
 	return postBody(t, addr, "application/x-protobuf", body, token)
 }
 
-// syncBuffer collects log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestFuturePointDoesNotStopIngest is issue 12's first finding: one point
 // stamped 2h05m ahead moved the embedded TSDB's head, after which every
 // later sample of every series was refused as too old while clients heard
@@ -235,7 +216,7 @@ func testFuturePoint(t *testing.T, now time.Time, store storage.Store) {
 func TestStoreRefusalsReported(t *testing.T) {
 	now := testutil.Epoch
 	clock := testutil.NewClock(now)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	store := storetest.Embedded(t)
 	r := start(t, allInOneConfig(t), Deps{Store: store, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 

@@ -14,7 +14,6 @@ package deploy_test
 
 import (
 	"archive/tar"
-	"bytes"
 	"debug/elf"
 	"encoding/json"
 	"errors"
@@ -26,7 +25,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -109,7 +107,7 @@ func TestImage(t *testing.T) {
 	args := append(slices.Clone(cfg.Config.Entrypoint[1:]), cfg.Config.Cmd...)
 	args = append(args, "--http-addr", httpAddr, "--otlp-grpc-addr", freeport.Addr(t), "--otlp-http-addr", freeport.Addr(t))
 	srv := inImage(root, cfg.Config.WorkingDir, cfg.Config.Entrypoint[0], args...)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	srv.Stdout, srv.Stderr = logs, logs
 	if err := srv.Start(); err != nil {
 		t.Fatalf("start %v in the image: %v", args, err)
@@ -164,24 +162,6 @@ func TestImage(t *testing.T) {
 	if err != nil || owned < 3 {
 		t.Errorf("state under /var/lib/aiops: %d entries, %v", owned, err)
 	}
-}
-
-// syncBuffer collects the server's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // mountRuntimeFilesystems mounts what every container runtime provides

@@ -1,13 +1,11 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,25 +14,6 @@ import (
 
 	aiopstest "github.com/aiops-dev/aiops/internal/testutil"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{} }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func TestRefusalsAreCountedLoggedAndAudited(t *testing.T) {
 	ctx := context.Background()
@@ -45,7 +24,7 @@ func TestRefusalsAreCountedLoggedAndAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	logs := newSyncBuffer()
+	logs := &aiopstest.SyncBuffer{}
 	audit := &memAuditor{}
 	m := &Middleware{
 		Auth: Chain{ts},
@@ -142,7 +121,7 @@ func TestUnavailableAuthDoesNotTellInternals(t *testing.T) {
 	down := httptest.NewServer(http.NotFoundHandler())
 	jwksURL := down.URL + "/internal/jwks"
 	down.Close()
-	logs := newSyncBuffer()
+	logs := &aiopstest.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	v, err := NewJWTVerifier(t.Context(), JWTConfig{Issuer: "https://idp", JWKSURL: jwksURL}, nil, logger)
 	if err != nil {

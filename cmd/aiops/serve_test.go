@@ -29,25 +29,6 @@ import (
 	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server's log writes while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func freeAddr(t *testing.T) string { return freeport.Addr(t) }
 
 // testServer is `aiops serve` running in-process.
@@ -55,13 +36,13 @@ type testServer struct {
 	http, grpc string
 	otlpHTTP   string
 	token      string
-	stderr     *syncBuffer
+	stderr     *testutil.SyncBuffer
 	stop       func() int
 }
 
 func startServe(t *testing.T, dataDir string, extra ...string) *testServer {
 	t.Helper()
-	ts := &testServer{http: freeAddr(t), grpc: freeAddr(t), otlpHTTP: freeAddr(t), stderr: &syncBuffer{}}
+	ts := &testServer{http: freeAddr(t), grpc: freeAddr(t), otlpHTTP: freeAddr(t), stderr: &testutil.SyncBuffer{}}
 	args := append([]string{"serve", "--data-dir", dataDir, "--http-addr", ts.http,
 		"--otlp-grpc-addr", ts.grpc, "--otlp-http-addr", ts.otlpHTTP}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())

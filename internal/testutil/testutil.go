@@ -1,12 +1,14 @@
 // Package testutil holds the helpers every package's tests share: waiting
-// on a condition, a logger, a clock the test moves, and the instants a
-// time-dependent test is run at.
+// on a condition, a logger, a clock the test moves, the instants a
+// time-dependent test is run at, and a buffer a process writes while the
+// test reads it.
 //
 // It imports testing, so only _test.go files and test harnesses may
 // import it; the shipped binary must not (cmd/aiops checks that).
 package testutil
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"os"
@@ -181,4 +183,24 @@ func InLocalZone(t testing.TB, name string, f func()) {
 	time.Local = loc
 	defer func() { time.Local = old }()
 	f()
+}
+
+// SyncBuffer collects what a server or logger writes while the test
+// reads it: a bytes.Buffer behind a lock.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

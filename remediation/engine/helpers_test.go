@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -71,24 +70,6 @@ func (d *driver) actions() []action.Call {
 
 func (d *driver) count() int { return len(d.actions()) }
 
-// syncBuffer is a log sink tests read while the engine writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is aiops's incidents and the remediation engine on one store,
 // on a clock the test moves.
 type harness struct {
@@ -99,7 +80,7 @@ type harness struct {
 	inc    *incident.Manager
 	eng    *engine.Engine
 	drv    *driver
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	cfg    engine.Config
 	reg    *prometheus.Registry
 	env    map[string]string
@@ -158,7 +139,7 @@ func stores(t *testing.T, f func(t *testing.T, opts ...option)) {
 // embedded store.
 func newHarness(t *testing.T, runbooks string, opts ...option) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: testutil.NewClock(t0), drv: &driver{}, logs: &syncBuffer{}, env: map[string]string{}}
+	h := &harness{t: t, clock: testutil.NewClock(t0), drv: &driver{}, logs: &testutil.SyncBuffer{}, env: map[string]string{}}
 	rbs, ps := runbook.Parse("test.yml", []byte(runbooks))
 	if len(ps) == 0 {
 		ps = runbook.Validate(rbs, runbook.ValidateOptions{})
