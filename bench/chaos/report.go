@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/aiops-dev/aiops/internal/stats"
 )
 
 // Summary are the figures the targets are stated in.
@@ -56,18 +58,6 @@ func quantile(xs []float64, q float64) float64 {
 	// Nearest rank.
 	i := int(q*float64(len(s))+0.999999) - 1
 	return s[max(0, min(i, len(s)-1))]
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[len(s)/2]
 }
 
 // summarizeRuns sets the report's summaries and compares the later runs
@@ -155,12 +145,12 @@ func summarize(results []Result) Summary {
 	if s.Scenarios > 0 {
 		s.ManualShare = float64(s.Scenarios-s.AutoResolved) / float64(s.Scenarios)
 	}
-	s.MedianDetectSeconds = median(detect)
-	s.MedianFirstActionSeconds = median(first)
-	s.MedianRecoverSeconds = median(recover)
+	s.MedianDetectSeconds = stats.Median(detect)
+	s.MedianFirstActionSeconds = stats.Median(first)
+	s.MedianRecoverSeconds = stats.Median(recover)
 	s.P90RecoverSeconds = quantile(recover, 0.9)
-	s.MedianUnhealthySeconds = median(unhealthy)
-	s.MedianDetectToRecoverSeconds = median(detectToRecover)
+	s.MedianUnhealthySeconds = stats.Median(unhealthy)
+	s.MedianDetectToRecoverSeconds = stats.Median(detectToRecover)
 	if len(recover) > 0 {
 		s.MaxRecoverSeconds = slices.Max(recover)
 	}

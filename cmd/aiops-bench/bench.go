@@ -21,6 +21,7 @@ import (
 	"github.com/aiops-dev/aiops/bench/query"
 	"github.com/aiops-dev/aiops/bench/traces"
 	"github.com/aiops-dev/aiops/internal/chserver"
+	"github.com/aiops-dev/aiops/internal/stats"
 	"github.com/aiops-dev/aiops/storage"
 	"github.com/aiops-dev/aiops/storage/clickhouse"
 	"github.com/aiops-dev/aiops/storage/embedded"
@@ -216,7 +217,7 @@ func (c *benchCommands) runIngest(ctx context.Context, stdout, _ io.Writer) erro
 		}
 	}
 	for _, kind := range kinds {
-		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%.0f\t\t\t\t\t\t\n", kind, median(rates[kind]), median(acked[kind]))
+		fmt.Fprintf(tw, "%s\tmedian\t%.0f\t%.0f\t\t\t\t\t\t\n", kind, stats.Median(rates[kind]), stats.Median(acked[kind]))
 	}
 	return tw.Flush()
 }
@@ -318,18 +319,6 @@ func (c *benchCommands) runAlerting(ctx context.Context, stdout, _ io.Writer) er
 		fmt.Fprintf(stdout, "%s: %s\n", kind, res)
 	}
 	return nil
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func (c *benchCommands) runTraces(ctx context.Context, stdout, _ io.Writer) error {

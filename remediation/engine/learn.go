@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/aiops-dev/aiops/internal/stats"
 	"github.com/aiops-dev/aiops/remediation/match"
 	"github.com/aiops-dev/aiops/remediation/runbook"
 )
@@ -84,19 +85,7 @@ func (l *learning) Record(rb, alertname string) match.Record {
 	if r == nil {
 		return match.Record{}
 	}
-	return match.Record{Attempts: r.attempts, Successes: r.successes, MedianRecover: time.Duration(median(r.recover) * float64(time.Second))}
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return match.Record{Attempts: r.attempts, Successes: r.successes, MedianRecover: time.Duration(stats.Median(r.recover) * float64(time.Second))}
 }
 
 // RecordOf is a runbook's record for one alert, for the API.
@@ -122,7 +111,7 @@ func (e *Engine) Records() []RecordOf {
 	for k, r := range l.recs {
 		out = append(out, RecordOf{Runbook: k[0], Alertname: k[1], Attempts: r.attempts, Successes: r.successes,
 			SuccessRatio: float64(r.successes) / float64(r.attempts), Score: match.Record{Attempts: r.attempts, Successes: r.successes}.Score(),
-			MedianRecoverSeconds: median(r.recover), LastRecoveriesSeconds: slices.Clone(r.recover)})
+			MedianRecoverSeconds: stats.Median(r.recover), LastRecoveriesSeconds: slices.Clone(r.recover)})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Runbook != out[j].Runbook {
@@ -198,7 +187,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAttempts, prometheus.CounterValue, float64(r.attempts), k[0], k[1])
 		ch <- prometheus.MustNewConstMetric(descSuccesses, prometheus.CounterValue, float64(r.successes), k[0], k[1])
 		ch <- prometheus.MustNewConstMetric(descRatio, prometheus.GaugeValue, float64(r.successes)/float64(r.attempts), k[0], k[1])
-		ch <- prometheus.MustNewConstSummary(descRecover, uint64(r.verified), r.sum, map[float64]float64{0.5: median(r.recover)}, k[0], k[1])
+		ch <- prometheus.MustNewConstSummary(descRecover, uint64(r.verified), r.sum, map[float64]float64{0.5: stats.Median(r.recover)}, k[0], k[1])
 	}
 	l.mu.Unlock()
 	c.e.mu.RLock()
