@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/aiops-dev/aiops/analyzer/detect"
+	"github.com/aiops-dev/aiops/internal/atomicfile"
 )
 
 // stateFile is the snapshot's name inside Config.StateDir.
@@ -60,24 +61,7 @@ func (a *Analyzer) SaveState() error {
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("analyzer.state_dir: %w", err)
 	}
-	path := filepath.Join(a.cfg.StateDir, stateFile)
-	tmp, err := os.CreateTemp(a.cfg.StateDir, stateFile+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write analyzer state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write analyzer state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write analyzer state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write analyzer state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(filepath.Join(a.cfg.StateDir, stateFile), buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("write analyzer state: %w", err)
 	}
 	return nil

@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/aiops-dev/aiops/internal/atomicfile"
+
 	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/alertmanager/provider/mem"
 )
@@ -234,7 +236,7 @@ func (d *durableAlerts) compact() error {
 	if err := it.Err(); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(d.path, buf.Bytes()); err != nil {
+	if err := atomicfile.Write(d.path, buf.Bytes(), 0o600); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(d.path, os.O_WRONLY|os.O_APPEND, 0)

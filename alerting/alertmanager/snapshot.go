@@ -7,10 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/aiops-dev/aiops/internal/atomicfile"
 )
 
 // maxMessageBytes is the largest message Alertmanager's snapshots can be
@@ -101,40 +102,10 @@ func (f *snapshotFile) writeFile() (int64, error) {
 			f.logger.Error("Left entries out of a snapshot: each is larger than can be read back", "file", f.path, "entries", dropped, "limit_bytes", maxMessageBytes)
 		}
 	}
-	if err := writeFileAtomic(f.path, data); err != nil {
+	if err := atomicfile.Write(f.path, data, 0o600); err != nil {
 		return 0, &StateError{File: f.path, Err: err}
 	}
 	return int64(len(data)), nil
-}
-
-// writeFileAtomic replaces path with data so that a crash at any point
-// leaves either the old file or the new one.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // keepReadable returns the length-delimited messages of data that are

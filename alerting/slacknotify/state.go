@@ -2,6 +2,7 @@ package slacknotify
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/aiops-dev/aiops/internal/atomicfile"
 )
 
 // Message is the Slack message that stands for one incident.
@@ -221,29 +224,12 @@ func (fj *fileJournal) compact(state []journalLine) error {
 		fj.f.Close()
 		fj.f = nil
 	}
-	tmp := fj.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("slack state: %w", err)
-	}
-	w := bufio.NewWriter(f)
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	for _, l := range state {
 		enc.Encode(l)
 	}
-	err = w.Flush()
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, fj.path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(fj.path))
-	}
+	err := atomicfile.Write(fj.path, buf.Bytes(), 0o600)
 	if err != nil {
 		return fmt.Errorf("slack state: compact: %w", err)
 	}
@@ -252,15 +238,6 @@ func (fj *fileJournal) compact(state []journalLine) error {
 		return fmt.Errorf("slack state: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func (fj *fileJournal) append(l journalLine) error {

@@ -37,6 +37,8 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+
+	"github.com/aiops-dev/aiops/internal/atomicfile"
 )
 
 // Options configure a Log.
@@ -258,7 +260,7 @@ func (l *Log) cut(n int) error {
 	if l.opts.Sync {
 		// The new file's directory entry must survive a machine crash
 		// too, or its records would vanish with it.
-		if err := syncDir(l.dir); err != nil {
+		if err := atomicfile.SyncDir(l.dir); err != nil {
 			return fmt.Errorf("wal: start segment %d: %w", n, err)
 		}
 	}
@@ -540,11 +542,7 @@ func (l *Log) openMarks() error {
 	if errors.Is(err, os.ErrNotExist) {
 		// Written in full under a temporary name first, so that the file
 		// always has both slots allocated.
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, make([]byte, 2*slotBytes), 0o600); err != nil {
-			return fmt.Errorf("wal: create %s: %w", appliedFile, err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
+		if err := atomicfile.Write(path, make([]byte, 2*slotBytes), 0o600); err != nil {
 			return fmt.Errorf("wal: create %s: %w", appliedFile, err)
 		}
 		f, err = os.OpenFile(path, os.O_RDWR, 0)
@@ -628,13 +626,4 @@ func (l *Log) Close() error {
 	}
 	l.notify()
 	return errors.Join(errs...)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
