@@ -88,7 +88,7 @@ type API struct {
 	opts    Options
 	logger  *slog.Logger
 	now     func() time.Time
-	mux     *http.ServeMux
+	mux     *restapi.Mux
 	openapi restapi.OpenAPI
 }
 
@@ -140,23 +140,12 @@ func New(o Options) (*API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("incidents api: %w", err)
 	}
-	a := &API{opts: o, logger: o.Logger, now: o.Now, mux: http.NewServeMux(), openapi: doc}
+	a := &API{opts: o, logger: o.Logger, now: o.Now, openapi: doc}
+	var routes []restapi.Route
 	for _, rt := range a.routes() {
-		a.mux.HandleFunc(rt.method+" "+rt.path, rt.handle)
+		routes = append(routes, restapi.Route{Method: rt.method, Path: rt.path, Handle: rt.handle})
 	}
-	// Anything else under our paths (a wrong method, an unknown sub-path)
-	// answers in the API's error format rather than the mux's text.
-	for _, p := range a.Patterns() {
-		a.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
-			var allow []string
-			for _, rt := range a.routes() {
-				if restapi.PathMatches(rt.path, r.URL.Path) {
-					allow = append(allow, rt.method)
-				}
-			}
-			restapi.Unrouted(w, r, allow)
-		})
-	}
+	a.mux = restapi.NewMux(Prefix, routes)
 	return a, nil
 }
 
@@ -167,27 +156,10 @@ func (a *API) Handler() http.Handler { return a.mux }
 // one subtree pattern per top-level path ("/api/v1/incidents" and
 // "/api/v1/incidents/"). They are more specific than a "/api/v1/"
 // catch-all for Prometheus's query API, and take none of its routes.
-func (a *API) Patterns() []string {
-	var out []string
-	for _, rt := range a.routes() {
-		rest := strings.TrimPrefix(rt.path, Prefix+"/")
-		top := Prefix + "/" + strings.SplitN(rest, "/", 2)[0]
-		if !slices.Contains(out, top) {
-			out = append(out, top)
-			if !strings.Contains(top, ".") {
-				out = append(out, top+"/")
-			}
-		}
-	}
-	return out
-}
+func (a *API) Patterns() []string { return a.mux.Patterns() }
 
 // Mount registers Handler on mux at every pattern of Patterns.
-func (a *API) Mount(mux *http.ServeMux) {
-	for _, p := range a.Patterns() {
-		mux.Handle(p, a.mux)
-	}
-}
+func (a *API) Mount(mux *http.ServeMux) { a.mux.Mount(mux) }
 
 // OpenAPI returns the OpenAPI 3 document as JSON.
 func (a *API) OpenAPI() []byte { return slices.Clone([]byte(a.openapi)) }

@@ -71,7 +71,7 @@ type Options struct {
 type API struct {
 	opts    Options
 	logger  *slog.Logger
-	mux     *http.ServeMux
+	mux     *restapi.Mux
 	openapi restapi.OpenAPI
 }
 
@@ -120,21 +120,12 @@ func New(o Options) (*API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remediation api: %w", err)
 	}
-	a := &API{opts: o, logger: o.Logger, mux: http.NewServeMux(), openapi: doc}
+	a := &API{opts: o, logger: o.Logger, openapi: doc}
+	var routes []restapi.Route
 	for _, rt := range a.routes() {
-		a.mux.HandleFunc(rt.method+" "+rt.path, rt.handle)
+		routes = append(routes, restapi.Route{Method: rt.method, Path: rt.path, Handle: rt.handle})
 	}
-	for _, p := range a.Patterns() {
-		a.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
-			var allow []string
-			for _, rt := range a.routes() {
-				if restapi.PathMatches(rt.path, r.URL.Path) {
-					allow = append(allow, rt.method)
-				}
-			}
-			restapi.Unrouted(w, r, allow)
-		})
-	}
+	a.mux = restapi.NewMux(Prefix, routes)
 	return a, nil
 }
 
@@ -165,24 +156,10 @@ func (a *API) Scope(r *http.Request) (need auth.Scope, ok bool) {
 
 // Patterns are the ServeMux patterns to mount Handler at: more specific
 // than a "/api/v1/" catch-all, taking none of Prometheus's routes.
-func (a *API) Patterns() []string {
-	var out []string
-	for _, rt := range a.routes() {
-		rest := strings.TrimPrefix(rt.path, Prefix+"/")
-		top := Prefix + "/" + strings.SplitN(rest, "/", 2)[0]
-		if !slices.Contains(out, top) {
-			out = append(out, top, top+"/")
-		}
-	}
-	return out
-}
+func (a *API) Patterns() []string { return a.mux.Patterns() }
 
 // Mount registers the API on mux.
-func (a *API) Mount(mux *http.ServeMux) {
-	for _, p := range a.Patterns() {
-		mux.Handle(p, a.mux)
-	}
-}
+func (a *API) Mount(mux *http.ServeMux) { a.mux.Mount(mux) }
 
 // Handler serves every route.
 func (a *API) Handler() http.Handler { return a.mux }
