@@ -454,7 +454,7 @@ func (d *Detector) score(v, pred, resid, pres float64, lg logView) Result {
 		d.curCap = d.phaseCap(lo, hi, near)
 	}
 	best := bestTrack(d.tracks, d.cfg.WarmUp, resid, pres, scale, d.curCap)
-	looks := len(d.tracks)
+	looks := len(spans)
 	if lg.ok && d.logResiduals.len() >= d.cfg.WarmUp {
 		ls := robustScale(d.logResiduals, logScaleFloor)
 		lnear := d.fam.logNear(v, med, lg.off)
@@ -464,10 +464,14 @@ func (d *Detector) score(v, pred, resid, pres float64, lg logView) Result {
 			d.curLogCap = d.phaseCap(lo, hi, lnear)
 		}
 		best = math.Max(best, bestTrack(d.logTracks, d.cfg.WarmUp, lg.resid, lg.pres, ls, d.curLogCap))
-		looks += len(d.logTracks)
 	}
-	// Several spans (and scales) get several chances to look surprising;
-	// pay for them (Bonferroni) so the score stays a probability bound.
+	// Several spans get several chances to look surprising; pay for them
+	// (Bonferroni) so the score stays a probability bound. The log scale
+	// is not paid for as three more looks: it is the same residual under a
+	// monotone transform, ranking moderate deviations as the linear scale
+	// does, and paying for it twice made a positive series' scores lower
+	// than another's for the same evidence, so no single threshold served
+	// both kinds (docs/ANALYZER.md, sixth round).
 	best -= math.Log10(float64(looks))
 	if best < 0 {
 		best = 0
