@@ -196,8 +196,8 @@ func New(cfg Config) *Detector {
 		logResiduals: newRollingQuantiles(cfg.Window),
 	}
 	for _, m := range spans {
-		d.tracks = append(d.tracks, newTrack(m, cfg.Window))
-		d.logTracks = append(d.logTracks, newTrack(m, cfg.Window))
+		d.tracks = append(d.tracks, newTrack(m, cfg.Window, cfg.History))
+		d.logTracks = append(d.logTracks, newTrack(m, cfg.Window, cfg.History))
 	}
 	if cfg.Period > 0 {
 		d.period = cfg.Period
@@ -560,6 +560,16 @@ const phaseReach = 12
 // A spike to a familiar place otherwise comes back through the longer
 // tracks, whose mean it dominates for a whole span; a sustained excursion
 // is not explained by any one of its points, and keeps its surprise.
+//
+// A longer track learns its own tail (seventh round): its scale is at
+// least its own window's robust spread, not only the residuals' scale over
+// √span, which assumes independent residuals — a count's or a rate's
+// residuals are correlated (a burst decays over several points), and the
+// mean of four of them spreads far more than half as wide as one; and its
+// tail's shape is the one its history shows (track.shape), a generalized
+// Pareto tail where bursts are heavy-tailed rather than the exponential
+// that makes each burst a little larger than the last two days' look
+// extreme.
 func bestTrack(tracks []*track, warmUp int, resid, pres, scale, pointCap float64) float64 {
 	best := 0.0
 	for i, tr := range tracks {
@@ -571,12 +581,17 @@ func bestTrack(tracks []*track, warmUp int, resid, pres, scale, pointCap float64
 			r = pres
 		}
 		sc := scale / math.Sqrt(float64(tr.span))
-		s := tailSurprise(tr.win, tr.peek(r), sc)
 		if i == 0 {
-			s = math.Min(s, pointCap)
-		} else if s > 0 {
+			s := math.Min(tailSurprise(tr.win, tr.peek(r), sc), pointCap)
+			best = math.Max(best, s)
+			continue
+		}
+		sc = math.Max(sc, robustScale(tr.win, 0))
+		xiHi, xiLo := tr.shape(0), tr.shape(1)
+		s := tailSurpriseShape(tr.win, tr.peek(r), sc, xiHi, xiLo)
+		if s > 0 {
 			rest, c := tr.peekTrimmed(r, pointCap)
-			s = math.Min(s, math.Max(tailSurprise(tr.win, rest, sc), c))
+			s = math.Min(s, math.Max(tailSurpriseShape(tr.win, rest, sc, xiHi, xiLo), c))
 		}
 		best = math.Max(best, s)
 	}
@@ -598,13 +613,21 @@ const tailQ = 0.98
 // usual spikes unsurprising, while series that never spike find the
 // first one very surprising. Inside the central 96% the surprise is 0.
 func tailSurprise(w *rollingQuantiles, r, scale float64) float64 {
+	return tailSurpriseShape(w, r, scale, 0, 0)
+}
+
+// tailSurpriseShape is tailSurprise with a generalized Pareto tail of
+// shape xiHi above the window and xiLo below it (0: the exponential), of
+// the same mean excess: P(excess ≥ y) = (1 + ξy/σ)^(−1/ξ), σ = mean
+// excess × (1 − ξ).
+func tailSurpriseShape(w *rollingQuantiles, r, scale, xiHi, xiLo float64) float64 {
 	n := w.len()
 	hi, lo := w.quantile(tailQ), w.quantile(1-tailQ)
-	var excess float64
+	var excess, xi float64
 	if r > hi {
-		excess = r - hi
+		excess, xi = r-hi, xiHi
 	} else if r < lo {
-		excess = lo - r
+		excess, xi = lo-r, xiLo
 	} else {
 		return 0
 	}
@@ -631,6 +654,9 @@ func tailSurprise(w *rollingQuantiles, r, scale float64) float64 {
 	if me < prior {
 		me = prior
 	}
+	if xi > 0 {
+		return -math.Log10(1-tailQ) + math.Log1p(xi*excess/(me*(1-xi)))/(xi*math.Ln10)
+	}
 	p := (1 - tailQ) * math.Exp(-excess/me)
 	return -math.Log10(p)
 }
@@ -641,11 +667,16 @@ func (d *Detector) learn(v, resid, pres float64, lg logView) {
 	c, lc := d.curCap, d.curLogCap
 	d.curCap, d.curLogCap = math.Inf(1), math.Inf(1)
 	if (d.values.len() >= 8 || d.period > 0) && !math.IsNaN(resid) {
+		// A scored point's track values also go into the tracks' memories
+		// of their tails, in units of the scales it was judged with.
+		scored := d.values.len() >= d.cfg.WarmUp
+		sc := d.scale()
 		d.residuals.add(resid)
-		addTracks(d.tracks, resid, pres, c)
+		addTracks(d.tracks, d.cfg.WarmUp, resid, pres, c, sc, scored)
 		if lg.ok {
+			lsc := robustScale(d.logResiduals, logScaleFloor)
 			d.logResiduals.add(lg.resid)
-			addTracks(d.logTracks, lg.resid, lg.pres, lc)
+			addTracks(d.logTracks, d.cfg.WarmUp, lg.resid, lg.pres, lc, lsc, scored)
 		}
 	}
 	d.values.add(v)
@@ -761,14 +792,16 @@ func isMultiple(q, p int) bool {
 }
 
 // addTracks adds a residual to the tracks, the point residual to the
-// point track, each with the point's familiarity bound c.
-func addTracks(tracks []*track, resid, pres, c float64) {
+// point track, each with the point's familiarity bound c; for a scored
+// point (and a warm track) the track's tail memory learns its value in
+// units of scale/√span.
+func addTracks(tracks []*track, warmUp int, resid, pres, c, scale float64, scored bool) {
 	for i, tr := range tracks {
+		r := resid
 		if i == 0 {
-			tr.add(pres, c)
-		} else {
-			tr.add(resid, c)
+			r = pres
 		}
+		tr.add(r, c, scale/math.Sqrt(float64(tr.span)), scored && tr.win.len() >= warmUp)
 	}
 }
 
@@ -909,10 +942,68 @@ type track struct {
 	next int
 	n    int
 	win  *rollingQuantiles
+	// The tail's memory over the history: decayed count, sum and sum of
+	// squares of the excesses beyond the window's tail thresholds (index
+	// 0 above, 1 below), in units of the scale at the time.
+	exN, exS, exS2 [2]float64
+	exDecay        float64
 }
 
-func newTrack(span, window int) *track {
-	return &track{span: span, ring: make([]float64, span), caps: make([]float64, span), win: newRollingQuantiles(window)}
+func newTrack(span, window, history int) *track {
+	return &track{
+		span: span, ring: make([]float64, span), caps: make([]float64, span), win: newRollingQuantiles(window),
+		// The same memory as the familiarity and the new-level rates.
+		exDecay: math.Pow(0.5, 1/float64(history)),
+	}
+}
+
+// learnExcess counts the track value m, in units of sc, in the tail's
+// memory: its excess beyond the window's threshold on either side, if
+// any. The window holds a dozen tail points, one or two bursts of a bursty
+// series; the memory holds the excesses of the whole history, enough to
+// estimate the tail's shape, not only its mean.
+func (t *track) learnExcess(m, sc float64) {
+	hi, lo := t.win.quantile(tailQ), t.win.quantile(1-tailQ)
+	for i := range t.exN {
+		t.exN[i] *= t.exDecay
+		t.exS[i] *= t.exDecay
+		t.exS2[i] *= t.exDecay
+	}
+	side, y := -1, 0.0
+	switch {
+	case m > hi:
+		side, y = 0, (m-hi)/sc
+	case m < lo:
+		side, y = 1, (lo-m)/sc
+	}
+	if side >= 0 && !math.IsNaN(y) && !math.IsInf(y, 0) {
+		t.exN[side]++
+		t.exS[side] += y
+		t.exS2[side] += y * y
+	}
+}
+
+// shape is the generalized Pareto shape ξ of the track's tail on one side
+// (0 above, 1 below): the method of moments on the remembered excesses,
+// ξ = ½(1 − mean²/variance) (an exponential tail, whose variance is its
+// mean squared, has ξ = 0), shrunk towards 0 by as many pseudo-excesses
+// as the window's tail holds — the tail fit's own rule of equal weight
+// for the prior — and never below 0: light tails (the Gaussian's) tend to
+// the exponential at high thresholds, and a negative estimate at the 98th
+// percentile is that approach, not a bounded tail. The moment estimator
+// is below ½ by construction.
+func (t *track) shape(side int) float64 {
+	n := t.exN[side]
+	if n < 2 {
+		return 0
+	}
+	mean := t.exS[side] / n
+	v := t.exS2[side]/n - mean*mean
+	if !(v > 0) {
+		return 0
+	}
+	k := math.Ceil(float64(t.win.len()) * (1 - tailQ))
+	return math.Max(0, 0.5*(1-mean*mean/v)*n/(n+k))
 }
 
 // peek returns the mean over the span if r were the newest residual.
@@ -954,7 +1045,10 @@ func (t *track) peekTrimmed(r, c float64) (mean, extCap float64) {
 	return (sum - ext) / float64(n-1), extCap
 }
 
-func (t *track) add(r, c float64) {
+// add appends r with its familiarity bound c and, once the span is full,
+// the span's mean to the window; learn also counts the mean, in units of
+// sc, in the tail's memory.
+func (t *track) add(r, c, sc float64, learn bool) {
 	m := t.peek(r)
 	if t.n < t.span {
 		t.n++
@@ -963,6 +1057,9 @@ func (t *track) add(r, c float64) {
 	t.ring[t.next] = r
 	t.next = (t.next + 1) % t.span
 	if t.n == t.span {
+		if learn {
+			t.learnExcess(m, sc)
+		}
 		t.win.add(m)
 	}
 }
