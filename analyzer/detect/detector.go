@@ -649,7 +649,7 @@ func tailSurpriseShape(w *rollingQuantiles, r, scale, xiHi, xiLo float64) float6
 	// the two weighted equally: one past outlier among a dozen tail points
 	// must not make the next, far larger one look ordinary. The prior is
 	// also a floor, so a smooth window cannot make any excess infinite.
-	prior := 0.42 * scale
+	prior := gaussExcess * scale
 	me := (sum + float64(k)*prior) / (2 * float64(k))
 	if me < prior {
 		me = prior
@@ -660,6 +660,10 @@ func tailSurpriseShape(w *rollingQuantiles, r, scale, xiHi, xiLo float64) float6
 	p := (1 - tailQ) * math.Exp(-excess/me)
 	return -math.Log10(p)
 }
+
+// gaussExcess is a Gaussian's mean excess above its 98th percentile, in
+// standard deviations: the tail fit's prior.
+const gaussExcess = 0.42
 
 // learn adds the point to the windows. resid and pres are the residual
 // and point residual score computed before the point was known.
@@ -976,11 +980,31 @@ func (t *track) learnExcess(m, sc float64) {
 	case m < lo:
 		side, y = 1, (lo-m)/sc
 	}
-	if side >= 0 && !math.IsNaN(y) && !math.IsInf(y, 0) {
+	if side >= 0 && !math.IsNaN(y) {
+		y = math.Min(y, t.largestExpected(side))
 		t.exN[side]++
 		t.exS[side] += y
 		t.exS2[side] += y * y
 	}
+}
+
+// largestExpected is the largest excess the memory's own tail expects
+// among as many as it holds (its 1 − 1/n quantile, n counting the prior's
+// pseudo-excesses): an excess beyond it counts as that large. Moments are
+// not robust — one absurd value (a counter reset, a unit glitch) would
+// otherwise dominate the variance and make the tail look heavy for the
+// whole history, and every later event ordinary — while a tail that is
+// heavy keeps producing excesses near the largest expected, and the
+// estimate follows them up.
+func (t *track) largestExpected(side int) float64 {
+	k := math.Ceil(float64(t.win.len()) * (1 - tailQ))
+	n := t.exN[side] + k
+	me := (t.exS[side] + k*gaussExcess) / n
+	xi := t.shape(side)
+	if xi <= 0 {
+		return me * math.Log(n)
+	}
+	return me * (1 - xi) * (math.Pow(n, xi) - 1) / xi
 }
 
 // shape is the generalized Pareto shape ξ of the track's tail on one side
