@@ -586,9 +586,13 @@ func bestTrack(tracks []*track, warmUp int, resid, pres, scale, pointCap float64
 			best = math.Max(best, s)
 			continue
 		}
+		m := tr.peek(r)
+		if m <= tr.win.quantile(tailQ) && m >= tr.win.quantile(1-tailQ) {
+			continue // inside the tails: no surprise, whatever the fit
+		}
 		sc = math.Max(sc, robustScale(tr.win, 0))
 		xiHi, xiLo := tr.shape(0), tr.shape(1)
-		s := tailSurpriseShape(tr.win, tr.peek(r), sc, xiHi, xiLo)
+		s := tailSurpriseShape(tr.win, m, sc, xiHi, xiLo)
 		if s > 0 {
 			rest, c := tr.peekTrimmed(r, pointCap)
 			s = math.Min(s, math.Max(tailSurpriseShape(tr.win, rest, sc, xiHi, xiLo), c))
