@@ -801,15 +801,15 @@ func isMultiple(q, p int) bool {
 
 // addTracks adds a residual to the tracks, the point residual to the
 // point track, each with the point's familiarity bound c; for a scored
-// point (and a warm track) the track's tail memory learns its value in
-// units of scale/√span.
+// point a warm longer track's tail memory learns its value in units of
+// scale/√span (the point tracks' tails stay exponential: bestTrack).
 func addTracks(tracks []*track, warmUp int, resid, pres, c, scale float64, scored bool) {
 	for i, tr := range tracks {
 		r := resid
 		if i == 0 {
 			r = pres
 		}
-		tr.add(r, c, scale/math.Sqrt(float64(tr.span)), scored && tr.win.len() >= warmUp)
+		tr.add(r, c, scale/math.Sqrt(float64(tr.span)), scored && i > 0 && tr.win.len() >= warmUp)
 	}
 }
 
