@@ -196,8 +196,8 @@ func New(cfg Config) *Detector {
 		logResiduals: newRollingQuantiles(cfg.Window),
 	}
 	for _, m := range spans {
-		d.tracks = append(d.tracks, newTrack(m, cfg.Window))
-		d.logTracks = append(d.logTracks, newTrack(m, cfg.Window))
+		d.tracks = append(d.tracks, newTrack(m, cfg.Window, cfg.History))
+		d.logTracks = append(d.logTracks, newTrack(m, cfg.Window, cfg.History))
 	}
 	if cfg.Period > 0 {
 		d.period = cfg.Period
@@ -454,7 +454,7 @@ func (d *Detector) score(v, pred, resid, pres float64, lg logView) Result {
 		d.curCap = d.phaseCap(lo, hi, near)
 	}
 	best := bestTrack(d.tracks, d.cfg.WarmUp, resid, pres, scale, d.curCap)
-	looks := len(d.tracks)
+	looks := len(spans)
 	if lg.ok && d.logResiduals.len() >= d.cfg.WarmUp {
 		ls := robustScale(d.logResiduals, logScaleFloor)
 		lnear := d.fam.logNear(v, med, lg.off)
@@ -464,10 +464,14 @@ func (d *Detector) score(v, pred, resid, pres float64, lg logView) Result {
 			d.curLogCap = d.phaseCap(lo, hi, lnear)
 		}
 		best = math.Max(best, bestTrack(d.logTracks, d.cfg.WarmUp, lg.resid, lg.pres, ls, d.curLogCap))
-		looks += len(d.logTracks)
 	}
-	// Several spans (and scales) get several chances to look surprising;
-	// pay for them (Bonferroni) so the score stays a probability bound.
+	// Several spans get several chances to look surprising; pay for them
+	// (Bonferroni) so the score stays a probability bound. The log scale
+	// is not paid for as three more looks: it is the same residual under a
+	// monotone transform, ranking moderate deviations as the linear scale
+	// does, and paying for it twice made a positive series' scores lower
+	// than another's for the same evidence, so no single threshold served
+	// both kinds (docs/ANALYZER.md, sixth round).
 	best -= math.Log10(float64(looks))
 	if best < 0 {
 		best = 0
@@ -556,6 +560,16 @@ const phaseReach = 12
 // A spike to a familiar place otherwise comes back through the longer
 // tracks, whose mean it dominates for a whole span; a sustained excursion
 // is not explained by any one of its points, and keeps its surprise.
+//
+// A longer track learns its own tail (seventh round): its scale is at
+// least its own window's robust spread, not only the residuals' scale over
+// √span, which assumes independent residuals — a count's or a rate's
+// residuals are correlated (a burst decays over several points), and the
+// mean of four of them spreads far more than half as wide as one; and its
+// tail's shape is the one its history shows (track.shape), a generalized
+// Pareto tail where bursts are heavy-tailed rather than the exponential
+// that makes each burst a little larger than the last two days' look
+// extreme.
 func bestTrack(tracks []*track, warmUp int, resid, pres, scale, pointCap float64) float64 {
 	best := 0.0
 	for i, tr := range tracks {
@@ -567,12 +581,21 @@ func bestTrack(tracks []*track, warmUp int, resid, pres, scale, pointCap float64
 			r = pres
 		}
 		sc := scale / math.Sqrt(float64(tr.span))
-		s := tailSurprise(tr.win, tr.peek(r), sc)
 		if i == 0 {
-			s = math.Min(s, pointCap)
-		} else if s > 0 {
+			s := math.Min(tailSurprise(tr.win, tr.peek(r), sc), pointCap)
+			best = math.Max(best, s)
+			continue
+		}
+		m := tr.peek(r)
+		if m <= tr.win.quantile(tailQ) && m >= tr.win.quantile(1-tailQ) {
+			continue // inside the tails: no surprise, whatever the fit
+		}
+		sc = math.Max(sc, robustScale(tr.win, 0))
+		xiHi, xiLo := tr.shape(0), tr.shape(1)
+		s := tailSurpriseShape(tr.win, m, sc, xiHi, xiLo)
+		if s > 0 {
 			rest, c := tr.peekTrimmed(r, pointCap)
-			s = math.Min(s, math.Max(tailSurprise(tr.win, rest, sc), c))
+			s = math.Min(s, math.Max(tailSurpriseShape(tr.win, rest, sc, xiHi, xiLo), c))
 		}
 		best = math.Max(best, s)
 	}
@@ -594,13 +617,21 @@ const tailQ = 0.98
 // usual spikes unsurprising, while series that never spike find the
 // first one very surprising. Inside the central 96% the surprise is 0.
 func tailSurprise(w *rollingQuantiles, r, scale float64) float64 {
+	return tailSurpriseShape(w, r, scale, 0, 0)
+}
+
+// tailSurpriseShape is tailSurprise with a generalized Pareto tail of
+// shape xiHi above the window and xiLo below it (0: the exponential), of
+// the same mean excess: P(excess ≥ y) = (1 + ξy/σ)^(−1/ξ), σ = mean
+// excess × (1 − ξ).
+func tailSurpriseShape(w *rollingQuantiles, r, scale, xiHi, xiLo float64) float64 {
 	n := w.len()
 	hi, lo := w.quantile(tailQ), w.quantile(1-tailQ)
-	var excess float64
+	var excess, xi float64
 	if r > hi {
-		excess = r - hi
+		excess, xi = r-hi, xiHi
 	} else if r < lo {
-		excess = lo - r
+		excess, xi = lo-r, xiLo
 	} else {
 		return 0
 	}
@@ -622,14 +653,21 @@ func tailSurprise(w *rollingQuantiles, r, scale float64) float64 {
 	// the two weighted equally: one past outlier among a dozen tail points
 	// must not make the next, far larger one look ordinary. The prior is
 	// also a floor, so a smooth window cannot make any excess infinite.
-	prior := 0.42 * scale
+	prior := gaussExcess * scale
 	me := (sum + float64(k)*prior) / (2 * float64(k))
 	if me < prior {
 		me = prior
 	}
+	if xi > 0 {
+		return -math.Log10(1-tailQ) + math.Log1p(xi*excess/(me*(1-xi)))/(xi*math.Ln10)
+	}
 	p := (1 - tailQ) * math.Exp(-excess/me)
 	return -math.Log10(p)
 }
+
+// gaussExcess is a Gaussian's mean excess above its 98th percentile, in
+// standard deviations: the tail fit's prior.
+const gaussExcess = 0.42
 
 // learn adds the point to the windows. resid and pres are the residual
 // and point residual score computed before the point was known.
@@ -637,11 +675,16 @@ func (d *Detector) learn(v, resid, pres float64, lg logView) {
 	c, lc := d.curCap, d.curLogCap
 	d.curCap, d.curLogCap = math.Inf(1), math.Inf(1)
 	if (d.values.len() >= 8 || d.period > 0) && !math.IsNaN(resid) {
+		// A scored point's track values also go into the tracks' memories
+		// of their tails, in units of the scales it was judged with.
+		scored := d.values.len() >= d.cfg.WarmUp
+		sc := d.scale()
 		d.residuals.add(resid)
-		addTracks(d.tracks, resid, pres, c)
+		addTracks(d.tracks, d.cfg.WarmUp, resid, pres, c, sc, scored)
 		if lg.ok {
+			lsc := robustScale(d.logResiduals, logScaleFloor)
 			d.logResiduals.add(lg.resid)
-			addTracks(d.logTracks, lg.resid, lg.pres, lc)
+			addTracks(d.logTracks, d.cfg.WarmUp, lg.resid, lg.pres, lc, lsc, scored)
 		}
 	}
 	d.values.add(v)
@@ -757,14 +800,16 @@ func isMultiple(q, p int) bool {
 }
 
 // addTracks adds a residual to the tracks, the point residual to the
-// point track, each with the point's familiarity bound c.
-func addTracks(tracks []*track, resid, pres, c float64) {
+// point track, each with the point's familiarity bound c; for a scored
+// point a warm longer track's tail memory learns its value in units of
+// scale/√span (the point tracks' tails stay exponential: bestTrack).
+func addTracks(tracks []*track, warmUp int, resid, pres, c, scale float64, scored bool) {
 	for i, tr := range tracks {
+		r := resid
 		if i == 0 {
-			tr.add(pres, c)
-		} else {
-			tr.add(resid, c)
+			r = pres
 		}
+		tr.add(r, c, scale/math.Sqrt(float64(tr.span)), scored && i > 0 && tr.win.len() >= warmUp)
 	}
 }
 
@@ -905,10 +950,88 @@ type track struct {
 	next int
 	n    int
 	win  *rollingQuantiles
+	// The tail's memory over the history: decayed count, sum and sum of
+	// squares of the excesses beyond the window's tail thresholds (index
+	// 0 above, 1 below), in units of the scale at the time.
+	exN, exS, exS2 [2]float64
+	exDecay        float64
 }
 
-func newTrack(span, window int) *track {
-	return &track{span: span, ring: make([]float64, span), caps: make([]float64, span), win: newRollingQuantiles(window)}
+func newTrack(span, window, history int) *track {
+	return &track{
+		span: span, ring: make([]float64, span), caps: make([]float64, span), win: newRollingQuantiles(window),
+		// The same memory as the familiarity and the new-level rates.
+		exDecay: math.Pow(0.5, 1/float64(history)),
+	}
+}
+
+// learnExcess counts the track value m, in units of sc, in the tail's
+// memory: its excess beyond the window's threshold on either side, if
+// any. The window holds a dozen tail points, one or two bursts of a bursty
+// series; the memory holds the excesses of the whole history, enough to
+// estimate the tail's shape, not only its mean.
+func (t *track) learnExcess(m, sc float64) {
+	hi, lo := t.win.quantile(tailQ), t.win.quantile(1-tailQ)
+	for i := range t.exN {
+		t.exN[i] *= t.exDecay
+		t.exS[i] *= t.exDecay
+		t.exS2[i] *= t.exDecay
+	}
+	side, y := -1, 0.0
+	switch {
+	case m > hi:
+		side, y = 0, (m-hi)/sc
+	case m < lo:
+		side, y = 1, (lo-m)/sc
+	}
+	if side >= 0 && !math.IsNaN(y) {
+		y = math.Min(y, t.largestExpected(side))
+		t.exN[side]++
+		t.exS[side] += y
+		t.exS2[side] += y * y
+	}
+}
+
+// largestExpected is the largest excess the memory's own tail expects
+// among as many as it holds (its 1 − 1/n quantile, n counting the prior's
+// pseudo-excesses): an excess beyond it counts as that large. Moments are
+// not robust — one absurd value (a counter reset, a unit glitch) would
+// otherwise dominate the variance and make the tail look heavy for the
+// whole history, and every later event ordinary — while a tail that is
+// heavy keeps producing excesses near the largest expected, and the
+// estimate follows them up.
+func (t *track) largestExpected(side int) float64 {
+	k := math.Ceil(float64(t.win.len()) * (1 - tailQ))
+	n := t.exN[side] + k
+	me := (t.exS[side] + k*gaussExcess) / n
+	xi := t.shape(side)
+	if xi <= 0 {
+		return me * math.Log(n)
+	}
+	return me * (1 - xi) * (math.Pow(n, xi) - 1) / xi
+}
+
+// shape is the generalized Pareto shape ξ of the track's tail on one side
+// (0 above, 1 below): the method of moments on the remembered excesses,
+// ξ = ½(1 − mean²/variance) (an exponential tail, whose variance is its
+// mean squared, has ξ = 0), shrunk towards 0 by as many pseudo-excesses
+// as the window's tail holds — the tail fit's own rule of equal weight
+// for the prior — and never below 0: light tails (the Gaussian's) tend to
+// the exponential at high thresholds, and a negative estimate at the 98th
+// percentile is that approach, not a bounded tail. The moment estimator
+// is below ½ by construction.
+func (t *track) shape(side int) float64 {
+	n := t.exN[side]
+	if n < 2 {
+		return 0
+	}
+	mean := t.exS[side] / n
+	v := t.exS2[side]/n - mean*mean
+	if !(v > 0) {
+		return 0
+	}
+	k := math.Ceil(float64(t.win.len()) * (1 - tailQ))
+	return math.Max(0, 0.5*(1-mean*mean/v)*n/(n+k))
 }
 
 // peek returns the mean over the span if r were the newest residual.
@@ -950,7 +1073,10 @@ func (t *track) peekTrimmed(r, c float64) (mean, extCap float64) {
 	return (sum - ext) / float64(n-1), extCap
 }
 
-func (t *track) add(r, c float64) {
+// add appends r with its familiarity bound c and, once the span is full,
+// the span's mean to the window; learn also counts the mean, in units of
+// sc, in the tail's memory.
+func (t *track) add(r, c, sc float64, learn bool) {
 	m := t.peek(r)
 	if t.n < t.span {
 		t.n++
@@ -959,6 +1085,9 @@ func (t *track) add(r, c float64) {
 	t.ring[t.next] = r
 	t.next = (t.next + 1) % t.span
 	if t.n == t.span {
+		if learn {
+			t.learnExcess(m, sc)
+		}
 		t.win.add(m)
 	}
 }

@@ -11,7 +11,7 @@ import (
 // stateVersion changes whenever the snapshot layout or the meaning of the
 // state changes. Restore migrates the versions it knows (see migrate) and
 // refuses others rather than misread them.
-const stateVersion = 4
+const stateVersion = 5
 
 // oldestState is the oldest snapshot version Restore migrates.
 const oldestState = 3
@@ -22,6 +22,8 @@ type trackState struct {
 	// none). Version 4.
 	Caps []float64
 	Win  []float64
+	// The tail's memory (track.exN, exS, exS2: above, below). Version 5.
+	ExN, ExS, ExS2 [2]float64
 }
 
 type state struct {
@@ -128,6 +130,16 @@ func Restore(b []byte) (*Detector, error) {
 
 // migrate brings an older snapshot to the current layout.
 //
+// Version 4 → 5: the longer tracks remember their tails' excesses, which
+// version 4 did not keep. They start empty: the tails' shape is then the
+// exponential (ξ = 0) as in version 4, and moves to the series' own as
+// excesses come (half of the way, for a 98% tail, after a few hundred
+// points; the memory is that of the history). Each longer track's scale
+// is at least its window's spread, which the snapshot holds. So a
+// migrated detector scores as version 5 does for the window, and its
+// tails' shapes differ from a detector that never stopped until the
+// history has passed.
+//
 // Version 3 → 4: the tracks remember each residual's familiarity bound,
 // which version 3 did not keep. The residuals in a track's span (at most
 // sixteen points) get no bound (+Inf): for those points the longer
@@ -148,12 +160,16 @@ func migrate(st *state) {
 		st.SinceSearch = 0
 		st.Version = 4
 	}
+	if st.Version == 4 {
+		// The zero value of the tails' memory is an empty one.
+		st.Version = 5
+	}
 }
 
 func trackStates(tracks []*track) []trackState {
 	var out []trackState
 	for _, t := range tracks {
-		ts := trackState{Win: t.win.values()}
+		ts := trackState{Win: t.win.values(), ExN: t.exN, ExS: t.exS, ExS2: t.exS2}
 		for i := 0; i < t.n; i++ {
 			k := (t.next - t.n + i + 2*t.span) % t.span
 			ts.Ring = append(ts.Ring, t.ring[k])
@@ -179,6 +195,7 @@ func restoreTracks(tracks []*track, states []trackState) error {
 		for _, v := range ts.Win {
 			t.win.add(v)
 		}
+		t.exN, t.exS, t.exS2 = ts.ExN, ts.ExS, ts.ExS2
 	}
 	return nil
 }
