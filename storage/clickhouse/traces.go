@@ -204,6 +204,9 @@ func (s *Store) TraceIDs(ctx context.Context, q storage.SpanQuery) ([]string, er
 	if err := s.whenConnected(); err != nil {
 		return nil, err
 	}
+	if out, ok := s.traceIDsFromHead(ctx, q); ok {
+		return out, nil
+	}
 	w, pre, err := s.spanConditions(ctx, q)
 	if err != nil || w == nil {
 		return nil, err
