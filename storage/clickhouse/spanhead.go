@@ -80,9 +80,12 @@ const (
 	// spanRefSize is the size of a spanRef.
 	spanRefSize = 24
 	// spanHeadEstimate is what a span costs in the head, to choose
-	// head_start before loading (aiops-bench traces' spans: see
-	// docs/BENCHMARKS.md).
-	spanHeadEstimate = 330
+	// head_start before loading: aiops-bench traces' spans (four
+	// attributes, two resource attributes) take 214 bytes
+	// (docs/BENCHMARKS.md). Too low an estimate loads more and evicts the
+	// oldest hours; too high a one would leave the budget unused, since
+	// head_start only moves forward.
+	spanHeadEstimate = 200
 	// keySetMin is the spans of a chunk from which it keeps its keys in a
 	// map as well: a replayed insert of a large trace then checks each
 	// span in constant time.
@@ -176,9 +179,12 @@ type spanHead struct {
 	seed     maphash.Seed
 
 	mu sync.RWMutex
-	// active is set when the first trace read has chosen start; until
-	// then the head holds nothing.
+	// active is set when the first load has chosen start; until then
+	// the head holds nothing.
 	active bool
+	// load is where the first load stands; reads ask ClickHouse until it
+	// is done.
+	load loadState
 	// complete is set while the head holds every span row from start on
 	// of the parts the last sync saw.
 	complete bool
@@ -218,6 +224,48 @@ func newSpanHead(maxBytes int64, refresh time.Duration, now func() time.Time) *s
 		gate:     syncGate{refresh: refresh, now: now},
 		read:     map[int]*blockRanges{},
 	}
+}
+
+type loadState int
+
+const (
+	loadNone loadState = iota
+	loadRunning
+	loadDone
+)
+
+// beginLoad reports whether the head is loaded, and otherwise whether
+// the caller is to start the load.
+func (h *spanHead) beginLoad() (loaded, start bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch h.load {
+	case loadDone:
+		return true, false
+	case loadNone:
+		h.load = loadRunning
+		return false, true
+	}
+	return false, false
+}
+
+// endLoad records how the first load ended: a failed one is tried again
+// by the next read.
+func (h *spanHead) endLoad(ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ok {
+		h.load = loadDone
+	} else {
+		h.load = loadNone
+	}
+}
+
+// loaded reports whether the first load is done.
+func (h *spanHead) loaded() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.load == loadDone
 }
 
 // spanKey identifies a span row as the table's sort key does (within a

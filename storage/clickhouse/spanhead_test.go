@@ -63,6 +63,17 @@ func sameReads(t *testing.T, head, plain *Store, q storage.SpanQuery) int64 {
 	return head.spanHead.answered.Load() - before
 }
 
+// waitHead waits for the span head's first load, which the first read
+// starts in the background.
+func waitHead(t *testing.T, s *Store) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.WaitSpanHead(ctx); err != nil {
+		t.Fatalf("span head not loaded: %v", err)
+	}
+}
+
 func spanNames(spans []storage.Span) string {
 	var b strings.Builder
 	for _, sp := range spans {
@@ -126,13 +137,19 @@ func TestSpanHeadMatchesClickHouse(t *testing.T) {
 	head, plain := spanHeadPair(t, clock, 64)
 	ctx := context.Background()
 	spans := storetest.TraceFixture()
-	if err := plain.AppendSpans(ctx, spans[:100]); err != nil {
+	// Before the first read, a process that writes keeps nothing.
+	if err := plain.AppendSpans(ctx, spans[:50]); err != nil {
+		t.Fatal(err)
+	}
+	if err := head.AppendSpans(ctx, spans[50:100]); err != nil {
 		t.Fatal(err)
 	}
 	if n, _, _ := head.SpanHeadStats(); n != 0 {
 		t.Fatalf("the head holds %d spans before the first read", n)
 	}
+	// The first read starts the load.
 	sameReads(t, head, plain, storage.SpanQuery{TraceID: spans[0].TraceID})
+	waitHead(t, head)
 	if n, _, start := head.SpanHeadStats(); n != 100 || start != math.MinInt64 {
 		t.Fatalf("after the first read the head holds %d spans from %d, want 100 from -∞", n, start)
 	}
@@ -183,6 +200,7 @@ func TestSpanHeadOtherWriter(t *testing.T) {
 	if n := count(mine); n != 0 {
 		t.Fatalf("%d spans before any write", n)
 	}
+	waitHead(t, head)
 	if err := plain.AppendSpans(ctx, theirSpans); err != nil {
 		t.Fatal(err)
 	}
@@ -246,6 +264,7 @@ func TestSpanHeadBudget(t *testing.T) {
 	}
 	check := func(name string, s *Store) {
 		t.Helper()
+		waitHead(t, s)
 		recent := spans[len(spans)-3].TraceID
 		if got := sameReads(t, s, plain, storage.SpanQuery{TraceID: recent}); got != 2 {
 			t.Errorf("%s: the head answered %d of 2 reads of a recent trace", name, got)
@@ -304,6 +323,7 @@ func TestSpanHeadLateSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	recent := spans[len(spans)-3:]
+	waitHead(t, head)
 	if got := sameReads(t, head, plain, storage.SpanQuery{TraceID: recent[0].TraceID}); got != 2 {
 		n, bytes, start := head.SpanHeadStats()
 		t.Fatalf("the head (%d spans, %d bytes from %s) answered %d of 2 reads of a recent trace", n, bytes, storage.FromUnixNano(start), got)
@@ -352,7 +372,7 @@ func TestSpanHeadMergedParts(t *testing.T) {
 	if err := plain.AppendSpans(ctx, spans[:50]); err != nil {
 		t.Fatal(err)
 	}
-	sameReads(t, head, plain, storage.SpanQuery{ServiceName: "api"})
+	waitHead(t, head)
 	for _, batch := range [][]storage.Span{spans[50:100], spans[100:], spans[40:60]} {
 		if err := plain.AppendSpans(ctx, batch); err != nil {
 			t.Fatal(err)
@@ -391,7 +411,7 @@ func TestSpanHeadDroppedDay(t *testing.T) {
 	if err := plain.AppendSpans(ctx, append(day0, day1...)); err != nil {
 		t.Fatal(err)
 	}
-	sameReads(t, head, plain, storage.SpanQuery{ServiceName: "a", Limit: 1000})
+	waitHead(t, head)
 	day := testutil.Epoch.UnixNano() / nsPerDay
 	for _, table := range []string{plain.t.spans, plain.t.traceIndex} {
 		if err := plain.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %d", table, day)); err != nil {
