@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/model"
 
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/bench/alerting"
@@ -56,6 +57,7 @@ type benchCommands struct {
 	alertSeries    int
 	sampleCacheMiB int
 	spanHeadMiB    int
+	spanRefresh    time.Duration
 	wal            bool
 	protocol       string
 	prometheus     string
@@ -80,6 +82,7 @@ func newBenchCommands(app *kingpin.Application) []command {
 	c.traces.Flag("merge", "Before reading ClickHouse, merge the parts the load made (OPTIMIZE … FINAL).").Default("true").BoolVar(&c.merge)
 	c.traces.Flag("reads", "Reads of each kind per run.").Default("50").IntVar(&c.traceReads)
 	c.traces.Flag("clickhouse-span-head-mib", "The ClickHouse store's clickhouse.span_head_mib; 0 reads every trace from ClickHouse.").Default(strconv.Itoa(clickhouse.DefaultConfig().SpanHeadMiB)).IntVar(&c.spanHeadMiB)
+	c.traces.Flag("clickhouse-span-head-refresh", "The ClickHouse store's clickhouse.span_head_refresh; 0 lists the parts of the spans table before every read.").Default(time.Duration(clickhouse.DefaultConfig().SpanHeadRefresh).String()).DurationVar(&c.spanRefresh)
 	for _, cmd := range []*kingpin.CmdClause{c.ingest, c.query, c.alerting, c.traces} {
 		cmd.Flag("store", "Store to measure; repeat for several.").Default(storeEmbedded, storeClickHouse).EnumsVar(&c.stores, storeEmbedded, storeClickHouse)
 		cmd.Flag("clickhouse-addr", "Use this ClickHouse server (a fresh database in it) instead of starting a private one.").PlaceHolder("HOST:PORT").StringVar(&c.clickhouseAddr)
@@ -106,11 +109,12 @@ type benchEnv struct {
 
 	sampleCacheMiB int
 	spanHeadMiB    int
+	spanRefresh    time.Duration
 	wal            bool
 }
 
 func (c *benchCommands) env() (*benchEnv, error) {
-	e := &benchEnv{dir: c.dir, chAddr: c.clickhouseAddr, sampleCacheMiB: c.sampleCacheMiB, spanHeadMiB: c.spanHeadMiB, wal: c.wal}
+	e := &benchEnv{dir: c.dir, chAddr: c.clickhouseAddr, sampleCacheMiB: c.sampleCacheMiB, spanHeadMiB: c.spanHeadMiB, spanRefresh: c.spanRefresh, wal: c.wal}
 	if e.dir == "" {
 		dir, err := os.MkdirTemp("", "aiops-bench-")
 		if err != nil {
@@ -153,6 +157,7 @@ func (e *benchEnv) open(ctx context.Context, kind string) (storage.Store, func(c
 		cfg.Database = fmt.Sprintf("aiops_bench_%d_%d", time.Now().Unix(), e.n)
 		cfg.SampleCacheMiB = e.sampleCacheMiB
 		cfg.SpanHeadMiB = e.spanHeadMiB
+		cfg.SpanHeadRefresh = model.Duration(e.spanRefresh)
 		if e.wal {
 			cfg.WAL.Mode, cfg.WAL.Dir = clickhouse.WALOn, fmt.Sprintf("%s/clickhouse-wal-%d", e.dir, e.n)
 		}

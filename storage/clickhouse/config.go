@@ -82,16 +82,17 @@ type Config struct {
 	// both off.
 	SampleCacheMiB int `yaml:"sample_cache_mib"`
 
-	// SpanHeadMiB bounds the memory that keeps recent spans, so that trace
-	// reads (the Jaeger API) whose spans all lie in it are answered
-	// without a query; past it, the oldest hours leave. About 215 bytes a
-	// span with a handful of attributes (aiops-bench traces). 0 turns it off. Loaded on the
-	// first trace read: a process that only writes keeps nothing.
+	// SpanHeadMiB bounds the memory that keeps recent spans (the span
+	// head), so that trace reads (the Jaeger API) whose spans all lie in
+	// it are answered without a query; past it, the oldest hours leave.
+	// About 215 bytes a span with a handful of attributes (aiops-bench
+	// traces). 0 turns it off. Loaded in the background after the first
+	// trace read: a process that only writes keeps nothing.
 	SpanHeadMiB int `yaml:"span_head_mib"`
 	// SpanHeadRefresh is how often, at most, the span head looks for spans
 	// written by other processes (this process's own enter as they
-	// commit): a trace read sees them that much later, and costs no round
-	// trip. 0 looks before every read.
+	// commit): a trace read may see them that much later, and costs no
+	// round trip. 0 looks before every read (one round trip each).
 	SpanHeadRefresh model.Duration `yaml:"span_head_refresh"`
 
 	// WAL is the local write-ahead log that makes a commit durable

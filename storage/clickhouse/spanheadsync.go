@@ -119,6 +119,10 @@ func (s *Store) loadSpanHead() {
 		from = storage.FromUnixNano(start).Format(time.RFC3339)
 	}
 	s.logger.Info("span head loaded", "spans", n, "mib", bytes>>20, "from", from, "took", time.Since(t0).Round(time.Millisecond))
+	if start > s.now().UnixNano() {
+		s.logger.Warn("the span head cannot hold the current hour's spans within clickhouse.span_head_mib: trace reads ask ClickHouse; raise it or set 0",
+			"span_head_mib", s.cfg.SpanHeadMiB)
+	}
 }
 
 // WaitSpanHead waits until the span head is loaded (starting the load if
