@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -151,13 +152,35 @@ func (s *Store) WaitSpanHead(ctx context.Context) error {
 // at spanHeadEstimate bytes each; -∞ when every span does.
 func (s *Store) startSpanHead(ctx context.Context) error {
 	h := s.spanHead
+	// The parts' row counts per day (duplicates not yet merged away
+	// included) bound the days worth counting by hour: the ones after
+	// the day before the newest that would not fit.
+	parts, err := s.listParts(ctx, spansTable)
+	if err != nil {
+		return err
+	}
+	perDay := map[int32]uint64{}
+	for _, p := range parts {
+		perDay[p.day] += p.rows
+	}
+	days := slices.Sorted(maps.Keys(perDay))
+	from, start := "", int64(math.MinInt64)
+	var sum int64
+	for i := len(days) - 1; i >= 0; i-- {
+		sum += int64(perDay[days[i]]) * spanHeadEstimate
+		if sum > h.maxBytes {
+			// The head starts there at the earliest.
+			start = int64(days[i]-1) * nsPerDay
+			from = fmt.Sprintf(" WHERE start_time >= %d", start)
+			break
+		}
+	}
 	rows, err := s.conn.Query(ctx, fmt.Sprintf(
-		"SELECT toInt64(intDiv(start_time, %d)) AS hour, count() FROM %s GROUP BY hour ORDER BY hour DESC", nsPerHour, s.t.spans))
+		"SELECT toInt64(intDiv(start_time, %d)) AS hour, count() FROM %s%s GROUP BY hour ORDER BY hour DESC", nsPerHour, s.t.spans, from))
 	if err != nil {
 		return s.wrap("count spans per hour", err)
 	}
 	defer rows.Close()
-	start := int64(math.MinInt64)
 	var total int64
 	for rows.Next() {
 		var (
