@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/model"
 
 	"github.com/aiops-dev/aiops/api/promapi"
 	"github.com/aiops-dev/aiops/bench/alerting"
@@ -54,6 +56,8 @@ type benchCommands struct {
 	rules          int
 	alertSeries    int
 	sampleCacheMiB int
+	spanHeadMiB    int
+	spanRefresh    time.Duration
 	wal            bool
 	protocol       string
 	prometheus     string
@@ -77,6 +81,8 @@ func newBenchCommands(app *kingpin.Application) []command {
 	c.traces.Flag("spans", "Spans stored (traces of 10 spans over 20 services during a day).").Default("1000000").IntVar(&c.spans)
 	c.traces.Flag("merge", "Before reading ClickHouse, merge the parts the load made (OPTIMIZE … FINAL).").Default("true").BoolVar(&c.merge)
 	c.traces.Flag("reads", "Reads of each kind per run.").Default("50").IntVar(&c.traceReads)
+	c.traces.Flag("clickhouse-span-head-mib", "The ClickHouse store's clickhouse.span_head_mib; 0 reads every trace from ClickHouse.").Default(strconv.Itoa(clickhouse.DefaultConfig().SpanHeadMiB)).IntVar(&c.spanHeadMiB)
+	c.traces.Flag("clickhouse-span-head-refresh", "The ClickHouse store's clickhouse.span_head_refresh; 0 lists the parts of the spans table before every read.").Default(time.Duration(clickhouse.DefaultConfig().SpanHeadRefresh).String()).DurationVar(&c.spanRefresh)
 	for _, cmd := range []*kingpin.CmdClause{c.ingest, c.query, c.alerting, c.traces} {
 		cmd.Flag("store", "Store to measure; repeat for several.").Default(storeEmbedded, storeClickHouse).EnumsVar(&c.stores, storeEmbedded, storeClickHouse)
 		cmd.Flag("clickhouse-addr", "Use this ClickHouse server (a fresh database in it) instead of starting a private one.").PlaceHolder("HOST:PORT").StringVar(&c.clickhouseAddr)
@@ -102,11 +108,13 @@ type benchEnv struct {
 	n       int
 
 	sampleCacheMiB int
+	spanHeadMiB    int
+	spanRefresh    time.Duration
 	wal            bool
 }
 
 func (c *benchCommands) env() (*benchEnv, error) {
-	e := &benchEnv{dir: c.dir, chAddr: c.clickhouseAddr, sampleCacheMiB: c.sampleCacheMiB, wal: c.wal}
+	e := &benchEnv{dir: c.dir, chAddr: c.clickhouseAddr, sampleCacheMiB: c.sampleCacheMiB, spanHeadMiB: c.spanHeadMiB, spanRefresh: c.spanRefresh, wal: c.wal}
 	if e.dir == "" {
 		dir, err := os.MkdirTemp("", "aiops-bench-")
 		if err != nil {
@@ -148,6 +156,8 @@ func (e *benchEnv) open(ctx context.Context, kind string) (storage.Store, func(c
 		cfg.Addresses = []string{e.chAddr}
 		cfg.Database = fmt.Sprintf("aiops_bench_%d_%d", time.Now().Unix(), e.n)
 		cfg.SampleCacheMiB = e.sampleCacheMiB
+		cfg.SpanHeadMiB = e.spanHeadMiB
+		cfg.SpanHeadRefresh = model.Duration(e.spanRefresh)
 		if e.wal {
 			cfg.WAL.Mode, cfg.WAL.Dir = clickhouse.WALOn, fmt.Sprintf("%s/clickhouse-wal-%d", e.dir, e.n)
 		}
@@ -347,6 +357,34 @@ func (c *benchCommands) runTraces(ctx context.Context, stdout, _ io.Writer) erro
 			if err := m.Merge(ctx); err != nil {
 				store.Close()
 				return fmt.Errorf("%s: %w", kind, err)
+			}
+		}
+		// The first read starts loading the ClickHouse store's span head,
+		// which the runs wait for; what it holds is measured as the Go
+		// heap's growth.
+		var before runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		t0 := time.Now()
+		if _, err := store.QuerySpans(ctx, storage.SpanQuery{TraceID: ds.TraceID(0)}); err != nil {
+			store.Close()
+			return fmt.Errorf("%s: first read: %w", kind, err)
+		}
+		if h, ok := store.(interface{ WaitSpanHead(context.Context) error }); ok {
+			if err := h.WaitSpanHead(ctx); err != nil {
+				store.Close()
+				return fmt.Errorf("%s: load the span head: %w", kind, err)
+			}
+		}
+		first := time.Since(t0)
+		var after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		fmt.Fprintf(stdout, "%s: first read (and the span head's load) %s, Go heap %+.1f MiB\n", kind, first.Round(time.Millisecond), (float64(after.HeapAlloc)-float64(before.HeapAlloc))/(1<<20))
+		if h, ok := store.(interface{ SpanHeadStats() (int, int64, int64) }); ok {
+			if n, bytes, _ := h.SpanHeadStats(); n > 0 {
+				fmt.Fprintf(stdout, "%s: span head holds %d spans, counted at %.1f MiB (%d bytes a span); heap growth a span: %d bytes\n",
+					kind, n, float64(bytes)/(1<<20), bytes/int64(n), (int64(after.HeapAlloc)-int64(before.HeapAlloc))/int64(n))
 			}
 		}
 		medians[kind] = map[string][]time.Duration{}

@@ -82,6 +82,19 @@ type Config struct {
 	// both off.
 	SampleCacheMiB int `yaml:"sample_cache_mib"`
 
+	// SpanHeadMiB bounds the memory that keeps recent spans (the span
+	// head), so that trace reads (the Jaeger API) whose spans all lie in
+	// it are answered without a query; past it, the oldest hours leave.
+	// About 215 bytes a span with a handful of attributes (aiops-bench
+	// traces). 0 turns it off. Loaded in the background after the first
+	// trace read: a process that only writes keeps nothing.
+	SpanHeadMiB int `yaml:"span_head_mib"`
+	// SpanHeadRefresh is how often, at most, the span head looks for spans
+	// written by other processes (this process's own enter as they
+	// commit): a trace read may see them that much later, and costs no
+	// round trip. 0 looks before every read (one round trip each).
+	SpanHeadRefresh model.Duration `yaml:"span_head_refresh"`
+
 	// WAL is the local write-ahead log that makes a commit durable
 	// before ClickHouse has it.
 	WAL WALConfig `yaml:"wal"`
@@ -138,7 +151,9 @@ func DefaultConfig() Config {
 		MaxSamples:   50_000_000,
 		SeriesIndex:  true,
 
-		SampleCacheMiB: 256,
+		SampleCacheMiB:  256,
+		SpanHeadMiB:     512,
+		SpanHeadRefresh: model.Duration(time.Second),
 		WAL: WALConfig{
 			Mode:          WALAuto,
 			FlushInterval: model.Duration(time.Second),
@@ -187,6 +202,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("clickhouse.sample_cache_mib: must be >= 0, got %d", c.SampleCacheMiB)
 	case c.SeriesIndexRefresh < 0:
 		return fmt.Errorf("clickhouse.series_index_refresh: must be >= 0, got %s", c.SeriesIndexRefresh)
+	case c.SpanHeadMiB < 0:
+		return fmt.Errorf("clickhouse.span_head_mib: must be >= 0, got %d", c.SpanHeadMiB)
+	case c.SpanHeadMiB > 1<<20:
+		return fmt.Errorf("clickhouse.span_head_mib: %d MiB is more than 1 TiB; set 0 to turn the span head off", c.SpanHeadMiB)
+	case c.SpanHeadRefresh < 0:
+		return fmt.Errorf("clickhouse.span_head_refresh: must be >= 0, got %s", c.SpanHeadRefresh)
 	}
 	switch c.WAL.Mode {
 	case WALAuto, WALOn, WALOff:

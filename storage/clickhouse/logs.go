@@ -215,6 +215,16 @@ func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
 	if err != nil {
 		return fmt.Errorf("append %d spans: %w", n, err)
 	}
+	if s.spanHead != nil {
+		rows := make([]spanRow, n)
+		for i := range rows {
+			rows[i] = spanRow{traceID: traceIDs[i], spanID: spanIDs[i], parent: parents[i], name: names[i], kind: kinds[i],
+				service: services[i], scope: scopes[i], start: starts[i], end: ends[i], status: codes[i], statusMsg: messages[i],
+				attrKeys: attrKeys[i], attrVals: attrVals[i], resKeys: resKeys[i], resVals: resVals[i], details: details[i],
+				eventKeys: eventKeys[i], eventVals: eventVals[i]}
+		}
+		s.spanHead.written(rows)
+	}
 	return nil
 }
 
@@ -225,6 +235,9 @@ func (s *Store) AppendSpans(ctx context.Context, spans []storage.Span) error {
 func (s *Store) QuerySpans(ctx context.Context, q storage.SpanQuery) ([]storage.Span, error) {
 	if err := s.whenConnected(); err != nil {
 		return nil, err
+	}
+	if out, ok, err := s.spansFromHead(ctx, q); ok || err != nil {
+		return out, err
 	}
 	w, pre, err := s.spanConditions(ctx, q)
 	if err != nil || w == nil {

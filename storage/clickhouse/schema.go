@@ -472,6 +472,10 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time) (int, error) 
 		if s.cache != nil {
 			s.cache.gate.expire()
 		}
+		if s.spanHead != nil {
+			// The head's next sync finds the days gone and leaves them.
+			s.spanHead.gate.expire()
+		}
 		s.logger.Info("clickhouse retention dropped partitions", "partitions", dropped)
 	}
 	return dropped, nil

@@ -62,6 +62,9 @@ type Store struct {
 	// one; nil when clickhouse.sample_cache_mib is 0.
 	cache *sampleCache
 	head  *head
+	// spanHead holds recent spans for trace reads; nil when
+	// clickhouse.span_head_mib is 0.
+	spanHead *spanHead
 	// maxInlineFPs is maxInlineFingerprints; tests lower it.
 	maxInlineFPs int
 	// maxScanRows is maxRangeScanRows; tests lower it.
@@ -180,6 +183,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, options ...Optio
 	if cfg.SampleCacheMiB > 0 {
 		s.cache = newSampleCache(int64(cfg.SampleCacheMiB)<<20, time.Duration(cfg.SeriesIndexRefresh))
 		s.head = newHead(cfg.SampleCacheMiB << 20 / 16)
+	}
+	if cfg.SpanHeadMiB > 0 {
+		s.spanHead = newSpanHead(int64(cfg.SpanHeadMiB)<<20, time.Duration(cfg.SpanHeadRefresh), s.now)
 	}
 	s.stopCtx, s.cancel = context.WithCancel(context.Background())
 	walOn := cfg.WAL.Dir != "" && cfg.WAL.Mode != WALOff

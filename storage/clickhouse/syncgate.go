@@ -10,6 +10,9 @@ import (
 // asked (or within the refresh interval) has done the work already.
 type syncGate struct {
 	refresh time.Duration
+	// now is the clock of the refresh interval; nil is time.Now. The span
+	// head takes the store's clock, so that tests step it.
+	now func() time.Time
 
 	mu        sync.Mutex
 	lastStart time.Time // when the last successful sync began
@@ -17,16 +20,20 @@ type syncGate struct {
 
 // run calls sync unless that is not needed. Syncs run one at a time, so
 // what only they touch needs no other lock. The gate measures intervals
-// on the monotonic clock; where a sync stands in time (which hour is
+// on the monotonic clock (unless now is set); where a sync stands in time (which hour is
 // open) is the store's clock's business.
 func (g *syncGate) run(sync func() error) error {
-	asked := time.Now()
+	clock := g.now
+	if clock == nil {
+		clock = time.Now
+	}
+	asked := clock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.lastStart.After(asked) || (g.refresh > 0 && asked.Sub(g.lastStart) < g.refresh) {
 		return nil
 	}
-	began := time.Now()
+	began := clock()
 	if err := sync(); err != nil {
 		return err
 	}

@@ -133,3 +133,23 @@ func TestTracesFarApartByID(t *testing.T) {
 		t.Errorf("all %d traces: %d spans, %v; want %d", traces, len(got), err, len(spans))
 	}
 }
+
+// TestQuerySpansKeepsIDs checks that a read by trace ids leaves the
+// caller's ids as they were: the Jaeger API answers a search's traces in
+// their order (it once came back sorted by id from ClickHouse).
+func TestQuerySpansKeepsIDs(t *testing.T) {
+	s := openStore(t, func(c *Config) { c.SpanHeadMiB = 0 })
+	ctx := context.Background()
+	spans := storetest.TraceFixture()
+	if err := s.AppendSpans(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{spans[len(spans)-1].TraceID, spans[0].TraceID}
+	want := slices.Clone(ids)
+	if _, err := s.QuerySpans(ctx, storage.SpanQuery{TraceIDs: ids}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, want) {
+		t.Errorf("QuerySpans changed its ids to %v, from %v", ids, want)
+	}
+}
