@@ -423,10 +423,7 @@ func (s *Store) readSampleChanges(ctx context.Context, now time.Time) error {
 			if err != nil {
 				return err
 			}
-			headRead = make(map[string]bool, len(after))
-			for _, p := range after {
-				headRead[p.key()] = true
-			}
+			headRead = partKeys(after)
 		}
 		for _, p := range unread {
 			if r, ok := ranges[p.key()]; ok {
@@ -462,6 +459,15 @@ type tablePart struct {
 
 // key names the part uniquely across shards.
 func (p tablePart) key() string { return strconv.Itoa(p.shard) + "/" + p.name }
+
+// partKeys is the set of the parts' keys.
+func partKeys(parts []tablePart) map[string]bool {
+	keys := make(map[string]bool, len(parts))
+	for _, p := range parts {
+		keys[p.key()] = true
+	}
+	return keys
+}
 
 // listParts lists the active parts of a table of the store's database:
 // of its _local table on every shard in cluster mode.

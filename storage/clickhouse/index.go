@@ -355,10 +355,7 @@ func (s *Store) readSeriesChanges(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		active := make(map[string]bool, len(after))
-		for _, p := range after {
-			active[p.key()] = true
-		}
+		active := partKeys(after)
 		for _, p := range unread {
 			if !active[p.key()] {
 				continue

@@ -256,10 +256,7 @@ func (s *Store) readSpanChanges(ctx context.Context) error {
 			h.setComplete(false)
 			return err
 		}
-		active := make(map[string]bool, len(after))
-		for _, p := range after {
-			active[p.key()] = true
-		}
+		active := partKeys(after)
 		for _, p := range unread {
 			if !active[p.key()] {
 				complete = false
