@@ -65,13 +65,7 @@ const (
 )
 
 // windowOf is the start of the hour holding ms.
-func windowOf(ms int64) int64 {
-	w := ms / cacheWindow * cacheWindow
-	if ms < 0 && ms%cacheWindow != 0 {
-		w -= cacheWindow
-	}
-	return w
-}
+func windowOf(ms int64) int64 { return floorDiv(ms, cacheWindow) * cacheWindow }
 
 type cacheKey struct {
 	fp     uint64

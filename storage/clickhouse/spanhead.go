@@ -93,13 +93,7 @@ const (
 )
 
 // hourOfNs is the start of the hour holding ns.
-func hourOfNs(ns int64) int64 {
-	h := ns / nsPerHour * nsPerHour
-	if ns < 0 && ns%nsPerHour != 0 {
-		h -= nsPerHour
-	}
-	return h
-}
+func hourOfNs(ns int64) int64 { return floorDiv(ns, nsPerHour) * nsPerHour }
 
 // spanDict numbers the strings that repeat across spans: names, kinds,
 // services, scopes, statuses, attribute keys, resource attribute values.

@@ -531,12 +531,19 @@ const (
 	eventsPartition = 30 * nsPerDay
 )
 
+// floorDiv is a / b rounded toward minus infinity (b > 0), so that times
+// before 1970 fall in the hour or day that holds them.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a < 0 && a%b != 0 {
+		q--
+	}
+	return q
+}
+
 // dayOf is the UTC day number of a millisecond timestamp.
 func dayOf(ms int64) int32 {
-	d := ms / msPerDay
-	if ms < 0 && ms%msPerDay != 0 {
-		d--
-	}
+	d := floorDiv(ms, msPerDay)
 	// Open-ended queries (Prometheus's MinTime and MaxTime, math.MaxInt64)
 	// lie beyond int32 days; clamped, they still bound nothing.
 	return int32(max(min(d, math.MaxInt32), math.MinInt32))

@@ -456,3 +456,22 @@ func TestWireCompression(t *testing.T) {
 		}
 	}
 }
+
+func TestFloorDivBeforeEpoch(t *testing.T) {
+	for _, c := range []struct{ a, b, want int64 }{
+		{0, 10, 0}, {9, 10, 0}, {10, 10, 1}, {-1, 10, -1}, {-10, 10, -1}, {-11, 10, -2},
+	} {
+		if got := floorDiv(c.a, c.b); got != c.want {
+			t.Errorf("floorDiv(%d, %d) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+	if got := dayOf(-1); got != -1 {
+		t.Errorf("dayOf(-1 ms) = %d, want day -1", got)
+	}
+	if got := hourOfNs(-1); got != -nsPerHour {
+		t.Errorf("hourOfNs(-1) = %d, want %d", got, -nsPerHour)
+	}
+	if got := windowOf(-cacheWindow); got != -cacheWindow {
+		t.Errorf("windowOf(-cacheWindow) = %d, want %d", got, -cacheWindow)
+	}
+}
