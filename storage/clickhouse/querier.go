@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -421,7 +422,7 @@ func (q *querier) labelValues(ctx context.Context, name string, hints *promstora
 	if hints != nil && hints.Limit > 0 {
 		sql += fmt.Sprintf(" LIMIT %d", hints.Limit)
 	}
-	return q.s.queryStrings(ctx, "label values", sql)
+	return q.s.queryStrings(ctx, q.s.conn, "label values", sql)
 }
 
 // LabelNames returns the names of labels of series matching the matchers
@@ -443,7 +444,7 @@ func (q *querier) labelNames(ctx context.Context, hints *promstorage.LabelHints,
 	where := q.s.seriesWhere(q.mint, q.maxt, matchers, true)
 	sql := fmt.Sprintf("SELECT DISTINCT arrayJoin(if(metric_name = '', label_names, arrayPushFront(label_names, %s))) AS n FROM %s WHERE %s",
 		quote(model.MetricNameLabel), q.s.t.series, where)
-	names, err := q.s.queryStrings(ctx, "label names", sql)
+	names, err := q.s.queryStrings(ctx, q.s.conn, "label names", sql)
 	if err != nil {
 		return nil, err
 	}
@@ -484,8 +485,10 @@ func (q *querier) labelsInGo(ctx context.Context, name string, hints *promstorag
 	return out, nil
 }
 
-func (s *Store) queryStrings(ctx context.Context, op, sql string) ([]string, error) {
-	rows, err := s.conn.Query(ctx, sql)
+// queryStrings runs sql, whose answer is one String column, on conn
+// (the store's, or one shard's server).
+func (s *Store) queryStrings(ctx context.Context, conn driver.Conn, op, sql string) ([]string, error) {
+	rows, err := conn.Query(ctx, sql)
 	if err != nil {
 		return nil, s.wrap(op, err)
 	}

@@ -294,22 +294,10 @@ func (s *Store) followSpanParts(ctx context.Context, parts []tablePart) error {
 		}
 		// A trace with spans before head_start, found in a new part: its
 		// reads by id must ask ClickHouse.
-		rows, err := conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT trace_id FROM %s WHERE _part IN (%s) AND start_time < %d",
-			table, partNames(parts), start))
+		ids, err := s.queryStrings(ctx, conn, "read old traces of new spans", fmt.Sprintf(
+			"SELECT DISTINCT trace_id FROM %s WHERE _part IN (%s) AND start_time < %d", table, partNames(parts), start))
 		if err != nil {
-			return s.wrap("read old traces of new spans", err)
-		}
-		defer rows.Close()
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return s.wrap("read old traces of new spans", err)
-			}
-			ids = append(ids, id)
-		}
-		if err := rows.Err(); err != nil {
-			return s.wrap("read old traces of new spans", err)
+			return err
 		}
 		h.mu.Lock()
 		for _, id := range ids {
@@ -370,23 +358,8 @@ func (s *Store) loadOldTraces(ctx context.Context) bool {
 }
 
 func (s *Store) oldTraceIDs(ctx context.Context, start int64) ([]string, error) {
-	rows, err := s.conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT trace_id FROM %s WHERE start_min < %d", s.t.traceIndex, start))
-	if err != nil {
-		return nil, s.wrap("list traces before the span head", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, s.wrap("list traces before the span head", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("list traces before the span head", err)
-	}
-	return ids, nil
+	return s.queryStrings(ctx, s.conn, "list traces before the span head", fmt.Sprintf(
+		"SELECT DISTINCT trace_id FROM %s WHERE start_min < %d", s.t.traceIndex, start))
 }
 
 // SpanHeadStats reports what the span head holds: spans, the bytes they

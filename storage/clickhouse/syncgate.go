@@ -20,8 +20,8 @@ type syncGate struct {
 
 // run calls sync unless that is not needed. Syncs run one at a time, so
 // what only they touch needs no other lock. The gate measures intervals
-// on the monotonic clock (unless now is set); where a sync stands in time (which hour is
-// open) is the store's clock's business.
+// on the monotonic clock (unless now is set); where a sync stands in time
+// (which hour is open) is the store's clock's business.
 func (g *syncGate) run(sync func() error) error {
 	clock := g.now
 	if clock == nil {

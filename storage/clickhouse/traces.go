@@ -242,23 +242,8 @@ func (s *Store) Services(ctx context.Context) ([]string, error) {
 	if err := s.whenConnected(); err != nil {
 		return nil, err
 	}
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT DISTINCT service_name FROM %s ORDER BY service_name`, s.t.operations))
-	if err != nil {
-		return nil, s.wrap("list services", err)
-	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, s.wrap("list services", err)
-		}
-		out = append(out, name)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("list services", err)
-	}
-	return out, nil
+	return s.queryStrings(ctx, s.conn, "list services",
+		fmt.Sprintf(`SELECT DISTINCT service_name FROM %s ORDER BY service_name`, s.t.operations))
 }
 
 // Operations returns the span names and kinds of a service.
