@@ -636,7 +636,7 @@ func tailSurpriseShape(w *rollingQuantiles, r, scale, xiHi, xiLo float64) float6
 		return 0
 	}
 	// Mean excess over the threshold from the window's own tail.
-	k := int(math.Ceil(float64(n) * (1 - tailQ)))
+	k := tailPoints(n)
 	if k < 1 {
 		k = 1
 	}
@@ -664,6 +664,11 @@ func tailSurpriseShape(w *rollingQuantiles, r, scale, xiHi, xiLo float64) float6
 	p := (1 - tailQ) * math.Exp(-excess/me)
 	return -math.Log10(p)
 }
+
+// tailPoints is how many of a window of n values lie in one of its tails
+// (beyond the tailQ quantile): what the tail fit reads, and the weight of
+// its prior.
+func tailPoints(n int) int { return int(math.Ceil(float64(n) * (1 - tailQ))) }
 
 // gaussExcess is a Gaussian's mean excess above its 98th percentile, in
 // standard deviations: the tail fit's prior.
@@ -1001,7 +1006,7 @@ func (t *track) learnExcess(m, sc float64) {
 // heavy keeps producing excesses near the largest expected, and the
 // estimate follows them up.
 func (t *track) largestExpected(side int) float64 {
-	k := math.Ceil(float64(t.win.len()) * (1 - tailQ))
+	k := float64(tailPoints(t.win.len()))
 	n := t.exN[side] + k
 	me := (t.exS[side] + k*gaussExcess) / n
 	xi := t.shape(side)
@@ -1030,7 +1035,7 @@ func (t *track) shape(side int) float64 {
 	if !(v > 0) {
 		return 0
 	}
-	k := math.Ceil(float64(t.win.len()) * (1 - tailQ))
+	k := float64(tailPoints(t.win.len()))
 	return math.Max(0, 0.5*(1-mean*mean/v)*n/(n+k))
 }
 
