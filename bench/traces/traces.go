@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/aiops-dev/aiops/storage"
@@ -86,6 +87,10 @@ type Result struct {
 	Durations []time.Duration
 	// Spans is how many spans the last read returned.
 	Spans int
+	// Wall is how long the clients took together to make every read of
+	// this kind, from the first one's start to the last one's end; 0 for
+	// a part of another kind of read.
+	Wall time.Duration
 }
 
 // Median of the durations.
@@ -98,42 +103,109 @@ func (r Result) Median() time.Duration {
 	return d[len(d)/2]
 }
 
-// Run reads n traces by id (chosen at random, each once) and makes n
-// searches (a random service, a one-hour window, 20 traces, their spans
-// read), each after a warm-up read that is not counted.
-func (d Dataset) Run(ctx context.Context, s Store, n int) ([]Result, error) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	byID := Result{Name: "trace by id"}
-	search := Result{Name: "service + 1 h search, 20 traces"}
-	find := Result{Name: "  of which: find the 20 ids"}
+// PerSecond is the reads of this kind finished per second of Wall (0
+// without a Wall).
+func (r Result) PerSecond() float64 {
+	if r.Wall <= 0 {
+		return 0
+	}
+	return float64(len(r.Durations)) / r.Wall.Seconds()
+}
+
+// Run reads n traces by id (chosen at random) and makes n searches (a
+// random service, a one-hour window, 20 traces, their spans read) in each
+// of clients concurrent clients, as Grafana panels and Jaeger UI users
+// read at once: first every client's reads by id, then every client's
+// searches, each client after a warm-up read that is not counted. Each
+// client draws its own reads; with clients = 1 the reads are those of one
+// user.
+func (d Dataset) Run(ctx context.Context, s Store, n, clients int) ([]Result, error) {
+	if clients < 1 {
+		return nil, fmt.Errorf("clients %d: want at least 1", clients)
+	}
 	if _, err := s.QuerySpans(ctx, storage.SpanQuery{TraceID: d.TraceID(0), Limit: 10000}); err != nil {
 		return nil, err
 	}
+	byID := Result{Name: "trace by id"}
+	search := Result{Name: "service + 1 h search, 20 traces"}
+	find := Result{Name: "  of which: find the 20 ids"}
+	perClient := make([][3]Result, clients)
+	if err := runClients(ctx, clients, &byID.Wall, func(ctx context.Context, c int) error {
+		return d.readByID(ctx, s, rand.New(rand.NewPCG(3, 4+uint64(c))), n, &perClient[c][0])
+	}); err != nil {
+		return nil, err
+	}
+	if err := runClients(ctx, clients, &search.Wall, func(ctx context.Context, c int) error {
+		return d.search(ctx, s, rand.New(rand.NewPCG(5, 6+uint64(c))), n, &perClient[c][1], &perClient[c][2])
+	}); err != nil {
+		return nil, err
+	}
+	for _, r := range perClient {
+		byID.Durations = append(byID.Durations, r[0].Durations...)
+		search.Durations = append(search.Durations, r[1].Durations...)
+		find.Durations = append(find.Durations, r[2].Durations...)
+		byID.Spans, search.Spans, find.Spans = r[0].Spans, r[1].Spans, r[2].Spans
+	}
+	return []Result{byID, search, find}, nil
+}
+
+// runClients runs read in clients goroutines, waits for them all and sets
+// wall to how long they took; the first error cancels the others.
+func runClients(ctx context.Context, clients int, wall *time.Duration, read func(ctx context.Context, client int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := read(ctx, c); err != nil {
+				errs <- fmt.Errorf("client %d: %w", c, err)
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	*wall = time.Since(t0)
+	close(errs)
+	return <-errs // nil when no client failed
+}
+
+// readByID reads n random traces by id into r.
+func (d Dataset) readByID(ctx context.Context, s Store, rng *rand.Rand, n int, r *Result) error {
 	for range n {
 		id := d.TraceID(rng.IntN(d.Traces()))
 		t0 := time.Now()
 		spans, err := s.QuerySpans(ctx, storage.SpanQuery{TraceID: id, Limit: 10000})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		byID.Durations = append(byID.Durations, time.Since(t0))
+		r.Durations = append(r.Durations, time.Since(t0))
 		if len(spans) != d.SpansPerTrace {
-			return nil, fmt.Errorf("trace %s: %d spans, want %d", id, len(spans), d.SpansPerTrace)
+			return fmt.Errorf("trace %s: %d spans, want %d", id, len(spans), d.SpansPerTrace)
 		}
-		byID.Spans = len(spans)
+		r.Spans = len(spans)
 	}
+	return nil
+}
+
+// search makes n random searches into search, and the time they took to
+// find the ids into find, after a warm-up search.
+func (d Dataset) search(ctx context.Context, s Store, rng *rand.Rand, n int, search, find *Result) error {
 	for i := range n + 1 {
 		end := d.End.Add(-time.Duration(rng.Int64N(int64(d.Span - time.Hour))))
 		q := storage.SpanQuery{ServiceName: fmt.Sprintf("svc-%02d", rng.IntN(d.Services)), Start: end.Add(-time.Hour), End: end, Limit: 20}
 		t0 := time.Now()
 		ids, err := s.TraceIDs(ctx, q)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		found := time.Since(t0)
 		spans, err := s.QuerySpans(ctx, storage.SpanQuery{TraceIDs: ids, Limit: 100_000})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if i == 0 {
 			continue // warm-up
@@ -141,9 +213,9 @@ func (d Dataset) Run(ctx context.Context, s Store, n int) ([]Result, error) {
 		search.Durations = append(search.Durations, time.Since(t0))
 		find.Durations = append(find.Durations, found)
 		if len(ids) == 0 || len(ids) > 20 || len(spans) != len(ids)*d.SpansPerTrace {
-			return nil, fmt.Errorf("search %+v: %d traces, %d spans; want 1 to 20 traces of %d spans", q, len(ids), len(spans), d.SpansPerTrace)
+			return fmt.Errorf("search %+v: %d traces, %d spans; want 1 to 20 traces of %d spans", q, len(ids), len(spans), d.SpansPerTrace)
 		}
 		search.Spans, find.Spans = len(spans), len(spans)
 	}
-	return []Result{byID, search, find}, nil
+	return nil
 }

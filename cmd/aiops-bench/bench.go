@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -43,6 +44,7 @@ type benchCommands struct {
 	ingest, query, alerting *kingpin.CmdClause
 	traces                  *kingpin.CmdClause
 	spans, traceReads       int
+	traceClients            []int
 	merge                   bool // bench query: merge ClickHouse parts first
 
 	stores         []string
@@ -80,7 +82,8 @@ func newBenchCommands(app *kingpin.Application) []command {
 	c.traces = app.Command("traces", "Trace reads of the Jaeger-compatible API over 1,000,000 stored spans: a trace by id, and a search by service and one hour that reads the 20 traces found.")
 	c.traces.Flag("spans", "Spans stored (traces of 10 spans over 20 services during a day).").Default("1000000").IntVar(&c.spans)
 	c.traces.Flag("merge", "Before reading ClickHouse, merge the parts the load made (OPTIMIZE … FINAL).").Default("true").BoolVar(&c.merge)
-	c.traces.Flag("reads", "Reads of each kind per run.").Default("50").IntVar(&c.traceReads)
+	c.traces.Flag("reads", "Reads of each kind per run and client.").Default("50").IntVar(&c.traceReads)
+	c.traces.Flag("clients", "Concurrent readers, each making --reads reads of each kind; repeat for several (1 is one Jaeger UI user, more are a team's dashboards at once).").Default("1", "8").IntsVar(&c.traceClients)
 	c.traces.Flag("clickhouse-span-head-mib", "The ClickHouse store's clickhouse.span_head_mib; 0 reads every trace from ClickHouse.").Default(strconv.Itoa(clickhouse.DefaultConfig().SpanHeadMiB)).IntVar(&c.spanHeadMiB)
 	c.traces.Flag("clickhouse-span-head-refresh", "The ClickHouse store's clickhouse.span_head_refresh; 0 lists the parts of the spans table before every read.").Default(time.Duration(clickhouse.DefaultConfig().SpanHeadRefresh).String()).DurationVar(&c.spanRefresh)
 	for _, cmd := range []*kingpin.CmdClause{c.ingest, c.query, c.alerting, c.traces} {
@@ -340,8 +343,15 @@ func (c *benchCommands) runTraces(ctx context.Context, stdout, _ io.Writer) erro
 	ds := traces.DefaultDataset(time.Now())
 	ds.Spans = c.spans
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STORE\tRUN\tREAD\tMEDIAN\tP90\tSPANS")
-	medians := map[string]map[string][]time.Duration{}
+	fmt.Fprintln(tw, "STORE\tCLIENTS\tRUN\tREAD\tMEDIAN\tP90\tREADS/S\tSPANS")
+	// Per store, per clients and kind of read: each run's median latency
+	// and reads per second.
+	type key struct {
+		clients int
+		read    string
+	}
+	medians := map[string]map[key][]time.Duration{}
+	rates := map[string]map[key][]float64{}
 	for _, kind := range c.stores {
 		store, _, err := e.open(ctx, kind)
 		if err != nil {
@@ -387,28 +397,44 @@ func (c *benchCommands) runTraces(ctx context.Context, stdout, _ io.Writer) erro
 					kind, n, float64(bytes)/(1<<20), bytes/int64(n), (int64(after.HeapAlloc)-int64(before.HeapAlloc))/int64(n))
 			}
 		}
-		medians[kind] = map[string][]time.Duration{}
-		for run := 1; run <= c.runs; run++ {
-			results, err := ds.Run(ctx, store, c.traceReads)
-			if err != nil {
-				store.Close()
-				return fmt.Errorf("%s: %w", kind, err)
-			}
-			for _, r := range results {
-				d := slices.Clone(r.Durations)
-				slices.Sort(d)
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\n", kind, run, r.Name, r.Median().Round(time.Microsecond), d[len(d)*9/10].Round(time.Microsecond), r.Spans)
-				medians[kind][r.Name] = append(medians[kind][r.Name], r.Median())
+		medians[kind], rates[kind] = map[key][]time.Duration{}, map[key][]float64{}
+		for _, clients := range c.traceClients {
+			for run := 1; run <= c.runs; run++ {
+				results, err := ds.Run(ctx, store, c.traceReads, clients)
+				if err != nil {
+					store.Close()
+					return fmt.Errorf("%s, %d clients: %w", kind, clients, err)
+				}
+				for _, r := range results {
+					d := slices.Clone(r.Durations)
+					slices.Sort(d)
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\n", kind, clients, run, r.Name, r.Median().Round(time.Microsecond), d[len(d)*9/10].Round(time.Microsecond), perSecond(r.PerSecond()), r.Spans)
+					k := key{clients, r.Name}
+					medians[kind][k] = append(medians[kind][k], r.Median())
+					rates[kind][k] = append(rates[kind][k], r.PerSecond())
+				}
 			}
 		}
 		store.Close()
 	}
 	for _, kind := range c.stores {
-		for _, name := range slices.Sorted(maps.Keys(medians[kind])) {
-			d := slices.Clone(medians[kind][name])
+		keys := slices.SortedFunc(maps.Keys(medians[kind]), func(a, b key) int {
+			return cmp.Or(cmp.Compare(a.clients, b.clients), strings.Compare(a.read, b.read))
+		})
+		for _, k := range keys {
+			d, r := slices.Clone(medians[kind][k]), slices.Clone(rates[kind][k])
 			slices.Sort(d)
-			fmt.Fprintf(tw, "%s\tmedian\t%s\t%s\t\t\n", kind, name, d[len(d)/2].Round(time.Microsecond))
+			slices.Sort(r)
+			fmt.Fprintf(tw, "%s\t%d\tmedian\t%s\t%s\t\t%s\t\n", kind, k.clients, k.read, d[len(d)/2].Round(time.Microsecond), perSecond(r[len(r)/2]))
 		}
 	}
 	return tw.Flush()
+}
+
+// perSecond formats a rate of reads, blank for none (a part of a read).
+func perSecond(r float64) string {
+	if r == 0 {
+		return ""
+	}
+	return strconv.FormatFloat(r, 'f', 0, 64)
 }

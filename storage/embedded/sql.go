@@ -122,6 +122,11 @@ func OpenRecords(cfg Config) (*Records, error) {
 // Close closes the SQLite file.
 func (s *Records) Close() error { return s.db.Close() }
 
+// maxIdleConns is how many SQLite connections stay open between queries:
+// about as many as there are commonly readers at once (a dashboard's
+// panels), each holding up to SQLite's default 2 MiB of page cache.
+const maxIdleConns = 8
+
 func openSQL(path string) (*sql.DB, error) {
 	// WAL lets queries run while a batch is written; FULL sync keeps
 	// incidents and audit records across a power cut, not only a crash.
@@ -130,6 +135,11 @@ func openSQL(path string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	// database/sql keeps two idle connections by default and closes the
+	// rest as soon as they are put back, so with more concurrent readers
+	// (dashboards, Jaeger searches, rule evaluation) most queries opened a
+	// connection, ran its pragmas and started from a cold page cache.
+	db.SetMaxIdleConns(maxIdleConns)
 	if err := migrate(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrate sqlite %s: %w", path, err)
