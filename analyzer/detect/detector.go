@@ -169,6 +169,8 @@ type Detector struct {
 	logResiduals *rollingQuantiles
 	logTracks    []*track
 
+	long sustained // a robust level of the residuals over 64 points, against earlier blocks
+
 	rec *records     // how rarely the series reaches a new level
 	fam *familiarity // where the series has been, how rarely it goes somewhere new
 
@@ -265,6 +267,7 @@ func (d *Detector) Observe(t time.Time, v float64) Result {
 		d.finish(&r)
 		return r
 	}
+	d.syncSustained()
 	pred := d.predict()
 	resid := v - pred
 	lo, hi, env := d.envelope()
@@ -472,6 +475,11 @@ func (d *Detector) score(v, pred, resid, pres float64, lg logView) Result {
 	// does, and paying for it twice made a positive series' scores lower
 	// than another's for the same evidence, so no single threshold served
 	// both kinds (docs/ANALYZER.md, sixth round).
+	if ls, ok := d.long.judge(d.clipResid(resid), scale); ok {
+		// One more look, paid for like the others, only where it can look.
+		best = math.Max(best, ls)
+		looks++
+	}
 	best -= math.Log10(float64(looks))
 	if best < 0 {
 		best = 0
@@ -684,6 +692,9 @@ func (d *Detector) learn(v, resid, pres float64, lg logView) {
 		// of their tails, in units of the scales it was judged with.
 		scored := d.values.len() >= d.cfg.WarmUp
 		sc := d.scale()
+		if d.residuals.len() > 0 {
+			d.long.add(d.clipResid(resid), d.n)
+		}
 		d.residuals.add(resid)
 		addTracks(d.tracks, d.cfg.WarmUp, resid, pres, c, sc, scored)
 		if lg.ok {

@@ -367,11 +367,14 @@ func asVersion4(t *testing.T, snap []byte) []byte {
 }
 
 // forgetTails empties the tracks' memories of their tails, as a migration
-// from a snapshot older than version 5 leaves them.
+// from a snapshot older than version 5 leaves them, and rebuilds the
+// sustained track from the seasonal history, as one older than version 6
+// does.
 func forgetTails(d *Detector) {
 	for _, tr := range append(append([]*track(nil), d.tracks...), d.logTracks...) {
 		tr.exN, tr.exS, tr.exS2 = [2]float64{}, [2]float64{}, [2]float64{}
 	}
+	d.rebuildSustained(d.historyOnly())
 }
 
 // TestRestoreMigratesVersion3: version 3 and 4 snapshots restore. The
@@ -439,7 +442,7 @@ func TestRestoreMigratesVersion3(t *testing.T) {
 	if err := gob.NewEncoder(&buf).Encode(&st); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Restore(buf.Bytes()); err == nil || !strings.Contains(err.Error(), "version 2, want 3 to 5") {
+	if _, err := Restore(buf.Bytes()); err == nil || !strings.Contains(err.Error(), "version 2, want 3 to 6") {
 		t.Errorf("restore a version 2 snapshot: %v", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 // stateVersion changes whenever the snapshot layout or the meaning of the
 // state changes. Restore migrates the versions it knows (see migrate) and
 // refuses others rather than misread them.
-const stateVersion = 5
+const stateVersion = 6
 
 // oldestState is the oldest snapshot version Restore migrates.
 const oldestState = 3
@@ -47,6 +47,16 @@ type state struct {
 	NovelCount    float64
 	NovelTotal    float64
 	SinceSearch   int // version 4
+	// The sustained track (version 6): its span's residuals oldest first,
+	// the blocks' statistics oldest first and the period its residuals
+	// were taken with.
+	Sustained sustainedState
+}
+
+type sustainedState struct {
+	Win    []float64
+	Blocks []float64
+	Period int
 }
 
 type recordsState struct {
@@ -68,6 +78,9 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 		LogResiduals: d.logResiduals.values(), Tracks: trackStates(d.tracks), LogTracks: trackStates(d.logTracks),
 		NovelCount: d.fam.count, NovelTotal: d.fam.total, SinceSearch: d.sinceSearch,
 	}
+	if d.long.span > 0 {
+		st.Sustained = sustainedState{Win: d.long.win.values(), Blocks: d.long.blocks, Period: d.long.period}
+	}
 	if d.n > 0 {
 		st.LastT = d.lastT.UnixNano()
 	}
@@ -87,6 +100,7 @@ func Restore(b []byte) (*Detector, error) {
 	if st.Version < oldestState || st.Version > stateVersion {
 		return nil, fmt.Errorf("restore detector: snapshot version %d, want %d to %d", st.Version, oldestState, stateVersion)
 	}
+	rebuild := st.Version < 6
 	migrate(&st)
 	d := New(st.Config)
 	if len(st.Tracks) != len(d.tracks) || len(st.LogTracks) != len(d.logTracks) || len(st.Hist) > len(d.hist) {
@@ -125,10 +139,35 @@ func Restore(b []byte) (*Detector, error) {
 	if err := restoreTracks(d.logTracks, st.LogTracks); err != nil {
 		return nil, err
 	}
+	if rebuild {
+		d.rebuildSustained(st.Hist)
+		return d, nil
+	}
+	ss := st.Sustained
+	if ss.Win != nil {
+		d.long.reset(sustainedSpan(d.cfg.History), d.cfg.History)
+		d.long.period = ss.Period
+		if len(ss.Win) > d.long.span || len(ss.Blocks) > d.long.max {
+			return nil, fmt.Errorf("restore detector: sustained track holds %d values and %d blocks, span is %d", len(ss.Win), len(ss.Blocks), d.long.span)
+		}
+		for _, v := range ss.Win {
+			d.long.win.add(v)
+		}
+		d.long.blocks = append(d.long.blocks, ss.Blocks...)
+	}
 	return d, nil
 }
 
 // migrate brings an older snapshot to the current layout.
+//
+// Version 5 → 6: the sustained track is new. For a seasonal series
+// Restore rebuilds it from the seasonal history the snapshot holds
+// (rebuildSustained): the residuals the detector had over the history,
+// with the period it holds now, clipped to the residual window's tails as
+// they are now, in blocks that end where a detector that never stopped
+// ended them (exactly so when the stream had no gaps), from where the
+// history holds three cycles. Without a period it starts empty and judges
+// once it has three blocks (192 points).
 //
 // Version 4 → 5: the longer tracks remember their tails' excesses, which
 // version 4 did not keep. They start empty: the tails' shape is then the
@@ -163,6 +202,10 @@ func migrate(st *state) {
 	if st.Version == 4 {
 		// The zero value of the tails' memory is an empty one.
 		st.Version = 5
+	}
+	if st.Version == 5 {
+		// Restore rebuilds the sustained track.
+		st.Version = 6
 	}
 }
 
