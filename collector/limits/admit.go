@@ -26,7 +26,7 @@ import (
 // new series, on the labels the translator made of them (CheckLabels),
 // not on every point of every request.
 func (c Config) Admit(md pmetric.Metrics, now time.Time) Refusals {
-	a := admission{c: c, maxTS: pcommon.NewTimestampFromTime(now.Add(c.MaxFuture)), minTS: pcommon.NewTimestampFromTime(now.Add(-c.MaxAge)), now: now}
+	a := admission{c: c, maxTS: pcommon.NewTimestampFromTime(now.Add(c.MaxFuture)), minTS: oldest(now, c.MaxAge), now: now}
 	md.ResourceMetrics().RemoveIf(func(rm pmetric.ResourceMetrics) bool {
 		sms := rm.ScopeMetrics()
 		if v := a.attrs(rm.Resource().Attributes(), "resource attribute"); v.Reason != "" {
@@ -215,4 +215,16 @@ func pointCount(m pmetric.Metric) int {
 		return m.Summary().DataPoints().Len()
 	}
 	return 0
+}
+
+// oldest is the earliest timestamp MaxAge admits at now. OTLP timestamps
+// are unsigned nanoseconds since 1970: a max_age reaching before then
+// admits every timestamp (pcommon would wrap the negative time around
+// to the largest ones, and refuse everything).
+func oldest(now time.Time, maxAge time.Duration) pcommon.Timestamp {
+	t := now.Add(-maxAge)
+	if t.Before(time.Unix(0, 0)) {
+		return 0
+	}
+	return pcommon.NewTimestampFromTime(t)
 }

@@ -1,0 +1,32 @@
+package limits
+
+import (
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/aiops-dev/aiops/internal/testutil"
+)
+
+// TestMaxAgeBeforeUnixEpoch: a max_age reaching before 1970 admits every
+// time. Found from outside: with collector.limits.max_age: 876000h (to
+// load history) aiops serve refused data 2000h old as "2000h behind
+// the collector's clock, limit max_age 876000h": the oldest admitted
+// time, negative in Unix nanoseconds, wrapped to the largest OTLP
+// timestamp and every point was older than it.
+func TestMaxAgeBeforeUnixEpoch(t *testing.T) {
+	now := testutil.Epoch
+	c := DefaultConfig()
+	c.MaxAge = 876000 * time.Hour
+	old := pcommon.NewTimestampFromTime(now.Add(-2000 * time.Hour))
+
+	md := pmetric.NewMetrics()
+	m := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	m.SetName("x")
+	m.SetEmptyGauge().DataPoints().AppendEmpty().SetTimestamp(old)
+	if r := c.Admit(md, now); r.Points != 0 {
+		t.Errorf("data point 2000h old refused: %s", r)
+	}
+}
