@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/aiops-dev/aiops/internal/testutil"
 )
@@ -28,5 +30,15 @@ func TestMaxAgeBeforeUnixEpoch(t *testing.T) {
 	m.SetEmptyGauge().DataPoints().AppendEmpty().SetTimestamp(old)
 	if r := c.Admit(md, now); r.Points != 0 {
 		t.Errorf("data point 2000h old refused: %s", r)
+	}
+	ld := plog.NewLogs()
+	ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().SetTimestamp(old)
+	if r := c.AdmitLogs(ld, now); r.Points != 0 {
+		t.Errorf("log record 2000h old refused: %s", r)
+	}
+	td := ptrace.NewTraces()
+	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetStartTimestamp(old)
+	if r := c.AdmitSpans(td, now); r.Points != 0 {
+		t.Errorf("span 2000h old refused: %s", r)
 	}
 }
