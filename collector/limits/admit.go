@@ -2,6 +2,7 @@ package limits
 
 import (
 	"encoding/binary"
+	"math"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -124,7 +125,7 @@ func (a *admission) metric(m pmetric.Metric) bool {
 // point reports whether a point must be refused, and records why.
 func (a *admission) point(metric string, ts pcommon.Timestamp, attrs pcommon.Map) bool {
 	if ts > a.maxTS {
-		a.refused.Add(Violation{Reason: TooFarInFuture, Metric: metric, Ahead: ts.AsTime().Sub(a.now), Limit: int(a.c.MaxFuture)}, 1)
+		a.refused.Add(Violation{Reason: TooFarInFuture, Metric: metric, Ahead: ahead(ts, a.now), Limit: int(a.c.MaxFuture)}, 1)
 		return true
 	}
 	if ts < a.minTS {
@@ -227,4 +228,15 @@ func oldest(now time.Time, maxAge time.Duration) pcommon.Timestamp {
 		return 0
 	}
 	return pcommon.NewTimestampFromTime(t)
+}
+
+// ahead is how far ts lies after now, for a message. Timestamps past
+// 2262 do not fit a time.Time (pcommon's AsTime wraps them to before
+// 1970, and the message said "-499068h ahead"); they count as the longest
+// duration.
+func ahead(ts pcommon.Timestamp, now time.Time) time.Duration {
+	if uint64(ts) > math.MaxInt64 {
+		return time.Duration(math.MaxInt64)
+	}
+	return ts.AsTime().Sub(now)
 }

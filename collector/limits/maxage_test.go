@@ -1,6 +1,8 @@
 package limits
 
 import (
+	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,5 +42,26 @@ func TestMaxAgeBeforeUnixEpoch(t *testing.T) {
 	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetStartTimestamp(old)
 	if r := c.AdmitSpans(td, now); r.Points != 0 {
 		t.Errorf("span 2000h old refused: %s", r)
+	}
+}
+
+// TestFarFutureMessage: a timestamp past 2262 is reported ahead, not
+// behind. Found from outside: a data point at the largest OTLP timestamp
+// was refused as "timestamp -499068h9m10.911s ahead of the collector's
+// clock".
+func TestFarFutureMessage(t *testing.T) {
+	md := pmetric.NewMetrics()
+	m := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	m.SetName("x")
+	m.SetEmptyGauge().DataPoints().AppendEmpty().SetTimestamp(math.MaxUint64)
+	r := DefaultConfig().Admit(md, testutil.Epoch)
+	if s := r.String(); r.Points != 1 || strings.Contains(s, "-") || !strings.Contains(s, "ahead of the collector's clock") {
+		t.Errorf("refused %d: %s", r.Points, s)
+	}
+	td := ptrace.NewTraces()
+	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetStartTimestamp(math.MaxUint64)
+	r = DefaultConfig().AdmitSpans(td, testutil.Epoch)
+	if s := r.String(); r.Points != 1 || strings.Contains(s, "-") {
+		t.Errorf("span refused %d: %s", r.Points, s)
 	}
 }

@@ -69,7 +69,7 @@ func (c Config) window(now time.Time, what string) *timeWindow {
 func (w *timeWindow) refuse(ts pcommon.Timestamp) bool {
 	switch {
 	case ts > w.maxTS:
-		w.refused.Add(Violation{Reason: TooFarInFuture, Where: w.what, Ahead: ts.AsTime().Sub(w.now), Limit: int(w.c.MaxFuture)}, 1)
+		w.refused.Add(Violation{Reason: TooFarInFuture, Where: w.what, Ahead: ahead(ts, w.now), Limit: int(w.c.MaxFuture)}, 1)
 	case ts < w.minTS:
 		w.refused.Add(Violation{Reason: TooFarInPast, Where: w.what, Ahead: w.now.Sub(ts.AsTime()), Limit: int(w.c.MaxAge)}, 1)
 	default:
