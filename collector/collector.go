@@ -34,6 +34,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/aiops-dev/aiops/collector/internal/obs"
+	"github.com/aiops-dev/aiops/collector/internal/queuestorage"
 	"github.com/aiops-dev/aiops/collector/kafkaexporter"
 	"github.com/aiops-dev/aiops/collector/kafkareceiver"
 	"github.com/aiops-dev/aiops/collector/otlpserver"
@@ -230,6 +231,9 @@ func (c *Collector) factories() (otelcol.Factories, error) {
 		return otelcol.Factories{}, err
 	}
 	extensions, err := otelcol.MakeFactoryMap[extension.Factory](
+		// The queues' storage (file_storage with a fix, see queuestorage);
+		// file_storage itself stays for configurations that name it.
+		queuestorage.NewFactory(logger),
 		filestorage.NewFactory(),
 		tokenauth.NewFactory(tokenauth.Deps{Auth: c.deps.Authenticator, Metrics: c.metrics, Logger: logger, Now: c.deps.Now}),
 	)

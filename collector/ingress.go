@@ -77,10 +77,22 @@ func newIngressFactory(d ingressDeps) processor.Factory {
 			}, nil
 		}, component.StabilityLevelBeta),
 		processor.WithLogs(func(_ context.Context, _ processor.Settings, cfg component.Config, next consumer.Logs) (processor.Logs, error) {
-			return &logsIngress{ingress: newIngress(cfg.(*ingressConfig), d, obs.SignalLogs), next: next}, nil
+			c := cfg.(*ingressConfig)
+			return &logsIngress{
+				ingress: newIngress(c, d, obs.SignalLogs),
+				limits:  c.Limits,
+				log:     limits.NewLog(d.logger, "refused log records", time.Minute, d.now, "component", ingressType),
+				next:    next,
+			}, nil
 		}, component.StabilityLevelBeta),
 		processor.WithTraces(func(_ context.Context, _ processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
-			return &tracesIngress{ingress: newIngress(cfg.(*ingressConfig), d, obs.SignalSpans), next: next}, nil
+			c := cfg.(*ingressConfig)
+			return &tracesIngress{
+				ingress: newIngress(c, d, obs.SignalSpans),
+				limits:  c.Limits,
+				log:     limits.NewLog(d.logger, "refused spans", time.Minute, d.now, "component", ingressType),
+				next:    next,
+			}, nil
 		}, component.StabilityLevelBeta),
 	)
 }
@@ -172,10 +184,13 @@ func (p *metricsIngress) ConsumeMetrics(ctx context.Context, md pmetric.Metrics)
 
 type logsIngress struct {
 	ingress
-	next consumer.Logs
+	limits limits.Config
+	log    *limits.Log
+	next   consumer.Logs
 }
 
-// Capabilities says the processor mutates: it stamps observed timestamps.
+// Capabilities says the processor mutates: it stamps observed timestamps
+// and removes refused records.
 func (*logsIngress) Capabilities() consumer.Capabilities {
 	return consumer.Capabilities{MutatesData: true}
 }
@@ -186,7 +201,8 @@ func (p *logsIngress) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 	// The OTLP data model has the collector set the observed time when the
 	// source did not. Doing it here, before the queue, keeps the stored
 	// record (and its identity) the same however often it is replayed.
-	now := pcommon.NewTimestampFromTime(time.Now())
+	clock := p.now()
+	now := pcommon.NewTimestampFromTime(clock)
 	rls := ld.ResourceLogs()
 	for i := range rls.Len() {
 		sls := rls.At(i).ScopeLogs()
@@ -199,16 +215,40 @@ func (p *logsIngress) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 			}
 		}
 	}
+	if r := p.limits.AdmitLogs(ld, clock); r.Points > 0 {
+		p.log.Note(r)
+		var ok bool
+		if n, ok = p.refuse(ctx, r, n); !ok {
+			return status.Error(codes.InvalidArgument, fmt.Sprintf("all %d log records refused: %s", n, r))
+		}
+	}
 	return p.outcome(n, p.next.ConsumeLogs(ctx, ld))
+}
+
+// refuse counts and logs what the limits refused of a request of n
+// items and tells the client in the partial success; it returns the
+// items left, and false when none is.
+func (in *ingress) refuse(ctx context.Context, r limits.Refusals, n int) (int, bool) {
+	for reason, k := range r.ByReason() {
+		in.metrics.Refused.WithLabelValues(in.signal, string(reason)).Add(float64(k))
+	}
+	if r.Points == n {
+		return n, false
+	}
+	outcome.From(ctx).Refuse(r)
+	return n - r.Points, true
 }
 
 type tracesIngress struct {
 	ingress
-	next consumer.Traces
+	limits limits.Config
+	log    *limits.Log
+	next   consumer.Traces
 }
 
+// Capabilities says the processor mutates: it removes refused spans.
 func (*tracesIngress) Capabilities() consumer.Capabilities {
-	return consumer.Capabilities{MutatesData: false}
+	return consumer.Capabilities{MutatesData: true}
 }
 
 func (p *tracesIngress) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
@@ -216,6 +256,13 @@ func (p *tracesIngress) ConsumeTraces(ctx context.Context, td ptrace.Traces) err
 	p.metrics.Received.WithLabelValues(obs.SignalSpans).Add(float64(n))
 	if err := validateTraces(td); err != nil {
 		return p.invalid(n, err)
+	}
+	if r := p.limits.AdmitSpans(td, p.now()); r.Points > 0 {
+		p.log.Note(r)
+		var ok bool
+		if n, ok = p.refuse(ctx, r, n); !ok {
+			return status.Error(codes.InvalidArgument, fmt.Sprintf("all %d spans refused: %s", n, r))
+		}
 	}
 	return p.outcome(n, p.next.ConsumeTraces(ctx, td))
 }

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/processor/memorylimiterprocessor"
 
+	"github.com/aiops-dev/aiops/collector/internal/queuestorage"
 	"github.com/aiops-dev/aiops/collector/kafkaexporter"
 	"github.com/aiops-dev/aiops/collector/kafkareceiver"
 	"github.com/aiops-dev/aiops/collector/otlpserver"
@@ -122,7 +123,7 @@ func (c *Collector) otelConfig() (map[string]any, error) {
 		b.MaxSize = cfg.Batch.MaxSize
 		q.Batch = configoptional.Some(b)
 		if cfg.Queue.Dir != "" {
-			sf := filestorage.NewFactory()
+			sf := queuestorage.NewFactory(nil)
 			id := component.NewID(sf.Type())
 			q.StorageID = &id
 			fs := sf.CreateDefaultConfig().(*filestorage.Config)

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/processor/memorylimiterprocessor"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
+	"github.com/aiops-dev/aiops/collector/internal/queuestorage"
 	"github.com/aiops-dev/aiops/collector/kafkaexporter"
 	"github.com/aiops-dev/aiops/collector/kafkareceiver"
 	"github.com/aiops-dev/aiops/collector/otlpserver"
@@ -277,10 +278,10 @@ func checkGenerated(t *testing.T, cfg Config, store storage.Store, section func(
 			t.Errorf("sending_queue storage %v with queue.dir %q", q.StorageID, cfg.Queue.Dir)
 		}
 		if cfg.Queue.Dir != "" {
-			fs := section("extensions", "file_storage").(*filestorage.Config)
+			fs := section("extensions", queuestorage.Type).(*filestorage.Config)
 			if fs.Directory != cfg.Queue.Dir || !fs.CreateDirectory || fs.FSync != cfg.Queue.FSync || fs.Timeout != 10*time.Second ||
 				fs.Compaction.Directory != filepath.Join(cfg.Queue.Dir, "compaction") || !fs.Compaction.OnStart || !fs.Compaction.OnRebound {
-				t.Errorf("file_storage %+v (compaction %+v)", fs, fs.Compaction)
+				t.Errorf("queue storage %+v (compaction %+v)", fs, fs.Compaction)
 			}
 		}
 	}

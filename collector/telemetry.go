@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/sdk/instrumentation"
@@ -38,7 +39,7 @@ func newTelemetryFactory(logger *slog.Logger, reg prometheus.Registerer, reader 
 	return telemetry.NewFactory(
 		func() component.Config { return &telemetryConfig{} },
 		telemetry.WithCreateLogger(func(context.Context, telemetry.LoggerSettings, component.Config) (*zap.Logger, component.ShutdownFunc, error) {
-			return zap.New(&slogCore{h: logger.Handler()}), nil, nil
+			return zap.New(&slogCore{h: logger.Handler(), lim: newLogLimiter(time.Now)}), nil, nil
 		}),
 		telemetry.WithCreateMeterProvider(func(context.Context, telemetry.MeterSettings, component.Config) (telemetry.MeterProvider, error) {
 			exp, err := otelprom.New(
@@ -177,8 +178,18 @@ func signalOf(dataType string) string {
 
 // slogCore is a zapcore.Core writing to an slog.Handler, so the
 // collector's components log through the process's logger.
+//
+// Warnings and errors are limited to one line per component and message
+// a minute (logEvery), the next line saying how many were left out: the
+// framework logs one per refused request or queue item ("Exporting
+// failed. Rejecting data.", "Failed retrieving item"), and on a full disk
+// that was 6,000 error lines in 90 s from eight clients, written to the
+// disk that is full when logs go to the data disk.
 type slogCore struct {
-	h slog.Handler
+	h   slog.Handler
+	lim *logLimiter
+	// scope identifies the component: the fields the core was made With.
+	scope string
 }
 
 func slogLevel(l zapcore.Level) slog.Level {
@@ -198,7 +209,12 @@ func (c *slogCore) Enabled(l zapcore.Level) bool {
 }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return &slogCore{h: c.h.WithAttrs(attrs(fields))}
+	a := attrs(fields)
+	scope := c.scope
+	for _, at := range a {
+		scope += at.String() + " "
+	}
+	return &slogCore{h: c.h.WithAttrs(a), lim: c.lim, scope: scope}
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -209,12 +225,70 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 }
 
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	var unlogged int
+	if e.Level >= zapcore.WarnLevel && c.lim != nil {
+		var ok bool
+		if unlogged, ok = c.lim.allow(c.scope + e.LoggerName + "\x00" + e.Message); !ok {
+			return nil
+		}
+	}
 	r := slog.NewRecord(e.Time, slogLevel(e.Level), e.Message, 0)
 	if e.LoggerName != "" {
 		r.AddAttrs(slog.String("logger", e.LoggerName))
 	}
 	r.AddAttrs(attrs(fields)...)
+	if unlogged > 0 {
+		r.AddAttrs(slog.Int("repeats_unlogged", unlogged))
+	}
 	return c.h.Handle(context.Background(), r)
+}
+
+// logEvery is how often one component's warning or error with one message
+// is logged at most.
+const logEvery = time.Minute
+
+// maxLimitedLines bounds the lines logLimiter remembers.
+const maxLimitedLines = 4096
+
+// logLimiter counts, per component and message, the lines left out since
+// the last one logged.
+type logLimiter struct {
+	now func() time.Time
+
+	mu   sync.Mutex
+	last map[string]*limitedLine
+}
+
+type limitedLine struct {
+	at       time.Time
+	unlogged int
+}
+
+func newLogLimiter(now func() time.Time) *logLimiter {
+	return &logLimiter{now: now, last: map[string]*limitedLine{}}
+}
+
+// allow reports whether the line keyed key is logged now, and how many
+// were left out before it.
+func (l *logLimiter) allow(key string) (unlogged int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if ln := l.last[key]; ln != nil && now.Sub(ln.at) < logEvery {
+		ln.unlogged++
+		return 0, false
+	}
+	if ln := l.last[key]; ln != nil {
+		unlogged = ln.unlogged
+	}
+	// Keys are components times the messages the framework writes, a
+	// fixed set; should a message carry data after all, forgetting the
+	// lines keeps the map small.
+	if len(l.last) >= maxLimitedLines {
+		clear(l.last)
+	}
+	l.last[key] = &limitedLine{at: now}
+	return unlogged, true
 }
 
 func (*slogCore) Sync() error { return nil }

@@ -108,7 +108,7 @@ type TSDBStatusSource interface {
 // API is a Prometheus-compatible query API over one store.
 type API struct {
 	engine      promql.QueryEngine
-	ownedEngine *promql.Engine
+	ownedEngine *Engine
 	handler     http.Handler
 }
 
@@ -148,7 +148,7 @@ func New(opts Options) (*API, error) {
 	if a.engine == nil {
 		eo := EngineOpts(opts.Config, logger.With("component", "query engine"), reg)
 		eo.FeatureRegistry = featureRegistry
-		a.ownedEngine = promql.NewEngine(eo)
+		a.ownedEngine = newEngine(opts.Config, eo)
 		a.engine = a.ownedEngine
 	}
 
@@ -200,6 +200,7 @@ func New(opts Options) (*API, error) {
 			"query.use_start_timestamps":          strconv.FormatBool(cfg.UseStartTimestamps),
 			"query.max_length":                    strconv.Itoa(cfg.MaxLength),
 			"query.max_depth":                     strconv.Itoa(cfg.MaxDepth),
+			"query.max_subquery_steps":            strconv.FormatInt(cfg.MaxSubquerySteps, 10),
 			"query.max_concurrency_per_principal": strconv.Itoa(cfg.MaxConcurrencyPerPrincipal),
 			"query.rules_max_concurrency":         strconv.Itoa(cfg.RulesMaxConcurrency),
 			"query.max_heap_mib":                  strconv.Itoa(int(heap.limit >> 20)),

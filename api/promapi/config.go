@@ -60,6 +60,13 @@ type Config struct {
 	// parts with a cost quadratic in its depth, so very deep ones are
 	// refused with 400 bad_data.
 	MaxDepth int `yaml:"max_depth"`
+	// MaxSubquerySteps is the most steps a subquery may be evaluated at,
+	// over the whole range of the query it is in: Prometheus's evaluator
+	// allocates 16 bytes per step of a subquery before it reads anything
+	// (16 MB for the default), so `x[100y:1ms]` asked for 25 TB and
+	// killed the process. Larger subqueries are refused with 400
+	// bad_data.
+	MaxSubquerySteps int64 `yaml:"max_subquery_steps"`
 	// UseStartTimestamps lets rate(), increase() and friends use the start
 	// timestamps OTLP cumulative points carry, where the store keeps them.
 	UseStartTimestamps bool `yaml:"use_start_timestamps"`
@@ -78,6 +85,7 @@ func DefaultConfig() Config {
 		SubqueryStep:               model.Duration(time.Minute),
 		MaxLength:                  128 << 10,
 		MaxDepth:                   200,
+		MaxSubquerySteps:           1_000_000,
 		ExperimentalPromQL:         true,
 		UseStartTimestamps:         true,
 	}
@@ -106,6 +114,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("query.max_length: must be > 0, got %d", c.MaxLength)
 	case c.MaxDepth <= 0:
 		return fmt.Errorf("query.max_depth: must be > 0, got %d", c.MaxDepth)
+	case c.MaxSubquerySteps <= 0:
+		return fmt.Errorf("query.max_subquery_steps: must be > 0, got %d", c.MaxSubquerySteps)
 	}
 	return nil
 }

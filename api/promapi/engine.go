@@ -52,11 +52,20 @@ func EngineOpts(cfg Config, logger *slog.Logger, reg prometheus.Registerer) prom
 // NewEngine returns a PromQL engine configured by cfg. Close it when done.
 // reg receives Prometheus's engine metrics (prometheus_engine_*); it may
 // be nil.
-func NewEngine(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*promql.Engine, error) {
+func NewEngine(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return promql.NewEngine(EngineOpts(cfg, logger, reg)), nil
+	return newEngine(cfg, EngineOpts(cfg, logger, reg)), nil
+}
+
+func newEngine(cfg Config, opts promql.EngineOpts) *Engine {
+	return &Engine{
+		Engine:      promql.NewEngine(opts),
+		parser:      opts.Parser,
+		maxSteps:    cfg.MaxSubquerySteps,
+		defaultStep: time.Duration(cfg.SubqueryStep).Milliseconds(),
+	}
 }
 
 // queryGate limits how many queries the engine runs at once, and how many

@@ -25,6 +25,8 @@ func TestQueryTimeoutLeavesOtherQueriesAlone(t *testing.T) {
 	loadFixture(t, store)
 	cfg := DefaultConfig()
 	cfg.Timeout = model.Duration(time.Second)
+	// The slow query below is a subquery of 2.6 million steps.
+	cfg.MaxSubquerySteps = 10_000_000
 	srv := newTestAPI(t, cfg, store)
 
 	// A subquery at 1 s resolution over 30 days, on 200 series: about 20 s
@@ -153,6 +155,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.SubqueryStep = -1 }, "query.subquery_step"},
 		{func(c *Config) { c.MaxLength = 0 }, "query.max_length"},
 		{func(c *Config) { c.MaxDepth = 0 }, "query.max_depth"},
+		{func(c *Config) { c.MaxSubquerySteps = 0 }, "query.max_subquery_steps"},
 		{func(c *Config) { c.MaxConcurrencyPerPrincipal = 0 }, "query.max_concurrency_per_principal"},
 		{func(c *Config) { c.RulesMaxConcurrency = 0 }, "query.rules_max_concurrency"},
 		{func(c *Config) { c.MaxHeapMiB = -1 }, "query.max_heap_mib"},

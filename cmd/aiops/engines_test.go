@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/promql"
 
 	"github.com/aiops-dev/aiops/api/auth"
 	"github.com/aiops-dev/aiops/api/promapi"
@@ -29,7 +28,7 @@ func TestRulesDoNotWaitForQuerySlots(t *testing.T) {
 	store := storetest.NewBlocking(storetest.Embedded(t), "block_me")
 	defer store.Release()
 
-	exec := func(ng *promql.Engine, principal, q string) error {
+	exec := func(ng *promapi.Engine, principal, q string) error {
 		ctx := context.Background()
 		if principal != "" {
 			ctx = auth.WithPrincipal(ctx, auth.Principal{ID: principal})

@@ -41,14 +41,15 @@ func TestJaegerCompatibility(t *testing.T) {
 	jaegerBin := clitest.Jaeger(t)
 	jaegerQuery, jaegerOTLP := startJaeger(t, jaegerBin)
 
-	// Fixed dates far back need a retention that keeps them.
+	// Fixed dates far back need a retention that keeps them, and a
+	// collector.limits.max_age that takes them.
 	dir := t.TempDir()
 	embCfg := filepath.Join(dir, "embedded.yaml")
-	os.WriteFile(embCfg, []byte("storage:\n  embedded:\n    retention: 100y\n"), 0o600)
+	os.WriteFile(embCfg, []byte("storage:\n  embedded:\n    retention: 100y\ncollector:\n  limits:\n    max_age: 876000h\n"), 0o600)
 	emb := startServe(t, filepath.Join(dir, "emb"), "--config", embCfg)
 	ch := chtest.Start(t)
 	chCfg := filepath.Join(dir, "clickhouse.yaml")
-	os.WriteFile(chCfg, []byte("storage:\n  backend: clickhouse\n  clickhouse:\n    database: "+ch.NewDatabase(t)+"\n    retention: 0s\n"), 0o600)
+	os.WriteFile(chCfg, []byte("storage:\n  backend: clickhouse\n  clickhouse:\n    database: "+ch.NewDatabase(t)+"\n    retention: 0s\ncollector:\n  limits:\n    max_age: 876000h\n"), 0o600)
 	chs := startServe(t, filepath.Join(dir, "ch"), "--config", chCfg, "--clickhouse-addr", ch.NativeAddr())
 
 	backends := []struct {

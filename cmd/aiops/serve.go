@@ -601,7 +601,7 @@ func journalOf(ha *haNode, events storage.EventStore) storage.EventStore {
 
 // rangeQueryFunc evaluates range queries on the engine over q, for the
 // charts the Slack notifier and /aiops query draw.
-func rangeQueryFunc(engine *promql.Engine, q promstorage.Queryable) slacknotify.QueryRangeFunc {
+func rangeQueryFunc(engine promql.QueryEngine, q promstorage.Queryable) slacknotify.QueryRangeFunc {
 	return func(ctx context.Context, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
 		qry, err := engine.NewRangeQuery(ctx, q, nil, expr, start, end, step)
 		if err != nil {
@@ -620,7 +620,7 @@ func rangeQueryFunc(engine *promql.Engine, q promstorage.Queryable) slacknotify.
 // are evaluated with: the same configuration, but slots of their own, so
 // that queries, however heavy, never delay rule evaluation and alerts.
 // Their metrics (prometheus_engine_*) carry engine="query" or "rules".
-func newQueryEngines(cfg promapi.Config, logger *slog.Logger, reg prometheus.Registerer) (api, rules *promql.Engine, err error) {
+func newQueryEngines(cfg promapi.Config, logger *slog.Logger, reg prometheus.Registerer) (api, rules *promapi.Engine, err error) {
 	api, err = promapi.NewEngine(cfg, logger.With("component", "query-engine"),
 		prometheus.WrapRegistererWith(prometheus.Labels{"engine": "query"}, reg))
 	if err != nil {

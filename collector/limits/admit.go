@@ -2,6 +2,7 @@ package limits
 
 import (
 	"encoding/binary"
+	"math"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -26,7 +27,7 @@ import (
 // new series, on the labels the translator made of them (CheckLabels),
 // not on every point of every request.
 func (c Config) Admit(md pmetric.Metrics, now time.Time) Refusals {
-	a := admission{c: c, maxTS: pcommon.NewTimestampFromTime(now.Add(c.MaxFuture)), minTS: pcommon.NewTimestampFromTime(now.Add(-c.MaxAge)), now: now}
+	a := admission{c: c, maxTS: pcommon.NewTimestampFromTime(now.Add(c.MaxFuture)), minTS: oldest(now, c.MaxAge), now: now}
 	md.ResourceMetrics().RemoveIf(func(rm pmetric.ResourceMetrics) bool {
 		sms := rm.ScopeMetrics()
 		if v := a.attrs(rm.Resource().Attributes(), "resource attribute"); v.Reason != "" {
@@ -124,7 +125,7 @@ func (a *admission) metric(m pmetric.Metric) bool {
 // point reports whether a point must be refused, and records why.
 func (a *admission) point(metric string, ts pcommon.Timestamp, attrs pcommon.Map) bool {
 	if ts > a.maxTS {
-		a.refused.Add(Violation{Reason: TooFarInFuture, Metric: metric, Ahead: ts.AsTime().Sub(a.now), Limit: int(a.c.MaxFuture)}, 1)
+		a.refused.Add(Violation{Reason: TooFarInFuture, Metric: metric, Ahead: ahead(ts, a.now), Limit: int(a.c.MaxFuture)}, 1)
 		return true
 	}
 	if ts < a.minTS {
@@ -215,4 +216,27 @@ func pointCount(m pmetric.Metric) int {
 		return m.Summary().DataPoints().Len()
 	}
 	return 0
+}
+
+// oldest is the earliest timestamp MaxAge admits at now. OTLP timestamps
+// are unsigned nanoseconds since 1970: a max_age reaching before then
+// admits every timestamp (pcommon would wrap the negative time around
+// to the largest ones, and refuse everything).
+func oldest(now time.Time, maxAge time.Duration) pcommon.Timestamp {
+	t := now.Add(-maxAge)
+	if t.Before(time.Unix(0, 0)) {
+		return 0
+	}
+	return pcommon.NewTimestampFromTime(t)
+}
+
+// ahead is how far ts lies after now, for a message. Timestamps past
+// 2262 do not fit a time.Time (pcommon's AsTime wraps them to before
+// 1970, and the message said "-499068h ahead"); they count as the longest
+// duration.
+func ahead(ts pcommon.Timestamp, now time.Time) time.Duration {
+	if uint64(ts) > math.MaxInt64 {
+		return time.Duration(math.MaxInt64)
+	}
+	return ts.AsTime().Sub(now)
 }

@@ -32,8 +32,13 @@ type Violation struct {
 
 func (v Violation) String() string {
 	var b strings.Builder
-	if v.Metric != "" {
+	switch {
+	case v.Metric != "":
 		fmt.Fprintf(&b, "metric %q: ", prefix(v.Metric))
+	case v.Reason == TooFarInFuture || v.Reason == TooFarInPast:
+		if v.Where != "" {
+			b.WriteString(v.Where + ": ")
+		}
 	}
 	switch v.Reason {
 	case TooFarInFuture:
@@ -120,13 +125,23 @@ func (r Refusals) String() string {
 	parts := make([]string, 0, len(r.byReason))
 	for _, reason := range slices.Sorted(maps.Keys(r.byReason)) {
 		n := r.byReason[reason]
-		unit := "data points"
-		if n == 1 {
-			unit = "data point"
-		}
+		unit := r.unit(reason, n)
 		parts = append(parts, fmt.Sprintf("%s: %d %s (e.g. %s)", reason, n, unit, r.example[reason]))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// unit names what n items refused for reason are: data points, or the
+// log records or spans AdmitLogs and AdmitSpans refuse.
+func (r Refusals) unit(reason Reason, n int) string {
+	what := "data point"
+	if v := r.example[reason]; v.Metric == "" && (reason == TooFarInFuture || reason == TooFarInPast) && v.Where != "" {
+		what = v.Where
+	}
+	if n == 1 {
+		return what
+	}
+	return what + "s"
 }
 
 // Log logs refusals at most once per interval, with what was refused
