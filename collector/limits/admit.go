@@ -111,10 +111,14 @@ func (a *admission) metric(m pmetric.Metric) bool {
 	case pmetric.MetricTypeSum:
 		m.Sum().DataPoints().RemoveIf(func(p pmetric.NumberDataPoint) bool { return a.point(name, p.Timestamp(), p.Attributes()) })
 	case pmetric.MetricTypeHistogram:
-		m.Histogram().DataPoints().RemoveIf(func(p pmetric.HistogramDataPoint) bool { return a.point(name, p.Timestamp(), p.Attributes()) })
+		m.Histogram().DataPoints().RemoveIf(func(p pmetric.HistogramDataPoint) bool {
+			return a.point(name, p.Timestamp(), p.Attributes()) ||
+				a.buckets(name, max(p.ExplicitBounds().Len()+1, p.BucketCounts().Len()))
+		})
 	case pmetric.MetricTypeExponentialHistogram:
 		m.ExponentialHistogram().DataPoints().RemoveIf(func(p pmetric.ExponentialHistogramDataPoint) bool {
-			return a.point(name, p.Timestamp(), p.Attributes())
+			return a.point(name, p.Timestamp(), p.Attributes()) ||
+				a.buckets(name, p.Positive().BucketCounts().Len()+p.Negative().BucketCounts().Len())
 		})
 	case pmetric.MetricTypeSummary:
 		m.Summary().DataPoints().RemoveIf(func(p pmetric.SummaryDataPoint) bool { return a.point(name, p.Timestamp(), p.Attributes()) })
@@ -134,6 +138,16 @@ func (a *admission) point(metric string, ts pcommon.Timestamp, attrs pcommon.Map
 	}
 	if n := attrs.Len(); a.c.LabelLimit > 0 && n > a.c.LabelLimit {
 		a.refused.Add(Violation{Reason: LabelLimit, Metric: metric, Where: "attribute", Got: n, Limit: a.c.LabelLimit}, 1)
+		return true
+	}
+	return false
+}
+
+// buckets reports whether a histogram point of n buckets must be refused,
+// and records why.
+func (a *admission) buckets(metric string, n int) bool {
+	if a.c.BucketLimit > 0 && n > a.c.BucketLimit {
+		a.refused.Add(Violation{Reason: BucketLimit, Metric: metric, Got: n, Limit: a.c.BucketLimit}, 1)
 		return true
 	}
 	return false

@@ -50,6 +50,8 @@ const (
 	// SeriesLimit: the series is new and the active series limit (global
 	// or the tenant's) is reached.
 	SeriesLimit Reason = "series_limit"
+	// BucketLimit: a histogram point has more buckets than BucketLimit.
+	BucketLimit Reason = "bucket_limit"
 )
 
 // TenantLabel is the label (and OTLP attribute) that names the tenant a
@@ -91,6 +93,13 @@ type Config struct {
 	MaxSeriesPerTenant int `mapstructure:"max_series_per_tenant" yaml:"max_series_per_tenant"`
 	// SeriesIdle is how long a series stays active without samples.
 	SeriesIdle time.Duration `mapstructure:"series_idle" yaml:"series_idle"`
+	// BucketLimit bounds the buckets of one histogram point: an explicit
+	// histogram's bounds plus one, an exponential one's positive and
+	// negative buckets. Every bucket of an explicit histogram is a series
+	// of its own (_bucket{le=...}), so without it one point of a few
+	// megabytes made a million series: the whole max_series budget, and
+	// gigabytes of heap, from one request.
+	BucketLimit int `mapstructure:"bucket_limit" yaml:"bucket_limit"`
 }
 
 // DefaultConfig returns the defaults. The label limits are far above what
@@ -107,6 +116,10 @@ func DefaultConfig() Config {
 		MetricNameLengthLimit: 1024,
 		MaxSeries:             1_000_000,
 		SeriesIdle:            time.Hour,
+		// Well above what instrumentation makes: OpenTelemetry SDKs'
+		// explicit histograms have 16 buckets by default, their
+		// exponential ones at most 160 a side.
+		BucketLimit: 1024,
 	}
 }
 
@@ -129,6 +142,7 @@ func (c Config) Validate() error {
 		{"metric_name_length_limit", c.MetricNameLengthLimit},
 		{"max_series", c.MaxSeries},
 		{"max_series_per_tenant", c.MaxSeriesPerTenant},
+		{"bucket_limit", c.BucketLimit},
 	} {
 		if l.v < 0 {
 			return fmt.Errorf("%s: must be >= 0 (0 means no limit), got %d", l.key, l.v)

@@ -147,6 +147,55 @@ func TestAdmitManyAttributes(t *testing.T) {
 	}
 }
 
+// TestAdmitBucketLimit: a histogram point with more buckets than
+// bucket_limit is refused, naming the key; its neighbours and a point at
+// the limit are kept. Found from outside: one explicit histogram point of
+// a million buckets (an 8 MB request) made a million series, the whole
+// max_series budget, and 2.8 GB of heap.
+func TestAdmitBucketLimit(t *testing.T) {
+	now := testutil.Epoch
+	md := pmetric.NewMetrics()
+	ms := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics()
+	explicit := func(name string, bounds int) {
+		m := ms.AppendEmpty()
+		m.SetName(name)
+		dp := m.SetEmptyHistogram().DataPoints().AppendEmpty()
+		dp.SetTimestamp(pcommon.NewTimestampFromTime(now))
+		for i := range bounds {
+			dp.ExplicitBounds().Append(float64(i))
+		}
+		dp.BucketCounts().FromRaw(make([]uint64, bounds+1))
+	}
+	exponential := func(name string, pos, neg int) {
+		m := ms.AppendEmpty()
+		m.SetName(name)
+		dp := m.SetEmptyExponentialHistogram().DataPoints().AppendEmpty()
+		dp.SetTimestamp(pcommon.NewTimestampFromTime(now))
+		dp.Positive().BucketCounts().FromRaw(make([]uint64, pos))
+		dp.Negative().BucketCounts().FromRaw(make([]uint64, neg))
+	}
+	c := DefaultConfig()
+	explicit("at_limit", c.BucketLimit-1)
+	explicit("huge", 1_000_000)
+	exponential("exp_at_limit", c.BucketLimit/2, c.BucketLimit/2)
+	exponential("exp_over", c.BucketLimit/2+1, c.BucketLimit/2)
+	r := c.Admit(md, now)
+	if got, want := names(md), []string{"at_limit", "exp_at_limit"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("kept %v, want %v", got, want)
+	}
+	if r.ByReason()[BucketLimit] != 2 {
+		t.Errorf("refused %s; want 2 points for bucket_limit", r)
+	}
+	if want := `metric "huge": histogram point has 1000001 buckets, limit bucket_limit 1024`; !strings.Contains(r.String(), want) {
+		t.Errorf("message %q lacks %q", r.String(), want)
+	}
+
+	c.BucketLimit = -1
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "bucket_limit") {
+		t.Errorf("Validate with bucket_limit -1: %v, want an error naming bucket_limit", err)
+	}
+}
+
 func BenchmarkAdmit(b *testing.B) {
 	now := testutil.Epoch
 	md := pmetric.NewMetrics()

@@ -59,6 +59,8 @@ func (v Violation) String() string {
 		} else {
 			fmt.Fprintf(&b, "%s is not valid UTF-8", v.Where)
 		}
+	case BucketLimit:
+		fmt.Fprintf(&b, "histogram point has %d buckets, limit bucket_limit %d", v.Got, v.Limit)
 	case SeriesLimit:
 		fmt.Fprintf(&b, "new series over the %s, %d active", v.Where, v.Limit)
 	default:
