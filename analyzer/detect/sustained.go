@@ -108,7 +108,8 @@ func trimmedMean(sorted []float64, old, r float64) float64 {
 // track can judge at all (a full span and at least two earlier blocks
 // that do not overlap it).
 // scale is the residuals' scale: independent noise alone spreads a
-// block's mean by scale/√span, the least spread the blocks are given.
+// block's mean by scale/√span, or by the span's own standard deviation
+// over √span when that is larger; the least spread the blocks are given.
 func (s *sustained) judge(r, scale float64) (float64, bool) {
 	m, ok := s.peek(r)
 	b := len(s.blocks) - 1 // the newest block overlaps the current span
@@ -124,7 +125,19 @@ func (s *sustained) judge(r, scale float64) (float64, bool) {
 	for _, x := range s.blocks[:b] {
 		ss += (x - mean) * (x - mean)
 	}
-	sd := math.Max(math.Sqrt(ss/float64(b-1)), scale/math.Sqrt(float64(s.span)))
+	// The span's own spread bounds its statistic's from below too: a
+	// span of a few large values among many small ones (bursts on a
+	// series mostly at zero, a quantised series alternating between two
+	// levels) spreads far wider than scale, a robust spread that such a
+	// distribution makes near zero, and its central half moves when a
+	// quarter of the span happens to be bursts. Were the reference blocks
+	// alike (a series quiet for days), their own spread is zero and the
+	// first busy span would otherwise be judged with a spread of the
+	// robust scale's floor. A span made of one event (a sensor stuck, a
+	// flattened cycle) spreads no wider than the noise, and is judged as
+	// before.
+	noise := math.Max(scale, math.Sqrt(replacedVariance(s.win.sorted, s.win.ring[s.win.next], r)))
+	sd := math.Max(math.Sqrt(ss/float64(b-1)), noise/math.Sqrt(float64(s.span)))
 	t := math.Abs(m-mean) / (sd * math.Sqrt(1+1/float64(b)))
 	if !(t > 0) {
 		return 0, true
@@ -212,4 +225,25 @@ func (d *Detector) rebuildSustained(hist []float64) {
 		sort.Float64s(near)
 		d.long.add(d.clipResid(v-near[len(near)/2]), d.n-(len(hist)-1-j))
 	}
+}
+
+// replacedVariance is the sample variance of the values with one value,
+// old, replaced by r: the spread of the span's clipped residuals were r
+// its newest. Work: two passes over the span.
+func replacedVariance(x []float64, old, r float64) float64 {
+	n := float64(len(x))
+	if n < 2 {
+		return 0
+	}
+	var mean float64
+	for _, v := range x {
+		mean += v
+	}
+	mean = (mean - old + r) / n
+	var ss float64
+	for _, v := range x {
+		ss += (v - mean) * (v - mean)
+	}
+	ss += (r-mean)*(r-mean) - (old-mean)*(old-mean)
+	return math.Max(ss, 0) / (n - 1)
 }
