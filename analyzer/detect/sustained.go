@@ -130,10 +130,10 @@ func (s *sustained) judge(r, scale float64) (float64, bool) {
 	// series mostly at zero, a quantised series alternating between two
 	// levels) spreads far wider than scale, a robust spread that such a
 	// distribution makes near zero, and its central half moves when a
-	// quarter of the span happens to be bursts. Were the reference blocks
-	// alike (a series quiet for days), their own spread is zero and the
-	// first busy span would otherwise be judged with a spread of the
-	// robust scale's floor. A span made of one event (a sensor stuck, a
+	// quarter of the span happens to be bursts. When the reference blocks
+	// are alike (a series quiet for days) their own spread is zero, and
+	// the first busy span would otherwise be judged by the robust scale's
+	// floor alone. A span made of one event (a sensor stuck, a
 	// flattened cycle) spreads no wider than the noise, and is judged as
 	// before.
 	noise := math.Max(scale, math.Sqrt(replacedVariance(s.win.sorted, s.win.ring[s.win.next], r)))
