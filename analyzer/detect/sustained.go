@@ -102,7 +102,8 @@ func trimmedMean(sorted []float64, old, r float64) float64 {
 }
 
 // judge returns −log10 of the chance that a new block's statistic lies at
-// least as far from the blocks' mean as the current span's, with r as its
+// least as far from the blocks' mean as the current span's (Student's t
+// with the blocks' effective number less one degrees of freedom), with r as its
 // newest (clipped) residual, on either side — one symmetric reference
 // serves both sides, where the tracks fit a tail to each — and whether the
 // track can judge at all (a full span and at least two earlier blocks
@@ -138,11 +139,30 @@ func (s *sustained) judge(r, scale float64) (float64, bool) {
 	// before.
 	noise := math.Max(scale, math.Sqrt(replacedVariance(s.win.sorted, s.win.ring[s.win.next], r)))
 	sd := math.Max(math.Sqrt(ss/float64(b-1)), noise/math.Sqrt(float64(s.span)))
-	t := math.Abs(m-mean) / (sd * math.Sqrt(1+1/float64(b)))
+	// Blocks that follow one another are not independent when the
+	// series' level wanders over hours (lag-one correlation ρ of the
+	// blocks' statistics): their mean is then known only as well as that
+	// of b(1 − ρ)/(1 + ρ) independent blocks, which sets both the
+	// interval's width for the mean and the degrees of freedom (the
+	// effective sample size of an AR(1) sequence). A negative estimate
+	// counts as none: it would claim more independent blocks than there
+	// are, and from a few blocks the estimate leans negative by about 1/b
+	// anyway. At least two blocks remain, the fewest the track judges by.
+	eff := float64(b)
+	if ss > 0 {
+		var c float64
+		for i := 1; i < b; i++ {
+			c += (s.blocks[i] - mean) * (s.blocks[i-1] - mean)
+		}
+		if rho := c / ss; rho > 0 {
+			eff = math.Max(2, eff*(1-rho)/(1+rho))
+		}
+	}
+	t := math.Abs(m-mean) / (sd * math.Sqrt(1+1/eff))
 	if !(t > 0) {
 		return 0, true
 	}
-	nu := float64(b - 1)
+	nu := eff - 1
 	p := mathext.RegIncBeta(nu/2, 0.5, nu/(nu+t*t))
 	if !(p > 0) {
 		return maxSurprise, true
