@@ -77,3 +77,43 @@ func TestSustainedFirstBusySpan(t *testing.T) {
 		t.Errorf("span stuck 10 scales away: surprise %.2f, want at least %d", got, alarmLevel)
 	}
 }
+
+// Blocks whose level wanders slowly are worth fewer independent ones
+// than as many that alternate: the same span judged against the same
+// block values, in a wandering order and in an alternating one, is less
+// surprising against the wandering ones.
+func TestSustainedWanderingBlocks(t *testing.T) {
+	const span, blocks = 64, 40
+	level := make([]float64, blocks)
+	for k := range level {
+		level[k] = math.Sin(2 * math.Pi * float64(k) / blocks)
+	}
+	alternating := make([]float64, 0, blocks)
+	for k := 0; k < blocks/2; k++ {
+		alternating = append(alternating, level[k], level[k+blocks/2])
+	}
+	judge := func(order []float64) float64 {
+		var s sustained
+		s.reset(span, span*(blocks+1))
+		n := 0
+		for _, x := range order {
+			for i := 0; i < span; i++ {
+				n++
+				s.add(x, n)
+			}
+		}
+		for i := 0; i < span-1; i++ {
+			n++
+			s.add(3, n)
+		}
+		got, ok := s.judge(3, 1e-3)
+		if !ok {
+			t.Fatal("the track does not judge")
+		}
+		return got
+	}
+	wander, alt := judge(level), judge(alternating)
+	if !(wander < alt-1) {
+		t.Errorf("surprise against wandering blocks %.2f, against the same blocks alternating %.2f: want the first lower by more than 1", wander, alt)
+	}
+}
