@@ -102,13 +102,15 @@ func trimmedMean(sorted []float64, old, r float64) float64 {
 }
 
 // judge returns −log10 of the chance that a new block's statistic lies at
-// least as far from the blocks' mean as the current span's, with r as its
+// least as far from the blocks' mean as the current span's (Student's t
+// with the blocks' effective number less one degrees of freedom), with r as its
 // newest (clipped) residual, on either side — one symmetric reference
 // serves both sides, where the tracks fit a tail to each — and whether the
 // track can judge at all (a full span and at least two earlier blocks
 // that do not overlap it).
 // scale is the residuals' scale: independent noise alone spreads a
-// block's mean by scale/√span, the least spread the blocks are given.
+// block's mean by scale/√span, or by the span's own standard deviation
+// over √span when that is larger; the least spread the blocks are given.
 func (s *sustained) judge(r, scale float64) (float64, bool) {
 	m, ok := s.peek(r)
 	b := len(s.blocks) - 1 // the newest block overlaps the current span
@@ -124,12 +126,43 @@ func (s *sustained) judge(r, scale float64) (float64, bool) {
 	for _, x := range s.blocks[:b] {
 		ss += (x - mean) * (x - mean)
 	}
-	sd := math.Max(math.Sqrt(ss/float64(b-1)), scale/math.Sqrt(float64(s.span)))
-	t := math.Abs(m-mean) / (sd * math.Sqrt(1+1/float64(b)))
+	// The span's own spread bounds its statistic's from below too: a
+	// span of a few large values among many small ones (bursts on a
+	// series mostly at zero, a quantised series alternating between two
+	// levels) spreads far wider than scale, a robust spread that such a
+	// distribution makes near zero, and its central half moves when a
+	// quarter of the span happens to be bursts. When the reference blocks
+	// are alike (a series quiet for days) their own spread is zero, and
+	// the first busy span would otherwise be judged by the robust scale's
+	// floor alone. A span made of one event (a sensor stuck, a
+	// flattened cycle) spreads no wider than the noise, and is judged as
+	// before.
+	noise := math.Max(scale, math.Sqrt(replacedVariance(s.win.sorted, s.win.ring[s.win.next], r)))
+	sd := math.Max(math.Sqrt(ss/float64(b-1)), noise/math.Sqrt(float64(s.span)))
+	// Blocks that follow one another are not independent when the
+	// series' level wanders over hours (lag-one correlation ρ of the
+	// blocks' statistics): their mean is then known only as well as that
+	// of b(1 − ρ)/(1 + ρ) independent blocks, which sets both the
+	// interval's width for the mean and the degrees of freedom (the
+	// effective sample size of an AR(1) sequence). A negative estimate
+	// counts as none: it would claim more independent blocks than there
+	// are, and from a few blocks the estimate leans negative by about 1/b
+	// anyway. At least two blocks remain, the fewest the track judges by.
+	eff := float64(b)
+	if ss > 0 {
+		var c float64
+		for i := 1; i < b; i++ {
+			c += (s.blocks[i] - mean) * (s.blocks[i-1] - mean)
+		}
+		if rho := c / ss; rho > 0 {
+			eff = math.Max(2, eff*(1-rho)/(1+rho))
+		}
+	}
+	t := math.Abs(m-mean) / (sd * math.Sqrt(1+1/eff))
 	if !(t > 0) {
 		return 0, true
 	}
-	nu := float64(b - 1)
+	nu := eff - 1
 	p := mathext.RegIncBeta(nu/2, 0.5, nu/(nu+t*t))
 	if !(p > 0) {
 		return maxSurprise, true
@@ -212,4 +245,25 @@ func (d *Detector) rebuildSustained(hist []float64) {
 		sort.Float64s(near)
 		d.long.add(d.clipResid(v-near[len(near)/2]), d.n-(len(hist)-1-j))
 	}
+}
+
+// replacedVariance is the sample variance of the values with one value,
+// old, replaced by r: the spread of the span's clipped residuals were r
+// its newest. Work: two passes over the span.
+func replacedVariance(x []float64, old, r float64) float64 {
+	n := float64(len(x))
+	if n < 2 {
+		return 0
+	}
+	var mean float64
+	for _, v := range x {
+		mean += v
+	}
+	mean = (mean - old + r) / n
+	var ss float64
+	for _, v := range x {
+		ss += (v - mean) * (v - mean)
+	}
+	ss += (r-mean)*(r-mean) - (old-mean)*(old-mean)
+	return math.Max(ss, 0) / (n - 1)
 }
