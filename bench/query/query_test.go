@@ -14,7 +14,7 @@ import (
 	"github.com/aiops-dev/aiops/internal/testutil/storetest"
 )
 
-func newEngine(tb testing.TB) *promql.Engine {
+func newEngine(tb testing.TB) *promapi.Engine {
 	tb.Helper()
 	engine, err := promapi.NewEngine(promapi.DefaultConfig(), nil, nil)
 	if err != nil {
