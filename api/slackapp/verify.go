@@ -76,7 +76,10 @@ func (v *verifier) verify(h http.Header, body []byte) error {
 	if !hmac.Equal(mac, sign(v.secret, ts, body)) {
 		return &refusal{reasonForged, "X-Slack-Signature does not match the request"}
 	}
-	key := hexSig
+	// The replay memory is keyed by the MAC itself, not the header's
+	// text: hex decoding takes either case, so one MAC has 2^n spellings
+	// and each would otherwise pass as a new request.
+	key := string(mac)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if until, ok := v.seen[key]; ok && now.Before(until) {
