@@ -33,7 +33,7 @@ func (e *Engine) Approve(ctx context.Context, id string, by Principal, comment s
 	if err != nil {
 		return x, err
 	}
-	x, err = e.appendEvent(ctx, id, Event{Type: EvApproved, Actor: by.String(), Reason: comment})
+	x, err = e.appendEventIf(ctx, id, Event{Type: EvApproved, Actor: by.String(), Reason: comment}, stillPending)
 	if err != nil {
 		return x, err
 	}
@@ -52,13 +52,31 @@ func (e *Engine) Deny(ctx context.Context, id string, by Principal, reason strin
 	if strings.TrimSpace(reason) == "" {
 		reason = "denied by " + by.String()
 	}
-	x, err = e.appendEvent(ctx, id, Event{Type: EvDenied, Actor: by.String(), Reason: reason})
+	x, err = e.appendEventIf(ctx, id, Event{Type: EvDenied, Actor: by.String(), Reason: reason}, stillPending)
 	if err != nil {
 		return x, err
 	}
 	e.logger.Info("Runbook run denied", "execution", id, "by", by.String(), "reason", reason)
 	e.wake(id)
 	return x, nil
+}
+
+// stillPending refuses a decision on an execution that another decision
+// (or the approval's timeout, or a cancellation) settled since pending
+// looked at it.
+func stillPending(x Execution) error {
+	if x.State != StatePendingApproval || x.DeniedBy != "" {
+		return fmt.Errorf("%w: execution %s is %s, not waiting for approval", ErrConflict, x.ID, describeDecided(x))
+	}
+	return nil
+}
+
+// describeDecided names what settled an execution that no longer waits.
+func describeDecided(x Execution) string {
+	if x.State == StatePendingApproval && x.DeniedBy != "" {
+		return "denied by " + x.DeniedBy
+	}
+	return string(x.State)
 }
 
 // pending checks that id waits for approval and that by may decide.
