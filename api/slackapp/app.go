@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -155,7 +156,15 @@ func New(o Options) (*App, error) {
 		}, []string{"action", "outcome"}),
 	}
 	if o.SigningSecret != "" {
-		a.verify = newVerifier(string(o.SigningSecret), time.Duration(o.Config.TimestampTolerance), o.Now)
+		var path string
+		if o.Config.StateDir != "" {
+			path = filepath.Join(o.Config.StateDir, seenFile)
+		}
+		v, err := newVerifier(string(o.SigningSecret), time.Duration(o.Config.TimestampTolerance), o.Now, path)
+		if err != nil {
+			return nil, fmt.Errorf("slack app: %w", err)
+		}
+		a.verify = v
 	}
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{a.refused, a.commands} {
@@ -187,7 +196,12 @@ func (a *App) Mount(mux *http.ServeMux) error {
 }
 
 // Close waits for the answers still being sent.
-func (a *App) Close() { a.background.Wait() }
+func (a *App) Close() {
+	a.background.Wait()
+	if a.verify != nil {
+		a.verify.close()
+	}
+}
 
 // verified reads the body, bounded, checks its signature and hands it
 // on; anything else is refused with 401 (413 when too large) and

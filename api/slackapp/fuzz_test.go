@@ -24,7 +24,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add("-99999999999999999999", "v0=zz", body)
 	f.Add(ts, "v1="+strings.Repeat("0", 64), body)
 	f.Fuzz(func(t *testing.T, ts, sig string, body []byte) {
-		v := newVerifier(secret, 5*time.Minute, func() time.Time { return now })
+		v, _ := newVerifier(secret, 5*time.Minute, func() time.Time { return now }, "")
 		h := http.Header{}
 		h.Set("X-Slack-Request-Timestamp", ts)
 		h.Set("X-Slack-Signature", sig)

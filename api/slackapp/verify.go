@@ -1,11 +1,15 @@
 package slackapp
 
 import (
+	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +25,8 @@ const (
 	reasonForged    = "bad_signature"
 	reasonReplayed  = "replayed"
 	reasonTooLarge  = "too_large"
+	// reasonReplayMemory: the request could not be recorded as seen.
+	reasonReplayMemory = "replay_memory"
 )
 
 // refusal is a request that did not pass verification.
@@ -43,7 +49,18 @@ type verifier struct {
 
 	mu   sync.Mutex
 	seen map[string]time.Time // signature → when it may be forgotten
+
+	// path, when set, keeps the replay memory across restarts: one line
+	// per accepted request ("<hex MAC> <unix expiry>"), synced before
+	// the request is acted on, compacted at start and as it grows. No
+	// body, header or secret is written.
+	path  string
+	file  *os.File
+	lines int
 }
+
+// seenFile is the replay memory's file in slack.state_dir.
+const seenFile = "seen-signatures"
 
 // maxSeen bounds the replay memory. Only verified requests enter it, so
 // only Slack can fill it; when full, the oldest half is forgotten early,
@@ -51,8 +68,95 @@ type verifier struct {
 // once it passes.
 const maxSeen = 200_000
 
-func newVerifier(secret string, tolerance time.Duration, now func() time.Time) *verifier {
-	return &verifier{secret: []byte(secret), tolerance: tolerance, now: now, seen: map[string]time.Time{}}
+func newVerifier(secret string, tolerance time.Duration, now func() time.Time, path string) (*verifier, error) {
+	v := &verifier{secret: []byte(secret), tolerance: tolerance, now: now, seen: map[string]time.Time{}, path: path}
+	if path == "" {
+		return v, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("slack replay memory: %w", err)
+	}
+	if f, err := os.Open(path); err == nil {
+		t := now()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			mac, exp, ok := strings.Cut(sc.Text(), " ")
+			secs, err := strconv.ParseInt(exp, 10, 64)
+			raw, herr := hex.DecodeString(mac)
+			if !ok || err != nil || herr != nil || len(raw) != sha256.Size {
+				continue // a line torn by a crash
+			}
+			if until := time.Unix(secs, 0); t.Before(until) {
+				v.seen[string(raw)] = until
+			}
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("slack replay memory: read %s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("slack replay memory: %w", err)
+	}
+	if err := v.rewrite(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// rewrite writes the memory afresh (what is still in the window) and
+// reopens it for appending. Callers hold mu, or own v.
+func (v *verifier) rewrite() error {
+	tmp := v.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("slack replay memory: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	for k, until := range v.seen {
+		fmt.Fprintf(w, "%x %d\n", k, until.Unix())
+	}
+	err = errors.Join(w.Flush(), f.Sync(), f.Close())
+	if err == nil {
+		err = os.Rename(tmp, v.path)
+	}
+	if err != nil {
+		return fmt.Errorf("slack replay memory: write %s: %w", v.path, err)
+	}
+	if v.file != nil {
+		v.file.Close()
+	}
+	v.file, err = os.OpenFile(v.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("slack replay memory: %w", err)
+	}
+	v.lines = len(v.seen)
+	return nil
+}
+
+// remember records an accepted signature before the request is acted
+// on. Callers hold mu.
+func (v *verifier) remember(key string, until time.Time) error {
+	v.seen[key] = until
+	if v.file == nil {
+		return nil
+	}
+	if v.lines > 2*len(v.seen)+1000 {
+		return v.rewrite()
+	}
+	if _, err := fmt.Fprintf(v.file, "%x %d\n", key, until.Unix()); err != nil {
+		return err
+	}
+	v.lines++
+	return v.file.Sync()
+}
+
+func (v *verifier) close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.file != nil {
+		v.file.Close()
+		v.file = nil
+	}
 }
 
 func (v *verifier) verify(h http.Header, body []byte) error {
@@ -88,7 +192,12 @@ func (v *verifier) verify(h http.Header, body []byte) error {
 	if len(v.seen) >= maxSeen {
 		v.forget(now)
 	}
-	v.seen[key] = time.Unix(secs, 0).Add(v.tolerance + time.Second)
+	// A request whose acceptance cannot be kept is refused: acted on, it
+	// could be sent again after a restart.
+	if err := v.remember(key, time.Unix(secs, 0).Add(v.tolerance+time.Second)); err != nil {
+		delete(v.seen, key)
+		return &refusal{reasonReplayMemory, "the replay memory could not be written; try again"}
+	}
 	return nil
 }
 
