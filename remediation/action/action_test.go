@@ -436,3 +436,54 @@ func TestWorkflowPathSegments(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// TestWebhookPrefixCannotBeEscaped: the allow-list holds for URLs that a
+// template fills from alert labels. Found reviewing the driver after the
+// workflow driver's dot segments: a raw string prefix let
+// https://hooks/aiops/../admin through (a server cleans it to /admin),
+// a prefix without its slash let https://hooks.example.com.evil.net in,
+// and a redirect from an allowed endpoint took the request, with its
+// headers, anywhere.
+func TestWebhookPrefixCannotBeEscaped(t *testing.T) {
+	var hits atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(other.Close)
+	allowed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/redirect") {
+			http.Redirect(w, r, other.URL+"/stolen", http.StatusTemporaryRedirect)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(allowed.Close)
+	w, err := NewWebhook(WebhookConfig{AllowedURLPrefixes: []string{allowed.URL + "/aiops/", "https://hooks.example.com"}, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, u := range []string{
+		allowed.URL + "/aiops/../admin",
+		allowed.URL + "/aiops/%2e%2e/admin",
+		allowed.URL + "/aiops/x/../../admin",
+		"https://hooks.example.com.evil.net/x",
+		"https://hooks.example.com@evil.net/x",
+		"https://user@hooks.example.com/x",
+	} {
+		_, err := w.Do(ctx, Call{Action: "webhook", Params: params("url", u)})
+		if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "allowed") {
+			t.Errorf("%s: %v, want refused as not under an allowed prefix", u, err)
+		}
+	}
+	for _, u := range []string{allowed.URL + "/aiops/restart", allowed.URL + "/aiops/a..b", "https://HOOKS.example.com/x"} {
+		_, err := w.Do(ctx, Call{Action: "webhook", Params: params("url", u)})
+		if err != nil && strings.Contains(err.Error(), "allowed prefix") {
+			t.Errorf("%s: refused: %v", u, err)
+		}
+	}
+	if _, err := w.Do(ctx, Call{Action: "webhook", Params: params("url", allowed.URL+"/aiops/redirect")}); err == nil {
+		t.Error("a redirect away from the allowed prefix was followed as success")
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the redirect target got %d requests", hits.Load())
+	}
+}
