@@ -92,6 +92,10 @@ type Options struct {
 	// response_url. 0 means 2s: Slack waits 3 s, the network included.
 	AckWithin time.Duration
 	Slack     Slack
+	// SharedSeen, in an HA pair, is the store's events: the replicas
+	// share the signatures they accepted, so a request captured and sent
+	// to the other replica (the new leader after a failover) is refused.
+	SharedSeen SeenEvents
 	// Auditor records actions and refusals; may be nil.
 	Auditor    auth.Auditor
 	Logger     *slog.Logger
@@ -164,6 +168,7 @@ func New(o Options) (*App, error) {
 		if err != nil {
 			return nil, fmt.Errorf("slack app: %w", err)
 		}
+		v.shared = o.SharedSeen
 		a.verify = v
 	}
 	if o.Registerer != nil {
@@ -218,7 +223,7 @@ func (a *App) verified(next func(w http.ResponseWriter, r *http.Request, body []
 			http.Error(w, "reading the request failed", http.StatusBadRequest)
 			return
 		}
-		if err := a.verify.verify(r.Header, body); err != nil {
+		if err := a.verify.verify(r.Context(), r.Header, body); err != nil {
 			var rf *refusal
 			errors.As(err, &rf)
 			a.refuse(w, r, rf, http.StatusUnauthorized)

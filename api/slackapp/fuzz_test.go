@@ -28,7 +28,7 @@ func FuzzVerify(f *testing.F) {
 		h := http.Header{}
 		h.Set("X-Slack-Request-Timestamp", ts)
 		h.Set("X-Slack-Signature", sig)
-		err := v.verify(h, body)
+		err := v.verify(context.Background(), h, body)
 		if err != nil {
 			return
 		}
@@ -36,7 +36,7 @@ func FuzzVerify(f *testing.F) {
 		if perr != nil || sig != Sign(secret, secs, body) {
 			t.Fatalf("accepted ts %q sig %q for a body it does not sign", ts, sig)
 		}
-		if v.verify(h, body) == nil {
+		if v.verify(context.Background(), h, body) == nil {
 			t.Fatal("the same request was accepted twice")
 		}
 	})

@@ -2,6 +2,7 @@ package slackapp
 
 import (
 	"bufio"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aiops-dev/aiops/storage"
 )
 
 // Why a request was refused, as aiops_slack_requests_refused_total
@@ -57,7 +60,22 @@ type verifier struct {
 	path  string
 	file  *os.File
 	lines int
+
+	// shared, in an HA pair, is the store both replicas write: a request
+	// accepted by one is refused by the other (after a failover, a
+	// captured request sent to the new leader).
+	shared SeenEvents
 }
+
+// SeenEvents is where an HA pair's replicas share the signatures they
+// accepted (storage.EventStore).
+type SeenEvents interface {
+	QueryEvents(ctx context.Context, q storage.EventQuery) ([]storage.Event, error)
+	AppendEvents(ctx context.Context, evs []storage.Event) error
+}
+
+// seenKind is the store's event kind of an accepted signature.
+const seenKind = "slack.seen"
 
 // seenFile is the replay memory's file in slack.state_dir.
 const seenFile = "seen-signatures"
@@ -159,7 +177,7 @@ func (v *verifier) close() {
 	}
 }
 
-func (v *verifier) verify(h http.Header, body []byte) error {
+func (v *verifier) verify(ctx context.Context, h http.Header, body []byte) error {
 	sig, ts := h.Get("X-Slack-Signature"), h.Get("X-Slack-Request-Timestamp")
 	if sig == "" || ts == "" {
 		return &refusal{reasonMissing, "request is not signed: X-Slack-Signature and X-Slack-Request-Timestamp are required"}
@@ -184,6 +202,17 @@ func (v *verifier) verify(h http.Header, body []byte) error {
 	// text: hex decoding takes either case, so one MAC has 2^n spellings
 	// and each would otherwise pass as a new request.
 	key := string(mac)
+	if err := v.local(key, now, time.Unix(secs, 0)); err != nil {
+		return err
+	}
+	if v.shared == nil {
+		return nil
+	}
+	return v.checkShared(ctx, mac, time.Unix(secs, 0), now)
+}
+
+// local checks and records the signature in this replica's memory.
+func (v *verifier) local(key string, now, stamped time.Time) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if until, ok := v.seen[key]; ok && now.Before(until) {
@@ -194,8 +223,30 @@ func (v *verifier) verify(h http.Header, body []byte) error {
 	}
 	// A request whose acceptance cannot be kept is refused: acted on, it
 	// could be sent again after a restart.
-	if err := v.remember(key, time.Unix(secs, 0).Add(v.tolerance+time.Second)); err != nil {
+	if err := v.remember(key, stamped.Add(v.tolerance+time.Second)); err != nil {
 		delete(v.seen, key)
+		return &refusal{reasonReplayMemory, "the replay memory could not be written; try again"}
+	}
+	return nil
+}
+
+// checkShared refuses a signature the other replica of an HA pair
+// accepted, and records this one for it. Either failing refuses the
+// request: acted on unrecorded, it could be replayed to the other.
+func (v *verifier) checkShared(ctx context.Context, mac []byte, stamped, now time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	subject := hex.EncodeToString(mac)
+	// The replicas' clocks may differ: look from well before the stamp.
+	evs, err := v.shared.QueryEvents(ctx, storage.EventQuery{KindPrefix: seenKind, Subject: subject, Start: stamped.Add(-v.tolerance - time.Hour), Limit: 1})
+	if err != nil {
+		return &refusal{reasonReplayMemory, "the replay memory could not be read; try again"}
+	}
+	if len(evs) > 0 {
+		return &refusal{reasonReplayed, "this request was received before"}
+	}
+	ev := storage.Event{ID: seenKind + "-" + subject, Time: now, Kind: seenKind, Subject: subject}
+	if err := v.shared.AppendEvents(ctx, []storage.Event{ev}); err != nil {
 		return &refusal{reasonReplayMemory, "the replay memory could not be written; try again"}
 	}
 	return nil
