@@ -29,6 +29,11 @@ func (p Principal) String() string {
 // may approve (by id or name; anyone when the runbook lists none), and
 // never the person who asked for the run.
 func (e *Engine) Approve(ctx context.Context, id string, by Principal, comment string) (Execution, error) {
+	// A follower's state may lack the execution: say it is a follower,
+	// not that the execution does not exist.
+	if err := e.writable(); err != nil {
+		return Execution{}, err
+	}
 	x, err := e.pending(id, by)
 	if err != nil {
 		return x, err
@@ -45,6 +50,9 @@ func (e *Engine) Approve(ctx context.Context, id string, by Principal, comment s
 
 // Deny refuses a run waiting for approval; it ends denied and escalates.
 func (e *Engine) Deny(ctx context.Context, id string, by Principal, reason string) (Execution, error) {
+	if err := e.writable(); err != nil {
+		return Execution{}, err
+	}
 	x, err := e.pending(id, by)
 	if err != nil {
 		return x, err
@@ -103,6 +111,9 @@ func (e *Engine) pending(id string, by Principal) (Execution, error) {
 // Cancel stops an execution: the action in flight is cancelled, nothing
 // more runs (no rollback: stop means stop), and it ends cancelled.
 func (e *Engine) Cancel(ctx context.Context, id string, by Principal, reason string) (Execution, error) {
+	if err := e.writable(); err != nil {
+		return Execution{}, err
+	}
 	x, ok := e.snapshot(id)
 	if !ok {
 		return Execution{}, fmt.Errorf("%w: execution %s", ErrNotFound, id)

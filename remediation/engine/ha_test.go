@@ -70,3 +70,39 @@ func TestStandbyTakesOver(t *testing.T) {
 		t.Errorf("engaged the kill switch after the term: %v", err)
 	}
 }
+
+// TestStandbyRefusesAsFollower: a follower that started before an
+// execution existed refuses a decision on it as a follower, not as
+// "not found". Found from outside: Approve pressed in Slack against the
+// follower of an HA pair answered "not found: execution ex-…", which
+// reads as if the run did not exist.
+func TestStandbyRefusesAsFollower(t *testing.T) {
+	h := newHarness(t, approval)
+	pe, err := promapi.NewEngine(promapi.DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pe.Close()
+	cfg := h.cfg
+	cfg.Standby = true
+	standby, err := engine.New(context.Background(), cfg, engine.Deps{
+		Events: h.events, Query: engine.PromQuerier{Engine: pe, Queryable: h.store}, Actions: h.drv,
+		Incidents: h.inc, Feed: h.inc.Feed(incident.FeedOptions{PollInterval: 20 * time.Millisecond}), FeedHead: h.inc.FeedHead,
+		Clock: h.clock, Logger: testutil.Logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.fire("g1", errorAlert("api-1"), t0)
+	x := h.waitState(h.waitExecutions(1)[0].ID, engine.StatePendingApproval, 0)
+	ctx, alice := context.Background(), engine.Principal{ID: "alice"}
+	if _, err := standby.Approve(ctx, x.ID, alice, ""); !errors.Is(err, engine.ErrNotLeader) {
+		t.Errorf("approve on the follower: %v, want ErrNotLeader", err)
+	}
+	if _, err := standby.Deny(ctx, x.ID, alice, "no"); !errors.Is(err, engine.ErrNotLeader) {
+		t.Errorf("deny on the follower: %v, want ErrNotLeader", err)
+	}
+	if _, err := standby.Cancel(ctx, x.ID, alice, "stop"); !errors.Is(err, engine.ErrNotLeader) {
+		t.Errorf("cancel on the follower: %v, want ErrNotLeader", err)
+	}
+}
