@@ -203,8 +203,12 @@ type Engine struct {
 	busy, sleeping atomic.Int64
 	handled        atomic.Pointer[string]
 
-	// leading is set while Lead runs (Config.Standby).
+	// leading is set while Lead runs (Config.Standby); term is the
+	// context Lead was given, whose Err may report the term over before
+	// leading is cleared (a lease's deadline, passed while the process
+	// was paused).
 	leading atomic.Bool
+	term    atomic.Pointer[context.Context]
 }
 
 // Activity says what the engine is doing, for harnesses that move its
