@@ -93,8 +93,8 @@ func (e *Engine) pending(id string, by Principal) (Execution, error) {
 	if !ok {
 		return Execution{}, fmt.Errorf("%w: execution %s", ErrNotFound, id)
 	}
-	if x.State != StatePendingApproval || x.DeniedBy != "" {
-		return x, fmt.Errorf("%w: execution %s is %s, not waiting for approval", ErrConflict, id, x.State)
+	if err := stillPending(x); err != nil {
+		return x, err
 	}
 	if by.ID == "" {
 		return x, fmt.Errorf("%w: an approval needs who gives it", ErrInvalid)

@@ -872,6 +872,9 @@ func TestConcurrentDecisionsDecideOnce(t *testing.T) {
 				if err != nil && !errors.Is(err, engine.ErrConflict) {
 					t.Errorf("decision: %v", err)
 				}
+				if err != nil && strings.Contains(err.Error(), "is pending_approval, not waiting") {
+					t.Errorf("a decided execution described as pending: %v", err)
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				if err == nil && i%2 == 0 {
