@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aiops-dev/aiops/storage"
@@ -222,7 +223,10 @@ func (e *StoreElector) run(ctx context.Context, lead func(ctx context.Context, t
 			}
 			if cur == nil && !deadline.IsZero() && e.now().Before(deadline) {
 				e.logger.Info("Lease acquired", "lease", e.cfg.Name, "term", term)
-				cur = startLeading(ctx, lead, Term{Epoch: term, Holder: e.id})
+				cur = startLeading(ctx, lead, Term{Epoch: term, Holder: e.id}, e.now, deadline)
+			} else if cur != nil {
+				d := deadline // a copy: the loop reassigns deadline
+				cur.until.Store(&d)
 			}
 		case v.holder != "":
 			stop(fmt.Sprintf("term %d is held by %s", v.term, v.holder))
@@ -271,16 +275,38 @@ func (e *StoreElector) run(ctx context.Context, lead func(ctx context.Context, t
 type leading struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	until  *atomic.Pointer[time.Time]
 }
 
-func startLeading(ctx context.Context, lead func(context.Context, Term), t Term) *leading {
-	ctx, cancel := context.WithCancel(ctx)
-	l := &leading{cancel: cancel, done: make(chan struct{})}
+func startLeading(ctx context.Context, lead func(context.Context, Term), t Term, now func() time.Time, deadline time.Time) *leading {
+	cctx, cancel := context.WithCancel(ctx)
+	l := &leading{cancel: cancel, done: make(chan struct{}), until: &atomic.Pointer[time.Time]{}}
+	l.until.Store(&deadline)
+	tctx := &termContext{Context: cctx, now: now, until: l.until}
 	go func() {
 		defer close(l.done)
-		lead(ctx, t)
+		lead(tctx, t)
 	}()
 	return l
+}
+
+// termContext is the context a term is led with. Its Err reports the end
+// of the term as soon as the holder's deadline has passed on its own
+// clock, before the election loop (which may be stuck in a heartbeat, or
+// not yet scheduled after the process was paused) cancels it: a write
+// guarded by Err is not made by a holder whose term may already be
+// another's. Done is closed by the loop, as for any context.
+type termContext struct {
+	context.Context
+	now   func() time.Time
+	until *atomic.Pointer[time.Time]
+}
+
+func (c *termContext) Err() error {
+	if u := c.until.Load(); u != nil && !c.now().Before(*u) {
+		return context.DeadlineExceeded
+	}
+	return c.Context.Err()
 }
 
 // beat writes a heartbeat for term and reads the records back.

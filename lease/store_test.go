@@ -383,3 +383,62 @@ func TestRunMemberNeverLeads(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// hung is a store whose heartbeats hang while held: the holder's loop is
+// stuck, as it is in a process that was paused (SIGSTOP) and resumed.
+type hung struct {
+	Store
+	held atomic.Bool
+}
+
+func (h *hung) LeaseBeat(ctx context.Context, b storage.LeaseBeat) error {
+	if h.held.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return h.Store.LeaseBeat(ctx, b)
+}
+
+// TestStoreTermEndsAtItsDeadline: the context a holder leads with reports
+// the end of the term as soon as the deadline has passed on the holder's
+// clock, without waiting for the election loop to notice. Found from
+// outside: an aiops leader paused with SIGSTOP and resumed after the
+// other replica took over wrote a Slack approval into the store before
+// its loop cancelled the term (the handler ran first).
+func TestStoreTermEndsAtItsDeadline(t *testing.T) {
+	var skew atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	st := &hung{Store: NewMemStore(nil)}
+	e, err := NewStore(StoreConfig{Name: "x", TTL: testTTL}, st, "me", testutil.Logger(t), WithClock(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	terms := make(chan context.Context, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.Run(ctx, func(ctx context.Context, _ Term) {
+			terms <- ctx
+			<-ctx.Done()
+		})
+	}()
+	var term context.Context
+	select {
+	case term = <-terms:
+	case <-time.After(30 * time.Second):
+		t.Fatal("never led")
+	}
+	if err := term.Err(); err != nil {
+		t.Fatalf("the term ended at once: %v", err)
+	}
+	// Paused: no beat gets through, and the clock jumps past the TTL.
+	st.held.Store(true)
+	skew.Store(int64(testTTL + time.Second))
+	if err := term.Err(); err == nil {
+		t.Fatal("the term's context still reports the lease held past its deadline")
+	}
+	cancel()
+	<-done
+}

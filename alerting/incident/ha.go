@@ -33,6 +33,9 @@ func (mg *Manager) checkWritable() error {
 	if mg.standby && !mg.leading.Load() {
 		return ErrNotLeader
 	}
+	if t := mg.term.Load(); mg.standby && t != nil && (*t).Err() != nil {
+		return ErrNotLeader
+	}
 	return nil
 }
 
@@ -60,6 +63,7 @@ func (mg *Manager) Lead(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
+	mg.term.Store(&ctx)
 	mg.leading.Store(true)
 	// Stop writing the moment the term ends.
 	context.AfterFunc(ctx, func() {

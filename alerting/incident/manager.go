@@ -131,6 +131,10 @@ type Manager struct {
 	// standby is Deps.Standby; leading is set while Lead runs.
 	standby bool
 	leading atomic.Bool
+	// term is the context Lead was given: its Err may report the term
+	// over (the lease's deadline passed while the process was paused)
+	// before leading is cleared.
+	term atomic.Pointer[context.Context]
 
 	// testHookPrepared, when set, runs in HandleGroup once the group is
 	// prepared, before the write lock is taken.

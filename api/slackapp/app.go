@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +92,10 @@ type Options struct {
 	// response_url. 0 means 2s: Slack waits 3 s, the network included.
 	AckWithin time.Duration
 	Slack     Slack
+	// SharedSeen, in an HA pair, is the store's events: the replicas
+	// share the signatures they accepted, so a request captured and sent
+	// to the other replica (the new leader after a failover) is refused.
+	SharedSeen SeenEvents
 	// Auditor records actions and refusals; may be nil.
 	Auditor    auth.Auditor
 	Logger     *slog.Logger
@@ -155,7 +160,16 @@ func New(o Options) (*App, error) {
 		}, []string{"action", "outcome"}),
 	}
 	if o.SigningSecret != "" {
-		a.verify = newVerifier(string(o.SigningSecret), time.Duration(o.Config.TimestampTolerance), o.Now)
+		var path string
+		if o.Config.StateDir != "" {
+			path = filepath.Join(o.Config.StateDir, seenFile)
+		}
+		v, err := newVerifier(string(o.SigningSecret), time.Duration(o.Config.TimestampTolerance), o.Now, path)
+		if err != nil {
+			return nil, fmt.Errorf("slack app: %w", err)
+		}
+		v.shared = o.SharedSeen
+		a.verify = v
 	}
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{a.refused, a.commands} {
@@ -187,7 +201,12 @@ func (a *App) Mount(mux *http.ServeMux) error {
 }
 
 // Close waits for the answers still being sent.
-func (a *App) Close() { a.background.Wait() }
+func (a *App) Close() {
+	a.background.Wait()
+	if a.verify != nil {
+		a.verify.close()
+	}
+}
 
 // verified reads the body, bounded, checks its signature and hands it
 // on; anything else is refused with 401 (413 when too large) and
@@ -204,7 +223,7 @@ func (a *App) verified(next func(w http.ResponseWriter, r *http.Request, body []
 			http.Error(w, "reading the request failed", http.StatusBadRequest)
 			return
 		}
-		if err := a.verify.verify(r.Header, body); err != nil {
+		if err := a.verify.verify(r.Context(), r.Header, body); err != nil {
 			var rf *refusal
 			errors.As(err, &rf)
 			a.refuse(w, r, rf, http.StatusUnauthorized)

@@ -97,6 +97,37 @@ func TestForgedExpiredReplayedRequestsDoNothing(t *testing.T) {
 	}
 }
 
+// A captured request sent again with its signature's hex digits in
+// another case (or mixed: 2^n spellings of one MAC) is the same request:
+// found from outside by resending a signed /aiops command with the
+// signature upper-cased, which the replay memory, keyed by the header's
+// text, took for a new one.
+func TestReplayWithRecasedSignatureRefused(t *testing.T) {
+	e := newEnv(t)
+	inc := e.open("g1", "HighErrorRate")
+	body := commandBody("UALICE", "note "+inc.ID+" once", "")
+	now := e.clock.Now().Unix()
+	req := e.request(body, now, secret)
+	sig := req.Header.Get("X-Slack-Signature")
+	if code, msg := do(t, req); code != http.StatusOK {
+		t.Fatalf("genuine request: %d %s", code, msg)
+	}
+	for _, spelled := range []string{"v0=" + strings.ToUpper(sig[3:]), "v0=" + strings.ToUpper(sig[3:10]) + sig[10:]} {
+		if spelled == sig {
+			continue
+		}
+		r := e.request(body, now, secret)
+		r.Header.Set("X-Slack-Signature", spelled)
+		code, msg := do(t, r)
+		if code != http.StatusUnauthorized || !strings.Contains(msg, "received before") {
+			t.Fatalf("replay signed %q: %d %s, want 401 received before", spelled, code, msg)
+		}
+	}
+	if got, _ := e.mg.Get(inc.ID); got.Notes != 1 {
+		t.Fatalf("the note was added %d times, want 1", got.Notes)
+	}
+}
+
 func TestHugeBodyRefusedBeforeVerification(t *testing.T) {
 	e := newEnv(t)
 	body := make([]byte, e.cfg.MaxRequestBytes+1)

@@ -24,11 +24,11 @@ func FuzzVerify(f *testing.F) {
 	f.Add("-99999999999999999999", "v0=zz", body)
 	f.Add(ts, "v1="+strings.Repeat("0", 64), body)
 	f.Fuzz(func(t *testing.T, ts, sig string, body []byte) {
-		v := newVerifier(secret, 5*time.Minute, func() time.Time { return now })
+		v, _ := newVerifier(secret, 5*time.Minute, func() time.Time { return now }, "")
 		h := http.Header{}
 		h.Set("X-Slack-Request-Timestamp", ts)
 		h.Set("X-Slack-Signature", sig)
-		err := v.verify(h, body)
+		err := v.verify(context.Background(), h, body)
 		if err != nil {
 			return
 		}
@@ -36,7 +36,7 @@ func FuzzVerify(f *testing.F) {
 		if perr != nil || sig != Sign(secret, secs, body) {
 			t.Fatalf("accepted ts %q sig %q for a body it does not sign", ts, sig)
 		}
-		if v.verify(h, body) == nil {
+		if v.verify(context.Background(), h, body) == nil {
 			t.Fatal("the same request was accepted twice")
 		}
 	})

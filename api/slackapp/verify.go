@@ -1,15 +1,22 @@
 package slackapp
 
 import (
+	"bufio"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aiops-dev/aiops/storage"
 )
 
 // Why a request was refused, as aiops_slack_requests_refused_total
@@ -21,6 +28,8 @@ const (
 	reasonForged    = "bad_signature"
 	reasonReplayed  = "replayed"
 	reasonTooLarge  = "too_large"
+	// reasonReplayMemory: the request could not be recorded as seen.
+	reasonReplayMemory = "replay_memory"
 )
 
 // refusal is a request that did not pass verification.
@@ -43,7 +52,33 @@ type verifier struct {
 
 	mu   sync.Mutex
 	seen map[string]time.Time // signature → when it may be forgotten
+
+	// path, when set, keeps the replay memory across restarts: one line
+	// per accepted request ("<hex MAC> <unix expiry>"), synced before
+	// the request is acted on, compacted at start and as it grows. No
+	// body, header or secret is written.
+	path  string
+	file  *os.File
+	lines int
+
+	// shared, in an HA pair, is the store both replicas write: a request
+	// accepted by one is refused by the other (after a failover, a
+	// captured request sent to the new leader).
+	shared SeenEvents
 }
+
+// SeenEvents is where an HA pair's replicas share the signatures they
+// accepted (storage.EventStore).
+type SeenEvents interface {
+	QueryEvents(ctx context.Context, q storage.EventQuery) ([]storage.Event, error)
+	AppendEvents(ctx context.Context, evs []storage.Event) error
+}
+
+// seenKind is the store's event kind of an accepted signature.
+const seenKind = "slack.seen"
+
+// seenFile is the replay memory's file in slack.state_dir.
+const seenFile = "seen-signatures"
 
 // maxSeen bounds the replay memory. Only verified requests enter it, so
 // only Slack can fill it; when full, the oldest half is forgotten early,
@@ -51,11 +86,98 @@ type verifier struct {
 // once it passes.
 const maxSeen = 200_000
 
-func newVerifier(secret string, tolerance time.Duration, now func() time.Time) *verifier {
-	return &verifier{secret: []byte(secret), tolerance: tolerance, now: now, seen: map[string]time.Time{}}
+func newVerifier(secret string, tolerance time.Duration, now func() time.Time, path string) (*verifier, error) {
+	v := &verifier{secret: []byte(secret), tolerance: tolerance, now: now, seen: map[string]time.Time{}, path: path}
+	if path == "" {
+		return v, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("slack replay memory: %w", err)
+	}
+	if f, err := os.Open(path); err == nil {
+		t := now()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			mac, exp, ok := strings.Cut(sc.Text(), " ")
+			secs, err := strconv.ParseInt(exp, 10, 64)
+			raw, herr := hex.DecodeString(mac)
+			if !ok || err != nil || herr != nil || len(raw) != sha256.Size {
+				continue // a line torn by a crash
+			}
+			if until := time.Unix(secs, 0); t.Before(until) {
+				v.seen[string(raw)] = until
+			}
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("slack replay memory: read %s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("slack replay memory: %w", err)
+	}
+	if err := v.rewrite(); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
-func (v *verifier) verify(h http.Header, body []byte) error {
+// rewrite writes the memory afresh (what is still in the window) and
+// reopens it for appending. Callers hold mu, or own v.
+func (v *verifier) rewrite() error {
+	tmp := v.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("slack replay memory: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	for k, until := range v.seen {
+		fmt.Fprintf(w, "%x %d\n", k, until.Unix())
+	}
+	err = errors.Join(w.Flush(), f.Sync(), f.Close())
+	if err == nil {
+		err = os.Rename(tmp, v.path)
+	}
+	if err != nil {
+		return fmt.Errorf("slack replay memory: write %s: %w", v.path, err)
+	}
+	if v.file != nil {
+		v.file.Close()
+	}
+	v.file, err = os.OpenFile(v.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("slack replay memory: %w", err)
+	}
+	v.lines = len(v.seen)
+	return nil
+}
+
+// remember records an accepted signature before the request is acted
+// on. Callers hold mu.
+func (v *verifier) remember(key string, until time.Time) error {
+	v.seen[key] = until
+	if v.file == nil {
+		return nil
+	}
+	if v.lines > 2*len(v.seen)+1000 {
+		return v.rewrite()
+	}
+	if _, err := fmt.Fprintf(v.file, "%x %d\n", key, until.Unix()); err != nil {
+		return err
+	}
+	v.lines++
+	return v.file.Sync()
+}
+
+func (v *verifier) close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.file != nil {
+		v.file.Close()
+		v.file = nil
+	}
+}
+
+func (v *verifier) verify(ctx context.Context, h http.Header, body []byte) error {
 	sig, ts := h.Get("X-Slack-Signature"), h.Get("X-Slack-Request-Timestamp")
 	if sig == "" || ts == "" {
 		return &refusal{reasonMissing, "request is not signed: X-Slack-Signature and X-Slack-Request-Timestamp are required"}
@@ -76,7 +198,21 @@ func (v *verifier) verify(h http.Header, body []byte) error {
 	if !hmac.Equal(mac, sign(v.secret, ts, body)) {
 		return &refusal{reasonForged, "X-Slack-Signature does not match the request"}
 	}
-	key := hexSig
+	// The replay memory is keyed by the MAC itself, not the header's
+	// text: hex decoding takes either case, so one MAC has 2^n spellings
+	// and each would otherwise pass as a new request.
+	key := string(mac)
+	if err := v.local(key, now, time.Unix(secs, 0)); err != nil {
+		return err
+	}
+	if v.shared == nil {
+		return nil
+	}
+	return v.checkShared(ctx, mac, time.Unix(secs, 0), now)
+}
+
+// local checks and records the signature in this replica's memory.
+func (v *verifier) local(key string, now, stamped time.Time) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if until, ok := v.seen[key]; ok && now.Before(until) {
@@ -85,7 +221,34 @@ func (v *verifier) verify(h http.Header, body []byte) error {
 	if len(v.seen) >= maxSeen {
 		v.forget(now)
 	}
-	v.seen[key] = time.Unix(secs, 0).Add(v.tolerance + time.Second)
+	// A request whose acceptance cannot be kept is refused: acted on, it
+	// could be sent again after a restart.
+	if err := v.remember(key, stamped.Add(v.tolerance+time.Second)); err != nil {
+		delete(v.seen, key)
+		return &refusal{reasonReplayMemory, "the replay memory could not be written; try again"}
+	}
+	return nil
+}
+
+// checkShared refuses a signature the other replica of an HA pair
+// accepted, and records this one for it. Either failing refuses the
+// request: acted on unrecorded, it could be replayed to the other.
+func (v *verifier) checkShared(ctx context.Context, mac []byte, stamped, now time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	subject := hex.EncodeToString(mac)
+	// The replicas' clocks may differ: look from well before the stamp.
+	evs, err := v.shared.QueryEvents(ctx, storage.EventQuery{KindPrefix: seenKind, Subject: subject, Start: stamped.Add(-v.tolerance - time.Hour), Limit: 1})
+	if err != nil {
+		return &refusal{reasonReplayMemory, "the replay memory could not be read; try again"}
+	}
+	if len(evs) > 0 {
+		return &refusal{reasonReplayed, "this request was received before"}
+	}
+	ev := storage.Event{ID: seenKind + "-" + subject, Time: now, Kind: seenKind, Subject: subject}
+	if err := v.shared.AppendEvents(ctx, []storage.Event{ev}); err != nil {
+		return &refusal{reasonReplayMemory, "the replay memory could not be written; try again"}
+	}
 	return nil
 }
 

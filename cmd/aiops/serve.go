@@ -501,6 +501,15 @@ func (s *server) build(ctx context.Context, store storage.Store) (comps []compon
 	return comps, closeAll, nil
 }
 
+// sharedSeen is where an HA pair's replicas share the Slack signatures
+// they accepted; nil for a single aiops.
+func sharedSeen(ha *haNode, events storage.EventStore) slackapp.SeenEvents {
+	if ha == nil {
+		return nil
+	}
+	return events
+}
+
 // buildSlack builds the Slack notifier and, when a signing secret or an
 // app-level token is configured, the app answering commands and buttons
 // (over /slack/, Socket Mode, or both). With remediation (rem not nil),
@@ -569,6 +578,7 @@ func (s *server) buildSlack(inc *incident.Manager, silencer *incident.Silencer, 
 		Remediation: remedy, Slack: notifier.Client(),
 		Query: query, QueryRange: queryRange, Events: events, QueryTimeout: time.Duration(s.cfg.Query.Timeout),
 		Auditor: &auth.EventAuditor{Events: events, Logger: logger}, Logger: logger, Registerer: s.reg,
+		SharedSeen: sharedSeen(ha, events),
 	})
 	if err != nil {
 		return fail(err)

@@ -374,3 +374,116 @@ func TestNotifyAndWait(t *testing.T) {
 		t.Errorf("wait: %v %s", err, slept)
 	}
 }
+
+// TestWorkflowPathSegments: a parameter that lands in the control API's
+// path is one segment, whatever it holds. Target labels come from
+// telemetry (a query over what services send), so an instance named ".."
+// must not become /services/api/restart (every instance) once a proxy or
+// router cleans the path, and "a/b" must arrive as the name "a/b", not
+// as "a%2Fb" escaped twice. Found from outside by reading the requests
+// aiops serve sent the simulator for targets rendered from labels.
+func TestWorkflowPathSegments(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.RequestURI)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"outcome":"started"}`)
+	}))
+	t.Cleanup(srv.Close)
+	w, err := NewWorkflow(WorkflowConfig{URL: srv.URL + "/control/", Token: Static("sim-token")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, bad := range []string{"..", "."} {
+		_, err := w.Do(ctx, Call{Action: "workflow.restart_instance", Params: params("service", "api", "instance", bad)})
+		if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "instance") {
+			t.Errorf("instance %q: %v, want a permanent error naming instance", bad, err)
+		}
+		_, err = w.Do(ctx, Call{Action: "workflow.restart_service", Params: params("service", bad)})
+		if !errors.Is(err, ErrPermanent) {
+			t.Errorf("service %q: %v, want a permanent error", bad, err)
+		}
+	}
+	mu.Lock()
+	if len(seen) != 0 {
+		t.Fatalf("requests sent for dot segments: %v", seen)
+	}
+	mu.Unlock()
+	for in, want := range map[string]string{
+		"a/b":      "/control/services/api/instances/a%2Fb/restart",
+		"x?y#z":    "/control/services/api/instances/x%3Fy%23z/restart",
+		"%2e%2e":   "/control/services/api/instances/%252e%252e/restart",
+		"api-1":    "/control/services/api/instances/api-1/restart",
+		"a b":      "/control/services/api/instances/a%20b/restart",
+		"..%2Fapi": "/control/services/api/instances/..%252Fapi/restart",
+	} {
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		if _, err := w.Do(ctx, Call{Action: "workflow.restart_instance", Params: params("service", "api", "instance", in)}); err != nil {
+			t.Fatalf("instance %q: %v", in, err)
+		}
+		mu.Lock()
+		if len(seen) != 1 || seen[0] != want {
+			t.Errorf("instance %q sent as %v, want %s", in, seen, want)
+		}
+		mu.Unlock()
+	}
+}
+
+// TestWebhookPrefixCannotBeEscaped: the allow-list holds for URLs that a
+// template fills from alert labels. Found reviewing the driver after the
+// workflow driver's dot segments: a raw string prefix let
+// https://hooks/aiops/../admin through (a server cleans it to /admin),
+// a prefix without its slash let https://hooks.example.com.evil.net in,
+// and a redirect from an allowed endpoint took the request, with its
+// headers, anywhere.
+func TestWebhookPrefixCannotBeEscaped(t *testing.T) {
+	var hits atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(other.Close)
+	allowed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/redirect") {
+			http.Redirect(w, r, other.URL+"/stolen", http.StatusTemporaryRedirect)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(allowed.Close)
+	w, err := NewWebhook(WebhookConfig{AllowedURLPrefixes: []string{allowed.URL + "/aiops/", "https://hooks.example.com"}, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, u := range []string{
+		allowed.URL + "/aiops/../admin",
+		allowed.URL + "/aiops/%2e%2e/admin",
+		allowed.URL + "/aiops/x/../../admin",
+		"https://hooks.example.com.evil.net/x",
+		"https://hooks.example.com@evil.net/x",
+		"https://user@hooks.example.com/x",
+	} {
+		_, err := w.Do(ctx, Call{Action: "webhook", Params: params("url", u)})
+		if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "allowed") {
+			t.Errorf("%s: %v, want refused as not under an allowed prefix", u, err)
+		}
+	}
+	for _, u := range []string{allowed.URL + "/aiops/restart", allowed.URL + "/aiops/a..b", "https://HOOKS.example.com/x"} {
+		_, err := w.Do(ctx, Call{Action: "webhook", Params: params("url", u)})
+		if err != nil && strings.Contains(err.Error(), "allowed prefix") {
+			t.Errorf("%s: refused: %v", u, err)
+		}
+	}
+	if _, err := w.Do(ctx, Call{Action: "webhook", Params: params("url", allowed.URL+"/aiops/redirect")}); err == nil {
+		t.Error("a redirect away from the allowed prefix was followed as success")
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the redirect target got %d requests", hits.Load())
+	}
+}

@@ -26,23 +26,34 @@ type WebhookConfig struct {
 
 // Webhook sends an HTTP request.
 type Webhook struct {
-	cfg WebhookConfig
+	cfg      WebhookConfig
+	prefixes []*url.URL
 }
 
 // NewWebhook returns the webhook driver.
 func NewWebhook(c WebhookConfig) (*Webhook, error) {
+	var prefixes []*url.URL
 	for i, p := range c.AllowedURLPrefixes {
-		if u, err := url.Parse(p); err != nil || u.Scheme == "" || u.Host == "" {
+		u, err := url.Parse(p)
+		if err != nil || u.Scheme == "" || u.Host == "" {
 			return nil, fmt.Errorf("allowed_url_prefixes[%d]: must be an absolute URL, got %q", i, p)
 		}
+		if u.User != nil {
+			return nil, fmt.Errorf("allowed_url_prefixes[%d]: must not carry user info", i)
+		}
+		prefixes = append(prefixes, u)
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 3
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{Timeout: 30 * time.Second}
+		// A redirect is answered, not followed: it would take the request,
+		// its body and headers (a token in X-Api-Key) past the allow-list.
+		c.Client = &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
 	}
-	return &Webhook{cfg: c}, nil
+	return &Webhook{cfg: c, prefixes: prefixes}, nil
 }
 
 // Do implements Driver. The request carries Idempotency-Key: the call's
@@ -54,7 +65,7 @@ func (w *Webhook) Do(ctx context.Context, c Call) (Result, error) {
 		// The URL may carry a secret: say what is wrong, not what it is.
 		return Result{}, Permanent(errors.New("url: must be an absolute http(s) URL"))
 	}
-	if len(w.cfg.AllowedURLPrefixes) > 0 && !hasPrefix(raw, w.cfg.AllowedURLPrefixes) {
+	if len(w.prefixes) > 0 && !allowedURL(u, w.prefixes) {
 		return Result{}, Permanent(fmt.Errorf("url: %s://%s%s is not under an allowed prefix (remediation.drivers.webhook.allowed_url_prefixes)", u.Scheme, u.Host, u.Path))
 	}
 	method := c.Params.String("method")
@@ -100,9 +111,27 @@ func (w *Webhook) Do(ctx context.Context, c Call) (Result, error) {
 		backoff.WithMaxTries(uint(w.cfg.MaxAttempts)), backoff.WithMaxElapsedTime(0))
 }
 
-func hasPrefix(s string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
+// allowedURL reports whether u is under one of the prefixes: the same
+// scheme and host (not a string prefix: https://hooks.example.com must
+// not admit hooks.example.com.evil.net or hooks.example.com@evil.net),
+// no user info, and a path that starts with the prefix's and holds no
+// "." or ".." segment, escaped or not (a server would resolve
+// /aiops/../admin out of the prefix).
+func allowedURL(u *url.URL, prefixes []*url.URL) bool {
+	if u.User != nil {
+		return false
+	}
+	p, err := url.PathUnescape(u.EscapedPath())
+	if err != nil {
+		return false
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	for _, pre := range prefixes {
+		if strings.EqualFold(u.Scheme, pre.Scheme) && strings.EqualFold(u.Host, pre.Host) && strings.HasPrefix(p, pre.Path) {
 			return true
 		}
 	}

@@ -57,7 +57,17 @@ func NewWorkflow(c WorkflowConfig) (*Workflow, error) {
 // Do implements Driver.
 func (w *Workflow) Do(ctx context.Context, c Call) (Result, error) {
 	p := c.Params
-	esc := url.PathEscape
+	// Each parameter in the path is one segment: escaped, and never "."
+	// or "..", which a router or proxy cleaning the path would resolve to
+	// another resource (an instance named ".." restarting its service).
+	// Targets come from labels that services send, so these are data.
+	var segErr error
+	esc := func(v string) string {
+		if v == "." || v == ".." {
+			segErr = errors.Join(segErr, fmt.Errorf("%q is not a name the control API can address", v))
+		}
+		return url.PathEscape(v)
+	}
 	var (
 		method = http.MethodPost
 		path   string
@@ -133,6 +143,9 @@ func (w *Workflow) Do(ctx context.Context, c Call) (Result, error) {
 	default:
 		return Result{}, Permanent(fmt.Errorf("unknown workflow action %q", c.Action))
 	}
+	if segErr != nil {
+		return Result{}, Permanent(fmt.Errorf("%s: %w", c.Action, segErr))
+	}
 	return w.call(ctx, method, path, body)
 }
 
@@ -177,8 +190,15 @@ func (w *Workflow) call(ctx context.Context, method, path string, body any) (Res
 		}
 		rd = bytes.NewReader(b)
 	}
+	// path is escaped already: it goes in RawPath, so that a "/" or "%"
+	// escaped in a name reaches the server as written, not escaped twice.
 	u := *w.base
-	u.Path = strings.TrimRight(u.Path, "/") + path
+	escaped := strings.TrimRight(w.base.EscapedPath(), "/") + path
+	dec, err := url.PathUnescape(escaped)
+	if err != nil {
+		return Result{}, Permanent(fmt.Errorf("%s %s: %w", method, path, err))
+	}
+	u.Path, u.RawPath = dec, escaped
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return Result{}, Permanent(err)

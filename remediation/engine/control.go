@@ -29,11 +29,16 @@ func (p Principal) String() string {
 // may approve (by id or name; anyone when the runbook lists none), and
 // never the person who asked for the run.
 func (e *Engine) Approve(ctx context.Context, id string, by Principal, comment string) (Execution, error) {
+	// A follower's state may lack the execution: say it is a follower,
+	// not that the execution does not exist.
+	if err := e.writable(); err != nil {
+		return Execution{}, err
+	}
 	x, err := e.pending(id, by)
 	if err != nil {
 		return x, err
 	}
-	x, err = e.appendEvent(ctx, id, Event{Type: EvApproved, Actor: by.String(), Reason: comment})
+	x, err = e.appendEventIf(ctx, id, Event{Type: EvApproved, Actor: by.String(), Reason: comment}, stillPending)
 	if err != nil {
 		return x, err
 	}
@@ -45,6 +50,9 @@ func (e *Engine) Approve(ctx context.Context, id string, by Principal, comment s
 
 // Deny refuses a run waiting for approval; it ends denied and escalates.
 func (e *Engine) Deny(ctx context.Context, id string, by Principal, reason string) (Execution, error) {
+	if err := e.writable(); err != nil {
+		return Execution{}, err
+	}
 	x, err := e.pending(id, by)
 	if err != nil {
 		return x, err
@@ -52,7 +60,7 @@ func (e *Engine) Deny(ctx context.Context, id string, by Principal, reason strin
 	if strings.TrimSpace(reason) == "" {
 		reason = "denied by " + by.String()
 	}
-	x, err = e.appendEvent(ctx, id, Event{Type: EvDenied, Actor: by.String(), Reason: reason})
+	x, err = e.appendEventIf(ctx, id, Event{Type: EvDenied, Actor: by.String(), Reason: reason}, stillPending)
 	if err != nil {
 		return x, err
 	}
@@ -61,14 +69,32 @@ func (e *Engine) Deny(ctx context.Context, id string, by Principal, reason strin
 	return x, nil
 }
 
+// stillPending refuses a decision on an execution that another decision
+// (or the approval's timeout, or a cancellation) settled since pending
+// looked at it.
+func stillPending(x Execution) error {
+	if x.State != StatePendingApproval || x.DeniedBy != "" {
+		return fmt.Errorf("%w: execution %s is %s, not waiting for approval", ErrConflict, x.ID, describeDecided(x))
+	}
+	return nil
+}
+
+// describeDecided names what settled an execution that no longer waits.
+func describeDecided(x Execution) string {
+	if x.State == StatePendingApproval && x.DeniedBy != "" {
+		return "denied by " + x.DeniedBy
+	}
+	return string(x.State)
+}
+
 // pending checks that id waits for approval and that by may decide.
 func (e *Engine) pending(id string, by Principal) (Execution, error) {
 	x, ok := e.snapshot(id)
 	if !ok {
 		return Execution{}, fmt.Errorf("%w: execution %s", ErrNotFound, id)
 	}
-	if x.State != StatePendingApproval || x.DeniedBy != "" {
-		return x, fmt.Errorf("%w: execution %s is %s, not waiting for approval", ErrConflict, id, x.State)
+	if err := stillPending(x); err != nil {
+		return x, err
 	}
 	if by.ID == "" {
 		return x, fmt.Errorf("%w: an approval needs who gives it", ErrInvalid)
@@ -85,6 +111,9 @@ func (e *Engine) pending(id string, by Principal) (Execution, error) {
 // Cancel stops an execution: the action in flight is cancelled, nothing
 // more runs (no rollback: stop means stop), and it ends cancelled.
 func (e *Engine) Cancel(ctx context.Context, id string, by Principal, reason string) (Execution, error) {
+	if err := e.writable(); err != nil {
+		return Execution{}, err
+	}
 	x, ok := e.snapshot(id)
 	if !ok {
 		return Execution{}, fmt.Errorf("%w: execution %s", ErrNotFound, id)

@@ -203,8 +203,12 @@ type Engine struct {
 	busy, sleeping atomic.Int64
 	handled        atomic.Pointer[string]
 
-	// leading is set while Lead runs (Config.Standby).
+	// leading is set while Lead runs (Config.Standby); term is the
+	// context Lead was given, whose Err may report the term over before
+	// leading is cleared (a lease's deadline, passed while the process
+	// was paused).
 	leading atomic.Bool
+	term    atomic.Pointer[context.Context]
 }
 
 // Activity says what the engine is doing, for harnesses that move its
@@ -409,6 +413,14 @@ func (e *Engine) eventTime() time.Time {
 // is tried again with backoff (an action is never taken on an unrecorded
 // decision): it gives up when ctx ends.
 func (e *Engine) appendEvent(ctx context.Context, id string, ev Event) (Execution, error) {
+	return e.appendEventIf(ctx, id, ev, nil)
+}
+
+// appendEventIf appends ev only if check accepts the execution as it is
+// when the event is written: every append holds writeMu, so no other
+// event lands between the check and the write. Decisions use it, so two
+// that race (a double click, Approve and Deny at once) make one.
+func (e *Engine) appendEventIf(ctx context.Context, id string, ev Event, check func(Execution) error) (Execution, error) {
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
 	e.mu.RLock()
@@ -417,7 +429,16 @@ func (e *Engine) appendEvent(ctx context.Context, id string, ev Event) (Executio
 	if x != nil {
 		next = x.Version + 1
 	}
+	var cur Execution
+	if x != nil && check != nil {
+		cur = x.clone()
+	}
 	e.mu.RUnlock()
+	if check != nil {
+		if err := check(cur); err != nil {
+			return cur, err
+		}
+	}
 	ev.Seq, ev.Time = next, e.eventTime()
 	se, err := encodeEvent(id, ev)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -835,5 +836,64 @@ func TestEscalateUnhandled(t *testing.T) {
 	x, _, _ = h3.eng.Get(context.Background(), x.ID)
 	if i, _ := h3.inc.Get(apiID); i.EscalationLevel != 0 || x.State != engine.StateVerifying {
 		t.Errorf("the api's alert escalated (level %d) while its run (%s) handles it", i.EscalationLevel, x.State)
+	}
+}
+
+// TestConcurrentDecisionsDecideOnce: a double click on Approve, or
+// Approve and Deny pressed at once by two approvers, is one decision.
+// Found from outside: eight approvals sent at once through Slack to
+// aiops serve were all answered "approved" and recorded as eight
+// approved events; the check and the append were not one step, so a
+// denial racing an approval could be followed by a run.
+func TestConcurrentDecisionsDecideOnce(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		h := newHarness(t, strings.Replace(approval, "approvers: [alice]", "approvers: [alice, bob]", 1))
+		ctx := context.Background()
+		m, err := h.eng.RunManual(ctx, "rollback-api", map[string]string{"service": "auth"}, "carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			approved int
+			denied   int
+		)
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var err error
+				if i%2 == 0 {
+					_, err = h.eng.Approve(ctx, m.ID, engine.Principal{ID: "alice"}, "")
+				} else {
+					_, err = h.eng.Deny(ctx, m.ID, engine.Principal{ID: "bob"}, "no")
+				}
+				if err != nil && !errors.Is(err, engine.ErrConflict) {
+					t.Errorf("decision: %v", err)
+				}
+				if err != nil && strings.Contains(err.Error(), "is pending_approval, not waiting") {
+					t.Errorf("a decided execution described as pending: %v", err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if err == nil && i%2 == 0 {
+					approved++
+				} else if err == nil {
+					denied++
+				}
+			}()
+		}
+		wg.Wait()
+		if approved+denied != 1 {
+			t.Fatalf("round %d: %d approvals and %d denials accepted, want one decision", round, approved, denied)
+		}
+		if denied == 1 {
+			if x := h.waitState(m.ID, engine.StateDenied, 0); h.drv.count() != 0 {
+				t.Fatalf("denied run acted %d times: %+v", h.drv.count(), x)
+			}
+		} else if x := h.waitState(m.ID, engine.StateSucceeded, 0); h.drv.count() != 1 || x.DeniedBy != "" {
+			t.Fatalf("approved run: %d actions, denied by %q", h.drv.count(), x.DeniedBy)
+		}
 	}
 }

@@ -24,7 +24,13 @@ var ErrNotLeader = fmt.Errorf("remediation runs on the replica holding the lease
 
 // writable refuses writes on a follower.
 func (e *Engine) writable() error {
-	if e.cfg.Standby && !e.leading.Load() {
+	if !e.cfg.Standby {
+		return nil
+	}
+	if !e.leading.Load() {
+		return ErrNotLeader
+	}
+	if t := e.term.Load(); t != nil && (*t).Err() != nil {
 		return ErrNotLeader
 	}
 	return nil
@@ -53,6 +59,7 @@ func (e *Engine) Lead(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
+	e.term.Store(&ctx)
 	e.leading.Store(true)
 	stop := context.AfterFunc(ctx, func() { e.leading.Store(false) })
 	defer stop()

@@ -188,11 +188,14 @@ func (rn *execRun) awaitApproval(ctx context.Context, x Execution) error {
 	}
 	if !e.clock.Now().Before(x.Approval.Deadline) {
 		reason := fmt.Sprintf("nobody approved within %s", rn.rb.ApprovalWait())
-		x, err := e.appendEvent(ctx, x.ID, Event{Type: EvDenied, Actor: e.cfg.Actor, Reason: reason})
+		x2, err := e.appendEventIf(ctx, x.ID, Event{Type: EvDenied, Actor: e.cfg.Actor, Reason: reason}, stillPending)
+		if errors.Is(err, ErrConflict) {
+			return nil // decided at the deadline by someone: the loop reads which way
+		}
 		if err != nil {
 			return err
 		}
-		return e.finish(ctx, x, rn.rb, StateDenied, reason, nil)
+		return e.finish(ctx, x2, rn.rb, StateDenied, reason, nil)
 	}
 	rn.sleep(ctx, rn.waitFor(x.Approval.Deadline))
 	return ctx.Err()

@@ -225,6 +225,36 @@ func TestLintClasses(t *testing.T) {
     safety:
       max_runs: {count: 1, window: 1h}
 `, 10, 7, ClassUnsafe, "no cooldown"},
+		// A template reading a target label the runbook does not define
+		// renders empty and a step acts on that: found from outside, `aiops
+		// runbook lint` said OK to params {service: '{{ $target.nope }}'}.
+		{"missing target field", `runbooks:
+  - name: a
+    trigger: {manual: true}
+    target: {service: x}
+    steps:
+      - action: workflow.restart_service
+        params: {service: '{{ $target.servce }}'}
+        verify: {expr: up, within: 1m}
+`, 7, 27, ClassTemplate, `$target.servce: the target has no label "servce" (it has service)`},
+		{"target reads itself", `runbooks:
+  - name: a
+    trigger: {manual: true}
+    target: {service: x, instance: '{{ $target.service }}-0'}
+    steps:
+      - action: workflow.restart_service
+        params: {service: x}
+        verify: {expr: up, within: 1m}
+`, 4, 36, ClassTemplate, `$target is empty while the target renders`},
+		{"missing target field in verify", `runbooks:
+  - name: a
+    trigger: {manual: true}
+    target: {service: x}
+    steps:
+      - action: workflow.restart_service
+        params: {service: x}
+        verify: {expr: 'up{job="{{ $target.job }}"}', within: 1m}
+`, 8, 24, ClassTemplate, `the target has no label "job"`},
 		{"too many retries", `runbooks:
   - name: a
     trigger: {manual: true}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -261,4 +262,68 @@ func (s *Secrets) String() string {
 	}
 	sort.Strings(names)
 	return "secrets[" + strings.Join(names, ",") + "]"
+}
+
+// TargetRefs returns the target labels a template reads as $target.NAME,
+// in order of appearance, so that lint can name one the runbook's target
+// does not define (it would render empty, and a step act on that). A
+// template that does not parse returns nothing: CheckTemplate reports it.
+func TargetRefs(text string) []string {
+	if !strings.Contains(text, "$target") {
+		return nil
+	}
+	t := parse.New("refs")
+	t.Mode = parse.SkipFuncCheck
+	if _, err := t.Parse(header+text, "", "", map[string]*parse.Tree{}); err != nil || t.Root == nil {
+		return nil
+	}
+	var out []string
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case nil:
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Cmds {
+				walk(c)
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.ChainNode:
+			walk(n.Node)
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.TemplateNode:
+			walk(n.Pipe)
+		case *parse.VariableNode:
+			if len(n.Ident) >= 2 && n.Ident[0] == "$target" {
+				out = append(out, n.Ident[1])
+			}
+		}
+	}
+	walk(t.Root)
+	return out
 }

@@ -110,6 +110,8 @@ func (v *validator) check() {
 	v.checkSecrets()
 	if err := CheckTemplate("escalate.message", rb.Escalate.Message); err != nil {
 		v.add("escalate.message", ClassTemplate, err.Error())
+	} else {
+		v.checkTargetRefs("escalate.message", rb.Escalate.Message)
 	}
 	for i, n := range rb.Escalate.Notify {
 		if strings.TrimSpace(n) == "" {
@@ -180,6 +182,20 @@ func (v *validator) checkTarget() {
 		}
 		if err := CheckTemplate(f, rb.Target[k]); err != nil {
 			v.add(f, ClassTemplate, err.Error())
+		} else if refs := TargetRefs(rb.Target[k]); len(refs) > 0 {
+			v.add(f, ClassTemplate, fmt.Sprintf("$target.%s: $target is empty while the target renders; use $labels", refs[0]))
+		}
+	}
+}
+
+// checkTargetRefs refuses a template that reads a target label the
+// runbook's target does not define: it would render empty, and a step
+// would act on that (an optional parameter left out, a query over all).
+func (v *validator) checkTargetRefs(field, text string) {
+	for _, k := range TargetRefs(text) {
+		if _, ok := v.rb.Target[k]; !ok && len(v.rb.Target) > 0 {
+			v.add(field, ClassTemplate, fmt.Sprintf("$target.%s: the target has no label %q (it has %s)", k, k, strings.Join(sortedKeys(v.rb.Target), ", ")))
+			return
 		}
 	}
 }
@@ -286,7 +302,7 @@ func (v *validator) checkStep(f string, s Step) (action.Spec, bool) {
 		for _, str := range p.Strings() {
 			if err := CheckTemplate(pf, str); err != nil {
 				v.add(pf, ClassTemplate, err.Error())
-			} else if wantKind == KindString && !strings.Contains(str, "{{") {
+			} else if v.checkTargetRefs(pf, str); wantKind == KindString && !strings.Contains(str, "{{") {
 				if err := ps.CheckValue(str); err != nil {
 					v.add(pf, ClassType, err.Error())
 				}
@@ -452,6 +468,7 @@ func (v *validator) checkExpr(field, expr string) {
 		v.add(field, ClassTemplate, err.Error())
 		return
 	}
+	v.checkTargetRefs(field, expr)
 	if len(SecretNames(expr)) > 0 {
 		v.add(field, ClassUnsafe, "a query is recorded and shown; it must not read a secret")
 		return
