@@ -469,6 +469,77 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// TestTimedOutStep: an attempt cut off by the step's timeout may still
+// act on the target. A step that is not idempotent is then neither
+// retried nor followed by the next step (found from outside: a paused
+// target, once resumed, carried out the timed-out call and the next
+// step's); an idempotent one is retried with the same key.
+func TestTimedOutStep(t *testing.T) {
+	const twoSteps = `runbooks:
+  - name: restart-then-scale
+    trigger: {alert: HighErrorRate}
+    target: {service: '{{ $labels.job }}'}
+    steps:
+      - name: restart
+        action: workflow.restart_service
+        params: {service: '{{ $target.service }}'}
+        timeout: 200ms
+        retries: 2
+        on_failure: next
+      - name: scale
+        action: workflow.scale
+        params: {service: '{{ $target.service }}', replicas: '6'}
+        verify: {expr: 'fixed == 1', within: 1m, interval: 10s}
+    safety:
+      cooldown: 10m
+      max_runs: {count: 5, window: 1h}
+`
+	for _, idempotent := range []bool{false, true} {
+		t.Run(fmt.Sprintf("idempotent=%v", idempotent), func(t *testing.T) {
+			yaml := twoSteps
+			if idempotent {
+				yaml = strings.Replace(yaml, "        retries: 2\n", "        retries: 2\n        idempotent: true\n", 1)
+			}
+			h := newHarness(t, yaml)
+			h.drv.set(func(ctx context.Context, c action.Call) (action.Result, error) {
+				if c.Action == "workflow.scale" {
+					return action.Result{}, nil
+				}
+				<-ctx.Done() // the target does not answer
+				return action.Result{}, ctx.Err()
+			})
+			h.fire("g1", errorAlert("api-1"), t0)
+			x := h.waitExecutions(1)[0]
+			calls := func() []string {
+				var out []string
+				for _, c := range h.drv.actions() {
+					out = append(out, c.Action)
+				}
+				return out
+			}
+			if !idempotent {
+				x = h.waitState(x.ID, engine.StateEscalated, 10*time.Second)
+				if want := []string{"workflow.restart_service"}; !slices.Equal(calls(), want) {
+					t.Fatalf("calls %q, want %q: a timed-out call that is not idempotent must not be followed by another", calls(), want)
+				}
+				if !strings.Contains(x.Reason, "timed out") || !strings.Contains(x.Reason, "may have acted") || len(x.Steps) != 1 || !x.Steps[0].TimedOut {
+					t.Fatalf("reason %q, steps %+v", x.Reason, x.Steps)
+				}
+				return
+			}
+			tu.Eventually(t, 30*time.Second, "three attempts, then the next step", func() (bool, string) {
+				h.clock.Add(time.Second) // the retries' backoff
+				x, _, _ = h.eng.Get(context.Background(), x.ID)
+				return slices.Equal(calls(), []string{"workflow.restart_service", "workflow.restart_service", "workflow.restart_service", "workflow.scale"}), fmt.Sprint(calls(), x.State)
+			})
+			acts := h.drv.actions()
+			if acts[0].Key != acts[1].Key || acts[1].Key != acts[2].Key {
+				t.Errorf("keys %q %q %q: the retries of an idempotent step carry its key", acts[0].Key, acts[1].Key, acts[2].Key)
+			}
+		})
+	}
+}
+
 // TestShadow: a shadow runbook decides and records its plan, and acts on
 // nothing.
 func TestShadow(t *testing.T) {

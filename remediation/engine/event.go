@@ -122,6 +122,9 @@ type StepRecord struct {
 	Error      string         `json:"error,omitempty"`
 	// Permanent marks an error that a retry would not change.
 	Permanent bool `json:"permanent,omitempty"`
+	// TimedOut marks an attempt cut off by the step's timeout: the call
+	// may have reached the target and may yet take effect there.
+	TimedOut bool `json:"timed_out,omitempty"`
 	// Verify is the rendered verification (planned steps).
 	Verify string `json:"verify,omitempty"`
 }

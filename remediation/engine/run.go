@@ -243,6 +243,16 @@ func (rn *execRun) runStep(ctx context.Context, x Execution, phase string) error
 	}
 	if !x.StepOK {
 		last := x.Steps[len(x.Steps)-1]
+		if last.TimedOut && !s.Idempotent {
+			// Like an action a crash interrupted: the call may have
+			// reached the target, which may still carry it out. Sending
+			// it again, or the next step's action, could act twice (a
+			// target that comes back runs both queued calls); a person
+			// decides.
+			return e.finish(ctx, x, rn.rb, StateEscalated, fmt.Sprintf(
+				"step %s (%s) timed out after %s and is not idempotent: it may have acted; neither it nor a later step is run",
+				stepLabel(s, x.Step), s.Action, s.StepTimeout()), nil)
+		}
 		if !last.Permanent && x.Attempt <= s.Retries {
 			// Back off on the clock, then try again.
 			if !rn.sleep(ctx, backoffFor(x.Attempt)) && ctx.Err() != nil {
@@ -345,11 +355,13 @@ func (rn *execRun) attempt(ctx context.Context, x Execution, phase string, s run
 		}
 	})
 	res, err := e.deps.Actions.Do(actx, action.Call{Action: s.Action, Params: rs.Params, Target: x.Target, Key: rec.Key})
+	timedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
 	stop()
 	cancel()
 	rec.OK = err == nil
 	if err != nil {
 		rec.Error, rec.Permanent = rn.redact(err.Error()), errors.Is(err, action.ErrPermanent)
+		rec.TimedOut = timedOut
 		e.m.actions.WithLabelValues(s.Action, "error").Inc()
 	} else {
 		res.Detail = rn.redact(res.Detail)
