@@ -22,21 +22,7 @@ func TestStandbyTakesOver(t *testing.T) {
 	h.fire("g1", errorAlert("api-1"), t0)
 	x := h.waitState(h.waitExecutions(1)[0].ID, engine.StatePendingApproval, 0)
 
-	pe, err := promapi.NewEngine(promapi.DefaultConfig(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pe.Close()
-	cfg := h.cfg
-	cfg.Standby = true
-	standby, err := engine.New(context.Background(), cfg, engine.Deps{
-		Events: h.events, Query: engine.PromQuerier{Engine: pe, Queryable: h.store}, Actions: h.drv,
-		Incidents: h.inc, Feed: h.inc.Feed(incident.FeedOptions{PollInterval: 20 * time.Millisecond}), FeedHead: h.inc.FeedHead,
-		Clock: h.clock, Logger: testutil.Logger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	standby := h.standby()
 	alice := engine.Principal{ID: "alice"}
 	if _, err := standby.Approve(context.Background(), x.ID, alice, ""); !errors.Is(err, engine.ErrNotLeader) {
 		t.Fatalf("a standby approved: %v", err)
@@ -79,21 +65,7 @@ func TestStandbyTakesOver(t *testing.T) {
 // reads as if the run did not exist.
 func TestStandbyRefusesAsFollower(t *testing.T) {
 	h := newHarness(t, approval)
-	pe, err := promapi.NewEngine(promapi.DefaultConfig(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pe.Close()
-	cfg := h.cfg
-	cfg.Standby = true
-	standby, err := engine.New(context.Background(), cfg, engine.Deps{
-		Events: h.events, Query: engine.PromQuerier{Engine: pe, Queryable: h.store}, Actions: h.drv,
-		Incidents: h.inc, Feed: h.inc.Feed(incident.FeedOptions{PollInterval: 20 * time.Millisecond}), FeedHead: h.inc.FeedHead,
-		Clock: h.clock, Logger: testutil.Logger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	standby := h.standby()
 	h.fire("g1", errorAlert("api-1"), t0)
 	x := h.waitState(h.waitExecutions(1)[0].ID, engine.StatePendingApproval, 0)
 	ctx, alice := context.Background(), engine.Principal{ID: "alice"}
@@ -132,21 +104,7 @@ func TestLeaderStopsWritingAtTheTermsDeadline(t *testing.T) {
 	h := newHarness(t, approval)
 	h.fire("g1", errorAlert("api-1"), t0)
 	x := h.waitState(h.waitExecutions(1)[0].ID, engine.StatePendingApproval, 0)
-	pe, err := promapi.NewEngine(promapi.DefaultConfig(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pe.Close()
-	cfg := h.cfg
-	cfg.Standby = true
-	standby, err := engine.New(context.Background(), cfg, engine.Deps{
-		Events: h.events, Query: engine.PromQuerier{Engine: pe, Queryable: h.store}, Actions: h.drv,
-		Incidents: h.inc, Feed: h.inc.Feed(incident.FeedOptions{PollInterval: 20 * time.Millisecond}), FeedHead: h.inc.FeedHead,
-		Clock: h.clock, Logger: testutil.Logger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	standby := h.standby()
 	h.stop()
 	base, cancel := context.WithCancel(context.Background())
 	term := &expiring{Context: base}
@@ -161,4 +119,26 @@ func TestLeaderStopsWritingAtTheTermsDeadline(t *testing.T) {
 	if n := h.drv.count(); n != 0 {
 		t.Fatalf("%d actions after the term's deadline", n)
 	}
+}
+
+// standby starts a second engine on the harness's store, in standby, as
+// the other replica of an HA pair.
+func (h *harness) standby() *engine.Engine {
+	h.t.Helper()
+	pe, err := promapi.NewEngine(promapi.DefaultConfig(), nil, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { pe.Close() })
+	cfg := h.cfg
+	cfg.Standby = true
+	standby, err := engine.New(context.Background(), cfg, engine.Deps{
+		Events: h.events, Query: engine.PromQuerier{Engine: pe, Queryable: h.store}, Actions: h.drv,
+		Incidents: h.inc, Feed: h.inc.Feed(incident.FeedOptions{PollInterval: 20 * time.Millisecond}), FeedHead: h.inc.FeedHead,
+		Clock: h.clock, Logger: testutil.Logger(h.t),
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return standby
 }
