@@ -2,7 +2,7 @@ package detect
 
 import (
 	"math"
-	"sort"
+	"slices"
 
 	"gonum.org/v1/gonum/mathext"
 )
@@ -242,7 +242,7 @@ func (d *Detector) rebuildSustained(hist []float64) {
 		if len(near) < 3 {
 			continue
 		}
-		sort.Float64s(near)
+		slices.Sort(near)
 		d.long.add(d.clipResid(v-near[len(near)/2]), d.n-(len(hist)-1-j))
 	}
 }
