@@ -40,6 +40,12 @@ func (n *Notifier) do(ctx context.Context, op string, call func(ctx context.Cont
 	d := n.cfg.Delivery
 	backoff := time.Duration(d.MinBackoff)
 	for attempt := 1; ; {
+		if err := n.termOver(); err != nil {
+			// A holder paused past its term (SIGSTOP, a long GC) and
+			// resumed before its election loop noticed: the next holder
+			// may already have posted this, from the same journal.
+			return fmt.Errorf("slack: %s not made: this replica's lease term is over: %w", op, err)
+		}
 		cctx, cancel := context.WithTimeout(ctx, time.Duration(d.Timeout))
 		err := call(cctx)
 		cancel()
@@ -96,4 +102,13 @@ func transient(err error) bool {
 	// proxy in between) is a transport failure rather than Slack's
 	// considered answer.
 	return true
+}
+
+// termOver is the error of the lease's term the notifier runs in, nil
+// while it lasts or without a lease.
+func (n *Notifier) termOver() error {
+	if t := n.term.Load(); t != nil {
+		return (*t).Err()
+	}
+	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +99,11 @@ type Notifier struct {
 	// approvalMu makes posting an approval request and recording it one
 	// step, so that it is posted once.
 	approvalMu sync.Mutex
+	// term is the context Run was given when the journal is in the
+	// store: the lease's term. Its Err reports the term over as soon as
+	// the holder's deadline has passed (lease.StoreElector), before the
+	// term is cancelled; contexts derived from it do not, so it is kept.
+	term atomic.Pointer[context.Context]
 }
 
 // chartJob is a chart to draw into a message's thread.
@@ -240,6 +246,9 @@ func (n *Notifier) Reload() error {
 	if n.deps.Journal == nil {
 		return nil
 	}
+	// A new term: the last one's context must not refuse what this one
+	// asks before Run starts with its own.
+	n.term.Store(nil)
 	if err := n.state.reload(); err != nil {
 		return fmt.Errorf("slack notifier: %w", err)
 	}
@@ -275,6 +284,10 @@ const feedBatch = 256
 // of an HA lease), each time after Reload.
 func (n *Notifier) Run(ctx context.Context) error {
 	defer n.state.close()
+	if n.deps.Journal != nil {
+		term := ctx // a copy: ctx is derived from below
+		n.term.Store(&term)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	charts := make(chan struct{})
 	go func() {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,6 +99,12 @@ func newEnvOn(t testing.TB, sl *slackstandin.Server) *env {
 // start runs a notifier until the test ends or stop is called.
 func (e *env) start(reg prometheus.Registerer) (n *Notifier, stop func()) {
 	e.t.Helper()
+	return e.startIn(context.Background(), reg)
+}
+
+// startIn is start with Run's context derived from parent.
+func (e *env) startIn(parent context.Context, reg prometheus.Registerer) (n *Notifier, stop func()) {
+	e.t.Helper()
 	n, err := New(e.cfg, Deps{
 		Incidents: e.mg, Feed: e.mg.Feed(incident.FeedOptions{PollInterval: 50 * time.Millisecond}), Head: e.mg.FeedHead,
 		BotToken: token, Logger: tu.Logger(e.t), Registerer: reg, Sleep: e.sleeps.sleep, Now: e.clock.Now,
@@ -109,7 +116,12 @@ func (e *env) start(reg prometheus.Registerer) (n *Notifier, stop func()) {
 	if err := n.Reload(); err != nil {
 		e.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(parent)
+	if t, ok := parent.(*termCtx); ok {
+		// Run is handed the term itself, as serve hands it the lease's.
+		t.Context, cancel = context.WithCancel(context.Background())
+		ctx = t
+	}
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
 	var once sync.Once
@@ -593,5 +605,54 @@ func TestStoreJournalHandsOver(t *testing.T) {
 	})
 	if got := e.slack.TopLevel(""); len(got) != 1 || got[0].TS != top.TS {
 		t.Fatalf("top-level messages %+v, want the first one alone", got)
+	}
+}
+
+// termCtx stands for lease.StoreElector's term context: Err reports the
+// term over once over is set, before the context is cancelled.
+type termCtx struct {
+	context.Context
+	over atomic.Bool
+}
+
+func (c *termCtx) Err() error {
+	if c.over.Load() {
+		return context.DeadlineExceeded
+	}
+	return c.Context.Err()
+}
+
+// TestPausedHolderDoesNotPost: a holder whose term is over on its own
+// clock, but not yet cancelled (a process paused past its lease and
+// resumed), makes no Slack call: the next holder may have made it from
+// the same journal. Found attacking the HA pair from outside with
+// SIGSTOP.
+func TestPausedHolderDoesNotPost(t *testing.T) {
+	e := newEnv(t)
+	e.journal = storetest.Embedded(t)
+	e.cfg.StateDir = ""
+	term := &termCtx{Context: context.Background()}
+	n, _ := e.startIn(term, nil)
+	e.fire("oncall", "g1", "HighErrorRate")
+	inc := e.onlyIncident()
+	tu.WaitFor(t, "incident posted", 5*time.Second, func() bool { return len(e.slack.TopLevel("C-DEFAULT")) == 1 })
+
+	term.over.Store(true)
+	err := n.RequestApproval(context.Background(), ApprovalRequest{IncidentID: inc.ID, ExecutionID: "ex-1", Runbook: "restart", Target: "api"})
+	if err == nil || !strings.Contains(err.Error(), "lease term is over") {
+		t.Fatalf("RequestApproval after the term: %v, want a refusal naming the term", err)
+	}
+	if got := len(e.slack.Messages("")); got != 1 {
+		t.Fatalf("%d Slack messages, want the incident's alone", got)
+	}
+	if ids := n.PendingApprovals(); len(ids) != 0 {
+		t.Fatalf("pending approvals %v recorded without a post", ids)
+	}
+
+	// The next term (Reload, then Run) posts again.
+	term2 := &termCtx{Context: context.Background()}
+	n2, _ := e.startIn(term2, nil)
+	if err := n2.RequestApproval(context.Background(), ApprovalRequest{IncidentID: inc.ID, ExecutionID: "ex-1", Runbook: "restart", Target: "api"}); err != nil {
+		t.Fatalf("RequestApproval in the next term: %v", err)
 	}
 }
