@@ -2,6 +2,7 @@ package slackapp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aiops-dev/aiops/internal/atomicfile"
 	"github.com/aiops-dev/aiops/storage"
 )
 
@@ -124,25 +126,17 @@ func newVerifier(secret string, tolerance time.Duration, now func() time.Time, p
 // rewrite writes the memory afresh (what is still in the window) and
 // reopens it for appending. Callers hold mu, or own v.
 func (v *verifier) rewrite() error {
-	tmp := v.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("slack replay memory: %w", err)
-	}
-	w := bufio.NewWriter(f)
+	var b bytes.Buffer
 	for k, until := range v.seen {
-		fmt.Fprintf(w, "%x %d\n", k, until.Unix())
+		fmt.Fprintf(&b, "%x %d\n", k, until.Unix())
 	}
-	err = errors.Join(w.Flush(), f.Sync(), f.Close())
-	if err == nil {
-		err = os.Rename(tmp, v.path)
-	}
-	if err != nil {
-		return fmt.Errorf("slack replay memory: write %s: %w", v.path, err)
+	if err := atomicfile.Write(v.path, b.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("slack replay memory: %w", err)
 	}
 	if v.file != nil {
 		v.file.Close()
 	}
+	var err error
 	v.file, err = os.OpenFile(v.path, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("slack replay memory: %w", err)
