@@ -27,7 +27,7 @@ import (
 // new series, on the labels the translator made of them (CheckLabels),
 // not on every point of every request.
 func (c Config) Admit(md pmetric.Metrics, now time.Time) Refusals {
-	a := admission{c: c, maxTS: pcommon.NewTimestampFromTime(now.Add(c.MaxFuture)), minTS: oldest(now, c.MaxAge), now: now}
+	a := admission{timeWindow: c.window(now)}
 	md.ResourceMetrics().RemoveIf(func(rm pmetric.ResourceMetrics) bool {
 		sms := rm.ScopeMetrics()
 		if v := a.attrs(rm.Resource().Attributes(), "resource attribute"); v.Reason != "" {
@@ -46,10 +46,7 @@ func (c Config) Admit(md pmetric.Metrics, now time.Time) Refusals {
 }
 
 type admission struct {
-	c       Config
-	maxTS   pcommon.Timestamp
-	minTS   pcommon.Timestamp
-	now     time.Time
+	timeWindow
 	refused Refusals
 }
 
@@ -128,12 +125,9 @@ func (a *admission) metric(m pmetric.Metric) bool {
 
 // point reports whether a point must be refused, and records why.
 func (a *admission) point(metric string, ts pcommon.Timestamp, attrs pcommon.Map) bool {
-	if ts > a.maxTS {
-		a.refused.Add(Violation{Reason: TooFarInFuture, Metric: metric, Ahead: ahead(ts, a.now), Limit: int(a.c.MaxFuture)}, 1)
-		return true
-	}
-	if ts < a.minTS {
-		a.refused.Add(Violation{Reason: TooFarInPast, Metric: metric, Ahead: a.now.Sub(ts.AsTime()), Limit: int(a.c.MaxAge)}, 1)
+	if v, bad := a.check(ts); bad {
+		v.Metric = metric
+		a.refused.Add(v, 1)
 		return true
 	}
 	if n := attrs.Len(); a.c.LabelLimit > 0 && n > a.c.LabelLimit {

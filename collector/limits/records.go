@@ -21,7 +21,8 @@ import (
 // be acknowledged and then deleted within the hour (retention is measured
 // from its time).
 func (c Config) AdmitLogs(ld plog.Logs, now time.Time) Refusals {
-	w := c.window(now, "log record")
+	w := c.window(now)
+	var r Refusals
 	ld.ResourceLogs().RemoveIf(func(rl plog.ResourceLogs) bool {
 		rl.ScopeLogs().RemoveIf(func(sl plog.ScopeLogs) bool {
 			sl.LogRecords().RemoveIf(func(lr plog.LogRecord) bool {
@@ -29,51 +30,61 @@ func (c Config) AdmitLogs(ld plog.Logs, now time.Time) Refusals {
 				if ts == 0 {
 					ts = lr.ObservedTimestamp()
 				}
-				return w.refuse(ts)
+				return r.refuse(w, ts, "log record")
 			})
 			return sl.LogRecords().Len() == 0
 		})
 		return rl.ScopeLogs().Len() == 0
 	})
-	return w.refused
+	return r
 }
 
 // AdmitSpans removes from td the spans whose start is outside the same
 // window as AdmitLogs', and returns what it removed.
 func (c Config) AdmitSpans(td ptrace.Traces, now time.Time) Refusals {
-	w := c.window(now, "span")
+	w := c.window(now)
+	var r Refusals
 	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
 		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
-			ss.Spans().RemoveIf(func(s ptrace.Span) bool { return w.refuse(s.StartTimestamp()) })
+			ss.Spans().RemoveIf(func(s ptrace.Span) bool { return r.refuse(w, s.StartTimestamp(), "span") })
 			return ss.Spans().Len() == 0
 		})
 		return rs.ScopeSpans().Len() == 0
 	})
-	return w.refused
+	return r
 }
 
-// timeWindow judges items' times against the collector's clock.
+// timeWindow judges times against the collector's clock: metric points
+// (Admit), log records and spans alike.
 type timeWindow struct {
 	c            Config
 	now          time.Time
-	what         string
 	minTS, maxTS pcommon.Timestamp
-	refused      Refusals
 }
 
-func (c Config) window(now time.Time, what string) *timeWindow {
-	return &timeWindow{c: c, now: now, what: what,
-		minTS: oldest(now, c.MaxAge), maxTS: pcommon.NewTimestampFromTime(now.Add(c.MaxFuture))}
+func (c Config) window(now time.Time) timeWindow {
+	return timeWindow{c: c, now: now, minTS: oldest(now, c.MaxAge), maxTS: pcommon.NewTimestampFromTime(now.Add(c.MaxFuture))}
 }
 
-func (w *timeWindow) refuse(ts pcommon.Timestamp) bool {
+// check returns the violation of a time outside the window (its Metric
+// or Where for the caller to name), and whether there is one.
+func (w timeWindow) check(ts pcommon.Timestamp) (Violation, bool) {
 	switch {
 	case ts > w.maxTS:
-		w.refused.Add(Violation{Reason: TooFarInFuture, Where: w.what, Ahead: ahead(ts, w.now), Limit: int(w.c.MaxFuture)}, 1)
+		return Violation{Reason: TooFarInFuture, Ahead: ahead(ts, w.now), Limit: int(w.c.MaxFuture)}, true
 	case ts < w.minTS:
-		w.refused.Add(Violation{Reason: TooFarInPast, Where: w.what, Ahead: w.now.Sub(ts.AsTime()), Limit: int(w.c.MaxAge)}, 1)
-	default:
-		return false
+		return Violation{Reason: TooFarInPast, Ahead: w.now.Sub(ts.AsTime()), Limit: int(w.c.MaxAge)}, true
 	}
-	return true
+	return Violation{}, false
+}
+
+// refuse records an item (what) whose time is outside w, and reports
+// whether it is.
+func (r *Refusals) refuse(w timeWindow, ts pcommon.Timestamp, what string) bool {
+	v, bad := w.check(ts)
+	if bad {
+		v.Where = what
+		r.Add(v, 1)
+	}
+	return bad
 }
