@@ -599,40 +599,18 @@ type pairView struct {
 	val        []byte // unless the value is a dictionary number
 }
 
-// spanDecoder reads the encoding; a malformed block (which the head never
-// writes) reads as zeros.
-type spanDecoder struct {
-	b   []byte
-	bad bool
-}
+// spanDecoder reads the encoding with the WAL record's decoder; a
+// malformed block (which the head never writes) reads as zeros.
+type spanDecoder struct{ recordDecoder }
 
-func (d *spanDecoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.bad, d.b = true, nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *spanDecoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.bad, d.b = true, nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
+// bytes reads the next n bytes, in place.
 func (d *spanDecoder) bytes(n uint64) []byte {
-	if n > uint64(len(d.b)) {
-		d.bad, d.b = true, nil
+	if n > uint64(len(d.buf)) {
+		d.fail()
 		return nil
 	}
-	v := d.b[:n]
-	d.b = d.b[n:]
+	v := d.buf[:n]
+	d.buf = d.buf[n:]
 	return v
 }
 
@@ -645,7 +623,7 @@ func (d *spanDecoder) pairs(dst []pairView, dictVals bool) []pairView {
 	dst = dst[:0]
 	n := d.uvarint()
 	for range n {
-		if d.bad {
+		if d.err != nil {
 			break
 		}
 		p := pairView{key: uint32(d.uvarint())}
@@ -661,7 +639,7 @@ func (d *spanDecoder) pairs(dst []pairView, dictVals bool) []pairView {
 
 // decode reads span i of c into v, reusing v's slices.
 func (c *spanChunk) decode(i int32, v *spanView) {
-	d := spanDecoder{b: c.span(i)}
+	d := spanDecoder{recordDecoder{buf: c.span(i)}}
 	v.spanID, v.parent = d.id(), d.id()
 	v.name, v.kind = uint32(d.uvarint()), uint32(d.uvarint())
 	v.service, v.scope = uint32(d.uvarint()), uint32(d.uvarint())
@@ -677,7 +655,7 @@ func (c *spanChunk) decode(i int32, v *spanView) {
 
 // spanIDOf decodes the id of span i of c alone.
 func (c *spanChunk) spanIDOf(i int32) string {
-	d := spanDecoder{b: c.span(i)}
+	d := spanDecoder{recordDecoder{buf: c.span(i)}}
 	return d.id().String()
 }
 
