@@ -107,7 +107,7 @@ type sampleCache struct {
 	gate syncGate
 	// read holds the block numbers seen, per shard (one on a single
 	// server): unique across a table of one server.
-	read map[int]*blockRanges
+	read readBlocks[int]
 }
 
 func newSampleCache(maxBytes int64, refresh time.Duration) *sampleCache {
@@ -118,7 +118,7 @@ func newSampleCache(maxBytes int64, refresh time.Duration) *sampleCache {
 		invalidWin: map[int64]uint64{},
 		invalidDay: map[int32]uint64{},
 		present:    map[int32]bool{},
-		read:       map[int]*blockRanges{},
+		read:       readBlocks[int]{},
 	}
 	c.head.prev, c.head.next = &c.head, &c.head
 	return c
@@ -388,7 +388,7 @@ func (s *Store) readSampleChanges(ctx context.Context, now time.Time) error {
 	var unread, scan []tablePart
 	for _, p := range parts {
 		days[p.day] = true
-		if r := c.read[p.shard]; r != nil && r.covers(p.minBlock, p.maxBlock) {
+		if c.read.covers(p.shard, p) {
 			continue
 		}
 		unread = append(unread, p)
@@ -431,10 +431,7 @@ func (s *Store) readSampleChanges(ctx context.Context, now time.Time) error {
 				complete = false
 				continue
 			}
-			if c.read[p.shard] == nil {
-				c.read[p.shard] = &blockRanges{}
-			}
-			c.read[p.shard].add(p.minBlock, p.maxBlock)
+			c.read.add(p.shard, p)
 		}
 	}
 	c.keepDays(days)

@@ -76,7 +76,7 @@ type seriesIndex struct {
 
 	// gate runs the syncs; read belongs to them.
 	gate syncGate
-	read map[shardDay]*blockRanges // partition (day) of a shard → block numbers read
+	read readBlocks[shardDay] // partition (day) of a shard → block numbers read
 }
 
 func newSeriesIndex(refresh time.Duration) *seriesIndex {
@@ -84,7 +84,7 @@ func newSeriesIndex(refresh time.Duration) *seriesIndex {
 		gate:     syncGate{refresh: refresh},
 		byFP:     map[uint64]*indexEntry{},
 		postings: map[string]map[string][]*indexEntry{},
-		read:     map[shardDay]*blockRanges{},
+		read:     readBlocks[shardDay]{},
 	}
 }
 
@@ -341,7 +341,7 @@ func (s *Store) readSeriesChanges(ctx context.Context) error {
 		days[p.day] = true
 		sd := shardDay{p.shard, p.day}
 		shardDays[sd] = true
-		if r := ix.read[sd]; r == nil || !r.covers(p.minBlock, p.maxBlock) {
+		if !ix.read.covers(sd, p) {
 			unread = append(unread, p)
 		}
 	}
@@ -360,13 +360,7 @@ func (s *Store) readSeriesChanges(ctx context.Context) error {
 			if !active[p.key()] {
 				continue
 			}
-			sd := shardDay{p.shard, p.day}
-			r := ix.read[sd]
-			if r == nil {
-				r = &blockRanges{}
-				ix.read[sd] = r
-			}
-			r.add(p.minBlock, p.maxBlock)
+			ix.read.add(shardDay{p.shard, p.day}, p)
 		}
 	}
 	dropped := false
@@ -443,6 +437,27 @@ func (s *Store) readSeriesPartsOf(ctx context.Context, conn driver.Conn, table s
 		return s.wrap("read series", err)
 	}
 	return nil
+}
+
+// readBlocks is what the syncs of a table have read of its parts: the
+// block numbers, by shard (and day, for the series index). A part whose
+// blocks are covered was read whole and is not read again.
+type readBlocks[K comparable] map[K]*blockRanges
+
+// covers reports whether part p, under key k, was read.
+func (m readBlocks[K]) covers(k K, p tablePart) bool {
+	r := m[k]
+	return r != nil && r.covers(p.minBlock, p.maxBlock)
+}
+
+// add records part p, under key k, as read.
+func (m readBlocks[K]) add(k K, p tablePart) {
+	r := m[k]
+	if r == nil {
+		r = &blockRanges{}
+		m[k] = r
+	}
+	r.add(p.minBlock, p.maxBlock)
 }
 
 // blockRanges is a set of block numbers as sorted, disjoint, non-adjacent

@@ -203,8 +203,8 @@ type spanHead struct {
 
 	// gate runs the syncs; read and seenDays belong to them.
 	gate     syncGate
-	read     map[int]*blockRanges // shard → block numbers read
-	seenDays map[int32]bool       // the days the last listing had
+	read     readBlocks[int] // shard → block numbers read
+	seenDays map[int32]bool  // the days the last listing had
 	// loadOld serialises loads of the old-trace filter.
 	loadOld sync.Mutex
 	// answered counts the reads the head answered.
@@ -222,7 +222,7 @@ func newSpanHead(maxBytes int64, refresh time.Duration, now func() time.Time) *s
 		hours:    map[int64]*headHour{},
 		dict:     spanDict{ids: map[string]uint32{}},
 		gate:     syncGate{refresh: refresh, now: now},
-		read:     map[int]*blockRanges{},
+		read:     readBlocks[int]{},
 	}
 }
 

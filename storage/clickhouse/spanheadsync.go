@@ -223,7 +223,7 @@ func (s *Store) readSpanChanges(ctx context.Context) error {
 	var unread []tablePart
 	for _, p := range parts {
 		days[p.day] = true
-		if r := h.read[p.shard]; r != nil && r.covers(p.minBlock, p.maxBlock) {
+		if h.read.covers(p.shard, p) {
 			continue
 		}
 		unread = append(unread, p)
@@ -262,10 +262,7 @@ func (s *Store) readSpanChanges(ctx context.Context) error {
 				complete = false
 				continue
 			}
-			if h.read[p.shard] == nil {
-				h.read[p.shard] = &blockRanges{}
-			}
-			h.read[p.shard].add(p.minBlock, p.maxBlock)
+			h.read.add(p.shard, p)
 		}
 	}
 	h.setComplete(complete)
