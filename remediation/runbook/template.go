@@ -279,6 +279,11 @@ func TargetRefs(text string) []string {
 	}
 	var out []string
 	var walk func(n parse.Node)
+	branch := func(b *parse.BranchNode) {
+		walk(b.Pipe)
+		walk(b.List)
+		walk(b.ElseList)
+	}
 	walk = func(n parse.Node) {
 		switch n := n.(type) {
 		case nil:
@@ -305,17 +310,11 @@ func TargetRefs(text string) []string {
 		case *parse.ChainNode:
 			walk(n.Node)
 		case *parse.IfNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
+			branch(&n.BranchNode)
 		case *parse.RangeNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
+			branch(&n.BranchNode)
 		case *parse.WithNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
+			branch(&n.BranchNode)
 		case *parse.TemplateNode:
 			walk(n.Pipe)
 		case *parse.VariableNode:
