@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/aiops-dev/aiops/collector/internal/loglimit"
 	"github.com/aiops-dev/aiops/collector/internal/obs"
 )
 
@@ -39,7 +40,7 @@ func newTelemetryFactory(logger *slog.Logger, reg prometheus.Registerer, reader 
 	return telemetry.NewFactory(
 		func() component.Config { return &telemetryConfig{} },
 		telemetry.WithCreateLogger(func(context.Context, telemetry.LoggerSettings, component.Config) (*zap.Logger, component.ShutdownFunc, error) {
-			return zap.New(&slogCore{h: logger.Handler(), lim: newLogLimiter(time.Now)}), nil, nil
+			return zap.New(&slogCore{h: logger.Handler(), lim: loglimit.New(time.Now)}), nil, nil
 		}),
 		telemetry.WithCreateMeterProvider(func(context.Context, telemetry.MeterSettings, component.Config) (telemetry.MeterProvider, error) {
 			exp, err := otelprom.New(
@@ -180,14 +181,14 @@ func signalOf(dataType string) string {
 // collector's components log through the process's logger.
 //
 // Warnings and errors are limited to one line per component and message
-// a minute (logEvery), the next line saying how many were left out: the
+// a minute (loglimit.Every), the next line saying how many were left out: the
 // framework logs one per refused request or queue item ("Exporting
 // failed. Rejecting data.", "Failed retrieving item"), and on a full disk
 // that was 6,000 error lines in 90 s from eight clients, written to the
 // disk that is full when logs go to the data disk.
 type slogCore struct {
 	h   slog.Handler
-	lim *logLimiter
+	lim *loglimit.Limiter
 	// scope identifies the component: the fields the core was made With.
 	scope string
 }
@@ -228,7 +229,7 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	var unlogged int
 	if e.Level >= zapcore.WarnLevel && c.lim != nil {
 		var ok bool
-		if unlogged, ok = c.lim.allow(c.scope + e.LoggerName + "\x00" + e.Message); !ok {
+		if unlogged, ok = c.lim.Allow(c.scope + e.LoggerName + "\x00" + e.Message); !ok {
 			return nil
 		}
 	}
@@ -241,54 +242,6 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 		r.AddAttrs(slog.Int("repeats_unlogged", unlogged))
 	}
 	return c.h.Handle(context.Background(), r)
-}
-
-// logEvery is how often one component's warning or error with one message
-// is logged at most.
-const logEvery = time.Minute
-
-// maxLimitedLines bounds the lines logLimiter remembers.
-const maxLimitedLines = 4096
-
-// logLimiter counts, per component and message, the lines left out since
-// the last one logged.
-type logLimiter struct {
-	now func() time.Time
-
-	mu   sync.Mutex
-	last map[string]*limitedLine
-}
-
-type limitedLine struct {
-	at       time.Time
-	unlogged int
-}
-
-func newLogLimiter(now func() time.Time) *logLimiter {
-	return &logLimiter{now: now, last: map[string]*limitedLine{}}
-}
-
-// allow reports whether the line keyed key is logged now, and how many
-// were left out before it.
-func (l *logLimiter) allow(key string) (unlogged int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if ln := l.last[key]; ln != nil && now.Sub(ln.at) < logEvery {
-		ln.unlogged++
-		return 0, false
-	}
-	if ln := l.last[key]; ln != nil {
-		unlogged = ln.unlogged
-	}
-	// Keys are components times the messages the framework writes, a
-	// fixed set; should a message carry data after all, forgetting the
-	// lines keeps the map small.
-	if len(l.last) >= maxLimitedLines {
-		clear(l.last)
-	}
-	l.last[key] = &limitedLine{at: now}
-	return unlogged, true
 }
 
 func (*slogCore) Sync() error { return nil }

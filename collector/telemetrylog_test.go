@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/aiops-dev/aiops/collector/internal/loglimit"
 	"github.com/aiops-dev/aiops/internal/testutil"
 )
 
@@ -22,7 +23,7 @@ import (
 func TestFrameworkLogIsLimited(t *testing.T) {
 	var buf bytes.Buffer
 	clock := testutil.NewClock(testutil.Epoch)
-	core := &slogCore{h: slog.NewTextHandler(&buf, nil), lim: newLogLimiter(clock.Now)}
+	core := &slogCore{h: slog.NewTextHandler(&buf, nil), lim: loglimit.New(clock.Now)}
 	logger := zap.New(core)
 	logs, traces := logger.With(zap.String("otelcol.signal", "logs")), logger.With(zap.String("otelcol.signal", "traces"))
 	for range 1000 {

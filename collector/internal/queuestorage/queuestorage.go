@@ -23,13 +23,14 @@ package queuestorage
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
+
+	"github.com/aiops-dev/aiops/collector/internal/loglimit"
 )
 
 // Type is the extension's type in the collector configuration.
@@ -70,20 +71,15 @@ func (w *wrapped) GetClient(ctx context.Context, kind component.Kind, id compone
 	if err != nil {
 		return nil, err
 	}
-	return &client{Client: c, logger: w.logger.With("queue", id.String()+"/"+name)}, nil
+	return &client{Client: c, logger: w.logger.With("queue", id.String()+"/"+name), lim: loglimit.New(time.Now)}, nil
 }
-
-// logEvery bounds the warnings while a disk stays full: the reader may
-// pass thousands of requests a second.
-const logEvery = time.Minute
 
 type client struct {
 	storage.Client
 	logger *slog.Logger
-
-	mu      sync.Mutex
-	lastLog time.Time
-	unlog   int
+	// lim bounds the warnings while a disk stays full: the reader may
+	// pass thousands of requests a second.
+	lim *loglimit.Limiter
 }
 
 // Batch applies ops. When a batch that reads and writes fails, the reads
@@ -113,13 +109,8 @@ func (c *client) Batch(ctx context.Context, ops ...*storage.Operation) error {
 }
 
 func (c *client) warn(err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now := time.Now(); now.Sub(c.lastLog) >= logEvery {
+	if unlogged, ok := c.lim.Allow(""); ok {
 		c.logger.Warn("The queue's bookkeeping could not be written; requests read since may be delivered again after a restart",
-			"err", err, "unlogged", c.unlog)
-		c.lastLog, c.unlog = now, 0
-		return
+			"err", err, "unlogged", unlogged)
 	}
-	c.unlog++
 }
