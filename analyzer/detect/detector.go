@@ -360,23 +360,34 @@ func (d *Detector) histAt(k int) float64 {
 // predict returns the expected value of the next point.
 func (d *Detector) predict() float64 {
 	if d.period > 0 {
-		var buf [9]float64
-		vals := buf[:0]
-		for k := 1; k <= 3; k++ {
-			for j := -1; j <= 1; j++ {
-				// The next point is at offset -1 from newest; k periods
-				// back is k*period-1 from newest.
-				if x := d.histAt(k*d.period - 1 + j); !math.IsNaN(x) {
-					vals = append(vals, x)
-				}
-			}
-		}
-		if len(vals) >= 3 {
-			sort.Float64s(vals)
-			return vals[len(vals)/2]
+		// The next point is at offset -1 from newest; back points before
+		// it is back-1 from newest.
+		if m, ok := phaseMedian(d.period, func(back int) float64 { return d.histAt(back - 1) }); ok {
+			return m
 		}
 	}
 	return d.values.quantile(0.5)
+}
+
+// phaseMedian is the seasonal prediction of a point: the median of the
+// values at its phase (±1 point) in the last three cycles, at(back) being
+// the value back points before it (NaN for a gap); false with fewer than
+// three values.
+func phaseMedian(period int, at func(back int) float64) (float64, bool) {
+	var buf [9]float64
+	vals := buf[:0]
+	for k := 1; k <= 3; k++ {
+		for j := -1; j <= 1; j++ {
+			if x := at(k*period + j); !math.IsNaN(x) {
+				vals = append(vals, x)
+			}
+		}
+	}
+	if len(vals) < 3 {
+		return 0, false
+	}
+	sort.Float64s(vals)
+	return vals[len(vals)/2], true
 }
 
 // envelope returns the range the seasonal history allows at the next

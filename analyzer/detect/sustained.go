@@ -2,7 +2,6 @@ package detect
 
 import (
 	"math"
-	"slices"
 
 	"gonum.org/v1/gonum/mathext"
 )
@@ -230,20 +229,11 @@ func (d *Detector) rebuildSustained(hist []float64) {
 		if math.IsNaN(v) {
 			continue
 		}
-		var buf [9]float64
-		near := buf[:0]
-		for k := 1; k <= 3; k++ {
-			for o := -1; o <= 1; o++ {
-				if x := hist[j-k*p+o]; !math.IsNaN(x) {
-					near = append(near, x)
-				}
-			}
-		}
-		if len(near) < 3 {
+		pred, ok := phaseMedian(p, func(back int) float64 { return hist[j-back] })
+		if !ok {
 			continue
 		}
-		slices.Sort(near)
-		d.long.add(d.clipResid(v-near[len(near)/2]), d.n-(len(hist)-1-j))
+		d.long.add(d.clipResid(v-pred), d.n-(len(hist)-1-j))
 	}
 }
 
